@@ -1,0 +1,104 @@
+// The loader-independent form of a model, as every stage after src/io/ sees it.
+// Whatever the file format (GGUF, Hugging Face folder, llama2.c), loading produces a LoadedModel:
+// a ModelConfig, the tokenizer's data, the metadata, and named tensors dequantized to f32.
+// Tensor names are always GGUF's names (token_embd.weight, blk.N.attn_q.weight, ...), whatever the
+// source format; see docs/architecture.md for the full list.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/mmap.h"
+#include "io/gguf.h"
+
+namespace ctrust {
+
+// How RoPE pairs the dimensions of a head. GGUF "llama" files and llama2.c checkpoints use
+// interleaved pairs (2i, 2i+1); Hugging Face checkpoints and GGUF qwen2/gemma use NeoX pairs (i, i+d/2).
+enum class RopeLayout { Interleaved, NeoX };
+
+struct ModelConfig {
+  std::string arch = "llama";  // llama, mistral, qwen2 (Llama family)
+  int n_vocab = 0;
+  int dim = 0;         // embedding width
+  int n_layers = 0;
+  int n_heads = 0;
+  int n_kv_heads = 0;  // < n_heads means grouped-query attention
+  int head_dim = 0;    // dim / n_heads unless the file says otherwise
+  int hidden_dim = 0;  // FFN width
+  int n_ctx = 0;       // training context length
+  float norm_eps = 1e-5f;
+  float rope_theta = 10000.0f;
+  float rope_freq_scale = 1.0f;  // linear position scaling (1 = none)
+  RopeLayout rope = RopeLayout::Interleaved;
+  bool qkv_bias = false;    // Qwen2: biases on q, k, v
+  bool tied_output = false; // output head shares token_embd.weight
+};
+
+struct TokenizerData {
+  std::string model;  // "llama" = SentencePiece BPE with byte fallback; "gpt2" = byte-level BPE
+  std::string pre;    // pre-tokenizer name, as GGUF tokenizer.ggml.pre ("default", "smollm", "llama-bpe", "qwen2", ...)
+  std::vector<std::string> tokens;
+  std::vector<float> scores;          // llama: piece scores (merge priority); may be empty for gpt2
+  std::vector<int32_t> token_types;   // 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte
+  std::vector<std::string> merges;    // gpt2: "left right", highest priority first
+  int32_t bos_id = -1, eos_id = -1, unk_id = -1, pad_id = -1;
+  bool add_bos = true;
+  bool add_eos = false;
+  bool add_space_prefix = true;       // llama: prepend U+2581 to the text
+  std::string chat_template;          // Jinja text from the file, if any
+};
+
+// One tensor, dequantized to f32. Shapes are in ggml order: ne[0] is the innermost (contiguous)
+// dimension, so a weight matrix W with `out` rows of `in` inputs has ne = {in, out}, row-major.
+struct Tensor {
+  std::string name;
+  std::vector<int64_t> ne;
+  GgmlType src_type = GgmlType::F32;  // storage type in the source file
+  const float* data = nullptr;        // points into `owned` or, for F32 sources, into the mapped file
+  std::vector<float> owned;
+  const uint8_t* raw = nullptr;       // the source bytes (in the mapped file), if the source is GGUF
+  size_t raw_bytes = 0;
+
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : ne) n *= d;
+    return n;
+  }
+  int64_t rows() const { return ne.size() < 2 ? 1 : numel() / ne[0]; }
+  int64_t cols() const { return ne.empty() ? 0 : ne[0]; }
+};
+
+struct LoadedModel {
+  std::string path;                 // what the user named
+  std::string format;               // "gguf", "hf", "llama2c"
+  ModelConfig cfg;
+  TokenizerData tok;
+  std::vector<GgufKV> meta;         // every metadata key/value (GGUF's own; synthesized for other formats)
+  std::map<std::string, Tensor> tensors;
+  std::shared_ptr<MappedFile> map;  // keeps zero-copy tensor data alive (may hold several files)
+  std::vector<std::shared_ptr<MappedFile>> extra_maps;
+
+  const Tensor* find(const std::string& name) const {
+    auto it = tensors.find(name);
+    return it == tensors.end() ? nullptr : &it->second;
+  }
+  const Tensor& get(const std::string& name) const;  // throws Error("<path>: missing tensor <name>")
+};
+
+struct LoadOptions {
+  std::string tokenizer_path;  // llama2.c: the tokenizer .bin (default: tokenizer.bin beside the model)
+};
+
+// Detects the format (GGUF magic; a folder with config.json; otherwise a llama2.c checkpoint) and loads.
+// Every problem is a ctrust::Error naming the file: wrong magic, truncated data, unknown tensor type or
+// architecture, shapes that overflow or disagree with the config, missing tokenizer.
+LoadedModel load_model(const std::string& path, const LoadOptions& opts = {});
+
+LoadedModel load_gguf_model(const std::string& path);
+LoadedModel load_hf_model(const std::string& dir);
+LoadedModel load_llama2c_model(const std::string& path, const std::string& tokenizer_path);
+
+}  // namespace ctrust
