@@ -1,0 +1,37 @@
+// Where tests find the real models and data. Nothing is copied into the repository:
+// ../shared sits beside the project root; SmolLM2-135M is fetched by scripts/setup.sh into the cache.
+#pragma once
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace ctrust::test {
+
+inline std::string source_dir() {
+  const char* e = std::getenv("CTRUST_SOURCE_DIR");
+  return e ? e : CTRUST_SOURCE_DIR;
+}
+inline std::string shared_dir() {
+  const char* e = std::getenv("CTRUST_SHARED");
+  return e ? e : source_dir() + "/../shared";
+}
+inline std::string cache_dir() {
+  if (const char* e = std::getenv("CTRUST_CACHE")) return e;
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : "/tmp") + "/.cache/ctrust";
+}
+inline std::string golden_dir() { return source_dir() + "/tests/golden"; }
+inline std::string stories_gguf() { return shared_dir() + "/models/stories260K/stories260K-f32.gguf"; }
+inline std::string stories_bin() { return shared_dir() + "/models/stories260K/stories260K.bin"; }
+inline std::string stories_tok() { return shared_dir() + "/models/stories260K/tok512.bin"; }
+inline std::string smollm_q4_1() { return cache_dir() + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"; }
+// F32 copy of SmolLM2 written by ctrust's own GGUF writer (scripts/setup.sh makes it).
+inline std::string smollm_f32() { return cache_dir() + "/models/SmolLM2-135M-Instruct.F32.gguf"; }
+// A scratch folder for files a test writes.
+inline std::string scratch_dir() {
+  auto p = std::filesystem::temp_directory_path() / "ctrust-tests";
+  std::filesystem::create_directories(p);
+  return p.string();
+}
+
+}  // namespace ctrust::test
