@@ -1,0 +1,87 @@
+// The transformer (Llama family, config-driven), its KV cache, and the primitives every later stage uses:
+// logits/log-probabilities of every position of a token sequence, and generation.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "io/model_file.h"
+#include "io/tokenizer.h"
+#include "ops/linear.h"
+
+namespace ctrust {
+
+struct LayerWeights {
+  const float* attn_norm = nullptr;  // [dim]
+  Linear wq, wk, wv, wo;             // q: dim -> n_heads*head_dim, k/v: dim -> n_kv_heads*head_dim, o: back to dim
+  const float* ffn_norm = nullptr;   // [dim]
+  Linear w_gate, w_up, w_down;       // SwiGLU: down(silu(gate(x)) * up(x))
+};
+
+struct Model {
+  LoadedModel file;  // owns the tensors the pointers below refer to
+  ModelConfig cfg;
+  Tokenizer tok;
+  const float* tok_embd = nullptr;  // [n_vocab][dim]
+  std::vector<LayerWeights> layers;
+  const float* output_norm = nullptr;
+  Linear output;                    // dim -> n_vocab (tied: token_embd)
+};
+
+// Validates shapes against the config (vocab vs embedding rows, head counts, ...) and builds the model.
+// Throws Error("<path>: ...") on any disagreement.
+std::unique_ptr<Model> make_model(LoadedModel lm);
+// load_model + make_model.
+std::unique_ptr<Model> open_model(const std::string& path, const LoadOptions& opts = {});
+// Re-points the layer/Linear pointers at model.file.tensors (after a stage replaced tensor data).
+void rebind_weights(Model& m);
+
+// Key/value cache of one sequence: positions [0, n_past) are filled.
+struct KVCache {
+  int n_ctx = 0;
+  int n_past = 0;
+  int kv_dim = 0;
+  std::vector<float> k, v;  // [n_layers][n_ctx][kv_dim]
+  void truncate(int n) { if (n < n_past) n_past = n; }  // forget positions >= n (prefix reuse)
+};
+KVCache make_cache(const Model& m, int n_ctx);
+
+// Observes the input of every Linear during a forward pass (calibration for compression):
+// layer index, tensor name without the "blk.N." prefix ("attn_q", "ffn_down", ...), rows x cols activations.
+using LinearObserver = std::function<void(int layer, std::string_view name, const float* x, int rows, int cols)>;
+
+struct ForwardOptions {
+  bool all_logits = true;            // false: only the last position's logits
+  const LinearObserver* observer = nullptr;
+};
+
+// Runs tokens[0..n) at positions cache.n_past .. cache.n_past+n-1, appending to the cache.
+// logits (if not null) receives n x n_vocab values (all_logits) or n_vocab values (last only).
+// Throws Error if the cache would overflow or a token id is out of range.
+void forward(const Model& m, KVCache& cache, const int32_t* tokens, int n, float* logits,
+             const ForwardOptions& opt = {});
+
+// log p(tokens[i] | tokens[0..i)) for i = 1..n-1 (n-1 values), in chunks that fit the cache.
+std::vector<float> token_logprobs(const Model& m, std::span<const int32_t> tokens);
+
+// In-place log-softmax of one row of logits.
+void log_softmax(float* row, int n);
+
+struct GenerateOptions {
+  int max_tokens = 128;
+  float temperature = 0.0f;  // 0 = greedy
+  float top_p = 1.0f;
+  uint64_t seed = 0;
+  bool stop_at_eos = true;
+  std::vector<std::string> stop_strings;
+};
+// Generates after the prompt (which should already carry BOS if the model wants it).
+// on_token (optional) is called with each new token id; returning false stops.
+std::vector<int32_t> generate(const Model& m, const std::vector<int32_t>& prompt, const GenerateOptions& opt,
+                              const std::function<bool(int32_t)>& on_token = {});
+
+}  // namespace ctrust
