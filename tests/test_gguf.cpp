@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "io/gguf.h"
+#include "io/model_file.h"
 #include "test_paths.h"
 
 using namespace ctrust;
@@ -97,4 +98,89 @@ TEST(Gguf, TypeTable) {
   EXPECT_THROW(ggml_nbytes(GgmlType::Q8_0, 33), Error);
   EXPECT_EQ(ggml_type_info(5), nullptr);
   EXPECT_STREQ(ggml_type_name(GgmlType::Q6_K), "q6_k");
+}
+
+// ---------------------------------------------------------------- load_gguf_model / load_model
+
+TEST(GgufModel, LoadsStories260K) {
+  LoadedModel m = load_model(test::stories_gguf());
+  EXPECT_EQ(m.format, "gguf");
+  const ModelConfig& c = m.cfg;
+  EXPECT_EQ(c.arch, "llama");
+  EXPECT_EQ(c.dim, 64);
+  EXPECT_EQ(c.n_layers, 5);
+  EXPECT_EQ(c.n_heads, 8);
+  EXPECT_EQ(c.n_kv_heads, 4);
+  EXPECT_EQ(c.head_dim, 8);
+  EXPECT_EQ(c.hidden_dim, 172);
+  EXPECT_EQ(c.n_ctx, 512);
+  EXPECT_EQ(c.n_vocab, 512);
+  EXPECT_FLOAT_EQ(c.norm_eps, 1e-5f);
+  EXPECT_FLOAT_EQ(c.rope_theta, 10000.0f);
+  EXPECT_FLOAT_EQ(c.rope_freq_scale, 1.0f);
+  EXPECT_EQ(c.rope, RopeLayout::Interleaved);
+  EXPECT_FALSE(c.qkv_bias);
+  EXPECT_EQ(m.tok.model, "llama");
+  EXPECT_EQ(m.tok.tokens.size(), 512u);
+  EXPECT_EQ(m.tok.bos_id, 1);
+  EXPECT_EQ(m.tok.eos_id, 2);
+  EXPECT_EQ(m.meta.size(), 18u);
+  // F32 tensors are zero-copy views of the mapped file.
+  const Tensor& q = m.get("blk.2.attn_q.weight");
+  EXPECT_EQ(q.ne, (std::vector<int64_t>{64, 64}));
+  EXPECT_TRUE(q.owned.empty());
+  EXPECT_EQ(reinterpret_cast<const uint8_t*>(q.data), q.raw);
+  EXPECT_GE(q.raw, m.map->data());
+  EXPECT_LE(q.raw + q.raw_bytes, m.map->data() + m.map->size());
+  EXPECT_EQ(m.get("blk.4.attn_k.weight").ne, (std::vector<int64_t>{64, 32}));
+  EXPECT_EQ(m.get("blk.0.ffn_down.weight").ne, (std::vector<int64_t>{172, 64}));
+  EXPECT_THROW(m.get("blk.5.attn_q.weight"), Error);
+  EXPECT_EQ(c.tied_output, m.find("output.weight") == nullptr);
+}
+
+TEST(GgufModel, LoadsSmolLM2) {
+  if (!have(test::smollm_q4_1())) GTEST_SKIP() << "SmolLM2 not fetched";
+  LoadedModel m = load_model(test::smollm_q4_1());
+  const ModelConfig& c = m.cfg;
+  EXPECT_EQ(c.dim, 576);
+  EXPECT_EQ(c.n_layers, 30);
+  EXPECT_EQ(c.n_heads, 9);
+  EXPECT_EQ(c.n_kv_heads, 3);
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_EQ(c.hidden_dim, 1536);
+  EXPECT_EQ(c.n_ctx, 8192);
+  EXPECT_EQ(c.n_vocab, 49152);
+  EXPECT_FLOAT_EQ(c.rope_theta, 100000.0f);
+  EXPECT_TRUE(c.tied_output);
+  EXPECT_EQ(m.tok.model, "gpt2");
+  EXPECT_EQ(m.tensors.size(), 272u);
+  const Tensor& e = m.get("token_embd.weight");
+  EXPECT_EQ(e.src_type, GgmlType::Q8_0);
+  EXPECT_EQ(e.owned.size(), 576u * 49152u);
+  EXPECT_EQ(e.raw_bytes, 576u / 32 * 34 * 49152);
+  // Spot check against a hand decode of the first Q8_0 block: value = int8 * f16 scale.
+  uint16_t d16;
+  std::memcpy(&d16, e.raw, 2);
+  const float d = ggml_fp16_to_fp32(d16);
+  for (int j = 0; j < 32; ++j) EXPECT_EQ(e.data[j], (float)(int8_t)e.raw[2 + j] * d);
+  const Tensor& w = m.get("blk.7.ffn_up.weight");
+  EXPECT_EQ(w.src_type, GgmlType::Q4_1);
+  EXPECT_EQ(w.ne, (std::vector<int64_t>{576, 1536}));
+  // Q4_1 block 0 by hand: d, m, nibbles (low nibbles first half, high nibbles second half).
+  uint16_t wd, wm;
+  std::memcpy(&wd, w.raw, 2);
+  std::memcpy(&wm, w.raw + 2, 2);
+  for (int j = 0; j < 16; ++j) {
+    EXPECT_EQ(w.data[j], (w.raw[4 + j] & 15) * ggml_fp16_to_fp32(wd) + ggml_fp16_to_fp32(wm));
+    EXPECT_EQ(w.data[j + 16], (w.raw[4 + j] >> 4) * ggml_fp16_to_fp32(wd) + ggml_fp16_to_fp32(wm));
+  }
+}
+
+TEST(GgufModel, MissingPath) {
+  try {
+    load_model("/nonexistent/model.gguf");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "/nonexistent/model.gguf: no such file");
+  }
 }
