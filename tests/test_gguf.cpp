@@ -3,6 +3,9 @@
 
 #include <cstring>
 #include <filesystem>
+#include <set>
+
+using namespace std::string_literals;
 
 #include "base/error.h"
 #include "io/gguf.h"
@@ -183,4 +186,152 @@ TEST(GgufModel, MissingPath) {
   } catch (const Error& e) {
     EXPECT_STREQ(e.what(), "/nonexistent/model.gguf: no such file");
   }
+}
+
+// ---------------------------------------------------------------- writer
+
+namespace {
+
+std::vector<GgufKV> every_value_type() {
+  std::vector<GgufKV> kv;
+  auto add = [&](std::string k, GgufType t, auto setter) {
+    GgufValue v;
+    v.type = t;
+    setter(v);
+    kv.push_back({std::move(k), std::move(v)});
+  };
+  add("test.u8", GgufType::UINT8, [](GgufValue& v) { v.u = 250; });
+  add("test.i8", GgufType::INT8, [](GgufValue& v) { v.i = -128; });
+  add("test.u16", GgufType::UINT16, [](GgufValue& v) { v.u = 65535; });
+  add("test.i16", GgufType::INT16, [](GgufValue& v) { v.i = -30000; });
+  add("test.u64", GgufType::UINT64, [](GgufValue& v) { v.u = 0xfedcba9876543210ull; });
+  add("test.i64", GgufType::INT64, [](GgufValue& v) { v.i = INT64_MIN + 1; });
+  add("test.f64", GgufType::FLOAT64, [](GgufValue& v) { v.f = 3.141592653589793; });
+  kv.push_back({"test.f32", GgufValue::f32(-0.1f)});
+  kv.push_back({"test.bool", GgufValue::boolean(true)});
+  kv.push_back({"test.empty_str", GgufValue::str("")});
+  kv.push_back({"test.utf8", GgufValue::str("h\xc3\xa9llo \xe2\x96\x81 \0x"s)});
+  kv.push_back({"test.i32s", GgufValue::i32_array({1, -2, 3})});
+  kv.push_back({"test.empty_arr", GgufValue::str_array({})});
+  GgufValue nested;
+  nested.type = GgufType::ARRAY;
+  nested.elem = GgufType::ARRAY;
+  nested.arr = {GgufValue::f32_array({1.5f, 2.5f}), GgufValue::f32_array({}), GgufValue::f32_array({-1})};
+  kv.push_back({"test.nested", nested});
+  return kv;
+}
+
+}  // namespace
+
+TEST(GgufWriter, RoundTripsStoriesInEveryWritableType) {
+  using namespace std::string_literals;
+  GgufFile src = read_gguf(test::stories_gguf());
+  std::vector<GgufKV> kv = src.kv;
+  for (auto& e : every_value_type()) kv.push_back(e);
+  const GgmlType types[] = {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
+                            GgmlType::Q4_1};
+  std::vector<GgufWriteTensor> wt;
+  size_t k = 0;
+  for (const auto& t : src.tensors) {
+    GgufWriteTensor w{t.name, t.ne, GgmlType::F32};
+    // 1-D tensors raw (copied); matrices quantized to each writable type in turn.
+    if (t.ne.size() == 1) {
+      w.raw = t.data;
+    } else {
+      // ffn_down rows (172) are no multiple of 32: only F32/F16/BF16 fit.
+      w.type = t.ne[0] % 32 == 0 ? types[k++ % 6] : types[k++ % 3];
+      w.f32 = reinterpret_cast<const float*>(t.data);
+    }
+    wt.push_back(w);
+  }
+  const std::string out = test::scratch_dir() + "/stories_all_types.gguf";
+  write_gguf(out, kv, wt, 64);
+  EXPECT_FALSE(std::filesystem::exists(out + ".tmp"));
+  GgufFile back = read_gguf(out);
+  EXPECT_EQ(back.version, 3u);
+  EXPECT_EQ(back.alignment, 64u);
+  ASSERT_EQ(back.kv.size(), kv.size() + 1);  // + general.alignment
+  for (size_t i = 0; i < kv.size(); ++i) EXPECT_EQ(back.kv[i], kv[i]) << kv[i].key;
+  EXPECT_EQ(back.kv.back().key, "general.alignment");
+  EXPECT_EQ(back.find("test.utf8")->s.size(), 13u);  // the NUL byte is kept
+  ASSERT_EQ(back.tensors.size(), src.tensors.size());
+  std::set<GgmlType> seen;
+  for (size_t i = 0; i < wt.size(); ++i) {
+    const GgufTensorInfo& b = back.tensors[i];
+    EXPECT_EQ(b.name, wt[i].name);
+    EXPECT_EQ(b.ne, wt[i].ne);
+    EXPECT_EQ(b.type, wt[i].type);
+    EXPECT_EQ(b.offset % 64, 0u);
+    seen.insert(b.type);
+    std::vector<uint8_t> expect(ggml_nbytes(b.type, b.numel()));
+    if (wt[i].raw) std::memcpy(expect.data(), wt[i].raw, expect.size());
+    else quantize(b.type, wt[i].f32, expect.data(), b.numel());
+    ASSERT_EQ(b.nbytes, expect.size());
+    EXPECT_EQ(std::memcmp(b.data, expect.data(), expect.size()), 0) << b.name;
+  }
+  EXPECT_EQ(seen.size(), 6u);
+}
+
+TEST(GgufWriter, SmolLM2RawCopyAndF32) {
+  if (!have(test::smollm_q4_1())) GTEST_SKIP() << "SmolLM2 not fetched";
+  GgufFile src = read_gguf(test::smollm_q4_1());
+  const std::string raw_out = test::scratch_dir() + "/smollm_raw_copy.gguf";
+  const std::string f32_out = test::scratch_dir() + "/smollm_f32_copy.gguf";
+  std::vector<GgufWriteTensor> raw, f32;
+  std::vector<std::vector<float>> deq(src.tensors.size());
+  for (size_t i = 0; i < src.tensors.size(); ++i) {
+    const auto& t = src.tensors[i];
+    raw.push_back({t.name, t.ne, t.type, nullptr, t.data});
+    deq[i].resize(t.numel());
+    dequantize(t.type, t.data, deq[i].data(), t.numel());
+    f32.push_back({t.name, t.ne, GgmlType::F32, deq[i].data(), nullptr});
+  }
+  write_gguf(raw_out, src.kv, raw);
+  {
+    GgufFile b = read_gguf(raw_out);
+    EXPECT_EQ(b.kv, src.kv);
+    ASSERT_EQ(b.tensors.size(), src.tensors.size());
+    for (size_t i = 0; i < b.tensors.size(); ++i) {
+      EXPECT_EQ(b.tensors[i].name, src.tensors[i].name);
+      EXPECT_EQ(b.tensors[i].offset, src.tensors[i].offset);  // same layout as llama.cpp's writer
+      ASSERT_EQ(b.tensors[i].nbytes, src.tensors[i].nbytes);
+      EXPECT_EQ(std::memcmp(b.tensors[i].data, src.tensors[i].data, b.tensors[i].nbytes), 0) << b.tensors[i].name;
+    }
+  }
+  std::filesystem::remove(raw_out);
+  write_gguf(f32_out, src.kv, f32);
+  {
+    GgufFile b = read_gguf(f32_out);
+    EXPECT_EQ(b.kv, src.kv);
+    ASSERT_EQ(b.tensors.size(), src.tensors.size());
+    for (size_t i = 0; i < b.tensors.size(); ++i) {
+      EXPECT_EQ(b.tensors[i].type, GgmlType::F32);
+      EXPECT_EQ(b.tensors[i].ne, src.tensors[i].ne);
+      ASSERT_EQ(b.tensors[i].nbytes, deq[i].size() * 4);
+      EXPECT_EQ(std::memcmp(b.tensors[i].data, deq[i].data(), b.tensors[i].nbytes), 0) << b.tensors[i].name;
+    }
+  }
+  std::filesystem::remove(f32_out);
+}
+
+TEST(GgufWriter, RejectsBadInput) {
+  std::vector<float> x(64, 1.0f);
+  const std::string out = test::scratch_dir() + "/bad_write.gguf";
+  auto expect_error = [&](const std::vector<GgufKV>& kv, const std::vector<GgufWriteTensor>& t, const char* what) {
+    try {
+      write_gguf(out, kv, t);
+      FAIL() << "no error for " << what;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(std::filesystem::exists(out + ".tmp"));
+  };
+  expect_error({}, {{"a", {64}, GgmlType::F32, x.data()}, {"a", {64}, GgmlType::F32, x.data()}}, "duplicate tensor");
+  expect_error({}, {{"a", {64}, GgmlType::Q6_K, x.data()}}, "cannot quantize");
+  expect_error({}, {{"a", {48}, GgmlType::Q8_0, x.data()}}, "not a multiple");
+  expect_error({}, {{"a", {64}, GgmlType::F32}}, "exactly one");
+  expect_error({{"k", GgufValue::u32(1)}, {"k", GgufValue::u32(2)}}, {}, "duplicate metadata key");
+  GgufValue mixed = GgufValue::i32_array({1});
+  mixed.arr.push_back(GgufValue::str("x"));
+  expect_error({{"k", mixed}}, {}, "array of int32 holds a string");
 }
