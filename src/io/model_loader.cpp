@@ -173,7 +173,9 @@ LoadedModel load_model(const std::string& path, const LoadOptions& opts) {
   in.read(magic, 4);
   const std::streamsize got = in.gcount();
   if (got == 0) fail("{}: empty file (0 bytes), not a model", path);
-  if (got == 4 && std::memcmp(magic, "GGUF", 4) == 0) return load_gguf_model(path);
+  // A .gguf file with another magic is a broken GGUF file (read_gguf names the problem), not llama2.c.
+  if ((got == 4 && std::memcmp(magic, "GGUF", 4) == 0) || fs::path(path).extension() == ".gguf")
+    return load_gguf_model(path);
   std::string tok = opts.tokenizer_path;
   if (tok.empty()) tok = (fs::path(path).parent_path() / "tokenizer.bin").string();
   return load_llama2c_model(path, tok);
