@@ -283,9 +283,13 @@ TEST(GgufWriter, SmolLM2RawCopyAndF32) {
   for (size_t i = 0; i < src.tensors.size(); ++i) {
     const auto& t = src.tensors[i];
     raw.push_back({t.name, t.ne, t.type, nullptr, t.data});
-    deq[i].resize(t.numel());
-    dequantize(t.type, t.data, deq[i].data(), t.numel());
-    f32.push_back({t.name, t.ne, GgmlType::F32, deq[i].data(), nullptr});
+    // The F32 copy takes the norms and the first and last blocks (the whole 540 MB F32 file is written by
+    // scripts/setup.sh and checked by scripts/ref/check_gguf_writer.py).
+    if (t.ne.size() == 1 || t.name.rfind("blk.0.", 0) == 0 || t.name.rfind("blk.29.", 0) == 0) {
+      deq[i].resize(t.numel());
+      dequantize(t.type, t.data, deq[i].data(), t.numel());
+      f32.push_back({t.name, t.ne, GgmlType::F32, deq[i].data(), nullptr});
+    }
   }
   write_gguf(raw_out, src.kv, raw);
   {
@@ -304,12 +308,16 @@ TEST(GgufWriter, SmolLM2RawCopyAndF32) {
   {
     GgufFile b = read_gguf(f32_out);
     EXPECT_EQ(b.kv, src.kv);
-    ASSERT_EQ(b.tensors.size(), src.tensors.size());
-    for (size_t i = 0; i < b.tensors.size(); ++i) {
-      EXPECT_EQ(b.tensors[i].type, GgmlType::F32);
-      EXPECT_EQ(b.tensors[i].ne, src.tensors[i].ne);
-      ASSERT_EQ(b.tensors[i].nbytes, deq[i].size() * 4);
-      EXPECT_EQ(std::memcmp(b.tensors[i].data, deq[i].data(), b.tensors[i].nbytes), 0) << b.tensors[i].name;
+    ASSERT_EQ(b.tensors.size(), f32.size());
+    EXPECT_GT(b.tensors.size(), 60u);
+    for (size_t i = 0, k = 0; i < src.tensors.size(); ++i) {
+      if (deq[i].empty()) continue;
+      const GgufTensorInfo& t = b.tensors[k++];
+      EXPECT_EQ(t.name, src.tensors[i].name);
+      EXPECT_EQ(t.type, GgmlType::F32);
+      EXPECT_EQ(t.ne, src.tensors[i].ne);
+      ASSERT_EQ(t.nbytes, deq[i].size() * 4);
+      EXPECT_EQ(std::memcmp(t.data, deq[i].data(), t.nbytes), 0) << t.name;
     }
   }
   std::filesystem::remove(f32_out);

@@ -1,5 +1,6 @@
 // load_model: format dispatch; load_gguf_model: GGUF -> LoadedModel (config from <arch>.* keys, tensors
 // dequantized to f32, tokenizer from tokenizer.ggml.*); shape validation shared by every loader.
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -140,6 +141,14 @@ LoadedModel load_gguf_model(const std::string& path) {
   for (const auto& t : f.tensors) shapes[t.name] = t.ne;
   validate_model_shapes(path, c, shapes);
 
+  // Allocate every tensor first, then dequantize all of them in one parallel region over chunks of blocks
+  // (one barrier for the whole model instead of one per tensor).
+  struct Chunk {
+    const GgufTensorInfo* ti;
+    float* dst;
+    int64_t begin, end;  // element range
+  };
+  std::vector<Chunk> chunks;
   for (const auto& ti : f.tensors) {
     const GgmlTypeInfo* info = ggml_type_info((uint32_t)ti.type);
     if (!info->can_dequantize) fail("{}: tensor {} has type {}, which ctrust cannot read", path, ti.name, info->name);
@@ -153,10 +162,19 @@ LoadedModel load_gguf_model(const std::string& path) {
       t.data = reinterpret_cast<const float*>(ti.data);
     } else {
       t.owned.resize((size_t)ti.numel());
-      dequantize(ti.type, ti.data, t.owned.data(), ti.numel());
       t.data = t.owned.data();
+      const int64_t step = std::max<int64_t>(info->block_size, (1 << 18) / info->block_size * info->block_size);
+      for (int64_t b = 0; b < ti.numel(); b += step)
+        chunks.push_back({&ti, t.owned.data(), b, std::min(ti.numel(), b + step)});
     }
-    m.tensors.emplace(ti.name, std::move(t));
+    m.tensors.emplace(ti.name, std::move(t));  // moving the vector keeps its buffer
+  }
+#pragma omp parallel for schedule(dynamic, 1)
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const Chunk& c = chunks[i];
+    const GgmlTypeInfo* info = ggml_type_info((uint32_t)c.ti->type);
+    dequantize(c.ti->type, c.ti->data + (size_t)(c.begin / info->block_size) * info->type_size, c.dst + c.begin,
+               c.end - c.begin);
   }
   m.meta = std::move(f.kv);
   return m;
