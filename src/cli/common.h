@@ -1,0 +1,28 @@
+// Shared pieces of the command-line front end: options every command has, output helpers.
+#pragma once
+#include <cstdio>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+namespace ctrust::cli {
+
+struct Common {
+  int threads = 0;  // 0 = all cores
+  bool json = false;
+};
+
+// Adds -t/--threads and --json to a subcommand.
+inline void add_common(CLI::App* app, Common& c) {
+  app->add_option("-t,--threads", c.threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
+  app->add_flag("--json", c.json, "Machine-readable JSON on stdout");
+}
+
+void apply_threads(const Common& c);
+void print_json(const nlohmann::json& j);
+
+// Registration functions, one per command family (each file in src/cli/ registers its commands).
+void register_model_commands(CLI::App& app);  // info, tokenize, generate, perplexity, convert
+
+}  // namespace ctrust::cli

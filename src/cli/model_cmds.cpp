@@ -1,0 +1,279 @@
+// ctrust info | tokenize | generate | perplexity | convert
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <unistd.h>
+
+#include "base/error.h"
+#include "cli/common.h"
+#include "io/export.h"
+#include "io/model_file.h"
+#include "model/model.h"
+#include "model/perplexity.h"
+
+namespace ctrust::cli {
+namespace {
+
+using json = nlohmann::json;
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point t0) {
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: cannot open text file", path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A metadata value as JSON (long arrays summarized: tokenizer vocabularies have ~50k entries).
+json value_json(const GgufValue& v, bool full) {
+  switch (v.type) {
+    case GgufType::STRING: return v.s;
+    case GgufType::BOOL: return v.u != 0;
+    case GgufType::FLOAT32: case GgufType::FLOAT64: return v.f;
+    case GgufType::INT8: case GgufType::INT16: case GgufType::INT32: case GgufType::INT64: return v.i;
+    case GgufType::ARRAY: {
+      if (!full && v.arr.size() > 16) return fmt::format("[array of {} values]", v.arr.size());
+      json a = json::array();
+      for (const auto& e : v.arr) a.push_back(value_json(e, full));
+      return a;
+    }
+    default: return v.u;
+  }
+}
+
+struct ModelArgs {
+  std::string model;
+  std::string tokenizer;
+  void add(CLI::App* c, bool positional = false) {
+    if (positional)
+      c->add_option("model", model, "Model: GGUF file, Hugging Face folder, or llama2.c .bin")->required();
+    else
+      c->add_option("-m,--model", model, "Model: GGUF file, Hugging Face folder, or llama2.c .bin")->required();
+    c->add_option("--tokenizer", tokenizer, "llama2.c tokenizer .bin (default: tokenizer.bin beside the model)");
+  }
+  LoadOptions opts() const { return LoadOptions{tokenizer}; }
+};
+
+void cmd_info(const ModelArgs& a, const Common& c) {
+  LoadedModel m = load_model(a.model, a.opts());
+  const ModelConfig& g = m.cfg;
+  int64_t params = 0;
+  std::map<std::string, int> types;
+  for (const auto& [name, t] : m.tensors) {
+    params += t.numel();
+    types[ggml_type_name(t.src_type)]++;
+  }
+  std::string recipe;
+  for (const auto& kv : m.meta)
+    if (kv.key == "ctrust.recipe") recipe = kv.value.as_str();
+  if (c.json) {
+    json j;
+    j["path"] = m.path;
+    j["format"] = m.format;
+    j["config"] = {{"arch", g.arch}, {"n_vocab", g.n_vocab}, {"dim", g.dim}, {"n_layers", g.n_layers},
+                   {"n_heads", g.n_heads}, {"n_kv_heads", g.n_kv_heads}, {"head_dim", g.head_dim},
+                   {"hidden_dim", g.hidden_dim}, {"n_ctx", g.n_ctx}, {"norm_eps", g.norm_eps},
+                   {"rope_theta", g.rope_theta}, {"rope_freq_scale", g.rope_freq_scale},
+                   {"rope_layout", g.rope == RopeLayout::NeoX ? "neox" : "interleaved"},
+                   {"qkv_bias", g.qkv_bias}, {"tied_output", g.tied_output}};
+    j["tokenizer"] = {{"model", m.tok.model}, {"pre", m.tok.pre}, {"n_tokens", m.tok.tokens.size()},
+                      {"bos_id", m.tok.bos_id}, {"eos_id", m.tok.eos_id}, {"add_bos", m.tok.add_bos}};
+    j["n_params"] = params;
+    j["n_tensors"] = m.tensors.size();
+    j["tensor_types"] = types;
+    json meta = json::object();
+    for (const auto& kv : m.meta) meta[kv.key] = value_json(kv.value, false);
+    j["metadata"] = meta;
+    j["recipe"] = recipe.empty() ? json(nullptr) : json::parse(recipe, nullptr, false);
+    print_json(j);
+    return;
+  }
+  fmt::print("model        {}\nformat       {}\narchitecture {}\n", m.path, m.format, g.arch);
+  fmt::print("parameters   {:.2f} M in {} tensors\n", params / 1e6, m.tensors.size());
+  std::string tl;
+  for (const auto& [k, n] : types) tl += fmt::format("{}{} x{}", tl.empty() ? "" : ", ", k, n);
+  fmt::print("tensor types {}\n", tl);
+  fmt::print("vocab {}  dim {}  layers {}  heads {}/{} (kv)  head_dim {}  ffn {}  ctx {}\n", g.n_vocab, g.dim,
+             g.n_layers, g.n_heads, g.n_kv_heads, g.head_dim, g.hidden_dim, g.n_ctx);
+  fmt::print("norm_eps {}  rope theta {} scale {} ({})  qkv_bias {}  tied_output {}\n", g.norm_eps, g.rope_theta,
+             g.rope_freq_scale, g.rope == RopeLayout::NeoX ? "neox" : "interleaved", g.qkv_bias, g.tied_output);
+  fmt::print("tokenizer    {}{} ({} tokens, bos {}, eos {}, add_bos {})\n", m.tok.model,
+             m.tok.pre.empty() ? "" : "/" + m.tok.pre, m.tok.tokens.size(), m.tok.bos_id, m.tok.eos_id,
+             m.tok.add_bos);
+  if (!recipe.empty()) fmt::print("recipe       {}\n", recipe);
+  fmt::print("metadata:\n");
+  for (const auto& kv : m.meta) {
+    std::string v = value_json(kv.value, false).dump();
+    if (v.size() > 100) v = v.substr(0, 97) + "...";
+    fmt::print("  {:<44} {}\n", kv.key, v);
+  }
+}
+
+void cmd_tokenize(const ModelArgs& a, const Common& c, const std::string& text, bool no_bos, bool special) {
+  LoadedModel m = load_model(a.model, a.opts());
+  Tokenizer tok(m.tok);
+  std::vector<int32_t> ids = tok.encode(text, !no_bos, special);
+  if (c.json) {
+    json pieces = json::array();
+    for (int32_t id : ids) pieces.push_back(tok.piece(id));
+    print_json({{"ids", ids}, {"pieces", pieces}, {"n_tokens", ids.size()}});
+    return;
+  }
+  for (int32_t id : ids) fmt::print("{:>7} -> '{}'\n", id, tok.piece(id));
+  fmt::print("{} tokens\n", ids.size());
+}
+
+struct GenArgs {
+  std::string prompt;
+  int n = 128;
+  float temp = 0.0f;
+  float top_p = 1.0f;
+  uint64_t seed = 0;
+};
+
+void cmd_generate(const ModelArgs& a, const Common& c, const GenArgs& g) {
+  auto model = open_model(a.model, a.opts());
+  const Tokenizer& tok = model->tok;
+  std::vector<int32_t> prompt = tok.encode(g.prompt, true);
+  if (prompt.empty()) {
+    if (tok.bos() < 0) fail("{}: empty prompt and the model has no BOS token to start from", a.model);
+    prompt.push_back(tok.bos());
+  }
+  GenerateOptions opt;
+  opt.max_tokens = g.n;
+  opt.temperature = g.temp;
+  opt.top_p = g.top_p;
+  opt.seed = g.seed;
+  if (!c.json) fmt::print("{}", g.prompt);
+  std::fflush(stdout);
+  auto t0 = clock_type::now();
+  std::vector<int32_t> out = generate(*model, prompt, opt, [&](int32_t id) {
+    if (!c.json) {
+      fmt::print("{}", tok.piece(id));
+      std::fflush(stdout);
+    }
+    return true;
+  });
+  double s = seconds_since(t0);
+  std::string text = tok.decode(out);
+  if (c.json) {
+    print_json({{"prompt", g.prompt}, {"text", text}, {"tokens", out}, {"n_tokens", out.size()},
+                {"seconds", s}, {"tokens_per_s", out.empty() ? 0.0 : out.size() / s}});
+  } else {
+    fmt::print("\n");
+    fmt::print(stderr, "[{} tokens in {:.2f} s, {:.1f} tokens/s]\n", out.size(), s, out.size() / s);
+  }
+}
+
+void cmd_perplexity(const ModelArgs& a, const Common& c, const std::string& file, int ctx, int chunks) {
+  auto model = open_model(a.model, a.opts());
+  std::string text = read_text_file(file);
+  auto t0 = clock_type::now();
+  std::vector<int32_t> tokens = model->tok.encode(text, true);
+  const bool tty = isatty(2);
+  PerplexityResult r = perplexity(*model, tokens, ctx, chunks, [&](int done, int total, double ppl) {
+    if (tty) {
+      double el = seconds_since(t0);
+      fmt::print(stderr, "\r[{}/{}] ppl {:.4f}  {:.1f} chunks/s  ETA {:.0f} s   ", done, total, ppl, done / el,
+                 (total - done) * el / done);
+    }
+  });
+  if (tty) fmt::print(stderr, "\n");
+  double s = seconds_since(t0);
+  if (c.json) {
+    print_json({{"model", a.model}, {"file", file}, {"ctx", ctx}, {"n_chunks", r.n_chunks},
+                {"n_scored", r.n_scored}, {"ppl", r.ppl}, {"ppl_stderr", r.ppl_stderr}, {"seconds", s},
+                {"tokens_per_s", r.n_chunks * double(ctx) / s}});
+    return;
+  }
+  fmt::print("{} tokens, {} chunks of {}, {} tokens scored\n", tokens.size(), r.n_chunks, ctx, r.n_scored);
+  fmt::print("PPL = {:.4f} +/- {:.5f}\n", r.ppl, r.ppl_stderr);
+  fmt::print(stderr, "[{:.1f} s, {:.1f} tokens/s]\n", s, r.n_chunks * double(ctx) / s);
+}
+
+void cmd_convert(const ModelArgs& a, const Common& c, const std::string& out, const std::string& type) {
+  LoadedModel m = load_model(a.model, a.opts());
+  SaveOptions opt;
+  if (type != "keep") opt.type = ggml_type_from_name(type);
+  auto t0 = clock_type::now();
+  save_gguf(m, out, opt);
+  if (c.json)
+    print_json({{"input", a.model}, {"output", out}, {"type", type}, {"seconds", seconds_since(t0)}});
+  else
+    fmt::print("wrote {} ({}) in {:.1f} s\n", out, type, seconds_since(t0));
+}
+
+}  // namespace
+
+void register_model_commands(CLI::App& app) {
+  {
+    auto* c = app.add_subcommand("info", "Show a model's configuration, tensors, tokenizer and metadata");
+    auto* a = new ModelArgs;
+    auto* o = new Common;
+    a->add(c, true);
+    add_common(c, *o);
+    c->callback([=] { apply_threads(*o); cmd_info(*a, *o); });
+  }
+  {
+    auto* c = app.add_subcommand("tokenize", "Print the token ids of a text");
+    auto* a = new ModelArgs;
+    auto* o = new Common;
+    auto* text = new std::string;
+    auto* no_bos = new bool(false);
+    auto* special = new bool(false);
+    a->add(c);
+    c->add_option("text", *text, "Text to tokenize")->required();
+    c->add_flag("--no-bos", *no_bos, "Do not add BOS");
+    c->add_flag("--special", *special, "Parse special-token text such as <|im_start|>");
+    add_common(c, *o);
+    c->callback([=] { apply_threads(*o); cmd_tokenize(*a, *o, *text, *no_bos, *special); });
+  }
+  {
+    auto* c = app.add_subcommand("generate", "Generate text (greedy, or temperature/top-p sampling with a seed)");
+    auto* a = new ModelArgs;
+    auto* o = new Common;
+    auto* g = new GenArgs;
+    a->add(c);
+    c->add_option("-p,--prompt", g->prompt, "Prompt (empty: start from BOS)");
+    c->add_option("-n,--n-predict", g->n, "Tokens to generate")->check(CLI::Range(0, 1 << 20));
+    c->add_option("--temp", g->temp, "Temperature (0 = greedy)")->check(CLI::Range(0.0, 100.0));
+    c->add_option("--top-p", g->top_p, "Nucleus sampling mass")->check(CLI::Range(0.0, 1.0));
+    c->add_option("--seed", g->seed, "Sampling seed");
+    add_common(c, *o);
+    c->callback([=] { apply_threads(*o); cmd_generate(*a, *o, *g); });
+  }
+  {
+    auto* c = app.add_subcommand("perplexity", "Perplexity of a text file (llama.cpp's protocol)");
+    auto* a = new ModelArgs;
+    auto* o = new Common;
+    auto* file = new std::string;
+    auto* ctx = new int(512);
+    auto* chunks = new int(-1);
+    a->add(c);
+    c->add_option("-f,--file", *file, "Text file")->required();
+    c->add_option("--ctx", *ctx, "Tokens per chunk")->check(CLI::Range(2, 1 << 20));
+    c->add_option("--chunks", *chunks, "At most this many chunks (default: all)")->check(CLI::Range(1, 1 << 30));
+    add_common(c, *o);
+    c->callback([=] { apply_threads(*o); cmd_perplexity(*a, *o, *file, *ctx, *chunks); });
+  }
+  {
+    auto* c = app.add_subcommand("convert", "Write a model as GGUF (f32, f16, bf16, q8_0, q4_0, q4_1, or keep types)");
+    auto* a = new ModelArgs;
+    auto* o = new Common;
+    auto* out = new std::string;
+    auto* type = new std::string("keep");
+    a->add(c);
+    c->add_option("-o,--output", *out, "Output GGUF file")->required();
+    c->add_option("--type", *type, "Tensor type for weight matrices, or 'keep'");
+    add_common(c, *o);
+    c->callback([=] { apply_threads(*o); cmd_convert(*a, *o, *out, *type); });
+  }
+}
+
+}  // namespace ctrust::cli
