@@ -22,7 +22,9 @@ void attention(const AttentionShape& s, const float* q, const float* k, const fl
   const int n_blocks = (n + kBlock - 1) / kBlock;
   const int n_tasks = s.n_heads * n_blocks;
 
-#pragma omp parallel
+  // Threads only pay off when there is enough work (their start-up costs microseconds).
+  const int64_t work = (int64_t)s.n_heads * n * (pos0 + n) * hd;
+#pragma omp parallel if (work > (1 << 18))
   {
     thread_local std::vector<float> scores;
 #pragma omp for schedule(dynamic, 1)
