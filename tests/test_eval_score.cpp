@@ -200,3 +200,45 @@ TEST(EvalScore, PerplexityChunksMatchEngine) {
   EXPECT_NEAR(std::log(r.tasks[0].ppl), (ref.chunk_nll[0] + ref.chunk_nll[1]) / 2, 1e-5);
   EXPECT_NEAR(r.tasks[0].ppl, ref.ppl, 1e-3 * ref.ppl);
 }
+
+// Against llama.cpp (tests/golden/eval_stories260k.json, made by scripts/ref/make_eval_golden.py).
+TEST(EvalScore, ChoiceLogLikelihoodsMatchLlamaCpp) {
+  std::ifstream in(test::golden_dir() + "/eval_stories260k.json");
+  ASSERT_TRUE(in) << "missing golden file";
+  nlohmann::json g = nlohmann::json::parse(in);
+  const Model& m = stories();
+  KVCache cache = make_cache(m, 256);
+  ASSERT_EQ(g["items"].size(), 3u);
+  for (const auto& gi : g["items"]) {
+    TaskItem it;
+    it.task = "golden";
+    it.id = "0";
+    it.contexts = {gi["context"].get<std::string>()};
+    it.continuations = gi["continuations"].get<std::vector<std::string>>();
+    it.choice_texts = gi["choice_texts"].get<std::vector<std::string>>();
+    ItemScore s = score_item(m, cache, it);
+    const auto ref = gi["ll"].get<std::vector<double>>();
+    ASSERT_EQ(s.ll.size(), ref.size());
+    for (size_t i = 0; i < ref.size(); i++) EXPECT_NEAR(s.ll[i], ref[i], 1e-3) << it.contexts[0] << i;
+    EXPECT_EQ(s.pred, int(std::max_element(ref.begin(), ref.end()) - ref.begin()));
+  }
+}
+
+// SmolLM2 (byte-level BPE): one ARC item through eval_run; its first choice equals recomputation.
+TEST(EvalScore, SmolLM2OneArcItem) {
+  if (!fs::exists(test::smollm_q4_1())) GTEST_SKIP() << "SmolLM2 not in the cache (scripts/setup.sh)";
+  auto m = open_model(test::smollm_q4_1());
+  EvalOptions opt;
+  opt.db = fresh_db("eval_smollm");
+  opt.limit = 1;
+  opt.progress = false;
+  opt.max_ctx = 256;
+  EvalResult r = eval_run(*m, test::smollm_q4_1(), "arc_easy", opt);
+  EXPECT_EQ(r.n_scored, 1);
+  EXPECT_EQ(r.run.tokenizer_fp, tokenizer_fingerprint(*m));
+  auto items = Store(opt.db).items(r.run.id);
+  ASSERT_EQ(items.size(), 1u);
+  ASSERT_EQ(items[0].ll.size(), 4u);
+  TaskData td = load_task(load_task_spec("arc_easy"), 1);
+  EXPECT_NEAR(items[0].ll[0], ll_without_reuse(*m, td.items[0], 0), 2e-3);
+}
