@@ -4,7 +4,6 @@
 #include <cmath>
 
 #include "base/error.h"
-#include "model/perplexity.h"
 
 namespace ctrust {
 
@@ -165,11 +164,24 @@ ChunkScore score_chunk(const Model& m, const std::vector<int32_t>& tokens, int n
   if (chunk < 0 || start + size_t(n_ctx) > tokens.size())
     fail("perplexity chunk {} of {} tokens is outside the text ({} tokens)", chunk, n_ctx, tokens.size());
   std::vector<int32_t> part(tokens.begin() + std::ptrdiff_t(start), tokens.begin() + std::ptrdiff_t(start) + n_ctx);
-  PerplexityResult r = perplexity(m, part, n_ctx, 1);
-  if (r.n_chunks != 1 || r.chunk_nll.size() != 1) fail("perplexity of one chunk returned {} chunks", r.n_chunks);
+  if (m.tok.adds_bos() && m.tok.bos() >= 0) part[0] = m.tok.bos();  // llama.cpp: BOS starts every chunk
+  const int n_vocab = m.cfg.n_vocab;
+  const int first = n_ctx / 2;
+  const int n_out = n_ctx - 1 - first;  // positions first .. n_ctx-2 predict tokens first+1 .. n_ctx-1
+  KVCache cache = make_cache(m, n_ctx);
+  std::vector<float> last(static_cast<size_t>(n_vocab));
+  std::vector<float> logits(size_t(n_out) * size_t(n_vocab));
+  ForwardOptions last_only;
+  last_only.all_logits = false;
+  forward(m, cache, part.data(), first, last.data(), last_only);
+  forward(m, cache, part.data() + first, n_out, logits.data());
   ChunkScore c;
-  c.n_scored = r.n_scored;
-  c.nll_sum = r.chunk_nll[0] * double(r.n_scored);
+  for (int j = 0; j < n_out; j++) {
+    float* row = logits.data() + size_t(j) * size_t(n_vocab);
+    log_softmax(row, n_vocab);
+    c.nll_sum -= double(row[part[size_t(first + j + 1)]]);
+  }
+  c.n_scored = n_out;
   return c;
 }
 
