@@ -403,7 +403,9 @@ TEST(GgufBroken, CorpusIsFullyCovered) {
   for (const auto& [name, what] : kBrokenGguf) listed.insert(name);
   for (const auto& e : std::filesystem::directory_iterator(test::source_dir() + "/tests/data/broken")) {
     const std::string name = e.path().filename().string();
-    if (e.path().extension() == ".gguf" && name != "valid_tiny.gguf") EXPECT_TRUE(listed.count(name)) << name;
+    if (e.path().extension() == ".gguf" && name != "valid_tiny.gguf") {
+      EXPECT_TRUE(listed.count(name)) << name;
+    }
   }
 }
 
