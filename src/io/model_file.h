@@ -59,7 +59,7 @@ struct Tensor {
   GgmlType src_type = GgmlType::F32;  // storage type in the source file
   const float* data = nullptr;        // points into `owned` or, for F32 sources, into the mapped file
   std::vector<float> owned;
-  const uint8_t* raw = nullptr;       // the source bytes (in the mapped file), if the source is GGUF
+  const uint8_t* raw = nullptr;       // the source bytes (in the mapped file) in src_type: GGUF, and HF F32/F16/BF16
   size_t raw_bytes = 0;
 
   int64_t numel() const {
