@@ -523,7 +523,7 @@ void dequantize(GgmlType t, const void* src, float* dst, int64_t n) {
     dequant_blocks(t, x, dst, nb, table);
     return;
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 4)
   for (int64_t c = 0; c < n_chunks; ++c) {
     const int64_t b0 = c * chunk;
     const int64_t b1 = std::min(nb, b0 + chunk);
@@ -540,7 +540,7 @@ void quantize(GgmlType t, const float* src, void* dst, int64_t n) {
   const int64_t nb = n / info->block_size;
   const int64_t chunk = std::max<int64_t>(1, 16384 / info->block_size);
   const int64_t n_chunks = (nb + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) if (n_chunks > 1)
+#pragma omp parallel for schedule(dynamic, 4) if (n_chunks > 1)
   for (int64_t c = 0; c < n_chunks; ++c) {
     const int64_t b0 = c * chunk;
     const int64_t b1 = std::min(nb, b0 + chunk);
