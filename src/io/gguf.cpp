@@ -213,7 +213,8 @@ struct Reader {
   std::string str(const std::string& what) {
     uint64_t n = count(what + " length");
     if (n > left())
-      fail("{}: {} has length {} at offset {}, past the end of the file ({} bytes)", path, what, n, pos, size);
+      fail("{}: {} has length {} at offset {}, past the end of the file ({} bytes): truncated or corrupt", path,
+           what, n, pos, size);
     std::string s(reinterpret_cast<const char*>(p + pos), (size_t)n);
     pos += (size_t)n;
     return s;
@@ -268,8 +269,8 @@ struct Reader {
         uint64_t n = count(what + " array length");
         size_t m = min_size(v.elem);
         if (n > left() / m)
-          fail("{}: {} has array length {} at offset {}, past the end of the file ({} bytes)", path, what, n, pos,
-               size);
+          fail("{}: {} has array length {} at offset {}, past the end of the file ({} bytes): truncated or corrupt",
+               path, what, n, pos, size);
         v.arr.resize((size_t)n);
         for (auto& e : v.arr) value(v.elem, e, what, depth + 1);
         break;
@@ -301,9 +302,11 @@ GgufFile read_gguf(const std::string& path) {
   const uint64_t n_kv = r.count("metadata count");
   // Each kv needs at least a key length and a type; each tensor info at least name length, n_dims, type, offset.
   if (n_kv > r.left() / (r.len_size() + 4))
-    fail("{}: metadata count {} is impossible for a file of {} bytes", path, n_kv, size);
+    fail("{}: truncated header: metadata count {} needs at least {} bytes but only {} remain", path, n_kv,
+         n_kv > UINT64_MAX / 16 ? UINT64_MAX : n_kv * (r.len_size() + 4), r.left());
   if (n_tensors > r.left() / (r.len_size() + 4 + 4 + 8))
-    fail("{}: tensor count {} is impossible for a file of {} bytes", path, n_tensors, size);
+    fail("{}: truncated header: tensor count {} needs at least {} bytes but only {} remain", path, n_tensors,
+         n_tensors > UINT64_MAX / 32 ? UINT64_MAX : n_tensors * (r.len_size() + 16), r.left());
 
   f.kv.resize((size_t)n_kv);
   std::unordered_set<std::string> keys;

@@ -1,11 +1,15 @@
 // load_model: format dispatch; load_gguf_model: GGUF -> LoadedModel (config from <arch>.* keys, tensors
 // dequantized to f32, tokenizer from tokenizer.ggml.*); shape validation shared by every loader.
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "base/error.h"
 #include "io/model_file.h"
+#include "io/safetensors.h"
 #include "io/tokenizer.h"
 
 namespace ctrust {
@@ -140,6 +144,14 @@ LoadedModel load_gguf_model(const std::string& path) {
   for (const auto& t : f.tensors) shapes[t.name] = t.ne;
   validate_model_shapes(path, c, shapes);
 
+  // Allocate every tensor first, then dequantize all of them in one parallel region over chunks of blocks
+  // (one barrier for the whole model instead of one per tensor).
+  struct Chunk {
+    const GgufTensorInfo* ti;
+    float* dst;
+    int64_t begin, end;  // element range
+  };
+  std::vector<Chunk> chunks;
   for (const auto& ti : f.tensors) {
     const GgmlTypeInfo* info = ggml_type_info((uint32_t)ti.type);
     if (!info->can_dequantize) fail("{}: tensor {} has type {}, which ctrust cannot read", path, ti.name, info->name);
@@ -153,12 +165,259 @@ LoadedModel load_gguf_model(const std::string& path) {
       t.data = reinterpret_cast<const float*>(ti.data);
     } else {
       t.owned.resize((size_t)ti.numel());
-      dequantize(ti.type, ti.data, t.owned.data(), ti.numel());
       t.data = t.owned.data();
+      const int64_t step = std::max<int64_t>(info->block_size, (1 << 18) / info->block_size * info->block_size);
+      for (int64_t b = 0; b < ti.numel(); b += step)
+        chunks.push_back({&ti, t.owned.data(), b, std::min(ti.numel(), b + step)});
     }
-    m.tensors.emplace(ti.name, std::move(t));
+    m.tensors.emplace(ti.name, std::move(t));  // moving the vector keeps its buffer
+  }
+#pragma omp parallel for schedule(dynamic, 1)
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const Chunk& c = chunks[i];
+    const GgmlTypeInfo* info = ggml_type_info((uint32_t)c.ti->type);
+    dequantize(c.ti->type, c.ti->data + (size_t)(c.begin / info->block_size) * info->type_size, c.dst + c.begin,
+               c.end - c.begin);
   }
   m.meta = std::move(f.kv);
+  return m;
+}
+
+
+// ---------------------------------------------------------------- Hugging Face folders
+
+namespace {
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail("{}: no such file", path);
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    fail("{}: invalid JSON: {}", path, e.what());
+  }
+}
+
+// GGUF name of a Hugging Face tensor name; empty if the tensor is not used (e.g. rotary_emb.inv_freq).
+std::string gguf_name(const std::string& hf) {
+  if (hf == "model.embed_tokens.weight") return "token_embd.weight";
+  if (hf == "model.norm.weight") return "output_norm.weight";
+  if (hf == "lm_head.weight") return "output.weight";
+  const std::string pre = "model.layers.";
+  if (hf.rfind(pre, 0) != 0) return "";
+  size_t dot = hf.find('.', pre.size());
+  if (dot == std::string::npos) return "";
+  const std::string layer = hf.substr(pre.size(), dot - pre.size());
+  if (layer.empty() || layer.find_first_not_of("0123456789") != std::string::npos) return "";
+  const std::string rest = hf.substr(dot + 1);
+  static const std::pair<const char*, const char*> map[] = {
+      {"input_layernorm.weight", "attn_norm.weight"},
+      {"post_attention_layernorm.weight", "ffn_norm.weight"},
+      {"self_attn.q_proj.weight", "attn_q.weight"},
+      {"self_attn.k_proj.weight", "attn_k.weight"},
+      {"self_attn.v_proj.weight", "attn_v.weight"},
+      {"self_attn.q_proj.bias", "attn_q.bias"},
+      {"self_attn.k_proj.bias", "attn_k.bias"},
+      {"self_attn.v_proj.bias", "attn_v.bias"},
+      {"self_attn.o_proj.weight", "attn_output.weight"},
+      {"mlp.gate_proj.weight", "ffn_gate.weight"},
+      {"mlp.up_proj.weight", "ffn_up.weight"},
+      {"mlp.down_proj.weight", "ffn_down.weight"},
+  };
+  for (const auto& [h, g] : map)
+    if (rest == h) return "blk." + layer + "." + g;
+  return "";
+}
+
+// Token id of a special token given in tokenizer_config.json as "text" or {"content": "text"}.
+int32_t special_id(const nlohmann::json& v, const TokenizerData& tok) {
+  std::string s;
+  if (v.is_string()) s = v.get<std::string>();
+  else if (v.is_object() && v.contains("content") && v["content"].is_string()) s = v["content"].get<std::string>();
+  else return -1;
+  for (size_t i = 0; i < tok.tokens.size(); ++i)
+    if (tok.tokens[i] == s) return (int32_t)i;
+  return -1;
+}
+
+}  // namespace
+
+LoadedModel load_hf_model(const std::string& dir) {
+  const fs::path d(dir);
+  const std::string cfg_path = (d / "config.json").string();
+  if (!fs::exists(cfg_path)) fail("{}: not a model folder (no config.json)", dir);
+  const nlohmann::json cj = read_json(cfg_path);
+  if (!cj.is_object()) fail("{}: not a JSON object", cfg_path);
+  LoadedModel m;
+  m.path = dir;
+  m.format = "hf";
+  ModelConfig& c = m.cfg;
+
+  std::string hf_arch;
+  if (cj.contains("architectures") && cj["architectures"].is_array() && !cj["architectures"].empty() &&
+      cj["architectures"][0].is_string())
+    hf_arch = cj["architectures"][0].get<std::string>();
+  if (hf_arch == "LlamaForCausalLM") c.arch = "llama";
+  else if (hf_arch == "MistralForCausalLM") c.arch = "mistral";
+  else if (hf_arch == "Qwen2ForCausalLM") c.arch = "qwen2";
+  else
+    fail("{}: unsupported architecture {} (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)",
+         cfg_path, hf_arch.empty() ? "(none)" : hf_arch);
+
+  auto num = [&](const char* key, double def, bool required) -> double {
+    if (!cj.contains(key) || cj[key].is_null()) {
+      if (required) fail("{}: missing {}", cfg_path, key);
+      return def;
+    }
+    if (!cj[key].is_number()) fail("{}: {} is not a number", cfg_path, key);
+    return cj[key].get<double>();
+  };
+  auto count = [&](const char* key, int def, bool required) -> int {
+    double v = num(key, def, required);
+    if (v != (double)(int64_t)v || v <= 0 || v > (double)(1 << 30))
+      fail("{}: {} = {} is not a positive integer", cfg_path, key, v);
+    return (int)v;
+  };
+  c.dim = count("hidden_size", 0, true);
+  c.hidden_dim = count("intermediate_size", 0, true);
+  c.n_layers = count("num_hidden_layers", 0, true);
+  c.n_heads = count("num_attention_heads", 0, true);
+  c.n_kv_heads = count("num_key_value_heads", c.n_heads, false);
+  if (c.dim % c.n_heads != 0 && !cj.contains("head_dim"))
+    fail("{}: num_attention_heads {} does not divide hidden_size {}", cfg_path, c.n_heads, c.dim);
+  c.head_dim = count("head_dim", c.dim / c.n_heads, false);
+  c.n_ctx = count("max_position_embeddings", 2048, false);
+  c.norm_eps = (float)num("rms_norm_eps", 1e-6, false);
+  c.rope_theta = (float)num("rope_theta", 10000.0, false);
+  const int vocab_size = count("vocab_size", 0, true);
+  if (cj.contains("rope_scaling") && !cj["rope_scaling"].is_null()) {
+    const auto& rs = cj["rope_scaling"];
+    std::string type = rs.value("type", rs.value("rope_type", std::string()));
+    if (type != "linear") fail("{}: unsupported rope_scaling type '{}' (supported: linear)", cfg_path, type);
+    double factor = rs.contains("factor") && rs["factor"].is_number() ? rs["factor"].get<double>() : 0.0;
+    if (!(factor > 0)) fail("{}: rope_scaling.factor must be a positive number", cfg_path);
+    c.rope_freq_scale = (float)(1.0 / factor);
+  }
+  c.rope = RopeLayout::NeoX;  // Hugging Face q/k layout, not permuted
+
+  // Weights: one file or shards listed by the index.
+  std::map<std::string, std::vector<std::string>> shard_names;  // shard file -> tensor names it must hold
+  const fs::path single = d / "model.safetensors", index = d / "model.safetensors.index.json";
+  if (fs::exists(single)) {
+    shard_names[single.filename().string()];
+  } else if (fs::exists(index)) {
+    const nlohmann::json ij = read_json(index.string());
+    if (!ij.contains("weight_map") || !ij["weight_map"].is_object())
+      fail("{}: no weight_map object", index.string());
+    for (auto it = ij["weight_map"].begin(); it != ij["weight_map"].end(); ++it) {
+      if (!it.value().is_string()) fail("{}: weight_map entry {} is not a file name", index.string(), it.key());
+      const std::string file = it.value().get<std::string>();
+      if (file.empty() || file.find('/') != std::string::npos || file == "..")
+        fail("{}: weight_map entry {} names an invalid file '{}'", index.string(), it.key(), file);
+      shard_names[file].push_back(it.key());
+    }
+  } else {
+    fail("{}: no model.safetensors or model.safetensors.index.json", dir);
+  }
+
+  std::vector<std::pair<SafetensorsTensor, std::string>> src;  // tensor, GGUF name
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto& [file, names] : shard_names) {
+    const std::string sp = (d / file).string();
+    SafetensorsFile sf = read_safetensors(sp);
+    for (const auto& n : names)
+      if (!sf.find(n)) fail("{}: tensor {} listed in the index is missing", sp, n);
+    for (const auto& t : sf.tensors) {
+      std::string g = gguf_name(t.name);
+      if (g.empty()) continue;
+      if (t.dtype != "F32" && t.dtype != "F16" && t.dtype != "BF16")
+        fail("{}: tensor {} has dtype {} (supported: F32, F16, BF16)", sp, t.name, t.dtype);
+      if (t.shape.empty() || t.shape.size() > 4) fail("{}: tensor {} has {} dimensions", sp, t.name, t.shape.size());
+      std::vector<int64_t> ne(t.shape.rbegin(), t.shape.rend());
+      if (!shapes.emplace(g, ne).second) fail("{}: tensor {} appears twice", sp, t.name);
+      src.emplace_back(t, g);
+    }
+    if (!m.map) m.map = sf.map;
+    else m.extra_maps.push_back(sf.map);
+  }
+  c.qkv_bias = shapes.count("blk.0.attn_q.bias") > 0;
+  c.tied_output = shapes.count("output.weight") == 0;
+
+  // Tokenizer: tokenizer.json, special tokens from tokenizer_config.json, then config.json.
+  const fs::path tok_json = d / "tokenizer.json";
+  if (!fs::exists(tok_json)) fail("{}: no tokenizer (tokenizer.json missing)", dir);
+  m.tok = tokenizer_from_json(tok_json.string());
+  const fs::path tok_cfg = d / "tokenizer_config.json";
+  nlohmann::json tc = fs::exists(tok_cfg) ? read_json(tok_cfg.string()) : nlohmann::json::object();
+  if (!tc.is_object()) tc = nlohmann::json::object();
+  if (tc.contains("bos_token")) m.tok.bos_id = special_id(tc["bos_token"], m.tok);
+  if (tc.contains("eos_token")) m.tok.eos_id = special_id(tc["eos_token"], m.tok);
+  if (tc.contains("pad_token") && special_id(tc["pad_token"], m.tok) >= 0)
+    m.tok.pad_id = special_id(tc["pad_token"], m.tok);
+  if (tc.contains("unk_token") && special_id(tc["unk_token"], m.tok) >= 0)
+    m.tok.unk_id = special_id(tc["unk_token"], m.tok);
+  if (tc.contains("add_bos_token") && tc["add_bos_token"].is_boolean()) m.tok.add_bos = tc["add_bos_token"].get<bool>();
+  if (tc.contains("add_eos_token") && tc["add_eos_token"].is_boolean()) m.tok.add_eos = tc["add_eos_token"].get<bool>();
+  if (tc.contains("chat_template") && tc["chat_template"].is_string())
+    m.tok.chat_template = tc["chat_template"].get<std::string>();
+  auto cfg_id = [&](const char* key) -> int32_t {
+    return cj.contains(key) && cj[key].is_number_integer() ? cj[key].get<int32_t>() : -1;
+  };
+  if (m.tok.bos_id < 0) m.tok.bos_id = cfg_id("bos_token_id");
+  if (m.tok.eos_id < 0) m.tok.eos_id = cfg_id("eos_token_id");
+  // The embedding may have more rows than the tokenizer has tokens: pad as llama.cpp's converter does.
+  if ((int64_t)m.tok.tokens.size() > vocab_size)
+    fail("{}: tokenizer has {} tokens but vocab_size is {}", dir, m.tok.tokens.size(), vocab_size);
+  if (!m.tok.token_types.empty()) m.tok.token_types.resize(m.tok.tokens.size(), 1);
+  if (!m.tok.scores.empty()) m.tok.scores.resize(m.tok.tokens.size(), 0.0f);
+  for (int i = (int)m.tok.tokens.size(); i < vocab_size; ++i) {
+    m.tok.tokens.push_back("[PAD" + std::to_string(i) + "]");
+    if (!m.tok.token_types.empty()) m.tok.token_types.push_back(5);  // unused
+    if (!m.tok.scores.empty()) m.tok.scores.push_back(0.0f);
+  }
+  c.n_vocab = vocab_size;
+
+  validate_model_shapes(dir, c, shapes);
+
+  for (auto& [st, g] : src) {
+    Tensor t;
+    t.name = g;
+    t.ne.assign(st.shape.rbegin(), st.shape.rend());
+    t.raw = st.data;  // F32/F16/BF16 bytes are ggml's layout too
+    t.raw_bytes = st.nbytes;
+    const int64_t n = st.numel();
+    if (st.dtype == "F32") {
+      t.src_type = GgmlType::F32;
+      if (reinterpret_cast<uintptr_t>(st.data) % alignof(float) == 0) {
+        t.data = reinterpret_cast<const float*>(st.data);
+      } else {
+        t.owned.resize((size_t)n);
+        std::memcpy(t.owned.data(), st.data, st.nbytes);
+        t.data = t.owned.data();
+      }
+    } else {
+      t.src_type = st.dtype == "F16" ? GgmlType::F16 : GgmlType::BF16;
+      t.owned.resize((size_t)n);
+      dequantize(t.src_type, st.data, t.owned.data(), n);
+      t.data = t.owned.data();
+    }
+    m.tensors.emplace(g, std::move(t));
+  }
+
+  // Synthesized metadata (GGUF key names).
+  const std::string a = c.arch;
+  m.meta = {
+      {"general.architecture", GgufValue::str(a)},
+      {"general.name", GgufValue::str(fs::absolute(d).lexically_normal().filename().string())},
+      {a + ".context_length", GgufValue::u32(c.n_ctx)},
+      {a + ".embedding_length", GgufValue::u32(c.dim)},
+      {a + ".block_count", GgufValue::u32(c.n_layers)},
+      {a + ".feed_forward_length", GgufValue::u32(c.hidden_dim)},
+      {a + ".attention.head_count", GgufValue::u32(c.n_heads)},
+      {a + ".attention.head_count_kv", GgufValue::u32(c.n_kv_heads)},
+      {a + ".attention.layer_norm_rms_epsilon", GgufValue::f32(c.norm_eps)},
+      {a + ".rope.freq_base", GgufValue::f32(c.rope_theta)},
+  };
   return m;
 }
 
@@ -173,7 +432,9 @@ LoadedModel load_model(const std::string& path, const LoadOptions& opts) {
   in.read(magic, 4);
   const std::streamsize got = in.gcount();
   if (got == 0) fail("{}: empty file (0 bytes), not a model", path);
-  if (got == 4 && std::memcmp(magic, "GGUF", 4) == 0) return load_gguf_model(path);
+  // A .gguf file with another magic is a broken GGUF file (read_gguf names the problem), not llama2.c.
+  if ((got == 4 && std::memcmp(magic, "GGUF", 4) == 0) || fs::path(path).extension() == ".gguf")
+    return load_gguf_model(path);
   std::string tok = opts.tokenizer_path;
   if (tok.empty()) tok = (fs::path(path).parent_path() / "tokenizer.bin").string();
   return load_llama2c_model(path, tok);
@@ -181,6 +442,3 @@ LoadedModel load_model(const std::string& path, const LoadOptions& opts) {
 
 }  // namespace ctrust
 
-namespace ctrust {
-LoadedModel load_hf_model(const std::string& dir) { fail("{}: Hugging Face folders: not implemented yet", dir); }
-}  // namespace ctrust

@@ -1,0 +1,207 @@
+// Hugging Face folders (config.json + safetensors): a stories260K folder written by tests/hf_fixture.h in
+// F32, F16 and BF16, single-file and sharded, must load with the GGUF file's config and the same tensor
+// values (after the q/k un-permutation and the dtype rounding); safetensors reader/writer; broken folders.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "base/error.h"
+#include "hf_fixture.h"
+#include "io/model_file.h"
+#include "io/safetensors.h"
+#include "test_paths.h"
+
+using namespace ctrust;
+
+namespace {
+
+// llama.cpp convert_hf_to_gguf.py permute, written independently of the fixture's inverse:
+// w.reshape(n_head, 2, d/2, cols).swapaxes(1, 2) -> GGUF row h*d + 2i + j = HF row h*d + j*d/2 + i.
+std::vector<float> hf_to_gguf_permute(const float* w, int64_t rows, int64_t cols, int n_head) {
+  std::vector<float> out((size_t)(rows * cols));
+  const int64_t d = rows / n_head;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t h = r / d, i = (r % d) / 2, j = r % 2;
+    std::memcpy(&out[(size_t)(r * cols)], w + (h * d + j * (d / 2) + i) * cols, (size_t)cols * 4);
+  }
+  return out;
+}
+
+float round_to(const std::string& dtype, float x) {
+  if (dtype == "F16") return ggml_fp16_to_fp32(ggml_fp32_to_fp16(x));
+  if (dtype == "BF16") return ggml_bf16_to_fp32(ggml_fp32_to_bf16(x));
+  return x;
+}
+
+void check_against_gguf(const LoadedModel& hf, const std::string& dtype) {
+  const LoadedModel g = load_gguf_model(test::stories_gguf());
+  EXPECT_EQ(hf.format, "hf");
+  const ModelConfig &a = hf.cfg, &b = g.cfg;
+  EXPECT_EQ(a.arch, "llama");
+  EXPECT_EQ(a.dim, b.dim);
+  EXPECT_EQ(a.n_layers, b.n_layers);
+  EXPECT_EQ(a.n_heads, b.n_heads);
+  EXPECT_EQ(a.n_kv_heads, b.n_kv_heads);
+  EXPECT_EQ(a.head_dim, b.head_dim);
+  EXPECT_EQ(a.hidden_dim, b.hidden_dim);
+  EXPECT_EQ(a.n_ctx, b.n_ctx);
+  EXPECT_EQ(a.n_vocab, b.n_vocab);
+  EXPECT_EQ(a.norm_eps, b.norm_eps);
+  EXPECT_EQ(a.rope_theta, b.rope_theta);
+  EXPECT_EQ(a.rope_freq_scale, 1.0f);
+  EXPECT_EQ(a.rope, RopeLayout::NeoX);
+  EXPECT_EQ(b.rope, RopeLayout::Interleaved);
+  EXPECT_EQ(a.tied_output, b.tied_output);
+  EXPECT_FALSE(a.qkv_bias);
+  EXPECT_EQ(hf.tok.tokens, g.tok.tokens);
+  EXPECT_EQ(hf.tok.bos_id, 1);
+  EXPECT_EQ(hf.tok.eos_id, 2);
+  EXPECT_TRUE(hf.tok.add_bos);
+  ASSERT_EQ(hf.tensors.size(), g.tensors.size());
+  const GgmlType src = dtype == "F32" ? GgmlType::F32 : dtype == "F16" ? GgmlType::F16 : GgmlType::BF16;
+  for (const auto& [name, gt] : g.tensors) {
+    const Tensor* ht = hf.find(name);
+    ASSERT_NE(ht, nullptr) << name;
+    EXPECT_EQ(ht->ne, gt.ne) << name;
+    EXPECT_EQ(ht->src_type, src) << name;
+    EXPECT_EQ(ht->raw_bytes, (size_t)gt.numel() * (dtype == "F32" ? 4 : 2)) << name;
+    // Back to GGUF's q/k order with llama.cpp's own permutation: must give the GGUF values (rounded).
+    std::vector<float> v(ht->data, ht->data + ht->numel());
+    const bool q = name.find(".attn_q.weight") != std::string::npos;
+    const bool k = name.find(".attn_k.weight") != std::string::npos;
+    if (q || k) v = hf_to_gguf_permute(v.data(), ht->rows(), ht->cols(), q ? a.n_heads : a.n_kv_heads);
+    int64_t bad = -1;
+    for (int64_t i = 0; i < gt.numel() && bad < 0; ++i)
+      if (std::memcmp(&v[i], &(const float&)round_to(dtype, gt.data[i]), 4) != 0) bad = i;
+    EXPECT_EQ(bad, -1) << name << " differs at " << bad;
+    if (q || k) {  // and the HF layout really differs from GGUF's (else the permutation test is vacuous)
+      EXPECT_NE(std::memcmp(ht->data, v.data(), v.size() * 4), 0) << name;
+    }
+  }
+}
+
+}  // namespace
+
+TEST(Hf, LoadsSingleFileF32) {
+  const std::string dir = test::write_stories_hf(test::scratch_dir() + "/hf_stories_f32", "F32", false);
+  LoadedModel m = load_model(dir);  // a folder dispatches to the HF loader
+  check_against_gguf(m, "F32");
+  // F32 tensors are zero-copy views of the mapped safetensors file.
+  const Tensor& t = m.get("blk.1.ffn_up.weight");
+  EXPECT_TRUE(t.owned.empty());
+  EXPECT_EQ(reinterpret_cast<const uint8_t*>(t.data), t.raw);
+  EXPECT_TRUE(m.extra_maps.empty());
+}
+
+TEST(Hf, LoadsShardedF16) {
+  const std::string dir = test::write_stories_hf(test::scratch_dir() + "/hf_stories_f16_sharded", "F16", true);
+  ASSERT_TRUE(std::filesystem::exists(dir + "/model.safetensors.index.json"));
+  ASSERT_FALSE(std::filesystem::exists(dir + "/model.safetensors"));
+  LoadedModel m = load_hf_model(dir);
+  check_against_gguf(m, "F16");
+  EXPECT_EQ(m.extra_maps.size(), 2u);  // three shards stay mapped
+}
+
+TEST(Hf, LoadsSingleFileBF16) {
+  const std::string dir = test::write_stories_hf(test::scratch_dir() + "/hf_stories_bf16", "BF16", false);
+  check_against_gguf(load_hf_model(dir), "BF16");
+}
+
+TEST(Hf, ConfigVariants) {
+  namespace fs = std::filesystem;
+  const std::string dir = test::write_stories_hf(test::scratch_dir() + "/hf_stories_variants", "F32", false);
+  nlohmann::json cfg;
+  {
+    std::ifstream in(dir + "/config.json");
+    cfg = nlohmann::json::parse(in);
+  }
+  auto write_cfg = [&](const nlohmann::json& j) { test::write_text(dir + "/config.json", j.dump()); };
+  auto with = [&](const char* key, nlohmann::json v) {
+    nlohmann::json j = cfg;
+    if (v.is_null()) j.erase(key);
+    else j[key] = v;
+    return j;
+  };
+  write_cfg(with("rope_scaling", {{"type", "linear"}, {"factor", 4.0}}));
+  EXPECT_EQ(load_hf_model(dir).cfg.rope_freq_scale, 0.25f);
+  write_cfg(with("rope_scaling", {{"rope_type", "linear"}, {"factor", 2.0}}));
+  EXPECT_EQ(load_hf_model(dir).cfg.rope_freq_scale, 0.5f);
+  write_cfg(with("architectures", {"MistralForCausalLM"}));
+  EXPECT_EQ(load_hf_model(dir).cfg.arch, "mistral");
+  write_cfg(with("architectures", {"Qwen2ForCausalLM"}));
+  EXPECT_EQ(load_hf_model(dir).cfg.arch, "qwen2");
+  write_cfg(with("num_key_value_heads", nullptr));  // defaults to the head count: k has the wrong shape then
+  EXPECT_THROW(load_hf_model(dir), Error);
+  write_cfg(with("rms_norm_eps", 1e-6));
+  EXPECT_EQ(load_hf_model(dir).cfg.norm_eps, 1e-6f);
+  // The embedding may have more rows than the tokenizer has tokens (padding, as llama.cpp's converter).
+  // Here: tokenizer_config names BOS/EOS; without it config.json's ids are used.
+  fs::remove(dir + "/tokenizer_config.json");
+  write_cfg(with("bos_token_id", 2));
+  EXPECT_EQ(load_hf_model(dir).tok.bos_id, 2);
+  auto expect_err = [&](const nlohmann::json& j, const std::string& what) {
+    write_cfg(j);
+    try {
+      load_hf_model(dir);
+      ADD_FAILURE() << "no error for " << what;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  expect_err(with("rope_scaling", {{"type", "yarn"}, {"factor", 4.0}}), "unsupported rope_scaling type 'yarn'");
+  expect_err(with("hidden_size", nullptr), "config.json: missing hidden_size");
+  expect_err(with("vocab_size", 500), "tokenizer has 512 tokens but vocab_size is 500");
+  expect_err(with("num_attention_heads", 6), "does not divide hidden_size 64");
+  expect_err(with("architectures", {"FalconForCausalLM"}), "unsupported architecture FalconForCausalLM");
+  expect_err(with("intermediate_size", 100), "tensor blk.0.ffn_gate.weight has shape [64, 172], expected [64, 100]");
+}
+
+TEST(Safetensors, RoundTripAndBounds) {
+  const std::string p = test::scratch_dir() + "/t.safetensors";
+  std::vector<float> a = {1, 2, 3, 4, 5, 6};
+  std::vector<uint16_t> b = {0x3c00, 0xc000};
+  write_safetensors(p, {{"a", "F32", {2, 3}, a.data()}, {"b", "BF16", {2}, b.data()}}, {{"format", "pt"}});
+  SafetensorsFile f = read_safetensors(p);
+  ASSERT_EQ(f.tensors.size(), 2u);
+  EXPECT_EQ(f.metadata.at("format"), "pt");
+  const SafetensorsTensor* t = f.find("a");
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->shape, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(t->nbytes, 24u);
+  EXPECT_EQ(std::memcmp(t->data, a.data(), 24), 0);
+  EXPECT_EQ((reinterpret_cast<uintptr_t>(f.tensors[0].data) - reinterpret_cast<uintptr_t>(f.map->data())) % 8, 0u);
+  EXPECT_EQ(f.find("b")->dtype, "BF16");
+  // Every truncation is an error, not a crash.
+  MappedFile whole(p);
+  for (size_t len = 0; len < whole.size(); ++len) {
+    test::write_text(p + ".cut", std::string(reinterpret_cast<const char*>(whole.data()), len));
+    EXPECT_THROW(read_safetensors(p + ".cut"), Error) << len;
+  }
+}
+
+// ---------------------------------------------------------------- broken folders (tests/data/broken/hf_*)
+
+TEST(HfBroken, EachFolderGivesItsError) {
+  const std::string base = test::source_dir() + "/tests/data/broken/";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"hf_header_past_eof", "model.safetensors: safetensors header length 1099511627776 runs past the end"},
+      {"hf_bad_json", "model.safetensors: invalid safetensors header JSON"},
+      {"hf_offsets_outside",
+       "model.safetensors: tensor 'model.embed_tokens.weight' data_offsets [0, 64] lie outside the data section (10 bytes)"},
+      {"hf_int_dtype", "model.safetensors: tensor model.embed_tokens.weight has dtype I32 (supported: F32, F16, BF16)"},
+      {"hf_shape_mismatch", "tensor 'model.embed_tokens.weight' has 12 bytes but its shape and dtype F32 need 64"},
+      {"hf_unknown_arch", "config.json: unsupported architecture GPT2LMHeadModel"},
+  };
+  for (const auto& [name, what] : cases) {
+    try {
+      load_model(base + name);
+      ADD_FAILURE() << name << ": loaded without error";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_EQ(msg.rfind(base + name, 0), 0u) << msg;
+      EXPECT_NE(msg.find(what), std::string::npos) << name << ": expected '" << what << "' in: " << msg;
+    }
+  }
+  EXPECT_THROW(load_model(test::scratch_dir()), Error);  // a folder without config.json
+}
