@@ -304,8 +304,12 @@ TEST(TokenizerPreTok, DefaultAndUnknown) {
 
 TEST(TokenizerPreTok, UnicodeClassesFollowLlamaCpp) {
   // U+180E is not whitespace for llama.cpp (PCRE2's \s says it is); U+11F04 (Kawi, Unicode 15) is a letter.
-  EXPECT_EQ(split("gpt-2", "a \xe1\xa0\x8e"), (Pieces{"a", " \xe1\xa0\x8e"}));
-  EXPECT_EQ(split("gpt-2", "x \xf0\x91\xbc\x84\xf0\x91\xbc\x85"), (Pieces{"x", " \xf0\x91\xbc\x84\xf0\x91\xbc\x85"}));
+  EXPECT_EQ(split("gpt-2", "a!\xe1\xa0\x8e"), (Pieces{"a", "!\xe1\xa0\x8e"}));
+  EXPECT_EQ(split("gpt-2", "x\xf0\x91\xbc\x84\xf0\x91\xbc\x85y"), (Pieces{"x\xf0\x91\xbc\x84\xf0\x91\xbc\x85y"}));
+  // U+11F50 (Kawi digit zero, Unicode 15) is a number: SmolLM2 isolates it like an ASCII digit.
+  EXPECT_EQ(split("smollm", " \xf0\x91\xbd\x90"), (Pieces{" ", "\xf0\x91\xbd\x90"}));
+  // U+11F43 (Kawi danda) is punctuation for the default pre-tokenizer's first regex.
+  EXPECT_EQ(split("default", "a!\xf0\x91\xbd\x83"), (Pieces{"a", "!\xf0\x91\xbd\x83"}));
   // U+2003 EM SPACE is whitespace; only ASCII space joins the following word.
   EXPECT_EQ(split("gpt-2", "a\xe2\x80\x83\xe2\x80\x83" "b"), (Pieces{"a", "\xe2\x80\x83", "\xe2\x80\x83", "b"}));
 }
