@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("ctrust ") + CTRUST_VERSION);
   app.require_subcommand(1);
   ctrust::cli::register_model_commands(app);
+  ctrust::cli::register_eval_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,205 @@
+// ctrust eval | runs | compare | kld
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+
+#include "base/error.h"
+#include "cli/common.h"
+#include "eval/kld.h"
+#include "model/model.h"
+#include "store/runs.h"
+
+namespace ctrust::cli {
+namespace {
+
+using json = nlohmann::json;
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+std::string pct(double x) { return fmt::format("{:.2f}", 100.0 * x); }
+
+struct EvalArgs {
+  std::string model, tokenizer, tasks, name, db = "ctrust.db";
+  int limit = 0, fewshot = -1, ctx = 2048;
+};
+
+void cmd_eval(const EvalArgs& a, const Common& c) {
+  auto model = open_model(a.model, LoadOptions{a.tokenizer});
+  std::vector<std::string> tasks = split_list(a.tasks);
+  if (tasks.empty()) fail("--tasks: give at least one task");
+  EvalOptions opt;
+  opt.db = a.db;
+  opt.name = a.name;
+  opt.limit = a.limit;
+  opt.num_fewshot = a.fewshot;
+  opt.max_ctx = a.ctx;
+  opt.progress = !c.json;
+  json all = json::array();
+  for (const std::string& t : tasks) {
+    EvalResult r = eval_run(*model, a.model, t, opt);
+    if (c.json) {
+      all.push_back(r.to_json());
+      continue;
+    }
+    fmt::print("run {} '{}' task {}: {} items ({} resumed from the store, {} scored now)\n", r.run.id, r.run.name,
+               r.run.task, r.n_total, r.n_skipped, r.n_scored);
+    fmt::print("  {:<40} {:>6} {:>8} {:>8} {:>8} {:>10}\n", "task", "n", "acc%", "acc_norm%", "acc_mean%", "ppl");
+    for (const TaskSummary& s : r.tasks)
+      fmt::print("  {:<40} {:>6} {:>8} {:>8} {:>8} {:>10}\n", s.task, s.n, pct(s.acc), pct(s.acc_norm),
+                 pct(s.acc_mean), s.ppl >= 0 ? fmt::format("{:.4f}", s.ppl) : "-");
+  }
+  if (c.json) print_json({{"runs", all}});
+}
+
+void cmd_runs(const std::string& db, const Common& c) {
+  std::vector<RunInfo> runs = list_runs(db);
+  if (c.json) {
+    print_json(to_json(runs));
+    return;
+  }
+  fmt::print("{:>4}  {:<24} {:<16} {:>7}  {:<20} {}\n", "id", "name", "task", "items", "created", "model");
+  for (const RunInfo& r : runs)
+    fmt::print("{:>4}  {:<24} {:<16} {:>7}  {:<20} {}\n", r.id, r.name, r.task, r.n_items, r.created, r.model_path);
+}
+
+void cmd_compare(const std::string& db, const std::string& a, const std::string& b, const Common& c, bool csv) {
+  Comparison cmp = compare_runs(db, a, b);
+  if (c.json) {
+    print_json(cmp.to_json());
+    return;
+  }
+  if (csv) {
+    fmt::print("task,n,acc_a,acc_b,delta_acc,delta_acc_lo,delta_acc_hi,c2w,w2c,flips,flips_lo,flips_hi,all_flips,"
+               "agreement,kl_ab,kl_ba,mcnemar_p\n");
+    for (const auto& [name, t] : cmp.tasks) {
+      const PairMetrics& m = t.m;
+      fmt::print("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", name, m.n, m.acc_a, m.acc_b, m.delta_acc,
+                 m.delta_acc_ci[0], m.delta_acc_ci[1], m.c2w, m.w2c, m.flips, m.flips_ci[0], m.flips_ci[1],
+                 m.all_flips, m.agreement, m.kl_ab, m.kl_ba, m.mcnemar_p);
+    }
+    return;
+  }
+  fmt::print("A = {}   B = {}\n", a, b);
+  fmt::print("{:<36} {:>6} {:>7} {:>7} {:>22} {:>5} {:>5} {:>20} {:>7} {:>7} {:>9} {:>8}\n", "task", "n", "acc_A%",
+             "acc_B%", "Δacc% [95% CI]", "c2w", "w2c", "flips% [95% CI]", "allfl%", "agree%", "KL(A‖B)", "McNemar");
+  for (const auto& [name, t] : cmp.tasks) {
+    const PairMetrics& m = t.m;
+    fmt::print("{:<36} {:>6} {:>7} {:>7} {:>22} {:>5} {:>5} {:>20} {:>7} {:>7} {:>9.5f} {:>8.3g}\n", name, m.n,
+               pct(m.acc_a), pct(m.acc_b),
+               fmt::format("{:+.2f} [{:+.2f},{:+.2f}]", 100 * m.delta_acc, 100 * m.delta_acc_ci[0],
+                           100 * m.delta_acc_ci[1]),
+               m.c2w, m.w2c,
+               fmt::format("{:.2f} [{:.2f},{:.2f}]", 100 * m.flips, 100 * m.flips_ci[0], 100 * m.flips_ci[1]),
+               pct(m.all_flips), pct(m.agreement), m.kl_ab, m.mcnemar_p);
+  }
+  for (const std::string& n : cmp.notes) fmt::print("note: {}\n", n);
+}
+
+struct KldArgs {
+  std::string base, model, tokenizer, file;
+  int ctx = 512, chunks = -1;
+};
+
+void cmd_kld(const KldArgs& a, const Common& c) {
+  auto base = open_model(a.base, LoadOptions{a.tokenizer});
+  auto b = open_model(a.model, LoadOptions{a.tokenizer});
+  std::ifstream in(a.file, std::ios::binary);
+  if (!in) fail("{}: cannot open text file", a.file);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  KldOptions opt;
+  opt.n_ctx = a.ctx;
+  opt.max_chunks = a.chunks;
+  const bool tty = isatty(2) && !c.json;
+  if (tty) opt.progress = [](int done, int total) { fmt::print(stderr, "\r[{}/{}] chunks", done, total); };
+  KldStats s = kl_divergence(*base, *b, ss.str(), opt);
+  if (tty) fmt::print(stderr, "\n");
+  if (c.json) {
+    json j = s.to_json();
+    j["base"] = a.base;
+    j["model"] = a.model;
+    j["file"] = a.file;
+    j["ctx"] = a.ctx;
+    print_json(j);
+    return;
+  }
+  const char* names[] = {"Maximum", "99.9%", "99.0%", "95.0%", "90.0%", "Median", "10.0%", "5.0%", "1.0%", "0.1%",
+                         "Minimum"};
+  fmt::print("base {}\nmodel {}\n{} tokens in {} chunks of {}\n\n", a.base, a.model, s.n_tokens, s.n_chunks, a.ctx);
+  fmt::print("====== Perplexity statistics ======\n");
+  fmt::print("Mean PPL(Q)                   : {:10.6f}\n", s.ppl_b);
+  fmt::print("Mean PPL(base)                : {:10.6f}\n", s.ppl_base);
+  fmt::print("Cor(ln(PPL(Q)), ln(PPL(base))): {:10.2f}%\n", 100 * s.cor_ln_ppl);
+  fmt::print("Mean ln(PPL(Q)/PPL(base))     : {:10.6f} ± {:.6f}\n", s.ln_ppl_ratio, s.ln_ppl_ratio_stderr);
+  fmt::print("Mean PPL(Q)/PPL(base)         : {:10.6f}\n\n", s.ppl_ratio);
+  fmt::print("====== KL divergence statistics ======\n");
+  fmt::print("Mean    KLD: {:10.6f} ± {:.6f}\n", s.kl_mean, s.kl_stderr);
+  for (size_t i = 0; i < s.kl_pct.size(); ++i) fmt::print("{:<7} KLD: {:10.6f}\n", names[i], s.kl_pct[i]);
+  fmt::print("\n====== Token probability statistics ======\n");
+  fmt::print("Mean    Δp: {:8.3f} ± {:.3f} %\n", 100 * s.dp_mean, 100 * s.dp_stderr);
+  for (size_t i = 0; i < s.dp_pct.size(); ++i) fmt::print("{:<7} Δp: {:8.3f}%\n", names[i], 100 * s.dp_pct[i]);
+  fmt::print("RMS Δp    : {:8.3f} %\n", 100 * s.dp_rms);
+  fmt::print("Same top p: {:8.3f} ± {:.3f} %\n", 100 * s.same_top, 100 * s.same_top_stderr);
+}
+
+}  // namespace
+
+void register_eval_commands(CLI::App& app) {
+  {
+    static EvalArgs a;
+    static Common o;
+    auto* c = app.add_subcommand("eval", "Evaluate a model on tasks; every item goes to the results store");
+    c->add_option("-m,--model", a.model, "Model file or folder")->required();
+    c->add_option("--tokenizer", a.tokenizer, "llama2.c tokenizer .bin");
+    c->add_option("--tasks", a.tasks, "Comma-separated task names or declaration files (tasks/*.json)")->required();
+    c->add_option("--limit", a.limit, "First N items of each (sub)task")->check(CLI::Range(1, 1 << 30));
+    c->add_option("--fewshot", a.fewshot, "Few-shot examples (overrides the task)")->check(CLI::Range(0, 64));
+    c->add_option("--name", a.name, "Run name (default: the model file's name)");
+    c->add_option("--db", a.db, "Results database (SQLite)");
+    c->add_option("--ctx", a.ctx, "Context length for scoring")->check(CLI::Range(16, 1 << 20));
+    add_common(c, o);
+    c->callback([] { apply_threads(o); cmd_eval(a, o); });
+  }
+  {
+    static std::string db = "ctrust.db";
+    static Common o;
+    auto* c = app.add_subcommand("runs", "List the runs in the results store");
+    c->add_option("--db", db, "Results database (SQLite)");
+    add_common(c, o);
+    c->callback([] { cmd_runs(db, o); });
+  }
+  {
+    static std::string db = "ctrust.db", a, b;
+    static bool csv = false;
+    static Common o;
+    auto* c = app.add_subcommand("compare", "Compare two stored runs item by item (flips, KL, McNemar, CIs)");
+    c->add_option("run_a", a, "Baseline run: id or name")->required();
+    c->add_option("run_b", b, "Candidate run: id or name")->required();
+    c->add_option("--db", db, "Results database (SQLite)");
+    c->add_flag("--csv", csv, "CSV on stdout");
+    add_common(c, o);
+    c->callback([] { cmd_compare(db, a, b, o, csv); });
+  }
+  {
+    static KldArgs a;
+    static Common o;
+    auto* c = app.add_subcommand("kld", "Token-level KL divergence of a model against a base model on a text");
+    c->add_option("--base", a.base, "Base model")->required();
+    c->add_option("-m,--model", a.model, "Model to compare")->required();
+    c->add_option("-f,--file", a.file, "Text file")->required();
+    c->add_option("--ctx", a.ctx, "Tokens per chunk")->check(CLI::Range(2, 1 << 20));
+    c->add_option("--chunks", a.chunks, "At most this many chunks")->check(CLI::Range(1, 1 << 30));
+    c->add_option("--tokenizer", a.tokenizer, "llama2.c tokenizer .bin (both models)");
+    add_common(c, o);
+    c->callback([] { apply_threads(o); cmd_kld(a, o); });
+  }
+}
+
+}  // namespace ctrust::cli
