@@ -38,6 +38,12 @@ void dequantize(GgmlType t, const void* src, float* dst, int64_t n);
 // Supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1 (the reference rounding of ggml's quantize_row_*_ref).
 void quantize(GgmlType t, const float* src, void* dst, int64_t n);
 
+// Scalar conversions used by ggml: f16/bf16 -> f32 exactly; f32 -> f16/bf16 rounding to nearest even.
+float ggml_fp16_to_fp32(uint16_t h);
+uint16_t ggml_fp32_to_fp16(float f);
+float ggml_bf16_to_fp32(uint16_t h);
+uint16_t ggml_fp32_to_bf16(float f);
+
 enum class GgufType : uint32_t {
   UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6, BOOL = 7,
   STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
@@ -67,11 +73,17 @@ struct GgufValue {
   double as_float() const;  // FLOAT32/64 or any integer
   bool as_bool() const;
   const std::string& as_str() const;
+
+  bool operator==(const GgufValue&) const = default;
 };
+
+const char* gguf_type_name(GgufType t);  // "uint32", "string", "array", ...
 
 struct GgufKV {
   std::string key;
   GgufValue value;
+
+  bool operator==(const GgufKV&) const = default;
 };
 
 struct GgufTensorInfo {

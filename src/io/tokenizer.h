@@ -25,8 +25,15 @@ class Tokenizer {
   // add_bos: prepend BOS if the tokenizer's add_bos flag says so (llama.cpp's add_special);
   // parse_special: text like "<|im_start|>" becomes its control token.
   std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special = false) const;
-  std::string decode(std::span<const int32_t> ids) const;   // concatenated pieces, as text
-  std::string piece(int32_t id) const;                       // one token as text (byte tokens as bytes)
+  // Concatenated pieces, as text: llama.cpp's llama_detokenize(remove_special = false,
+  // unparse_special = false): control/unknown tokens render as nothing, the leading space of the first
+  // token is dropped when the vocabulary adds a space prefix (SPM) unless BOS comes first, and byte-level
+  // BPE vocabularies apply llama.cpp's clean_up_tokenization_spaces passes when their pre-tokenizer does.
+  std::string decode(std::span<const int32_t> ids) const;
+  // llama_detokenize with both of its flags: remove_special drops a leading BOS / trailing EOS that the
+  // vocabulary adds; unparse_special renders control tokens as their text.
+  std::string detokenize(std::span<const int32_t> ids, bool remove_special, bool unparse_special) const;
+  std::string piece(int32_t id) const;  // one token as text (byte tokens as bytes, control tokens as their text)
   int n_vocab() const;
   int32_t bos() const;
   int32_t eos() const;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <random>
 #include <span>
 #include <string>
 #include <string_view>
@@ -79,6 +80,12 @@ struct GenerateOptions {
   bool stop_at_eos = true;
   std::vector<std::string> stop_strings;
 };
+// Picks the next token from one row of logits (modified in place). temperature <= 0: argmax (lowest id on ties).
+// Otherwise: p = softmax(logits / temperature); if top_p < 1, keep the smallest set of most probable tokens
+// (sorted by p descending, ties by lower id) whose cumulative p reaches top_p; draw u = (rng() >> 11) * 2^-53
+// (uniform in [0,1)) and return the first kept token (in that order) whose cumulative p exceeds u * kept mass.
+int32_t sample_token(float* logits, int n_vocab, float temperature, float top_p, std::mt19937_64& rng);
+
 // Generates after the prompt (which should already carry BOS if the model wants it).
 // on_token (optional) is called with each new token id; returning false stops.
 std::vector<int32_t> generate(const Model& m, const std::vector<int32_t>& prompt, const GenerateOptions& opt,

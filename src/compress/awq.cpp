@@ -1,0 +1,211 @@
+// AWQ scale and clipping search, SmoothQuant scales, activation statistics and scale folding.
+#include "compress/awq.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <cblas.h>
+
+#include "base/error.h"
+
+namespace ctrust {
+
+ActStats make_act_stats(int n) {
+  if (n <= 0) fail("activation statistics: width must be positive, got {}", n);
+  ActStats s;
+  s.n = n;
+  s.sum_abs.assign(n, 0.0);
+  s.sum_sq.assign(n, 0.0);
+  s.max_abs.assign(n, 0.0f);
+  return s;
+}
+
+void act_stats_add(ActStats& s, const float* x, int rows) {
+  for (int t = 0; t < rows; ++t) {
+    const float* r = x + size_t(t) * s.n;
+    for (int j = 0; j < s.n; ++j) {
+      const float a = std::fabs(r[j]);
+      s.sum_abs[j] += a;
+      s.sum_sq[j] += double(a) * a;
+      s.max_abs[j] = std::max(s.max_abs[j], a);
+    }
+  }
+  s.tokens += rows;
+}
+
+std::vector<float> act_mean_abs(const ActStats& s) {
+  if (s.tokens <= 0) fail("activation statistics: no calibration tokens were added");
+  std::vector<float> m(s.n);
+  for (int j = 0; j < s.n; ++j) m[j] = float(s.sum_abs[j] / double(s.tokens));
+  return m;
+}
+
+std::vector<float> act_col_norm(const ActStats& s) {
+  std::vector<float> m(s.n);
+  for (int j = 0; j < s.n; ++j) m[j] = float(std::sqrt(s.sum_sq[j]));
+  return m;
+}
+
+std::vector<float> awq_scales_for(const std::vector<float>& mean_abs, double alpha) {
+  std::vector<float> s(mean_abs.size());
+  float mx = 0.0f, mn = INFINITY;
+  for (size_t j = 0; j < s.size(); ++j) {
+    s[j] = std::max(std::pow(mean_abs[j], float(alpha)), 1e-4f);
+    mx = std::max(mx, s[j]);
+    mn = std::min(mn, s[j]);
+  }
+  const float norm = std::sqrt(mx * mn);
+  for (float& v : s) v /= norm;
+  return s;
+}
+
+AwqSearch awq_search(const std::vector<float>& mean_abs, int n_grid,
+                     const std::function<double(const std::vector<float>& s)>& loss) {
+  if (n_grid <= 0) fail("awq: the scale grid needs at least one point, got {}", n_grid);
+  AwqSearch best;
+  double best_loss = INFINITY;
+  for (int i = 0; i < n_grid; ++i) {
+    const double alpha = double(i) / n_grid;
+    std::vector<float> s = awq_scales_for(mean_abs, alpha);
+    const double l = loss(s);
+    best.losses.push_back(l);
+    if (l < best_loss) {
+      best_loss = l;
+      best.alpha = alpha;
+      best.s = std::move(s);
+    }
+  }
+  if (best.s.empty()) fail("awq: every scale candidate gave a non-finite loss");
+  return best;
+}
+
+void scale_columns(float* W, int out, int in, const std::vector<float>& s) {
+  for (int o = 0; o < out; ++o)
+    for (int j = 0; j < in; ++j) W[size_t(o) * in + j] *= s[j];
+}
+
+void divide_vector(float* v, const std::vector<float>& s) {
+  for (size_t j = 0; j < s.size(); ++j) v[j] /= s[j];
+}
+
+void divide_rows(float* W, int out, int in, const std::vector<float>& s) {
+  if (int(s.size()) != out) fail("scale folding: {} scales for {} rows", s.size(), out);
+  for (int o = 0; o < out; ++o)
+    for (int j = 0; j < in; ++j) W[size_t(o) * in + j] /= s[o];
+}
+
+std::vector<float> awq_fake_quant(const float* W, int out, int in, const std::vector<float>& s, const QuantSpec& q) {
+  std::vector<float> ws(W, W + size_t(out) * in);
+  scale_columns(ws.data(), out, in, s);
+  QuantResult r = rtn_quantize(ws.data(), out, in, q);
+  for (int o = 0; o < out; ++o)
+    for (int j = 0; j < in; ++j) r.w[size_t(o) * in + j] /= s[j];
+  return std::move(r.w);
+}
+
+double awq_linears_loss(const std::vector<const float*>& Ws, const std::vector<int>& outs, int in, const float* X,
+                        int n, const std::vector<float>& s, const QuantSpec& q) {
+  double err = 0, count = 0;
+  for (size_t k = 0; k < Ws.size(); ++k) {
+    std::vector<float> wq = awq_fake_quant(Ws[k], outs[k], in, s, q);
+    err += output_error(Ws[k], wq.data(), outs[k], in, X, n);
+    count += double(outs[k]) * n;
+  }
+  return err / count;
+}
+
+namespace {
+
+// y[n][out] = x[n][in] W^T
+void matmul_t(const float* x, const float* W, float* y, int n, int in, int out) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+}
+
+std::vector<float> mlp_forward(const float* gate, const float* up, const float* down, int dim, int hidden,
+                               const float* X, int n) {
+  std::vector<float> g(size_t(n) * hidden), u(size_t(n) * hidden), y(size_t(n) * dim);
+  matmul_t(X, gate, g.data(), n, dim, hidden);
+  matmul_t(X, up, u.data(), n, dim, hidden);
+  for (size_t i = 0; i < g.size(); ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  matmul_t(g.data(), down, y.data(), n, hidden, dim);
+  return y;
+}
+
+}  // namespace
+
+double awq_mlp_loss(const float* gate, const float* up, const float* down, int dim, int hidden, const float* X, int n,
+                    const std::vector<float>& s, const QuantSpec& q) {
+  std::vector<float> ref = mlp_forward(gate, up, down, dim, hidden, X, n);
+  std::vector<float> gq = awq_fake_quant(gate, hidden, dim, s, q), uq = awq_fake_quant(up, hidden, dim, s, q);
+  std::vector<float> y = mlp_forward(gq.data(), uq.data(), down, dim, hidden, X, n);
+  double e = 0;
+  for (size_t i = 0; i < y.size(); ++i) e += double(y[i] - ref[i]) * (y[i] - ref[i]);
+  return e / double(y.size());
+}
+
+std::vector<float> awq_clip(float* W, int out, int in, const float* X, int n, const AwqOptions& o) {
+  check_quant_spec(o.q, out, in, "awq clip");
+  const int G = o.q.group > 0 ? o.q.group : in, ng = in / G;
+  // Token sample: every (n / clip_tokens)-th row, as input_feat[:, 0::n // n_sample_token].
+  const int step = std::max(1, n / std::max(1, o.clip_tokens));
+  std::vector<const float*> xs;
+  for (int t = 0; t < n; t += step) xs.push_back(X + size_t(t) * in);
+  const int nt = int(xs.size());
+  const int n_shrink = int(o.max_shrink * o.clip_grid);
+  const float maxq = float(quant_maxq(o.q.bits));
+  std::vector<float> best_max(size_t(out) * ng);
+#pragma omp parallel for schedule(dynamic, 4) if (size_t(out) * in >= (1u << 14))
+  for (int r = 0; r < out; ++r) {
+    std::vector<float> cur(G), org_out(nt);
+    for (int g = 0; g < ng; ++g) {
+      float* w = W + size_t(r) * in + size_t(g) * G;
+      float org_max = 0.0f;
+      for (int j = 0; j < G; ++j) org_max = std::max(org_max, std::fabs(w[j]));
+      for (int t = 0; t < nt; ++t) {
+        double a = 0;
+        for (int j = 0; j < G; ++j) a += double(xs[t][size_t(g) * G + j]) * w[j];
+        org_out[t] = float(a);
+      }
+      double best_err = 1e9;  // llm-awq's initial min_errs
+      float best = org_max;
+      for (int i = 0; i < n_shrink; ++i) {
+        const float mx = org_max * (1.0f - float(i) / float(o.clip_grid));
+        for (int j = 0; j < G; ++j) cur[j] = std::clamp(w[j], -mx, mx);
+        QuantGrid grid = fit_grid(cur.data(), G, o.q);
+        for (int j = 0; j < G; ++j) cur[j] = grid_value(grid, grid_q(grid, cur[j], maxq));
+        double err = 0;
+        for (int t = 0; t < nt; ++t) {
+          double a = 0;
+          for (int j = 0; j < G; ++j) a += double(xs[t][size_t(g) * G + j]) * cur[j];
+          err += (a - org_out[t]) * (a - org_out[t]);
+        }
+        err /= std::max(1, nt);
+        if (err < best_err) {
+          best_err = err;
+          best = mx;
+        }
+      }
+      best_max[size_t(r) * ng + g] = best;
+      for (int j = 0; j < G; ++j) w[j] = std::clamp(w[j], -best, best);
+    }
+  }
+  return best_max;
+}
+
+std::vector<float> smoothquant_scales(const std::vector<float>& act_max, const std::vector<const float*>& Ws,
+                                      const std::vector<int>& outs, int in, double alpha) {
+  if (!(alpha >= 0.0 && alpha <= 1.0)) fail("smoothquant: alpha must be in [0, 1], got {}", alpha);
+  if (int(act_max.size()) != in) fail("smoothquant: {} activation maxima for {} inputs", act_max.size(), in);
+  std::vector<float> wmax(in, 0.0f);
+  for (size_t k = 0; k < Ws.size(); ++k)
+    for (int o = 0; o < outs[k]; ++o)
+      for (int j = 0; j < in; ++j) wmax[j] = std::max(wmax[j], std::fabs(Ws[k][size_t(o) * in + j]));
+  std::vector<float> s(in);
+  for (int j = 0; j < in; ++j) {
+    const double w = std::max(wmax[j], 1e-5f);
+    s[j] = float(std::max(std::pow(double(act_max[j]), alpha) / std::pow(w, 1.0 - alpha), 1e-5));
+  }
+  return s;
+}
+
+}  // namespace ctrust

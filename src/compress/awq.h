@@ -1,0 +1,76 @@
+// Activation-aware scaling methods on f32 weight matrices W [out][in] with calibration inputs X [n][in]:
+// AWQ (Lin et al. 2023, reference llm-awq auto_scale.py / auto_clip.py) and SmoothQuant (Xiao et al. 2022).
+// Both scale input channel j of the Linears by s_j and fold 1/s_j into the operation before them
+// (RMSNorm weight, or the rows of the previous Linear), which leaves the full-precision function unchanged.
+#pragma once
+#include <functional>
+#include <vector>
+
+#include "compress/quant.h"
+
+namespace ctrust {
+
+// Per-input-channel statistics of calibration activations, accumulated over tokens.
+struct ActStats {
+  int n = 0;
+  int64_t tokens = 0;
+  std::vector<double> sum_abs;  // AWQ: mean |x_j| = sum_abs / tokens
+  std::vector<double> sum_sq;   // Wanda: ||X_j||_2 = sqrt(sum_sq)
+  std::vector<float> max_abs;   // SmoothQuant: max |X_j|
+};
+ActStats make_act_stats(int n);
+void act_stats_add(ActStats& s, const float* x, int rows);
+std::vector<float> act_mean_abs(const ActStats& s);
+std::vector<float> act_col_norm(const ActStats& s);
+
+// ---- AWQ ----
+struct AwqOptions {
+  QuantSpec q;
+  int n_grid = 20;          // alpha in {0, 1/n_grid, ..., (n_grid-1)/n_grid}
+  bool clip = true;         // weight clipping search after scaling
+  int clip_grid = 20;       // shrink steps of 1/clip_grid ...
+  double max_shrink = 0.5;  // ... up to (but excluding) this fraction
+  int clip_tokens = 512;    // tokens sampled (every n/clip_tokens-th) for the clipping search
+};
+
+// s = mean_abs^alpha (clamped at 1e-4), normalized by sqrt(max(s) * min(s)) (llm-awq).
+std::vector<float> awq_scales_for(const std::vector<float>& mean_abs, double alpha);
+
+struct AwqSearch {
+  double alpha = 0.0;
+  std::vector<float> s;       // the chosen scales [in]
+  std::vector<double> losses; // loss of each grid point
+};
+// Evaluates loss(s) for every alpha of the grid and keeps the smallest (first on ties, as llm-awq).
+AwqSearch awq_search(const std::vector<float>& mean_abs, int n_grid,
+                     const std::function<double(const std::vector<float>& s)>& loss);
+
+// W' = Q(W * s) / s: the weight the scaled, quantized Linear acts as on unscaled inputs.
+std::vector<float> awq_fake_quant(const float* W, int out, int in, const std::vector<float>& s, const QuantSpec& q);
+// Mean squared output error of the Linears (sharing input X) after awq_fake_quant with scales s:
+// the loss used for the q/k/v group and for down_proj (see docs/compression.md).
+double awq_linears_loss(const std::vector<const float*>& Ws, const std::vector<int>& outs, int in, const float* X,
+                        int n, const std::vector<float>& s, const QuantSpec& q);
+// Mean squared output error of the SwiGLU MLP down(silu(gate x) * up x) when gate and up are replaced by
+// awq_fake_quant(., s) (down unchanged): the loss of the gate/up group (llm-awq inspects the whole MLP).
+double awq_mlp_loss(const float* gate, const float* up, const float* down, int dim, int hidden, const float* X, int n,
+                    const std::vector<float>& s, const QuantSpec& q);
+
+// Clipping search (llm-awq auto_clip_layer) on the already scaled W, in place: per row and group, the max
+// |w| is shrunk by (1 - i / clip_grid) for i < max_shrink * clip_grid, W clamped to +-max, quantized, and
+// the shrink with the smallest mean squared group output error on the sampled tokens is applied.
+// X must be the inputs of the scaled W (already divided by s). Returns the chosen max per [row][group].
+std::vector<float> awq_clip(float* W, int out, int in, const float* X, int n, const AwqOptions& o);
+
+// ---- SmoothQuant ----
+// s_j = max|X_j|^alpha / max|W_j|^(1 - alpha), with max|W_j| over the rows of all Linears sharing the input,
+// both clamped at 1e-5 as in the reference (smooth.py smooth_ln_fcs).
+std::vector<float> smoothquant_scales(const std::vector<float>& act_max, const std::vector<const float*>& Ws,
+                                      const std::vector<int>& outs, int in, double alpha);
+
+// Folding: W[:, j] *= s_j; prev[j] /= s_j (an RMSNorm weight); rows of a previous Linear /= s.
+void scale_columns(float* W, int out, int in, const std::vector<float>& s);
+void divide_vector(float* v, const std::vector<float>& s);
+void divide_rows(float* W, int out, int in, const std::vector<float>& s);  // row r /= s[r] (out == s.size())
+
+}  // namespace ctrust

@@ -1,0 +1,499 @@
+// The sequential compression driver: calibration sampling, block forward with Linear-input capture, per-method
+// compression of one block's Linears, error reports, GGUF packing and inference modes.
+#include "compress/driver.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <cblas.h>
+
+#include "base/error.h"
+#include "compress/awq.h"
+#include "compress/gptq.h"
+#include "compress/prune.h"
+#include "compress/quant.h"
+#include "ops/attention.h"
+#include "ops/linear.h"
+#include "ops/ops.h"
+
+namespace ctrust {
+
+std::string default_calibration_file() {
+  const char* e = std::getenv("CTRUST_SHARED");
+  std::string shared = e ? e : std::string(CTRUST_SOURCE_DIR) + "/../shared";
+  return shared + "/data/wikitext-2-tokens/wiki.valid.tokens";
+}
+
+Calibration load_calibration(const Tokenizer& tok, const std::string& file, int n, int len, uint64_t seed) {
+  if (n < 1 || len < 2) fail("{}: calibration needs N >= 1 sequences of L >= 2 tokens, got {} x {}", file, n, len);
+  std::ifstream in(file, std::ios::binary);
+  if (!in) fail("{}: cannot open calibration text", file);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  std::vector<int32_t> ids = tok.encode(text, false);
+  Recipe tmp;
+  tmp.n_samples = n;
+  tmp.seq_len = len;
+  validate_calibration_size(tmp, int64_t(ids.size()), file);
+  Calibration c;
+  c.file = file;
+  c.hash = file_hash(file);
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> start(0, int64_t(ids.size()) - len);
+  for (int i = 0; i < n; ++i) {
+    const int64_t s = start(rng);
+    c.seqs.emplace_back(ids.begin() + s, ids.begin() + s + len);
+  }
+  return c;
+}
+
+std::vector<GgufKV> recipe_metadata(const Recipe& r) {
+  return {GgufKV{kRecipeKey, GgufValue::str(recipe_to_string(r))}};
+}
+
+void block_forward(const Model& m, int l, float* x, int n, const LinearObserver* obs) {
+  const ModelConfig& c = m.cfg;
+  const LayerWeights& L = m.layers.at(l);
+  const int dim = c.dim, hd = c.head_dim, qdim = c.n_heads * hd, kvdim = c.n_kv_heads * hd, hid = c.hidden_dim;
+  std::vector<float> xb(size_t(n) * dim), q(size_t(n) * qdim), k(size_t(n) * kvdim), v(size_t(n) * kvdim),
+      att(size_t(n) * qdim), o(size_t(n) * dim), gate(size_t(n) * hid), up(size_t(n) * hid),
+      cos_t(size_t(n) * hd / 2), sin_t(size_t(n) * hd / 2);
+  rope_tables(0, n, hd, c.rope_theta, c.rope_freq_scale, cos_t.data(), sin_t.data());
+  rmsnorm(x, L.attn_norm, xb.data(), n, dim, c.norm_eps);
+  if (obs) {
+    (*obs)(l, "attn_q", xb.data(), n, dim);
+    (*obs)(l, "attn_k", xb.data(), n, dim);
+    (*obs)(l, "attn_v", xb.data(), n, dim);
+  }
+  linear(L.wq, xb.data(), q.data(), n);
+  linear(L.wk, xb.data(), k.data(), n);
+  linear(L.wv, xb.data(), v.data(), n);
+  rope(q.data(), n, c.n_heads, hd, c.rope, cos_t.data(), sin_t.data());
+  rope(k.data(), n, c.n_kv_heads, hd, c.rope, cos_t.data(), sin_t.data());
+  attention(AttentionShape{c.n_heads, c.n_kv_heads, hd}, q.data(), k.data(), v.data(), kvdim, 0, n, att.data());
+  if (obs) (*obs)(l, "attn_output", att.data(), n, qdim);
+  linear(L.wo, att.data(), o.data(), n);
+  for (size_t i = 0; i < o.size(); ++i) x[i] += o[i];
+  rmsnorm(x, L.ffn_norm, xb.data(), n, dim, c.norm_eps);
+  if (obs) {
+    (*obs)(l, "ffn_gate", xb.data(), n, dim);
+    (*obs)(l, "ffn_up", xb.data(), n, dim);
+  }
+  linear(L.w_gate, xb.data(), gate.data(), n);
+  linear(L.w_up, xb.data(), up.data(), n);
+  swiglu(gate.data(), up.data(), gate.data(), int64_t(n) * hid);
+  if (obs) (*obs)(l, "ffn_down", gate.data(), n, hid);
+  linear(L.w_down, gate.data(), o.data(), n);
+  for (size_t i = 0; i < o.size(); ++i) x[i] += o[i];
+}
+
+void apply_inference_modes(Model& m, const Recipe& r) {
+  if (r.method != Method::SmoothQuant && r.method != Method::LLMInt8) return;
+  const LinearMode mode = r.method == Method::SmoothQuant ? LinearMode::W8A8 : LinearMode::Int8Outlier;
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    LayerWeights& L = m.layers[l];
+    std::pair<const char*, Linear*> lin[] = {{"attn_q", &L.wq},       {"attn_k", &L.wk},  {"attn_v", &L.wv},
+                                             {"attn_output", &L.wo},  {"ffn_gate", &L.w_gate},
+                                             {"ffn_up", &L.w_up},     {"ffn_down", &L.w_down}};
+    for (auto& [name, p] : lin)
+      if (tensor_selected(r, fmt::format("blk.{}.{}.weight", l, name))) {
+        p->mode = mode;
+        p->threshold = float(r.threshold);
+      }
+  }
+}
+
+namespace {
+
+enum Kind { AttnIn, AttnOut, FfnIn, FfnDown, NKinds };
+struct LinDef {
+  const char* name;
+  Kind kind;
+};
+constexpr LinDef kLinears[] = {{"attn_q", AttnIn},      {"attn_k", AttnIn},   {"attn_v", AttnIn},
+                               {"attn_output", AttnOut}, {"ffn_gate", FfnIn}, {"ffn_up", FfnIn},
+                               {"ffn_down", FfnDown}};
+constexpr const char* kFirstOfKind[NKinds] = {"attn_q", "attn_output", "ffn_gate", "ffn_down"};
+
+struct Capture {
+  int width = 0;
+  Hessian h;
+  ActStats st;
+  std::vector<float> x;  // raw inputs, only for AWQ
+};
+
+// Replaces a tensor's data; packed bytes (if any) are stored after the floats in the same buffer so that
+// Tensor::raw lives exactly as long as the tensor's data.
+void set_tensor(Tensor& t, std::vector<float> v, const std::vector<uint8_t>* packed = nullptr,
+                GgmlType type = GgmlType::F32) {
+  const size_t n = v.size();
+  if (packed) {
+    v.resize(n + (packed->size() + 3) / 4);
+    std::memcpy(v.data() + n, packed->data(), packed->size());
+  }
+  t.owned = std::move(v);
+  t.data = t.owned.data();
+  if (packed) {
+    t.raw = reinterpret_cast<const uint8_t*>(t.owned.data() + n);
+    t.raw_bytes = packed->size();
+    t.src_type = type;
+  } else {
+    t.raw = nullptr;
+    t.raw_bytes = 0;
+    t.src_type = GgmlType::F32;
+  }
+}
+
+// sum_rows d H d^T * tokens / 2 with d = W - eff(Q) (= ||W X^T - eff(Q) X^T||^2 since H = 2 X^T X / tokens),
+// where eff(Q)[r][j] = Q[r][j] * row_mul[r] / col_div[j] undoes the AWQ/SmoothQuant scaling.
+double layer_error(const std::vector<double>& H, int64_t tokens, const float* W, const float* Q, int out, int in,
+                   const std::vector<float>* col_div, const std::vector<float>* row_mul, double* ref_norm) {
+  std::vector<double> D(size_t(out) * in), E(size_t(out) * in);
+  for (int r = 0; r < out; ++r)
+    for (int j = 0; j < in; ++j) {
+      double q = Q[size_t(r) * in + j];
+      if (row_mul) q *= (*row_mul)[r];
+      if (col_div) q /= (*col_div)[j];
+      D[size_t(r) * in + j] = W[size_t(r) * in + j] - q;
+    }
+  auto quad = [&](const std::vector<double>& A) {
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, in, 1.0, A.data(), in, H.data(), in, 0.0,
+                E.data(), in);
+    double s = 0;
+    for (size_t i = 0; i < A.size(); ++i) s += A[i] * E[i];
+    return s * double(tokens) / 2.0;
+  };
+  if (ref_norm) *ref_norm = quad(std::vector<double>(W, W + size_t(out) * in));
+  return quad(D);
+}
+
+QuantSpec spec_of(const Recipe& r) { return QuantSpec{r.bits, r.sym, r.group, r.fp16_scales}; }
+
+struct Work {
+  Model& m;
+  const Recipe& r;
+  CompressReport& rep;
+  const CompressProgress& progress;
+};
+
+// Stores a quantized result into the tensor (packing it when exact) and reports it.
+void store_quant(Tensor& t, const QuantResult& q, TensorReport& tr) {
+  GgmlType pt = packable_type(q);
+  if (pt != GgmlType::F32) {
+    std::vector<uint8_t> bytes = pack_ggml(q, pt);
+    set_tensor(t, q.w, &bytes, pt);
+  } else {
+    set_tensor(t, q.w);
+  }
+  tr.stored = pt;
+}
+
+std::string weight_name(int l, const char* lin) { return fmt::format("blk.{}.{}.weight", l, lin); }
+
+// Compresses the selected Linears of block l given the captured inputs.
+void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) {
+  Model& m = w.m;
+  const Recipe& r = w.r;
+  LoadedModel& f = m.file;
+  const QuantSpec qs = spec_of(r);
+  struct Item {
+    const LinDef* def;
+    Tensor* t;
+    std::vector<float> orig;  // the weight before compression
+    std::vector<float> col_div, row_mul;
+  };
+  std::vector<Item> items;
+  for (const LinDef& d : kLinears) {
+    std::string name = weight_name(l, d.name);
+    if (!tensor_selected(r, name)) continue;
+    Tensor& t = f.tensors.at(name);
+    items.push_back(Item{&d, &t, std::vector<float>(t.data, t.data + t.numel()), {}, {}});
+  }
+  if (items.empty()) return;
+  auto find = [&](const char* n) -> Item* {
+    for (Item& it : items)
+      if (std::strcmp(it.def->name, n) == 0) return &it;
+    return nullptr;
+  };
+  auto rows_of = [](const Item& it) { return int(it.t->rows()); };
+  auto cols_of = [](const Item& it) { return int(it.t->cols()); };
+  std::vector<std::vector<double>> H(NKinds);
+  if (have_calib)
+    for (int k = 0; k < NKinds; ++k)
+      if (cap[k].h.tokens > 0) H[k] = hessian_matrix(cap[k].h);
+
+  // Working copies of tensors that absorb scales (norms and previous Linears), written back at the end.
+  auto working = [&](const std::string& name) {
+    const Tensor& t = f.get(name);
+    return std::vector<float>(t.data, t.data + t.numel());
+  };
+
+  if (r.method == Method::AWQ || r.method == Method::SmoothQuant) {
+    struct Group {
+      std::vector<const char*> lins;
+      Kind kind;
+      std::string prev;  // 1-D norm, or a Linear whose rows absorb the scales
+      bool prev_rows;
+    };
+    std::vector<Group> groups = {{{"attn_q", "attn_k", "attn_v"}, AttnIn, fmt::format("blk.{}.attn_norm.weight", l), false},
+                                 {{"ffn_gate", "ffn_up"}, FfnIn, fmt::format("blk.{}.ffn_norm.weight", l), false}};
+    if (r.method == Method::AWQ) {
+      if (m.cfg.n_kv_heads == m.cfg.n_heads)
+        groups.insert(groups.begin() + 1, Group{{"attn_output"}, AttnOut, weight_name(l, "attn_v"), true});
+      groups.push_back(Group{{"ffn_down"}, FfnDown, weight_name(l, "ffn_up"), true});
+    }
+    for (const Group& g : groups) {
+      std::vector<Item*> its;
+      for (const char* n : g.lins)
+        if (Item* it = find(n)) its.push_back(it);
+      if (its.empty()) continue;
+      const int in = cols_of(*its[0]);
+      std::vector<const float*> Ws;
+      std::vector<int> outs;
+      for (Item* it : its) {
+        Ws.push_back(it->t->data);
+        outs.push_back(rows_of(*it));
+      }
+      Capture& c = cap[g.kind];
+      std::vector<float> s;
+      if (r.method == Method::SmoothQuant) {
+        s = smoothquant_scales(c.st.max_abs, Ws, outs, in, r.alpha);
+      } else {
+        const int n = int(c.x.size() / in);
+        std::function<double(const std::vector<float>&)> loss;
+        if (g.kind == FfnIn && its.size() == 2) {
+          const Tensor& down = f.get(weight_name(l, "ffn_down"));
+          loss = [&, n](const std::vector<float>& sc) {
+            return awq_mlp_loss(find("ffn_gate")->t->data, find("ffn_up")->t->data, down.data, in,
+                                m.cfg.hidden_dim, c.x.data(), n, sc, qs);
+          };
+        } else {
+          loss = [&, n](const std::vector<float>& sc) { return awq_linears_loss(Ws, outs, in, c.x.data(), n, sc, qs); };
+        }
+        s = awq_search(act_mean_abs(c.st), r.awq_grid, loss).s;
+      }
+      // Fold: the Linears' columns *= s (all Linears sharing the input, selected or not), prev /= s.
+      for (const LinDef& d : kLinears) {
+        if (d.kind != g.kind) continue;
+        Tensor& t = f.tensors.at(weight_name(l, d.name));
+        std::vector<float> v = working(t.name);
+        scale_columns(v.data(), int(t.rows()), int(t.cols()), s);
+        Item* it = find(d.name);
+        if (it) it->col_div = s;
+        set_tensor(t, std::move(v));
+      }
+      Tensor& prev = f.tensors.at(g.prev);
+      std::vector<float> pv = working(g.prev);
+      if (g.prev_rows) {
+        divide_rows(pv.data(), int(prev.rows()), int(prev.cols()), s);
+        const char* pl = g.kind == AttnOut ? "attn_v" : "ffn_up";
+        if (Item* it = find(pl)) it->row_mul = s;  // errors compare against the unscaled original
+      } else {
+        divide_vector(pv.data(), s);
+      }
+      set_tensor(prev, std::move(pv));
+      for (size_t i = 0; i < c.x.size(); ++i) c.x[i] /= s[i % in];  // inputs of the scaled Linears
+    }
+    rebind_weights(m);
+  }
+
+  for (Item& it : items) {
+    const int out = rows_of(it), in = cols_of(it);
+    TensorReport tr;
+    tr.name = it.t->name;
+    tr.out = out;
+    tr.in = in;
+    const Kind k = it.def->kind;
+    const std::vector<float> cur(it.t->data, it.t->data + size_t(out) * in);
+    bool quant = false;
+    QuantResult q;
+    switch (r.method) {
+      case Method::RTN: q = rtn_quantize(cur.data(), out, in, qs); quant = true; break;
+      case Method::GPTQ: {
+        GptqOptions o;
+        o.q = qs;
+        o.damp = r.damp;
+        o.block = r.block;
+        o.act_order = r.act_order;
+        o.static_groups = r.static_groups;
+        q = gptq_quantize_h(cur.data(), out, in, H[k], o);
+        quant = true;
+        break;
+      }
+      case Method::AWQ: {
+        std::vector<float> wc = cur;
+        const bool qk = std::strcmp(it.def->name, "attn_q") == 0 || std::strcmp(it.def->name, "attn_k") == 0;
+        if (r.awq_clip && !qk) {
+          AwqOptions o;
+          o.q = qs;
+          o.max_shrink = r.awq_max_shrink;
+          awq_clip(wc.data(), out, in, cap[k].x.data(), int(cap[k].x.size() / in), o);
+        }
+        q = rtn_quantize(wc.data(), out, in, qs);
+        quant = true;
+        break;
+      }
+      case Method::SmoothQuant: {
+        QuantResult q8 = quantize_rows_absmax_int8(cur.data(), out, in);
+        set_tensor(*it.t, q8.w);
+        break;
+      }
+      case Method::LLMInt8:
+        break;  // weights stay f32: LinearMode::Int8Outlier quantizes them per row at inference
+      case Method::Magnitude:
+      case Method::Wanda:
+      case Method::SparseGPT: {
+        PruneSpec p{r.sparsity, r.prune_n, r.prune_m};
+        PruneResult pr;
+        if (r.method == Method::Magnitude) {
+          pr = prune_magnitude(cur.data(), out, in, p);
+        } else if (r.method == Method::Wanda) {
+          pr = prune_wanda(cur.data(), out, in, act_col_norm(cap[k].st).data(), p);
+        } else {
+          SparseGptOptions o;
+          o.p = p;
+          o.damp = r.damp;
+          o.block = r.block;
+          pr = sparsegpt_prune_h(cur.data(), out, in, H[k], o);
+        }
+        set_tensor(*it.t, std::move(pr.w));
+        break;
+      }
+    }
+    if (quant) store_quant(*it.t, q, tr);
+    const float* nw = it.t->data;
+    int64_t zeros = 0;
+    for (int64_t i = 0; i < int64_t(out) * in; ++i) zeros += nw[i] == 0.0f;
+    tr.sparsity = double(zeros) / (double(out) * in);
+    if (have_calib && !H[k].empty()) {
+      // AWQ: ffn_up rows were divided by the down scales and its columns multiplied by the MLP scales.
+      double ref = 0;
+      tr.error = layer_error(H[k], cap[k].h.tokens, it.orig.data(), nw, out, in,
+                             it.col_div.empty() ? nullptr : &it.col_div, it.row_mul.empty() ? nullptr : &it.row_mul,
+                             &ref);
+      tr.rel_error = ref > 0 ? tr.error / ref : 0.0;
+      if (r.method == Method::RTN || r.method == Method::GPTQ || r.method == Method::AWQ) {
+        QuantResult base = rtn_quantize(it.orig.data(), out, in, qs);
+        tr.rtn_error = layer_error(H[k], cap[k].h.tokens, it.orig.data(), base.w.data(), out, in, nullptr, nullptr,
+                                   nullptr);
+      }
+    }
+    if (w.progress)
+      w.progress(fmt::format("{}: {} x {}, rel. error {:.4g}, sparsity {:.3f}, stored {}", tr.name, out, in,
+                             tr.rel_error, tr.sparsity, tr.stored == GgmlType::F32 ? "f32" : "packed"));
+    w.rep.tensors.push_back(std::move(tr));
+  }
+  rebind_weights(m);
+}
+
+}  // namespace
+
+CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration* calib,
+                              const CompressProgress& progress) {
+  const auto t0 = std::chrono::steady_clock::now();
+  CompressReport rep;
+  rep.recipe = recipe;
+  Recipe& r = rep.recipe;
+  validate_recipe(r);
+  LoadedModel& f = m.file;
+  const ModelConfig& c = m.cfg;
+
+  // Validate every selected tensor before any work.
+  bool any = false;
+  for (const auto& [name, t] : f.tensors) {
+    bool linear = name == "token_embd.weight" || name == "output.weight";
+    for (int l = 0; l < c.n_layers && !linear; ++l)
+      for (const LinDef& d : kLinears) linear = linear || name == weight_name(l, d.name);
+    if (!linear || !tensor_selected(r, name)) continue;
+    validate_tensor(r, name, t.rows(), t.cols(), int(t.ne.size()));
+    any = true;
+  }
+  if (!any) fail("{}: no tensor is selected for compression (check --only / --skip)", f.path);
+  if (method_needs_calibration(r.method) && !calib)
+    fail("compress: method {} needs calibration data", method_name(r.method));
+  if (calib) {
+    if (calib->seqs.empty()) fail("{}: no calibration sequences", calib->file);
+    r.calib_file = calib->file;
+    r.calib_hash = calib->hash;
+    r.n_samples = int(calib->seqs.size());
+    r.seq_len = int(calib->seqs[0].size());
+    for (const auto& s : calib->seqs)
+      for (int32_t id : s)
+        if (id < 0 || id >= c.n_vocab) fail("{}: calibration token id {} is out of range", calib->file, id);
+  } else {
+    r.calib_file.clear();
+    r.calib_hash.clear();
+  }
+  Work w{m, r, rep, progress};
+
+  // Tensors outside the blocks (only when --only names them): RTN / magnitude directly.
+  for (const char* name : {"token_embd.weight", "output.weight"}) {
+    auto found = f.tensors.find(name);
+    if (found == f.tensors.end() || !tensor_selected(r, name)) continue;
+    Tensor* t = &found->second;
+    TensorReport tr;
+    tr.name = name;
+    tr.out = int(t->rows());
+    tr.in = int(t->cols());
+    if (r.method == Method::RTN) {
+      QuantResult q = rtn_quantize(t->data, tr.out, tr.in, spec_of(r));
+      store_quant(*t, q, tr);
+    } else {
+      PruneResult p = prune_magnitude(t->data, tr.out, tr.in, PruneSpec{r.sparsity, r.prune_n, r.prune_m});
+      tr.sparsity = p.sparsity;
+      set_tensor(*t, std::move(p.w));
+    }
+    rep.tensors.push_back(std::move(tr));
+  }
+
+  if (!calib) {
+    std::vector<Capture> none(NKinds);
+    for (int l = 0; l < c.n_layers; ++l) compress_block(w, l, none, false);
+  } else {
+    const int N = int(calib->seqs.size()), L = int(calib->seqs[0].size()), dim = c.dim;
+    const int widths[NKinds] = {dim, c.n_heads * c.head_dim, dim, c.hidden_dim};
+    std::vector<float> X(size_t(N) * L * dim);
+    for (int s = 0; s < N; ++s)
+      for (int i = 0; i < L; ++i)
+        std::memcpy(&X[(size_t(s) * L + i) * dim], m.tok_embd + size_t(calib->seqs[s][i]) * dim, sizeof(float) * dim);
+    const bool want_x = r.method == Method::AWQ;
+    std::vector<float> tmp(size_t(L) * dim);
+    for (int l = 0; l < c.n_layers; ++l) {
+      std::vector<Capture> cap(NKinds);
+      for (int k = 0; k < NKinds; ++k) {
+        cap[k].width = widths[k];
+        cap[k].h = make_hessian(widths[k]);
+        cap[k].st = make_act_stats(widths[k]);
+      }
+      LinearObserver obs = [&](int, std::string_view name, const float* x, int rows, int cols) {
+        for (int k = 0; k < NKinds; ++k)
+          if (name == kFirstOfKind[k]) {
+            hessian_add(cap[k].h, x, rows);
+            act_stats_add(cap[k].st, x, rows);
+            if (want_x) cap[k].x.insert(cap[k].x.end(), x, x + size_t(rows) * cols);
+          }
+      };
+      for (int s = 0; s < N; ++s) {
+        std::memcpy(tmp.data(), &X[size_t(s) * L * dim], sizeof(float) * tmp.size());
+        block_forward(m, l, tmp.data(), L, &obs);
+      }
+      compress_block(w, l, cap, true);
+      cap.clear();
+      for (int s = 0; s < N; ++s) block_forward(m, l, &X[size_t(s) * L * dim], L, nullptr);
+      if (progress) progress(fmt::format("block {} / {} done", l + 1, c.n_layers));
+    }
+  }
+  rebind_weights(m);
+  apply_inference_modes(m, r);
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return rep;
+}
+
+}  // namespace ctrust

@@ -1,0 +1,78 @@
+// Uniform weight quantization grids and round-to-nearest (RTN) quantization of f32 weight matrices.
+// Convention for every matrix in src/compress: W is [out][in] row-major (ggml ne = {in, out}); groups run
+// along the input dimension (G consecutive input columns of one output row share a grid).
+// The grid is the one of the GPTQ reference code (Quantizer.find_params), see docs/compression.md.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "io/gguf.h"
+
+namespace ctrust {
+
+struct QuantSpec {
+  int bits = 4;             // 2..8
+  bool sym = false;         // symmetric: zero point fixed at 2^(bits-1)
+  int group = 0;            // 0 = one grid per output row; else G consecutive input columns (must divide in)
+  bool fp16_scales = false; // round scale (and the asymmetric minimum) to fp16 as GGUF stores them
+};
+
+// The grid of one group. q is an integer in [0, 2^bits - 1].
+//   affine == false:  value = (q - zero) * scale          (GPTQ / Q4_0 / Q8_0 form)
+//   affine == true:   value = q * scale + min             (ggml Q4_1 form; only with fp16_scales, asymmetric)
+struct QuantGrid {
+  float scale = 1.0f;
+  float zero = 0.0f;
+  float min = 0.0f;
+  bool affine = false;
+};
+
+int quant_maxq(int bits);
+// The grid fitted to values x[0..n) (min/max including 0, as the GPTQ reference does).
+QuantGrid fit_grid(const float* x, int64_t n, const QuantSpec& s);
+inline float grid_q(const QuantGrid& g, float x, float maxq);  // integer level (as float)
+inline float grid_value(const QuantGrid& g, float q) {
+  return g.affine ? q * g.scale + g.min : (q - g.zero) * g.scale;
+}
+float quantize_value(const QuantGrid& g, float x, int bits);   // nearest grid value
+
+struct QuantResult {
+  int out = 0, in = 0;
+  QuantSpec spec;
+  int group = 0;                 // effective group size (in for per-channel)
+  int n_groups = 0;              // grids per row
+  std::vector<float> w;          // [out][in] dequantized values, exactly on the grids
+  std::vector<QuantGrid> grids;  // [out][n_groups]
+  std::vector<int32_t> g_idx;    // [in] group of each input column; empty = column / group (contiguous)
+  int group_of(int col) const { return g_idx.empty() ? col / group : g_idx[col]; }
+};
+
+// Throws Error if bits are outside 2..8 or the group size does not divide `in` (group 0 is always valid).
+void check_quant_spec(const QuantSpec& s, int out, int in, const char* what = "weight");
+QuantResult rtn_quantize(const float* W, int out, int in, const QuantSpec& s);
+
+// LLM.int8() / SmoothQuant weight grid: per output row, scale = absmax / 127, q in [-127, 127]
+// (returned as a QuantResult with bits 8, sym, zero 0 and per-row grids).
+QuantResult quantize_rows_absmax_int8(const float* W, int out, int in);
+
+// GGUF packing. The ggml type whose dequantization reproduces r.w bit for bit (Q4_0: 4-bit sym group 32,
+// Q4_1: 4-bit asym group 32 with affine fp16 grids, Q8_0: 8-bit sym group 32), or F32 if none does.
+// Every element is checked; a grid whose scale/min is not exactly an fp16 number never packs.
+GgmlType packable_type(const QuantResult& r);
+// Bytes of r.w in type t (t must be packable_type(r)); throws Error otherwise.
+std::vector<uint8_t> pack_ggml(const QuantResult& r, GgmlType t);
+
+// IEEE half precision conversion (round to nearest even), used for fp16 scales.
+uint16_t f32_to_f16(float f);
+float f16_to_f32(uint16_t h);
+inline float round_f16(float f) { return f16_to_f32(f32_to_f16(f)); }
+
+// ||W X^T - Q X^T||^2 summed over rows and tokens (X is [n][in]): the layer reconstruction error.
+double output_error(const float* W, const float* Q, int out, int in, const float* X, int n);
+
+inline float grid_q(const QuantGrid& g, float x, float maxq) {
+  float q = g.affine ? __builtin_nearbyintf((x - g.min) / g.scale) : __builtin_nearbyintf(x / g.scale) + g.zero;
+  return q < 0.0f ? 0.0f : (q > maxq ? maxq : q);
+}
+
+}  // namespace ctrust

@@ -1,0 +1,232 @@
+// Recipe: names, JSON round trip, validation, tensor selection.
+#include "compress/recipe.h"
+
+#include <fstream>
+#include <memory>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include "base/error.h"
+
+namespace ctrust {
+
+namespace {
+
+struct MethodName {
+  Method m;
+  const char* name;
+};
+constexpr MethodName kMethods[] = {
+    {Method::RTN, "rtn"},         {Method::GPTQ, "gptq"},           {Method::AWQ, "awq"},
+    {Method::SmoothQuant, "smoothquant"}, {Method::LLMInt8, "llm_int8"}, {Method::Magnitude, "magnitude"},
+    {Method::Wanda, "wanda"},     {Method::SparseGPT, "sparsegpt"},
+};
+
+struct Regex {
+  pcre2_code* code = nullptr;
+  ~Regex() { if (code) pcre2_code_free(code); }
+};
+
+std::unique_ptr<Regex> compile(const std::string& pattern, const char* what) {
+  int err = 0;
+  PCRE2_SIZE off = 0;
+  auto r = std::make_unique<Regex>();
+  r->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), 0, &err, &off, nullptr);
+  if (!r->code) {
+    PCRE2_UCHAR buf[256];
+    pcre2_get_error_message(err, buf, sizeof buf);
+    fail("recipe: invalid {} regex '{}' at offset {}: {}", what, pattern, off, reinterpret_cast<char*>(buf));
+  }
+  return r;
+}
+
+bool search(const std::string& pattern, const std::string& s, const char* what) {
+  auto re = compile(pattern, what);
+  pcre2_match_data* md = pcre2_match_data_create_from_pattern(re->code, nullptr);
+  int rc = pcre2_match(re->code, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), 0, 0, md, nullptr);
+  pcre2_match_data_free(md);
+  return rc >= 0;
+}
+
+}  // namespace
+
+const char* method_name(Method m) {
+  for (const auto& e : kMethods)
+    if (e.m == m) return e.name;
+  return "?";
+}
+
+Method method_from_name(std::string_view name) {
+  std::string all;
+  for (const auto& e : kMethods) {
+    if (name == e.name) return e.m;
+    all += all.empty() ? "" : ", ";
+    all += e.name;
+  }
+  fail("unknown compression method '{}' (valid: {})", name, all);
+}
+
+bool method_needs_calibration(Method m) { return m != Method::RTN && m != Method::Magnitude; }
+bool method_is_pruning(Method m) { return m == Method::Magnitude || m == Method::Wanda || m == Method::SparseGPT; }
+
+nlohmann::json recipe_to_json(const Recipe& r) {
+  nlohmann::json j;
+  j["method"] = method_name(r.method);
+  if (method_is_pruning(r.method)) {
+    j["sparsity"] = r.prune_m > 0 ? 1.0 - double(r.prune_n) / r.prune_m : r.sparsity;
+    j["prune_n"] = r.prune_n;
+    j["prune_m"] = r.prune_m;
+  } else {
+    j["bits"] = r.bits;
+    j["sym"] = r.sym;
+    j["group"] = r.group;
+    j["fp16_scales"] = r.fp16_scales;
+  }
+  j["damp"] = r.damp;
+  j["block"] = r.block;
+  j["act_order"] = r.act_order;
+  j["static_groups"] = r.static_groups;
+  j["awq_grid"] = r.awq_grid;
+  j["awq_clip"] = r.awq_clip;
+  j["awq_max_shrink"] = r.awq_max_shrink;
+  j["alpha"] = r.alpha;
+  j["threshold"] = r.threshold;
+  j["calib_file"] = r.calib_file;
+  j["calib_hash"] = r.calib_hash;
+  j["n_samples"] = r.n_samples;
+  j["seq_len"] = r.seq_len;
+  j["seed"] = r.seed;
+  j["skip"] = r.skip;
+  j["only"] = r.only;
+  j["ctrust_version"] = r.ctrust_version;
+  return j;
+}
+
+Recipe recipe_from_json(const nlohmann::json& j) {
+  if (!j.is_object()) fail("recipe: expected a JSON object");
+  Recipe r;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& k = it.key();
+    const nlohmann::json& v = it.value();
+    try {
+      if (k == "method") r.method = method_from_name(v.get<std::string>());
+      else if (k == "bits") r.bits = v.get<int>();
+      else if (k == "sym") r.sym = v.get<bool>();
+      else if (k == "group") r.group = v.get<int>();
+      else if (k == "fp16_scales") r.fp16_scales = v.get<bool>();
+      else if (k == "damp") r.damp = v.get<double>();
+      else if (k == "block") r.block = v.get<int>();
+      else if (k == "act_order") r.act_order = v.get<bool>();
+      else if (k == "static_groups") r.static_groups = v.get<bool>();
+      else if (k == "awq_grid") r.awq_grid = v.get<int>();
+      else if (k == "awq_clip") r.awq_clip = v.get<bool>();
+      else if (k == "awq_max_shrink") r.awq_max_shrink = v.get<double>();
+      else if (k == "alpha") r.alpha = v.get<double>();
+      else if (k == "threshold") r.threshold = v.get<double>();
+      else if (k == "sparsity") r.sparsity = v.get<double>();
+      else if (k == "prune_n") r.prune_n = v.get<int>();
+      else if (k == "prune_m") r.prune_m = v.get<int>();
+      else if (k == "calib_file") r.calib_file = v.get<std::string>();
+      else if (k == "calib_hash") r.calib_hash = v.get<std::string>();
+      else if (k == "n_samples") r.n_samples = v.get<int>();
+      else if (k == "seq_len") r.seq_len = v.get<int>();
+      else if (k == "seed") r.seed = v.get<uint64_t>();
+      else if (k == "skip") r.skip = v.get<std::string>();
+      else if (k == "only") r.only = v.get<std::string>();
+      else if (k == "ctrust_version") r.ctrust_version = v.get<std::string>();
+      else fail("recipe: unknown key '{}'", k);
+    } catch (const nlohmann::json::exception&) {
+      fail("recipe: key '{}' has the wrong type ({})", k, v.type_name());
+    }
+  }
+  return r;
+}
+
+std::string recipe_to_string(const Recipe& r) { return recipe_to_json(r).dump(); }
+
+Recipe recipe_from_string(std::string_view s) {
+  nlohmann::json j = nlohmann::json::parse(s, nullptr, false);
+  if (j.is_discarded()) fail("recipe: not valid JSON");
+  return recipe_from_json(j);
+}
+
+void validate_recipe(const Recipe& r) {
+  const bool prune = method_is_pruning(r.method);
+  if (!prune && r.method != Method::SmoothQuant && r.method != Method::LLMInt8) {
+    if (r.bits < 2 || r.bits > 8) fail("recipe: bits must be 2..8, got {}", r.bits);
+    if (r.group < 0) fail("recipe: group size must be >= 0 (0 = per output channel), got {}", r.group);
+  }
+  if (prune) {
+    if (r.prune_m > 0 || r.prune_n != 0) {
+      if (r.prune_m <= 0 || r.prune_n < 1) fail("recipe: invalid N:M pattern {}:{}", r.prune_n, r.prune_m);
+      if (r.prune_n > r.prune_m) fail("recipe: N:M needs N <= M, got {}:{}", r.prune_n, r.prune_m);
+    } else if (!(r.sparsity >= 0.0 && r.sparsity < 1.0)) {
+      fail("recipe: sparsity must be in [0, 1), got {}", r.sparsity);
+    }
+  }
+  if (!(r.damp >= 0.0)) fail("recipe: dampening must be >= 0, got {}", r.damp);
+  if (r.block < 1) fail("recipe: block size must be >= 1, got {}", r.block);
+  if (r.awq_grid < 1) fail("recipe: AWQ grid must have >= 1 point, got {}", r.awq_grid);
+  if (!(r.awq_max_shrink >= 0.0 && r.awq_max_shrink < 1.0))
+    fail("recipe: AWQ max shrink must be in [0, 1), got {}", r.awq_max_shrink);
+  if (!(r.alpha >= 0.0 && r.alpha <= 1.0)) fail("recipe: SmoothQuant alpha must be in [0, 1], got {}", r.alpha);
+  if (!(r.threshold > 0.0)) fail("recipe: LLM.int8() threshold must be > 0, got {}", r.threshold);
+  if (method_needs_calibration(r.method)) {
+    if (r.n_samples < 1) fail("recipe: number of calibration sequences must be >= 1, got {}", r.n_samples);
+    if (r.seq_len < 2) fail("recipe: calibration sequence length must be >= 2, got {}", r.seq_len);
+  }
+  if (!r.skip.empty()) compile(r.skip, "--skip");
+  if (!r.only.empty()) compile(r.only, "--only");
+}
+
+void validate_tensor(const Recipe& r, const std::string& name, int64_t out, int64_t in, int n_dims) {
+  const char* m = method_name(r.method);
+  if (n_dims != 2) fail("{}: method {} applies to 2-D weight matrices, '{}' has {} dimension(s)", name, m, name, n_dims);
+  const bool block_linear = name.rfind("blk.", 0) == 0;
+  if (method_needs_calibration(r.method) && !block_linear)
+    fail("{}: method {} needs the inputs of a transformer-block Linear; it does not apply to '{}'", name, m, name);
+  if (method_is_pruning(r.method)) {
+    if (r.prune_m > 0 && in % r.prune_m != 0)
+      fail("{}: M = {} does not divide the input dimension {}", name, r.prune_m, in);
+  } else if (r.method == Method::RTN || r.method == Method::GPTQ || r.method == Method::AWQ) {
+    if (r.group > 0 && in % r.group != 0)
+      fail("{}: group size {} does not divide the input dimension {} (use a divisor or 0 = per channel)", name,
+           r.group, in);
+  }
+  if (out < 1 || in < 1) fail("{}: empty tensor", name);
+}
+
+void validate_calibration_size(const Recipe& r, int64_t n_tokens, const std::string& file) {
+  const int64_t need = int64_t(r.n_samples) * r.seq_len;
+  if (n_tokens < need)
+    fail("{}: calibration text has {} tokens, fewer than N x L = {} x {} = {}", file, n_tokens, r.n_samples,
+         r.seq_len, need);
+}
+
+bool tensor_selected(const Recipe& r, const std::string& name) {
+  if (!r.only.empty()) {
+    if (!search(r.only, name, "--only")) return false;
+  } else if (name == "token_embd.weight" || name == "output.weight") {
+    return false;
+  }
+  if (!r.skip.empty() && search(r.skip, name, "--skip")) return false;
+  return true;
+}
+
+std::string file_hash(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: cannot open file", path);
+  uint64_t h = 14695981039346656037ull;
+  char buf[1 << 16];
+  while (in) {
+    in.read(buf, sizeof buf);
+    for (std::streamsize i = 0; i < in.gcount(); ++i) {
+      h ^= uint8_t(buf[i]);
+      h *= 1099511628211ull;
+    }
+  }
+  return fmt::format("{:016x}", h);
+}
+
+}  // namespace ctrust

@@ -1,0 +1,83 @@
+// A compression recipe: the method, every option, and what is needed to reproduce the result
+// (calibration file + its hash, seed, ctrust version). Stored as JSON in GGUF metadata ("ctrust.recipe").
+// validate_recipe() runs before any work, so bad options fail at once with one clear line.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace ctrust {
+
+enum class Method { RTN, GPTQ, AWQ, SmoothQuant, LLMInt8, Magnitude, Wanda, SparseGPT };
+
+const char* method_name(Method m);
+Method method_from_name(std::string_view name);  // "rtn", "gptq", ...; Error lists the valid names
+bool method_needs_calibration(Method m);         // all but RTN and magnitude
+bool method_is_pruning(Method m);
+
+inline constexpr const char* kRecipeKey = "ctrust.recipe";
+
+struct Recipe {
+  Method method = Method::GPTQ;
+  // Quantization (RTN, GPTQ, AWQ).
+  int bits = 4;
+  bool sym = false;
+  int group = 32;            // 0 = per output channel; 32 matches GGUF Q4_0/Q4_1/Q8_0 blocks
+  bool fp16_scales = true;   // grids GGUF can store exactly
+  // GPTQ / SparseGPT.
+  double damp = 0.01;
+  int block = 128;
+  bool act_order = false;
+  bool static_groups = false;
+  // AWQ.
+  int awq_grid = 20;
+  bool awq_clip = true;
+  double awq_max_shrink = 0.5;
+  // SmoothQuant.
+  double alpha = 0.5;
+  // LLM.int8().
+  double threshold = 6.0;
+  // Pruning: unstructured sparsity, or N:M (keep N of every M consecutive inputs) when prune_m > 0.
+  double sparsity = 0.5;
+  int prune_n = 0, prune_m = 0;
+  // Calibration.
+  std::string calib_file;  // text file (default: ../shared/data/wikitext-2-tokens/wiki.valid.tokens)
+  std::string calib_hash;  // Whether the recipe compresses the 2-D tensor `name`: `only` (if set) must match and `skip` must not;
+// token_embd.weight and output.weight are skipped unless `only` matches them explicitly.
+bool tensor_selected(const Recipe& r, const std::string& name);
+
+// FNV-1a 64 of its bytes, hex (filled by the calibration step)
+  int n_samples = 32;      // N sequences ...
+  int seq_len = 256;       // ... of L tokens
+  uint64_t seed = 0;
+  // Which tensors: regexes (PCRE2) on GGUF names; lm_head/embeddings are skipped unless `only` names them.
+  std::string skip;
+  std::string only;
+  std::string ctrust_version = CTRUST_VERSION;
+};
+
+nlohmann::json recipe_to_json(const Recipe& r);
+// Unknown keys and wrong types are Errors ("recipe: ..."); missing keys keep their defaults.
+Recipe recipe_from_json(const nlohmann::json& j);
+std::string recipe_to_string(const Recipe& r);  // compact JSON
+Recipe recipe_from_string(std::string_view s);
+
+// Option checks independent of the model: bits outside 2..8, negative group, sparsity outside [0, 1),
+// N > M, damp < 0, alpha outside [0, 1], threshold <= 0, N or L < 1, invalid regexes.
+void validate_recipe(const Recipe& r);
+// Checks against one weight tensor: group size / M dividing the input dimension, and whether the method
+// applies to this tensor (1-D tensors never; calibration methods only to the Linears of the blocks).
+void validate_tensor(const Recipe& r, const std::string& name, int64_t out, int64_t in, int n_dims);
+// The calibration text must hold at least N x L tokens.
+void validate_calibration_size(const Recipe& r, int64_t n_tokens, const std::string& file);
+
+// Whether the recipe compresses the 2-D tensor `name`: `only` (if set) must match and `skip` must not;
+// token_embd.weight and output.weight are skipped unless `only` matches them explicitly.
+bool tensor_selected(const Recipe& r, const std::string& name);
+
+// FNV-1a 64 of a file's bytes, as 16 hex digits. Throws Error if it cannot be read.
+std::string file_hash(const std::string& path);
+
+}  // namespace ctrust

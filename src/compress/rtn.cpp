@@ -1,0 +1,248 @@
+// RTN quantization, the shared grid, fp16 helpers and GGUF packing of quantized matrices.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include <cblas.h>
+
+#include "base/error.h"
+#include "compress/quant.h"
+
+namespace ctrust {
+
+int quant_maxq(int bits) { return (1 << bits) - 1; }
+
+void check_quant_spec(const QuantSpec& s, int out, int in, const char* what) {
+  if (s.bits < 2 || s.bits > 8) fail("{}: quantization bits must be 2..8, got {}", what, s.bits);
+  if (s.group < 0) fail("{}: group size must be >= 0 (0 = per output channel), got {}", what, s.group);
+  if (out <= 0 || in <= 0) fail("{}: empty weight matrix ({} x {})", what, out, in);
+  if (s.group > 0 && in % s.group != 0)
+    fail("{}: group size {} does not divide the input dimension {}", what, s.group, in);
+}
+
+uint16_t f32_to_f16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  uint32_t sign = (x >> 16) & 0x8000u;
+  uint32_t mant = x & 0x7fffffu;
+  int32_t exp = int32_t((x >> 23) & 0xff);
+  if (exp == 0xff) return uint16_t(sign | 0x7c00u | (mant ? 0x200u : 0u));  // inf / nan
+  int32_t e = exp - 127 + 15;
+  if (e >= 0x1f) return uint16_t(sign | 0x7c00u);                            // overflow -> inf
+  if (e <= 0) {                                                               // subnormal or zero
+    if (e < -10) return uint16_t(sign);
+    mant |= 0x800000u;
+    uint32_t shift = uint32_t(14 - e);
+    uint32_t h = mant >> shift;
+    uint32_t rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (h & 1u))) ++h;
+    return uint16_t(sign | h);
+  }
+  uint32_t h = (uint32_t(e) << 10) | (mant >> 13);
+  uint32_t rem = mant & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // may carry into the exponent: still correct
+  return uint16_t(sign | h);
+}
+
+float f16_to_f32(uint16_t h) {
+  uint32_t sign = uint32_t(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ffu;
+  uint32_t x;
+  if (exp == 0) {
+    if (mant == 0) {
+      x = sign;
+    } else {
+      int e = -1;
+      do { mant <<= 1; ++e; } while (!(mant & 0x400u));
+      x = sign | (uint32_t(127 - 15 - e) << 23) | ((mant & 0x3ffu) << 13);
+    }
+  } else if (exp == 0x1f) {
+    x = sign | 0x7f800000u | (mant << 13);
+  } else {
+    x = sign | ((exp - 15 + 127) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &x, 4);
+  return f;
+}
+
+QuantGrid fit_grid(const float* x, int64_t n, const QuantSpec& s) {
+  const float maxq = float(quant_maxq(s.bits));
+  float xmin = 0.0f, xmax = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    xmin = std::min(xmin, x[i]);
+    xmax = std::max(xmax, x[i]);
+  }
+  if (s.sym) {
+    xmax = std::max(std::fabs(xmin), xmax);
+    if (xmin < 0) xmin = -xmax;
+  }
+  if (xmin == 0.0f && xmax == 0.0f) {
+    xmin = -1.0f;
+    xmax = 1.0f;
+  }
+  QuantGrid g;
+  g.scale = (xmax - xmin) / maxq;
+  if (s.fp16_scales) {
+    g.scale = round_f16(g.scale);
+    if (g.scale == 0.0f) g.scale = f16_to_f32(1);  // smallest subnormal: the group is ~0 anyway
+  }
+  if (s.sym) {
+    g.zero = (maxq + 1.0f) / 2.0f;
+  } else {
+    g.zero = std::nearbyint(-xmin / g.scale);
+    if (s.fp16_scales) {
+      g.affine = true;
+      g.min = round_f16(-g.zero * g.scale);
+    }
+  }
+  return g;
+}
+
+float quantize_value(const QuantGrid& g, float x, int bits) {
+  return grid_value(g, grid_q(g, x, float(quant_maxq(bits))));
+}
+
+QuantResult rtn_quantize(const float* W, int out, int in, const QuantSpec& s) {
+  check_quant_spec(s, out, in, "rtn");
+  QuantResult r;
+  r.out = out;
+  r.in = in;
+  r.spec = s;
+  r.group = s.group > 0 ? s.group : in;
+  r.n_groups = in / r.group;
+  r.w.resize(size_t(out) * in);
+  r.grids.resize(size_t(out) * r.n_groups);
+  const float maxq = float(quant_maxq(s.bits));
+#pragma omp parallel for schedule(static) if (size_t(out) * in >= (1u << 16))
+  for (int o = 0; o < out; ++o) {
+    for (int g = 0; g < r.n_groups; ++g) {
+      const float* src = W + size_t(o) * in + size_t(g) * r.group;
+      float* dst = r.w.data() + size_t(o) * in + size_t(g) * r.group;
+      QuantGrid grid = fit_grid(src, r.group, s);
+      r.grids[size_t(o) * r.n_groups + g] = grid;
+      for (int j = 0; j < r.group; ++j) dst[j] = grid_value(grid, grid_q(grid, src[j], maxq));
+    }
+  }
+  return r;
+}
+
+QuantResult quantize_rows_absmax_int8(const float* W, int out, int in) {
+  if (out <= 0 || in <= 0) fail("int8: empty weight matrix ({} x {})", out, in);
+  QuantResult r;
+  r.out = out;
+  r.in = in;
+  r.spec = QuantSpec{8, true, 0, false};
+  r.group = in;
+  r.n_groups = 1;
+  r.w.resize(size_t(out) * in);
+  r.grids.resize(out);
+#pragma omp parallel for schedule(static) if (size_t(out) * in >= (1u << 16))
+  for (int o = 0; o < out; ++o) {
+    const float* src = W + size_t(o) * in;
+    float amax = 0.0f;
+    for (int j = 0; j < in; ++j) amax = std::max(amax, std::fabs(src[j]));
+    QuantGrid g;
+    g.scale = amax > 0.0f ? amax / 127.0f : 1.0f;
+    g.zero = 128.0f;  // q = round(x / scale) + 128 lies in [1, 255]
+    r.grids[o] = g;
+    for (int j = 0; j < in; ++j) r.w[size_t(o) * in + j] = grid_value(g, grid_q(g, src[j], 255.0f));
+  }
+  return r;
+}
+
+namespace {
+
+const char* type_label(GgmlType t) {
+  return t == GgmlType::Q4_0 ? "q4_0" : t == GgmlType::Q4_1 ? "q4_1" : t == GgmlType::Q8_0 ? "q8_0" : "other";
+}
+
+// The ggml type r's grids have the shape of (without checking values), or F32.
+GgmlType candidate_type(const QuantResult& r) {
+  if (r.group != 32 || !r.g_idx.empty()) return GgmlType::F32;
+  if (r.spec.bits == 4 && r.spec.sym) return GgmlType::Q4_0;
+  if (r.spec.bits == 4 && !r.spec.sym) return GgmlType::Q4_1;
+  if (r.spec.bits == 8 && r.spec.sym) return GgmlType::Q8_0;
+  return GgmlType::F32;
+}
+
+// Fills the integer levels of one 32-value group; false if some value is not reproduced exactly by
+// ggml's dequantization formula of type t.
+bool group_levels(const QuantResult& r, GgmlType t, int o, int g, int* q) {
+  const QuantGrid& grid = r.grids[size_t(o) * r.n_groups + g];
+  if (round_f16(grid.scale) != grid.scale) return false;
+  const float* w = r.w.data() + size_t(o) * r.in + size_t(g) * 32;
+  const float d = grid.scale;
+  for (int j = 0; j < 32; ++j) {
+    float y;
+    if (t == GgmlType::Q4_1) {
+      if (!grid.affine || round_f16(grid.min) != grid.min) return false;
+      q[j] = int(grid_q(grid, w[j], 15.0f));
+      y = float(q[j]) * d + grid.min;
+    } else if (t == GgmlType::Q4_0) {
+      if (grid.affine || grid.zero != 8.0f) return false;
+      q[j] = int(grid_q(grid, w[j], 15.0f));
+      y = float(q[j] - 8) * d;
+    } else {
+      if (grid.affine || grid.zero != 128.0f) return false;
+      q[j] = int(grid_q(grid, w[j], 255.0f)) - 128;  // int8
+      y = float(q[j]) * d;
+    }
+    if (std::memcmp(&y, &w[j], 4) != 0 && !(y == 0.0f && w[j] == 0.0f)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+GgmlType packable_type(const QuantResult& r) {
+  GgmlType t = candidate_type(r);
+  if (t == GgmlType::F32) return t;
+  int q[32];
+  for (int o = 0; o < r.out; ++o)
+    for (int g = 0; g < r.n_groups; ++g)
+      if (!group_levels(r, t, o, g, q)) return GgmlType::F32;
+  return t;
+}
+
+std::vector<uint8_t> pack_ggml(const QuantResult& r, GgmlType t) {
+  if (t == GgmlType::F32 || candidate_type(r) != t)
+    fail("pack: a {}-bit {} group-{} matrix cannot be stored as {}", r.spec.bits, r.spec.sym ? "sym" : "asym",
+         r.group, type_label(t));
+  const size_t block_bytes = t == GgmlType::Q4_0 ? 18 : t == GgmlType::Q4_1 ? 20 : 34;
+  std::vector<uint8_t> bytes(size_t(r.out) * r.n_groups * block_bytes);
+  int q[32];
+  for (int o = 0; o < r.out; ++o)
+    for (int g = 0; g < r.n_groups; ++g) {
+      if (!group_levels(r, t, o, g, q))
+        fail("pack: row {} group {} is not exactly representable as {}", o, g, type_label(t));
+      const QuantGrid& grid = r.grids[size_t(o) * r.n_groups + g];
+      uint8_t* b = bytes.data() + (size_t(o) * r.n_groups + g) * block_bytes;
+      uint16_t d = f32_to_f16(grid.scale);
+      std::memcpy(b, &d, 2);
+      b += 2;
+      if (t == GgmlType::Q4_1) {
+        uint16_t m = f32_to_f16(grid.min);
+        std::memcpy(b, &m, 2);
+        b += 2;
+      }
+      if (t == GgmlType::Q8_0) {
+        for (int j = 0; j < 32; ++j) b[j] = uint8_t(int8_t(q[j]));
+      } else {
+        for (int j = 0; j < 16; ++j) b[j] = uint8_t(q[j] | (q[j + 16] << 4));
+      }
+    }
+  return bytes;
+}
+
+double output_error(const float* W, const float* Q, int out, int in, const float* X, int n) {
+  std::vector<float> D(size_t(out) * in);
+  for (size_t i = 0; i < D.size(); ++i) D[i] = W[i] - Q[i];
+  std::vector<float> E(size_t(n) * out);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, X, in, D.data(), in, 0.0f, E.data(), out);
+  double s = 0;
+  for (float e : E) s += double(e) * e;
+  return s;
+}
+
+}  // namespace ctrust

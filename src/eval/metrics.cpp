@@ -1,0 +1,128 @@
+#include "eval/metrics.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "base/error.h"
+
+namespace ctrust {
+
+double mcnemar_exact_p(int64_t c2w, int64_t w2c) {
+  if (c2w < 0 || w2c < 0) fail("mcnemar_exact_p: negative count ({}, {})", c2w, w2c);
+  const int64_t m = c2w + w2c;
+  if (m == 0) return 1.0;
+  const int64_t k = std::min(c2w, w2c);
+  // P[X <= k] for X ~ Binomial(m, 1/2): exact term recurrence while 2^-m is representable,
+  // log space beyond (m in the thousands).
+  double tail = 0;
+  if (m <= 1000) {
+    double term = std::ldexp(1.0, -int(m));  // C(m,0) / 2^m
+    for (int64_t i = 0; i <= k; i++) {
+      tail += term;
+      term = term * double(m - i) / double(i + 1);
+    }
+  } else {
+    const double lg_m1 = std::lgamma(double(m) + 1.0);
+    const double log_half_m = double(m) * std::log(0.5);
+    for (int64_t i = 0; i <= k; i++) {
+      const double lc = lg_m1 - std::lgamma(double(i) + 1.0) - std::lgamma(double(m - i) + 1.0);
+      tail += std::exp(lc + log_half_m);
+    }
+  }
+  return std::min(1.0, 2.0 * tail);
+}
+
+double kl_softmax(std::span<const double> p, std::span<const double> q) {
+  if (p.size() != q.size()) fail("kl_softmax: {} vs {} choices", p.size(), q.size());
+  if (p.empty()) return 0.0;
+  auto lse = [](std::span<const double> x) {
+    double mx = *std::max_element(x.begin(), x.end());
+    if (!std::isfinite(mx)) return mx;
+    double s = 0;
+    for (double v : x) s += std::exp(v - mx);
+    return mx + std::log(s);
+  };
+  const double lp = lse(p), lq = lse(q);
+  double kl = 0;
+  for (size_t i = 0; i < p.size(); i++) {
+    const double a = p[i] - lp, b = q[i] - lq;
+    if (std::isinf(a) && a < 0) continue;  // p_i = 0 contributes nothing
+    kl += std::exp(a) * (a - b);
+  }
+  return std::max(0.0, kl);
+}
+
+double percentile_sorted(std::span<const double> v, double q) {
+  if (v.empty()) return std::numeric_limits<double>::quiet_NaN();
+  q = std::clamp(q, 0.0, 1.0);
+  const double pos = q * double(v.size() - 1);
+  const size_t lo = size_t(std::floor(pos));
+  const size_t hi = std::min(lo + 1, v.size() - 1);
+  const double f = pos - double(lo);
+  return v[lo] + (v[hi] - v[lo]) * f;
+}
+
+PairMetrics compare_items(std::span<const ItemResult> a, std::span<const ItemResult> b,
+                          const BootstrapOptions& opt) {
+  if (a.size() != b.size()) fail("compare_items: {} items vs {} items", a.size(), b.size());
+  PairMetrics r;
+  const size_t n = a.size();
+  r.n = int64_t(n);
+  if (n == 0) return r;
+  // Per item: 0 = both same correctness, +1 = w2c, -1 = c2w; flip = correctness changed.
+  std::vector<int8_t> d(n);
+  int64_t ca = 0, cb = 0, agree = 0, other_wrong = 0;
+  double kab = 0, kba = 0;
+  for (size_t i = 0; i < n; i++) {
+    const ItemResult& x = a[i];
+    const ItemResult& y = b[i];
+    if (x.id != y.id) fail("compare_items: item {} is '{}' in run a but '{}' in run b", i, x.id, y.id);
+    if (x.ll.size() != y.ll.size())
+      fail("compare_items: item '{}' has {} choices in run a but {} in run b", x.id, x.ll.size(), y.ll.size());
+    ca += x.correct;
+    cb += y.correct;
+    if (x.correct && !y.correct) r.c2w++, d[i] = -1;
+    else if (!x.correct && y.correct) r.w2c++, d[i] = 1;
+    if (x.pred == y.pred) agree++;
+    else if (!x.correct && !y.correct) other_wrong++;
+    kab += kl_softmax(x.ll, y.ll);
+    kba += kl_softmax(y.ll, x.ll);
+  }
+  const double dn = double(n);
+  r.acc_a = ca / dn;
+  r.acc_b = cb / dn;
+  r.delta_acc = (cb - ca) / dn;
+  r.flips = (r.c2w + r.w2c) / dn;
+  r.all_flip_count = r.c2w + r.w2c + other_wrong;
+  r.all_flips = r.all_flip_count / dn;
+  r.agreement = agree / dn;
+  r.kl_ab = kab / dn;
+  r.kl_ba = kba / dn;
+  r.mcnemar_p = mcnemar_exact_p(r.c2w, r.w2c);
+
+  if (opt.resamples > 0) {
+    std::mt19937_64 rng(opt.seed);
+    std::uniform_int_distribution<size_t> pick(0, n - 1);
+    std::vector<double> deltas(size_t(opt.resamples)), flips(size_t(opt.resamples));
+    for (int s = 0; s < opt.resamples; s++) {
+      int64_t sum = 0, fl = 0;
+      for (size_t i = 0; i < n; i++) {
+        const int8_t v = d[pick(rng)];
+        sum += v;
+        fl += v != 0;
+      }
+      deltas[size_t(s)] = double(sum) / dn;
+      flips[size_t(s)] = double(fl) / dn;
+    }
+    std::sort(deltas.begin(), deltas.end());
+    std::sort(flips.begin(), flips.end());
+    const double lo = (1.0 - opt.level) / 2, hi = 1.0 - lo;
+    r.delta_acc_ci = {percentile_sorted(deltas, lo), percentile_sorted(deltas, hi)};
+    r.flips_ci = {percentile_sorted(flips, lo), percentile_sorted(flips, hi)};
+  }
+  return r;
+}
+
+}  // namespace ctrust

@@ -1,0 +1,52 @@
+// Log-likelihood scoring of task items with the model: each choice's continuation given its context,
+// the shared context evaluated once per item (KV cache truncated back to it for every choice).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "eval/task.h"
+#include "model/model.h"
+
+namespace ctrust {
+
+// The token sequences of one request, as lm-evaluation-harness builds them: trailing spaces of the
+// context move to the continuation, whole = encode(context + continuation) (with BOS if the tokenizer
+// adds one), and the continuation is whole[len(encode(context)):]. If the boundary merges so that no
+// continuation token is left, the two parts are encoded separately. An empty context becomes BOS
+// (or EOS if there is no BOS), as lm-eval does with its end-of-text token.
+struct Request {
+  std::vector<int32_t> tokens;  // context + continuation
+  int ctx_len = 0;              // tokens[ctx_len..) are scored
+};
+Request make_request(const Tokenizer& tok, const std::string& context, const std::string& continuation);
+
+struct ItemScore {
+  std::vector<double> ll;        // sum of log p over each choice's continuation tokens
+  std::vector<int> n_tokens;     // continuation tokens per choice
+  std::vector<int> n_bytes;      // bytes of each bare choice text (acc_norm divisor)
+  std::vector<bool> greedy;      // every continuation token is the argmax
+  int pred = 0;                  // argmax ll                      (acc)
+  int pred_norm = 0;             // argmax ll / n_bytes            (acc_norm, lm-evaluation-harness)
+  int pred_mean = 0;             // argmax ll / n_tokens           (token-mean, llama.cpp hellaswag)
+  bool correct = false, correct_norm = false, correct_mean = false;
+  double mc2 = -1;               // n_true > 0: probability mass on the true choices
+  nlohmann::json extra() const;  // everything but ll/pred/correct, for the results store
+};
+
+// Scores one item. `cache` must have been made for `m`; it is reset (truncate(0)) first.
+// Requests longer than the cache are cut from the left (context tokens dropped), like lm-eval.
+ItemScore score_item(const Model& m, KVCache& cache, const TaskItem& item);
+
+// llama.cpp perplexity protocol on a whole text: tokens with BOS, chunks of n_ctx tokens.
+std::vector<int32_t> perplexity_tokens(const Model& m, const std::string& text);
+int perplexity_chunks(size_t n_tokens, int n_ctx);
+struct ChunkScore {
+  double nll_sum = 0;  // -sum log p of the scored tokens (second half of the chunk)
+  int64_t n_scored = 0;
+};
+ChunkScore score_chunk(const Model& m, const std::vector<int32_t>& tokens, int n_ctx, int chunk);
+
+}  // namespace ctrust

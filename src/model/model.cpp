@@ -1,0 +1,363 @@
+#include "model/model.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "base/error.h"
+#include "ops/attention.h"
+#include "ops/ops.h"
+
+namespace ctrust {
+
+namespace {
+
+// Checks a tensor's ggml shape {ne0 = cols, ne1 = rows} (rows < 0: a vector of `cols`).
+const Tensor& shaped(const LoadedModel& f, const std::string& name, int64_t cols, int64_t rows) {
+  const Tensor& t = f.get(name);
+  bool ok = rows < 0 ? (t.numel() == cols && t.cols() == cols) : (t.cols() == cols && t.rows() == rows);
+  if (!ok) {
+    std::string shape;
+    for (size_t i = 0; i < t.ne.size(); ++i) shape += (i ? " x " : "") + std::to_string(t.ne[i]);
+    if (rows < 0)
+      fail("{}: tensor {} has shape [{}], the config needs [{}]", f.path, name, shape, cols);
+    fail("{}: tensor {} has shape [{}], the config needs [{} x {}] (in x out)", f.path, name, shape, cols, rows);
+  }
+  if (!t.data) fail("{}: tensor {} has no data", f.path, name);
+  return t;
+}
+
+void bind_linear(Linear& L, const LoadedModel& f, const std::string& base, int64_t in, int64_t out) {
+  const Tensor& w = shaped(f, base + ".weight", in, out);
+  L.w = w.data;
+  L.in = (int)in;
+  L.out = (int)out;
+  L.b = nullptr;
+  if (const Tensor* b = f.find(base + ".bias")) {
+    if (b->numel() != out) fail("{}: tensor {}.bias has {} values, expected {}", f.path, base, b->numel(), out);
+    L.b = b->data;
+  }
+}
+
+// The scratch buffers of forward(), reused across calls (grown, never shrunk) to avoid per-call allocations.
+struct Scratch {
+  std::vector<float> x, xb, attn, gate, up, cos_t, sin_t;
+  static void fit(std::vector<float>& v, int64_t n) {
+    if ((int64_t)v.size() < n) v.resize(n);
+  }
+};
+thread_local Scratch g_scratch;
+
+}  // namespace
+
+void rebind_weights(Model& m) {
+  const LoadedModel& f = m.file;
+  const ModelConfig& c = m.cfg;
+  if (c.n_vocab <= 0 || c.dim <= 0 || c.n_layers <= 0 || c.n_heads <= 0 || c.n_kv_heads <= 0 || c.head_dim <= 0 ||
+      c.hidden_dim <= 0)
+    fail("{}: config has a non-positive size (vocab {}, dim {}, layers {}, heads {}/{}, head_dim {}, ffn {})", f.path,
+         c.n_vocab, c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.hidden_dim);
+  if (c.n_heads % c.n_kv_heads != 0)
+    fail("{}: n_kv_heads {} does not divide n_heads {}", f.path, c.n_kv_heads, c.n_heads);
+  if (c.head_dim % 2 != 0) fail("{}: head_dim {} is odd (RoPE needs pairs)", f.path, c.head_dim);
+  if (c.n_ctx <= 0) fail("{}: context length {} is not positive", f.path, c.n_ctx);
+  if (!(c.norm_eps > 0) || !(c.rope_theta > 0) || !(c.rope_freq_scale > 0))
+    fail("{}: bad norm eps {} / rope theta {} / rope freq scale {}", f.path, c.norm_eps, c.rope_theta,
+         c.rope_freq_scale);
+  const int64_t qdim = (int64_t)c.n_heads * c.head_dim, kvdim = (int64_t)c.n_kv_heads * c.head_dim;
+
+  const Tensor& emb = f.get("token_embd.weight");
+  if (emb.cols() != c.dim)
+    fail("{}: token_embd.weight rows have {} values, the model dim is {}", f.path, emb.cols(), c.dim);
+  if (emb.rows() != c.n_vocab)
+    fail("{}: token_embd.weight has {} rows, the vocabulary size is {}", f.path, emb.rows(), c.n_vocab);
+  if (!f.tok.tokens.empty() && (int64_t)f.tok.tokens.size() > c.n_vocab)
+    fail("{}: the tokenizer has {} tokens, more than the model's {} embedding rows", f.path, f.tok.tokens.size(),
+         c.n_vocab);
+  m.tok_embd = emb.data;
+
+  std::vector<LayerWeights> old = std::move(m.layers);
+  m.layers.assign(c.n_layers, LayerWeights{});
+  for (int l = 0; l < c.n_layers; ++l) {
+    LayerWeights& L = m.layers[l];
+    const std::string p = fmt::format("blk.{}.", l);
+    L.attn_norm = shaped(f, p + "attn_norm.weight", c.dim, -1).data;
+    L.ffn_norm = shaped(f, p + "ffn_norm.weight", c.dim, -1).data;
+    bind_linear(L.wq, f, p + "attn_q", c.dim, qdim);
+    bind_linear(L.wk, f, p + "attn_k", c.dim, kvdim);
+    bind_linear(L.wv, f, p + "attn_v", c.dim, kvdim);
+    bind_linear(L.wo, f, p + "attn_output", qdim, c.dim);
+    bind_linear(L.w_gate, f, p + "ffn_gate", c.dim, c.hidden_dim);
+    bind_linear(L.w_up, f, p + "ffn_up", c.dim, c.hidden_dim);
+    bind_linear(L.w_down, f, p + "ffn_down", c.hidden_dim, c.dim);
+    if (c.qkv_bias && (!L.wq.b || !L.wk.b || !L.wv.b))
+      fail("{}: the config asks for q/k/v biases but blk.{} lacks attn_q/k/v.bias", f.path, l);
+    if (l < (int)old.size()) {  // keep the inference modes a compression stage chose
+      Linear* nw[] = {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down};
+      const Linear* ow[] = {&old[l].wq, &old[l].wk, &old[l].wv, &old[l].wo, &old[l].w_gate, &old[l].w_up,
+                            &old[l].w_down};
+      for (int i = 0; i < 7; ++i) {
+        nw[i]->mode = ow[i]->mode;
+        nw[i]->threshold = ow[i]->threshold;
+      }
+    }
+  }
+  m.output_norm = shaped(f, "output_norm.weight", c.dim, -1).data;
+  LinearMode out_mode = m.output.mode;
+  float out_thr = m.output.threshold;
+  if (f.find("output.weight")) {
+    bind_linear(m.output, f, "output", c.dim, c.n_vocab);
+  } else {
+    m.output = Linear{};
+    m.output.w = emb.data;
+    m.output.in = c.dim;
+    m.output.out = c.n_vocab;
+  }
+  m.output.mode = out_mode;
+  m.output.threshold = out_thr;
+}
+
+std::unique_ptr<Model> make_model(LoadedModel lm) {
+  auto m = std::make_unique<Model>();
+  m->file = std::move(lm);
+  m->cfg = m->file.cfg;
+  rebind_weights(*m);
+  try {
+    m->tok = Tokenizer(m->file.tok);
+  } catch (const Error& e) {
+    fail("{}: {}", m->file.path, e.what());
+  }
+  // Tensors that were dequantized into `owned` no longer need their source pages: drop them from memory
+  // (the mapping stays valid; a later read of Tensor::raw faults the pages back in from the file).
+  if (m->file.map && m->file.map->size() > 0) {
+    const long page = sysconf(_SC_PAGESIZE);
+    const uintptr_t base = reinterpret_cast<uintptr_t>(m->file.map->data());
+    const uintptr_t end = base + m->file.map->size();
+    for (const auto& [name, t] : m->file.tensors) {
+      if (!t.raw || t.owned.empty()) continue;
+      const uintptr_t a = reinterpret_cast<uintptr_t>(t.raw);
+      if (a < base || a + t.raw_bytes > end) continue;
+      const uintptr_t lo = (a + page - 1) / page * page, hi = (a + t.raw_bytes) / page * page;
+      if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+    }
+  }
+  return m;
+}
+
+std::unique_ptr<Model> open_model(const std::string& path, const LoadOptions& opts) {
+  return make_model(load_model(path, opts));
+}
+
+KVCache make_cache(const Model& m, int n_ctx) {
+  if (n_ctx <= 0) fail("{}: cache size {} must be positive", m.file.path, n_ctx);
+  KVCache c;
+  c.n_ctx = n_ctx;
+  c.kv_dim = m.cfg.n_kv_heads * m.cfg.head_dim;
+  const size_t n = (size_t)m.cfg.n_layers * n_ctx * c.kv_dim;
+  c.k.assign(n, 0.0f);
+  c.v.assign(n, 0.0f);
+  return c;
+}
+
+void forward(const Model& m, KVCache& cache, const int32_t* tokens, int n, float* logits, const ForwardOptions& opt) {
+  const ModelConfig& c = m.cfg;
+  if (n <= 0) return;
+  const int kvdim = c.n_kv_heads * c.head_dim, qdim = c.n_heads * c.head_dim, dim = c.dim;
+  if (cache.kv_dim != kvdim || cache.k.size() != (size_t)c.n_layers * cache.n_ctx * kvdim ||
+      cache.v.size() != cache.k.size())
+    fail("{}: KV cache does not fit this model (make it with make_cache)", m.file.path);
+  if (cache.n_past < 0 || cache.n_past + n > cache.n_ctx)
+    fail("{}: KV cache overflow: {} cached + {} new positions exceed its {} slots", m.file.path, cache.n_past, n,
+         cache.n_ctx);
+  for (int i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= c.n_vocab)
+      fail("{}: token id {} at position {} is out of range [0, {})", m.file.path, tokens[i], i, c.n_vocab);
+
+  const int pos0 = cache.n_past;
+  Scratch& s = g_scratch;
+  Scratch::fit(s.x, (int64_t)n * dim);
+  Scratch::fit(s.xb, (int64_t)n * std::max(dim, qdim));
+  Scratch::fit(s.attn, (int64_t)n * qdim);
+  Scratch::fit(s.gate, (int64_t)n * c.hidden_dim);
+  Scratch::fit(s.up, (int64_t)n * c.hidden_dim);
+  Scratch::fit(s.cos_t, (int64_t)n * c.head_dim / 2);
+  Scratch::fit(s.sin_t, (int64_t)n * c.head_dim / 2);
+  float* x = s.x.data();
+  float* xb = s.xb.data();
+  float* att = s.attn.data();
+  float* gate = s.gate.data();
+  float* up = s.up.data();
+  const LinearObserver* obs = opt.observer && *opt.observer ? opt.observer : nullptr;
+
+  for (int i = 0; i < n; ++i)
+    std::memcpy(x + (int64_t)i * dim, m.tok_embd + (int64_t)tokens[i] * dim, sizeof(float) * dim);
+  rope_tables(pos0, n, c.head_dim, c.rope_theta, c.rope_freq_scale, s.cos_t.data(), s.sin_t.data());
+  const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim};
+
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& L = m.layers[l];
+    float* kc = cache.k.data() + (int64_t)l * cache.n_ctx * kvdim;
+    float* vc = cache.v.data() + (int64_t)l * cache.n_ctx * kvdim;
+    float* knew = kc + (int64_t)pos0 * kvdim;
+    float* vnew = vc + (int64_t)pos0 * kvdim;
+
+    rmsnorm(x, L.attn_norm, xb, n, dim, c.norm_eps);
+    if (obs) {
+      (*obs)(l, "attn_q", xb, n, dim);
+      (*obs)(l, "attn_k", xb, n, dim);
+      (*obs)(l, "attn_v", xb, n, dim);
+    }
+    linear(L.wq, xb, att, n);
+    linear(L.wk, xb, knew, n);
+    linear(L.wv, xb, vnew, n);
+    rope(att, n, c.n_heads, c.head_dim, c.rope, s.cos_t.data(), s.sin_t.data());
+    rope(knew, n, c.n_kv_heads, c.head_dim, c.rope, s.cos_t.data(), s.sin_t.data());
+    attention(shape, att, kc, vc, kvdim, pos0, n, xb);  // xb (n x qdim) receives the heads' outputs
+    if (obs) (*obs)(l, "attn_output", xb, n, qdim);
+    linear(L.wo, xb, att, n);
+    for (int64_t i = 0; i < (int64_t)n * dim; ++i) x[i] += att[i];
+
+    rmsnorm(x, L.ffn_norm, xb, n, dim, c.norm_eps);
+    if (obs) {
+      (*obs)(l, "ffn_gate", xb, n, dim);
+      (*obs)(l, "ffn_up", xb, n, dim);
+    }
+    linear(L.w_gate, xb, gate, n);
+    linear(L.w_up, xb, up, n);
+    swiglu(gate, up, gate, (int64_t)n * c.hidden_dim);
+    if (obs) (*obs)(l, "ffn_down", gate, n, c.hidden_dim);
+    linear(L.w_down, gate, att, n);
+    for (int64_t i = 0; i < (int64_t)n * dim; ++i) x[i] += att[i];
+  }
+  cache.n_past = pos0 + n;
+
+  if (!logits) return;
+  if (opt.all_logits) {
+    rmsnorm(x, m.output_norm, xb, n, dim, c.norm_eps);
+    linear(m.output, xb, logits, n);
+  } else {
+    rmsnorm(x + (int64_t)(n - 1) * dim, m.output_norm, xb, 1, dim, c.norm_eps);
+    linear(m.output, xb, logits, 1);
+  }
+}
+
+void log_softmax(float* row, int n) {
+  float mx = -INFINITY;
+  for (int i = 0; i < n; ++i) mx = std::max(mx, row[i]);
+  double sum = 0.0;
+  for (int i = 0; i < n; ++i) sum += std::exp((double)(row[i] - mx));
+  const float lse = mx + (float)std::log(sum);
+  for (int i = 0; i < n; ++i) row[i] -= lse;
+}
+
+std::vector<float> token_logprobs(const Model& m, std::span<const int32_t> tokens) {
+  const int n = (int)tokens.size();
+  std::vector<float> out;
+  if (n < 2) return out;
+  out.reserve(n - 1);
+  const int V = m.cfg.n_vocab;
+  const int chunk = std::min(m.cfg.n_ctx, n);
+  constexpr int kBatch = 128;  // logits of at most this many positions are held at once
+  KVCache cache = make_cache(m, chunk);
+  std::vector<float> logits((size_t)std::min(kBatch, chunk) * V);
+  std::vector<float> carry;  // last row of the previous chunk: predicts the first token of the next chunk
+  for (int c0 = 0; c0 < n; c0 += chunk) {
+    const int c1 = std::min(n, c0 + chunk);
+    cache.n_past = 0;
+    for (int b0 = c0; b0 < c1; b0 += kBatch) {
+      const int b1 = std::min(c1, b0 + kBatch);
+      forward(m, cache, tokens.data() + b0, b1 - b0, logits.data());
+      for (int i = b0; i < b1; ++i) {
+        float* row = logits.data() + (size_t)(i - b0) * V;
+        if (i == b0 && !carry.empty()) {  // position i-1 was the last of the previous batch
+          log_softmax(carry.data(), V);
+          out.push_back(carry[tokens[i]]);
+        }
+        if (i + 1 < b1) {
+          log_softmax(row, V);
+          out.push_back(row[tokens[i + 1]]);
+        }
+      }
+      carry.assign(logits.data() + (size_t)(b1 - 1 - b0) * V, logits.data() + (size_t)(b1 - b0) * V);
+    }
+  }
+  return out;
+}
+
+int32_t sample_token(float* logits, int n_vocab, float temperature, float top_p, std::mt19937_64& rng) {
+  if (temperature <= 0.0f) {
+    return (int32_t)(std::max_element(logits, logits + n_vocab) - logits);  // first maximum
+  }
+  for (int i = 0; i < n_vocab; ++i) logits[i] /= temperature;
+  softmax(logits, n_vocab);
+  static thread_local std::vector<int32_t> order;
+  order.resize(n_vocab);
+  std::iota(order.begin(), order.end(), 0);
+  int kept = n_vocab;
+  double mass = 1.0;
+  if (top_p < 1.0f) {
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+    double cum = 0.0;
+    for (kept = 0; kept < n_vocab;) {
+      cum += logits[order[kept++]];
+      if (cum >= top_p) break;
+    }
+    mass = cum;
+  }
+  const double u = (double)(rng() >> 11) * 0x1.0p-53 * mass;
+  double cum = 0.0;
+  for (int i = 0; i < kept; ++i) {
+    cum += logits[order[i]];
+    if (cum > u) return order[i];
+  }
+  return order[kept - 1];  // rounding left u beyond the last cumulative value
+}
+
+// Generation: prefill the prompt (last logits only), then repeat: pick a token with sample_token (rng =
+// std::mt19937_64(seed)); if it is EOS and stop_at_eos, stop (EOS is not returned nor passed to on_token);
+// otherwise append it to the result, call on_token (false stops), stop if the text of the generated pieces
+// now contains a stop string (the token completing it is kept), stop at max_tokens or when the model's
+// context is full; else decode that one token with the cache (GEMV path) for the next logits.
+std::vector<int32_t> generate(const Model& m, const std::vector<int32_t>& prompt, const GenerateOptions& opt,
+                              const std::function<bool(int32_t)>& on_token) {
+  if (prompt.empty()) fail("{}: generate needs a non-empty prompt (at least BOS)", m.file.path);
+  if ((int)prompt.size() >= m.cfg.n_ctx)
+    fail("{}: prompt of {} tokens leaves no room in the {}-token context", m.file.path, prompt.size(), m.cfg.n_ctx);
+  std::vector<int32_t> out;
+  if (opt.max_tokens <= 0) return out;
+  const int n_ctx = (int)std::min<int64_t>(m.cfg.n_ctx, (int64_t)prompt.size() + opt.max_tokens);
+  KVCache cache = make_cache(m, n_ctx);
+  std::vector<float> logits(m.cfg.n_vocab);
+  ForwardOptions fo;
+  fo.all_logits = false;
+  forward(m, cache, prompt.data(), (int)prompt.size(), logits.data(), fo);
+  std::mt19937_64 rng(opt.seed);
+  std::string text;
+  size_t longest_stop = 0;
+  for (const auto& s : opt.stop_strings) longest_stop = std::max(longest_stop, s.size());
+  for (;;) {
+    const int32_t t = sample_token(logits.data(), m.cfg.n_vocab, opt.temperature, opt.top_p, rng);
+    if (opt.stop_at_eos && t == m.tok.eos()) break;
+    out.push_back(t);
+    if (on_token && !on_token(t)) break;
+    if (longest_stop > 0) {
+      const std::string p = m.tok.piece(t);
+      text += p;
+      bool hit = false;
+      // only a match that ends inside the new piece is new
+      const size_t from = text.size() > p.size() + longest_stop ? text.size() - p.size() - longest_stop : 0;
+      for (const auto& s : opt.stop_strings)
+        if (!s.empty() && text.find(s, from) != std::string::npos) hit = true;
+      if (hit) break;
+    }
+    if ((int)out.size() >= opt.max_tokens || cache.n_past >= cache.n_ctx) break;
+    forward(m, cache, &t, 1, logits.data(), fo);
+  }
+  return out;
+}
+
+}  // namespace ctrust

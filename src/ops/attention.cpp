@@ -1,0 +1,80 @@
+#include "ops/attention.h"
+
+#include <cblas.h>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "ops/ops.h"
+
+namespace ctrust {
+
+namespace {
+constexpr int kBlock = 64;  // query rows per task in the sgemm path
+}
+
+void attention(const AttentionShape& s, const float* q, const float* k, const float* v, int kv_stride, int pos0,
+               int n, float* out) {
+  const int hd = s.head_dim;
+  const int group = s.n_heads / s.n_kv_heads;
+  const int q_stride = s.n_heads * hd;
+  const float scale = 1.0f / std::sqrt((float)hd);
+  const int n_blocks = (n + kBlock - 1) / kBlock;
+  const int n_tasks = s.n_heads * n_blocks;
+
+  // Threads only pay off when there is enough work (their start-up costs microseconds).
+  const int64_t work = (int64_t)s.n_heads * n * (pos0 + n) * hd;
+#pragma omp parallel if (work > (1 << 18))
+  {
+    thread_local std::vector<float> scores;
+#pragma omp for schedule(dynamic, 1)
+    for (int t = 0; t < n_tasks; ++t) {
+      const int h = t / n_blocks, blk = t % n_blocks;
+      const int i0 = blk * kBlock, i1 = std::min(n, i0 + kBlock);
+      const int rows = i1 - i0;
+      const int L = pos0 + i1;  // keys needed by the last row of the block
+      const float* kh = k + (int64_t)(h / group) * hd;
+      const float* vh = v + (int64_t)(h / group) * hd;
+      const float* qh = q + (int64_t)i0 * q_stride + (int64_t)h * hd;
+      float* oh = out + (int64_t)i0 * q_stride + (int64_t)h * hd;
+      if ((int64_t)scores.size() < (int64_t)rows * L) scores.resize((int64_t)rows * L);
+      float* S = scores.data();
+      if (rows <= 2) {
+        for (int r = 0; r < rows; ++r) {
+          const int len = pos0 + i0 + r + 1;
+          const float* qr = qh + (int64_t)r * q_stride;
+          float* sr = S + (int64_t)r * L;
+          for (int j = 0; j < len; ++j) {
+            const float* kj = kh + (int64_t)j * kv_stride;
+            float d = 0.0f;
+            for (int c = 0; c < hd; ++c) d += qr[c] * kj[c];
+            sr[j] = d * scale;
+          }
+          softmax(sr, len);
+          float* orow = oh + (int64_t)r * q_stride;
+          for (int c = 0; c < hd; ++c) orow[c] = 0.0f;
+          for (int j = 0; j < len; ++j) {
+            const float p = sr[j];
+            const float* vj = vh + (int64_t)j * kv_stride;
+            for (int c = 0; c < hd; ++c) orow[c] += p * vj[c];
+          }
+        }
+        continue;
+      }
+      // S = scale * Q_blk K^T : [rows x L]
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, L, hd, scale, qh, q_stride, kh, kv_stride, 0.0f,
+                  S, L);
+      for (int r = 0; r < rows; ++r) {
+        const int len = pos0 + i0 + r + 1;  // causal: keys 0 .. pos0+i0+r
+        float* sr = S + (int64_t)r * L;
+        softmax(sr, len);
+        for (int j = len; j < L; ++j) sr[j] = 0.0f;
+      }
+      // O_blk = S V : [rows x hd]
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, L, 1.0f, S, L, vh, kv_stride, 0.0f, oh,
+                  q_stride);
+    }
+  }
+}
+
+}  // namespace ctrust

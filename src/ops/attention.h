@@ -1,0 +1,19 @@
+// Causal multi-head attention with grouped-query heads, over a KV cache block.
+#pragma once
+
+namespace ctrust {
+
+struct AttentionShape {
+  int n_heads = 0;     // query heads
+  int n_kv_heads = 0;  // key/value heads; n_heads % n_kv_heads == 0, query head h uses kv head h / (n_heads/n_kv_heads)
+  int head_dim = 0;
+};
+
+// q: [n][n_heads*head_dim], the queries of positions pos0 .. pos0+n-1 (RoPE applied).
+// k, v: [pos0+n][n_kv_heads*head_dim] (row stride kv_stride), keys/values of positions 0 .. pos0+n-1.
+// out: [n][n_heads*head_dim]. Query i attends to positions 0 .. pos0+i with scale 1/sqrt(head_dim).
+// Parallel over heads (OpenMP); long blocks use one sgemm per head for the scores and the weighted sum.
+void attention(const AttentionShape& s, const float* q, const float* k, const float* v, int kv_stride, int pos0,
+               int n, float* out);
+
+}  // namespace ctrust

@@ -1,0 +1,86 @@
+#include "ops/linear.h"
+
+#include <cblas.h>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace ctrust {
+
+namespace {
+
+// y = x W^T with plain f32 weights: GEMV for one row (sgemm with N=1 is much slower), GEMM otherwise.
+void matmul_f32(const float* w, int in, int out, const float* x, float* y, int rows) {
+  if (rows == 1) {
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1, 0.0f, y, 1);
+  } else {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+  }
+}
+
+// Symmetric int8 rounding of v[0..n) restricted to the entries with keep[i] (all if keep is null):
+// scale = max|v_i| / 127, v_i -> round(v_i / scale) * scale (round half away from zero, |q| <= 127).
+// An all-zero selection stays zero. Entries outside the selection are left unchanged.
+void round_int8(float* v, int n, const uint8_t* keep) {
+  float amax = 0.0f;
+  for (int i = 0; i < n; ++i)
+    if (!keep || keep[i]) amax = std::max(amax, std::fabs(v[i]));
+  if (amax == 0.0f) return;
+  const float scale = amax / 127.0f;
+  const float inv = 1.0f / scale;
+  for (int i = 0; i < n; ++i) {
+    if (keep && !keep[i]) continue;
+    float qv = std::round(v[i] * inv);
+    qv = std::min(127.0f, std::max(-127.0f, qv));
+    v[i] = qv * scale;
+  }
+}
+
+}  // namespace
+
+// Modes (all computed in f32; the int8 arithmetic is simulated by rounding to the int8 grid):
+//  F32:  y = x W^T.
+//  W8A8: each row (token) of x is rounded to int8 with its own scale max|x_row|/127 (round_int8 above);
+//        y = x_q W^T. W is used as is: the compression stage has already put it on its int8 grid.
+//  Int8Outlier (LLM.int8()): outlier columns O = { j : |x[r][j]| > threshold for some row r of this call }.
+//        Those columns are multiplied exactly (x and W in f32). For the other columns, each row of x is rounded
+//        to int8 with scale max_{j not in O}|x[r][j]|/127 and each output row of W with scale
+//        max_{j not in O}|W[o][j]|/127; y = sum_{j in O} x W + sum_{j not in O} x_q W_q, done as one GEMM on the
+//        combined matrices (x_hat, W_hat), which equals the sum of the two parts.
+// The bias (if any) is added last in every mode.
+void linear(const Linear& L, const float* x, float* y, int rows) {
+  const int64_t xn = (int64_t)rows * L.in;
+  switch (L.mode) {
+    case LinearMode::F32:
+      matmul_f32(L.w, L.in, L.out, x, y, rows);
+      break;
+    case LinearMode::W8A8: {
+      std::vector<float> xq(x, x + xn);
+      for (int r = 0; r < rows; ++r) round_int8(xq.data() + (int64_t)r * L.in, L.in, nullptr);
+      matmul_f32(L.w, L.in, L.out, xq.data(), y, rows);
+      break;
+    }
+    case LinearMode::Int8Outlier: {
+      std::vector<uint8_t> keep(L.in, 1);  // 1 = regular (int8) column, 0 = outlier column
+      for (int r = 0; r < rows; ++r) {
+        const float* xr = x + (int64_t)r * L.in;
+        for (int j = 0; j < L.in; ++j)
+          if (std::fabs(xr[j]) > L.threshold) keep[j] = 0;
+      }
+      std::vector<float> xq(x, x + xn);
+      for (int r = 0; r < rows; ++r) round_int8(xq.data() + (int64_t)r * L.in, L.in, keep.data());
+      std::vector<float> wq(L.w, L.w + (int64_t)L.out * L.in);
+      for (int o = 0; o < L.out; ++o) round_int8(wq.data() + (int64_t)o * L.in, L.in, keep.data());
+      matmul_f32(wq.data(), L.in, L.out, xq.data(), y, rows);
+      break;
+    }
+  }
+  if (L.b) {
+    for (int r = 0; r < rows; ++r) {
+      float* yr = y + (int64_t)r * L.out;
+      for (int o = 0; o < L.out; ++o) yr[o] += L.b[o];
+    }
+  }
+}
+
+}  // namespace ctrust

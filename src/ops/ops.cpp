@@ -1,0 +1,77 @@
+#include "ops/ops.h"
+
+#include <cmath>
+
+namespace ctrust {
+
+void rmsnorm(const float* x, const float* w, float* y, int rows, int n, float eps) {
+  for (int r = 0; r < rows; ++r) {
+    const float* xr = x + (int64_t)r * n;
+    float* yr = y + (int64_t)r * n;
+    double sum = 0.0;
+    for (int i = 0; i < n; ++i) sum += (double)(xr[i] * xr[i]);
+    const float mean = (float)(sum / n);
+    const float scale = 1.0f / std::sqrt(mean + eps);
+    for (int i = 0; i < n; ++i) yr[i] = (xr[i] * scale) * w[i];
+  }
+}
+
+void rope_tables(int pos0, int n_pos, int head_dim, float base, float freq_scale, float* cos_t, float* sin_t) {
+  // Same recurrence as ggml's rope cache: theta starts at pos and is multiplied by base^(-2/head_dim) per pair,
+  // so theta_i = pos * base^(-2i/head_dim) up to float rounding; the angle is freq_scale * theta_i.
+  const int half = head_dim / 2;
+  const float theta_scale = std::pow(base, -2.0f / (float)head_dim);
+  for (int p = 0; p < n_pos; ++p) {
+    float theta = (float)(pos0 + p);
+    for (int i = 0; i < half; ++i) {
+      const float a = freq_scale * theta;
+      cos_t[(int64_t)p * half + i] = std::cos(a);
+      sin_t[(int64_t)p * half + i] = std::sin(a);
+      theta *= theta_scale;
+    }
+  }
+}
+
+void rope(float* x, int rows, int n_heads, int head_dim, RopeLayout layout, const float* cos_t,
+          const float* sin_t) {
+  const int half = head_dim / 2;
+  for (int r = 0; r < rows; ++r) {
+    const float* c = cos_t + (int64_t)r * half;
+    const float* s = sin_t + (int64_t)r * half;
+    for (int h = 0; h < n_heads; ++h) {
+      float* v = x + ((int64_t)r * n_heads + h) * head_dim;
+      if (layout == RopeLayout::Interleaved) {
+        for (int i = 0; i < half; ++i) {
+          const float a = v[2 * i], b = v[2 * i + 1];
+          v[2 * i] = a * c[i] - b * s[i];
+          v[2 * i + 1] = a * s[i] + b * c[i];
+        }
+      } else {
+        for (int i = 0; i < half; ++i) {
+          const float a = v[i], b = v[i + half];
+          v[i] = a * c[i] - b * s[i];
+          v[i + half] = a * s[i] + b * c[i];
+        }
+      }
+    }
+  }
+}
+
+void softmax(float* x, int n) {
+  float mx = -INFINITY;
+  for (int i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+  double sum = 0.0;
+  for (int i = 0; i < n; ++i) {
+    const float e = std::exp(x[i] - mx);
+    x[i] = e;
+    sum += (double)e;
+  }
+  const float inv = (float)(1.0 / sum);
+  for (int i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void swiglu(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = silu(gate[i]) * up[i];
+}
+
+}  // namespace ctrust

@@ -1,0 +1,27 @@
+#include "store/fingerprint.h"
+
+namespace ctrust {
+
+std::string model_fingerprint(const Model& m, std::string_view recipe) {
+  uint64_t h = hash_bytes(recipe.data(), recipe.size(), 1);
+  for (const auto& [name, t] : m.file.tensors) {
+    h = hash_bytes(name.data(), name.size(), h);
+    h = hash_bytes(t.ne.data(), t.ne.size() * sizeof(int64_t), h);
+    if (t.data) h = hash_bytes(t.data, size_t(t.numel()) * sizeof(float), h);
+  }
+  for (const auto& L : m.layers) {
+    for (const Linear* l : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
+      const int mode[2] = {int(l->mode), 0};
+      h = hash_bytes(mode, sizeof(mode), h);
+      h = hash_bytes(&l->threshold, sizeof(float), h);
+    }
+  }
+  const ModelConfig& c = m.cfg;
+  const double cf[4] = {c.norm_eps, c.rope_theta, c.rope_freq_scale, double(c.rope)};
+  h = hash_bytes(cf, sizeof(cf), h);
+  return hex64(h);
+}
+
+std::string tokenizer_fingerprint(const Model& m) { return hex64(m.tok.fingerprint()); }
+
+}  // namespace ctrust

@@ -1,0 +1,19 @@
+// Fingerprints that decide whether two runs used the same model: a hash of every weight (as the engine
+// sees it, f32), the shapes, the inference modes of the linears and the compression recipe text.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "model/model.h"
+
+namespace ctrust {
+
+// 64-bit hash of bytes (not cryptographic; fast: ~several GB/s).
+uint64_t hash_bytes(const void* data, size_t n, uint64_t seed = 0);
+// "16 hex digits"; recipe = how the model was derived (e.g. "gptq w4 g128"; "" for a plain file).
+std::string model_fingerprint(const Model& m, std::string_view recipe = "");
+std::string tokenizer_fingerprint(const Model& m);
+std::string hex64(uint64_t v);
+
+}  // namespace ctrust

@@ -1,0 +1,367 @@
+#include "store/runs.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <set>
+
+#include "base/error.h"
+#include "eval/score.h"
+#include "store/fingerprint.h"
+
+using nlohmann::json;
+
+namespace ctrust {
+
+namespace {
+
+// Progress line on stderr, only when it is a terminal.
+struct Progress {
+  bool on = false;
+  std::string label;
+  int64_t total = 0;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  void show(int64_t done) {
+    if (!on) return;
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double rate = s > 0 ? double(done) / s : 0;
+    const double eta = rate > 0 ? double(total - done) / rate : 0;
+    std::fprintf(stderr, "\r%s: %lld/%lld items, %.2f items/s, ETA %.0f s   ", label.c_str(), (long long)done,
+                 (long long)total, rate, eta);
+    if (done == total) std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+  }
+};
+
+bool all_digits(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+double extra_num(const json& extra, const char* key, double def) {
+  auto it = extra.find(key);
+  if (it == extra.end()) return def;
+  if (it->is_boolean()) return it->get<bool>() ? 1.0 : 0.0;
+  if (it->is_number()) return it->get<double>();
+  if (it->is_array() && !it->empty() && (*it)[0].is_number()) return (*it)[0].get<double>();
+  return def;
+}
+
+// exp of the mean NLL: per item (loglikelihood) or per scored token (perplexity).
+double ppl_of(const std::vector<const StoredItem*>& items, const std::string& scoring) {
+  if (items.empty()) return -1;
+  if (scoring == "loglikelihood") {
+    double s = 0;
+    for (auto* it : items) s += it->ll.empty() ? 0 : it->ll[0];
+    return std::exp(-s / double(items.size()));
+  }
+  if (scoring == "perplexity") {
+    double s = 0, n = 0;
+    for (auto* it : items) {
+      s += it->ll.empty() ? 0 : it->ll[0];
+      n += extra_num(it->extra, "n_tokens", 0);
+    }
+    return n > 0 ? std::exp(-s / n) : -1;
+  }
+  return -1;
+}
+
+TaskSummary summarize_group(const std::string& name, const std::vector<const StoredItem*>& items,
+                            const std::string& scoring) {
+  TaskSummary t;
+  t.task = name;
+  t.n = int64_t(items.size());
+  if (items.empty()) return t;
+  double acc = 0, norm = 0, mean = 0, mc2 = 0;
+  int64_t n_mc2 = 0;
+  for (auto* it : items) {
+    acc += it->correct;
+    norm += extra_num(it->extra, "correct_norm", it->correct);
+    mean += extra_num(it->extra, "correct_mean", it->correct);
+    if (it->extra.contains("mc2")) mc2 += extra_num(it->extra, "mc2", 0), n_mc2++;
+  }
+  const double n = double(items.size());
+  t.acc = acc / n;
+  t.acc_norm = norm / n;
+  t.acc_mean = mean / n;
+  if (n_mc2 > 0) t.mc2 = mc2 / double(n_mc2);
+  t.ppl = ppl_of(items, scoring);
+  return t;
+}
+
+}  // namespace
+
+json TaskSummary::to_json() const {
+  json j = {{"task", task}, {"n", n}, {"acc", acc}, {"acc_norm", acc_norm}, {"acc_mean", acc_mean}};
+  if (ppl >= 0) j["ppl"] = ppl;
+  if (mc2 >= 0) j["mc2"] = mc2;
+  return j;
+}
+
+std::vector<TaskSummary> summarize(const RunInfo& run, const std::vector<StoredItem>& items) {
+  std::map<std::string, std::vector<const StoredItem*>> groups;
+  std::vector<const StoredItem*> all;
+  for (const auto& it : items) {
+    groups[it.task].push_back(&it);
+    all.push_back(&it);
+  }
+  std::vector<TaskSummary> out;
+  if (groups.size() > 1 || (groups.size() == 1 && groups.begin()->first != run.task))
+    out.push_back(summarize_group(run.task, all, run.scoring));
+  for (const auto& [name, g] : groups) out.push_back(summarize_group(name, g, run.scoring));
+  return out;
+}
+
+json to_json(const RunInfo& r) {
+  return {{"id", r.id}, {"name", r.name}, {"model_path", r.model_path}, {"model_fp", r.model_fp},
+          {"tokenizer_fp", r.tokenizer_fp}, {"task", r.task}, {"scoring", r.scoring}, {"settings", r.settings},
+          {"version", r.version}, {"created", r.created}, {"n_items", r.n_items}};
+}
+
+json to_json(const std::vector<RunInfo>& runs) {
+  json a = json::array();
+  for (const auto& r : runs) a.push_back(to_json(r));
+  return {{"runs", a}};
+}
+
+json EvalResult::to_json() const {
+  json t = json::array();
+  for (const auto& s : tasks) t.push_back(s.to_json());
+  return {{"run", ctrust::to_json(run)}, {"n_total", n_total}, {"n_skipped", n_skipped}, {"n_scored", n_scored},
+          {"tasks", t}};
+}
+
+std::vector<RunInfo> list_runs(const std::string& db) {
+  Store s(db);
+  return s.list_runs();
+}
+
+EvalResult eval_run(const Model& m, const std::string& model_path, const std::string& task,
+                    const EvalOptions& opt) {
+  TaskSpec spec = load_task_spec(task);
+  if (opt.num_fewshot >= 0) spec.num_fewshot = opt.num_fewshot;
+  if (opt.batch < 1) fail("eval: batch must be at least 1 (got {})", opt.batch);
+  int n_ctx = opt.max_ctx;
+  if (m.cfg.n_ctx > 0) n_ctx = std::min(n_ctx, m.cfg.n_ctx);
+  if (n_ctx < 8) fail("eval: context length {} is too small", n_ctx);
+  int chunk = 0;
+  if (spec.scoring == Scoring::Perplexity) {
+    chunk = spec.n_ctx > 0 ? spec.n_ctx : std::min(n_ctx, 512);
+    if (m.cfg.n_ctx > 0 && chunk > m.cfg.n_ctx)
+      fail("{}: perplexity chunk of {} tokens exceeds the model's context of {}", spec.decl_path, chunk,
+           m.cfg.n_ctx);
+  }
+
+  json decl = spec.raw;
+  decl["num_fewshot"] = spec.num_fewshot;
+  EvalResult res;
+  RunInfo& run = res.run;
+  run.name = opt.name.empty() ? std::filesystem::path(model_path).stem().string() : opt.name;
+  run.model_path = model_path;
+  run.model_fp = model_fingerprint(m, opt.recipe);
+  run.tokenizer_fp = tokenizer_fingerprint(m);
+  run.task = spec.name;
+  run.scoring = scoring_name(spec.scoring);
+  run.settings = {{"declaration", decl}, {"limit", opt.limit}, {"recipe", opt.recipe}};
+  if (spec.scoring == Scoring::Perplexity) run.settings["chunk"] = chunk;
+  else run.settings["max_ctx"] = n_ctx;
+
+  Store store(opt.db);
+  store.open_run(run);
+  const auto done = store.done_items(run.id);
+
+  Progress prog;
+  prog.on = opt.progress && isatty(STDERR_FILENO);
+  prog.label = spec.name;
+  std::vector<StoredItem> pending;
+  int64_t stored = int64_t(done.size());
+  auto commit = [&]() {
+    if (pending.empty()) return;
+    store.add_items(run.id, pending);
+    stored += int64_t(pending.size());
+    res.n_scored += int64_t(pending.size());
+    pending.clear();
+    if (opt.on_commit) opt.on_commit(stored, res.n_total);
+  };
+
+  TaskData td = load_task(spec, opt.limit);
+  if (spec.scoring == Scoring::Perplexity) {
+    const auto tokens = perplexity_tokens(m, td.text);
+    int n_chunks = perplexity_chunks(tokens.size(), chunk);
+    if (opt.limit > 0) n_chunks = std::min(n_chunks, opt.limit);
+    if (n_chunks == 0) fail("{}: text has {} tokens, fewer than one chunk of {}", td.data_path, tokens.size(), chunk);
+    res.n_total = n_chunks;
+    prog.total = n_chunks;
+    for (int c = 0; c < n_chunks; c++) {
+      const std::string id = std::to_string(c);
+      if (done.count(item_key(spec.name, id))) {
+        res.n_skipped++;
+        continue;
+      }
+      ChunkScore cs = score_chunk(m, tokens, chunk, c);
+      StoredItem it;
+      it.task = spec.name;
+      it.item_id = id;
+      it.ll = {-cs.nll_sum};
+      it.pred = it.gold = 0;
+      it.correct = false;
+      it.extra = {{"n_tokens", {cs.n_scored}}};
+      pending.push_back(std::move(it));
+      if (int(pending.size()) >= opt.batch) commit();
+      prog.show(res.n_skipped + res.n_scored + int64_t(pending.size()));
+    }
+  } else {
+    res.n_total = int64_t(td.items.size());
+    prog.total = res.n_total;
+    KVCache cache = make_cache(m, n_ctx);
+    for (const auto& item : td.items) {
+      if (done.count(item_key(item.task, item.id))) {
+        res.n_skipped++;
+        continue;
+      }
+      ItemScore s = score_item(m, cache, item);
+      StoredItem it;
+      it.task = item.task;
+      it.item_id = item.id;
+      it.ll = s.ll;
+      it.pred = s.pred;
+      it.gold = item.gold;
+      it.correct = s.correct;
+      it.extra = s.extra();
+      pending.push_back(std::move(it));
+      if (int(pending.size()) >= opt.batch) commit();
+      prog.show(res.n_skipped + res.n_scored + int64_t(pending.size()));
+    }
+  }
+  commit();
+  auto all = store.items(run.id);
+  run.n_items = int64_t(all.size());
+  res.tasks = summarize(run, all);
+  return res;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Comparison
+
+json TaskComparison::to_json() const {
+  json j = {{"n", m.n},
+            {"acc_a", m.acc_a},
+            {"acc_b", m.acc_b},
+            {"delta_acc", m.delta_acc},
+            {"c2w", m.c2w},
+            {"w2c", m.w2c},
+            {"flips", m.flips},
+            {"all_flips", m.all_flips},
+            {"agreement", m.agreement},
+            {"kl_ab", m.kl_ab},
+            {"kl_ba", m.kl_ba},
+            {"mcnemar_p", m.mcnemar_p},
+            {"delta_acc_ci", {m.delta_acc_ci[0], m.delta_acc_ci[1]}},
+            {"flips_ci", {m.flips_ci[0], m.flips_ci[1]}}};
+  if (only_a || only_b) {
+    j["only_a"] = only_a;
+    j["only_b"] = only_b;
+  }
+  if (ppl_a >= 0) j["ppl_a"] = ppl_a;
+  if (ppl_b >= 0) j["ppl_b"] = ppl_b;
+  return j;
+}
+
+json Comparison::to_json() const {
+  json t = json::object();
+  for (const auto& [name, c] : tasks) t[name] = c.to_json();
+  return {{"tasks", t}, {"runs_a", ctrust::to_json(runs_a)["runs"]}, {"runs_b", ctrust::to_json(runs_b)["runs"]},
+          {"notes", notes}};
+}
+
+TaskComparison compare_item_sets(const std::vector<StoredItem>& a, const std::vector<StoredItem>& b,
+                                 const std::string& scoring, const BootstrapOptions& opt) {
+  std::map<std::string, const StoredItem*> in_b;
+  for (const auto& it : b) in_b[item_key(it.task, it.item_id)] = &it;
+  std::vector<ItemResult> ra, rb;
+  std::vector<const StoredItem*> pa, pb;
+  TaskComparison c;
+  for (const auto& it : a) {
+    auto f = in_b.find(item_key(it.task, it.item_id));
+    if (f == in_b.end()) {
+      c.only_a++;
+      continue;
+    }
+    const std::string id = it.task + "/" + it.item_id;
+    ra.push_back(ItemResult{id, it.ll, it.pred, it.gold, it.correct});
+    rb.push_back(ItemResult{id, f->second->ll, f->second->pred, f->second->gold, f->second->correct});
+    if (it.gold != f->second->gold)
+      fail("item {}: gold answer {} in run a but {} in run b (different data?)", id, it.gold, f->second->gold);
+    pa.push_back(&it);
+    pb.push_back(f->second);
+    in_b.erase(f);
+  }
+  c.only_b = int64_t(in_b.size());
+  c.m = compare_items(ra, rb, opt);
+  c.ppl_a = ppl_of(pa, scoring);
+  c.ppl_b = ppl_of(pb, scoring);
+  return c;
+}
+
+static std::vector<RunInfo> select_runs(Store& s, const std::string& sel) {
+  if (all_digits(sel)) {
+    auto r = s.get_run(std::stoll(sel));
+    if (!r) fail("{}: no run with id {}", s.path(), sel);
+    return {*r};
+  }
+  std::map<std::string, RunInfo> newest;  // per task
+  std::set<std::string> names;
+  for (auto& r : s.list_runs()) {
+    names.insert(r.name);
+    if (r.name == sel) newest[r.task] = r;  // ids ascend: the last one wins
+  }
+  if (newest.empty()) {
+    std::string known;
+    for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
+    fail("{}: no run named '{}' (runs: {})", s.path(), sel, known.empty() ? "none" : known);
+  }
+  std::vector<RunInfo> out;
+  for (auto& [t, r] : newest) out.push_back(r);
+  return out;
+}
+
+Comparison compare_runs(const std::string& db, const std::string& sel_a, const std::string& sel_b,
+                        const BootstrapOptions& opt) {
+  Store s(db);
+  Comparison cmp;
+  cmp.runs_a = select_runs(s, sel_a);
+  cmp.runs_b = select_runs(s, sel_b);
+  for (const auto& ra : cmp.runs_a) {
+    auto rb = std::find_if(cmp.runs_b.begin(), cmp.runs_b.end(), [&](const RunInfo& r) { return r.task == ra.task; });
+    if (rb == cmp.runs_b.end()) {
+      cmp.notes.push_back(fmt::format("{}: only in a (run {})", ra.task, ra.id));
+      continue;
+    }
+    if (ra.scoring != rb->scoring)
+      cmp.notes.push_back(fmt::format("{}: scored as {} in a but {} in b", ra.task, ra.scoring, rb->scoring));
+    if (ra.settings != rb->settings)
+      cmp.notes.push_back(fmt::format("{}: runs {} and {} have different task settings", ra.task, ra.id, rb->id));
+    const auto ia = s.items(ra.id), ib = s.items(rb->id);
+    std::map<std::string, std::pair<std::vector<StoredItem>, std::vector<StoredItem>>> groups;
+    for (const auto& it : ia) groups[it.task].first.push_back(it);
+    for (const auto& it : ib) groups[it.task].second.push_back(it);
+    for (auto& [name, g] : groups) {
+      TaskComparison c = compare_item_sets(g.first, g.second, ra.scoring, opt);
+      if (c.only_a || c.only_b)
+        cmp.notes.push_back(fmt::format("{}: item sets differ ({} only in a, {} only in b); compared {} common items",
+                                        name, c.only_a, c.only_b, c.m.n));
+      cmp.tasks[name] = c;
+    }
+    if (groups.size() > 1 || (groups.size() == 1 && groups.begin()->first != ra.task))
+      cmp.tasks[ra.task] = compare_item_sets(ia, ib, ra.scoring, opt);
+  }
+  for (const auto& rb : cmp.runs_b)
+    if (std::none_of(cmp.runs_a.begin(), cmp.runs_a.end(), [&](const RunInfo& r) { return r.task == rb.task; }))
+      cmp.notes.push_back(fmt::format("{}: only in b (run {})", rb.task, rb.id));
+  return cmp;
+}
+
+}  // namespace ctrust

@@ -1,0 +1,150 @@
+// compare_runs / list_runs / summarize on a results store filled by hand (no model needed).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "base/error.h"
+#include "store/runs.h"
+#include "test_paths.h"
+
+using namespace ctrust;
+namespace fs = std::filesystem;
+
+namespace {
+
+StoredItem si(const std::string& task, int id, int pred, int gold, std::vector<double> ll = {-1, -2, -3, -4}) {
+  StoredItem it;
+  it.task = task;
+  it.item_id = std::to_string(id);
+  it.ll = std::move(ll);
+  it.pred = pred;
+  it.gold = gold;
+  it.correct = pred == gold;
+  it.extra = {{"correct_norm", pred == gold}, {"correct_mean", false}};
+  return it;
+}
+
+int64_t add_run(Store& s, const std::string& name, const std::string& task, const std::vector<StoredItem>& items,
+                const std::string& scoring = "multiple_choice") {
+  RunInfo r;
+  r.name = name;
+  r.model_path = name + ".gguf";
+  r.model_fp = name;
+  r.tokenizer_fp = "tok";
+  r.task = task;
+  r.scoring = scoring;
+  r.settings = {{"limit", 0}};
+  s.open_run(r);
+  s.add_items(r.id, items);
+  return r.id;
+}
+
+std::string make_db() {
+  std::string p = test::scratch_dir() + "/compare.db";
+  for (const char* suf : {"", "-wal", "-shm"}) fs::remove(p + suf);
+  Store s(p);
+  // arc_easy: 10 items as in EvalMetrics.PairMetricsOnHandTable (c2w 1, w2c 6), plus one item only in a.
+  std::vector<StoredItem> a, b;
+  a.push_back(si("arc_easy", 0, 0, 0));
+  b.push_back(si("arc_easy", 0, 0, 0));
+  a.push_back(si("arc_easy", 1, 0, 0));
+  b.push_back(si("arc_easy", 1, 1, 0));
+  for (int i = 2; i < 8; i++) {
+    a.push_back(si("arc_easy", i, 1, 0));
+    b.push_back(si("arc_easy", i, 0, 0));
+  }
+  a.push_back(si("arc_easy", 8, 1, 0));
+  b.push_back(si("arc_easy", 8, 2, 0));
+  a.push_back(si("arc_easy", 9, 1, 0));
+  b.push_back(si("arc_easy", 9, 1, 0));
+  a.push_back(si("arc_easy", 10, 1, 0));
+  add_run(s, "base", "arc_easy", a);
+  add_run(s, "quant", "arc_easy", b);
+  // mmlu with two subjects: one flip each way.
+  std::vector<StoredItem> ma = {si("mmlu_x", 0, 0, 0), si("mmlu_x", 1, 1, 1), si("mmlu_y", 0, 2, 1)};
+  std::vector<StoredItem> mb = {si("mmlu_x", 0, 3, 0), si("mmlu_x", 1, 1, 1), si("mmlu_y", 0, 1, 1)};
+  add_run(s, "base", "mmlu", ma);
+  add_run(s, "quant", "mmlu", mb);
+  // lambada-style: ppl = exp(-mean ll)
+  add_run(s, "base", "lambada_openai", {si("lambada_openai", 0, 0, 0, {-1.0}), si("lambada_openai", 1, 0, 0, {-3.0})},
+          "loglikelihood");
+  return p;
+}
+
+}  // namespace
+
+TEST(EvalCompare, RunsByNameOnCommonItems) {
+  const std::string db = make_db();
+  Comparison c = compare_runs(db, "base", "quant");
+  ASSERT_EQ(c.runs_a.size(), 3u);
+  ASSERT_EQ(c.runs_b.size(), 2u);
+  const auto& arc = c.tasks.at("arc_easy");
+  EXPECT_EQ(arc.m.n, 10);
+  EXPECT_EQ(arc.only_a, 1);
+  EXPECT_EQ(arc.only_b, 0);
+  EXPECT_DOUBLE_EQ(arc.m.acc_a, 0.2);
+  EXPECT_DOUBLE_EQ(arc.m.acc_b, 0.7);
+  EXPECT_EQ(arc.m.c2w, 1);
+  EXPECT_EQ(arc.m.w2c, 6);
+  EXPECT_DOUBLE_EQ(arc.m.mcnemar_p, 0.125);
+  EXPECT_DOUBLE_EQ(arc.m.all_flips, 0.8);
+  // mmlu: per subject and the aggregate over both.
+  EXPECT_EQ(c.tasks.at("mmlu_x").m.c2w, 1);
+  EXPECT_EQ(c.tasks.at("mmlu_y").m.w2c, 1);
+  EXPECT_EQ(c.tasks.at("mmlu").m.n, 3);
+  EXPECT_DOUBLE_EQ(c.tasks.at("mmlu").m.flips, 2.0 / 3.0);
+  EXPECT_DOUBLE_EQ(c.tasks.at("mmlu").m.agreement, 1.0 / 3.0);
+  // Notes: differing item sets, task only in a.
+  std::string notes;
+  for (const auto& n : c.notes) notes += n + "\n";
+  EXPECT_NE(notes.find("arc_easy: item sets differ (1 only in a, 0 only in b)"), std::string::npos) << notes;
+  EXPECT_NE(notes.find("lambada_openai: only in a"), std::string::npos) << notes;
+
+  nlohmann::json j = c.to_json();
+  const auto& ja = j["tasks"]["arc_easy"];
+  for (const char* k : {"n", "acc_a", "acc_b", "delta_acc", "c2w", "w2c", "flips", "all_flips", "agreement",
+                        "kl_ab", "kl_ba", "mcnemar_p", "delta_acc_ci", "flips_ci"})
+    EXPECT_TRUE(ja.contains(k)) << k;
+  for (const char* k : {"acc_a", "acc_b", "flips", "all_flips", "agreement", "mcnemar_p"}) {
+    EXPECT_GE(ja[k].get<double>(), 0.0) << k;
+    EXPECT_LE(ja[k].get<double>(), 1.0) << k;
+  }
+  EXPECT_EQ(ja["delta_acc_ci"].size(), 2u);
+  EXPECT_DOUBLE_EQ(ja["delta_acc"].get<double>(), 0.5);
+}
+
+TEST(EvalCompare, SelectByIdAndErrors) {
+  const std::string db = make_db();
+  auto runs = list_runs(db);
+  ASSERT_EQ(runs.size(), 5u);
+  EXPECT_EQ(runs[0].n_items, 11);
+  Comparison c = compare_runs(db, std::to_string(runs[2].id), std::to_string(runs[3].id));
+  ASSERT_EQ(c.tasks.count("mmlu"), 1u);
+  EXPECT_EQ(c.tasks.count("arc_easy"), 0u);
+  try {
+    compare_runs(db, "base", "nobody");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no run named 'nobody' (runs: base, quant)"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(compare_runs(db, "999", "base"), Error);
+  EXPECT_EQ(to_json(runs)["runs"].size(), 5u);
+}
+
+TEST(EvalCompare, SummaryPerSubtaskAndAggregate) {
+  const std::string db = make_db();
+  Store s(db);
+  auto runs = s.list_runs();
+  auto sum = summarize(runs[2], s.items(runs[2].id));  // base mmlu
+  ASSERT_EQ(sum.size(), 3u);
+  EXPECT_EQ(sum[0].task, "mmlu");
+  EXPECT_EQ(sum[0].n, 3);
+  EXPECT_DOUBLE_EQ(sum[0].acc, 2.0 / 3.0);
+  EXPECT_EQ(sum[1].task, "mmlu_x");
+  EXPECT_DOUBLE_EQ(sum[1].acc, 1.0);
+  EXPECT_DOUBLE_EQ(sum[2].acc_mean, 0.0);
+  auto lam = summarize(runs[4], s.items(runs[4].id));
+  ASSERT_EQ(lam.size(), 1u);
+  EXPECT_NEAR(lam[0].ppl, std::exp(2.0), 1e-12);  // exp(-mean(-1, -3))
+}

@@ -1,0 +1,106 @@
+// ctrust's engine against llama.cpp (tests/golden/logits_*.json, made by scripts/ref/make_logits_golden.py).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "model/model.h"
+#include "model/perplexity.h"
+#include "test_paths.h"
+
+using namespace ctrust;
+using json = nlohmann::json;
+
+namespace {
+
+json load_golden(const std::string& name) {
+  std::ifstream in(test::golden_dir() + "/" + name);
+  if (!in) throw std::runtime_error("missing golden file " + name);
+  return json::parse(in);
+}
+
+struct Diff {
+  double max_abs = 0;  // over top-10 log-probs, next-token log-probs and logsumexp
+  double max_next = 0;
+  int argmax_mismatch = 0;
+  int positions = 0;
+};
+
+// Compares ctrust's log-softmax at llama.cpp's top-10 ids, the next-token log-prob and the logsumexp.
+Diff compare_positions(const Model& m, const std::vector<int32_t>& tokens, const json& positions) {
+  const int n = (int)tokens.size(), V = m.cfg.n_vocab;
+  KVCache c = make_cache(m, n);
+  std::vector<float> logits((size_t)n * V);
+  forward(m, c, tokens.data(), n, logits.data());
+  Diff d;
+  for (int i = 0; i < n; ++i) {
+    float* row = logits.data() + (size_t)i * V;
+    const int am = (int)(std::max_element(row, row + V) - row);
+    double mx = row[am], sum = 0;
+    for (int t = 0; t < V; ++t) sum += std::exp((double)row[t] - mx);
+    const double lse = mx + std::log(sum);
+    const json& p = positions[i];
+    d.max_abs = std::max(d.max_abs, std::fabs(lse - p["lse"].get<double>()));
+    for (const auto& tv : p["top"]) {
+      const int id = tv[0].get<int>();
+      d.max_abs = std::max(d.max_abs, std::fabs((row[id] - lse) - tv[1].get<double>()));
+    }
+    if (am != p["top"][0][0].get<int>()) d.argmax_mismatch++;
+    if (i + 1 < n) {
+      const double e = std::fabs((row[tokens[i + 1]] - lse) - p["next"].get<double>());
+      d.max_next = std::max(d.max_next, e);
+      d.max_abs = std::max(d.max_abs, e);
+    }
+    d.positions++;
+  }
+  return d;
+}
+
+void check_texts(const Model& m, const json& g, const char* label, double tol, const char* positions_key = nullptr) {
+  for (const auto& [key, t] : g["texts"].items()) {
+    auto tokens = t["tokens"].get<std::vector<int32_t>>();
+    const json& pos = positions_key ? g[positions_key][key] : t["positions"];
+    Diff d = compare_positions(m, tokens, pos);
+    std::printf("[ golden ] %s %s: %d positions, max |dlogprob| %.3g (next-token %.3g), argmax mismatches %d\n",
+                label, key.c_str(), d.positions, d.max_abs, d.max_next, d.argmax_mismatch);
+    if (tol > 0) {
+      EXPECT_LT(d.max_abs, tol) << label << " " << key;
+      EXPECT_EQ(d.argmax_mismatch, 0) << label << " " << key;
+    }
+  }
+}
+
+void check_perplexity(const Model& m, const json& g, int chunks, double rel_tol) {
+  const json& p = g["perplexity"];
+  auto tokens = p["tokens"].get<std::vector<int32_t>>();
+  auto ref_nll = p["chunk_nll"].get<std::vector<double>>();
+  ASSERT_LE(chunks, (int)ref_nll.size());
+  tokens.resize((size_t)chunks * p["ctx"].get<int>());
+  PerplexityResult r = perplexity(m, tokens, p["ctx"].get<int>(), chunks);
+  ASSERT_EQ(r.n_chunks, chunks);
+  EXPECT_EQ(r.n_scored, (int64_t)chunks * (p["ctx"].get<int>() / 2 - 1));
+  double ref_mean = 0;
+  for (int i = 0; i < chunks; ++i) {
+    EXPECT_NEAR(r.chunk_nll[i], ref_nll[i], 1e-4) << "chunk " << i;
+    ref_mean += ref_nll[i] / chunks;
+  }
+  const double ref_ppl = chunks == p["chunks"].get<int>() ? p["ppl"].get<double>() : std::exp(ref_mean);
+  std::printf("[ golden ] perplexity over %d chunks: ctrust %.6f +/- %.5f, llama.cpp %.6f\n", chunks, r.ppl,
+              r.ppl_stderr, ref_ppl);
+  EXPECT_NEAR(r.ppl / ref_ppl, 1.0, rel_tol);
+  if (chunks == p["chunks"].get<int>()) EXPECT_NEAR(r.ppl_stderr / p["ppl_stderr"].get<double>(), 1.0, 1e-3);
+}
+
+}  // namespace
+
+TEST(GoldenEngine, Stories260KMatchesLlamaCpp) {
+  json g = load_golden("logits_stories260k.json");
+  LoadOptions o;
+  o.tokenizer_path = test::stories_tok();
+  auto m = open_model(test::stories_bin(), o);
+  check_texts(*m, g, "stories260K (llama2.c copy)", 1e-4);
+  check_perplexity(*m, g, 8, 1e-4);
+}

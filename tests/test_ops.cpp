@@ -1,0 +1,213 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "ops/attention.h"
+#include "ops/linear.h"
+#include "ops/ops.h"
+
+using namespace ctrust;
+
+namespace {
+
+std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {
+  std::mt19937_64 g(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+// Straightforward triple loop, double accumulation.
+std::vector<float> ref_matmul(const std::vector<float>& x, const std::vector<float>& w, int rows, int in, int out) {
+  std::vector<float> y((size_t)rows * out);
+  for (int r = 0; r < rows; ++r)
+    for (int o = 0; o < out; ++o) {
+      double s = 0;
+      for (int j = 0; j < in; ++j) s += (double)x[(size_t)r * in + j] * w[(size_t)o * in + j];
+      y[(size_t)r * out + o] = (float)s;
+    }
+  return y;
+}
+
+// int8 round-trip of the entries of v selected by sel, scale from their max |v|.
+void ref_q8(float* v, int n, const std::vector<bool>& sel) {
+  float amax = 0;
+  for (int i = 0; i < n; ++i)
+    if (sel[i]) amax = std::max(amax, std::fabs(v[i]));
+  if (amax == 0) return;
+  float s = amax / 127.0f;
+  for (int i = 0; i < n; ++i)
+    if (sel[i]) v[i] = std::round(v[i] / s) * s;
+}
+
+}  // namespace
+
+TEST(Ops, RmsNormHandComputed) {
+  // x = (1, 2, 3, 4): mean of squares 7.5; y = x / sqrt(7.5 + eps) * w
+  const float x[4] = {1, 2, 3, 4}, w[4] = {1, 0.5f, 2, -1};
+  float y[4];
+  rmsnorm(x, w, y, 1, 4, 1e-5f);
+  const double r = 1.0 / std::sqrt(7.5 + 1e-5);
+  EXPECT_NEAR(y[0], 1 * r, 1e-6);
+  EXPECT_NEAR(y[1], 2 * r * 0.5, 1e-6);
+  EXPECT_NEAR(y[2], 3 * r * 2, 1e-6);
+  EXPECT_NEAR(y[3], -4 * r, 1e-6);
+}
+
+TEST(Ops, RopeInterleavedHandComputed) {
+  // head_dim 4, base 10000: theta_0 = pos, theta_1 = pos * 10000^(-1/2) = pos / 100. pos = 3, freq_scale 0.5.
+  const int hd = 4;
+  float c[2], s[2];
+  rope_tables(3, 1, hd, 10000.0f, 0.5f, c, s);
+  const double a0 = 3 * 0.5, a1 = 3 * 0.5 / 100.0;
+  EXPECT_NEAR(c[0], std::cos(a0), 1e-6);
+  EXPECT_NEAR(s[1], std::sin(a1), 1e-6);
+  float v[4] = {1, 2, 3, 4};
+  rope(v, 1, 1, hd, RopeLayout::Interleaved, c, s);
+  // pairs (0,1) and (2,3)
+  EXPECT_NEAR(v[0], 1 * std::cos(a0) - 2 * std::sin(a0), 1e-5);
+  EXPECT_NEAR(v[1], 1 * std::sin(a0) + 2 * std::cos(a0), 1e-5);
+  EXPECT_NEAR(v[2], 3 * std::cos(a1) - 4 * std::sin(a1), 1e-5);
+  EXPECT_NEAR(v[3], 3 * std::sin(a1) + 4 * std::cos(a1), 1e-5);
+}
+
+TEST(Ops, RopeNeoXHandComputed) {
+  // Two heads of head_dim 4 at pos 2 (base 100: theta_1 = pos / 10); pairs (0,2) and (1,3) in each head.
+  const int hd = 4;
+  float c[2], s[2];
+  rope_tables(2, 1, hd, 100.0f, 1.0f, c, s);
+  const double a0 = 2.0, a1 = 0.2;
+  float v[8] = {1, 2, 3, 4, -1, 0.5f, 0.25f, 2};
+  float o[8];
+  std::copy(v, v + 8, o);
+  rope(v, 1, 2, hd, RopeLayout::NeoX, c, s);
+  for (int h = 0; h < 2; ++h) {
+    const float* x = o + 4 * h;
+    const float* y = v + 4 * h;
+    EXPECT_NEAR(y[0], x[0] * std::cos(a0) - x[2] * std::sin(a0), 1e-5);
+    EXPECT_NEAR(y[2], x[0] * std::sin(a0) + x[2] * std::cos(a0), 1e-5);
+    EXPECT_NEAR(y[1], x[1] * std::cos(a1) - x[3] * std::sin(a1), 1e-5);
+    EXPECT_NEAR(y[3], x[1] * std::sin(a1) + x[3] * std::cos(a1), 1e-5);
+  }
+  // Position 0 is the identity in both layouts.
+  rope_tables(0, 1, hd, 100.0f, 1.0f, c, s);
+  std::copy(o, o + 8, v);
+  rope(v, 1, 2, hd, RopeLayout::NeoX, c, s);
+  for (int i = 0; i < 8; ++i) EXPECT_FLOAT_EQ(v[i], o[i]);
+}
+
+TEST(Ops, SoftmaxStableAndSilu) {
+  float x[3] = {1000.0f, 1001.0f, 999.0f};  // naive exp overflows
+  softmax(x, 3);
+  const double e = std::exp(1.0), z = 1 + e + 1 / e;
+  EXPECT_NEAR(x[0], 1 / z, 1e-6);
+  EXPECT_NEAR(x[1], e / z, 1e-6);
+  EXPECT_NEAR(x[2], 1 / e / z, 1e-6);
+  EXPECT_NEAR(silu(1.0f), 1.0 / (1 + std::exp(-1.0)), 1e-7);
+  EXPECT_NEAR(silu(-2.0f), -2.0 / (1 + std::exp(2.0)), 1e-7);
+  EXPECT_EQ(silu(-200.0f), -0.0f);
+}
+
+TEST(Ops, LinearF32GemvAndGemm) {
+  const int in = 37, out = 23;
+  auto w = randn((size_t)in * out, 1), b = randn(out, 2);
+  for (int rows : {1, 5}) {
+    auto x = randn((size_t)rows * in, 3 + rows);
+    std::vector<float> y((size_t)rows * out);
+    Linear L{w.data(), b.data(), in, out};
+    linear(L, x.data(), y.data(), rows);
+    auto r = ref_matmul(x, w, rows, in, out);
+    for (int i = 0; i < rows; ++i)
+      for (int o = 0; o < out; ++o) EXPECT_NEAR(y[(size_t)i * out + o], r[(size_t)i * out + o] + b[o], 1e-4);
+  }
+}
+
+TEST(Ops, LinearW8A8MatchesReference) {
+  const int in = 64, out = 16, rows = 3;
+  auto w = randn((size_t)in * out, 4), x = randn((size_t)rows * in, 5, 2.0f);
+  x[7] = 0.0f;
+  std::vector<float> y((size_t)rows * out);
+  Linear L{w.data(), nullptr, in, out, LinearMode::W8A8};
+  linear(L, x.data(), y.data(), rows);
+  auto xq = x;
+  for (int r = 0; r < rows; ++r) ref_q8(xq.data() + (size_t)r * in, in, std::vector<bool>(in, true));
+  auto ref = ref_matmul(xq, w, rows, in, out);
+  auto exact = ref_matmul(x, w, rows, in, out);
+  double max_q_err = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    EXPECT_NEAR(y[i], ref[i], 1e-4);
+    max_q_err = std::max(max_q_err, (double)std::fabs(ref[i] - exact[i]));
+  }
+  EXPECT_GT(max_q_err, 1e-4);  // the rounding really happened
+  // Every rounded activation sits on its row's int8 grid: a row of all-equal magnitudes is exact.
+  std::vector<float> ones(in, 0.5f), y1(out);
+  linear(L, ones.data(), y1.data(), 1);
+  auto r1 = ref_matmul(ones, w, 1, in, out);
+  for (int o = 0; o < out; ++o) EXPECT_NEAR(y1[o], r1[o], 1e-5);
+}
+
+TEST(Ops, LinearInt8OutlierMatchesReference) {
+  const int in = 32, out = 8, rows = 4;
+  auto w = randn((size_t)in * out, 6), x = randn((size_t)rows * in, 7);
+  x[1 * in + 5] = 9.0f;    // column 5 is an outlier (row 1)
+  x[3 * in + 20] = -7.5f;  // column 20 too
+  std::vector<float> y((size_t)rows * out);
+  Linear L{w.data(), nullptr, in, out, LinearMode::Int8Outlier, 6.0f};
+  linear(L, x.data(), y.data(), rows);
+  std::vector<bool> regular(in, true);
+  regular[5] = regular[20] = false;
+  auto xq = x, wq = w;
+  for (int r = 0; r < rows; ++r) ref_q8(xq.data() + (size_t)r * in, in, regular);
+  for (int o = 0; o < out; ++o) ref_q8(wq.data() + (size_t)o * in, in, regular);
+  auto ref = ref_matmul(xq, wq, rows, in, out);
+  for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], ref[i], 1e-4);
+  // The outlier columns are exact: with only outliers nonzero, the result equals the f32 product.
+  std::vector<float> xo((size_t)rows * in, 0.0f);
+  xo[1 * in + 5] = 9.0f;
+  xo[3 * in + 20] = -7.5f;
+  linear(L, xo.data(), y.data(), rows);
+  auto exact = ref_matmul(xo, w, rows, in, out);
+  for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], exact[i], 1e-5);
+  // With a huge threshold nothing is an outlier: x and W both int8 over all columns.
+  L.threshold = 1e9f;
+  linear(L, x.data(), y.data(), rows);
+  xq = x, wq = w;
+  std::vector<bool> all(in, true);
+  for (int r = 0; r < rows; ++r) ref_q8(xq.data() + (size_t)r * in, in, all);
+  for (int o = 0; o < out; ++o) ref_q8(wq.data() + (size_t)o * in, in, all);
+  ref = ref_matmul(xq, wq, rows, in, out);
+  for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], ref[i], 1e-4);
+}
+
+TEST(Ops, AttentionMatchesNaiveGqa) {
+  // 4 query heads over 2 kv heads, head_dim 8; 3 cached positions + 70 new ones (sgemm path) and 1 new (loop path).
+  const AttentionShape s{4, 2, 8};
+  const int kvd = 16, qd = 32;
+  for (int n : {70, 1}) {
+    const int pos0 = 3, T = pos0 + n;
+    auto q = randn((size_t)n * qd, 8), k = randn((size_t)T * kvd, 9), v = randn((size_t)T * kvd, 10);
+    std::vector<float> o((size_t)n * qd);
+    attention(s, q.data(), k.data(), v.data(), kvd, pos0, n, o.data());
+    for (int i = 0; i < n; ++i)
+      for (int h = 0; h < 4; ++h) {
+        const int g = h / 2;
+        std::vector<double> p(pos0 + i + 1);
+        double mx = -1e300, z = 0;
+        for (int j = 0; j <= pos0 + i; ++j) {
+          double d = 0;
+          for (int c = 0; c < 8; ++c) d += (double)q[(size_t)i * qd + h * 8 + c] * k[(size_t)j * kvd + g * 8 + c];
+          p[j] = d / std::sqrt(8.0);
+          mx = std::max(mx, p[j]);
+        }
+        for (auto& e : p) z += (e = std::exp(e - mx));
+        for (int c = 0; c < 8; ++c) {
+          double acc = 0;
+          for (int j = 0; j <= pos0 + i; ++j) acc += p[j] / z * v[(size_t)j * kvd + g * 8 + c];
+          EXPECT_NEAR(o[(size_t)i * qd + h * 8 + c], acc, 1e-5) << "n " << n << " i " << i << " h " << h;
+        }
+      }
+  }
+}
