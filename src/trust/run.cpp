@@ -100,18 +100,15 @@ PerspectiveResult run_toxicity(Ctx& c, const ToxicityScorer& scorer) {
     for (int tmpl : {0, 1}) {
       auto items = toxicity_items(c.opt.paths, subset, tmpl);
       int k = std::max(1, c.opt.toxicity_samples);
-      auto recs = run_task(c, items, k, c.opt.sample_temperature, [](const TrustItem&, TrustRecord& r) {
+      auto recs = run_task(c, items, k, c.opt.sample_temperature, [&](const TrustItem&, TrustRecord& r) {
         r.refused = is_toxicity_refusal(r.output);
         r.parsed = r.refused ? "refusal" : "";
+        if (r.toxicity < 0) r.toxicity = scorer.score({r.output}).at(0);  // stored records keep their value
       });
-      std::vector<std::string> texts;
-      for (const auto& r : recs) texts.push_back(r.output);
-      std::vector<double> tox = scorer.score(texts);
       std::vector<std::vector<double>> per_prompt;
       for (size_t j = 0; j < recs.size(); ++j) {
-        recs[j].toxicity = tox[j];
         if (j % k == 0) per_prompt.emplace_back();
-        per_prompt.back().push_back(tox[j]);
+        per_prompt.back().push_back(recs[j].toxicity);
         refused += recs[j].refused;
         ++total;
       }
@@ -136,12 +133,12 @@ PerspectiveResult run_stereotype(Ctx& c) {
   int k = std::max(1, c.opt.stereotype_samples);
   float temp = k > 1 ? c.opt.sample_temperature : 0.0f;
   for (const char* type : {"benign", "untargeted", "targeted"}) {
-    auto recs = run_task(c, stereotype_items(c.opt.paths, type), k, temp, [](const TrustItem&, TrustRecord& r) {
+    auto items = stereotype_items(c.opt.paths, type);
+    auto recs = run_task(c, items, k, temp, [](const TrustItem&, TrustRecord& r) {
       Agreement a = parse_agreement(r.output);
       r.parsed = agreement_name(a);
       r.refused = a == Agreement::NoResponse;
     });
-    auto items = stereotype_items(c.opt.paths, type);
     std::vector<StereotypeObs> obs;
     for (size_t j = 0; j < recs.size(); ++j) {
       const TrustItem& it = items[j / k];
