@@ -135,11 +135,40 @@ TEST(Hf, ConfigVariants) {
   EXPECT_THROW(load_hf_model(dir), Error);
   write_cfg(with("rms_norm_eps", 1e-6));
   EXPECT_EQ(load_hf_model(dir).cfg.norm_eps, 1e-6f);
-  // The embedding may have more rows than the tokenizer has tokens (padding, as llama.cpp's converter).
-  // Here: tokenizer_config names BOS/EOS; without it config.json's ids are used.
-  fs::remove(dir + "/tokenizer_config.json");
-  write_cfg(with("bos_token_id", 2));
-  EXPECT_EQ(load_hf_model(dir).tok.bos_id, 2);
+  // Special tokens named by tokenizer_config.json override the tokenizer's own.
+  test::write_text(dir + "/tokenizer_config.json", R"({"bos_token": {"content": "</s>"}, "eos_token": "<unk>"})");
+  {
+    LoadedModel m = load_hf_model(dir);
+    EXPECT_EQ(m.tok.bos_id, 2);
+    EXPECT_EQ(m.tok.eos_id, 0);
+  }
+  // More embedding rows than tokens: the vocabulary is padded with unused "[PAD<i>]" tokens (as llama.cpp's
+  // converter does), so n_vocab follows the embedding.
+  {
+    SafetensorsFile st = read_safetensors(dir + "/model.safetensors");
+    std::vector<SafetensorsWriteTensor> w;
+    std::vector<float> emb;
+    for (const auto& t : st.tensors) {
+      if (t.name == "model.embed_tokens.weight" || t.name == "lm_head.weight") {
+        continue;
+      }
+      w.push_back({t.name, t.dtype, t.shape, t.data});
+    }
+    const SafetensorsTensor* e = st.find("model.embed_tokens.weight");
+    emb.assign(reinterpret_cast<const float*>(e->data), reinterpret_cast<const float*>(e->data) + e->numel());
+    emb.resize(emb.size() + 8 * 64, 0.5f);
+    w.push_back({"model.embed_tokens.weight", "F32", {520, 64}, emb.data()});
+    write_safetensors(dir + "/padded.safetensors", w);
+    fs::rename(dir + "/model.safetensors", dir + "/unpadded.safetensors");
+    fs::rename(dir + "/padded.safetensors", dir + "/model.safetensors");
+    write_cfg(with("vocab_size", 520));
+    LoadedModel m = load_hf_model(dir);
+    EXPECT_EQ(m.cfg.n_vocab, 520);
+    EXPECT_TRUE(m.cfg.tied_output);
+    ASSERT_EQ(m.tok.tokens.size(), 520u);
+    EXPECT_EQ(m.tok.tokens[515], "[PAD515]");
+    fs::rename(dir + "/unpadded.safetensors", dir + "/model.safetensors");
+  }
   auto expect_err = [&](const nlohmann::json& j, const std::string& what) {
     write_cfg(j);
     try {
