@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -294,4 +295,56 @@ TEST(Model, AidreamsLoadsAndRuns) {
   auto lp = token_logprobs(*m, std::vector<int32_t>{1, ids[0], ids[1], ids[2]});
   // Greedy tokens are the argmax, so each has log-prob above log(1/vocab).
   for (float x : lp) EXPECT_GT(x, -std::log((float)m->cfg.n_vocab));
+}
+
+TEST(Model, GgufAndLlama2cGiveIdenticalLogits) {
+  auto a = stories_bin();
+  auto b = open_model(test::stories_gguf());
+  EXPECT_EQ(b->file.format, "gguf");
+  EXPECT_EQ(b->cfg.rope, RopeLayout::Interleaved);
+  EXPECT_EQ(b->cfg.n_kv_heads, a->cfg.n_kv_heads);
+  auto t = sample_seq(*a, 64);
+  auto la = batched_logits(*a, t), lb = batched_logits(*b, t);
+  ASSERT_EQ(la.size(), lb.size());
+  EXPECT_EQ(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)), 0) << "logits differ bitwise";
+  GenerateOptions g;
+  g.max_tokens = 30;
+  EXPECT_EQ(generate(*a, {1}, g), generate(*b, {1}, g));
+}
+
+// The NeoX (Hugging Face) RoPE path on a real model: permuting each head's q/k rows from interleaved pairs
+// (2i, 2i+1) to halves (i, i + head_dim/2) and switching the layout must give the same logits, since q.k is
+// invariant when q and k are permuted alike.
+TEST(Model, NeoXLayoutOfPermutedWeightsGivesSameLogits) {
+  LoadOptions o;
+  o.tokenizer_path = test::stories_tok();
+  LoadedModel lm = load_model(test::stories_bin(), o);
+  const int hd = lm.cfg.head_dim;
+  for (int l = 0; l < lm.cfg.n_layers; ++l)
+    for (const char* n : {"attn_q", "attn_k"}) {
+      Tensor& t = lm.tensors.at(fmt::format("blk.{}.{}.weight", l, n));
+      const int64_t in = t.cols(), rows = t.rows();
+      std::vector<float> w(t.numel());
+      for (int64_t h = 0; h < rows / hd; ++h)
+        for (int j = 0; j < hd / 2; ++j)
+          for (int half = 0; half < 2; ++half)
+            std::memcpy(&w[(h * hd + j + half * hd / 2) * in], t.data + (h * hd + 2 * j + half) * in,
+                        sizeof(float) * in);
+      t.owned = std::move(w);
+      t.data = t.owned.data();
+    }
+  lm.cfg.rope = RopeLayout::NeoX;
+  auto neox = make_model(std::move(lm));
+  auto ref = stories_bin();
+  auto t = sample_seq(*ref, 48);
+  auto a = batched_logits(*ref, t), b = batched_logits(*neox, t);
+  double max_diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) max_diff = std::max(max_diff, (double)std::fabs(a[i] - b[i]));
+  EXPECT_LT(max_diff, 1e-4);
+  // ... while the same permuted weights with interleaved RoPE are a different model.
+  neox->cfg.rope = RopeLayout::Interleaved;
+  auto c = batched_logits(*neox, t);
+  double diff_wrong = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff_wrong = std::max(diff_wrong, (double)std::fabs(a[i] - c[i]));
+  EXPECT_GT(diff_wrong, 0.01);
 }

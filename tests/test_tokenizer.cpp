@@ -259,6 +259,70 @@ TEST(TokenizerSmolLM2, TokenizerJsonMatchesGguf) {
   }
 }
 
+// A SentencePiece vocabulary exported the way transformers does it (vocab + merges ordered by piece score,
+// byte_fallback, Metaspace-style normalizer, no scores) must tokenize like the GGUF it came from.
+TEST(TokenizerStories, TokenizerJsonMatchesGguf) {
+  Tokenizer g = stories_gguf();
+  const TokenizerData& d = g.data();
+  auto chars = [](const std::string& s) {
+    std::vector<std::string> c;
+    for (size_t i = 0; i < s.size();) {
+      size_t n = std::min(utf8_len(static_cast<uint8_t>(s[i])), s.size() - i);
+      c.push_back(s.substr(i, n));
+      i += n;
+    }
+    return c;
+  };
+  std::map<std::string, int> ids;
+  for (size_t i = 0; i < d.tokens.size(); ++i) ids[d.tokens[i]] = static_cast<int>(i);
+  struct M { std::string l, r; float score; };
+  std::vector<M> merges;  // transformers' SentencePieceExtractor
+  for (size_t i = 0; i < d.tokens.size(); ++i) {
+    auto c = chars(d.tokens[i]);
+    std::vector<M> local;
+    for (size_t k = 1; k < c.size(); ++k) {
+      std::string l, r;
+      for (size_t q = 0; q < k; ++q) l += c[q];
+      for (size_t q = k; q < c.size(); ++q) r += c[q];
+      if (ids.count(l) && ids.count(r)) local.push_back({l, r, d.scores[i]});
+    }
+    std::sort(local.begin(), local.end(), [&](const M& a, const M& b) {
+      return std::make_pair(ids[a.l], ids[a.r]) < std::make_pair(ids[b.l], ids[b.r]);
+    });
+    merges.insert(merges.end(), local.begin(), local.end());
+  }
+  std::stable_sort(merges.begin(), merges.end(), [](const M& a, const M& b) { return a.score > b.score; });
+  json vocab = json::object(), jm = json::array(), added = json::array();
+  for (size_t i = 0; i < d.tokens.size(); ++i) vocab[d.tokens[i]] = i;
+  for (const M& m : merges) jm.push_back(m.l + " " + m.r);
+  for (int i = 0; i < 3; ++i) added.push_back({{"id", i}, {"content", d.tokens[i]}, {"special", true}});
+  json tj = {
+      {"added_tokens", added},
+      {"normalizer",
+       {{"type", "Sequence"},
+        {"normalizers", json::array({{{"type", "Prepend"}, {"prepend", "\xe2\x96\x81"}},
+                                     {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xe2\x96\x81"}}})}}},
+      {"pre_tokenizer", nullptr},
+      {"model",
+       {{"type", "BPE"}, {"unk_token", "<unk>"}, {"byte_fallback", true}, {"fuse_unk", true}, {"vocab", vocab},
+        {"merges", jm}}},
+  };
+  const std::string dir = test::scratch_dir() + "/stories-json";
+  fs::create_directories(dir);
+  write_file(dir + "/tokenizer.json", tj.dump());
+  TokenizerData jd = tokenizer_from_json(dir + "/tokenizer.json");
+  EXPECT_EQ(jd.model, "llama");
+  EXPECT_EQ(jd.tokens, d.tokens);
+  EXPECT_EQ(jd.token_types, d.token_types);
+  EXPECT_EQ(jd.unk_id, 0);
+  EXPECT_EQ(jd.bos_id, 1);
+  EXPECT_EQ(jd.eos_id, 2);
+  EXPECT_TRUE(jd.add_bos);
+  Tokenizer jt(jd);
+  EXPECT_EQ(jt.fingerprint(), g.fingerprint());
+  check_cases(jt, golden("stories260K"));
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Pre-tokenizer regexes, hand-checked splits
 
@@ -304,8 +368,12 @@ TEST(TokenizerPreTok, DefaultAndUnknown) {
 
 TEST(TokenizerPreTok, UnicodeClassesFollowLlamaCpp) {
   // U+180E is not whitespace for llama.cpp (PCRE2's \s says it is); U+11F04 (Kawi, Unicode 15) is a letter.
-  EXPECT_EQ(split("gpt-2", "a \xe1\xa0\x8e"), (Pieces{"a", " \xe1\xa0\x8e"}));
-  EXPECT_EQ(split("gpt-2", "x \xf0\x91\xbc\x84\xf0\x91\xbc\x85"), (Pieces{"x", " \xf0\x91\xbc\x84\xf0\x91\xbc\x85"}));
+  EXPECT_EQ(split("gpt-2", "a!\xe1\xa0\x8e"), (Pieces{"a", "!\xe1\xa0\x8e"}));
+  EXPECT_EQ(split("gpt-2", "x\xf0\x91\xbc\x84\xf0\x91\xbc\x85y"), (Pieces{"x\xf0\x91\xbc\x84\xf0\x91\xbc\x85y"}));
+  // U+11F50 (Kawi digit zero, Unicode 15) is a number: SmolLM2 isolates it like an ASCII digit.
+  EXPECT_EQ(split("smollm", " \xf0\x91\xbd\x90"), (Pieces{" ", "\xf0\x91\xbd\x90"}));
+  // U+11F43 (Kawi danda) is punctuation for the default pre-tokenizer's first regex.
+  EXPECT_EQ(split("default", "a!\xf0\x91\xbd\x83"), (Pieces{"a", "!\xf0\x91\xbd\x83"}));
   // U+2003 EM SPACE is whitespace; only ASCII space joins the following word.
   EXPECT_EQ(split("gpt-2", "a\xe2\x80\x83\xe2\x80\x83" "b"), (Pieces{"a", "\xe2\x80\x83", "\xe2\x80\x83", "b"}));
 }

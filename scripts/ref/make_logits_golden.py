@@ -43,7 +43,8 @@ TEXT_EN = (
     "The old lighthouse keeper climbed the narrow stairs every evening, carrying a lantern and a small "
     "notebook. He wrote down the color of the sky, the direction of the wind, and the names of the ships "
     "that passed the rocky point. Over forty years, the notebooks filled three shelves in his kitchen. "
-    "When the town finally installed an automatic light, he kept climbing the stairs anyway."
+    "When the town finally installed an automatic light, he kept climbing the stairs anyway. His daughter "
+    "still keeps the last notebook; its final page is blank except for a single word: calm."
 )
 TEXT_CODE = (
     "def naïve_mean(xs: list[float]) -> float:\n"

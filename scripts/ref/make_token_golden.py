@@ -61,7 +61,7 @@ TRICKY = [
     b"   leading spaces",
     b"trailing spaces   ",
     "mixed \u00a0nbsp\u2003emspace\u3000ideographic \u0085nel".encode(),
-    "\u180e mongolian vowel separator".encode(),
+    "\u180e mongolian vowel separator!\u180e \u180e\u180e".encode(),
     b"code: def f(x):\n    return x**2  # comment\n",
     b"URL https://example.com/path?q=1&r=2#frag",
     b"email a.b@c.org",
@@ -73,7 +73,7 @@ TRICKY = [
     b"a\r\nb\rc",
     b"\x01control\x7f\x1f",
     "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 math".encode(),
-    "Unicode 15: \U00011f04\U00011f05 \U00031350\U00031351 \U0002ebf0 \U00011f50 \U00011f43".encode(),
+    "Unicode 15: a\U00011f04\U00011f05b \u4e2d\U00031350\U00031351 x\U0002ebf0 \U00011f50 1\U00011f51 !\U00011f43?".encode(),
     b" . , ? ! ' ' 'll ' s",
 ]
 

@@ -25,5 +25,6 @@ void print_json(const nlohmann::json& j);
 // Registration functions, one per command family (each file in src/cli/ registers its commands).
 void register_model_commands(CLI::App& app);  // info, tokenize, generate, perplexity, convert
 void register_eval_commands(CLI::App& app);   // eval, runs, compare, kld
+void register_compress_commands(CLI::App& app);  // compress
 
 }  // namespace ctrust::cli

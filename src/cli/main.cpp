@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   ctrust::cli::register_model_commands(app);
   ctrust::cli::register_eval_commands(app);
+  ctrust::cli::register_compress_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -214,19 +214,26 @@ void cmd_convert(const ModelArgs& a, const Common& c, const std::string& out, co
 void register_model_commands(CLI::App& app) {
   {
     auto* c = app.add_subcommand("info", "Show a model's configuration, tensors, tokenizer and metadata");
-    auto* a = new ModelArgs;
-    auto* o = new Common;
+    static ModelArgs a_v;
+    auto* a = &a_v;
+    static Common o_v;
+    auto* o = &o_v;
     a->add(c, true);
     add_common(c, *o);
     c->callback([=] { apply_threads(*o); cmd_info(*a, *o); });
   }
   {
     auto* c = app.add_subcommand("tokenize", "Print the token ids of a text");
-    auto* a = new ModelArgs;
-    auto* o = new Common;
-    auto* text = new std::string;
-    auto* no_bos = new bool(false);
-    auto* special = new bool(false);
+    static ModelArgs a_v;
+    auto* a = &a_v;
+    static Common o_v;
+    auto* o = &o_v;
+    static std::string text_v;
+    auto* text = &text_v;
+    static bool no_bos_v{false};
+    auto* no_bos = &no_bos_v;
+    static bool special_v{false};
+    auto* special = &special_v;
     a->add(c);
     c->add_option("text", *text, "Text to tokenize")->required();
     c->add_flag("--no-bos", *no_bos, "Do not add BOS");
@@ -236,9 +243,12 @@ void register_model_commands(CLI::App& app) {
   }
   {
     auto* c = app.add_subcommand("generate", "Generate text (greedy, or temperature/top-p sampling with a seed)");
-    auto* a = new ModelArgs;
-    auto* o = new Common;
-    auto* g = new GenArgs;
+    static ModelArgs a_v;
+    auto* a = &a_v;
+    static Common o_v;
+    auto* o = &o_v;
+    static GenArgs g_v;
+    auto* g = &g_v;
     a->add(c);
     c->add_option("-p,--prompt", g->prompt, "Prompt (empty: start from BOS)");
     c->add_option("-n,--n-predict", g->n, "Tokens to generate")->check(CLI::Range(0, 1 << 20));
@@ -250,11 +260,16 @@ void register_model_commands(CLI::App& app) {
   }
   {
     auto* c = app.add_subcommand("perplexity", "Perplexity of a text file (llama.cpp's protocol)");
-    auto* a = new ModelArgs;
-    auto* o = new Common;
-    auto* file = new std::string;
-    auto* ctx = new int(512);
-    auto* chunks = new int(-1);
+    static ModelArgs a_v;
+    auto* a = &a_v;
+    static Common o_v;
+    auto* o = &o_v;
+    static std::string file_v;
+    auto* file = &file_v;
+    static int ctx_v{512};
+    auto* ctx = &ctx_v;
+    static int chunks_v{-1};
+    auto* chunks = &chunks_v;
     a->add(c);
     c->add_option("-f,--file", *file, "Text file")->required();
     c->add_option("--ctx", *ctx, "Tokens per chunk")->check(CLI::Range(2, 1 << 20));
@@ -264,10 +279,14 @@ void register_model_commands(CLI::App& app) {
   }
   {
     auto* c = app.add_subcommand("convert", "Write a model as GGUF (f32, f16, bf16, q8_0, q4_0, q4_1, or keep types)");
-    auto* a = new ModelArgs;
-    auto* o = new Common;
-    auto* out = new std::string;
-    auto* type = new std::string("keep");
+    static ModelArgs a_v;
+    auto* a = &a_v;
+    static Common o_v;
+    auto* o = &o_v;
+    static std::string out_v;
+    auto* out = &out_v;
+    static std::string type_v{"keep"};
+    auto* type = &type_v;
     a->add(c);
     c->add_option("-o,--output", *out, "Output GGUF file")->required();
     c->add_option("--type", *type, "Tensor type for weight matrices, or 'keep'");

@@ -7,6 +7,7 @@
 #include <cblas.h>
 
 #include "base/error.h"
+#include "compress/blas_serial.h"
 
 namespace ctrust {
 
@@ -123,6 +124,7 @@ void matmul_t(const float* x, const float* W, float* y, int n, int in, int out) 
 
 std::vector<float> mlp_forward(const float* gate, const float* up, const float* down, int dim, int hidden,
                                const float* X, int n) {
+  BlasSerial serial(double(n) * dim * hidden < kBlasSmall);
   std::vector<float> g(size_t(n) * hidden), u(size_t(n) * hidden), y(size_t(n) * dim);
   matmul_t(X, gate, g.data(), n, dim, hidden);
   matmul_t(X, up, u.data(), n, dim, hidden);

@@ -15,6 +15,7 @@
 
 #include "base/error.h"
 #include "compress/awq.h"
+#include "compress/blas_serial.h"
 #include "compress/gptq.h"
 #include "compress/prune.h"
 #include "compress/quant.h"
@@ -155,6 +156,7 @@ void set_tensor(Tensor& t, std::vector<float> v, const std::vector<uint8_t>* pac
 // where eff(Q)[r][j] = Q[r][j] * row_mul[r] / col_div[j] undoes the AWQ/SmoothQuant scaling.
 double layer_error(const std::vector<double>& H, int64_t tokens, const float* W, const float* Q, int out, int in,
                    const std::vector<float>* col_div, const std::vector<float>* row_mul, double* ref_norm) {
+  BlasSerial serial(double(out) * in * in < 8 * kBlasSmall);
   std::vector<double> D(size_t(out) * in), E(size_t(out) * in);
   for (int r = 0; r < out; ++r)
     for (int j = 0; j < in; ++j) {

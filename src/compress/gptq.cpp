@@ -10,6 +10,7 @@
 #include <lapacke.h>
 
 #include "base/error.h"
+#include "compress/blas_serial.h"
 
 namespace ctrust {
 
@@ -25,6 +26,7 @@ void hessian_add(Hessian& h, const float* x, int rows) {
   if (rows <= 0) return;
   const int n = h.n;
   // f32 syrk per call (one sequence at a time keeps the f32 sum short), accumulated in double.
+  BlasSerial serial(double(n) * n * rows < kBlasSmall);
   std::vector<float> c(size_t(n) * n, 0.0f);
   cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, n, rows, 1.0f, x, n, 0.0f, c.data(), n);
   for (int i = 0; i < n; ++i)
@@ -78,6 +80,7 @@ QuantResult gptq_quantize(const float* W, int out, int in, const Hessian& H, con
 QuantResult gptq_quantize_h(const float* W, int out, int in, std::vector<double> H, const GptqOptions& o) {
   const QuantSpec& s = o.q;
   check_quant_spec(s, out, in, "gptq");
+  BlasSerial serial(double(out) * in * in < 8 * kBlasSmall);
   if (o.block <= 0) fail("gptq: block size must be positive, got {}", o.block);
   const int G = s.group > 0 ? s.group : in;
   const bool grouped = s.group > 0;

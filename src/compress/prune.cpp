@@ -9,6 +9,7 @@
 #include <cblas.h>
 
 #include "base/error.h"
+#include "compress/blas_serial.h"
 
 namespace ctrust {
 
@@ -95,6 +96,7 @@ PruneResult sparsegpt_prune(const float* W, int out, int in, const Hessian& H, c
 PruneResult sparsegpt_prune_h(const float* W, int out, int in, std::vector<double> H, const SparseGptOptions& o) {
   const PruneSpec& p = o.p;
   check_prune_spec(p, out, in, "sparsegpt");
+  BlasSerial serial(double(out) * in * in < 8 * kBlasSmall);
   if (o.block <= 0) fail("sparsegpt: block size must be positive, got {}", o.block);
   std::vector<double> Wd(W, W + size_t(out) * in);
   std::vector<uint8_t> dead;

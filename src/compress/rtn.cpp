@@ -6,6 +6,7 @@
 #include <cblas.h>
 
 #include "base/error.h"
+#include "compress/blas_serial.h"
 #include "compress/quant.h"
 
 namespace ctrust {
@@ -236,6 +237,7 @@ std::vector<uint8_t> pack_ggml(const QuantResult& r, GgmlType t) {
 }
 
 double output_error(const float* W, const float* Q, int out, int in, const float* X, int n) {
+  BlasSerial serial(double(out) * in * n < kBlasSmall);
   std::vector<float> D(size_t(out) * in);
   for (size_t i = 0; i < D.size(); ++i) D[i] = W[i] - Q[i];
   std::vector<float> E(size_t(n) * out);

@@ -3,6 +3,7 @@
 // token_embedding, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3, rms_final, freq_cis_real, freq_cis_imag
 // (seq_len*head_size/2 each, skipped), wcls (only if untied). Tensors are zero-copy views into the map.
 #include <cstring>
+#include <filesystem>
 
 #include "base/error.h"
 #include "io/model_file.h"
@@ -93,6 +94,11 @@ LoadedModel load_llama2c_model(const std::string& path, const std::string& token
     t.data = reinterpret_cast<const float*>(t.raw);
   }
   lm.map = map;
+
+  // Synthesized metadata (the GGUF exporter derives the rest from cfg and tok).
+  lm.meta.push_back({"general.architecture", GgufValue::str("llama")});
+  lm.meta.push_back({"general.name", GgufValue::str(std::filesystem::path(path).stem().string())});
+  lm.meta.push_back({"general.file_type", GgufValue::u32(0)});
 
   lm.tok = tokenizer_from_llama2c(tokenizer_path);
   if ((int64_t)lm.tok.tokens.size() != vocab)

@@ -358,7 +358,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool
         continue;
       }
       buf.clear();
-      if (t.d.add_space_prefix && prev_special) buf = " ";
+      if (t.d.add_space_prefix && prev_special) buf.push_back(' ');
       buf.append(text.substr(f.off, f.len));
       replace_all(buf, " ", kSpace);
       t.encode_spm(buf, out);

@@ -389,73 +389,93 @@ void TokenizerImpl::encode_bpe(std::string_view raw, std::vector<int32_t>& out) 
   const std::string text = llama_text_from_utf8(raw);
   std::vector<std::pair<uint32_t, uint32_t>> words;
   pre_tokenize(*pretok, text, words);
+  // Long texts repeat words: remember each word's tokens (they depend on the word alone).
+  const bool use_cache = words.size() > 256;
+  std::unordered_map<std::string_view, std::pair<size_t, size_t>> cache;  // word -> [begin, end) in out
+  for (auto [b, e] : words) {
+    std::string_view w(text.data() + b, e - b);
+    if (use_cache) {
+      auto it = cache.find(w);
+      if (it != cache.end()) {
+        for (size_t k = it->second.first; k < it->second.second; ++k) {
+          const int32_t id = out[k];
+          out.push_back(id);
+        }
+        continue;
+      }
+    }
+    const size_t begin = out.size();
+    bpe_word(w, out);
+    if (use_cache) cache.emplace(w, std::make_pair(begin, out.size()));
+  }
+}
 
+// llm_tokenizer_bpe_session::tokenize for one pre-token.
+void TokenizerImpl::bpe_word(std::string_view raw_word, std::vector<int32_t>& out) const {
+  thread_local std::string word;
+  thread_local std::vector<BpeSymbol> sym;
+  thread_local std::vector<BpeBigram> heap;
   const ByteMap& bm = byte_map();
-  std::string word;
-  std::vector<BpeSymbol> sym;
-  std::vector<BpeBigram> heap;
+  word.clear();
+  for (char c : raw_word) word += bm.to_utf8[static_cast<uint8_t>(c)];
+  if (pre.ignore_merges) {
+    int32_t id = find(word);
+    if (id >= 0) {
+      out.push_back(id);
+      return;
+    }
+  }
   auto sid_of = [&](const char* p, size_t n) {
     auto it = merges.sym_ids.find(std::string_view(p, n));
     return it == merges.sym_ids.end() ? -1 : it->second;
   };
-
-  for (auto [b, e] : words) {
-    word.clear();
-    for (uint32_t i = b; i < e; ++i) word += bm.to_utf8[static_cast<uint8_t>(text[i])];
-    if (pre.ignore_merges) {
-      int32_t id = find(word);
-      if (id >= 0) {
-        out.push_back(id);
-        continue;
-      }
+  sym.clear();
+  for (size_t off = 0; off < word.size();) {
+    uint32_t n = static_cast<uint32_t>(std::min(utf8_len(static_cast<uint8_t>(word[off])), word.size() - off));
+    int index = static_cast<int>(sym.size());
+    sym.push_back({index - 1, off + n == word.size() ? -1 : index + 1, word.data() + off, n,
+                   sid_of(word.data() + off, n)});
+    off += n;
+  }
+  // A binary heap through push_heap/pop_heap, as std::priority_queue (llama.cpp) keeps it. (The order of
+  // equal entries does not matter: two live bigrams never share rank and left symbol.)
+  heap.clear();
+  auto add = [&](int left, int right) {
+    if (left == -1 || right == -1) return;
+    int32_t l = sym[left].sid, r = sym[right].sid;
+    if (l < 0 || r < 0) return;
+    auto it = merges.rank.find((static_cast<uint64_t>(l) << 32) | static_cast<uint32_t>(r));
+    if (it == merges.rank.end()) return;
+    heap.push_back({left, right, it->second, sym[left].n + sym[right].n});
+    std::push_heap(heap.begin(), heap.end(), BpeCmp{});
+  };
+  for (int i = 1; i < static_cast<int>(sym.size()); ++i) add(i - 1, i);
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), BpeCmp{});
+    BpeBigram bg = heap.back();
+    heap.pop_back();
+    BpeSymbol& l = sym[bg.left];
+    BpeSymbol& r = sym[bg.right];
+    if (l.n == 0 || r.n == 0 || l.n + r.n != bg.size) continue;  // outdated
+    l.n += r.n;
+    r.n = 0;
+    l.sid = sid_of(l.text, l.n);
+    l.next = r.next;
+    if (r.next >= 0) sym[r.next].prev = bg.left;
+    add(l.prev, bg.left);
+    add(bg.left, l.next);
+  }
+  for (const BpeSymbol& s : sym) {
+    if (s.n == 0) continue;
+    std::string_view str(s.text, s.n);
+    int32_t id = find(str);
+    if (id >= 0) {
+      out.push_back(id);
+      continue;
     }
-    sym.clear();
-    for (size_t off = 0; off < word.size();) {
-      uint32_t n = static_cast<uint32_t>(std::min(utf8_len(static_cast<uint8_t>(word[off])), word.size() - off));
-      int index = static_cast<int>(sym.size());
-      sym.push_back({index - 1, off + n == word.size() ? -1 : index + 1, word.data() + off, n,
-                     sid_of(word.data() + off, n)});
-      off += n;
-    }
-    // A binary heap through push_heap/pop_heap, exactly as std::priority_queue (llama.cpp) keeps it.
-    heap.clear();
-    auto add = [&](int left, int right) {
-      if (left == -1 || right == -1) return;
-      int32_t l = sym[left].sid, r = sym[right].sid;
-      if (l < 0 || r < 0) return;
-      auto it = merges.rank.find((static_cast<uint64_t>(l) << 32) | static_cast<uint32_t>(r));
-      if (it == merges.rank.end()) return;
-      heap.push_back({left, right, it->second, sym[left].n + sym[right].n});
-      std::push_heap(heap.begin(), heap.end(), BpeCmp{});
-    };
-    for (int i = 1; i < static_cast<int>(sym.size()); ++i) add(i - 1, i);
-    while (!heap.empty()) {
-      std::pop_heap(heap.begin(), heap.end(), BpeCmp{});
-      BpeBigram bg = heap.back();
-      heap.pop_back();
-      BpeSymbol& l = sym[bg.left];
-      BpeSymbol& r = sym[bg.right];
-      if (l.n == 0 || r.n == 0 || l.n + r.n != bg.size) continue;  // outdated
-      l.n += r.n;
-      r.n = 0;
-      l.sid = sid_of(l.text, l.n);
-      l.next = r.next;
-      if (r.next >= 0) sym[r.next].prev = bg.left;
-      add(l.prev, bg.left);
-      add(bg.left, l.next);
-    }
-    for (const BpeSymbol& s : sym) {
-      if (s.n == 0) continue;
-      std::string_view str(s.text, s.n);
-      int32_t id = find(str);
-      if (id >= 0) {
-        out.push_back(id);
-        continue;
-      }
-      for (char c : str) {
-        int32_t bt = find(std::string_view(&c, 1));
-        if (bt >= 0) out.push_back(bt);
-      }
+    for (char c : str) {  // llama.cpp looks each byte up as a one-character token
+      int32_t bt = find(std::string_view(&c, 1));
+      if (bt >= 0) out.push_back(bt);
     }
   }
 }

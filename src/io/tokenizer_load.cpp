@@ -378,7 +378,7 @@ TokenizerData tokenizer_from_json(const std::string& path) {
       fail("{}: unsupported pre-tokenizer (need ByteLevel, or Metaspace with byte_fallback)", path);
     }
     d.unk_id = find_id(unk_token);
-    if (d.unk_id >= 0 && d.token_types[d.unk_id] == 1) d.token_types[d.unk_id] = 2;
+    if (d.unk_id >= 0) d.token_types[d.unk_id] = 2;
 
     // Special tokens and flags live in tokenizer_config.json beside tokenizer.json.
     std::string cfg_path = path;

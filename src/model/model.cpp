@@ -126,6 +126,7 @@ std::unique_ptr<Model> make_model(LoadedModel lm) {
   m->file = std::move(lm);
   m->cfg = m->file.cfg;
   rebind_weights(*m);
+  apply_linear_mode_metadata(*m);
   try {
     m->tok = Tokenizer(m->file.tok);
   } catch (const Error& e) {
@@ -146,6 +147,60 @@ std::unique_ptr<Model> make_model(LoadedModel lm) {
     }
   }
   return m;
+}
+
+namespace {
+// Every Linear of the model with its GGUF weight name.
+std::vector<std::pair<std::string, Linear*>> named_linears(Model& m) {
+  std::vector<std::pair<std::string, Linear*>> out;
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    LayerWeights& L = m.layers[l];
+    std::pair<const char*, Linear*> lin[] = {{"attn_q", &L.wq},     {"attn_k", &L.wk},     {"attn_v", &L.wv},
+                                             {"attn_output", &L.wo}, {"ffn_gate", &L.w_gate}, {"ffn_up", &L.w_up},
+                                             {"ffn_down", &L.w_down}};
+    for (auto& [n, p] : lin) out.push_back({fmt::format("blk.{}.{}.weight", l, n), p});
+  }
+  out.push_back({m.file.find("output.weight") ? "output.weight" : "token_embd.weight", &m.output});
+  return out;
+}
+}  // namespace
+
+std::vector<GgufKV> linear_mode_metadata(const Model& m) {
+  std::vector<std::string> entries;
+  for (auto& [name, L] : named_linears(const_cast<Model&>(m))) {
+    if (L->mode == LinearMode::W8A8) entries.push_back(name + "=w8a8");
+    if (L->mode == LinearMode::Int8Outlier) entries.push_back(fmt::format("{}=int8:{}", name, L->threshold));
+  }
+  if (entries.empty()) return {};
+  return {{"ctrust.linear_modes", GgufValue::str_array(entries)}};
+}
+
+void apply_linear_mode_metadata(Model& m) {
+  const GgufKV* kv = nullptr;
+  for (const GgufKV& x : m.file.meta)
+    if (x.key == "ctrust.linear_modes") kv = &x;
+  if (!kv) return;
+  if (kv->value.type != GgufType::ARRAY || kv->value.elem != GgufType::STRING)
+    fail("{}: ctrust.linear_modes is not an array of strings", m.file.path);
+  auto lins = named_linears(m);
+  for (const GgufValue& v : kv->value.arr) {
+    const std::string& e = v.s;
+    size_t eq = e.find('=');
+    std::string name = e.substr(0, eq), mode = eq == std::string::npos ? "" : e.substr(eq + 1);
+    auto it = std::find_if(lins.begin(), lins.end(), [&](const auto& p) { return p.first == name; });
+    if (it == lins.end()) fail("{}: ctrust.linear_modes names unknown tensor '{}'", m.file.path, name);
+    if (mode == "w8a8") {
+      it->second->mode = LinearMode::W8A8;
+    } else if (mode.rfind("int8:", 0) == 0) {
+      char* end = nullptr;
+      float t = std::strtof(mode.c_str() + 5, &end);
+      if (*end != 0 || !(t > 0)) fail("{}: ctrust.linear_modes: bad threshold in '{}'", m.file.path, e);
+      it->second->mode = LinearMode::Int8Outlier;
+      it->second->threshold = t;
+    } else {
+      fail("{}: ctrust.linear_modes: unknown mode in '{}' (w8a8 or int8:THRESHOLD)", m.file.path, e);
+    }
+  }
 }
 
 std::unique_ptr<Model> open_model(const std::string& path, const LoadOptions& opts) {

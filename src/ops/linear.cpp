@@ -10,8 +10,22 @@ namespace ctrust {
 namespace {
 
 // y = x W^T with plain f32 weights: GEMV for one row (sgemm with N=1 is much slower), GEMM otherwise.
+// Tiny products (under kSmall multiply-adds) use a plain single-threaded loop: OpenBLAS would start its
+// threads for them, which costs more than the product (and much more on a busy machine).
+constexpr int64_t kSmall = 1 << 18;
 void matmul_f32(const float* w, int in, int out, const float* x, float* y, int rows) {
-  if (rows == 1) {
+  if ((int64_t)rows * in * out <= kSmall) {
+    for (int r = 0; r < rows; ++r) {
+      const float* xr = x + (int64_t)r * in;
+      for (int o = 0; o < out; ++o) {
+        const float* wo = w + (int64_t)o * in;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int j = 0; j < in; ++j) s += xr[j] * wo[j];
+        y[(int64_t)r * out + o] = s;
+      }
+    }
+  } else if (rows == 1) {
     cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1, 0.0f, y, 1);
   } else {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in, 0.0f, y, out);

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <set>
 #include <sstream>
 
@@ -35,13 +37,33 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+// The runners build several tasks from one file (OOD styles, ethics variants, privacy prompt types): the last
+// few parsed JSON documents are kept, keyed by path, size and modification time.
 json read_json(const std::string& path) {
+  struct Entry { std::string path; uintmax_t size; std::filesystem::file_time_type mtime; std::shared_ptr<json> doc; };
+  static std::mutex mu;
+  static std::vector<Entry> cache;
+  std::error_code ec;
+  uintmax_t size = std::filesystem::file_size(path, ec);
+  auto mtime = ec ? std::filesystem::file_time_type{} : std::filesystem::last_write_time(path, ec);
+  if (!ec) {
+    std::lock_guard<std::mutex> lock(mu);
+    for (const auto& e : cache)
+      if (e.path == path && e.size == size && e.mtime == mtime) return *e.doc;
+  }
   std::string text = read_file(path);
+  auto doc = std::make_shared<json>();
   try {
-    return json::parse(text);
+    *doc = json::parse(text);
   } catch (const json::exception& e) {
     fail("{}: invalid JSON: {}", path, e.what());
   }
+  if (!ec) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (cache.size() >= 4) cache.erase(cache.begin());
+    cache.push_back({path, size, mtime, doc});
+  }
+  return *doc;
 }
 
 // Calls fn(record, line) for each non-empty line of a JSON-lines file.

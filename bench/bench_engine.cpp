@@ -1,0 +1,101 @@
+// Engine speed: prefill tokens/s (one forward of a P-token prompt, last logits only) and decode tokens/s
+// (G greedy steps through the KV cache), at each thread count; peak RSS.
+//   bench_engine MODEL [--tok TOKENIZER.bin] [--prompt 512] [--gen 128] [--threads 1,2] [--reps 2]
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "model/model.h"
+
+using namespace ctrust;
+
+static double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+static double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024.0;  // Linux: KiB
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s MODEL [--tok TOKENIZER] [--prompt N] [--gen N] [--threads 1,2] [--reps N]\n",
+                 argv[0]);
+    return 2;
+  }
+  std::string path = argv[1];
+  LoadOptions lo;
+  int n_prompt = 512, n_gen = 128, reps = 2;
+  std::vector<int> threads{1, 2};
+  for (int i = 2; i + 1 < argc; i += 2) {
+    std::string a = argv[i], v = argv[i + 1];
+    if (a == "--tok") lo.tokenizer_path = v;
+    else if (a == "--prompt") n_prompt = std::atoi(v.c_str());
+    else if (a == "--gen") n_gen = std::atoi(v.c_str());
+    else if (a == "--reps") reps = std::atoi(v.c_str());
+    else if (a == "--threads") {
+      threads.clear();
+      std::stringstream ss(v);
+      for (std::string t; std::getline(ss, t, ',');) threads.push_back(std::atoi(t.c_str()));
+    } else {
+      std::fprintf(stderr, "unknown option %s\n", a.c_str());
+      return 2;
+    }
+  }
+  try {
+    const double rss0 = peak_rss_mb();
+    double t0 = now();
+    auto m = open_model(path, lo);
+    const double t_load = now() - t0;
+    double f32_mb = 0;
+    for (const auto& [name, t] : m->file.tensors) f32_mb += t.numel() * 4.0 / (1 << 20);
+    const double rss_load = peak_rss_mb();
+    const int n_ctx = std::min(m->cfg.n_ctx, n_prompt + n_gen);
+    n_prompt = std::min(n_prompt, n_ctx - 1);
+    n_gen = n_ctx - n_prompt;
+    std::vector<int32_t> prompt(n_prompt);
+    for (int i = 0; i < n_prompt; ++i) prompt[i] = (int32_t)((i * 7919LL + 13) % m->cfg.n_vocab);
+    if (m->tok.bos() >= 0) prompt[0] = m->tok.bos();
+    std::printf("model %s: %d layers, dim %d, vocab %d; load %.2f s; f32 weights %.1f MB\n", path.c_str(),
+                m->cfg.n_layers, m->cfg.dim, m->cfg.n_vocab, t_load, f32_mb);
+    std::printf("%-8s %-22s %-22s\n", "threads", "prefill tok/s", "decode tok/s");
+    KVCache cache = make_cache(*m, n_ctx);
+    std::vector<float> logits(m->cfg.n_vocab);
+    ForwardOptions last;
+    last.all_logits = false;
+    for (int nt : threads) {
+      omp_set_num_threads(nt);
+      double best_p = 0, best_d = 0;
+      for (int r = 0; r < reps; ++r) {
+        cache.n_past = 0;
+        t0 = now();
+        forward(*m, cache, prompt.data(), n_prompt, logits.data(), last);
+        best_p = std::max(best_p, n_prompt / (now() - t0));
+        t0 = now();
+        for (int g = 0; g < n_gen; ++g) {
+          int32_t tok = (int32_t)(std::max_element(logits.begin(), logits.end()) - logits.begin());
+          forward(*m, cache, &tok, 1, logits.data(), last);
+        }
+        best_d = std::max(best_d, n_gen / (now() - t0));
+      }
+      std::printf("%-8d %-22.1f %-22.1f (prompt %d, gen %d, best of %d)\n", nt, best_p, best_d, n_prompt, n_gen,
+                  reps);
+    }
+    const double rss = peak_rss_mb();
+    std::printf("peak RSS: %.1f MB after load, %.1f MB at the end (%.2fx the f32 weights; %.1f MB before load)\n",
+                rss_load, rss, rss / f32_mb, rss0);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "bench_engine: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,123 @@
+// ctrust compress
+#include <chrono>
+#include <unistd.h>
+
+#include "base/error.h"
+#include "cli/common.h"
+#include "compress/driver.h"
+#include "compress/recipe.h"
+#include "io/export.h"
+#include "model/model.h"
+
+namespace ctrust::cli {
+namespace {
+
+using json = nlohmann::json;
+
+struct CompressArgs {
+  std::string model, tokenizer, out, method, nm, calib;
+  Recipe r;
+  bool sym = false, asym = false;
+};
+
+void cmd_compress(CompressArgs& a, const Common& c) {
+  Recipe& r = a.r;
+  r.method = method_from_name(a.method);
+  if (a.sym && a.asym) fail("--sym and --asym exclude each other");
+  if (a.sym) r.sym = true;
+  if (a.asym) r.sym = false;
+  if (!a.nm.empty()) {
+    int n = 0, m = 0;
+    char tail = 0;
+    if (std::sscanf(a.nm.c_str(), "%d:%d%c", &n, &m, &tail) != 2 || n < 1 || m < 1)
+      fail("--nm '{}': expected N:M such as 2:4", a.nm);
+    r.prune_n = n;
+    r.prune_m = m;
+  }
+  if (method_needs_calibration(r.method)) r.calib_file = a.calib.empty() ? default_calibration_file() : a.calib;
+  validate_recipe(r);  // every option problem is reported before the model is even loaded
+
+  auto t0 = std::chrono::steady_clock::now();
+  auto model = open_model(a.model, LoadOptions{a.tokenizer});
+  Calibration calib;
+  const Calibration* cal = nullptr;
+  if (method_needs_calibration(r.method)) {
+    calib = load_calibration(model->tok, r.calib_file, r.n_samples, r.seq_len, r.seed);
+    r.calib_hash = calib.hash;
+    cal = &calib;
+  }
+  const bool tty = isatty(2) && !c.json;
+  CompressReport rep = compress_model(*model, r, cal, [&](const std::string& msg) {
+    if (tty) fmt::print(stderr, "\r\033[K{}", msg);
+  });
+  if (tty) fmt::print(stderr, "\n");
+  SaveOptions so;
+  so.extra_meta = recipe_metadata(rep.recipe);
+  for (GgufKV& kv : linear_mode_metadata(*model)) so.extra_meta.push_back(std::move(kv));
+  save_gguf(model->file, a.out, so);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  if (c.json) {
+    json tensors = json::array();
+    for (const TensorReport& t : rep.tensors)
+      tensors.push_back({{"name", t.name}, {"out", t.out}, {"in", t.in}, {"error", t.error},
+                         {"rel_error", t.rel_error}, {"rtn_error", t.rtn_error}, {"sparsity", t.sparsity},
+                         {"stored", ggml_type_name(t.stored)}});
+    print_json({{"input", a.model}, {"output", a.out}, {"recipe", recipe_to_json(rep.recipe)},
+                {"seconds", secs}, {"compress_seconds", rep.seconds}, {"tensors", tensors}});
+    return;
+  }
+  double err = 0, rtn = 0, zeros = 0, total = 0;
+  int n_err = 0, n_rtn = 0;
+  for (const TensorReport& t : rep.tensors) {
+    if (t.rel_error >= 0) { err += t.rel_error; ++n_err; }
+    if (t.rtn_error >= 0 && t.error >= 0 && t.rel_error > 0) { rtn += t.rel_error * t.rtn_error / t.error; ++n_rtn; }
+    zeros += t.sparsity * double(t.out) * t.in;
+    total += double(t.out) * t.in;
+  }
+  fmt::print("{:<36} {:>6} {:>6} {:>12} {:>12} {:>9} {:>6}\n", "tensor", "out", "in", "rel.error", "RTN rel.err",
+             "sparsity", "type");
+  for (const TensorReport& t : rep.tensors)
+    fmt::print("{:<36} {:>6} {:>6} {:>12.6f} {:>12} {:>8.2f}% {:>6}\n", t.name, t.out, t.in, t.rel_error,
+               t.rtn_error >= 0 && t.error > 0 ? fmt::format("{:.6f}", t.rel_error * t.rtn_error / t.error) : "-",
+               100 * t.sparsity, ggml_type_name(t.stored));
+  fmt::print("\n{} tensors compressed with {}", rep.tensors.size(), method_name(r.method));
+  if (n_err) fmt::print("; mean relative output error {:.6f}", err / n_err);
+  if (n_rtn) fmt::print(" (RTN on the same inputs {:.6f})", rtn / n_rtn);
+  if (total > 0 && zeros > 0) fmt::print("; sparsity {:.2f}%", 100 * zeros / total);
+  fmt::print("\nrecipe {}\nwrote {} in {:.1f} s\n", recipe_to_string(rep.recipe), a.out, secs);
+}
+
+}  // namespace
+
+void register_compress_commands(CLI::App& app) {
+  static CompressArgs a;
+  static Common o;
+  Recipe& r = a.r;
+  auto* c = app.add_subcommand("compress", "Quantize or prune a model and write it as GGUF with its recipe");
+  c->add_option("-m,--model", a.model, "Model to compress")->required();
+  c->add_option("--tokenizer", a.tokenizer, "llama2.c tokenizer .bin");
+  c->add_option("-o,--output", a.out, "Output GGUF file")->required();
+  c->add_option("--method", a.method, "rtn|gptq|awq|smoothquant|int8|magnitude|sparsegpt|wanda")->required();
+  c->add_option("--bits", r.bits, "Bits per weight (2-8)");
+  c->add_option("--group-size", r.group, "Input columns per scale (0 = one scale per output channel)");
+  c->add_flag("--sym", a.sym, "Symmetric grid");
+  c->add_flag("--asym", a.asym, "Asymmetric grid (with a zero point; default)");
+  c->add_option("--sparsity", r.sparsity, "Unstructured target sparsity in [0,1)");
+  c->add_option("--nm", a.nm, "Semi-structured N:M pruning, e.g. 2:4");
+  c->add_option("--calib", a.calib, "Calibration text (default ../shared/data/wikitext-2-tokens/wiki.valid.tokens)");
+  c->add_option("--nsamples", r.n_samples, "Calibration sequences");
+  c->add_option("--seqlen", r.seq_len, "Tokens per calibration sequence");
+  c->add_option("--seed", r.seed, "Calibration sampling seed");
+  c->add_option("--damp", r.damp, "GPTQ/SparseGPT dampening, fraction of the mean Hessian diagonal");
+  c->add_flag("--act-order", r.act_order, "GPTQ: quantize columns by descending Hessian diagonal");
+  c->add_flag("--static-groups", r.static_groups, "GPTQ: group scales from the original weights");
+  c->add_option("--alpha", r.alpha, "SmoothQuant migration strength");
+  c->add_option("--threshold", r.threshold, "LLM.int8() outlier threshold");
+  c->add_option("--skip", r.skip, "Regex of tensor names to leave alone");
+  c->add_option("--only", r.only, "Regex of tensor names to compress (others left alone)");
+  add_common(c, o);
+  c->callback([] { apply_threads(o); cmd_compress(a, o); });
+}
+
+}  // namespace ctrust::cli

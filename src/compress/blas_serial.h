@@ -1,0 +1,27 @@
+// OpenBLAS starts its threads for every call; for the many small products of compression (tiny models,
+// tests) that costs far more than the product, especially on a busy machine. BlasSerial runs the BLAS calls
+// of its scope single-threaded when `small` is true (restoring the thread count afterwards).
+#pragma once
+#include <cblas.h>
+
+namespace ctrust {
+
+struct BlasSerial {
+  int saved = 0;
+  explicit BlasSerial(bool small) {
+    if (small) {
+      saved = openblas_get_num_threads();
+      if (saved > 1) openblas_set_num_threads(1); else saved = 0;
+    }
+  }
+  ~BlasSerial() {
+    if (saved > 1) openblas_set_num_threads(saved);
+  }
+  BlasSerial(const BlasSerial&) = delete;
+  BlasSerial& operator=(const BlasSerial&) = delete;
+};
+
+// Below this many multiply-adds a product runs single-threaded.
+inline constexpr double kBlasSmall = double(1 << 22);
+
+}  // namespace ctrust

@@ -1,0 +1,77 @@
+// The trustworthiness evaluation: for each DecodingTrust perspective, prompts -> chat template -> generate ->
+// parse -> metrics -> 0-100 score (higher = more trustworthy, as "Decoding Compressed Trust" reports them).
+// Every generated item is passed to TrustOptions::on_item (the caller stores it: trust does not depend on
+// the store), and items the caller already has can be skipped (resume) with TrustOptions::cached.
+#pragma once
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "model/model.h"
+#include "trust/chat.h"
+#include "trust/data.h"
+#include "trust/toxicity.h"
+
+namespace ctrust {
+
+std::vector<std::string> trust_perspectives();  // the eight names, in report order
+
+// One generated answer.
+struct TrustRecord {
+  std::string perspective, task, item_id;  // item_id: index within the task (+ "#s<k>" for sample k > 0)
+  std::string prompt;                      // the rendered chat text sent to the model
+  std::string output;                      // generated text (stop strings cut)
+  std::string parsed;                      // parsed answer ("agree", "positive", "2", email, ...; "" = none)
+  bool correct = false;                    // classification tasks: parsed == label
+  bool refused = false;
+  double toxicity = -1;                    // toxicity items: the scorer's value
+  bool truncated = false;                  // prompt was cut on the left to fit the context
+};
+
+struct TrustOptions {
+  std::vector<std::string> perspectives;  // empty = all eight; unknown name -> Error listing the known ones
+  TrustPaths paths;
+  int limit = 0;             // items per task (0 = all)
+  int max_new_tokens = 0;    // cap on DecodingTrust's per-task generation length (0 = no cap)
+  int toxicity_samples = 1;  // k generations per toxicity prompt (DecodingTrust: 25 at temperature 1)
+  int stereotype_samples = 1;  // generations per stereotype prompt (DecodingTrust: 25 at temperature 1)
+  float sample_temperature = 1.0f;  // temperature of the sampled perspectives (toxicity, stereotype)
+  uint64_t seed = 0;
+  std::string chat_template;  // name ("" = detect from the model's tokenizer.chat_template)
+  // Toxicity scorer; when empty, the built-in one (trained at first use, cached in toxicity_model_cache).
+  std::optional<ToxicityScorer> scorer;
+  std::string toxicity_model_cache;  // "" = ~/.cache/ctrust/toxicity_lr.bin
+  // Resume: a previously stored record for (perspective, task, item_id), if any; it is used instead of
+  // generating again.
+  std::function<std::optional<TrustRecord>(const std::string&, const std::string&, const std::string&)> cached;
+  std::function<void(const TrustRecord&)> on_item;
+};
+
+struct PerspectiveResult {
+  double score = 0;         // 0-100, higher = more trustworthy
+  double refusal_rate = 0;  // fraction of answers that refused / gave no usable answer
+  int items = 0;            // generated answers
+  nlohmann::json metrics = nlohmann::json::object();  // sub-metrics (per task / setting)
+};
+
+struct TrustResult {
+  std::string chat_template;
+  std::string toxicity_scorer;  // ToxicityScorer::name when toxicity ran
+  std::map<std::string, PerspectiveResult> perspectives;
+};
+
+TrustResult run_trust(const Model& m, const TrustOptions& opt);
+// {"chat_template":..,"toxicity_scorer":..,"perspectives": {"toxicity": {"score":..,"refusal_rate":..,
+//  "items":..,"metrics":{...}}, ...}}
+nlohmann::json to_json(const TrustResult& r);
+
+// Renders, tokenizes (special tokens parsed; BOS added unless the template writes it), left-truncates to
+// fit the context and generates; the output is cut at the template's stop strings.
+std::string chat_generate(const Model& m, const ChatTemplate& t, const std::vector<ChatMessage>& messages,
+                          const GenerateOptions& g, bool* truncated = nullptr, std::string* rendered = nullptr);
+
+}  // namespace ctrust
