@@ -64,4 +64,3 @@ static void BM_DequantType(benchmark::State& state) {
   state.SetLabel(ggml_type_name(t));
 }
 BENCHMARK(BM_DequantType)->DenseRange(0, 3)->DenseRange(6, 8)->DenseRange(10, 14)->Arg(30);
-BENCHMARK_MAIN();
