@@ -11,6 +11,7 @@
 #include "cli/common.h"
 #include "eval/kld.h"
 #include "model/model.h"
+#include "store/lmeval.h"
 #include "store/runs.h"
 
 namespace ctrust::cli {
@@ -209,6 +210,39 @@ void cmd_kld(const KldArgs& a, const Common& c) {
   print_kld(s, a);
 }
 
+struct ImportArgs {
+  std::vector<std::string> files;
+  std::string task, name, model, db = "ctrust.db";
+};
+
+void cmd_import(const ImportArgs& a, const Common& c) {
+  LmEvalImportOptions o;
+  o.db = a.db;
+  o.name = a.name;
+  o.task = a.task;
+  o.model = a.model;
+  LmEvalImport r = import_lm_eval(a.files, o);
+  if (c.json) {
+    print_json(r.to_json());
+    return;
+  }
+  fmt::print("run {} '{}' task {}: {} items imported from {} file(s), {} items in the run\n", r.run.id, r.run.name,
+             r.run.task, r.n_items, a.files.size(), r.run.n_items);
+  for (const TaskSummary& t : summarize(r.run, Store(a.db).items(r.run.id)))
+    fmt::print("  {:<40} {:>6} acc {:>6}%  acc_norm {:>6}%\n", t.task, t.n, pct(t.acc), pct(t.acc_norm));
+}
+
+void cmd_export(const std::string& db, const std::string& run, const std::string& format, const std::string& out,
+                const Common& c) {
+  if (format != "lm-eval") fail("export: unknown --format '{}' (known: lm-eval)", format);
+  const std::vector<std::string> files = export_lm_eval(db, run, out);
+  if (c.json) {
+    print_json({{"run", run}, {"format", format}, {"files", files}});
+    return;
+  }
+  for (const std::string& f : files) fmt::print("wrote {}\n", f);
+}
+
 }  // namespace
 
 void register_eval_commands(CLI::App& app) {
@@ -265,6 +299,32 @@ void register_eval_commands(CLI::App& app) {
     c->add_option("--tokenizer", a.tokenizer, "llama2.c tokenizer .bin (both models)");
     add_common(c, o);
     c->callback([] { apply_threads(o); cmd_kld(a, o); });
+  }
+  {
+    static ImportArgs a;
+    static Common o;
+    auto* c = app.add_subcommand("import-lm-eval",
+                                 "Import lm-evaluation-harness --log_samples files (samples_<task>_<date>.jsonl) as a run");
+    c->add_option("files", a.files, "Samples files (MMLU: one per subject; the subject comes from the file name)")
+        ->required()
+        ->check(CLI::ExistingFile);
+    c->add_option("--task", a.task, "ctrust task the run belongs to (arc_easy, hellaswag, mmlu, ...)")->required();
+    c->add_option("--name", a.name, "Run name")->required();
+    c->add_option("--model", a.model, "Model recorded with the run (default: the first file)");
+    c->add_option("--db", a.db, "Results database (SQLite)");
+    add_common(c, o);
+    c->callback([] { cmd_import(a, o); });
+  }
+  {
+    static std::string db = "ctrust.db", run, format = "lm-eval", out;
+    static Common o;
+    auto* c = app.add_subcommand("export", "Export a run's per-item results (lm-evaluation-harness samples JSONL)");
+    c->add_option("run", run, "Run id or name")->required();
+    c->add_option("--format", format, "Output format: lm-eval");
+    c->add_option("-o,--output", out, "File (one task) or folder (several tasks/subtasks)")->required();
+    c->add_option("--db", db, "Results database (SQLite)");
+    add_common(c, o);
+    c->callback([] { cmd_export(db, run, format, out, o); });
   }
 }
 
