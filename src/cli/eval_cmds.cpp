@@ -176,7 +176,7 @@ void cmd_kld(const KldArgs& a, const Common& c) {
   const std::string text = a.file.empty() ? std::string() : read_text(a.file);
   if (!a.save_base.empty()) {
     auto base = open_model(a.base, LoadOptions{a.tokenizer});
-    const int k = a.top_k > 0 ? a.top_k : 32;
+    const int k = a.top_k > 0 ? a.top_k : 256;
     KldBase kb = make_kld_base(*base, text, k, opt);
     save_kld_base(kb, a.save_base);
     const uint64_t bytes = std::filesystem::file_size(a.save_base);
@@ -292,7 +292,7 @@ void register_eval_commands(CLI::App& app) {
     c->add_option("--ctx", a.ctx, "Tokens per chunk")->check(CLI::Range(4, 1 << 20));
     c->add_option("--chunks", a.chunks, "At most this many chunks")->check(CLI::Range(1, 1 << 30));
     c->add_option("--top-k", a.top_k,
-                  "Saved baseline: log-probs kept per token (default 32); lockstep: also report the top-k "
+                  "Saved baseline: log-probs kept per token (default 256); lockstep: also report the top-k "
                   "approximation's error")->check(CLI::Range(1, 1 << 24));
     c->add_option("--save-base", a.save_base, "Write a compact baseline (top-k log-probs + rest mass) of --base");
     c->add_option("--load-base", a.load_base, "Compare -m against a baseline written by --save-base");
