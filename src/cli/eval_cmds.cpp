@@ -1,5 +1,9 @@
 // ctrust eval | runs | compare | kld
+#include <chrono>
+#include <filesystem>
 #include <fstream>
+#include <functional>
+#include <memory>
 #include <sstream>
 #include <unistd.h>
 
@@ -7,6 +11,7 @@
 #include "cli/common.h"
 #include "eval/kld.h"
 #include "model/model.h"
+#include "store/lmeval.h"
 #include "store/runs.h"
 
 namespace ctrust::cli {
@@ -103,50 +108,139 @@ void cmd_compare(const std::string& db, const std::string& a, const std::string&
 }
 
 struct KldArgs {
-  std::string base, model, tokenizer, file;
-  int ctx = 512, chunks = -1;
+  std::string base, model, tokenizer, file, save_base, load_base;
+  int ctx = 512, chunks = -1, top_k = 0;
 };
 
-void cmd_kld(const KldArgs& a, const Common& c) {
-  auto base = open_model(a.base, LoadOptions{a.tokenizer});
-  auto b = open_model(a.model, LoadOptions{a.tokenizer});
-  std::ifstream in(a.file, std::ios::binary);
-  if (!in) fail("{}: cannot open text file", a.file);
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: cannot open text file", path);
   std::ostringstream ss;
   ss << in.rdbuf();
+  return ss.str();
+}
+
+// "[3/40] chunks, 0.52 chunks/s, ETA 71 s" on stderr when it is a terminal.
+std::function<void(int, int)> chunk_progress(bool on) {
+  if (!on) return {};
+  auto t0 = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
+  return [t0](int done, int total) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - *t0).count();
+    const double rate = s > 0 ? done / s : 0;
+    fmt::print(stderr, "\r[{}/{}] chunks, {:.2f} chunks/s, ETA {:.0f} s   ", done, total, rate,
+               rate > 0 ? (total - done) / rate : 0.0);
+    if (done == total) fmt::print(stderr, "\n");
+  };
+}
+
+void print_kld(const KldStats& s, const KldArgs& a) {
+  auto name = [](double q) {
+    return q >= 1 ? std::string("Maximum") : q <= 0 ? std::string("Minimum") : q == 0.5 ? std::string("Median")
+                                                                                        : fmt::format("{:.1f}%", 100 * q);
+  };
+  fmt::print("base  {}\nmodel {}\n{} tokens scored in {} chunks of {}{}\n\n", a.load_base.empty() ? a.base : a.load_base,
+             a.model, s.n_tokens, s.n_chunks, s.n_ctx,
+             s.mode == "topk" ? fmt::format(" (saved baseline, top-{} log-probs + rest: KL is a lower bound)", s.top_k)
+                              : "");
+  fmt::print("====== Perplexity statistics ======\n");
+  fmt::print("Mean PPL(Q)                   : {:10.6f} ± {:10.6f}\n", s.ppl_b, s.ppl_b_stderr);
+  fmt::print("Mean PPL(base)                : {:10.6f} ± {:10.6f}\n", s.ppl_base, s.ppl_base_stderr);
+  fmt::print("Cor(ln(PPL(Q)), ln(PPL(base))): {:6.2f}%\n", 100 * s.cor_ln_ppl);
+  fmt::print("Mean ln(PPL(Q)/PPL(base))     : {:10.6f} ± {:10.6f}\n", s.ln_ppl_ratio, s.ln_ppl_ratio_stderr);
+  fmt::print("Mean PPL(Q)/PPL(base)         : {:10.6f}\n\n", s.ppl_ratio);
+  fmt::print("====== KL divergence statistics ======\n");
+  fmt::print("Mean    KLD: {:10.6f} ± {:10.6f}\n", s.kl_mean, s.kl_stderr);
+  for (size_t i = 0; i < s.kl_pct.size(); ++i)
+    fmt::print("{:<7} KLD: {:10.6f}\n", name(kKldPercentiles[i]), s.kl_pct[i]);
+  if (s.topk_kl_mean >= 0)
+    fmt::print("Top-{} KLD : {:10.6f} (saved-baseline approximation; error mean {:.3g} = {:.2f}%, max {:.3g})\n",
+               s.top_k, s.topk_kl_mean, s.topk_err_mean, 100 * s.topk_err_rel, s.topk_err_max);
+  fmt::print("\n====== Token probability statistics ======\n");
+  fmt::print("Mean    Δp: {:6.3f} ± {:5.3f} %\n", 100 * s.dp_mean, 100 * s.dp_stderr);
+  for (size_t i = 0; i < s.dp_pct.size(); ++i)
+    fmt::print("{:<7} Δp: {:6.3f}%\n", name(kDpPercentiles[i]), 100 * s.dp_pct[i]);
+  fmt::print("RMS Δp    : {:6.3f} %\n", 100 * s.dp_rms);
+  fmt::print("Same top p: {:6.3f} ± {:5.3f} %\n", 100 * s.same_top, 100 * s.same_top_stderr);
+}
+
+void cmd_kld(const KldArgs& a, const Common& c) {
+  if (a.base.empty() == a.load_base.empty()) fail("kld: give either --base MODEL or --load-base FILE");
+  if (!a.load_base.empty() && !a.save_base.empty()) fail("kld: --save-base and --load-base exclude each other");
+  if (a.save_base.empty() && a.model.empty()) fail("kld: -m/--model is required (unless --save-base)");
+  if (a.load_base.empty() && a.file.empty()) fail("kld: -f/--file is required (unless --load-base)");
+  const bool tty = isatty(2) && !c.json;
   KldOptions opt;
   opt.n_ctx = a.ctx;
   opt.max_chunks = a.chunks;
-  const bool tty = isatty(2) && !c.json;
-  if (tty) opt.progress = [](int done, int total) { fmt::print(stderr, "\r[{}/{}] chunks", done, total); };
-  KldStats s = kl_divergence(*base, *b, ss.str(), opt);
-  if (tty) fmt::print(stderr, "\n");
+  opt.progress = chunk_progress(tty);
+  const std::string text = a.file.empty() ? std::string() : read_text(a.file);
+  if (!a.save_base.empty()) {
+    auto base = open_model(a.base, LoadOptions{a.tokenizer});
+    const int k = a.top_k > 0 ? a.top_k : 256;
+    KldBase kb = make_kld_base(*base, text, k, opt);
+    save_kld_base(kb, a.save_base);
+    const uint64_t bytes = std::filesystem::file_size(a.save_base);
+    if (c.json) {
+      print_json({{"base", a.base}, {"file", a.file}, {"saved", a.save_base}, {"top_k", k}, {"n_ctx", a.ctx},
+                  {"n_chunks", kb.n_chunks}, {"n_tokens", kb.n_scored()}, {"bytes", bytes}});
+    } else {
+      fmt::print("saved {}: {} chunks of {}, {} scored tokens, top-{} log-probs, {:.1f} MB (llama.cpp's 16-bit "
+                 "file would be {:.1f} MB)\n", a.save_base, kb.n_chunks, a.ctx, kb.n_scored(), k, bytes / 1e6,
+                 (double(kb.n_scored()) * (2 * ((kb.n_vocab + 1) / 2) + 4) * 2 + double(kb.tokens.size()) * 4) / 1e6);
+    }
+    if (a.model.empty()) return;
+  }
+  auto b = open_model(a.model, LoadOptions{a.tokenizer});
+  KldStats s;
+  if (!a.load_base.empty()) {
+    s = kl_divergence(load_kld_base(a.load_base), *b, text, opt);
+  } else {
+    auto base = open_model(a.base, LoadOptions{a.tokenizer});
+    opt.top_k = a.top_k;
+    s = kl_divergence(*base, *b, text, opt);
+  }
   if (c.json) {
     json j = s.to_json();
-    j["base"] = a.base;
+    j["base"] = a.load_base.empty() ? a.base : a.load_base;
     j["model"] = a.model;
     j["file"] = a.file;
-    j["ctx"] = a.ctx;
     print_json(j);
     return;
   }
-  const char* names[] = {"Maximum", "99.9%", "99.0%", "95.0%", "90.0%", "Median", "10.0%", "5.0%", "1.0%", "0.1%",
-                         "Minimum"};
-  fmt::print("base {}\nmodel {}\n{} tokens in {} chunks of {}\n\n", a.base, a.model, s.n_tokens, s.n_chunks, a.ctx);
-  fmt::print("====== Perplexity statistics ======\n");
-  fmt::print("Mean PPL(Q)                   : {:10.6f}\n", s.ppl_b);
-  fmt::print("Mean PPL(base)                : {:10.6f}\n", s.ppl_base);
-  fmt::print("Cor(ln(PPL(Q)), ln(PPL(base))): {:10.2f}%\n", 100 * s.cor_ln_ppl);
-  fmt::print("Mean ln(PPL(Q)/PPL(base))     : {:10.6f} ± {:.6f}\n", s.ln_ppl_ratio, s.ln_ppl_ratio_stderr);
-  fmt::print("Mean PPL(Q)/PPL(base)         : {:10.6f}\n\n", s.ppl_ratio);
-  fmt::print("====== KL divergence statistics ======\n");
-  fmt::print("Mean    KLD: {:10.6f} ± {:.6f}\n", s.kl_mean, s.kl_stderr);
-  for (size_t i = 0; i < s.kl_pct.size(); ++i) fmt::print("{:<7} KLD: {:10.6f}\n", names[i], s.kl_pct[i]);
-  fmt::print("\n====== Token probability statistics ======\n");
-  fmt::print("Mean    Δp: {:8.3f} ± {:.3f} %\n", 100 * s.dp_mean, 100 * s.dp_stderr);
-  for (size_t i = 0; i < s.dp_pct.size(); ++i) fmt::print("{:<7} Δp: {:8.3f}%\n", names[i], 100 * s.dp_pct[i]);
-  fmt::print("RMS Δp    : {:8.3f} %\n", 100 * s.dp_rms);
-  fmt::print("Same top p: {:8.3f} ± {:.3f} %\n", 100 * s.same_top, 100 * s.same_top_stderr);
+  print_kld(s, a);
+}
+
+struct ImportArgs {
+  std::vector<std::string> files;
+  std::string task, name, model, db = "ctrust.db";
+};
+
+void cmd_import(const ImportArgs& a, const Common& c) {
+  LmEvalImportOptions o;
+  o.db = a.db;
+  o.name = a.name;
+  o.task = a.task;
+  o.model = a.model;
+  LmEvalImport r = import_lm_eval(a.files, o);
+  if (c.json) {
+    print_json(r.to_json());
+    return;
+  }
+  fmt::print("run {} '{}' task {}: {} items imported from {} file(s), {} items in the run\n", r.run.id, r.run.name,
+             r.run.task, r.n_items, a.files.size(), r.run.n_items);
+  for (const TaskSummary& t : summarize(r.run, Store(a.db).items(r.run.id)))
+    fmt::print("  {:<40} {:>6} acc {:>6}%  acc_norm {:>6}%\n", t.task, t.n, pct(t.acc), pct(t.acc_norm));
+}
+
+void cmd_export(const std::string& db, const std::string& run, const std::string& format, const std::string& out,
+                const Common& c) {
+  if (format != "lm-eval") fail("export: unknown --format '{}' (known: lm-eval)", format);
+  const std::vector<std::string> files = export_lm_eval(db, run, out);
+  if (c.json) {
+    print_json({{"run", run}, {"format", format}, {"files", files}});
+    return;
+  }
+  for (const std::string& f : files) fmt::print("wrote {}\n", f);
 }
 
 }  // namespace
@@ -190,15 +284,47 @@ void register_eval_commands(CLI::App& app) {
   {
     static KldArgs a;
     static Common o;
-    auto* c = app.add_subcommand("kld", "Token-level KL divergence of a model against a base model on a text");
-    c->add_option("--base", a.base, "Base model")->required();
-    c->add_option("-m,--model", a.model, "Model to compare")->required();
-    c->add_option("-f,--file", a.file, "Text file")->required();
-    c->add_option("--ctx", a.ctx, "Tokens per chunk")->check(CLI::Range(2, 1 << 20));
+    auto* c = app.add_subcommand("kld", "Token-level KL divergence of a model against a base model on a text "
+                                        "(llama.cpp --kl-divergence statistics)");
+    c->add_option("--base", a.base, "Base model (both models run in lockstep)");
+    c->add_option("-m,--model", a.model, "Model to compare");
+    c->add_option("-f,--file", a.file, "Text file");
+    c->add_option("--ctx", a.ctx, "Tokens per chunk")->check(CLI::Range(4, 1 << 20));
     c->add_option("--chunks", a.chunks, "At most this many chunks")->check(CLI::Range(1, 1 << 30));
+    c->add_option("--top-k", a.top_k,
+                  "Saved baseline: log-probs kept per token (default 256); lockstep: also report the top-k "
+                  "approximation's error")->check(CLI::Range(1, 1 << 24));
+    c->add_option("--save-base", a.save_base, "Write a compact baseline (top-k log-probs + rest mass) of --base");
+    c->add_option("--load-base", a.load_base, "Compare -m against a baseline written by --save-base");
     c->add_option("--tokenizer", a.tokenizer, "llama2.c tokenizer .bin (both models)");
     add_common(c, o);
     c->callback([] { apply_threads(o); cmd_kld(a, o); });
+  }
+  {
+    static ImportArgs a;
+    static Common o;
+    auto* c = app.add_subcommand("import-lm-eval",
+                                 "Import lm-evaluation-harness --log_samples files (samples_<task>_<date>.jsonl) as a run");
+    c->add_option("files", a.files, "Samples files (MMLU: one per subject; the subject comes from the file name)")
+        ->required()
+        ->check(CLI::ExistingFile);
+    c->add_option("--task", a.task, "ctrust task the run belongs to (arc_easy, hellaswag, mmlu, ...)")->required();
+    c->add_option("--name", a.name, "Run name")->required();
+    c->add_option("--model", a.model, "Model recorded with the run (default: the first file)");
+    c->add_option("--db", a.db, "Results database (SQLite)");
+    add_common(c, o);
+    c->callback([] { cmd_import(a, o); });
+  }
+  {
+    static std::string db = "ctrust.db", run, format = "lm-eval", out;
+    static Common o;
+    auto* c = app.add_subcommand("export", "Export a run's per-item results (lm-evaluation-harness samples JSONL)");
+    c->add_option("run", run, "Run id or name")->required();
+    c->add_option("--format", format, "Output format: lm-eval");
+    c->add_option("-o,--output", out, "File (one task) or folder (several tasks/subtasks)")->required();
+    c->add_option("--db", db, "Results database (SQLite)");
+    add_common(c, o);
+    c->callback([] { cmd_export(db, run, format, out, o); });
   }
 }
 

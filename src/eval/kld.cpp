@@ -2,11 +2,19 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <numeric>
 
 #include "base/error.h"
+#include "base/mmap.h"
 #include "eval/metrics.h"
 
 namespace ctrust {
+
+// ---------------------------------------------------------------------------------------------------
+// Per-token statistics
 
 void KldAccumulator::add(const float* lb, const float* lq, int n_vocab, int32_t target) {
   if (target < 0 || target >= n_vocab) fail("kl: target token {} out of range", target);
@@ -25,6 +33,42 @@ void KldAccumulator::add(const float* lb, const float* lq, int n_vocab, int32_t 
   same_top += top_b == top_q;
 }
 
+double kl_topk_token(const int32_t* ids, const float* logp, int k, float logp_rest, const float* lq, int n_vocab,
+                     std::vector<uint8_t>& mark) {
+  if (mark.size() < size_t(n_vocab)) mark.assign(size_t(n_vocab), 0);
+  double s = 0;
+  for (int j = 0; j < k; j++) {
+    if (ids[j] < 0 || ids[j] >= n_vocab) fail("kl: top-k token id {} out of range", ids[j]);
+    const double a = logp[j];
+    s += std::exp(a) * (a - double(lq[ids[j]]));
+    mark[size_t(ids[j])] = 1;
+  }
+  if (std::isfinite(logp_rest)) {
+    double rest_q = 0;
+    for (int i = 0; i < n_vocab; i++)
+      if (!mark[size_t(i)]) rest_q += std::exp(double(lq[i]));
+    const double lr = logp_rest;
+    s += std::exp(lr) * (lr - std::log(std::max(rest_q, 1e-300)));
+  }
+  for (int j = 0; j < k; j++) mark[size_t(ids[j])] = 0;
+  return std::max(0.0, s);
+}
+
+void KldAccumulator::add_topk(const int32_t* ids, const float* logp, int k, float logp_rest, float logp_target,
+                              const float* lq, int n_vocab, int32_t target) {
+  if (target < 0 || target >= n_vocab) fail("kl: target token {} out of range", target);
+  if (k < 1) fail("kl: top-k baseline with k = {}", k);
+  thread_local std::vector<uint8_t> mark;
+  kl.push_back(kl_topk_token(ids, logp, k, logp_rest, lq, n_vocab, mark));
+  int top_q = 0;
+  for (int i = 1; i < n_vocab; i++)
+    if (lq[i] > lq[top_q]) top_q = i;
+  dp.push_back(std::exp(double(lq[target])) - std::exp(double(logp_target)));
+  nll_base.push_back(-double(logp_target));
+  nll_b.push_back(-double(lq[target]));
+  same_top += ids[0] == top_q;
+}
+
 static void mean_stderr(const std::vector<double>& v, double& mean, double& se) {
   const double n = double(v.size());
   double s = 0, s2 = 0;
@@ -32,6 +76,14 @@ static void mean_stderr(const std::vector<double>& v, double& mean, double& se) 
   mean = s / n;
   const double var = n > 1 ? std::max(0.0, (s2 / n - mean * mean) * n / (n - 1)) : 0.0;
   se = n > 1 ? std::sqrt(var / n) : 0.0;
+}
+
+template <size_t N>
+static std::vector<double> percentiles(std::vector<double> v, const double (&qs)[N]) {
+  std::sort(v.begin(), v.end());
+  std::vector<double> out;
+  for (double q : qs) out.push_back(percentile_sorted(v, q));
+  return out;
 }
 
 KldStats KldAccumulator::finish() const {
@@ -44,22 +96,18 @@ KldStats KldAccumulator::finish() const {
   double r2 = 0;
   for (double x : dp) r2 += x * x;
   s.dp_rms = std::sqrt(r2 / n);
-  auto pct = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    std::vector<double> out;
-    for (double q : kKldPercentiles) out.push_back(percentile_sorted(v, q));
-    return out;
-  };
-  s.kl_pct = pct(kl);
-  s.dp_pct = pct(dp);
+  s.kl_pct = percentiles(kl, kKldPercentiles);
+  s.dp_pct = percentiles(dp, kDpPercentiles);
   const double p = double(same_top) / n;
   s.same_top = p;
   s.same_top_stderr = n > 1 ? std::sqrt(p * (1 - p) / (n - 1)) : 0.0;
-  double mb, mq, se;
-  mean_stderr(nll_base, mb, se);
-  mean_stderr(nll_b, mq, se);
+  double mb, mq, seb, seq;
+  mean_stderr(nll_base, mb, seb);
+  mean_stderr(nll_b, mq, seq);
   s.ppl_base = std::exp(mb);
   s.ppl_b = std::exp(mq);
+  s.ppl_base_stderr = s.ppl_base * seb;
+  s.ppl_b_stderr = s.ppl_b * seq;
   std::vector<double> d(kl.size());
   for (size_t i = 0; i < d.size(); i++) d[i] = nll_b[i] - nll_base[i];
   mean_stderr(d, s.ln_ppl_ratio, s.ln_ppl_ratio_stderr);
@@ -71,69 +119,306 @@ KldStats KldAccumulator::finish() const {
     vb += (nll_b[i] - mq) * (nll_b[i] - mq);
   }
   s.cor_ln_ppl = va > 0 && vb > 0 ? cov / std::sqrt(va * vb) : 1.0;
+  if (!kl_topk.empty()) {
+    if (kl_topk.size() != kl.size()) fail("kl: {} top-k values for {} tokens", kl_topk.size(), kl.size());
+    double sum = 0, err = 0, emax = 0;
+    for (size_t i = 0; i < kl.size(); i++) {
+      sum += kl_topk[i];
+      err += kl[i] - kl_topk[i];
+      emax = std::max(emax, kl[i] - kl_topk[i]);
+    }
+    s.topk_kl_mean = sum / n;
+    s.topk_err_mean = err / n;
+    s.topk_err_max = emax;
+    s.topk_err_rel = s.kl_mean > 0 ? s.topk_err_mean / s.kl_mean : 0.0;
+  }
+  s.per_token_kl = kl;
   return s;
 }
 
 nlohmann::json KldStats::to_json() const {
-  auto pct = [](const std::vector<double>& v) {
-    static const char* names[] = {"max", "p99.9", "p99", "p95", "p90", "median", "p10", "p5", "p1", "p0.1", "min"};
+  auto pct = [](const std::vector<double>& v, const auto& qs) {
     nlohmann::json j = nlohmann::json::object();
-    for (size_t i = 0; i < v.size() && i < std::size(names); i++) j[names[i]] = v[i];
+    for (size_t i = 0; i < v.size() && i < std::size(qs); i++) {
+      const double q = qs[i];
+      const std::string name = q >= 1 ? "max" : q <= 0 ? "min" : q == 0.5 ? "median" : fmt::format("p{:g}", 100 * q);
+      j[name] = v[i];
+    }
     return j;
   };
-  return {{"n_tokens", n_tokens},       {"n_chunks", n_chunks},
-          {"kl_mean", kl_mean},         {"kl_stderr", kl_stderr},
-          {"kl_percentiles", pct(kl_pct)}, {"same_top", same_top},
-          {"same_top_stderr", same_top_stderr}, {"dp_mean", dp_mean},
-          {"dp_stderr", dp_stderr},     {"dp_rms", dp_rms},
-          {"dp_percentiles", pct(dp_pct)}, {"ppl_base", ppl_base},
-          {"ppl_b", ppl_b},             {"ppl_ratio", ppl_ratio},
-          {"ln_ppl_ratio", ln_ppl_ratio}, {"ln_ppl_ratio_stderr", ln_ppl_ratio_stderr},
-          {"cor_ln_ppl", cor_ln_ppl}};
+  nlohmann::json j = {{"mode", mode},
+                      {"n_tokens", n_tokens},
+                      {"n_chunks", n_chunks},
+                      {"n_ctx", n_ctx},
+                      {"kl_mean", kl_mean},
+                      {"kl_stderr", kl_stderr},
+                      {"kl_percentiles", pct(kl_pct, kKldPercentiles)},
+                      {"same_top", same_top},
+                      {"same_top_stderr", same_top_stderr},
+                      {"dp_mean", dp_mean},
+                      {"dp_stderr", dp_stderr},
+                      {"dp_rms", dp_rms},
+                      {"dp_percentiles", pct(dp_pct, kDpPercentiles)},
+                      {"ppl_base", ppl_base},
+                      {"ppl_base_stderr", ppl_base_stderr},
+                      {"ppl_b", ppl_b},
+                      {"ppl_b_stderr", ppl_b_stderr},
+                      {"ppl_ratio", ppl_ratio},
+                      {"ln_ppl_ratio", ln_ppl_ratio},
+                      {"ln_ppl_ratio_stderr", ln_ppl_ratio_stderr},
+                      {"cor_ln_ppl", cor_ln_ppl}};
+  if (top_k > 0) j["top_k"] = top_k;
+  if (topk_kl_mean >= 0)
+    j["topk"] = {{"kl_mean", topk_kl_mean}, {"err_mean", topk_err_mean}, {"err_max", topk_err_max},
+                 {"err_rel", topk_err_rel}};
+  return j;
 }
 
-KldStats kl_divergence(const Model& base, const Model& b, const std::string& text, const KldOptions& opt) {
+// ---------------------------------------------------------------------------------------------------
+// Chunks (llama.cpp perplexity protocol)
+
+namespace {
+
+struct Chunks {
+  std::vector<int32_t> tokens;  // n_chunks x n_ctx, BOS placed
+  int n_chunks = 0;
+};
+
+Chunks make_chunks(const Model& m, const std::string& text, int n_ctx, int max_chunks) {
+  if (n_ctx < 4) fail("kl: context {} is too small", n_ctx);
+  if (m.cfg.n_ctx > 0 && n_ctx > m.cfg.n_ctx) fail("kl: context {} exceeds the model's context {}", n_ctx, m.cfg.n_ctx);
+  const std::vector<int32_t> all = m.tok.encode(text, /*add_bos=*/true);
+  Chunks c;
+  c.n_chunks = int(all.size() / size_t(n_ctx));
+  if (max_chunks >= 0) c.n_chunks = std::min(c.n_chunks, max_chunks);
+  if (c.n_chunks == 0) fail("kl: text has {} tokens, fewer than one chunk of {}", all.size(), n_ctx);
+  c.tokens.assign(all.begin(), all.begin() + std::ptrdiff_t(c.n_chunks) * n_ctx);
+  if (m.tok.adds_bos() && m.tok.bos() >= 0)
+    for (int i = 0; i < c.n_chunks; i++) c.tokens[size_t(i) * size_t(n_ctx)] = m.tok.bos();
+  return c;
+}
+
+// Log-probabilities of positions n_ctx/2 .. n_ctx-2 of one chunk: (n_ctx - 1 - n_ctx/2) rows.
+void chunk_logprobs(const Model& m, KVCache& cache, const int32_t* chunk, int n_ctx, float* out,
+                    std::vector<float>& last) {
+  const int first = n_ctx / 2, n_out = n_ctx - 1 - first;
+  const int n_vocab = m.cfg.n_vocab;
+  last.resize(size_t(n_vocab));
+  ForwardOptions last_only;
+  last_only.all_logits = false;
+  cache.truncate(0);
+  forward(m, cache, chunk, first, last.data(), last_only);
+  forward(m, cache, chunk + first, n_out, out);
+  for (int j = 0; j < n_out; j++) log_softmax(out + size_t(j) * size_t(n_vocab), n_vocab);
+}
+
+// Top-k of one log-prob row (descending, ties by lower id) and the log of the mass outside it.
+void top_k_row(const float* row, int n_vocab, int k, std::vector<int32_t>& idx, int32_t* ids, float* logp,
+               float* logp_rest) {
+  idx.resize(size_t(n_vocab));
+  std::iota(idx.begin(), idx.end(), 0);
+  auto cmp = [row](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); };
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), cmp);
+  for (int j = 0; j < k; j++) ids[j] = idx[size_t(j)], logp[j] = row[idx[size_t(j)]];
+  double rest = 0;
+  for (size_t j = size_t(k); j < idx.size(); j++) rest += std::exp(double(row[idx[j]]));
+  *logp_rest = rest > 0 ? float(std::log(rest)) : -std::numeric_limits<float>::infinity();
+}
+
+void check_pair(const Model& base, const Model& b) {
   if (base.tok.fingerprint() != b.tok.fingerprint())
     fail("kl: the two models have different tokenizers ({:016x} vs {:016x}); token-level KL needs the same vocabulary",
          base.tok.fingerprint(), b.tok.fingerprint());
-  const int n_vocab = base.cfg.n_vocab;
-  if (b.cfg.n_vocab != n_vocab) fail("kl: vocabulary sizes differ ({} vs {})", n_vocab, b.cfg.n_vocab);
-  const int n_ctx = opt.n_ctx;
-  if (n_ctx < 4) fail("kl: context {} is too small", n_ctx);
-  for (const Model* m : {&base, &b})
-    if (m->cfg.n_ctx > 0 && n_ctx > m->cfg.n_ctx) fail("kl: context {} exceeds a model's context {}", n_ctx, m->cfg.n_ctx);
-  const std::vector<int32_t> tokens = base.tok.encode(text, /*add_bos=*/true);
-  int n_chunks = int(tokens.size() / size_t(n_ctx));
-  if (opt.max_chunks >= 0) n_chunks = std::min(n_chunks, opt.max_chunks);
-  if (n_chunks == 0) fail("kl: text has {} tokens, fewer than one chunk of {}", tokens.size(), n_ctx);
+  if (b.cfg.n_vocab != base.cfg.n_vocab) fail("kl: vocabulary sizes differ ({} vs {})", base.cfg.n_vocab, b.cfg.n_vocab);
+}
 
+}  // namespace
+
+KldStats kl_divergence(const Model& base, const Model& b, const std::string& text, const KldOptions& opt) {
+  check_pair(base, b);
+  const int n_vocab = base.cfg.n_vocab, n_ctx = opt.n_ctx;
+  if (b.cfg.n_ctx > 0 && n_ctx > b.cfg.n_ctx) fail("kl: context {} exceeds the model's context {}", n_ctx, b.cfg.n_ctx);
+  if (opt.top_k < 0 || opt.top_k > n_vocab) fail("kl: top-k {} outside 1..{}", opt.top_k, n_vocab);
+  const Chunks ch = make_chunks(base, text, n_ctx, opt.max_chunks);
   KVCache cb = make_cache(base, n_ctx), cq = make_cache(b, n_ctx);
-  const int first = n_ctx / 2;
-  const int n_out = n_ctx - 1 - first;  // scored positions first .. n_ctx-2 predict tokens first+1 .. n_ctx-1
-  std::vector<float> lb(size_t(n_out) * size_t(n_vocab)), lq(lb.size());
-  std::vector<float> last(static_cast<size_t>(n_vocab));
+  const int first = n_ctx / 2, n_out = n_ctx - 1 - first;
+  std::vector<float> lb(size_t(n_out) * size_t(n_vocab)), lq(lb.size()), last;
+  const int k = opt.top_k;
+  std::vector<int32_t> idx, ids(size_t(std::max(k, 1)));
+  std::vector<float> tlp(ids.size());
+  std::vector<uint8_t> mark;
   KldAccumulator acc;
-  ForwardOptions last_only;
-  last_only.all_logits = false;
-  for (int c = 0; c < n_chunks; c++) {
-    std::vector<int32_t> chunk(tokens.begin() + std::ptrdiff_t(c) * n_ctx, tokens.begin() + std::ptrdiff_t(c + 1) * n_ctx);
-    if (base.tok.adds_bos() && base.tok.bos() >= 0) chunk[0] = base.tok.bos();
-    for (auto [m, cache, out] : {std::tuple{&base, &cb, &lb}, std::tuple{&b, &cq, &lq}}) {
-      cache->truncate(0);
-      forward(*m, *cache, chunk.data(), first, last.data(), last_only);
-      forward(*m, *cache, chunk.data() + first, n_out, out->data());
-    }
+  for (int c = 0; c < ch.n_chunks; c++) {
+    const int32_t* chunk = ch.tokens.data() + size_t(c) * size_t(n_ctx);
+    chunk_logprobs(base, cb, chunk, n_ctx, lb.data(), last);
+    chunk_logprobs(b, cq, chunk, n_ctx, lq.data(), last);
     for (int j = 0; j < n_out; j++) {
-      float* rb = lb.data() + size_t(j) * size_t(n_vocab);
-      float* rq = lq.data() + size_t(j) * size_t(n_vocab);
-      log_softmax(rb, n_vocab);
-      log_softmax(rq, n_vocab);
-      acc.add(rb, rq, n_vocab, chunk[size_t(first + j + 1)]);
+      const float* rb = lb.data() + size_t(j) * size_t(n_vocab);
+      const float* rq = lq.data() + size_t(j) * size_t(n_vocab);
+      acc.add(rb, rq, n_vocab, chunk[first + j + 1]);
+      if (k > 0) {
+        float rest;
+        top_k_row(rb, n_vocab, k, idx, ids.data(), tlp.data(), &rest);
+        acc.kl_topk.push_back(kl_topk_token(ids.data(), tlp.data(), k, rest, rq, n_vocab, mark));
+      }
+    }
+    if (opt.progress) opt.progress(c + 1, ch.n_chunks);
+  }
+  KldStats s = acc.finish();
+  s.n_chunks = ch.n_chunks;
+  s.n_ctx = n_ctx;
+  s.top_k = k;
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Compact baseline
+
+KldBase make_kld_base(const Model& base, const std::string& text, int top_k, const KldOptions& opt) {
+  const int n_vocab = base.cfg.n_vocab, n_ctx = opt.n_ctx;
+  if (top_k < 1 || top_k > n_vocab) fail("kl: top-k {} outside 1..{}", top_k, n_vocab);
+  Chunks ch = make_chunks(base, text, n_ctx, opt.max_chunks);
+  KldBase kb;
+  kb.n_ctx = n_ctx;
+  kb.n_vocab = n_vocab;
+  kb.n_chunks = ch.n_chunks;
+  kb.top_k = top_k;
+  kb.tokenizer_fp = base.tok.fingerprint();
+  kb.tokens = std::move(ch.tokens);
+  const int first = n_ctx / 2, n_out = n_ctx - 1 - first;
+  const size_t n_scored = size_t(kb.n_chunks) * size_t(n_out);
+  kb.logp_target.resize(n_scored);
+  kb.logp_rest.resize(n_scored);
+  kb.top_id.resize(n_scored * size_t(top_k));
+  kb.top_logp.resize(n_scored * size_t(top_k));
+  KVCache cache = make_cache(base, n_ctx);
+  std::vector<float> lb(size_t(n_out) * size_t(n_vocab)), last;
+  std::vector<int32_t> idx;
+  for (int c = 0; c < kb.n_chunks; c++) {
+    const int32_t* chunk = kb.tokens.data() + size_t(c) * size_t(n_ctx);
+    chunk_logprobs(base, cache, chunk, n_ctx, lb.data(), last);
+    for (int j = 0; j < n_out; j++) {
+      const size_t t = size_t(c) * size_t(n_out) + size_t(j);
+      const float* row = lb.data() + size_t(j) * size_t(n_vocab);
+      kb.logp_target[t] = row[chunk[first + j + 1]];
+      top_k_row(row, n_vocab, top_k, idx, kb.top_id.data() + t * size_t(top_k), kb.top_logp.data() + t * size_t(top_k),
+                &kb.logp_rest[t]);
+    }
+    if (opt.progress) opt.progress(c + 1, kb.n_chunks);
+  }
+  return kb;
+}
+
+// File: "CTKLDB01", u32 n_ctx, n_vocab, n_chunks, top_k, u64 tokenizer fingerprint, i32 tokens[n_chunks*n_ctx],
+// then per scored token: f32 logp_target, f32 logp_rest, i32 ids[top_k], f32 logp[top_k]. Little-endian.
+static constexpr char kKldMagic[8] = {'C', 'T', 'K', 'L', 'D', 'B', '0', '1'};
+
+void save_kld_base(const KldBase& kb, const std::string& path) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) fail("{}: cannot create baseline file", path);
+  auto put = [&out](const void* p, size_t n) { out.write(static_cast<const char*>(p), std::streamsize(n)); };
+  put(kKldMagic, 8);
+  const uint32_t hdr[4] = {uint32_t(kb.n_ctx), uint32_t(kb.n_vocab), uint32_t(kb.n_chunks), uint32_t(kb.top_k)};
+  put(hdr, sizeof hdr);
+  put(&kb.tokenizer_fp, 8);
+  put(kb.tokens.data(), kb.tokens.size() * 4);
+  const size_t k = size_t(kb.top_k);
+  for (size_t t = 0; t < kb.logp_target.size(); t++) {
+    put(&kb.logp_target[t], 4);
+    put(&kb.logp_rest[t], 4);
+    put(kb.top_id.data() + t * k, k * 4);
+    put(kb.top_logp.data() + t * k, k * 4);
+  }
+  out.flush();
+  if (!out) fail("{}: write failed", path);
+}
+
+KldBase load_kld_base(const std::string& path) {
+  MappedFile f(path);
+  const uint8_t* p = f.data();
+  const size_t size = f.size();
+  const size_t head = 8 + 16 + 8;
+  if (size < head || std::memcmp(p, kKldMagic, 8) != 0)
+    fail("{}: not a ctrust KL baseline file (made by `ctrust kld --save-base`)", path);
+  uint32_t hdr[4];
+  std::memcpy(hdr, p + 8, sizeof hdr);
+  KldBase kb;
+  std::memcpy(&kb.tokenizer_fp, p + 24, 8);
+  if (hdr[0] < 4 || hdr[0] > (1u << 24) || hdr[1] < 2 || hdr[1] > (1u << 24) || hdr[2] < 1 || hdr[2] > (1u << 24) ||
+      hdr[3] < 1 || hdr[3] > hdr[1])
+    fail("{}: bad header (n_ctx {}, n_vocab {}, n_chunks {}, top_k {})", path, hdr[0], hdr[1], hdr[2], hdr[3]);
+  kb.n_ctx = int(hdr[0]);
+  kb.n_vocab = int(hdr[1]);
+  kb.n_chunks = int(hdr[2]);
+  kb.top_k = int(hdr[3]);
+  const size_t n_tok = size_t(kb.n_chunks) * size_t(kb.n_ctx);
+  const size_t n_scored = size_t(kb.n_chunks) * size_t(kb.n_ctx - 1 - kb.n_ctx / 2);
+  const size_t k = size_t(kb.top_k);
+  const size_t expect = head + n_tok * 4 + n_scored * (8 + 8 * k);
+  if (size != expect) fail("{}: {} bytes, but its header implies {} (truncated or corrupt)", path, size, expect);
+  kb.tokens.resize(n_tok);
+  std::memcpy(kb.tokens.data(), p + head, n_tok * 4);
+  for (int32_t t : kb.tokens)
+    if (t < 0 || t >= kb.n_vocab) fail("{}: token id {} outside the vocabulary of {}", path, t, kb.n_vocab);
+  kb.logp_target.resize(n_scored);
+  kb.logp_rest.resize(n_scored);
+  kb.top_id.resize(n_scored * k);
+  kb.top_logp.resize(n_scored * k);
+  const uint8_t* q = p + head + n_tok * 4;
+  for (size_t t = 0; t < n_scored; t++) {
+    std::memcpy(&kb.logp_target[t], q, 4);
+    std::memcpy(&kb.logp_rest[t], q + 4, 4);
+    std::memcpy(kb.top_id.data() + t * k, q + 8, k * 4);
+    std::memcpy(kb.top_logp.data() + t * k, q + 8 + k * 4, k * 4);
+    q += 8 + 8 * k;
+    if (!(kb.logp_target[t] <= 0) || !(kb.logp_rest[t] <= 0))
+      fail("{}: scored token {}: log-probabilities must be <= 0", path, t);
+    for (size_t j = 0; j < k; j++) {
+      const int32_t id = kb.top_id[t * k + j];
+      const float lp = kb.top_logp[t * k + j];
+      if (id < 0 || id >= kb.n_vocab) fail("{}: scored token {}: top-k id {} out of range", path, t, id);
+      if (!(lp <= 0) || (j > 0 && lp > kb.top_logp[t * k + j - 1]))
+        fail("{}: scored token {}: top-k log-probabilities must be <= 0 and descending", path, t);
+    }
+  }
+  return kb;
+}
+
+KldStats kl_divergence(const KldBase& kb, const Model& b, const std::string& text, const KldOptions& opt) {
+  if (b.tok.fingerprint() != kb.tokenizer_fp)
+    fail("kl: the model's tokenizer ({:016x}) differs from the baseline's ({:016x}); token-level KL needs the same "
+         "vocabulary", b.tok.fingerprint(), kb.tokenizer_fp);
+  if (b.cfg.n_vocab != kb.n_vocab) fail("kl: vocabulary sizes differ ({} vs {})", kb.n_vocab, b.cfg.n_vocab);
+  const int n_ctx = kb.n_ctx, n_vocab = kb.n_vocab;
+  if (b.cfg.n_ctx > 0 && n_ctx > b.cfg.n_ctx) fail("kl: context {} exceeds the model's context {}", n_ctx, b.cfg.n_ctx);
+  int n_chunks = kb.n_chunks;
+  if (opt.max_chunks >= 0) n_chunks = std::min(n_chunks, opt.max_chunks);
+  if (!text.empty()) {
+    const Chunks ch = make_chunks(b, text, n_ctx, n_chunks);
+    if (ch.n_chunks < n_chunks ||
+        !std::equal(ch.tokens.begin(), ch.tokens.end(), kb.tokens.begin()))
+      fail("kl: the text's tokens differ from the ones the baseline was made with");
+  }
+  KVCache cache = make_cache(b, n_ctx);
+  const int first = n_ctx / 2, n_out = n_ctx - 1 - first;
+  std::vector<float> lq(size_t(n_out) * size_t(n_vocab)), last;
+  const size_t k = size_t(kb.top_k);
+  KldAccumulator acc;
+  for (int c = 0; c < n_chunks; c++) {
+    const int32_t* chunk = kb.tokens.data() + size_t(c) * size_t(n_ctx);
+    chunk_logprobs(b, cache, chunk, n_ctx, lq.data(), last);
+    for (int j = 0; j < n_out; j++) {
+      const size_t t = size_t(c) * size_t(n_out) + size_t(j);
+      acc.add_topk(kb.top_id.data() + t * k, kb.top_logp.data() + t * k, kb.top_k, kb.logp_rest[t],
+                   kb.logp_target[t], lq.data() + size_t(j) * size_t(n_vocab), n_vocab, chunk[first + j + 1]);
     }
     if (opt.progress) opt.progress(c + 1, n_chunks);
   }
   KldStats s = acc.finish();
   s.n_chunks = n_chunks;
+  s.n_ctx = n_ctx;
+  s.mode = "topk";
+  s.top_k = kb.top_k;
   return s;
 }
 

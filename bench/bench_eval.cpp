@@ -1,0 +1,110 @@
+// Evaluation speed: items/s of ctrust's scorer (score_item: shared context once, KV cache truncated back to
+// it for every choice) on the first N items of a task, after one warm-up item; tokens/s counts every token
+// the engine runs. Compare with scripts/ref/bench_llamacpp_eval.py on the same items (docs/benchmarks.md).
+//   bench_eval MODEL [--task hellaswag] [--n 100] [--fewshot K] [--limit PER_SUBTASK] [--threads 1] [--ctx 2048]
+//              [--dump REQUESTS.json]   (the measured items' token sequences, for the llama.cpp script)
+#include <omp.h>
+
+#include <algorithm>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "eval/score.h"
+#include "eval/task.h"
+#include "model/model.h"
+
+using namespace ctrust;
+
+static double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s MODEL [--task T] [--n N] [--fewshot K] [--limit L] [--threads T] [--ctx C]\n",
+                 argv[0]);
+    return 2;
+  }
+  std::string path = argv[1], task = "hellaswag", dump;
+  int n = 100, fewshot = -1, limit = 0, threads = 1, ctx = 2048;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    std::string a = argv[i], v = argv[i + 1];
+    if (a == "--task") task = v;
+    else if (a == "--n") n = std::atoi(v.c_str());
+    else if (a == "--fewshot") fewshot = std::atoi(v.c_str());
+    else if (a == "--limit") limit = std::atoi(v.c_str());
+    else if (a == "--threads") threads = std::atoi(v.c_str());
+    else if (a == "--ctx") ctx = std::atoi(v.c_str());
+    else if (a == "--dump") dump = v;
+    else {
+      std::fprintf(stderr, "unknown option %s\n", a.c_str());
+      return 2;
+    }
+  }
+  try {
+    omp_set_num_threads(threads);
+    auto m = open_model(path);
+    TaskSpec spec = load_task_spec(task);
+    if (fewshot >= 0) spec.num_fewshot = fewshot;
+    TaskData td = load_task(spec, limit);
+    if (int(td.items.size()) > n + 1) td.items.resize(size_t(n) + 1);
+    if (td.items.size() < 2) fail("{}: too few items", task);
+    KVCache cache = make_cache(*m, std::min(ctx, m->cfg.n_ctx > 0 ? m->cfg.n_ctx : ctx));
+    score_item(*m, cache, td.items[0]);  // warm-up (page in the weights)
+    nlohmann::json dumped = nlohmann::json::array();
+    int64_t tokens = 0;
+    int correct = 0, correct_norm = 0;
+    for (size_t i = 1; i < td.items.size(); i++) {
+      const TaskItem& it = td.items[i];
+      // Tokens the engine runs: the shared prefix once, then each choice's remainder.
+      std::vector<Request> rs;
+      for (size_t c = 0; c < it.continuations.size(); c++)
+        rs.push_back(make_request(m->tok, it.contexts[std::min(c, it.contexts.size() - 1)], it.continuations[c]));
+      size_t common = rs[0].tokens.size();
+      for (const auto& r : rs) {
+        size_t k = 0;
+        while (k < common && k < r.tokens.size() && r.tokens[k] == rs[0].tokens[k]) k++;
+        common = std::min(common, k);
+      }
+      common = std::min(common, size_t(rs[0].tokens.size() - 1));
+      tokens += int64_t(common);
+      for (const auto& r : rs) tokens += int64_t(r.tokens.size() - common);
+      if (!dump.empty()) {
+        nlohmann::json d = {{"gold", it.gold}, {"choices", nlohmann::json::array()}};
+        for (const auto& r : rs) d["choices"].push_back({{"tokens", r.tokens}, {"ctx_len", r.ctx_len}});
+        dumped.push_back(d);
+      }
+    }
+    // Timed: scoring only (tokenization included, as in a real run).
+    const double t0 = now();
+    for (size_t i = 1; i < td.items.size(); i++) {
+      const TaskItem& it = td.items[i];
+      ItemScore s = score_item(*m, cache, it);
+      correct += s.correct;
+      correct_norm += s.correct_norm;
+    }
+    const double dt = now() - t0;
+    const int items = int(td.items.size()) - 1;
+    if (!dump.empty()) {
+      std::ofstream f(dump);
+      f << nlohmann::json({{"task", task}, {"num_fewshot", spec.num_fewshot}, {"items", dumped}}).dump() << "\n";
+      if (!f) fail("{}: cannot write", dump);
+    }
+    std::printf("{\"model\": \"%s\", \"task\": \"%s\", \"num_fewshot\": %d, \"threads\": %d, \"items\": %d, "
+                "\"seconds\": %.3f, \"items_per_s\": %.3f, \"tokens\": %lld, \"tokens_per_s\": %.1f, \"acc\": %.4f, "
+                "\"acc_norm\": %.4f}\n",
+                path.c_str(), task.c_str(), spec.num_fewshot, threads, items, dt, items / dt, (long long)tokens,
+                double(tokens) / dt, double(correct) / items, double(correct_norm) / items);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
