@@ -56,3 +56,11 @@ if ! cmake --build "$build" -j"$(nproc)" > "$build/build.log" 2>&1; then
   say "build failed (full log: $build/build.log)"
   exit 1
 fi
+
+# 4. An F32 copy of SmolLM2 written by ctrust's own GGUF writer: the exact-arithmetic reference
+#    (llama.cpp multiplies Q4_1 weights with 8-bit activations; on F32 files both engines do the same math).
+f32="$cache/models/SmolLM2-135M-Instruct.F32.gguf"
+if [ ! -s "$f32" ]; then
+  say "writing $f32 (dequantized copy, about 540 MB)"
+  "$build/ctrust" convert -m "$model" -o "$f32" --type f32 >/dev/null
+fi
