@@ -3,6 +3,7 @@
 // values (after the q/k un-permutation and the dtype rounding); safetensors reader/writer; broken folders.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 
@@ -10,6 +11,8 @@
 #include "hf_fixture.h"
 #include "io/model_file.h"
 #include "io/safetensors.h"
+#include "io/tokenizer.h"
+#include "model/model.h"
 #include "test_paths.h"
 
 using namespace ctrust;
@@ -106,6 +109,37 @@ TEST(Hf, LoadsShardedF16) {
 TEST(Hf, LoadsSingleFileBF16) {
   const std::string dir = test::write_stories_hf(test::scratch_dir() + "/hf_stories_bf16", "BF16", false);
   check_against_gguf(load_hf_model(dir), "BF16");
+}
+
+// End to end: the Hugging Face folder (tokenizer.json, NeoX q/k layout, safetensors) gives the GGUF file's
+// tokens and log-probabilities. F32 is the same arithmetic up to RoPE's pairing of dimensions (sums in a
+// different order), so the difference is float rounding; BF16 weights differ by their rounding.
+TEST(Hf, FolderGivesSameTokensAndLogprobsAsGguf) {
+  const std::string dir = test::write_stories_hf(test::scratch_dir() + "/hf_stories_f32_e2e", "F32", false);
+  auto hf = open_model(dir);
+  auto g = open_model(test::stories_gguf());
+  const std::string text = "Once upon a time, Tom's dog ran  to the park.\nHe was happy! 123 \u00e9t\u00e9";
+  const auto th = hf->tok.encode(text, true), tg = g->tok.encode(text, true);
+  ASSERT_EQ(th, tg);
+  ASSERT_GT(th.size(), 20u);
+  const auto a = token_logprobs(*hf, th), b = token_logprobs(*g, tg);
+  ASSERT_EQ(a.size(), b.size());
+  double max_diff = 0, sum = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    max_diff = std::max(max_diff, (double)std::fabs(a[i] - b[i]));
+    sum += b[i];
+  }
+  std::printf("[ hf ] %zu positions, max |dlogprob| HF folder vs GGUF = %.3g (mean logprob %.3f)\n", a.size(),
+              max_diff, sum / a.size());
+  EXPECT_LT(max_diff, 1e-4);
+
+  // A BF16 folder is a different (rounded) model: close, but not identical.
+  const std::string dir16 = test::write_stories_hf(test::scratch_dir() + "/hf_stories_bf16_e2e", "BF16", false);
+  const auto c = token_logprobs(*open_model(dir16), th);
+  double max16 = 0;
+  for (size_t i = 0; i < c.size(); ++i) max16 = std::max(max16, (double)std::fabs(c[i] - b[i]));
+  EXPECT_GT(max16, 0.0);
+  EXPECT_LT(max16, 0.5);
 }
 
 TEST(Hf, ConfigVariants) {

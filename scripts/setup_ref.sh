@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs the independent references used only to regenerate the golden files in tests/golden/ and to run
+# the llama.cpp side of the benchmarks (scripts/ref/*.py). CI and the tests do not need them.
+# llama-cpp-python is built from source by pip (about 10 minutes on 2 cores).
+set -euo pipefail
+py=${PYTHON:-python3}
+if "$py" -c 'import llama_cpp, gguf, numpy' 2>/dev/null; then
+  echo "[setup_ref] llama-cpp-python, gguf and numpy are installed"
+  exit 0
+fi
+echo "[setup_ref] pip install llama-cpp-python==0.3.36 gguf==0.19.0 numpy (builds llama.cpp from source)"
+"$py" -m pip install --quiet "llama-cpp-python==0.3.36" "gguf==0.19.0" numpy
