@@ -1,6 +1,7 @@
 #include "ops/attention.h"
 
 #include <cblas.h>
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -71,6 +72,64 @@ void attention(const AttentionShape& s, const float* q, const float* k, const fl
         for (int j = len; j < L; ++j) sr[j] = 0.0f;
       }
       // O_blk = S V : [rows x hd]
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, L, 1.0f, S, L, vh, kv_stride, 0.0f, oh,
+                  q_stride);
+    }
+  }
+}
+
+}  // namespace ctrust
+
+namespace ctrust {
+
+void attention_masked(const AttentionShape& s, const float* q, const float* k, const float* v, int kv_stride,
+                      int n_past, int n, const unsigned char* mask, float* out) {
+  const int hd = s.head_dim;
+  const int group = s.n_heads / s.n_kv_heads;
+  const int q_stride = s.n_heads * hd;
+  const float scale = 1.0f / std::sqrt((float)hd);
+  const int n_blocks = (n + kBlock - 1) / kBlock;
+  const int n_tasks = s.n_heads * n_blocks;
+  const int64_t work = (int64_t)s.n_heads * n * (n_past + n) * hd;
+#pragma omp parallel if (work > (1 << 18))
+  {
+    thread_local std::vector<float> scores;
+#pragma omp for schedule(dynamic, 1)
+    for (int t = 0; t < n_tasks; ++t) {
+      const int h = t / n_blocks, blk = t % n_blocks;
+      const int i0 = blk * kBlock, i1 = std::min(n, i0 + kBlock);
+      const int rows = i1 - i0;
+      const int L = n_past + i1;  // keys any row of the block may see (the mask is lower-triangular)
+      const float* kh = k + (int64_t)(h / group) * hd;
+      const float* vh = v + (int64_t)(h / group) * hd;
+      const float* qh = q + (int64_t)i0 * q_stride + (int64_t)h * hd;
+      float* oh = out + (int64_t)i0 * q_stride + (int64_t)h * hd;
+      if ((int64_t)scores.size() < (int64_t)rows * L) scores.resize((int64_t)rows * L);
+      float* S = scores.data();
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, L, hd, scale, qh, q_stride, kh, kv_stride, 0.0f,
+                  S, L);
+      for (int r = 0; r < rows; ++r) {
+        const int i = i0 + r;
+        const unsigned char* mr = mask + (int64_t)i * n;
+        float* sr = S + (int64_t)r * L;
+        // softmax over the visible keys (sum in double, as softmax() does); hidden keys get weight 0
+        float mx = -INFINITY;
+        for (int j = 0; j < n_past; ++j) mx = std::max(mx, sr[j]);
+        for (int j = 0; j <= i; ++j)
+          if (mr[j]) mx = std::max(mx, sr[n_past + j]);
+        double sum = 0.0;
+        for (int j = 0; j < n_past; ++j) {
+          sr[j] = std::exp(sr[j] - mx);
+          sum += sr[j];
+        }
+        for (int j = 0; j < L - n_past; ++j) {
+          float& x = sr[n_past + j];
+          x = (j <= i && mr[j]) ? std::exp(x - mx) : 0.0f;
+          sum += x;
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int j = 0; j < L; ++j) sr[j] *= inv;
+      }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, L, 1.0f, S, L, vh, kv_stride, 0.0f, oh,
                   q_stride);
     }

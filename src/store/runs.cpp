@@ -20,22 +20,37 @@ namespace ctrust {
 namespace {
 
 // Progress line on stderr, only when it is a terminal.
+// The rate counts only items scored by this process (items resumed from the store cost nothing), and the
+// clock starts at the first scored item.
 struct Progress {
   bool on = false;
   std::string label;
   int64_t total = 0;
+  int64_t resumed = 0;  // items already in the store (counted before the loop)
   std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
-  void show(int64_t done) {
+  void start() { t0 = std::chrono::steady_clock::now(); }
+  // scored: items scored by this process so far
+  void show(int64_t scored) {
     if (!on) return;
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double rate = s > 0 ? double(done) / s : 0;
-    const double eta = rate > 0 ? double(total - done) / rate : 0;
-    std::fprintf(stderr, "\r%s: %lld/%lld items, %.2f items/s, ETA %.0f s   ", label.c_str(), (long long)done,
-                 (long long)total, rate, eta);
-    if (done == total) std::fprintf(stderr, "\n");
+    std::fprintf(stderr, "\r%s   ", progress_line(label, scored, resumed, total, s).c_str());
+    if (scored + resumed == total) std::fprintf(stderr, "\n");
     std::fflush(stderr);
   }
 };
+
+}  // namespace
+
+std::string progress_line(const std::string& label, int64_t scored, int64_t resumed, int64_t total, double seconds) {
+  const int64_t done = scored + resumed;
+  const double rate = seconds > 0 && scored > 0 ? double(scored) / seconds : 0;
+  std::string s = fmt::format("{}: {}/{} items", label, done, total);
+  if (resumed > 0) s += fmt::format(" ({} resumed)", resumed);
+  if (rate > 0) s += fmt::format(", {:.2f} items/s, ETA {:.0f} s", rate, double(total - done) / rate);
+  return s;
+}
+
+namespace {
 
 bool all_digits(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -195,6 +210,8 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
     if (n_chunks == 0) fail("{}: text has {} tokens, fewer than one chunk of {}", td.data_path, tokens.size(), chunk);
     res.n_total = n_chunks;
     prog.total = n_chunks;
+    for (int c = 0; c < n_chunks; c++) prog.resumed += done.count(item_key(spec.name, std::to_string(c)));
+    prog.start();
     for (int c = 0; c < n_chunks; c++) {
       const std::string id = std::to_string(c);
       if (done.count(item_key(spec.name, id))) {
@@ -211,18 +228,20 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
       it.extra = {{"n_tokens", {cs.n_scored}}};
       pending.push_back(std::move(it));
       if (int(pending.size()) >= opt.batch) commit();
-      prog.show(res.n_skipped + res.n_scored + int64_t(pending.size()));
+      prog.show(res.n_scored + int64_t(pending.size()));
     }
   } else {
     res.n_total = int64_t(td.items.size());
     prog.total = res.n_total;
-    KVCache cache = make_cache(m, n_ctx);
+    for (const auto& item : td.items) prog.resumed += done.count(item_key(item.task, item.id));
+    prog.start();
+    ItemScorer scorer(m, n_ctx);
     for (const auto& item : td.items) {
       if (done.count(item_key(item.task, item.id))) {
         res.n_skipped++;
         continue;
       }
-      ItemScore s = score_item(m, cache, item);
+      ItemScore s = scorer.score(item);
       StoredItem it;
       it.task = item.task;
       it.item_id = item.id;
@@ -233,7 +252,7 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
       it.extra = s.extra();
       pending.push_back(std::move(it));
       if (int(pending.size()) >= opt.batch) commit();
-      prog.show(res.n_skipped + res.n_scored + int64_t(pending.size()));
+      prog.show(res.n_scored + int64_t(pending.size()));
     }
   }
   commit();

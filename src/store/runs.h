@@ -53,6 +53,10 @@ struct EvalResult {
 EvalResult eval_run(const Model& m, const std::string& model_path, const std::string& task,
                     const EvalOptions& opt = {});
 
+// The progress line of eval_run (stderr, terminals only): "task: 120/500 items (100 resumed), 1.52 items/s,
+// ETA 250 s". The rate counts only the `scored` items of this process over `seconds`, not resumed ones.
+std::string progress_line(const std::string& label, int64_t scored, int64_t resumed, int64_t total, double seconds);
+
 // Summaries of a run's stored items (per subtask + aggregate).
 std::vector<TaskSummary> summarize(const RunInfo& run, const std::vector<StoredItem>& items);
 
