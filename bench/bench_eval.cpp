@@ -1,10 +1,11 @@
 // Evaluation speed: items/s of ctrust's scorer on the first N items of a task, after one warm-up item;
 // tokens/s counts every token the engine runs. Scorers: `batched` (ItemScorer, what `ctrust eval` uses: one
-// masked forward per item with all choices, context kept across items) or `seq` (score_item: shared context
+// masked forward packs the contexts and choices of several items, context kept across items) or `seq` (score_item: shared context
 // once, KV cache truncated back to it for every choice). Compare with scripts/ref/bench_llamacpp_eval.py on
 // the same items (docs/benchmarks.md).
 //   bench_eval MODEL [--task hellaswag] [--n 100] [--fewshot K] [--limit PER_SUBTASK] [--threads 1] [--ctx 2048]
-//              [--scorer batched|seq] [--dump REQUESTS.json]   (--dump: the measured items' token sequences)
+//              [--scorer batched|seq] [--batch 16] [--dump REQUESTS.json]
+// --batch: items per score_batch call (as `ctrust eval`); --dump: the measured items' token sequences.
 #include <omp.h>
 
 #include <algorithm>
@@ -35,7 +36,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::string path = argv[1], task = "hellaswag", dump, scorer = "batched";
-  int n = 100, fewshot = -1, limit = 0, threads = 1, ctx = 2048;
+  int n = 100, fewshot = -1, limit = 0, threads = 1, ctx = 2048, batch = 16;
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
     if (a == "--task") task = v;
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
     else if (a == "--ctx") ctx = std::atoi(v.c_str());
     else if (a == "--dump") dump = v;
     else if (a == "--scorer") scorer = v;
+    else if (a == "--batch") batch = std::max(1, std::atoi(v.c_str()));
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -94,11 +96,21 @@ int main(int argc, char** argv) {
     }
     // Timed: scoring only (tokenization included, as in a real run).
     const double t0 = now();
-    for (size_t i = 1; i < td.items.size(); i++) {
-      const TaskItem& it = td.items[i];
-      ItemScore s = score(it);
-      correct += s.correct;
-      correct_norm += s.correct_norm;
+    if (scorer == "batched") {  // as ctrust eval: `batch` items per score_batch call
+      for (size_t i = 1; i < td.items.size(); i += size_t(batch)) {
+        std::vector<const TaskItem*> group;
+        for (size_t j = i; j < std::min(td.items.size(), i + size_t(batch)); j++) group.push_back(&td.items[j]);
+        for (const ItemScore& s : batched.score_batch(group)) {
+          correct += s.correct;
+          correct_norm += s.correct_norm;
+        }
+      }
+    } else {
+      for (size_t i = 1; i < td.items.size(); i++) {
+        ItemScore s = score(td.items[i]);
+        correct += s.correct;
+        correct_norm += s.correct_norm;
+      }
     }
     const double dt = now() - t0;
     const int items = int(td.items.size()) - 1;

@@ -65,13 +65,23 @@ std::vector<TaskItem> items_of(const std::string& task, int per, size_t n, int f
 double compare_scorers(const Model& m, const std::vector<TaskItem>& items, int n_ctx, int max_batch, double tol,
                        const std::string& what) {
   KVCache cache = make_cache(m, n_ctx);
-  ItemScorer sc(m, n_ctx, max_batch);
+  ItemScorer sc(m, n_ctx, max_batch), packed(m, n_ctx, max_batch);
+  std::vector<const TaskItem*> all;
+  for (const TaskItem& it : items) all.push_back(&it);
+  // score_batch twice: the second call starts with the first call's context in the cache.
+  std::vector<ItemScore> got_b = packed.score_batch(all), got_b2 = packed.score_batch(all);
   double worst = 0;
-  for (const TaskItem& it : items) {
+  for (size_t k = 0; k < items.size(); k++) {
+    const TaskItem& it = items[k];
     ItemScore ref = score_item(m, cache, it);
     ItemScore got = sc.score(it);
-    expect_same(got, ref, tol, what + " item " + it.task + "/" + it.id);
-    for (size_t i = 0; i < ref.ll.size() && i < got.ll.size(); i++) worst = std::max(worst, std::fabs(ref.ll[i] - got.ll[i]));
+    const std::string id = " item " + it.task + "/" + it.id;
+    expect_same(got, ref, tol, what + id);
+    expect_same(got_b[k], ref, tol, what + " (score_batch)" + id);
+    expect_same(got_b2[k], ref, tol, what + " (score_batch again)" + id);
+    for (size_t i = 0; i < ref.ll.size(); i++)
+      for (const ItemScore* g : {&got, &got_b[k], &got_b2[k]})
+        if (i < g->ll.size()) worst = std::max(worst, std::fabs(ref.ll[i] - g->ll[i]));
   }
   return worst;
 }
@@ -180,6 +190,18 @@ TEST(EvalBatched, ScorerReusesContextAcrossItems) {
   }
   EXPECT_EQ(again, 1 + choice_tokens);
   EXPECT_EQ(sc.forwards(), 2);  // one forward per item
+
+  // score_batch packs the three items into one forward.
+  ItemScorer pk(m, m.cfg.n_ctx);
+  std::vector<const TaskItem*> three = {&items[0], &items[1], &items[2]};
+  auto r = pk.score_batch(three);
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_EQ(pk.forwards(), 1);
+  // A batch limit below one item's size: every item alone (several forwards), same results.
+  ItemScorer small(m, m.cfg.n_ctx, 8);
+  auto r2 = small.score_batch(three);
+  EXPECT_GT(small.forwards(), 3);
+  for (size_t k = 0; k < 3; k++) expect_same(r2[k], r[k], 1e-4, "small batches");
 }
 
 TEST(EvalBatched, ScorerEqualsUnbatchedOnSmolLM2) {

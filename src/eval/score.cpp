@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include "base/error.h"
 #include "model/forward_masked.h"
@@ -290,6 +291,128 @@ ItemScore ItemScorer::score(const TaskItem& item) {
   cached_.assign(ctx.begin(), ctx.begin() + L);
   finish_score(s, item);
   return s;
+}
+
+std::vector<ItemScore> ItemScorer::score_batch(const std::vector<const TaskItem*>& items) {
+  const Model& m = *m_;
+  const int n_vocab = m.cfg.n_vocab;
+  const int64_t max_rows = std::max<int64_t>(16, (int64_t(1) << 24) / n_vocab);
+  struct Work {
+    std::vector<Request> req;
+    int L = 0;
+    int reuse = 0;          // common prefix with the cached tokens (when its pack is formed)
+    int run = 0, rows = 0;  // choice tokens to run, logit rows needed (without the context row)
+    bool prefix_row = false;
+  };
+  std::vector<Work> w(items.size());
+  for (size_t a = 0; a < items.size(); a++) {
+    Work& x = w[a];
+    x.req = item_requests(m, cache_.n_ctx, *items[a]);
+    x.L = int(shared_prefix(x.req));
+    for (const Request& r : x.req) {
+      x.run += std::max(0, int(r.tokens.size()) - 1 - x.L);
+      x.rows += std::max(0, int(r.tokens.size()) - std::max(r.ctx_len, x.L + 1));
+      x.prefix_row |= x.L > 0 && r.ctx_len == x.L;
+    }
+  }
+  std::vector<ItemScore> out(items.size());
+  size_t a0 = 0;
+  while (a0 < items.size()) {
+    // Pack items a0 .. a1-1: all share the first P cached tokens.
+    size_t a1 = a0;
+    int P = 0;
+    for (;;) {
+      if (a1 == items.size()) break;
+      {  // common prefix with what the cache holds now
+        Work& x = w[a1];
+        const auto& ctx = x.req[0].tokens;
+        const int lim = std::min<int>(int(cached_.size()), x.L - 1);
+        x.reuse = 0;
+        while (x.reuse < lim && cached_[size_t(x.reuse)] == ctx[size_t(x.reuse)]) x.reuse++;
+      }
+      const int P2 = a1 == a0 ? w[a1].reuse : std::min(P, w[a1].reuse);
+      int64_t tokens = 0, rows = 0;
+      for (size_t b = a0; b <= a1; b++) {
+        tokens += (w[b].L - P2) + w[b].run;
+        rows += w[b].rows + (w[b].prefix_row ? 1 : 0);
+      }
+      if (a1 > a0 && (tokens > std::min(max_batch_, cache_.n_ctx - P2) || rows > max_rows)) break;
+      if (a1 == a0 && (tokens > std::min(max_batch_, cache_.n_ctx - P2) || rows > max_rows)) break;  // alone
+      P = P2;
+      a1++;
+    }
+    if (a1 <= a0 + 1) {  // one item (or one that does not fit a batch): the single-item path
+      out[a0] = score(*items[a0]);
+      a0++;
+      continue;
+    }
+    cache_.truncate(P);
+    cached_.resize(size_t(P));
+    std::vector<int32_t> tok, pos, owner, branch, out_rows;
+    std::vector<std::vector<std::tuple<int, int, int>>> targets;  // per output row: (item, choice, token index)
+    for (size_t a = a0; a < a1; a++) {
+      const Work& x = w[a];
+      const auto& ctx = x.req[0].tokens;
+      for (int k = P; k < x.L; k++)
+        tok.push_back(ctx[size_t(k)]), pos.push_back(k), owner.push_back(int(a)), branch.push_back(-1);
+      if (x.prefix_row) {
+        out_rows.push_back(int32_t(tok.size()) - 1);
+        targets.emplace_back();
+        for (size_t i = 0; i < x.req.size(); i++)
+          if (x.req[i].ctx_len == x.L) targets.back().push_back({int(a), int(i), x.L});
+      }
+      for (size_t i = 0; i < x.req.size(); i++) {
+        const auto& t = x.req[i].tokens;
+        const int base = int(tok.size());
+        for (int k = x.L; k < int(t.size()) - 1; k++)
+          tok.push_back(t[size_t(k)]), pos.push_back(k), owner.push_back(int(a)), branch.push_back(int(i));
+        for (int j = std::max(x.req[i].ctx_len, x.L + 1); j < int(t.size()); j++) {
+          out_rows.push_back(base + (j - 1 - x.L));
+          targets.push_back({{int(a), int(i), j}});
+        }
+      }
+    }
+    const int n = int(tok.size());
+    std::vector<unsigned char> mask(size_t(n) * size_t(n), 0);
+    for (int r = 0; r < n; r++)
+      for (int c = 0; c <= r; c++)
+        mask[size_t(r) * size_t(n) + size_t(c)] =
+            owner[size_t(c)] == owner[size_t(r)] && (branch[size_t(c)] == -1 || branch[size_t(c)] == branch[size_t(r)]);
+    for (size_t a = a0; a < a1; a++) {
+      ItemScore& s = out[a];
+      const size_t nc = w[a].req.size();
+      s.ll.assign(nc, 0.0);
+      s.greedy.assign(nc, true);
+      s.n_tokens.resize(nc);
+      s.n_bytes.resize(nc);
+      for (size_t i = 0; i < nc; i++) {
+        s.n_tokens[i] = int(w[a].req[i].tokens.size()) - w[a].req[i].ctx_len;
+        s.n_bytes[i] = bytes_of_choice(*items[a], i);
+      }
+    }
+    std::vector<float> logits(out_rows.size() * size_t(n_vocab));
+    forward_masked(m, cache_, tok.data(), pos.data(), n, mask.data(), out_rows.data(), int(out_rows.size()),
+                   logits.data());
+    tokens_run_ += n;
+    forwards_++;
+    for (size_t r = 0; r < out_rows.size(); r++) {
+      float* row = logits.data() + r * size_t(n_vocab);
+      log_softmax(row, n_vocab);
+      const int32_t best = int32_t(std::max_element(row, row + n_vocab) - row);
+      for (auto [a, i, j] : targets[r]) {
+        const int32_t t = w[size_t(a)].req[size_t(i)].tokens[size_t(j)];
+        if (t < 0 || t >= n_vocab) fail("token id {} out of range", t);
+        out[size_t(a)].ll[size_t(i)] += double(row[t]);
+        if (best != t) out[size_t(a)].greedy[size_t(i)] = false;
+      }
+    }
+    for (size_t a = a0; a < a1; a++) finish_score(out[a], *items[a]);
+    // The first item's context sits at slots [0, L) with matching positions: keep it for the next items.
+    cache_.truncate(w[a0].L);
+    cached_.assign(w[a0].req[0].tokens.begin(), w[a0].req[0].tokens.begin() + w[a0].L);
+    a0 = a1;
+  }
+  return out;
 }
 
 std::vector<int32_t> perplexity_tokens(const Model& m, const std::string& text) {

@@ -236,24 +236,38 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
     for (const auto& item : td.items) prog.resumed += done.count(item_key(item.task, item.id));
     prog.start();
     ItemScorer scorer(m, n_ctx);
+    // Items are scored `opt.batch` at a time (the scorer packs as many as fit into each forward pass) and
+    // committed together.
+    std::vector<const TaskItem*> todo;
+    auto flush = [&]() {
+      if (todo.empty()) return;
+      std::vector<ItemScore> scores = scorer.score_batch(todo);
+      for (size_t k = 0; k < todo.size(); k++) {
+        const TaskItem& item = *todo[k];
+        const ItemScore& s = scores[k];
+        StoredItem it;
+        it.task = item.task;
+        it.item_id = item.id;
+        it.ll = s.ll;
+        it.pred = s.pred;
+        it.gold = item.gold;
+        it.correct = s.correct;
+        it.extra = s.extra();
+        pending.push_back(std::move(it));
+      }
+      todo.clear();
+      commit();
+      prog.show(res.n_scored);
+    };
     for (const auto& item : td.items) {
       if (done.count(item_key(item.task, item.id))) {
         res.n_skipped++;
         continue;
       }
-      ItemScore s = scorer.score(item);
-      StoredItem it;
-      it.task = item.task;
-      it.item_id = item.id;
-      it.ll = s.ll;
-      it.pred = s.pred;
-      it.gold = item.gold;
-      it.correct = s.correct;
-      it.extra = s.extra();
-      pending.push_back(std::move(it));
-      if (int(pending.size()) >= opt.batch) commit();
-      prog.show(res.n_scored + int64_t(pending.size()));
+      todo.push_back(&item);
+      if (int(todo.size()) >= opt.batch) flush();
     }
+    flush();
   }
   commit();
   auto all = store.items(run.id);

@@ -23,7 +23,7 @@ struct EvalOptions {
   int limit = 0;              // > 0: first `limit` items of each subtask
   int num_fewshot = -1;       // >= 0: overrides the declaration
   int max_ctx = 2048;         // KV cache length (capped by the model's n_ctx); perplexity chunk if not declared
-  int batch = 16;             // items per committed transaction
+  int batch = 16;             // items scored together (ItemScorer::score_batch) and committed in one transaction
   bool progress = true;       // items done, items/s, ETA on stderr -- only if stderr is a terminal
   // Called after each committed batch (items stored so far, items of the run). Throwing stops the run;
   // everything committed stays.
