@@ -229,7 +229,7 @@ ItemScore ItemScorer::score(const TaskItem& item) {
 
   std::vector<int32_t> tok, pos, seg, out_rows;
   std::vector<unsigned char> mask;
-  std::vector<float> logits;
+  std::vector<float>& logits = logits_;
   // Per output row: which (choice, token index) pairs it predicts.
   std::vector<std::vector<std::pair<int, int>>> targets;
   size_t next = 0;
@@ -269,7 +269,7 @@ ItemScore ItemScorer::score(const TaskItem& item) {
     for (int a = 0; a < n; a++)
       for (int b = 0; b <= a; b++)
         mask[size_t(a) * size_t(n) + size_t(b)] = seg[size_t(b)] == -1 || seg[size_t(b)] == seg[size_t(a)];
-    logits.resize(out_rows.size() * size_t(n_vocab));
+    if (logits.size() < out_rows.size() * size_t(n_vocab)) logits.resize(out_rows.size() * size_t(n_vocab));
     forward_masked(m, cache_, tok.data(), pos.data(), n, mask.data(), out_rows.data(), int(out_rows.size()),
                    logits.data());
     tokens_run_ += n;
@@ -390,7 +390,8 @@ std::vector<ItemScore> ItemScorer::score_batch(const std::vector<const TaskItem*
         s.n_bytes[i] = bytes_of_choice(*items[a], i);
       }
     }
-    std::vector<float> logits(out_rows.size() * size_t(n_vocab));
+    if (logits_.size() < out_rows.size() * size_t(n_vocab)) logits_.resize(out_rows.size() * size_t(n_vocab));
+    std::vector<float>& logits = logits_;  // reused: no page faults for a fresh buffer per batch
     forward_masked(m, cache_, tok.data(), pos.data(), n, mask.data(), out_rows.data(), int(out_rows.size()),
                    logits.data());
     tokens_run_ += n;

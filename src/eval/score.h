@@ -67,6 +67,7 @@ class ItemScorer {
   const Model* m_;
   KVCache cache_;
   std::vector<int32_t> cached_;  // the tokens in cache slots [0, cached_.size())
+  std::vector<float> logits_;    // output rows of the last forward (kept to avoid re-allocating)
   int max_batch_;
   int64_t tokens_run_ = 0, forwards_ = 0;
 };
