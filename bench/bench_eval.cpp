@@ -73,6 +73,7 @@ int main(int argc, char** argv) {
     nlohmann::json dumped = nlohmann::json::array();
     int64_t tokens = 0;
     int correct = 0, correct_norm = 0;
+    std::vector<double> ll_first;  // the first measured item's choice log-likelihoods (vs llama.cpp's)
     for (size_t i = 1; i < td.items.size(); i++) {
       const TaskItem& it = td.items[i];
       // Tokens of the seq protocol: the shared prefix once, then each choice's remainder.
@@ -101,6 +102,7 @@ int main(int argc, char** argv) {
         std::vector<const TaskItem*> group;
         for (size_t j = i; j < std::min(td.items.size(), i + size_t(batch)); j++) group.push_back(&td.items[j]);
         for (const ItemScore& s : batched.score_batch(group)) {
+          if (ll_first.empty()) ll_first = s.ll;
           correct += s.correct;
           correct_norm += s.correct_norm;
         }
@@ -108,6 +110,7 @@ int main(int argc, char** argv) {
     } else {
       for (size_t i = 1; i < td.items.size(); i++) {
         ItemScore s = score(td.items[i]);
+        if (ll_first.empty()) ll_first = s.ll;
         correct += s.correct;
         correct_norm += s.correct_norm;
       }
@@ -122,9 +125,10 @@ int main(int argc, char** argv) {
     }
     std::printf("{\"model\": \"%s\", \"scorer\": \"%s\", \"task\": \"%s\", \"num_fewshot\": %d, \"threads\": %d, \"items\": %d, "
                 "\"seconds\": %.3f, \"items_per_s\": %.3f, \"tokens\": %lld, \"tokens_per_s\": %.1f, \"acc\": %.4f, "
-                "\"acc_norm\": %.4f}\n",
+                "\"acc_norm\": %.4f, \"ll_first\": %s}\n",
                 path.c_str(), scorer.c_str(), task.c_str(), spec.num_fewshot, threads, items, dt, items / dt, (long long)tokens,
-                double(tokens) / dt, double(correct) / items, double(correct_norm) / items);
+                double(tokens) / dt, double(correct) / items, double(correct_norm) / items,
+                nlohmann::json(ll_first).dump().c_str());
   } catch (const Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

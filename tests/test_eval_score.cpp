@@ -149,6 +149,8 @@ TEST(EvalScore, RunResumeAndNewTaskFile) {
   // Compared with itself: no flips.
   Comparison c = compare_runs(opt.db, "1", "1");
   EXPECT_EQ(c.tasks.at("story").m.flips, 0.0);
+  EXPECT_EQ(c.tasks.at("story").m.kl_ab, 0.0);
+  EXPECT_EQ(c.tasks.at("story").m.kl_ba, 0.0);
   EXPECT_EQ(c.tasks.at("story").m.n, 10);
 }
 
