@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <cstdio>
 #include <random>
 
@@ -257,4 +258,34 @@ TEST(EvalBatched, EveryBuiltinTaskRuns) {
       EXPECT_LE(r.tasks[0].acc, 1.0) << t;
     }
   }
+}
+
+// A task whose data file is missing or malformed fails before anything is written: no empty run is left.
+TEST(EvalRunErrors, BadDataLeavesNoRun) {
+  const Model& m = stories();
+  const std::string dir = test::scratch_dir() + "/bad_data_task";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ofstream(dir + "/t.json") << R"({"name": "t", "format": "jsonl", "data": "./d.jsonl", "source": "the test",
+    "prompt": "{{q}}", "choices": "{{c}}", "gold": "g"})";
+  const std::string db = test::scratch_dir() + "/bad_data.db";
+  for (const char* suf : {"", "-wal", "-shm"}) fs::remove(db + suf);
+  EvalOptions opt;
+  opt.db = db;
+  opt.progress = false;
+  try {
+    eval_run(m, test::stories_gguf(), dir + "/t.json", opt);
+    ADD_FAILURE() << "missing data accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(dir + "/d.jsonl"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("the test"), std::string::npos) << e.what();
+  }
+  std::ofstream(dir + "/d.jsonl") << "{\"q\": \"a\", \"c\": [\"x\", \"y\"], \"g\": 0}\n{\"q\": oops\n";
+  try {
+    eval_run(m, test::stories_gguf(), dir + "/t.json", opt);
+    ADD_FAILURE() << "malformed data accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(dir + "/d.jsonl:2:"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(list_runs(db).empty());
 }

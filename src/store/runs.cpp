@@ -184,6 +184,8 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
   if (spec.scoring == Scoring::Perplexity) run.settings["chunk"] = chunk;
   else run.settings["max_ctx"] = n_ctx;
 
+  // Data first: a missing or malformed data file must not leave an empty run in the store.
+  TaskData td = load_task(spec, opt.limit);
   Store store(opt.db);
   store.open_run(run);
   const auto done = store.done_items(run.id);
@@ -202,7 +204,6 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
     if (opt.on_commit) opt.on_commit(stored, res.n_total);
   };
 
-  TaskData td = load_task(spec, opt.limit);
   if (spec.scoring == Scoring::Perplexity) {
     const auto tokens = perplexity_tokens(m, td.text);
     int n_chunks = perplexity_chunks(tokens.size(), chunk);
