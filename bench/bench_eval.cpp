@@ -1,8 +1,11 @@
-// Evaluation speed: items/s of ctrust's scorer (score_item: shared context once, KV cache truncated back to
-// it for every choice) on the first N items of a task, after one warm-up item; tokens/s counts every token
-// the engine runs. Compare with scripts/ref/bench_llamacpp_eval.py on the same items (docs/benchmarks.md).
+// Evaluation speed: items/s of ctrust's scorer on the first N items of a task, after one warm-up item;
+// tokens/s counts every token the engine runs. Scorers: `batched` (ItemScorer, what `ctrust eval` uses: one
+// masked forward packs the contexts and choices of several items, context kept across items) or `seq` (score_item: shared context
+// once, KV cache truncated back to it for every choice). Compare with scripts/ref/bench_llamacpp_eval.py on
+// the same items (docs/benchmarks.md).
 //   bench_eval MODEL [--task hellaswag] [--n 100] [--fewshot K] [--limit PER_SUBTASK] [--threads 1] [--ctx 2048]
-//              [--dump REQUESTS.json]   (the measured items' token sequences, for the llama.cpp script)
+//              [--scorer batched|seq] [--batch 16] [--dump REQUESTS.json]
+// --batch: items per score_batch call (as `ctrust eval`); --dump: the measured items' token sequences.
 #include <omp.h>
 
 #include <algorithm>
@@ -32,8 +35,8 @@ int main(int argc, char** argv) {
                  argv[0]);
     return 2;
   }
-  std::string path = argv[1], task = "hellaswag", dump;
-  int n = 100, fewshot = -1, limit = 0, threads = 1, ctx = 2048;
+  std::string path = argv[1], task = "hellaswag", dump, scorer = "batched";
+  int n = 100, fewshot = -1, limit = 0, threads = 1, ctx = 2048, batch = 16;
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
     if (a == "--task") task = v;
@@ -43,6 +46,8 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::atoi(v.c_str());
     else if (a == "--ctx") ctx = std::atoi(v.c_str());
     else if (a == "--dump") dump = v;
+    else if (a == "--scorer") scorer = v;
+    else if (a == "--batch") batch = std::max(1, std::atoi(v.c_str()));
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -56,14 +61,22 @@ int main(int argc, char** argv) {
     TaskData td = load_task(spec, limit);
     if (int(td.items.size()) > n + 1) td.items.resize(size_t(n) + 1);
     if (td.items.size() < 2) fail("{}: too few items", task);
-    KVCache cache = make_cache(*m, std::min(ctx, m->cfg.n_ctx > 0 ? m->cfg.n_ctx : ctx));
-    score_item(*m, cache, td.items[0]);  // warm-up (page in the weights)
+    if (scorer != "batched" && scorer != "seq") fail("--scorer: batched or seq, not '{}'", scorer);
+    const int n_ctx = std::min(ctx, m->cfg.n_ctx > 0 ? m->cfg.n_ctx : ctx);
+    KVCache cache = make_cache(*m, n_ctx);
+    ItemScorer batched(*m, n_ctx);
+    auto score = [&](const TaskItem& it) {
+      return scorer == "batched" ? batched.score(it) : score_item(*m, cache, it);
+    };
+    score(td.items[0]);  // warm-up (page in the weights)
+    const int64_t run0 = batched.tokens_run();
     nlohmann::json dumped = nlohmann::json::array();
     int64_t tokens = 0;
     int correct = 0, correct_norm = 0;
+    std::vector<double> ll_first;  // the first measured item's choice log-likelihoods (vs llama.cpp's)
     for (size_t i = 1; i < td.items.size(); i++) {
       const TaskItem& it = td.items[i];
-      // Tokens the engine runs: the shared prefix once, then each choice's remainder.
+      // Tokens of the seq protocol: the shared prefix once, then each choice's remainder.
       std::vector<Request> rs;
       for (size_t c = 0; c < it.continuations.size(); c++)
         rs.push_back(make_request(m->tok, it.contexts[std::min(c, it.contexts.size() - 1)], it.continuations[c]));
@@ -84,24 +97,38 @@ int main(int argc, char** argv) {
     }
     // Timed: scoring only (tokenization included, as in a real run).
     const double t0 = now();
-    for (size_t i = 1; i < td.items.size(); i++) {
-      const TaskItem& it = td.items[i];
-      ItemScore s = score_item(*m, cache, it);
-      correct += s.correct;
-      correct_norm += s.correct_norm;
+    if (scorer == "batched") {  // as ctrust eval: `batch` items per score_batch call
+      for (size_t i = 1; i < td.items.size(); i += size_t(batch)) {
+        std::vector<const TaskItem*> group;
+        for (size_t j = i; j < std::min(td.items.size(), i + size_t(batch)); j++) group.push_back(&td.items[j]);
+        for (const ItemScore& s : batched.score_batch(group)) {
+          if (ll_first.empty()) ll_first = s.ll;
+          correct += s.correct;
+          correct_norm += s.correct_norm;
+        }
+      }
+    } else {
+      for (size_t i = 1; i < td.items.size(); i++) {
+        ItemScore s = score(td.items[i]);
+        if (ll_first.empty()) ll_first = s.ll;
+        correct += s.correct;
+        correct_norm += s.correct_norm;
+      }
     }
     const double dt = now() - t0;
     const int items = int(td.items.size()) - 1;
+    if (scorer == "batched") tokens = batched.tokens_run() - run0;  // what the batched scorer really ran
     if (!dump.empty()) {
       std::ofstream f(dump);
       f << nlohmann::json({{"task", task}, {"num_fewshot", spec.num_fewshot}, {"items", dumped}}).dump() << "\n";
       if (!f) fail("{}: cannot write", dump);
     }
-    std::printf("{\"model\": \"%s\", \"task\": \"%s\", \"num_fewshot\": %d, \"threads\": %d, \"items\": %d, "
+    std::printf("{\"model\": \"%s\", \"scorer\": \"%s\", \"task\": \"%s\", \"num_fewshot\": %d, \"threads\": %d, \"items\": %d, "
                 "\"seconds\": %.3f, \"items_per_s\": %.3f, \"tokens\": %lld, \"tokens_per_s\": %.1f, \"acc\": %.4f, "
-                "\"acc_norm\": %.4f}\n",
-                path.c_str(), task.c_str(), spec.num_fewshot, threads, items, dt, items / dt, (long long)tokens,
-                double(tokens) / dt, double(correct) / items, double(correct_norm) / items);
+                "\"acc_norm\": %.4f, \"ll_first\": %s}\n",
+                path.c_str(), scorer.c_str(), task.c_str(), spec.num_fewshot, threads, items, dt, items / dt, (long long)tokens,
+                double(tokens) / dt, double(correct) / items, double(correct_norm) / items,
+                nlohmann::json(ll_first).dump().c_str());
   } catch (const Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -135,17 +135,22 @@ TEST(EvalScore, RunResumeAndNewTaskFile) {
   EXPECT_DOUBLE_EQ(resumed.tasks[0].acc, full.tasks[0].acc);
   auto a = Store(fresh_db("unused")).list_runs();
   EXPECT_TRUE(a.empty());
-  // Item by item identical to the uninterrupted run.
+  // Item by item the same as the uninterrupted run. Not bit for bit: the batched scorer packs different items
+  // together after a resume, which changes float rounding (the scorers agree to 1e-4, EvalBatched.*).
   auto fa = Store(fs::path(test::scratch_dir()) / "eval_full.db").items(1);
   auto fb = Store(opt.db).items(1);
   ASSERT_EQ(fa.size(), fb.size());
   for (size_t i = 0; i < fa.size(); i++) {
     EXPECT_EQ(fa[i].item_id, fb[i].item_id);
-    EXPECT_EQ(fa[i].ll, fb[i].ll);
+    ASSERT_EQ(fa[i].ll.size(), fb[i].ll.size());
+    for (size_t k = 0; k < fa[i].ll.size(); k++) EXPECT_NEAR(fa[i].ll[k], fb[i].ll[k], 1e-4) << i << " " << k;
+    EXPECT_EQ(fa[i].pred, fb[i].pred);
   }
   // Compared with itself: no flips.
   Comparison c = compare_runs(opt.db, "1", "1");
   EXPECT_EQ(c.tasks.at("story").m.flips, 0.0);
+  EXPECT_EQ(c.tasks.at("story").m.kl_ab, 0.0);
+  EXPECT_EQ(c.tasks.at("story").m.kl_ba, 0.0);
   EXPECT_EQ(c.tasks.at("story").m.n, 10);
 }
 

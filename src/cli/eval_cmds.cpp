@@ -45,7 +45,7 @@ void cmd_eval(const EvalArgs& a, const Common& c) {
   opt.limit = a.limit;
   opt.num_fewshot = a.fewshot;
   opt.max_ctx = a.ctx;
-  opt.progress = !c.json;
+  opt.progress = true;  // stderr, and only when it is a terminal (stdout stays clean for --json)
   json all = json::array();
   for (const std::string& t : tasks) {
     EvalResult r = eval_run(*model, a.model, t, opt);
@@ -89,6 +89,8 @@ void cmd_compare(const std::string& db, const std::string& a, const std::string&
                  m.delta_acc_ci[0], m.delta_acc_ci[1], m.c2w, m.w2c, m.flips, m.flips_ci[0], m.flips_ci[1],
                  m.all_flips, m.agreement, m.kl_ab, m.kl_ba, m.mcnemar_p);
     }
+    // Notes (different item sets compared on their intersection, ...) go to stderr to keep the CSV clean.
+    for (const std::string& n : cmp.notes) fmt::print(stderr, "note: {}\n", n);
     return;
   }
   fmt::print("A = {}   B = {}\n", a, b);
@@ -168,7 +170,7 @@ void cmd_kld(const KldArgs& a, const Common& c) {
   if (!a.load_base.empty() && !a.save_base.empty()) fail("kld: --save-base and --load-base exclude each other");
   if (a.save_base.empty() && a.model.empty()) fail("kld: -m/--model is required (unless --save-base)");
   if (a.load_base.empty() && a.file.empty()) fail("kld: -f/--file is required (unless --load-base)");
-  const bool tty = isatty(2) && !c.json;
+  const bool tty = isatty(2);  // progress on stderr; --json output goes to stdout
   KldOptions opt;
   opt.n_ctx = a.ctx;
   opt.max_chunks = a.chunks;

@@ -40,6 +40,38 @@ struct ItemScore {
 // Requests longer than the cache are cut from the left (context tokens dropped), like lm-eval.
 ItemScore score_item(const Model& m, KVCache& cache, const TaskItem& item);
 
+// The same scores, computed faster: for each item ONE batched forward (forward_masked) runs the part of the
+// context not yet in the cache and every choice's continuation tokens, each continuation attending to the
+// context and only to its own earlier tokens; logits are computed only for the rows that predict continuation
+// tokens. After an item the cache keeps its context, so the next item reuses the longest common prefix (an
+// MMLU subject's few-shot header is computed once per subject). Equal to score_item up to float rounding
+// (tested to 1e-4 per choice). Choices that do not fit one batch go in further batches after the context.
+// score_batch also packs several items into one forward (block-diagonal mask), so the matrix products get
+// a few hundred rows even for short items.
+class ItemScorer {
+ public:
+  // n_ctx: cache slots (requests are cut from the left to fit, as in score_item);
+  // max_batch: new tokens per forward (a longer context runs ahead in chunks).
+  ItemScorer(const Model& m, int n_ctx, int max_batch = 512);
+  ItemScore score(const TaskItem& item);
+  // Several items: as many as fit in one forward of max_batch new tokens are packed together (each item's
+  // context and choices see only that item; the context they all share with the cache is reused). An item
+  // that does not fit with others is scored alone as by score(). Results in the order of `items`.
+  std::vector<ItemScore> score_batch(const std::vector<const TaskItem*>& items);
+  void reset();                                   // forget the cached context
+  int64_t tokens_run() const { return tokens_run_; }  // tokens run by the engine so far
+  int64_t forwards() const { return forwards_; }      // forward passes so far
+  int n_ctx() const { return cache_.n_ctx; }
+
+ private:
+  const Model* m_;
+  KVCache cache_;
+  std::vector<int32_t> cached_;  // the tokens in cache slots [0, cached_.size())
+  std::vector<float> logits_;    // output rows of the last forward (kept to avoid re-allocating)
+  int max_batch_;
+  int64_t tokens_run_ = 0, forwards_ = 0;
+};
+
 // llama.cpp perplexity protocol on a whole text: tokens with BOS, chunks of n_ctx tokens.
 std::vector<int32_t> perplexity_tokens(const Model& m, const std::string& text);
 int perplexity_chunks(size_t n_tokens, int n_ctx);

@@ -1,6 +1,7 @@
 #include "ops/attention.h"
 
 #include <cblas.h>
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -73,6 +74,84 @@ void attention(const AttentionShape& s, const float* q, const float* k, const fl
       // O_blk = S V : [rows x hd]
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, L, 1.0f, S, L, vh, kv_stride, 0.0f, oh,
                   q_stride);
+    }
+  }
+}
+
+}  // namespace ctrust
+
+namespace ctrust {
+
+void attention_masked(const AttentionShape& s, const float* q, const float* k, const float* v, int kv_stride,
+                      int n_past, int n, const unsigned char* mask, float* out) {
+  const int hd = s.head_dim;
+  const int group = s.n_heads / s.n_kv_heads;
+  const int q_stride = s.n_heads * hd;
+  const float scale = 1.0f / std::sqrt((float)hd);
+  const int n_blocks = (n + kBlock - 1) / kBlock;
+  const int n_tasks = s.n_heads * n_blocks;
+  const int64_t work = (int64_t)s.n_heads * n * (n_past + n) * hd;
+#pragma omp parallel if (work > (1 << 18))
+  {
+    thread_local std::vector<float> scores;
+#pragma omp for schedule(dynamic, 1)
+    for (int t = 0; t < n_tasks; ++t) {
+      const int h = t / n_blocks, blk = t % n_blocks;
+      const int i0 = blk * kBlock, i1 = std::min(n, i0 + kBlock);
+      const int rows = i1 - i0;
+      const float* kh = k + (int64_t)(h / group) * hd;
+      const float* vh = v + (int64_t)(h / group) * hd;
+      const float* qh = q + (int64_t)i0 * q_stride + (int64_t)h * hd;
+      float* oh = out + (int64_t)i0 * q_stride + (int64_t)h * hd;
+      // New keys before jmin are hidden from every row of the block (other items / other branches of a
+      // block-diagonal mask): the scores skip them. Columns: [0, n_past) cached, then new keys jmin .. i1-1.
+      int jmin = i1;
+      for (int i = i0; i < i1; ++i) {
+        const unsigned char* mr = mask + (int64_t)i * n;
+        for (int j = 0; j < jmin && j <= i; ++j)
+          if (mr[j]) {
+            jmin = j;
+            break;
+          }
+      }
+      const int n_new = i1 - jmin;  // >= 1: the diagonal is visible
+      const int W = n_past + n_new;
+      if ((int64_t)scores.size() < (int64_t)rows * W) scores.resize((int64_t)rows * W);
+      float* S = scores.data();
+      const float* k_new = kh + (int64_t)(n_past + jmin) * kv_stride;
+      const float* v_new = vh + (int64_t)(n_past + jmin) * kv_stride;
+      if (n_past > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_past, hd, scale, qh, q_stride, kh, kv_stride,
+                    0.0f, S, W);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_new, hd, scale, qh, q_stride, k_new, kv_stride,
+                  0.0f, S + n_past, W);
+      for (int r = 0; r < rows; ++r) {
+        const int i = i0 + r;
+        const unsigned char* mr = mask + (int64_t)i * n;
+        float* sr = S + (int64_t)r * W;
+        // softmax over the visible keys (sum in double, as softmax() does); hidden keys get weight 0
+        float mx = -INFINITY;
+        for (int j = 0; j < n_past; ++j) mx = std::max(mx, sr[j]);
+        for (int j = jmin; j <= i; ++j)
+          if (mr[j]) mx = std::max(mx, sr[n_past + j - jmin]);
+        double sum = 0.0;
+        for (int j = 0; j < n_past; ++j) {
+          sr[j] = std::exp(sr[j] - mx);
+          sum += sr[j];
+        }
+        for (int j = jmin; j < i1; ++j) {
+          float& x = sr[n_past + j - jmin];
+          x = (j <= i && mr[j]) ? std::exp(x - mx) : 0.0f;
+          sum += x;
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int j = 0; j < W; ++j) sr[j] *= inv;
+      }
+      if (n_past > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, n_past, 1.0f, S, W, vh, kv_stride, 0.0f, oh,
+                    q_stride);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, n_new, 1.0f, S + n_past, W, v_new, kv_stride,
+                  n_past > 0 ? 1.0f : 0.0f, oh, q_stride);
     }
   }
 }

@@ -17,3 +17,15 @@ void attention(const AttentionShape& s, const float* q, const float* k, const fl
                int n, float* out);
 
 }  // namespace ctrust
+
+namespace ctrust {
+
+// Attention of n new queries over n_past cached keys followed by the n new keys (k, v: [n_past+n] rows,
+// stride kv_stride). Every query sees all n_past cached keys; query i sees new key j iff mask[i*n + j] != 0.
+// The mask must be lower-triangular (mask[i][j] == 0 for j > i) and have mask[i][i] != 0. With the causal mask
+// (mask[i][j] = j <= i) this equals attention(s, q, k, v, kv_stride, n_past, n, out). Used to score several
+// continuations of one context in one batch (each continuation sees the context and its own earlier tokens).
+void attention_masked(const AttentionShape& s, const float* q, const float* k, const float* v, int kv_stride,
+                      int n_past, int n, const unsigned char* mask, float* out);
+
+}  // namespace ctrust

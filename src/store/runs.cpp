@@ -20,22 +20,37 @@ namespace ctrust {
 namespace {
 
 // Progress line on stderr, only when it is a terminal.
+// The rate counts only items scored by this process (items resumed from the store cost nothing), and the
+// clock starts at the first scored item.
 struct Progress {
   bool on = false;
   std::string label;
   int64_t total = 0;
+  int64_t resumed = 0;  // items already in the store (counted before the loop)
   std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
-  void show(int64_t done) {
+  void start() { t0 = std::chrono::steady_clock::now(); }
+  // scored: items scored by this process so far
+  void show(int64_t scored) {
     if (!on) return;
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double rate = s > 0 ? double(done) / s : 0;
-    const double eta = rate > 0 ? double(total - done) / rate : 0;
-    std::fprintf(stderr, "\r%s: %lld/%lld items, %.2f items/s, ETA %.0f s   ", label.c_str(), (long long)done,
-                 (long long)total, rate, eta);
-    if (done == total) std::fprintf(stderr, "\n");
+    std::fprintf(stderr, "\r%s   ", progress_line(label, scored, resumed, total, s).c_str());
+    if (scored + resumed == total) std::fprintf(stderr, "\n");
     std::fflush(stderr);
   }
 };
+
+}  // namespace
+
+std::string progress_line(const std::string& label, int64_t scored, int64_t resumed, int64_t total, double seconds) {
+  const int64_t done = scored + resumed;
+  const double rate = seconds > 0 && scored > 0 ? double(scored) / seconds : 0;
+  std::string s = fmt::format("{}: {}/{} items", label, done, total);
+  if (resumed > 0) s += fmt::format(" ({} resumed)", resumed);
+  if (rate > 0) s += fmt::format(", {:.2f} items/s, ETA {:.0f} s", rate, double(total - done) / rate);
+  return s;
+}
+
+namespace {
 
 bool all_digits(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -169,6 +184,8 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
   if (spec.scoring == Scoring::Perplexity) run.settings["chunk"] = chunk;
   else run.settings["max_ctx"] = n_ctx;
 
+  // Data first: a missing or malformed data file must not leave an empty run in the store.
+  TaskData td = load_task(spec, opt.limit);
   Store store(opt.db);
   store.open_run(run);
   const auto done = store.done_items(run.id);
@@ -187,7 +204,6 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
     if (opt.on_commit) opt.on_commit(stored, res.n_total);
   };
 
-  TaskData td = load_task(spec, opt.limit);
   if (spec.scoring == Scoring::Perplexity) {
     const auto tokens = perplexity_tokens(m, td.text);
     int n_chunks = perplexity_chunks(tokens.size(), chunk);
@@ -195,6 +211,8 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
     if (n_chunks == 0) fail("{}: text has {} tokens, fewer than one chunk of {}", td.data_path, tokens.size(), chunk);
     res.n_total = n_chunks;
     prog.total = n_chunks;
+    for (int c = 0; c < n_chunks; c++) prog.resumed += done.count(item_key(spec.name, std::to_string(c)));
+    prog.start();
     for (int c = 0; c < n_chunks; c++) {
       const std::string id = std::to_string(c);
       if (done.count(item_key(spec.name, id))) {
@@ -211,30 +229,46 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
       it.extra = {{"n_tokens", {cs.n_scored}}};
       pending.push_back(std::move(it));
       if (int(pending.size()) >= opt.batch) commit();
-      prog.show(res.n_skipped + res.n_scored + int64_t(pending.size()));
+      prog.show(res.n_scored + int64_t(pending.size()));
     }
   } else {
     res.n_total = int64_t(td.items.size());
     prog.total = res.n_total;
-    KVCache cache = make_cache(m, n_ctx);
+    for (const auto& item : td.items) prog.resumed += done.count(item_key(item.task, item.id));
+    prog.start();
+    ItemScorer scorer(m, n_ctx);
+    // Items are scored `opt.batch` at a time (the scorer packs as many as fit into each forward pass) and
+    // committed together.
+    std::vector<const TaskItem*> todo;
+    auto flush = [&]() {
+      if (todo.empty()) return;
+      std::vector<ItemScore> scores = scorer.score_batch(todo);
+      for (size_t k = 0; k < todo.size(); k++) {
+        const TaskItem& item = *todo[k];
+        const ItemScore& s = scores[k];
+        StoredItem it;
+        it.task = item.task;
+        it.item_id = item.id;
+        it.ll = s.ll;
+        it.pred = s.pred;
+        it.gold = item.gold;
+        it.correct = s.correct;
+        it.extra = s.extra();
+        pending.push_back(std::move(it));
+      }
+      todo.clear();
+      commit();
+      prog.show(res.n_scored);
+    };
     for (const auto& item : td.items) {
       if (done.count(item_key(item.task, item.id))) {
         res.n_skipped++;
         continue;
       }
-      ItemScore s = score_item(m, cache, item);
-      StoredItem it;
-      it.task = item.task;
-      it.item_id = item.id;
-      it.ll = s.ll;
-      it.pred = s.pred;
-      it.gold = item.gold;
-      it.correct = s.correct;
-      it.extra = s.extra();
-      pending.push_back(std::move(it));
-      if (int(pending.size()) >= opt.batch) commit();
-      prog.show(res.n_skipped + res.n_scored + int64_t(pending.size()));
+      todo.push_back(&item);
+      if (int(todo.size()) >= opt.batch) flush();
     }
+    flush();
   }
   commit();
   auto all = store.items(run.id);

@@ -23,7 +23,7 @@ struct EvalOptions {
   int limit = 0;              // > 0: first `limit` items of each subtask
   int num_fewshot = -1;       // >= 0: overrides the declaration
   int max_ctx = 2048;         // KV cache length (capped by the model's n_ctx); perplexity chunk if not declared
-  int batch = 16;             // items per committed transaction
+  int batch = 16;             // items scored together (ItemScorer::score_batch) and committed in one transaction
   bool progress = true;       // items done, items/s, ETA on stderr -- only if stderr is a terminal
   // Called after each committed batch (items stored so far, items of the run). Throwing stops the run;
   // everything committed stays.
@@ -52,6 +52,10 @@ struct EvalResult {
 // with the same name, model fingerprint and settings.
 EvalResult eval_run(const Model& m, const std::string& model_path, const std::string& task,
                     const EvalOptions& opt = {});
+
+// The progress line of eval_run (stderr, terminals only): "task: 120/500 items (100 resumed), 1.52 items/s,
+// ETA 250 s". The rate counts only the `scored` items of this process over `seconds`, not resumed ones.
+std::string progress_line(const std::string& label, int64_t scored, int64_t resumed, int64_t total, double seconds);
 
 // Summaries of a run's stored items (per subtask + aggregate).
 std::vector<TaskSummary> summarize(const RunInfo& run, const std::vector<StoredItem>& items);

@@ -1,0 +1,98 @@
+#include "model/forward_masked.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "base/error.h"
+#include "ops/attention.h"
+#include "ops/ops.h"
+
+namespace ctrust {
+
+namespace {
+struct MaskedScratch {
+  std::vector<float> x, xb, attn, gate, up, cos_t, sin_t, sel;
+  static float* fit(std::vector<float>& v, int64_t n) {
+    if ((int64_t)v.size() < n) v.resize(n);
+    return v.data();
+  }
+};
+thread_local MaskedScratch g_masked;
+}  // namespace
+
+void forward_masked(const Model& m, KVCache& cache, const int32_t* tokens, const int32_t* pos, int n,
+                    const unsigned char* mask, const int32_t* out_rows, int n_out, float* logits) {
+  const ModelConfig& c = m.cfg;
+  if (n <= 0) return;
+  const int kvdim = c.n_kv_heads * c.head_dim, qdim = c.n_heads * c.head_dim, dim = c.dim;
+  if (cache.kv_dim != kvdim || cache.k.size() != (size_t)c.n_layers * cache.n_ctx * kvdim ||
+      cache.v.size() != cache.k.size())
+    fail("{}: KV cache does not fit this model (make it with make_cache)", m.file.path);
+  if (cache.n_past < 0 || cache.n_past + n > cache.n_ctx)
+    fail("{}: KV cache overflow: {} cached + {} new positions exceed its {} slots", m.file.path, cache.n_past, n,
+         cache.n_ctx);
+  for (int i = 0; i < n; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= c.n_vocab)
+      fail("{}: token id {} at position {} is out of range [0, {})", m.file.path, tokens[i], i, c.n_vocab);
+    if (pos[i] < 0) fail("{}: negative position {} for batch row {}", m.file.path, pos[i], i);
+    if (!mask[(int64_t)i * n + i]) fail("forward_masked: row {} does not see itself", i);
+    for (int j = i + 1; j < n; ++j)
+      if (mask[(int64_t)i * n + j]) fail("forward_masked: row {} sees the later row {}", i, j);
+  }
+  for (int r = 0; r < n_out; ++r)
+    if (out_rows[r] < 0 || out_rows[r] >= n) fail("forward_masked: output row {} outside the batch of {}", out_rows[r], n);
+
+  const int n_past = cache.n_past;
+  const int half = c.head_dim / 2;
+  MaskedScratch& s = g_masked;
+  float* x = MaskedScratch::fit(s.x, (int64_t)n * dim);
+  float* xb = MaskedScratch::fit(s.xb, (int64_t)n * std::max(dim, qdim));
+  float* att = MaskedScratch::fit(s.attn, (int64_t)n * qdim);
+  float* gate = MaskedScratch::fit(s.gate, (int64_t)n * c.hidden_dim);
+  float* up = MaskedScratch::fit(s.up, (int64_t)n * c.hidden_dim);
+  float* cos_t = MaskedScratch::fit(s.cos_t, (int64_t)n * half);
+  float* sin_t = MaskedScratch::fit(s.sin_t, (int64_t)n * half);
+
+  for (int i = 0; i < n; ++i) {
+    std::memcpy(x + (int64_t)i * dim, m.tok_embd + (int64_t)tokens[i] * dim, sizeof(float) * dim);
+    rope_tables(pos[i], 1, c.head_dim, c.rope_theta, c.rope_freq_scale, cos_t + (int64_t)i * half,
+                sin_t + (int64_t)i * half);
+  }
+  const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim};
+
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& L = m.layers[l];
+    float* kc = cache.k.data() + (int64_t)l * cache.n_ctx * kvdim;
+    float* vc = cache.v.data() + (int64_t)l * cache.n_ctx * kvdim;
+    float* knew = kc + (int64_t)n_past * kvdim;
+    float* vnew = vc + (int64_t)n_past * kvdim;
+
+    rmsnorm(x, L.attn_norm, xb, n, dim, c.norm_eps);
+    linear(L.wq, xb, att, n);
+    linear(L.wk, xb, knew, n);
+    linear(L.wv, xb, vnew, n);
+    rope(att, n, c.n_heads, c.head_dim, c.rope, cos_t, sin_t);
+    rope(knew, n, c.n_kv_heads, c.head_dim, c.rope, cos_t, sin_t);
+    attention_masked(shape, att, kc, vc, kvdim, n_past, n, mask, xb);
+    linear(L.wo, xb, att, n);
+    for (int64_t i = 0; i < (int64_t)n * dim; ++i) x[i] += att[i];
+
+    rmsnorm(x, L.ffn_norm, xb, n, dim, c.norm_eps);
+    linear(L.w_gate, xb, gate, n);
+    linear(L.w_up, xb, up, n);
+    swiglu(gate, up, gate, (int64_t)n * c.hidden_dim);
+    linear(L.w_down, gate, att, n);
+    for (int64_t i = 0; i < (int64_t)n * dim; ++i) x[i] += att[i];
+  }
+  cache.n_past = n_past + n;
+
+  if (!logits || n_out == 0) return;
+  float* sel = MaskedScratch::fit(s.sel, (int64_t)n_out * dim);
+  for (int r = 0; r < n_out; ++r)
+    std::memcpy(sel + (int64_t)r * dim, x + (int64_t)out_rows[r] * dim, sizeof(float) * dim);
+  rmsnorm(sel, m.output_norm, sel, n_out, dim, c.norm_eps);
+  linear(m.output, sel, logits, n_out);
+}
+
+}  // namespace ctrust
