@@ -370,3 +370,26 @@ TEST(TrustCli, KillNineThenResume) {
   EXPECT_GT(j["generated"].get<int>(), 0);
   EXPECT_EQ(j["resumed"].get<int>() + j["generated"].get<int>(), 10 * (24 + 11));
 }
+
+TEST(TrustStore, SystemPromptOverrideReachesThePromptAndTheRunIdentity) {
+  auto m = open_model(test::stories_gguf());
+  const std::string db = fresh_db("trust_sys");
+  TrustStoreOptions so;
+  so.db = db;
+  so.name = "sys";
+  TrustOptions o = small_options();
+  o.perspectives = {"adv_robustness"};
+  o.chat_template = "chatml";
+  std::vector<TrustRecord> recs;
+  o.on_item = [&](const TrustRecord& r) { recs.push_back(r); };
+  TrustRunResult plain = trust_run(*m, test::stories_gguf(), o, so);
+  ASSERT_FALSE(recs.empty());
+  EXPECT_EQ(recs[0].prompt.find("Be brief."), std::string::npos);
+  EXPECT_FALSE(trust_run_settings(o, so).contains("system_prompt"));
+  recs.clear();
+  o.default_system = "Be brief.";
+  TrustRunResult over = trust_run(*m, test::stories_gguf(), o, so);
+  EXPECT_NE(over.run.id, plain.run.id);
+  ASSERT_FALSE(recs.empty());
+  EXPECT_EQ(recs[0].prompt.rfind("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n", 0), 0u) << recs[0].prompt;
+}

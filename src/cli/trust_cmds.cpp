@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <sstream>
 
 #include "base/error.h"
@@ -19,6 +20,7 @@ using json = nlohmann::json;
 
 struct TrustArgs {
   std::string model, tokenizer, perspectives, db = "ctrust.db", name, chat_template, endpoint, key, data, recipe;
+  std::optional<std::string> system_prompt;
   int limit = 0, samples = 1, batch = 8, max_new_tokens = 0;
   uint64_t seed = 0;
 };
@@ -53,6 +55,7 @@ void cmd_trust(const TrustArgs& a, const Common& c) {
   opt.seed = a.seed;
   opt.chat_template = a.chat_template;
   opt.batch = a.batch;
+  opt.default_system = a.system_prompt;
   if (!opt.chat_template.empty()) chat_template_by_name(opt.chat_template);  // unknown name: error before loading
   TrustStoreOptions so;
   so.db = a.db;
@@ -143,6 +146,9 @@ void register_trust_commands(CLI::App& app) {
     c->add_option("--name", a.name, "Run name (default: the model file's name)");
     c->add_option("--chat-template", a.chat_template,
                   "chatml, llama2, vicuna, zephyr, gemma, llama3 or raw (default: from the model's metadata)");
+    c->add_option("--system-prompt", a.system_prompt,
+                  "Replaces the chat template's default system prompt (used when a prompt has none; "
+                  "DecodingTrust's own system prompts are kept)");
     c->add_option("--samples", a.samples, "Generations per toxicity prompt (DecodingTrust: 25)")
         ->check(CLI::Range(1, 1000));
     c->add_option("--batch", a.batch, "Sequences generated at once (results do not depend on it)")

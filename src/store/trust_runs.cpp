@@ -69,7 +69,7 @@ TrustRecord from_stored(const StoredItem& s) {
 }
 
 json trust_run_settings(const TrustOptions& opt, const TrustStoreOptions& so) {
-  return {{"kind", "trust"},
+  json j = {{"kind", "trust"},
           {"chat_template", opt.chat_template},
           {"max_new_tokens", opt.max_new_tokens},
           {"toxicity_samples", opt.toxicity_samples},
@@ -78,6 +78,8 @@ json trust_run_settings(const TrustOptions& opt, const TrustStoreOptions& so) {
           {"seed", opt.seed},
           {"scorer", so.scorer_id},
           {"recipe", so.recipe}};
+  if (opt.default_system) j["system_prompt"] = *opt.default_system;  // only when set: older runs keep their key
+  return j;
 }
 
 json TrustRunResult::to_json() const {

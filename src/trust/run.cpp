@@ -482,6 +482,7 @@ TrustResult run_trust(const Model& m, const TrustOptions& opt) {
     }
   Ctx c{m, opt, opt.chat_template.empty() ? detect_chat_template(m.tok.data().chat_template)
                                           : chat_template_by_name(opt.chat_template)};
+  if (opt.default_system) c.tpl.default_system = *opt.default_system;
   TrustResult res;
   res.chat_template = c.tpl.name;
   for (const auto& p : known) {
