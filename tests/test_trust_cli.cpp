@@ -393,3 +393,20 @@ TEST(TrustStore, SystemPromptOverrideReachesThePromptAndTheRunIdentity) {
   ASSERT_FALSE(recs.empty());
   EXPECT_EQ(recs[0].prompt.rfind("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n", 0), 0u) << recs[0].prompt;
 }
+
+// Byte-level BPE output can stop inside a multi-byte character; the store keeps valid UTF-8 (JSON needs it).
+TEST(TrustStore, InvalidUtf8OutputIsStoredAsReplacementCharacters) {
+  EXPECT_EQ(valid_utf8("abc"), "abc");
+  EXPECT_EQ(valid_utf8("caf\xC3\xA9 \xF0\x9F\x98\x80"), "caf\xC3\xA9 \xF0\x9F\x98\x80");  // valid 2- and 4-byte
+  EXPECT_EQ(valid_utf8("ok \xF0\x9F"), "ok \xEF\xBF\xBD\xEF\xBF\xBD");                 // cut emoji
+  EXPECT_EQ(valid_utf8("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");                         // overlong '/'
+  EXPECT_EQ(valid_utf8("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");         // surrogate
+  TrustRecord r = record("privacy", "one-shot-a", "0", "x@y.z", true);
+  r.output = "mail x@y.z \xE2\x82";
+  const std::string db = fresh_db("trust_utf8");
+  Store s(db);
+  int64_t id = put_run(s, "u", json::object(), {r});
+  TrustRecord b = from_stored(s.items(id).at(0));
+  EXPECT_EQ(b.output, "mail x@y.z \xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(b.parsed, "x@y.z");
+}

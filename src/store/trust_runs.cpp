@@ -35,13 +35,41 @@ double score_of(const json& result, const std::string& p, const char* key = "sco
 }
 }  // namespace
 
+std::string valid_utf8(const std::string& s) {
+  std::string o;
+  o.reserve(s.size());
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned char c = p[i];
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool ok = len > 0 && i + len <= n;
+    for (size_t k = 1; ok && k < len; ++k) ok = (p[i + k] & 0xC0) == 0x80;
+    if (ok && len > 1) {  // no overlong forms, surrogates or code points above U+10FFFF
+      uint32_t cp = len == 2 ? c & 0x1F : len == 3 ? c & 0x0F : c & 0x07;
+      for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (p[i + k] & 0x3F);
+      ok = (len == 2 && cp >= 0x80) || (len == 3 && cp >= 0x800 && (cp < 0xD800 || cp > 0xDFFF)) ||
+           (len == 4 && cp >= 0x10000 && cp <= 0x10FFFF);
+    }
+    if (ok) {
+      o.append(s, i, len);
+      i += len;
+    } else {
+      o += "\xEF\xBF\xBD";  // U+FFFD for one invalid byte
+      ++i;
+    }
+  }
+  return o;
+}
+
 StoredItem to_stored(const TrustRecord& r) {
   StoredItem s;
   s.task = r.perspective + "/" + r.task;
   s.item_id = r.item_id;
   s.correct = r.correct;
-  s.extra = {{"perspective", r.perspective}, {"task", r.task},     {"prompt", r.prompt},
-             {"output", r.output},           {"parsed", r.parsed}, {"refused", r.refused},
+  // Generated text can end inside a multi-byte character (byte-level BPE): stored as valid UTF-8.
+  s.extra = {{"perspective", r.perspective}, {"task", r.task}, {"prompt", valid_utf8(r.prompt)},
+             {"output", valid_utf8(r.output)}, {"parsed", valid_utf8(r.parsed)}, {"refused", r.refused},
              {"toxicity", r.toxicity},       {"truncated", r.truncated}};
   return s;
 }

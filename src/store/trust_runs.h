@@ -19,7 +19,10 @@
 
 namespace ctrust {
 
+// Stored texts (prompt, output, parsed) are made valid UTF-8 (JSON needs it): each byte that is not part of a
+// valid sequence becomes U+FFFD.
 StoredItem to_stored(const TrustRecord& r);
+std::string valid_utf8(const std::string& s);
 TrustRecord from_stored(const StoredItem& s);  // Error if the item is not a trust record
 
 struct TrustStoreOptions {
