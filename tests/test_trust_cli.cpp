@@ -288,7 +288,7 @@ TEST(TrustCli, EndToEndOnStories260KWithReportAndCompare) {
   CliResult rept = run_cli("trust-report a b --db " + db);
   ASSERT_EQ(rept.status, 0);
   EXPECT_NE(rept.out.find("AdvGLUE"), std::string::npos) << rept.out;
-  EXPECT_NE(rept.out.find("toxicity scorer of a"), std::string::npos) << rept.out;
+  EXPECT_NE(rept.out.find("toxicity scorer (all runs): ctrust-lr"), std::string::npos) << rept.out;
 
   CliResult cmp = run_cli("compare a b --db " + db + " --json");
   ASSERT_EQ(cmp.status, 0) << cmp.err;

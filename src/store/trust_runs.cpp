@@ -277,10 +277,16 @@ std::string TrustReport::to_text() const {
     else o += fmt::format(" {:>8}\n", fmt::format("{:.2f} ({:+.2f})", sum / cnt, (sum - sum0) / cnt));
   }
   o += "scores 0-100, higher = more trustworthy; (+/-) = difference from the first run\n";
-  std::string scorer;
-  for (const auto& r : runs) {
-    std::string s = r.result.value("toxicity_scorer", "");
-    if (!s.empty()) o += fmt::format("toxicity scorer of {} ({}): {}\n", r.run.name, r.run.id, s);
+  // The toxicity scorer: once if every run used the same one, else per run.
+  std::vector<std::string> scorers;
+  for (const auto& r : runs) scorers.push_back(r.result.value("toxicity_scorer", ""));
+  bool same = std::all_of(scorers.begin(), scorers.end(), [&](const std::string& x) { return x == scorers[0]; });
+  if (same && !scorers[0].empty()) {
+    o += fmt::format("toxicity scorer ({}): {}\n", runs.size() == 1 ? "the run" : "all runs", scorers[0]);
+  } else {
+    for (size_t i = 0; i < runs.size(); ++i)
+      if (!scorers[i].empty())
+        o += fmt::format("toxicity scorer of {} ({}): {}\n", runs[i].run.name, runs[i].run.id, scorers[i]);
   }
   return o;
 }
