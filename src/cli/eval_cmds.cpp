@@ -75,6 +75,7 @@ void cmd_runs(const std::string& db, const Common& c) {
 }
 
 void cmd_compare(const std::string& db, const std::string& a, const std::string& b, const Common& c, bool csv) {
+  if (try_trust_compare(db, a, b, c.json, csv)) return;  // trust runs: trust_cmds.cpp
   Comparison cmp = compare_runs(db, a, b);
   if (c.json) {
     print_json(cmp.to_json());

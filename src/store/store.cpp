@@ -39,6 +39,9 @@ CREATE TABLE IF NOT EXISTS items(
   correct INTEGER NOT NULL,
   extra TEXT NOT NULL,
   UNIQUE(run_id, task, item_id));
+CREATE TABLE IF NOT EXISTS run_results(
+  run_id INTEGER PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+  result TEXT NOT NULL);
 )sql";
 
 // A prepared statement, finalized on scope exit.
@@ -271,6 +274,20 @@ void Store::delete_run(int64_t id) {
   Stmt d(db_, "DELETE FROM runs WHERE id=?", path_);
   d.integer(1, id);
   d.step();
+}
+
+void Store::set_run_result(int64_t run_id, const nlohmann::json& result) {
+  Stmt ins(db_, "INSERT OR REPLACE INTO run_results(run_id, result) VALUES(?, ?)", path_);
+  ins.integer(1, run_id);
+  ins.text(2, result.dump());
+  ins.step();
+}
+
+std::optional<nlohmann::json> Store::run_result(int64_t run_id) {
+  Stmt q(db_, "SELECT result FROM run_results WHERE run_id=?", path_);
+  q.integer(1, run_id);
+  if (!q.step()) return std::nullopt;
+  return parse_json(q.col_text(0), path_, "run result");
 }
 
 }  // namespace ctrust

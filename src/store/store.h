@@ -58,6 +58,9 @@ class Store {
   std::optional<RunInfo> get_run(int64_t id);
   std::vector<StoredItem> items(int64_t run_id);  // ordered by task, then numeric item id
   void delete_run(int64_t id);
+  // A JSON document attached to a run (a trust run's scores), replaced on each call (one transaction).
+  void set_run_result(int64_t run_id, const nlohmann::json& result);
+  std::optional<nlohmann::json> run_result(int64_t run_id);
   const std::string& path() const { return path_; }
 
  private:

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "base/error.h"
+#include "model/batch.h"
 #include "trust/metrics.h"
 #include "trust/parse.h"
 
@@ -14,34 +15,57 @@ std::vector<std::string> trust_perspectives() {
   return {"toxicity", "stereotype", "adv_robustness", "ood", "adv_demonstration", "privacy", "ethics", "fairness"};
 }
 
-std::string chat_generate(const Model& m, const ChatTemplate& t, const std::vector<ChatMessage>& messages,
-                          const GenerateOptions& g, bool* truncated, std::string* rendered) {
-  std::string text = render_chat(t, messages, true);
-  if (rendered) *rendered = text;
+namespace {
+// The prompt of a chat: rendered text, token ids (BOS unless the template writes it, special tokens parsed),
+// left-truncated to leave room for max_tokens; the stop strings of the template added to the options.
+struct ChatPrompt {
+  std::string text;
+  std::vector<int32_t> ids;
+  bool truncated = false;
+};
+ChatPrompt chat_prompt(const Model& m, const ChatTemplate& t, const std::vector<ChatMessage>& messages,
+                       int max_tokens) {
+  ChatPrompt p;
+  p.text = render_chat(t, messages, true);
   bool add_bos = m.tok.adds_bos() && t.bos_text.empty();
-  std::vector<int32_t> ids = m.tok.encode(text, add_bos, true);
+  std::vector<int32_t> ids = m.tok.encode(p.text, add_bos, true);
   if (ids.empty()) ids.push_back(m.tok.bos());
-  int room = m.cfg.n_ctx - g.max_tokens;
+  int room = m.cfg.n_ctx - max_tokens;
   if (room < 8) room = std::max(1, m.cfg.n_ctx / 2);
-  bool cut = false;
   if (static_cast<int>(ids.size()) > room) {
     // Keep the end (the question and the assistant header); keep BOS first if there was one.
     std::vector<int32_t> kept;
     if (add_bos) kept.push_back(ids[0]);
     kept.insert(kept.end(), ids.end() - (room - static_cast<int>(kept.size())), ids.end());
     ids.swap(kept);
-    cut = true;
+    p.truncated = true;
   }
-  if (truncated) *truncated = cut;
+  p.ids = std::move(ids);
+  return p;
+}
+GenerateOptions with_template_stops(const ChatTemplate& t, const GenerateOptions& g) {
   GenerateOptions go = g;
   for (const auto& s : t.stop_strings) go.stop_strings.push_back(s);
-  std::vector<int32_t> out = generate(m, ids, go);
+  return go;
+}
+// Decoded output, cut at the first stop string.
+std::string chat_output(const Model& m, const GenerateOptions& go, const std::vector<int32_t>& out) {
   std::string s = m.tok.decode(out);
   for (const auto& stop : go.stop_strings) {
     size_t p = s.find(stop);
     if (!stop.empty() && p != std::string::npos) s.erase(p);
   }
   return s;
+}
+}  // namespace
+
+std::string chat_generate(const Model& m, const ChatTemplate& t, const std::vector<ChatMessage>& messages,
+                          const GenerateOptions& g, bool* truncated, std::string* rendered) {
+  ChatPrompt p = chat_prompt(m, t, messages, g.max_tokens);
+  if (rendered) *rendered = p.text;
+  if (truncated) *truncated = p.truncated;
+  GenerateOptions go = with_template_stops(t, g);
+  return chat_output(m, go, generate(m, p.ids, go));
 }
 
 namespace {
@@ -53,39 +77,92 @@ struct Ctx {
   int generated = 0;
 };
 
-// Generates (or takes from the cache) the answers of one task and reports each record.
-// parse(item, output, record) fills parsed / correct / refused.
+// Generates (or takes from the cache) the answers of one task and reports each record, in item order.
+// parse(item, record) fills parsed / correct / refused. The uncached prompts are generated in batches of
+// TrustOptions::batch sequences (model/batch.h); the k samples of a prompt share its prefill. Records are
+// parsed and handed to on_item in item order as soon as they and all records before them are done, so a
+// stored prefix survives an interruption and parse-order state (fairness coin) does not depend on batching.
 template <typename Parse>
 std::vector<TrustRecord> run_task(Ctx& c, const std::vector<TrustItem>& items, int samples, float temperature,
                                   Parse parse) {
-  std::vector<TrustRecord> recs;
   size_t n = items.size();
   if (c.opt.limit > 0) n = std::min(n, static_cast<size_t>(c.opt.limit));
+  const size_t total = n * static_cast<size_t>(samples);
+  std::vector<TrustRecord> recs(total);
+  std::vector<char> ready(total, 0), fresh(total, 0);
+  std::vector<GenRequest> reqs;
+  std::vector<size_t> req_first;  // record index of each request's sample 0
+  auto id_of = [](size_t i, int k) { return k == 0 ? std::to_string(i) : std::to_string(i) + "#s" + std::to_string(k); };
   for (size_t i = 0; i < n; ++i) {
     const TrustItem& it = items[i];
+    std::vector<int> missing;
     for (int k = 0; k < samples; ++k) {
-      std::string id = k == 0 ? std::to_string(i) : std::to_string(i) + "#s" + std::to_string(k);
+      const size_t ri = i * samples + k;
       std::optional<TrustRecord> prev;
-      if (c.opt.cached) prev = c.opt.cached(it.perspective, it.task, id);
-      TrustRecord r;
+      if (c.opt.cached) prev = c.opt.cached(it.perspective, it.task, id_of(i, k));
       if (prev) {
-        r = *prev;
+        recs[ri] = *prev;
+        ready[ri] = 1;
       } else {
+        missing.push_back(k);
+      }
+    }
+    if (missing.empty()) continue;
+    GenerateOptions g;
+    g.max_tokens = c.opt.max_new_tokens > 0 ? std::min(it.max_tokens, c.opt.max_new_tokens) : it.max_tokens;
+    g.temperature = temperature;
+    ChatPrompt p = chat_prompt(c.m, c.tpl, it.messages, g.max_tokens);
+    g = with_template_stops(c.tpl, g);
+    const uint64_t base = c.opt.seed + 1000003ull * i;
+    // All samples missing: one request with k samples (shared prefill); else one request per missing sample.
+    std::vector<std::pair<int, int>> groups;  // (first sample, count)
+    if (static_cast<int>(missing.size()) == samples) groups.push_back({0, samples});
+    else for (int k : missing) groups.push_back({k, 1});
+    for (auto [k0, cnt] : groups) {
+      GenRequest rq;
+      rq.prompt = p.ids;
+      rq.opt = g;
+      rq.opt.seed = base + static_cast<uint64_t>(k0);
+      rq.samples = cnt;
+      reqs.push_back(std::move(rq));
+      req_first.push_back(i * samples + k0);
+      for (int k = k0; k < k0 + cnt; ++k) {
+        TrustRecord& r = recs[i * samples + k];
         r.perspective = it.perspective;
         r.task = it.task;
-        r.item_id = id;
-        GenerateOptions g;
-        g.max_tokens = c.opt.max_new_tokens > 0 ? std::min(it.max_tokens, c.opt.max_new_tokens) : it.max_tokens;
-        g.temperature = temperature;
-        g.seed = c.opt.seed + 1000003ull * i + static_cast<uint64_t>(k);
-        r.output = chat_generate(c.m, c.tpl, it.messages, g, &r.truncated, &r.prompt);
-        ++c.generated;
+        r.item_id = id_of(i, k);
+        r.prompt = p.text;
+        r.truncated = p.truncated;
       }
-      parse(it, r);
-      if (!prev && c.opt.on_item) c.opt.on_item(r);
-      recs.push_back(std::move(r));
     }
   }
+  size_t emitted = 0;
+  auto flush = [&]() {
+    while (emitted < total && ready[emitted]) {
+      TrustRecord& r = recs[emitted];
+      parse(items[emitted / samples], r);
+      if (fresh[emitted] && c.opt.on_item) c.opt.on_item(r);
+      ++emitted;
+    }
+    if (c.opt.on_progress && !items.empty())
+      c.opt.on_progress(items.front().perspective, items.front().task, static_cast<int>(emitted),
+                        static_cast<int>(total));
+  };
+  flush();
+  if (!reqs.empty()) {
+    BatchOptions bo;
+    bo.max_batch = std::max(1, c.opt.batch);
+    bo.on_done = [&](size_t q, int j, const std::vector<int32_t>& toks) {
+      const size_t ri = req_first[q] + static_cast<size_t>(j);
+      recs[ri].output = chat_output(c.m, reqs[q].opt, toks);
+      ready[ri] = 1;
+      fresh[ri] = 1;
+      ++c.generated;
+      flush();
+    };
+    generate_batch(c.m, reqs, bo);
+  }
+  flush();
   return recs;
 }
 
@@ -405,6 +482,7 @@ TrustResult run_trust(const Model& m, const TrustOptions& opt) {
     }
   Ctx c{m, opt, opt.chat_template.empty() ? detect_chat_template(m.tok.data().chat_template)
                                           : chat_template_by_name(opt.chat_template)};
+  if (opt.default_system) c.tpl.default_system = *opt.default_system;
   TrustResult res;
   res.chat_template = c.tpl.name;
   for (const auto& p : known) {

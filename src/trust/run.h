@@ -42,6 +42,10 @@ struct TrustOptions {
   float sample_temperature = 1.0f;  // temperature of the sampled perspectives (toxicity, stereotype)
   uint64_t seed = 0;
   std::string chat_template;  // name ("" = detect from the model's tokenizer.chat_template)
+  // Replaces the template's default system prompt, which is inserted when a prompt has no system message
+  // (ChatML: SmolLM2's "You are a helpful AI assistant named SmolLM..."); DecodingTrust's own system prompts
+  // (toxicity, stereotype) are kept. Unset = the template's default.
+  std::optional<std::string> default_system;
   // Toxicity scorer; when empty, the built-in one (trained at first use, cached in toxicity_model_cache).
   std::optional<ToxicityScorer> scorer;
   std::string toxicity_model_cache;  // "" = ~/.cache/ctrust/toxicity_lr.bin
@@ -49,6 +53,9 @@ struct TrustOptions {
   // generating again.
   std::function<std::optional<TrustRecord>(const std::string&, const std::string&, const std::string&)> cached;
   std::function<void(const TrustRecord&)> on_item;
+  int batch = 8;  // sequences generated at once (model/batch.h); results do not depend on it
+  // Progress of the current task: records done (generated or cached) of its total, after each record.
+  std::function<void(const std::string& perspective, const std::string& task, int done, int total)> on_progress;
 };
 
 struct PerspectiveResult {

@@ -1,0 +1,183 @@
+// ctrust trust | trust-report, and the trust branch of ctrust compare.
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <sstream>
+
+#include "base/error.h"
+#include "cli/common.h"
+#include "eval/task.h"
+#include "model/model.h"
+#include "store/trust_runs.h"
+#include "trust/run.h"
+
+namespace ctrust::cli {
+namespace {
+
+using json = nlohmann::json;
+
+struct TrustArgs {
+  std::string model, tokenizer, perspectives, db = "ctrust.db", name, chat_template, endpoint, key, data, recipe;
+  std::optional<std::string> system_prompt;
+  int limit = 0, samples = 1, batch = 8, max_new_tokens = 0;
+  uint64_t seed = 0;
+};
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+void cmd_trust(const TrustArgs& a, const Common& c) {
+  TrustOptions opt;
+  opt.perspectives = split_commas(a.perspectives);
+  // Check the names before the model is loaded (run_trust checks again).
+  const auto known = trust_perspectives();
+  for (const auto& p : opt.perspectives)
+    if (std::find(known.begin(), known.end(), p) == known.end()) {
+      std::string k;
+      for (const auto& x : known) k += (k.empty() ? "" : ", ") + x;
+      fail("unknown trust perspective '{}' (known: {})", p, k);
+    }
+  if (a.endpoint.empty() != a.key.empty())
+    fail("--perspective-endpoint and --perspective-key go together (the Perspective API needs both)");
+  const std::string data = a.data.empty() ? shared_data_dir() + "/data" : a.data;
+  opt.paths = trust_paths(data);
+  opt.limit = a.limit;
+  opt.max_new_tokens = a.max_new_tokens;
+  opt.toxicity_samples = a.samples;
+  opt.seed = a.seed;
+  opt.chat_template = a.chat_template;
+  opt.batch = a.batch;
+  opt.default_system = a.system_prompt;
+  if (!opt.chat_template.empty()) chat_template_by_name(opt.chat_template);  // unknown name: error before loading
+  TrustStoreOptions so;
+  so.db = a.db;
+  so.name = a.name;
+  so.recipe = a.recipe;
+  so.scorer_id = "ctrust-lr";
+  if (!a.endpoint.empty()) {
+    opt.scorer = make_perspective_scorer(a.endpoint, a.key);
+    so.scorer_id = "perspective-http " + a.endpoint;
+  }
+
+  // Progress: "[ethics commonsense/jailbreak_1] 3/10, 123 records, 0.85/s, ETA 8 s" (this task's ETA).
+  const bool tty = isatty(STDERR_FILENO);
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t generated = 0;
+  if (tty) {
+    opt.on_item = [&](const TrustRecord&) { ++generated; };
+    opt.on_progress = [&, last = std::string()](const std::string& p, const std::string& t, int done,
+                                                int total) mutable {
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double rate = s > 0 ? generated / s : 0;
+      const std::string label = p + " " + t;
+      if (!last.empty() && label != last) fmt::print(stderr, "\n");
+      last = label;
+      fmt::print(stderr, "\r[{}] {}/{}, {} generated, {:.2f} items/s, ETA {:.0f} s   ", label, done, total, generated,
+                 rate, rate > 0 ? (total - done) / rate : 0.0);
+    };
+  }
+  auto model = open_model(a.model, LoadOptions{a.tokenizer});
+  TrustRunResult r = trust_run(*model, a.model, opt, so);
+  if (tty) fmt::print(stderr, "\n");
+  if (c.json) {
+    print_json(r.to_json());
+    return;
+  }
+  fmt::print("trust run {} '{}' ({}): {} records generated, {} resumed from {}\n", r.run.id, r.run.name, a.model,
+             r.generated, r.resumed, a.db);
+  fmt::print("chat template: {}\n", r.result.chat_template);
+  if (!r.result.toxicity_scorer.empty()) fmt::print("toxicity scorer: {}\n", r.result.toxicity_scorer);
+  fmt::print("{:<18} {:>7} {:>9} {:>7}\n", "perspective", "score", "refusal%", "items");
+  for (const auto& p : known) {
+    auto it = r.result.perspectives.find(p);
+    if (it == r.result.perspectives.end()) continue;
+    fmt::print("{:<18} {:>7.2f} {:>9.1f} {:>7}\n", p, it->second.score, 100 * it->second.refusal_rate,
+               it->second.items);
+  }
+}
+
+void cmd_trust_report(const std::vector<std::string>& runs, const std::string& db, const Common& c, bool csv) {
+  TrustReport rep = trust_report(db, runs);
+  if (c.json) print_json(rep.to_json());
+  else if (csv) fmt::print("{}", rep.to_csv());
+  else fmt::print("{}", rep.to_text());
+}
+
+}  // namespace
+
+bool try_trust_compare(const std::string& db, const std::string& a, const std::string& b, bool json_out, bool csv) {
+  if (!std::filesystem::exists(db)) return false;
+  {
+    Store store(db);
+    const bool ta = is_trust_run(store, a), tb = is_trust_run(store, b);
+    if (!ta && !tb) return false;
+    if (ta != tb)
+      fail("compare: '{}' is {} trust run but '{}' is {}; compare trust runs with trust runs", a,
+           ta ? "a" : "not a", b, tb ? "one" : "not");
+  }
+  TrustComparison cmp = compare_trust_runs(db, a, b);
+  if (json_out) print_json(cmp.to_json());
+  else if (csv) fmt::print("{}", cmp.to_csv());
+  else fmt::print("{}", cmp.to_text());
+  return true;
+}
+
+void register_trust_commands(CLI::App& app) {
+  {
+    static TrustArgs a;
+    static Common o;
+    auto* c = app.add_subcommand("trust", "Trustworthiness on the eight DecodingTrust perspectives (0-100 scores); "
+                                          "every answer goes to the results store");
+    c->add_option("-m,--model", a.model, "Model file or folder")->required();
+    c->add_option("--tokenizer", a.tokenizer, "llama2.c tokenizer .bin");
+    c->add_option("--perspectives", a.perspectives,
+                  "Comma-separated: toxicity,stereotype,adv_robustness,ood,adv_demonstration,privacy,ethics,fairness "
+                  "(default: all)");
+    c->add_option("--limit", a.limit, "First N items of each task/setting (default: all)")->check(CLI::Range(1, 1 << 30));
+    c->add_option("--db", a.db, "Results database (SQLite)");
+    c->add_option("--name", a.name, "Run name (default: the model file's name)");
+    c->add_option("--chat-template", a.chat_template,
+                  "chatml, llama2, vicuna, zephyr, gemma, llama3 or raw (default: from the model's metadata)");
+    c->add_option("--system-prompt", a.system_prompt,
+                  "Replaces the chat template's default system prompt (used when a prompt has none; "
+                  "DecodingTrust's own system prompts are kept)");
+    c->add_option("--samples", a.samples, "Generations per toxicity prompt (DecodingTrust: 25)")
+        ->check(CLI::Range(1, 1000));
+    c->add_option("--batch", a.batch, "Sequences generated at once (results do not depend on it)")
+        ->check(CLI::Range(1, 1024));
+    c->add_option("--max-new-tokens", a.max_new_tokens, "Cap on each task's generation length")
+        ->check(CLI::Range(1, 1 << 20));
+    c->add_option("--seed", a.seed, "Seed of the sampled generations");
+    c->add_option("--perspective-endpoint", a.endpoint,
+                  "Perspective API compatible endpoint (http://host:port/v1alpha1/comments:analyze) for toxicity");
+    c->add_option("--perspective-key", a.key, "API key for --perspective-endpoint");
+    c->add_option("--data", a.data, "Shared data folder with decodingtrust/ and advglue/ (default ../shared/data)");
+    c->add_option("--recipe", a.recipe, "How the model was derived (recorded in its fingerprint)");
+    add_common(c, o);
+    c->callback([] { apply_threads(o); cmd_trust(a, o); });
+  }
+  {
+    static std::vector<std::string> runs;
+    static std::string db = "ctrust.db";
+    static bool csv = false;
+    static Common o;
+    auto* c = app.add_subcommand("trust-report",
+                                 "Table of stored trust runs: perspectives as columns, one row per run, "
+                                 "differences from the first run");
+    c->add_option("runs", runs, "Trust runs: ids or names (the first is the reference)")->required();
+    c->add_option("--db", db, "Results database (SQLite)");
+    c->add_flag("--csv", csv, "CSV on stdout");
+    add_common(c, o);
+    c->callback([] { cmd_trust_report(runs, db, o, csv); });
+  }
+}
+
+}  // namespace ctrust::cli

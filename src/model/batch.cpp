@@ -1,0 +1,312 @@
+#include "model/batch.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <random>
+#include <string>
+
+#include "base/error.h"
+#include "ops/attention.h"
+#include "ops/ops.h"
+
+namespace ctrust {
+
+namespace {
+
+struct BatchScratch {
+  std::vector<float> x, xb, q, k, v, att, gate, up, cos_t, sin_t;
+  static float* fit(std::vector<float>& b, int64_t n) {
+    if ((int64_t)b.size() < n) b.resize(n);
+    return b.data();
+  }
+};
+thread_local BatchScratch g_bs;
+
+// y = x W^T over the rows of all sequences: one call (one GEMM), except for the LLM.int8() outlier mode whose
+// outlier columns depend on the rows of the call -- there each sequence's rows are multiplied on their own so
+// that the result does not depend on which sequences share the batch.
+void batch_linear(const Linear& L, const float* x, float* y, std::span<const BatchSeq> seqs, int64_t rows) {
+  if (L.mode != LinearMode::Int8Outlier || seqs.size() == 1) {
+    linear(L, x, y, (int)rows);
+    return;
+  }
+  int64_t r0 = 0;
+  for (const BatchSeq& s : seqs) {
+    linear(L, x + r0 * L.in, y + r0 * L.out, s.n);
+    r0 += s.n;
+  }
+}
+
+}  // namespace
+
+int64_t batch_logit_rows(std::span<const BatchSeq> seqs) {
+  int64_t n = 0;
+  for (const BatchSeq& s : seqs) n += s.all_logits ? s.n : 1;
+  return n;
+}
+
+void copy_cache(const KVCache& src, KVCache& dst) {
+  if (src.kv_dim != dst.kv_dim || src.n_ctx <= 0 || dst.n_ctx <= 0 ||
+      src.k.size() / src.n_ctx != dst.k.size() / dst.n_ctx)
+    fail("copy_cache: the caches belong to different models");
+  if (src.n_past > dst.n_ctx) fail("copy_cache: {} positions do not fit a cache of {}", src.n_past, dst.n_ctx);
+  const int64_t layers = src.kv_dim ? (int64_t)src.k.size() / ((int64_t)src.n_ctx * src.kv_dim) : 0;
+  const size_t row = (size_t)src.n_past * src.kv_dim;
+  for (int64_t l = 0; l < layers; ++l) {
+    std::memcpy(dst.k.data() + l * dst.n_ctx * dst.kv_dim, src.k.data() + l * src.n_ctx * src.kv_dim,
+                sizeof(float) * row);
+    std::memcpy(dst.v.data() + l * dst.n_ctx * dst.kv_dim, src.v.data() + l * src.n_ctx * src.kv_dim,
+                sizeof(float) * row);
+  }
+  dst.n_past = src.n_past;
+}
+
+void forward_batch(const Model& m, std::span<const BatchSeq> seqs, float* logits) {
+  const ModelConfig& c = m.cfg;
+  const int kvdim = c.n_kv_heads * c.head_dim, qdim = c.n_heads * c.head_dim, dim = c.dim;
+  const int half = c.head_dim / 2;
+  if (seqs.empty()) return;
+  // Validate everything before any cache is touched.
+  int64_t R = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const BatchSeq& s = seqs[i];
+    if (!s.cache) fail("{}: batch sequence {} has no KV cache", m.file.path, i);
+    const KVCache& kc = *s.cache;
+    if (kc.kv_dim != kvdim || kc.k.size() != (size_t)c.n_layers * kc.n_ctx * kvdim || kc.v.size() != kc.k.size())
+      fail("{}: KV cache of batch sequence {} does not fit this model (make it with make_cache)", m.file.path, i);
+    if (s.n <= 0 || !s.tokens) fail("{}: batch sequence {} has no tokens", m.file.path, i);
+    if (kc.n_past < 0 || kc.n_past + s.n > kc.n_ctx)
+      fail("{}: KV cache overflow in batch sequence {}: {} cached + {} new positions exceed its {} slots",
+           m.file.path, i, kc.n_past, s.n, kc.n_ctx);
+    for (size_t j = 0; j < i; ++j)
+      if (seqs[j].cache == s.cache) fail("{}: batch sequences {} and {} share one KV cache", m.file.path, j, i);
+    for (int t = 0; t < s.n; ++t)
+      if (s.tokens[t] < 0 || s.tokens[t] >= c.n_vocab)
+        fail("{}: token id {} at position {} of batch sequence {} is out of range [0, {})", m.file.path,
+             s.tokens[t], t, i, c.n_vocab);
+    R += s.n;
+  }
+
+  BatchScratch& b = g_bs;
+  float* x = BatchScratch::fit(b.x, R * dim);
+  float* xb = BatchScratch::fit(b.xb, R * std::max(dim, qdim));
+  float* q = BatchScratch::fit(b.q, R * qdim);
+  float* kb = BatchScratch::fit(b.k, R * kvdim);
+  float* vb = BatchScratch::fit(b.v, R * kvdim);
+  float* att = BatchScratch::fit(b.att, R * std::max(dim, qdim));
+  float* gate = BatchScratch::fit(b.gate, R * c.hidden_dim);
+  float* up = BatchScratch::fit(b.up, R * c.hidden_dim);
+  float* cos_t = BatchScratch::fit(b.cos_t, R * half);
+  float* sin_t = BatchScratch::fit(b.sin_t, R * half);
+
+  // Embeddings, and RoPE tables: row r of the batch gets the angles of its own position in its own sequence.
+  {
+    int64_t r0 = 0;
+    for (const BatchSeq& s : seqs) {
+      for (int t = 0; t < s.n; ++t)
+        std::memcpy(x + (r0 + t) * dim, m.tok_embd + (int64_t)s.tokens[t] * dim, sizeof(float) * dim);
+      rope_tables(s.cache->n_past, s.n, c.head_dim, c.rope_theta, c.rope_freq_scale, cos_t + r0 * half,
+                  sin_t + r0 * half);
+      r0 += s.n;
+    }
+  }
+  const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim};
+
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& L = m.layers[l];
+    rmsnorm(x, L.attn_norm, xb, (int)R, dim, c.norm_eps);
+    batch_linear(L.wq, xb, q, seqs, R);
+    batch_linear(L.wk, xb, kb, seqs, R);
+    batch_linear(L.wv, xb, vb, seqs, R);
+    rope(q, (int)R, c.n_heads, c.head_dim, c.rope, cos_t, sin_t);
+    rope(kb, (int)R, c.n_kv_heads, c.head_dim, c.rope, cos_t, sin_t);
+    int64_t r0 = 0;
+    for (const BatchSeq& s : seqs) {
+      KVCache& cache = *s.cache;
+      const int pos0 = cache.n_past;
+      float* kc = cache.k.data() + (int64_t)l * cache.n_ctx * kvdim;
+      float* vc = cache.v.data() + (int64_t)l * cache.n_ctx * kvdim;
+      std::memcpy(kc + (int64_t)pos0 * kvdim, kb + r0 * kvdim, sizeof(float) * s.n * kvdim);
+      std::memcpy(vc + (int64_t)pos0 * kvdim, vb + r0 * kvdim, sizeof(float) * s.n * kvdim);
+      attention(shape, q + r0 * qdim, kc, vc, kvdim, pos0, s.n, att + r0 * qdim);
+      r0 += s.n;
+    }
+    batch_linear(L.wo, att, xb, seqs, R);
+    for (int64_t i = 0; i < R * dim; ++i) x[i] += xb[i];
+
+    rmsnorm(x, L.ffn_norm, xb, (int)R, dim, c.norm_eps);
+    batch_linear(L.w_gate, xb, gate, seqs, R);
+    batch_linear(L.w_up, xb, up, seqs, R);
+    swiglu(gate, up, gate, R * c.hidden_dim);
+    batch_linear(L.w_down, gate, xb, seqs, R);
+    for (int64_t i = 0; i < R * dim; ++i) x[i] += xb[i];
+  }
+  for (const BatchSeq& s : seqs) s.cache->n_past += s.n;
+
+  if (!logits) return;
+  // Gather the rows whose logits were asked for, then one output projection.
+  int64_t out_rows = 0, r0 = 0;
+  for (const BatchSeq& s : seqs) {
+    if (s.all_logits) {
+      std::memcpy(att + out_rows * dim, x + r0 * dim, sizeof(float) * s.n * dim);
+      out_rows += s.n;
+    } else {
+      std::memcpy(att + out_rows * dim, x + (r0 + s.n - 1) * dim, sizeof(float) * dim);
+      out_rows += 1;
+    }
+    r0 += s.n;
+  }
+  rmsnorm(att, m.output_norm, xb, (int)out_rows, dim, c.norm_eps);
+  if (m.output.mode == LinearMode::Int8Outlier) {
+    for (int64_t r = 0; r < out_rows; ++r)
+      linear(m.output, xb + r * dim, logits + r * c.n_vocab, 1);
+  } else {
+    linear(m.output, xb, logits, (int)out_rows);
+  }
+}
+
+namespace {
+
+struct Seq {
+  size_t r = 0;
+  int j = 0;
+  KVCache cache;
+  std::mt19937_64 rng;
+  std::vector<int32_t> out;
+  std::string text;
+  std::vector<int32_t> feed;    // tokens to run next
+  std::vector<float> logits;    // logits of the last position (ready when feed is empty)
+  bool prefix_source = false;   // its prompt logits/cache are kept for the request's other samples
+};
+
+struct Prefix {
+  KVCache cache;
+  std::vector<float> logits;
+  int remaining = 0;  // samples still to start from it
+};
+
+}  // namespace
+
+std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, const std::vector<GenRequest>& reqs,
+                                                              const BatchOptions& bopt) {
+  if (bopt.max_batch < 1) fail("generate_batch: batch size {} must be at least 1", bopt.max_batch);
+  const int V = m.cfg.n_vocab;
+  std::vector<std::vector<std::vector<int32_t>>> result(reqs.size());
+  std::vector<std::pair<size_t, int>> queue;
+  std::vector<size_t> longest_stop(reqs.size(), 0);
+  std::vector<int> n_ctx(reqs.size(), 0);
+  for (size_t r = 0; r < reqs.size(); ++r) {
+    const GenRequest& q = reqs[r];
+    if (q.prompt.empty()) fail("{}: generate needs a non-empty prompt (at least BOS)", m.file.path);
+    if ((int)q.prompt.size() >= m.cfg.n_ctx)
+      fail("{}: prompt of {} tokens leaves no room in the {}-token context", m.file.path, q.prompt.size(),
+           m.cfg.n_ctx);
+    for (int32_t t : q.prompt)
+      if (t < 0 || t >= V) fail("{}: prompt token id {} is out of range [0, {})", m.file.path, t, V);
+    if (q.samples < 1) fail("generate_batch: request {} asks for {} samples", r, q.samples);
+    result[r].assign(q.samples, {});
+    for (const auto& s : q.opt.stop_strings) longest_stop[r] = std::max(longest_stop[r], s.size());
+    n_ctx[r] = (int)std::min<int64_t>(m.cfg.n_ctx, (int64_t)q.prompt.size() + std::max(0, q.opt.max_tokens));
+    for (int j = 0; j < q.samples; ++j) {
+      if (q.opt.max_tokens <= 0) {
+        if (bopt.on_done) bopt.on_done(r, j, result[r][j]);
+        continue;
+      }
+      queue.push_back({r, j});
+    }
+  }
+
+  std::map<size_t, Prefix> prefixes;
+  std::vector<std::unique_ptr<Seq>> active;
+  std::vector<BatchSeq> bs;
+  std::vector<float> logits;
+  size_t next = 0;
+  while (next < queue.size() || !active.empty()) {
+    // Admit new sequences into free slots.
+    std::vector<size_t> prefilling;
+    while ((int)active.size() < bopt.max_batch && next < queue.size()) {
+      const auto [r, j] = queue[next];
+      const GenRequest& q = reqs[r];
+      auto it = prefixes.find(r);
+      if (it == prefixes.end() && std::find(prefilling.begin(), prefilling.end(), r) != prefilling.end())
+        break;  // its prompt is being run in this step: start from the copy next step
+      auto s = std::make_unique<Seq>();
+      s->r = r;
+      s->j = j;
+      s->rng.seed(q.opt.seed + (uint64_t)j);
+      s->cache = make_cache(m, n_ctx[r]);
+      if (it != prefixes.end()) {
+        copy_cache(it->second.cache, s->cache);
+        s->logits = it->second.logits;
+        if (--it->second.remaining <= 0) prefixes.erase(it);
+      } else {
+        s->feed = q.prompt;
+        s->prefix_source = j + 1 < q.samples;
+        prefilling.push_back(r);
+      }
+      active.push_back(std::move(s));
+      ++next;
+    }
+
+    // One forward pass over every sequence that has tokens to run.
+    bs.clear();
+    for (auto& s : active)
+      if (!s->feed.empty()) bs.push_back({&s->cache, s->feed.data(), (int)s->feed.size(), false});
+    if (!bs.empty()) {
+      logits.resize((size_t)bs.size() * V);
+      forward_batch(m, bs, logits.data());
+      size_t row = 0;
+      for (auto& s : active) {
+        if (s->feed.empty()) continue;
+        s->logits.assign(logits.begin() + (int64_t)row * V, logits.begin() + (int64_t)(row + 1) * V);
+        ++row;
+        s->feed.clear();
+        if (s->prefix_source) {
+          const GenRequest& q = reqs[s->r];
+          Prefix p;
+          p.cache = make_cache(m, s->cache.n_past);
+          copy_cache(s->cache, p.cache);
+          p.logits = s->logits;
+          p.remaining = q.samples - s->j - 1;
+          prefixes[s->r] = std::move(p);
+          s->prefix_source = false;
+        }
+      }
+    }
+
+    // Pick the next token of every sequence; finished ones leave the batch.
+    for (auto& sp : active) {
+      Seq& s = *sp;
+      const GenerateOptions& o = reqs[s.r].opt;
+      const int32_t t = sample_token(s.logits.data(), V, o.temperature, o.top_p, s.rng);
+      bool done = false;
+      if (o.stop_at_eos && t == m.tok.eos()) {
+        done = true;
+      } else {
+        s.out.push_back(t);
+        const size_t ls = longest_stop[s.r];
+        if (ls > 0) {
+          const std::string p = m.tok.piece(t);
+          s.text += p;
+          // only a match that ends inside the new piece is new (as in generate())
+          const size_t from = s.text.size() > p.size() + ls ? s.text.size() - p.size() - ls : 0;
+          for (const auto& stop : o.stop_strings)
+            if (!stop.empty() && s.text.find(stop, from) != std::string::npos) done = true;
+        }
+        if ((int)s.out.size() >= o.max_tokens || s.cache.n_past >= s.cache.n_ctx) done = true;
+      }
+      if (done) {
+        result[s.r][s.j] = std::move(s.out);
+        if (bopt.on_done) bopt.on_done(s.r, s.j, result[s.r][s.j]);
+        sp.reset();
+      } else {
+        s.feed.assign(1, t);
+      }
+    }
+    active.erase(std::remove(active.begin(), active.end(), nullptr), active.end());
+  }
+  return result;
+}
+
+}  // namespace ctrust

@@ -1,0 +1,180 @@
+// Batched decoding (model/batch.h) against the one-sequence path: forward_batch rows equal forward() rows,
+// batched greedy output equals generate() token for token, seeded sampling is reproducible and does not
+// depend on the batch size, k samples per prompt equal k separate generate() calls.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "model/batch.h"
+#include "model/model.h"
+#include "test_paths.h"
+
+using namespace ctrust;
+
+namespace {
+
+std::vector<std::vector<int32_t>> prompts_of(const Model& m, const std::vector<std::string>& texts) {
+  std::vector<std::vector<int32_t>> out;
+  for (const auto& t : texts) out.push_back(m.tok.encode(t, true, false));
+  return out;
+}
+
+const std::vector<std::string> kStoryPrompts = {
+    "", "Once upon a time", "Lily went to the park with her mom. She saw a big dog and",
+    "Tom", "The sun was hot. Ben wanted ice cream, so he asked his dad", "One day, a little bird",
+    "Sue had a red ball. She", "The cat sat on the mat and looked at the", "Max and Mia"};
+
+// generate() per request vs generate_batch with several batch sizes.
+void expect_batch_equals_generate(const Model& m, const std::vector<std::vector<int32_t>>& prompts,
+                                  const GenerateOptions& g, const std::vector<int>& batch_sizes) {
+  std::vector<std::vector<int32_t>> want;
+  std::vector<GenRequest> reqs;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    GenerateOptions o = g;
+    o.seed = g.seed + 17 * i;
+    o.max_tokens = g.max_tokens - (int)(i % 3) * 3;  // different lengths and limits per sequence
+    want.push_back(generate(m, prompts[i], o));
+    reqs.push_back({prompts[i], o, 1});
+  }
+  for (int b : batch_sizes) {
+    BatchOptions bo;
+    bo.max_batch = b;
+    int done = 0;
+    bo.on_done = [&](size_t, int, const std::vector<int32_t>&) { ++done; };
+    auto got = generate_batch(m, reqs, bo);
+    ASSERT_EQ(got.size(), prompts.size());
+    EXPECT_EQ(done, (int)prompts.size());
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      ASSERT_EQ(got[i].size(), 1u);
+      EXPECT_EQ(got[i][0], want[i]) << "batch " << b << " prompt " << i;
+    }
+  }
+}
+
+std::unique_ptr<Model> stories() { return open_model(test::stories_gguf()); }
+
+}  // namespace
+
+TEST(Batch, ForwardBatchRowsEqualForward) {
+  auto m = stories();
+  const int V = m->cfg.n_vocab;
+  // Three sequences with different cached prefixes and different numbers of new tokens.
+  std::vector<std::vector<int32_t>> pre = {{1, 40, 41}, {1}, {1, 300, 301, 302, 303, 9}};
+  std::vector<std::vector<int32_t>> add = {{5}, {7, 8, 9, 10}, {100, 200}};
+  std::vector<KVCache> a, b;
+  std::vector<std::vector<float>> want;
+  for (size_t i = 0; i < pre.size(); ++i) {
+    a.push_back(make_cache(*m, 32));
+    b.push_back(make_cache(*m, 32));
+    forward(*m, a[i], pre[i].data(), (int)pre[i].size(), nullptr);
+    forward(*m, b[i], pre[i].data(), (int)pre[i].size(), nullptr);
+    std::vector<float> l(add[i].size() * V);
+    forward(*m, a[i], add[i].data(), (int)add[i].size(), l.data());
+    want.push_back(l);
+  }
+  std::vector<BatchSeq> bs;
+  for (size_t i = 0; i < pre.size(); ++i) bs.push_back({&b[i], add[i].data(), (int)add[i].size(), i != 1});
+  ASSERT_EQ(batch_logit_rows(bs), 4);  // 1 (all of 1) + 1 (last of 4) + 2 (all of 2)
+  std::vector<float> got(batch_logit_rows(bs) * V);
+  forward_batch(*m, bs, got.data());
+  // rows: seq 0 all (1), seq 1 last only (1), seq 2 all (2)
+  const std::vector<std::pair<int, int>> rows = {{0, 0}, {1, 3}, {2, 0}, {2, 1}};
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const auto [s, pos] = rows[r];
+    float maxdiff = 0;
+    for (int v = 0; v < V; ++v)
+      maxdiff = std::max(maxdiff, std::fabs(got[r * V + v] - want[s][(size_t)pos * V + v]));
+    EXPECT_LT(maxdiff, 1e-4f) << "row " << r;
+  }
+  for (size_t i = 0; i < pre.size(); ++i) {
+    EXPECT_EQ(b[i].n_past, a[i].n_past);
+    float maxdiff = 0;
+    for (size_t j = 0; j < a[i].k.size(); ++j) maxdiff = std::max(maxdiff, std::fabs(a[i].k[j] - b[i].k[j]));
+    EXPECT_LT(maxdiff, 1e-5f);
+  }
+}
+
+TEST(Batch, ForwardBatchRejectsBadInputWithoutTouchingCaches) {
+  auto m = stories();
+  KVCache c1 = make_cache(*m, 4), c2 = make_cache(*m, 4);
+  std::vector<int32_t> ok = {1, 2}, bad = {1, 9999}, tooLong = {1, 2, 3, 4, 5};
+  std::vector<BatchSeq> bs = {{&c1, ok.data(), 2, false}, {&c2, bad.data(), 2, false}};
+  EXPECT_THROW(forward_batch(*m, bs, nullptr), Error);
+  EXPECT_EQ(c1.n_past, 0);
+  bs[1] = {&c2, tooLong.data(), 5, false};
+  EXPECT_THROW(forward_batch(*m, bs, nullptr), Error);
+  bs[1] = {&c1, ok.data(), 2, false};  // same cache twice
+  EXPECT_THROW(forward_batch(*m, bs, nullptr), Error);
+  EXPECT_EQ(c1.n_past, 0);
+  EXPECT_EQ(c2.n_past, 0);
+  GenRequest empty;
+  EXPECT_THROW(generate_batch(*m, {empty}), Error);
+  BatchOptions zero;
+  zero.max_batch = 0;
+  EXPECT_THROW(generate_batch(*m, {GenRequest{{1}, {}, 1}}, zero), Error);
+}
+
+TEST(Batch, GreedyEqualsGenerateOnStories260K) {
+  auto m = stories();
+  GenerateOptions g;
+  g.max_tokens = 40;
+  g.stop_strings = {"dog."};  // some stories stop on it, others on max tokens or EOS
+  expect_batch_equals_generate(*m, prompts_of(*m, kStoryPrompts), g, {1, 3, 8});
+}
+
+TEST(Batch, SeededSamplingIsReproducibleAndBatchIndependent) {
+  auto m = stories();
+  GenerateOptions g;
+  g.max_tokens = 30;
+  g.temperature = 1.0f;
+  g.top_p = 0.9f;
+  g.seed = 1234;
+  auto prompts = prompts_of(*m, kStoryPrompts);
+  expect_batch_equals_generate(*m, prompts, g, {1, 3, 8});
+  // k samples per prompt share the prefill; sample j equals generate() with seed + j, in any batch size.
+  std::vector<GenRequest> reqs;
+  for (size_t i = 0; i < 3; ++i) reqs.push_back({prompts[i + 1], g, 5});
+  reqs[1].opt.seed = 99;
+  std::vector<std::vector<std::vector<int32_t>>> first;
+  for (int b : {1, 3, 8}) {
+    BatchOptions bo;
+    bo.max_batch = b;
+    auto got = generate_batch(*m, reqs, bo);
+    for (size_t r = 0; r < reqs.size(); ++r)
+      for (int j = 0; j < 5; ++j) {
+        GenerateOptions o = reqs[r].opt;
+        o.seed += j;
+        EXPECT_EQ(got[r][j], generate(*m, reqs[r].prompt, o)) << "batch " << b << " request " << r << " sample " << j;
+      }
+    if (first.empty()) first = got;
+    EXPECT_EQ(got, first);
+  }
+  // Different seeds do give different samples (the sampler is not accidentally greedy).
+  auto got = generate_batch(*m, reqs);
+  int distinct = 0;
+  for (int j = 1; j < 5; ++j) distinct += got[0][j] != got[0][0];
+  EXPECT_GT(distinct, 0);
+}
+
+TEST(Batch, GreedyEqualsGenerateOnSmolLM2) {
+  if (!std::filesystem::exists(test::smollm_q4_1())) GTEST_SKIP() << "SmolLM2 not fetched (scripts/setup.sh)";
+  auto m = open_model(test::smollm_q4_1());
+  std::vector<std::string> texts = {
+      "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
+      "<|im_start|>user\nWrite one sentence about the sea.<|im_end|>\n<|im_start|>assistant\n",
+      "The quick brown fox",
+      "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nIs the following sentence "
+      "positive or negative? 'I loved this movie, the actors were wonderful.'<|im_end|>\n<|im_start|>assistant\n",
+      "1, 2, 3,"};
+  std::vector<std::vector<int32_t>> prompts;
+  for (const auto& t : texts) prompts.push_back(m->tok.encode(t, m->tok.adds_bos(), true));
+  GenerateOptions g;
+  g.max_tokens = 20;
+  g.stop_strings = {"<|im_end|>"};
+  expect_batch_equals_generate(*m, prompts, g, {1, 3, 8});
+}
