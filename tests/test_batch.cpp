@@ -174,7 +174,7 @@ TEST(Batch, GreedyEqualsGenerateOnSmolLM2) {
   std::vector<std::vector<int32_t>> prompts;
   for (const auto& t : texts) prompts.push_back(m->tok.encode(t, m->tok.adds_bos(), true));
   GenerateOptions g;
-  g.max_tokens = 20;
+  g.max_tokens = 12;  // enough to diverge if batching were wrong; keeps the test short on 2 cores
   g.stop_strings = {"<|im_end|>"};
-  expect_batch_equals_generate(*m, prompts, g, {1, 3, 8});
+  expect_batch_equals_generate(*m, prompts, g, {1, 5});
 }
