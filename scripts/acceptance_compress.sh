@@ -5,7 +5,7 @@
 #
 #   BASE    model to compress and compare against (default: the Q4_1 GGUF in the cache; ctrust dequantizes it
 #           to f32 at load, so it is the same model as the F32 copy)
-#   CHUNKS  perplexity chunks of 512 tokens (default 20; the second half of each chunk is scored)
+#   CHUNKS  perplexity chunks of 512 tokens (default 8; the second half of each chunk is scored)
 #   OUT     folder for the variants, logs and results.tsv (default ~/.cache/ctrust/acceptance)
 #   ONLY    optional regex: run only the variants whose name matches
 # Calibration: the project defaults, 32 sequences x 256 tokens of wikitext-2 valid, seed 0 (1 and 2 for the
@@ -16,7 +16,7 @@ BIN=${CTRUST_BIN:-$ROOT/build/ctrust}
 CACHE=${CTRUST_CACHE:-$HOME/.cache/ctrust}
 SHARED=${CTRUST_SHARED:-$ROOT/../shared}
 BASE=${BASE:-$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf}
-CHUNKS=${CHUNKS:-20}
+CHUNKS=${CHUNKS:-8}
 OUT=${OUT:-$CACHE/acceptance}
 ONLY=${ONLY:-.}
 TEXT=$SHARED/data/wikitext-2-raw/wiki.test.raw
@@ -63,24 +63,18 @@ EOF
   [ "$name" = baseline ] || [ -n "${KEEP:-}" ] || rm -f "$f"
 }
 
+# In order of importance (the run can be cut short; finished variants are skipped when it is run again).
 run baseline
-for b in 4 3; do
-  for g in 64 0; do
-    gl=$([ $g = 0 ] && echo pc || echo g$g)
-    run rtn-w${b}-$gl --method rtn --bits $b --group-size $g
-    run gptq-w${b}-$gl --method gptq --bits $b --group-size $g
-    run awq-w${b}-$gl --method awq --bits $b --group-size $g
-  done
-done
-run rtn-w4-g32 --method rtn --bits 4 --group-size 32
+for m in rtn gptq awq; do run $m-w3-g64 --method $m --bits 3 --group-size 64; done
+for m in magnitude wanda sparsegpt; do run $m-50 --method $m --sparsity 0.5; done
+for m in magnitude wanda sparsegpt; do run $m-2of4 --method $m --nm 2:4; done
 run smoothquant-w8a8 --method smoothquant
 run llm-int8 --method int8
-for m in magnitude wanda sparsegpt; do
-  run $m-50 --method $m --sparsity 0.5
-  run $m-2of4 --method $m --nm 2:4
-done
+for m in rtn gptq awq; do run $m-w4-g64 --method $m --bits 4 --group-size 64; done
 for s in 1 2; do
   run gptq-w3-g64-seed$s --method gptq --bits 3 --group-size 64 --seed $s
   run sparsegpt-2of4-seed$s --method sparsegpt --nm 2:4 --seed $s
 done
+for b in 3 4; do for m in rtn gptq awq; do run $m-w$b-pc --method $m --bits $b --group-size 0; done; done
+run rtn-w4-g32 --method rtn --bits 4 --group-size 32
 column -t -s $'\t' "$RES"

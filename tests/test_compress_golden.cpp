@@ -4,7 +4,7 @@
 // products round activations to 8 bits) and on an F32 copy of the same weights. These tests recompress with the
 // same recipe and seed, check that the weights are bit-identical to the golden file (FNV-1a 64 of the tensor
 // data section), that the tensors are packed, and that ctrust's perplexity of the reloaded file agrees with
-// llama.cpp's: to 1e-4 relative with the F32 copy (same arithmetic), and to the stated tolerance with the
+// llama.cpp's: to 1e-5 relative with the F32 copy (same arithmetic), and to the stated tolerance with the
 // packed file (the difference is llama.cpp's activation rounding, docs/compression.md).
 #include <gtest/gtest.h>
 
@@ -30,8 +30,8 @@ namespace fs = std::filesystem;
 namespace {
 
 // Relative tolerances (see docs/compression.md, "llama.cpp interoperability").
-constexpr double kTolF32 = 1e-4;     // ctrust vs llama.cpp on the F32 copy
-constexpr double kTolNative = 0.02;  // ctrust vs llama.cpp on the packed file (8-bit activation rounding)
+constexpr double kTolF32 = 1e-5;     // ctrust vs llama.cpp on the F32 copy (measured <= 4e-7)
+constexpr double kTolNative = 3e-3;  // ctrust vs llama.cpp on the packed file (measured <= 9e-4)
 
 nlohmann::json golden() {
   std::ifstream in(test::golden_dir() + "/compress_llamacpp.json");

@@ -41,7 +41,7 @@ SETS = {
     # SmolLM2 from the Q4_1 file the setup script fetches (ctrust dequantizes it to f32 at load); the tensors
     # GPTQ leaves alone (token_embd, norms) keep their Q4_1 / F32 bytes.
     "smollm2": dict(model=os.path.join(CACHE, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-                    extra=[], nsamples=8, seqlen=256, seed=7, n_ctx=256, chunks=4),
+                    extra=[], nsamples=8, seqlen=256, seed=7, n_ctx=256, chunks=4, variants=["q4_1"]),
 }
 
 
@@ -148,6 +148,8 @@ def main():
         entry = {"model": os.path.basename(s["model"]), "nsamples": s["nsamples"], "seqlen": s["seqlen"],
                  "seed": s["seed"], "extra": s["extra"], "n_ctx": n_ctx, "n_chunks": n_chunks, "variants": {}}
         for v, opts in VARIANTS.items():
+            if v not in s.get("variants", VARIANTS):
+                continue
             packed = os.path.join(OUT, f"{name}.gptq.{v}.gguf")
             f32 = os.path.join(OUT, f"{name}.gptq.{v}.f32.gguf")
             run([BIN, "compress", "-m", s["model"], "--method", "gptq", "--group-size", "32", *opts, *s["extra"],
