@@ -167,7 +167,7 @@ def main():
             ours = json.loads(run([BIN, "perplexity", "-m", packed, "-f", tpath, "--ctx", str(n_ctx), "--chunks",
                                    str(n_chunks), "--json", "-t", "2"]))
             info = json.loads(run([BIN, "info", packed, "--json"]))
-            types = sorted({t["type"] for t in info.get("tensors", []) if "type" in t})
+            types = info.get("tensor_types", {})  # {"f32": count, "q4_0": count, ...}
             entry["variants"][v] = {"options": opts, "data_fnv1a64": data_hash(packed), "n_tokens": len(tokens),
                                     "n_scored": n, "llamacpp_native": native, "llamacpp_f32": plain,
                                     "ctrust": ours.get("ppl"), "tensor_types": types,
