@@ -69,7 +69,7 @@ for m in rtn gptq awq; do run $m-w3-g64 --method $m --bits 3 --group-size 64; do
 for m in magnitude wanda sparsegpt; do run $m-50 --method $m --sparsity 0.5; done
 for m in magnitude wanda sparsegpt; do run $m-2of4 --method $m --nm 2:4; done
 run smoothquant-w8a8 --method smoothquant
-run llm-int8 --method int8
+run llm-int8 --method llm_int8
 for m in rtn gptq awq; do run $m-w4-g64 --method $m --bits 4 --group-size 64; done
 for s in 1 2; do
   run gptq-w3-g64-seed$s --method gptq --bits 3 --group-size 64 --seed $s

@@ -58,6 +58,7 @@ const char* method_name(Method m) {
 }
 
 Method method_from_name(std::string_view name) {
+  if (name == "int8") return Method::LLMInt8;  // the spelling of --method
   std::string all;
   for (const auto& e : kMethods) {
     if (name == e.name) return e.m;
