@@ -3,7 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
+#include <functional>
+
+#include <omp.h>
 
 #include "base/error.h"
 #include "compress/driver.h"
@@ -223,4 +227,67 @@ TEST(CompressModel, ValidationBeforeWork) {
   CompressReport rep = compress_model(*m, e, nullptr);
   ASSERT_EQ(rep.tensors.size(), 1u);
   EXPECT_EQ(rep.tensors[0].name, "token_embd.weight");
+}
+
+// The calibration forward runs the sequences in parallel; their X^T X and statistics are added in sequence
+// order, so the compressed weights do not depend on the number of threads.
+TEST(CompressModel, ResultIndependentOfThreadCount) {
+  const int saved = omp_get_max_threads();
+  for (Method method : {Method::GPTQ, Method::AWQ, Method::Wanda}) {
+    Recipe r;
+    r.method = method;
+    r.group = 0;
+    r.bits = 3;
+    auto a = stories();
+    auto b = stories();
+    omp_set_num_threads(1);
+    compress_model(*a, r, &calib());
+    omp_set_num_threads(3);
+    compress_model(*b, r, &calib());
+    omp_set_num_threads(saved);
+    for (const auto& [name, t] : a->file.tensors) {
+      const Tensor& u = b->file.tensors.at(name);
+      ASSERT_EQ(t.numel(), u.numel());
+      EXPECT_EQ(std::memcmp(t.data, u.data, sizeof(float) * t.numel()), 0) << method_name(method) << " " << name;
+    }
+  }
+}
+
+TEST(CompressModel, BadInputFailsBeforeWork) {
+  // A calibration text shorter than N x L tokens.
+  auto m = stories();
+  const std::string small = test::scratch_dir() + "/short_calib.txt";
+  { std::ofstream(small) << "Once upon a time there was a little girl.\n"; }
+  try {
+    load_calibration(m->tok, small, 4, 64, 0);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fewer than N x L"), std::string::npos) << e.what();
+  }
+  // An architecture the driver does not know: rejected before any tensor changes.
+  std::vector<float> q0(m->layers[0].wq.w, m->layers[0].wq.w + 64 * 64);
+  m->cfg.arch = "gpt2";
+  Recipe r;
+  r.method = Method::RTN;
+  r.group = 0;
+  try {
+    compress_model(*m, r, nullptr);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("architecture 'gpt2'"), std::string::npos) << e.what();
+  }
+  for (int i = 0; i < 64 * 64; ++i) ASSERT_EQ(m->layers[0].wq.w[i], q0[i]);
+  m->cfg.arch = "llama";
+  // Bits outside 2..8, sparsity outside [0, 1), N > M: the recipe check, again before any tensor changes.
+  for (auto edit : std::vector<std::function<void(Recipe&)>>{
+           [](Recipe& x) { x.bits = 1; }, [](Recipe& x) { x.bits = 9; },
+           [](Recipe& x) { x.method = Method::Magnitude; x.sparsity = 1.0; },
+           [](Recipe& x) { x.method = Method::Magnitude; x.prune_n = 4; x.prune_m = 2; }}) {
+    Recipe x;
+    x.method = Method::RTN;
+    x.group = 0;
+    edit(x);
+    EXPECT_THROW(compress_model(*m, x, nullptr), Error);
+    for (int i = 0; i < 64 * 64; ++i) ASSERT_EQ(m->layers[0].wq.w[i], q0[i]);
+  }
 }

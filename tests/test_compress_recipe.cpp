@@ -35,6 +35,7 @@ TEST(CompressRecipe, JsonRoundTrip) {
   EXPECT_THROW(recipe_from_string("not json"), Error);
   for (const char* m : {"rtn", "gptq", "awq", "smoothquant", "llm_int8", "magnitude", "wanda", "sparsegpt"})
     EXPECT_STREQ(method_name(method_from_name(m)), m);
+  EXPECT_EQ(method_from_name("int8"), Method::LLMInt8);  // the spelling
 }
 
 TEST(CompressRecipe, ValidationErrors) {

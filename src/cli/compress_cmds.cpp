@@ -98,7 +98,7 @@ void register_compress_commands(CLI::App& app) {
   c->add_option("-m,--model", a.model, "Model to compress")->required();
   c->add_option("--tokenizer", a.tokenizer, "llama2.c tokenizer .bin");
   c->add_option("-o,--output", a.out, "Output GGUF file")->required();
-  c->add_option("--method", a.method, "rtn|gptq|awq|smoothquant|int8|magnitude|sparsegpt|wanda")->required();
+  c->add_option("--method", a.method, "rtn|gptq|awq|smoothquant|llm_int8 (or int8)|magnitude|sparsegpt|wanda")->required();
   c->add_option("--bits", r.bits, "Bits per weight (2-8)");
   c->add_option("--group-size", r.group, "Input columns per scale (0 = one scale per output channel)");
   c->add_flag("--sym", a.sym, "Symmetric grid");

@@ -34,6 +34,16 @@ void act_stats_add(ActStats& s, const float* x, int rows) {
   s.tokens += rows;
 }
 
+void act_stats_merge(ActStats& s, const ActStats& part) {
+  if (part.n != s.n) fail("activation statistics: cannot merge width {} into width {}", part.n, s.n);
+  for (int j = 0; j < s.n; ++j) {
+    s.sum_abs[j] += part.sum_abs[j];
+    s.sum_sq[j] += part.sum_sq[j];
+    s.max_abs[j] = std::max(s.max_abs[j], part.max_abs[j]);
+  }
+  s.tokens += part.tokens;
+}
+
 std::vector<float> act_mean_abs(const ActStats& s) {
   if (s.tokens <= 0) fail("activation statistics: no calibration tokens were added");
   std::vector<float> m(s.n);
@@ -115,6 +125,24 @@ double awq_linears_loss(const std::vector<const float*>& Ws, const std::vector<i
   return err / count;
 }
 
+double awq_linears_loss_gram(const std::vector<const float*>& Ws, const std::vector<int>& outs, int in,
+                             const std::vector<float>& gram, int64_t n, const std::vector<float>& s,
+                             const QuantSpec& q) {
+  if (gram.size() != size_t(in) * in) fail("awq: Gram matrix has {} values, expected {}", gram.size(), size_t(in) * in);
+  double err = 0, count = 0;
+  for (size_t k = 0; k < Ws.size(); ++k) {
+    const int out = outs[k];
+    std::vector<float> D = awq_fake_quant(Ws[k], out, in, s, q), E(size_t(out) * in);
+    for (size_t i = 0; i < D.size(); ++i) D[i] = Ws[k][i] - D[i];
+    BlasSerial serial(double(out) * in * in < kBlasSmall);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, in, 1.0f, D.data(), in, gram.data(), in, 0.0f,
+                E.data(), in);
+    for (size_t i = 0; i < D.size(); ++i) err += double(D[i]) * E[i];
+    count += double(out) * double(n);
+  }
+  return err / count;
+}
+
 namespace {
 
 // y[n][out] = x[n][in] W^T
@@ -135,9 +163,19 @@ std::vector<float> mlp_forward(const float* gate, const float* up, const float* 
 
 }  // namespace
 
+std::vector<float> awq_mlp_forward(const float* gate, const float* up, const float* down, int dim, int hidden,
+                                   const float* X, int n) {
+  return mlp_forward(gate, up, down, dim, hidden, X, n);
+}
+
 double awq_mlp_loss(const float* gate, const float* up, const float* down, int dim, int hidden, const float* X, int n,
                     const std::vector<float>& s, const QuantSpec& q) {
-  std::vector<float> ref = mlp_forward(gate, up, down, dim, hidden, X, n);
+  return awq_mlp_loss_ref(gate, up, down, dim, hidden, X, n, mlp_forward(gate, up, down, dim, hidden, X, n), s, q);
+}
+
+double awq_mlp_loss_ref(const float* gate, const float* up, const float* down, int dim, int hidden, const float* X,
+                        int n, const std::vector<float>& ref, const std::vector<float>& s, const QuantSpec& q) {
+  if (ref.size() != size_t(n) * dim) fail("awq: reference MLP output has {} values, expected {}", ref.size(), size_t(n) * dim);
   std::vector<float> gq = awq_fake_quant(gate, hidden, dim, s, q), uq = awq_fake_quant(up, hidden, dim, s, q);
   std::vector<float> y = mlp_forward(gq.data(), uq.data(), down, dim, hidden, X, n);
   double e = 0;
@@ -155,32 +193,36 @@ std::vector<float> awq_clip(float* W, int out, int in, const float* X, int n, co
   const int nt = int(xs.size());
   const int n_shrink = int(o.max_shrink * o.clip_grid);
   const float maxq = float(quant_maxq(o.q.bits));
+  // The sampled inputs transposed, XT [in][nt], so that the output change of a group over all sampled tokens,
+  // sum_j (cur_j - w_j) XT[j][:], is a run of contiguous f32 axpys (vectorized).
+  std::vector<float> XT(size_t(in) * nt);
+  for (int t = 0; t < nt; ++t)
+    for (int j = 0; j < in; ++j) XT[size_t(j) * nt + t] = xs[t][j];
   std::vector<float> best_max(size_t(out) * ng);
 #pragma omp parallel for schedule(dynamic, 4) if (size_t(out) * in >= (1u << 14))
   for (int r = 0; r < out; ++r) {
-    std::vector<float> cur(G), org_out(nt);
+    std::vector<float> cur(G), delta(nt);
     for (int g = 0; g < ng; ++g) {
       float* w = W + size_t(r) * in + size_t(g) * G;
+      const float* xg = XT.data() + size_t(g) * G * nt;
       float org_max = 0.0f;
       for (int j = 0; j < G; ++j) org_max = std::max(org_max, std::fabs(w[j]));
-      for (int t = 0; t < nt; ++t) {
-        double a = 0;
-        for (int j = 0; j < G; ++j) a += double(xs[t][size_t(g) * G + j]) * w[j];
-        org_out[t] = float(a);
-      }
       double best_err = 1e9;  // llm-awq's initial min_errs
       float best = org_max;
       for (int i = 0; i < n_shrink; ++i) {
         const float mx = org_max * (1.0f - float(i) / float(o.clip_grid));
         for (int j = 0; j < G; ++j) cur[j] = std::clamp(w[j], -mx, mx);
         QuantGrid grid = fit_grid(cur.data(), G, o.q);
-        for (int j = 0; j < G; ++j) cur[j] = grid_value(grid, grid_q(grid, cur[j], maxq));
-        double err = 0;
-        for (int t = 0; t < nt; ++t) {
-          double a = 0;
-          for (int j = 0; j < G; ++j) a += double(xs[t][size_t(g) * G + j]) * cur[j];
-          err += (a - org_out[t]) * (a - org_out[t]);
+        std::fill(delta.begin(), delta.end(), 0.0f);
+        for (int j = 0; j < G; ++j) {
+          const float d = grid_value(grid, grid_q(grid, cur[j], maxq)) - w[j];
+          if (d == 0.0f) continue;
+          const float* x = xg + size_t(j) * nt;
+#pragma omp simd
+          for (int t = 0; t < nt; ++t) delta[t] += d * x[t];
         }
+        double err = 0;
+        for (int t = 0; t < nt; ++t) err += double(delta[t]) * delta[t];
         err /= std::max(1, nt);
         if (err < best_err) {
           best_err = err;

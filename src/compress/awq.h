@@ -20,6 +20,7 @@ struct ActStats {
 };
 ActStats make_act_stats(int n);
 void act_stats_add(ActStats& s, const float* x, int rows);
+void act_stats_merge(ActStats& s, const ActStats& part);  // s += part (same width)
 std::vector<float> act_mean_abs(const ActStats& s);
 std::vector<float> act_col_norm(const ActStats& s);
 
@@ -51,10 +52,21 @@ std::vector<float> awq_fake_quant(const float* W, int out, int in, const std::ve
 // the loss used for the q/k/v group and for down_proj (see docs/compression.md).
 double awq_linears_loss(const std::vector<const float*>& Ws, const std::vector<int>& outs, int in, const float* X,
                         int n, const std::vector<float>& s, const QuantSpec& q);
+// The same loss from the Gram matrix of the inputs instead of X: gram [in][in] = X^T X (full, symmetric) over
+// n tokens; ||D X^T||^2 = sum_r d_r^T (X^T X) d_r costs out x in^2 instead of out x in x n (the driver's
+// calibration has n = N x L >> in).
+double awq_linears_loss_gram(const std::vector<const float*>& Ws, const std::vector<int>& outs, int in,
+                             const std::vector<float>& gram, int64_t n, const std::vector<float>& s,
+                             const QuantSpec& q);
 // Mean squared output error of the SwiGLU MLP down(silu(gate x) * up x) when gate and up are replaced by
 // awq_fake_quant(., s) (down unchanged): the loss of the gate/up group (llm-awq inspects the whole MLP).
 double awq_mlp_loss(const float* gate, const float* up, const float* down, int dim, int hidden, const float* X, int n,
                     const std::vector<float>& s, const QuantSpec& q);
+// The same with the unquantized MLP output ref [n][dim] computed once (awq_mlp_forward) for all grid points.
+std::vector<float> awq_mlp_forward(const float* gate, const float* up, const float* down, int dim, int hidden,
+                                   const float* X, int n);
+double awq_mlp_loss_ref(const float* gate, const float* up, const float* down, int dim, int hidden, const float* X,
+                        int n, const std::vector<float>& ref, const std::vector<float>& s, const QuantSpec& q);
 
 // Clipping search (llm-awq auto_clip_layer) on the already scaled W, in place: per row and group, the max
 // |w| is shrunk by (1 - i / clip_grid) for i < max_shrink * clip_grid, W clamped to +-max, quantized, and

@@ -1,15 +1,18 @@
 // OpenBLAS starts its threads for every call; for the many small products of compression (tiny models,
 // tests) that costs far more than the product, especially on a busy machine. BlasSerial runs the BLAS calls
-// of its scope single-threaded when `small` is true (restoring the thread count afterwards).
+// of its scope single-threaded when `small` is true (restoring the thread count afterwards). Inside an OpenMP
+// parallel region it does nothing: OpenBLAS (OpenMP build) already runs single-threaded there, and changing
+// the global thread count from several threads at once would race.
 #pragma once
 #include <cblas.h>
+#include <omp.h>
 
 namespace ctrust {
 
 struct BlasSerial {
   int saved = 0;
   explicit BlasSerial(bool small) {
-    if (small) {
+    if (small && !omp_in_parallel()) {
       saved = openblas_get_num_threads();
       if (saved > 1) openblas_set_num_threads(1); else saved = 0;
     }

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include <cblas.h>
+#include <omp.h>
 
 #include "base/error.h"
 #include "compress/awq.h"
@@ -153,27 +154,32 @@ void set_tensor(Tensor& t, std::vector<float> v, const std::vector<uint8_t>* pac
 }
 
 // sum_rows d H d^T * tokens / 2 with d = W - eff(Q) (= ||W X^T - eff(Q) X^T||^2 since H = 2 X^T X / tokens),
-// where eff(Q)[r][j] = Q[r][j] * row_mul[r] / col_div[j] undoes the AWQ/SmoothQuant scaling.
-double layer_error(const std::vector<double>& H, int64_t tokens, const float* W, const float* Q, int out, int in,
+// where eff(Q)[r][j] = Q[r][j] * row_mul[r] / col_div[j] undoes the AWQ/SmoothQuant scaling. The difference d
+// is formed in double; the product d H runs in f32 (sgemm, ~4x faster than dgemm; the report needs ~6 digits)
+// and the row sums are accumulated in double. Hf is H as f32.
+double layer_error(const std::vector<float>& Hf, int64_t tokens, const float* W, const float* Q, int out, int in,
                    const std::vector<float>* col_div, const std::vector<float>* row_mul, double* ref_norm) {
   BlasSerial serial(double(out) * in * in < 8 * kBlasSmall);
-  std::vector<double> D(size_t(out) * in), E(size_t(out) * in);
+  std::vector<float> D(size_t(out) * in), E(size_t(out) * in);
+  auto quad = [&]() {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, in, 1.0f, D.data(), in, Hf.data(), in, 0.0f,
+                E.data(), in);
+    double s = 0;
+    for (size_t i = 0; i < D.size(); ++i) s += double(D[i]) * E[i];
+    return s * double(tokens) / 2.0;
+  };
+  if (ref_norm) {
+    std::copy(W, W + size_t(out) * in, D.begin());
+    *ref_norm = quad();
+  }
   for (int r = 0; r < out; ++r)
     for (int j = 0; j < in; ++j) {
       double q = Q[size_t(r) * in + j];
       if (row_mul) q *= (*row_mul)[r];
       if (col_div) q /= (*col_div)[j];
-      D[size_t(r) * in + j] = W[size_t(r) * in + j] - q;
+      D[size_t(r) * in + j] = float(double(W[size_t(r) * in + j]) - q);
     }
-  auto quad = [&](const std::vector<double>& A) {
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, in, 1.0, A.data(), in, H.data(), in, 0.0,
-                E.data(), in);
-    double s = 0;
-    for (size_t i = 0; i < A.size(); ++i) s += A[i] * E[i];
-    return s * double(tokens) / 2.0;
-  };
-  if (ref_norm) *ref_norm = quad(std::vector<double>(W, W + size_t(out) * in));
-  return quad(D);
+  return quad();
 }
 
 QuantSpec spec_of(const Recipe& r) { return QuantSpec{r.bits, r.sym, r.group, r.fp16_scales}; }
@@ -227,9 +233,13 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
   auto rows_of = [](const Item& it) { return int(it.t->rows()); };
   auto cols_of = [](const Item& it) { return int(it.t->cols()); };
   std::vector<std::vector<double>> H(NKinds);
+  std::vector<std::vector<float>> Hf(NKinds);
   if (have_calib)
     for (int k = 0; k < NKinds; ++k)
-      if (cap[k].h.tokens > 0) H[k] = hessian_matrix(cap[k].h);
+      if (cap[k].h.tokens > 0) {
+        H[k] = hessian_matrix(cap[k].h);
+        Hf[k].assign(H[k].begin(), H[k].end());
+      }
 
   // Working copies of tensors that absorb scales (norms and previous Linears), written back at the end.
   auto working = [&](const std::string& name) {
@@ -270,14 +280,28 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
       } else {
         const int n = int(c.x.size() / in);
         std::function<double(const std::vector<float>&)> loss;
+        std::vector<float> xs, ref, gram;  // MLP: token sample and its unquantized output; else X^T X
         if (g.kind == FfnIn && its.size() == 2) {
+          // The MLP loss needs the inputs themselves: every (n / awq_search_tokens)-th token, as the clipping
+          // search samples its tokens; the unquantized MLP output is computed once for all grid points.
           const Tensor& down = f.get(weight_name(l, "ffn_down"));
-          loss = [&, n](const std::vector<float>& sc) {
-            return awq_mlp_loss(find("ffn_gate")->t->data, find("ffn_up")->t->data, down.data, in,
-                                m.cfg.hidden_dim, c.x.data(), n, sc, qs);
+          const int step = r.awq_search_tokens > 0 ? std::max(1, n / r.awq_search_tokens) : 1;
+          for (int t = 0; t < n; t += step) xs.insert(xs.end(), &c.x[size_t(t) * in], &c.x[size_t(t) * in] + in);
+          const int ns = int(xs.size() / in);
+          const float *gw = find("ffn_gate")->t->data, *uw = find("ffn_up")->t->data, *dw = down.data;
+          ref = awq_mlp_forward(gw, uw, dw, in, m.cfg.hidden_dim, xs.data(), ns);
+          loss = [&, ns, gw, uw, dw](const std::vector<float>& sc) {
+            return awq_mlp_loss_ref(gw, uw, dw, in, m.cfg.hidden_dim, xs.data(), ns, ref, sc, qs);
           };
         } else {
-          loss = [&, n](const std::vector<float>& sc) { return awq_linears_loss(Ws, outs, in, c.x.data(), n, sc, qs); };
+          // ||D X^T||^2 from X^T X (exact on all tokens; out x in^2 instead of out x in x n per grid point).
+          gram.resize(size_t(in) * in);
+          for (int i = 0; i < in; ++i)
+            for (int j = i; j < in; ++j)
+              gram[size_t(i) * in + j] = gram[size_t(j) * in + i] = float(c.h.sum[size_t(i) * in + j]);
+          loss = [&, n](const std::vector<float>& sc) {
+            return awq_linears_loss_gram(Ws, outs, in, gram, n, sc, qs);
+          };
         }
         s = awq_search(act_mean_abs(c.st), r.awq_grid, loss).s;
       }
@@ -295,6 +319,13 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
       std::vector<float> pv = working(g.prev);
       if (g.prev_rows) {
         divide_rows(pv.data(), int(prev.rows()), int(prev.cols()), s);
+        // A bias of the previous Linear (Qwen2's attn_v) is part of its output rows: divided too.
+        const std::string bias = g.prev.substr(0, g.prev.size() - std::string("weight").size()) + "bias";
+        if (auto bt = f.tensors.find(bias); bt != f.tensors.end()) {
+          std::vector<float> bv = working(bias);
+          divide_vector(bv.data(), s);
+          set_tensor(bt->second, std::move(bv));
+        }
         const char* pl = g.kind == AttnOut ? "attn_v" : "ffn_up";
         if (Item* it = find(pl)) it->row_mul = s;  // errors compare against the unscaled original
       } else {
@@ -377,13 +408,13 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
     if (have_calib && !H[k].empty()) {
       // AWQ: ffn_up rows were divided by the down scales and its columns multiplied by the MLP scales.
       double ref = 0;
-      tr.error = layer_error(H[k], cap[k].h.tokens, it.orig.data(), nw, out, in,
+      tr.error = layer_error(Hf[k], cap[k].h.tokens, it.orig.data(), nw, out, in,
                              it.col_div.empty() ? nullptr : &it.col_div, it.row_mul.empty() ? nullptr : &it.row_mul,
                              &ref);
       tr.rel_error = ref > 0 ? tr.error / ref : 0.0;
       if (r.method == Method::RTN || r.method == Method::GPTQ || r.method == Method::AWQ) {
         QuantResult base = rtn_quantize(it.orig.data(), out, in, qs);
-        tr.rtn_error = layer_error(H[k], cap[k].h.tokens, it.orig.data(), base.w.data(), out, in, nullptr, nullptr,
+        tr.rtn_error = layer_error(Hf[k], cap[k].h.tokens, it.orig.data(), base.w.data(), out, in, nullptr, nullptr,
                                    nullptr);
       }
     }
@@ -406,6 +437,9 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
   validate_recipe(r);
   LoadedModel& f = m.file;
   const ModelConfig& c = m.cfg;
+  // The driver's block forward and scale folding are those of the Llama family (RMSNorm, RoPE, SwiGLU).
+  if (c.arch != "llama" && c.arch != "mistral" && c.arch != "qwen2")
+    fail("{}: compression supports the Llama family (llama, mistral, qwen2), not architecture '{}'", f.path, c.arch);
 
   // Validate every selected tensor before any work.
   bool any = false;
@@ -466,28 +500,64 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
       for (int i = 0; i < L; ++i)
         std::memcpy(&X[(size_t(s) * L + i) * dim], m.tok_embd + size_t(calib->seqs[s][i]) * dim, sizeof(float) * dim);
     const bool want_x = r.method == Method::AWQ;
-    std::vector<float> tmp(size_t(L) * dim);
+    // The N sequences run in parallel (one OpenMP thread per sequence, BLAS single-threaded inside the
+    // parallel region), a wave of T sequences at a time. Each sequence's X^T X (f32 syrk) and statistics go to
+    // its slot; the slots are then added in sequence order, so the sums do not depend on the thread count.
+    const int T = std::max(1, std::min(N, omp_get_max_threads()));
+    struct Slot {
+      std::vector<float> xtx[NKinds];  // upper triangle of X^T X of one sequence
+      ActStats st[NKinds];
+    };
+    std::vector<Slot> slots(T);
+    for (Slot& sl : slots)
+      for (int k = 0; k < NKinds; ++k) {
+        sl.xtx[k].assign(size_t(widths[k]) * widths[k], 0.0f);
+        sl.st[k] = make_act_stats(widths[k]);
+      }
     for (int l = 0; l < c.n_layers; ++l) {
       std::vector<Capture> cap(NKinds);
       for (int k = 0; k < NKinds; ++k) {
         cap[k].width = widths[k];
         cap[k].h = make_hessian(widths[k]);
         cap[k].st = make_act_stats(widths[k]);
+        if (want_x) cap[k].x.resize(size_t(N) * L * widths[k]);
       }
-      LinearObserver obs = [&](int, std::string_view name, const float* x, int rows, int cols) {
-        for (int k = 0; k < NKinds; ++k)
-          if (name == kFirstOfKind[k]) {
-            hessian_add(cap[k].h, x, rows);
-            act_stats_add(cap[k].st, x, rows);
-            if (want_x) cap[k].x.insert(cap[k].x.end(), x, x + size_t(rows) * cols);
+      for (int s0 = 0; s0 < N; s0 += T) {
+        const int cnt = std::min(T, N - s0);
+#pragma omp parallel for schedule(static, 1) num_threads(cnt) if (cnt > 1)
+        for (int t = 0; t < cnt; ++t) {
+          const int s = s0 + t;
+          Slot& sl = slots[t];
+          std::vector<float> x(&X[size_t(s) * L * dim], &X[size_t(s) * L * dim] + size_t(L) * dim);
+          LinearObserver obs = [&](int, std::string_view name, const float* in, int rows, int cols) {
+            for (int k = 0; k < NKinds; ++k)
+              if (name == kFirstOfKind[k]) {
+                hessian_rows_f32(in, rows, cols, sl.xtx[k].data());
+                sl.st[k] = make_act_stats(cols);
+                act_stats_add(sl.st[k], in, rows);
+                if (want_x) std::memcpy(&cap[k].x[size_t(s) * L * cols], in, sizeof(float) * size_t(rows) * cols);
+              }
+          };
+          block_forward(m, l, x.data(), L, &obs);
+        }
+        for (int k = 0; k < NKinds; ++k) {
+          const int n = widths[k];
+          double* sum = cap[k].h.sum.data();
+#pragma omp parallel for schedule(dynamic, 16) if (n >= 256)
+          for (int i = 0; i < n; ++i)
+            for (int t = 0; t < cnt; ++t) {
+              const float* c = slots[t].xtx[k].data() + size_t(i) * n;
+              for (int j = i; j < n; ++j) sum[size_t(i) * n + j] += c[j];
+            }
+          for (int t = 0; t < cnt; ++t) {
+            cap[k].h.tokens += L;
+            act_stats_merge(cap[k].st, slots[t].st[k]);
           }
-      };
-      for (int s = 0; s < N; ++s) {
-        std::memcpy(tmp.data(), &X[size_t(s) * L * dim], sizeof(float) * tmp.size());
-        block_forward(m, l, tmp.data(), L, &obs);
+        }
       }
       compress_block(w, l, cap, true);
       cap.clear();
+#pragma omp parallel for schedule(dynamic, 1) if (N > 1)
       for (int s = 0; s < N; ++s) block_forward(m, l, &X[size_t(s) * L * dim], L, nullptr);
       if (progress) progress(fmt::format("block {} / {} done", l + 1, c.n_layers));
     }

@@ -22,13 +22,17 @@ Hessian make_hessian(int n) {
   return h;
 }
 
+void hessian_rows_f32(const float* x, int rows, int n, float* c) {
+  BlasSerial serial(double(n) * n * rows < kBlasSmall);
+  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, n, rows, 1.0f, x, n, 0.0f, c, n);
+}
+
 void hessian_add(Hessian& h, const float* x, int rows) {
   if (rows <= 0) return;
   const int n = h.n;
   // f32 syrk per call (one sequence at a time keeps the f32 sum short), accumulated in double.
-  BlasSerial serial(double(n) * n * rows < kBlasSmall);
   std::vector<float> c(size_t(n) * n, 0.0f);
-  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, n, rows, 1.0f, x, n, 0.0f, c.data(), n);
+  hessian_rows_f32(x, rows, n, c.data());
   for (int i = 0; i < n; ++i)
     for (int j = i; j < n; ++j) h.sum[size_t(i) * n + j] += c[size_t(i) * n + j];
   h.tokens += rows;
@@ -60,6 +64,10 @@ void inverse_cholesky_upper(std::vector<double>& H, int n, double damp, std::vec
   }
   mean /= n;
   for (int i = 0; i < n; ++i) H[size_t(i) * n + i] += damp * mean;
+  // Single-threaded: OpenBLAS's parallel potrf/potri recurse into thousands of tiny parallel GEMMs whose
+  // OpenMP barriers dominated the whole GPTQ run on a shared 2-core machine (perf: >80% in libgomp spin-waits).
+  // Serial, the three factorizations of a 1536 x 1536 Hessian take ~0.2 s.
+  BlasSerial serial(true);
   if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', n, H.data(), n) != 0)
     fail("{}: Hessian + dampening is not positive definite (damp {}); use a larger dampening", what, damp);
   if (LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'L', n, H.data(), n) != 0)

@@ -17,6 +17,8 @@ struct Hessian {
 Hessian make_hessian(int n);
 // Adds rows x [rows][n] (f32) to the sum (BLAS syrk; parallel through OpenBLAS).
 void hessian_add(Hessian& h, const float* x, int rows);
+// c [n][n] = upper triangle of x^T x for x [rows][n] in f32 (the per-call product hessian_add accumulates).
+void hessian_rows_f32(const float* x, int rows, int n, float* c);
 // H = 2 X^T X / n_tokens, full symmetric [n][n]. Throws Error if no token was added.
 std::vector<double> hessian_matrix(const Hessian& h);
 

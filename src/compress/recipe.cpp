@@ -58,6 +58,7 @@ const char* method_name(Method m) {
 }
 
 Method method_from_name(std::string_view name) {
+  if (name == "int8") return Method::LLMInt8;  // the spelling of --method
   std::string all;
   for (const auto& e : kMethods) {
     if (name == e.name) return e.m;
@@ -90,6 +91,7 @@ nlohmann::json recipe_to_json(const Recipe& r) {
   j["awq_grid"] = r.awq_grid;
   j["awq_clip"] = r.awq_clip;
   j["awq_max_shrink"] = r.awq_max_shrink;
+  j["awq_search_tokens"] = r.awq_search_tokens;
   j["alpha"] = r.alpha;
   j["threshold"] = r.threshold;
   j["calib_file"] = r.calib_file;
@@ -122,6 +124,7 @@ Recipe recipe_from_json(const nlohmann::json& j) {
       else if (k == "awq_grid") r.awq_grid = v.get<int>();
       else if (k == "awq_clip") r.awq_clip = v.get<bool>();
       else if (k == "awq_max_shrink") r.awq_max_shrink = v.get<double>();
+      else if (k == "awq_search_tokens") r.awq_search_tokens = v.get<int>();
       else if (k == "alpha") r.alpha = v.get<double>();
       else if (k == "threshold") r.threshold = v.get<double>();
       else if (k == "sparsity") r.sparsity = v.get<double>();
@@ -167,6 +170,7 @@ void validate_recipe(const Recipe& r) {
   }
   if (!(r.damp >= 0.0)) fail("recipe: dampening must be >= 0, got {}", r.damp);
   if (r.block < 1) fail("recipe: block size must be >= 1, got {}", r.block);
+  if (r.awq_search_tokens < 0) fail("recipe: AWQ search tokens must be >= 0, got {}", r.awq_search_tokens);
   if (r.awq_grid < 1) fail("recipe: AWQ grid must have >= 1 point, got {}", r.awq_grid);
   if (!(r.awq_max_shrink >= 0.0 && r.awq_max_shrink < 1.0))
     fail("recipe: AWQ max shrink must be in [0, 1), got {}", r.awq_max_shrink);

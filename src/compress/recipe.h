@@ -35,6 +35,7 @@ struct Recipe {
   int awq_grid = 20;
   bool awq_clip = true;
   double awq_max_shrink = 0.5;
+  int awq_search_tokens = 1024;  // MLP-loss token sample of the scale search (every n/this-th token; 0 = all)
   // SmoothQuant.
   double alpha = 0.5;
   // LLM.int8().
