@@ -1,7 +1,9 @@
 // Shared pieces of the command-line front end: options every command has, output helpers.
 #pragma once
 #include <cstdio>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -30,5 +32,15 @@ void register_trust_commands(CLI::App& app);     // trust, trust-report (trust_c
 // ctrust compare on two trust runs (trust_cmds.cpp): prints and returns true if the runs are trust runs;
 // false if neither is (the caller compares eval runs); Error if only one is.
 bool try_trust_compare(const std::string& db, const std::string& a, const std::string& b, bool json, bool csv);
+
+// "a,b,,c" -> {"a", "b", "c"} (option values such as --tasks and --perspectives).
+inline std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
 
 }  // namespace ctrust::cli

@@ -19,15 +19,6 @@ namespace {
 
 using json = nlohmann::json;
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 std::string pct(double x) { return fmt::format("{:.2f}", 100.0 * x); }
 
 struct EvalArgs {

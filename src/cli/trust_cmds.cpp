@@ -25,18 +25,9 @@ struct TrustArgs {
   uint64_t seed = 0;
 };
 
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 void cmd_trust(const TrustArgs& a, const Common& c) {
   TrustOptions opt;
-  opt.perspectives = split_commas(a.perspectives);
+  opt.perspectives = split_list(a.perspectives);
   // Check the names before the model is loaded (run_trust checks again).
   const auto known = trust_perspectives();
   for (const auto& p : opt.perspectives)
