@@ -33,7 +33,7 @@ echo "== SmolLM2-135M-Instruct"
 echo "== compress: GPTQ 3-bit, group 64, 32 calibration sequences of 256 tokens from wiki.valid"
 mkdir -p "$(dirname "$variant")"
 if [[ ! -s "$variant" ]]; then
-  "$ctrust" compress -m "$smol" --method gptq --bits 3 --group-size 64 --seed 0 -o "$variant"
+  "$ctrust" compress -m "$smol" --method gptq --bits 3 --group-size 64 --seed 0 -o "$variant" | tail -n 3
 else
   echo "(reusing $variant)"
 fi
