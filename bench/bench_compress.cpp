@@ -16,23 +16,14 @@
 #include <cblas.h>
 
 #include "base/error.h"
+#include "bench_util.h"
 #include "compress/driver.h"
 
 using namespace ctrust;
+using namespace ctrust::bench;
 
 namespace {
 
-double cpu_seconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
-
-double peak_rss_mb() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_maxrss) / 1024.0;  // kilobytes on Linux
-}
 
 }  // namespace
 

@@ -19,15 +19,14 @@
 #include <vector>
 
 #include "base/error.h"
+#include "bench_util.h"
 #include "eval/score.h"
 #include "eval/task.h"
 #include "model/model.h"
 
 using namespace ctrust;
+using namespace ctrust::bench;
 
-static double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 int main(int argc, char** argv) {
   if (argc < 2) {

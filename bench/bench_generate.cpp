@@ -14,19 +14,13 @@
 #include <vector>
 
 #include "base/error.h"
+#include "bench_util.h"
 #include "model/batch.h"
 #include "model/model.h"
 
 using namespace ctrust;
+using namespace ctrust::bench;
 
-static double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-static double peak_rss_mb() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_maxrss / 1024.0;  // Linux: KiB
-}
 static std::vector<int> int_list(const std::string& v) {
   std::vector<int> out;
   std::stringstream ss(v);
