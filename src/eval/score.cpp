@@ -180,7 +180,13 @@ ItemScore score_item(const Model& m, KVCache& cache, const TaskItem& item) {
 }
 
 ItemScorer::ItemScorer(const Model& m, int n_ctx, int max_batch)
-    : m_(&m), cache_(make_cache(m, n_ctx)), max_batch_(std::max(1, max_batch)) {}
+    : m_(&m), cache_(make_cache(m, n_ctx)), max_batch_(std::max(1, max_batch)) {
+  auto rowwise = [](const Linear& L) { return L.mode != LinearMode::Int8Outlier; };
+  share_forwards_ = rowwise(m.output);
+  for (const LayerWeights& L : m.layers)
+    for (const Linear* l : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+      share_forwards_ = share_forwards_ && rowwise(*l);
+}
 
 void ItemScorer::reset() {
   cache_.truncate(0);
@@ -188,6 +194,7 @@ void ItemScorer::reset() {
 }
 
 ItemScore ItemScorer::score(const TaskItem& item) {
+  if (!share_forwards_) reset();
   const Model& m = *m_;
   const size_t nc = item.continuations.size();
   const int n_vocab = m.cfg.n_vocab;
@@ -294,6 +301,11 @@ ItemScore ItemScorer::score(const TaskItem& item) {
 }
 
 std::vector<ItemScore> ItemScorer::score_batch(const std::vector<const TaskItem*>& items) {
+  if (!share_forwards_) {
+    std::vector<ItemScore> out;
+    for (const TaskItem* it : items) out.push_back(score(*it));
+    return out;
+  }
   const Model& m = *m_;
   const int n_vocab = m.cfg.n_vocab;
   const int64_t max_rows = std::max<int64_t>(16, (int64_t(1) << 24) / n_vocab);

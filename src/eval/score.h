@@ -69,6 +69,9 @@ class ItemScorer {
   std::vector<int32_t> cached_;  // the tokens in cache slots [0, cached_.size())
   std::vector<float> logits_;    // output rows of the last forward (kept to avoid re-allocating)
   int max_batch_;
+  // False when some Linear runs in LLM.int8() outlier mode: its outlier columns depend on every row of a
+  // forward, so items are then scored alone and from a fresh cache (results independent of their neighbours).
+  bool share_forwards_ = true;
   int64_t tokens_run_ = 0, forwards_ = 0;
 };
 
