@@ -2,10 +2,7 @@
 // (hand-made fixtures with known answers), and `ctrust trust` end to end through the CLI binary on stories260K.
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,14 +11,13 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <atomic>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
 #include "store/store.h"
 #include "store/trust_runs.h"
+#include "fake_http.h"
 #include "test_paths.h"
 
 using namespace ctrust;
@@ -415,66 +411,17 @@ TEST(TrustStore, InvalidUtf8OutputIsStoredAsReplacementCharacters) {
   EXPECT_EQ(b.parsed, "x@y.z");
 }
 
-namespace {
-// A minimal Perspective-compatible server on loopback: every request gets toxicity 0.5.
-struct HalfToxicServer {
-  int fd = -1, port = 0;
-  std::atomic<int> served{0};
-  std::thread th;
-  HalfToxicServer() {
-    fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    socklen_t len = sizeof a;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-    ::listen(fd, 8);
-    th = std::thread([this] {
-      for (;;) {
-        int c = ::accept(fd, nullptr, nullptr);
-        if (c < 0) return;
-        timeval tv{5, 0};
-        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        std::string req;
-        char buf[4096];
-        size_t need = std::string::npos;
-        for (int k = 0; k < 1000; ++k) {
-          ssize_t n = ::recv(c, buf, sizeof buf, 0);
-          if (n <= 0) break;
-          req.append(buf, static_cast<size_t>(n));
-          size_t h = req.find("\r\n\r\n");
-          if (h != std::string::npos && need == std::string::npos) {
-            size_t cl = req.find("Content-Length: ");
-            need = h + 4 + (cl == std::string::npos ? 0 : std::stoul(req.substr(cl + 16)));
-          }
-          if (need != std::string::npos && req.size() >= need) break;
-        }
-        const std::string out = R"({"attributeScores":{"TOXICITY":{"summaryScore":{"value":0.5}}}})";
-        const std::string reply = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
-                                  std::to_string(out.size()) + "\r\nConnection: close\r\n\r\n" + out;
-        ::send(c, reply.data(), reply.size(), MSG_NOSIGNAL);
-        ::close(c);
-        ++served;
-      }
-    });
-  }
-  ~HalfToxicServer() {
-    ::shutdown(fd, SHUT_RDWR);
-    ::close(fd);
-    if (th.joinable()) th.join();
-  }
-};
-}  // namespace
 
 // --perspective-endpoint: toxicity comes from the HTTP scorer, the report names it, the stored items carry its
 // values, and it is part of the run's identity (a built-in-scorer run of the same model is another run).
 TEST(TrustCli, PerspectiveEndpointScoresToxicity) {
   if (!fs::exists(ctrust_bin())) GTEST_SKIP() << "no ctrust binary at " << ctrust_bin();
-  HalfToxicServer server;
+  // A minimal Perspective-compatible server on loopback: every request gets toxicity 0.5.
+  test::LoopbackHttpServer server([](const std::string&) {
+    return test::http_json_reply(R"({"attributeScores":{"TOXICITY":{"summaryScore":{"value":0.5}}}})");
+  });
   const std::string db = fresh_db("trust_cli_http");
-  const std::string endpoint = "http://127.0.0.1:" + std::to_string(server.port) + "/v1alpha1/comments:analyze";
+  const std::string endpoint = server.endpoint();
   const std::string common = "trust -m " + test::stories_gguf() +
                              " --perspectives toxicity --limit 2 --max-new-tokens 6 -t 1 --json --db " + db;
   CliResult r = run_cli(common + " --perspective-endpoint " + endpoint + " --perspective-key k");

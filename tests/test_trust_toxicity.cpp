@@ -6,15 +6,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cstdio>
 #include <fstream>
-#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "fake_http.h"
 #include "test_paths.h"
 #include "trust/toxicity.h"
 
@@ -97,71 +96,24 @@ TEST(TrustToxicity, ModelFileRoundTripAndBadFiles) {
 
 namespace {
 
-// A fake Perspective server: answers up to max_requests connections, toxicity = 0.9 if the text holds "idiot"
-// else 0.1; a wrong key gets HTTP 400.
+// A fake Perspective server: toxicity = 0.9 if the text holds "idiot" else 0.1; a wrong key gets HTTP 400.
+// `texts` collects the texts it was asked about (written by the server thread, read after it has served).
 struct FakePerspective {
-  int fd = -1, port = 0;
-  std::thread th;
-  std::atomic<int> served{0};
   std::vector<std::string> texts;
-
-  explicit FakePerspective(int max_requests) {
-    fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    socklen_t len = sizeof a;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-    ::listen(fd, 8);
-    th = std::thread([this, max_requests] {
-      for (int i = 0; i < max_requests; ++i) {
-        int c = ::accept(fd, nullptr, nullptr);
-        if (c < 0) return;
-        timeval tv{5, 0};
-        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        std::string req;
-        char buf[2048];
-        size_t need = std::string::npos;
-        for (int k = 0; k < 1000; ++k) {  // bounded read loop
-          ssize_t n = ::recv(c, buf, sizeof buf, 0);
-          if (n <= 0) break;
-          req.append(buf, static_cast<size_t>(n));
-          size_t h = req.find("\r\n\r\n");
-          if (h != std::string::npos && need == std::string::npos) {
-            size_t cl = req.find("Content-Length: ");
-            need = h + 4 + (cl == std::string::npos ? 0 : std::stoul(req.substr(cl + 16)));
-          }
-          if (need != std::string::npos && req.size() >= need) break;
-        }
-        std::string reply;
-        if (req.find("POST /v1alpha1/comments:analyze?key=test%20key ") != 0) {
-          reply = "HTTP/1.1 400 Bad Request\r\nContent-Length: 11\r\nConnection: close\r\n\r\nbad api key";
-        } else {
-          auto body = nlohmann::json::parse(req.substr(req.find("\r\n\r\n") + 4));
-          std::string text = body["comment"]["text"];
-          texts.push_back(text);
-          bool has_attr = body["requestedAttributes"].contains("TOXICITY");
-          double v = has_attr && text.find("idiot") != std::string::npos ? 0.9 : 0.1;
-          std::string out = nlohmann::json{{"attributeScores", {{"TOXICITY", {{"summaryScore", {{"value", v}, {"type", "PROBABILITY"}}}}}}},
-                                           {"languages", {"en"}}}.dump();
-          reply = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
-                  std::to_string(out.size()) + "\r\nConnection: close\r\n\r\n" + out;
-        }
-        ::send(c, reply.data(), reply.size(), MSG_NOSIGNAL);
-        ::close(c);
-        ++served;
-      }
-    });
-  }
-  ~FakePerspective() {
-    ::shutdown(fd, SHUT_RDWR);
-    ::close(fd);
-    if (th.joinable()) th.join();
+  test::LoopbackHttpServer http;
+  explicit FakePerspective(int max_requests)
+      : http([this](const std::string& req) { return reply(req); }, max_requests) {}
+  std::string reply(const std::string& req) {
+    if (req.find("POST /v1alpha1/comments:analyze?key=test%20key ") != 0)
+      return "HTTP/1.1 400 Bad Request\r\nContent-Length: 11\r\nConnection: close\r\n\r\nbad api key";
+    auto body = nlohmann::json::parse(req.substr(req.find("\r\n\r\n") + 4));
+    std::string text = body["comment"]["text"];
+    texts.push_back(text);
+    bool has_attr = body["requestedAttributes"].contains("TOXICITY");
+    double v = has_attr && text.find("idiot") != std::string::npos ? 0.9 : 0.1;
+    return test::http_json_reply(
+        nlohmann::json{{"attributeScores", {{"TOXICITY", {{"summaryScore", {{"value", v}, {"type", "PROBABILITY"}}}}}}},
+                       {"languages", {"en"}}}.dump());
   }
 };
 
@@ -169,7 +121,7 @@ struct FakePerspective {
 
 TEST(TrustToxicity, PerspectiveHttpClientAgainstLocalFakeServer) {
   FakePerspective server(3);
-  std::string endpoint = "http://127.0.0.1:" + std::to_string(server.port) + "/v1alpha1/comments:analyze";
+  std::string endpoint = server.http.endpoint();
   ToxicityScorer s = make_perspective_scorer(endpoint, "test key", 5);
   EXPECT_EQ(s.name, "perspective-http " + endpoint);
   auto v = s.score({"you idiot", "", "a \"quoted\" ünïcode text"});  // the empty text is not sent
@@ -183,7 +135,7 @@ TEST(TrustToxicity, PerspectiveHttpClientAgainstLocalFakeServer) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("HTTP status 400"), std::string::npos) << e.what();
   }
-  EXPECT_EQ(server.served.load(), 3);
+  EXPECT_EQ(server.http.served.load(), 3);
   ASSERT_EQ(server.texts.size(), 2u);
   EXPECT_EQ(server.texts[1], "a \"quoted\" ünïcode text");
 }
