@@ -77,4 +77,5 @@ for s in 1 2; do
 done
 for b in 3 4; do for m in rtn gptq awq; do run $m-w$b-pc --method $m --bits $b --group-size 0; done; done
 run rtn-w4-g32 --method rtn --bits 4 --group-size 32
+run rtn-w4-g32-minmax --method rtn --bits 4 --group-size 32 --grid minmax
 column -t -s $'\t' "$RES"

@@ -57,6 +57,10 @@ TEST(CompressCli, BadInputErrorsBeforeWork) {
       {"--method gptq --group-size 0 --calib " + small, "fewer than N x L"},
       {"--method gptq --group-size 0 --only token_embd", "needs the inputs of a transformer-block Linear"},
       {"--method smoothquant --alpha 2", "alpha must be in [0, 1]"},
+      {"--method int8 --only output", "changes how a transformer-block Linear runs"},
+      {"--method rtn --sym --grid minmax", "minmax grid is asymmetric"},
+      {"--method rtn --grid zero", "unknown quantization grid 'zero'"},
+      {"--method wanda --grid minmax", "--grid applies to rtn, gptq and awq only"},
       {"--method bogus", "unknown compression method"},
   };
   for (const Case& c : cases) {

@@ -37,6 +37,55 @@ TEST(CompressRtn, HandComputedSymmetricGrid) {
   EXPECT_EQ(r.w[2], 7.0f);
 }
 
+TEST(CompressRtn, HandComputedMinMaxGrid) {
+  // Row [0.5, 1, 2, 3.5], 2 bits. minmax (ggml Q4_1 form): min 0.5, scale (3.5 - 0.5) / 3 = 1, levels
+  // {0.5, 1.5, 2.5, 3.5}; 1 -> (1 - 0.5) / 1 = 0.5 -> 0 (half to even) -> 0.5; 2 -> 1.5 -> 2 -> 2.5.
+  float w[4] = {0.5f, 1.0f, 2.0f, 3.5f};
+  QuantSpec mm{2, false, 0};
+  mm.minmax = true;
+  QuantResult r = rtn_quantize(w, 1, 4, mm);
+  EXPECT_TRUE(r.grids[0].affine);
+  EXPECT_EQ(r.grids[0].scale, 1.0f);
+  EXPECT_EQ(r.grids[0].min, 0.5f);
+  float want[4] = {0.5f, 0.5f, 2.5f, 3.5f};
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(r.w[i], want[i]) << i;
+  // The GPTQ grid of the same row spans [0, 3.5] (0 is always on it): scale 3.5 / 3, zero 0,
+  // levels {0, 7/6, 7/3, 3.5}: 0.5 -> 0, 1 -> 7/6, 2 -> 7/3, 3.5 -> 3.5.
+  QuantResult g = rtn_quantize(w, 1, 4, QuantSpec{2, false, 0});
+  EXPECT_FALSE(g.grids[0].affine);
+  EXPECT_EQ(g.grids[0].zero, 0.0f);
+  EXPECT_FLOAT_EQ(g.w[0], 0.0f);
+  EXPECT_FLOAT_EQ(g.w[1], 3.5f / 3);
+  EXPECT_FLOAT_EQ(g.w[2], 7.0f / 3);
+  EXPECT_FLOAT_EQ(g.w[3], 3.5f);
+  // A constant group keeps its value (every level 0).
+  float c[4] = {0.25f, 0.25f, 0.25f, 0.25f};
+  QuantResult rc = rtn_quantize(c, 1, 4, mm);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(rc.w[i], 0.25f);
+}
+
+// The premise: weights that were Q4_1 (as SmolLM2's are) come back unchanged from 4-bit group-32
+// minmax RTN with fp16 scales, and pack into the same Q4_1 bytes. The GPTQ grid (integer zero point) does not.
+TEST(CompressRtn, MinMaxGridReproducesQ4_1Exactly) {
+  const int out = 6, in = 128;
+  auto w = randn(size_t(out) * in, 11, 0.05f);
+  for (int i = 0; i < in; ++i) w[i] += 0.08f;  // a row whose groups do not straddle 0
+  std::vector<uint8_t> packed(ggml_nbytes(GgmlType::Q4_1, int64_t(out) * in));
+  quantize(GgmlType::Q4_1, w.data(), packed.data(), int64_t(out) * in);
+  std::vector<float> deq(size_t(out) * in);
+  dequantize(GgmlType::Q4_1, packed.data(), deq.data(), int64_t(out) * in);
+  QuantSpec s{4, false, 32, true};
+  s.minmax = true;
+  QuantResult r = rtn_quantize(deq.data(), out, in, s);
+  for (size_t i = 0; i < deq.size(); ++i) ASSERT_EQ(r.w[i], deq[i]) << i;
+  ASSERT_EQ(packable_type(r), GgmlType::Q4_1);
+  EXPECT_EQ(pack_ggml(r, GgmlType::Q4_1), packed);
+  QuantResult g = rtn_quantize(deq.data(), out, in, QuantSpec{4, false, 32, true});
+  size_t moved = 0;
+  for (size_t i = 0; i < deq.size(); ++i) moved += g.w[i] != deq[i];
+  EXPECT_GT(moved, deq.size() / 4);  // the GPTQ grid moves many of them
+}
+
 TEST(CompressRtn, GroupsAndValidation) {
   auto w = randn(8 * 64, 1);
   QuantResult r = rtn_quantize(w.data(), 8, 64, QuantSpec{3, false, 16});
@@ -257,6 +306,15 @@ TEST(CompressGptq, OnGridAndPackable) {
   EXPECT_EQ(packable_type(ra), GgmlType::F32);
   o.static_groups = true;  // static groups keep the original groups
   EXPECT_EQ(packable_type(gptq_quantize(W.data(), out, in, hessian_of(X, in), o)), GgmlType::Q4_1);
+  // The minmax grid: GPTQ's output lies on Q4_1 grids too, and it still beats RTN on the same grid.
+  o.act_order = o.static_groups = false;
+  o.q.minmax = true;
+  QuantResult rm = gptq_quantize(W.data(), out, in, hessian_of(X, in), o);
+  EXPECT_EQ(packable_type(rm), GgmlType::Q4_1);
+  EXPECT_TRUE(rm.grids[0].affine);
+  QuantResult rr = rtn_quantize(W.data(), out, in, o.q);
+  EXPECT_LT(output_error(W.data(), rm.w.data(), out, in, X.data(), n),
+            output_error(W.data(), rr.w.data(), out, in, X.data(), n));
 }
 
 TEST(CompressGptq, Errors) {

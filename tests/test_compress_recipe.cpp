@@ -29,6 +29,11 @@ TEST(CompressRecipe, JsonRoundTrip) {
   auto j = nlohmann::json::parse(s);
   EXPECT_EQ(j["method"], "awq");
   EXPECT_EQ(j["group"], 64);
+  EXPECT_EQ(j["grid"], "gptq");
+  r.minmax = true;
+  EXPECT_TRUE(recipe_from_string(recipe_to_string(r)).minmax);
+  EXPECT_EQ(nlohmann::json::parse(recipe_to_string(r))["grid"], "minmax");
+  EXPECT_THROW(recipe_from_string("{\"grid\": \"zero\"}"), Error);
   EXPECT_THROW(recipe_from_string("{\"bits\": \"four\"}"), Error);
   EXPECT_THROW(recipe_from_string("{\"bitz\": 4}"), Error);
   EXPECT_THROW(recipe_from_string("{\"method\": \"zip\"}"), Error);

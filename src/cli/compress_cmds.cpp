@@ -15,7 +15,7 @@ namespace {
 using json = nlohmann::json;
 
 struct CompressArgs {
-  std::string model, tokenizer, out, method, nm, calib;
+  std::string model, tokenizer, out, method, nm, calib, grid;
   Recipe r;
   bool sym = false, asym = false;
 };
@@ -26,6 +26,7 @@ void cmd_compress(CompressArgs& a, const Common& c) {
   if (a.sym && a.asym) fail("--sym and --asym exclude each other");
   if (a.sym) r.sym = true;
   if (a.asym) r.sym = false;
+  if (!a.grid.empty()) r.minmax = grid_from_name(a.grid);
   if (!a.nm.empty()) {
     int n = 0, m = 0;
     char tail = 0;
@@ -103,6 +104,9 @@ void register_compress_commands(CLI::App& app) {
   c->add_option("--group-size", r.group, "Input columns per scale (0 = one scale per output channel)");
   c->add_flag("--sym", a.sym, "Symmetric grid");
   c->add_flag("--asym", a.asym, "Asymmetric grid (with a zero point; default)");
+  c->add_option("--grid", a.grid,
+                "Asymmetric grid: gptq (default: integer zero point, 0 on the grid, as the GPTQ/AWQ reference code) "
+                "or minmax (each group's [min, max], as ggml's Q4_1)");
   c->add_option("--sparsity", r.sparsity, "Unstructured target sparsity in [0,1)");
   c->add_option("--nm", a.nm, "Semi-structured N:M pruning, e.g. 2:4");
   c->add_option("--calib", a.calib, "Calibration text (default ../shared/data/wikitext-2-tokens/wiki.valid.tokens)");

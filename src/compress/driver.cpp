@@ -182,7 +182,7 @@ double layer_error(const std::vector<float>& Hf, int64_t tokens, const float* W,
   return quad();
 }
 
-QuantSpec spec_of(const Recipe& r) { return QuantSpec{r.bits, r.sym, r.group, r.fp16_scales}; }
+QuantSpec spec_of(const Recipe& r) { return QuantSpec{r.bits, r.sym, r.group, r.fp16_scales, r.minmax}; }
 
 struct Work {
   Model& m;

@@ -15,11 +15,13 @@ struct QuantSpec {
   bool sym = false;         // symmetric: zero point fixed at 2^(bits-1)
   int group = 0;            // 0 = one grid per output row; else G consecutive input columns (must divide in)
   bool fp16_scales = false; // round scale (and the asymmetric minimum) to fp16 as GGUF stores them
+  bool minmax = false;      // asymmetric only: the grid spans the group's [min, max] exactly (ggml's Q4_1 form:
+                            // a real-valued minimum, 0 not forced onto the grid) instead of the GPTQ grid
 };
 
 // The grid of one group. q is an integer in [0, 2^bits - 1].
 //   affine == false:  value = (q - zero) * scale          (GPTQ / Q4_0 / Q8_0 form)
-//   affine == true:   value = q * scale + min             (ggml Q4_1 form; only with fp16_scales, asymmetric)
+//   affine == true:   value = q * scale + min             (ggml Q4_1 form; asymmetric, with fp16_scales or minmax)
 struct QuantGrid {
   float scale = 1.0f;
   float zero = 0.0f;
@@ -28,7 +30,8 @@ struct QuantGrid {
 };
 
 int quant_maxq(int bits);
-// The grid fitted to values x[0..n) (min/max including 0, as the GPTQ reference does).
+// The grid fitted to values x[0..n): min/max including 0 with an integer zero point, as the GPTQ reference
+// does; with s.minmax (asymmetric) min/max of the values themselves, as ggml's Q4_1 quantizer does.
 QuantGrid fit_grid(const float* x, int64_t n, const QuantSpec& s);
 inline float grid_q(const QuantGrid& g, float x, float maxq);  // integer level (as float)
 inline float grid_value(const QuantGrid& g, float q) {

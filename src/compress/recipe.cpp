@@ -68,7 +68,15 @@ Method method_from_name(std::string_view name) {
   fail("unknown compression method '{}' (valid: {})", name, all);
 }
 
-bool method_needs_calibration(Method m) { return m != Method::RTN && m != Method::Magnitude; }
+bool grid_from_name(std::string_view name) {
+  if (name == "gptq") return false;
+  if (name == "minmax") return true;
+  fail("unknown quantization grid '{}' (valid: gptq, minmax)", name);
+}
+
+bool method_needs_calibration(Method m) {
+  return m != Method::RTN && m != Method::Magnitude && m != Method::LLMInt8;
+}
 bool method_is_pruning(Method m) { return m == Method::Magnitude || m == Method::Wanda || m == Method::SparseGPT; }
 
 nlohmann::json recipe_to_json(const Recipe& r) {
@@ -83,6 +91,7 @@ nlohmann::json recipe_to_json(const Recipe& r) {
     j["sym"] = r.sym;
     j["group"] = r.group;
     j["fp16_scales"] = r.fp16_scales;
+    j["grid"] = r.minmax ? "minmax" : "gptq";
   }
   j["damp"] = r.damp;
   j["block"] = r.block;
@@ -117,6 +126,7 @@ Recipe recipe_from_json(const nlohmann::json& j) {
       else if (k == "sym") r.sym = v.get<bool>();
       else if (k == "group") r.group = v.get<int>();
       else if (k == "fp16_scales") r.fp16_scales = v.get<bool>();
+      else if (k == "grid") r.minmax = grid_from_name(v.get<std::string>());
       else if (k == "damp") r.damp = v.get<double>();
       else if (k == "block") r.block = v.get<int>();
       else if (k == "act_order") r.act_order = v.get<bool>();
@@ -159,7 +169,10 @@ void validate_recipe(const Recipe& r) {
   if (!prune && r.method != Method::SmoothQuant && r.method != Method::LLMInt8) {
     if (r.bits < 2 || r.bits > 8) fail("recipe: bits must be 2..8, got {}", r.bits);
     if (r.group < 0) fail("recipe: group size must be >= 0 (0 = per output channel), got {}", r.group);
+    if (r.minmax && r.sym) fail("recipe: the minmax grid is asymmetric; it cannot be combined with --sym");
   }
+  if (r.minmax && r.method != Method::RTN && r.method != Method::GPTQ && r.method != Method::AWQ)
+    fail("recipe: --grid applies to rtn, gptq and awq only, not {}", method_name(r.method));
   if (prune) {
     if (r.prune_m > 0 || r.prune_n != 0) {
       if (r.prune_m <= 0 || r.prune_n < 1) fail("recipe: invalid N:M pattern {}:{}", r.prune_n, r.prune_m);
@@ -190,6 +203,9 @@ void validate_tensor(const Recipe& r, const std::string& name, int64_t out, int6
   const bool block_linear = name.rfind("blk.", 0) == 0;
   if (method_needs_calibration(r.method) && !block_linear)
     fail("{}: method {} needs the inputs of a transformer-block Linear; it does not apply to '{}'", name, m, name);
+  if (r.method == Method::LLMInt8 && !block_linear)
+    fail("{}: method {} changes how a transformer-block Linear runs at inference; it does not apply to '{}'", name,
+         m, name);
   if (method_is_pruning(r.method)) {
     if (r.prune_m > 0 && in % r.prune_m != 0)
       fail("{}: M = {} does not divide the input dimension {}", name, r.prune_m, in);

@@ -14,8 +14,9 @@ enum class Method { RTN, GPTQ, AWQ, SmoothQuant, LLMInt8, Magnitude, Wanda, Spar
 
 const char* method_name(Method m);
 Method method_from_name(std::string_view name);  // "rtn", "gptq", ...; Error lists the valid names
-bool method_needs_calibration(Method m);         // all but RTN and magnitude
+bool method_needs_calibration(Method m);         // all but RTN, magnitude and LLM.int8() (decides at inference)
 bool method_is_pruning(Method m);
+bool grid_from_name(std::string_view name);      // "gptq" -> false, "minmax" -> true (Recipe::minmax); Error otherwise
 
 inline constexpr const char* kRecipeKey = "ctrust.recipe";
 
@@ -26,6 +27,8 @@ struct Recipe {
   bool sym = false;
   int group = 32;            // 0 = per output channel; 32 matches GGUF Q4_0/Q4_1/Q8_0 blocks
   bool fp16_scales = true;   // grids GGUF can store exactly
+  bool minmax = false;       // asymmetric grid over each group's [min, max] (ggml Q4_1 style) instead of the
+                             // GPTQ reference grid (integer zero point, 0 on the grid); JSON "grid": "minmax"|"gptq"
   // GPTQ / SparseGPT.
   double damp = 0.01;
   int block = 128;

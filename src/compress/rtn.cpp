@@ -69,6 +69,25 @@ float f16_to_f32(uint16_t h) {
 
 QuantGrid fit_grid(const float* x, int64_t n, const QuantSpec& s) {
   const float maxq = float(quant_maxq(s.bits));
+  if (s.minmax && !s.sym && n > 0) {
+    // ggml's Q4_1 grid: levels min + q * (max - min) / maxq. A group already on such a grid (a dequantized
+    // Q4_1 block with fp16 d and m) is reproduced exactly.
+    float xmin = x[0], xmax = x[0];
+    for (int64_t i = 1; i < n; ++i) {
+      xmin = std::min(xmin, x[i]);
+      xmax = std::max(xmax, x[i]);
+    }
+    QuantGrid g;
+    g.affine = true;
+    g.scale = (xmax - xmin) / maxq;
+    g.min = xmin;
+    if (s.fp16_scales) {
+      g.scale = round_f16(g.scale);
+      g.min = round_f16(xmin);
+    }
+    if (!(g.scale > 0.0f)) g.scale = s.fp16_scales ? f16_to_f32(1) : 1.0f;  // constant group: every q is 0
+    return g;
+  }
   float xmin = 0.0f, xmax = 0.0f;
   for (int64_t i = 0; i < n; ++i) {
     xmin = std::min(xmin, x[i]);
