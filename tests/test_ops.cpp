@@ -40,7 +40,7 @@ void ref_q8(float* v, int n, const std::vector<bool>& sel) {
   if (amax == 0) return;
   float s = amax / 127.0f;
   for (int i = 0; i < n; ++i)
-    if (sel[i]) v[i] = std::round(v[i] / s) * s;
+    if (sel[i]) v[i] = std::nearbyint(v[i] / s) * s;  // ties to even
 }
 
 }  // namespace
@@ -147,6 +147,15 @@ TEST(Ops, LinearW8A8MatchesReference) {
   linear(L, ones.data(), y1.data(), 1);
   auto r1 = ref_matmul(ones, w, 1, in, out);
   for (int o = 0; o < out; ++o) EXPECT_NEAR(y1[o], r1[o], 1e-5);
+  // Hand-computed ties: amax 127 -> scale 1; 2.5 -> 2, 3.5 -> 4, -2.5 -> -2 (to even, as torch.round).
+  const float eye[16] = {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1};
+  const float xt[4] = {127.0f, 2.5f, 3.5f, -2.5f};
+  float yt[4];
+  linear(Linear{eye, nullptr, 4, 4, LinearMode::W8A8}, xt, yt, 1);
+  EXPECT_EQ(yt[0], 127.0f);
+  EXPECT_EQ(yt[1], 2.0f);
+  EXPECT_EQ(yt[2], 4.0f);
+  EXPECT_EQ(yt[3], -2.0f);
 }
 
 TEST(Ops, LinearInt8OutlierMatchesReference) {
