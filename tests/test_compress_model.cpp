@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <tuple>
 
 #include <omp.h>
 
@@ -51,6 +52,49 @@ TEST(CompressModel, BlockForwardMatchesEngine) {
   double md = 0;
   for (size_t i = 0; i < ref.size(); ++i) md = std::max(md, double(std::fabs(ref[i] - logits[i])));
   EXPECT_LT(md, 1e-4);
+}
+
+// forward() and block_forward() run the same block: the observer sees the same Linear inputs, bit for bit, in
+// the same order (q, k, v, o, gate, up, down of each layer), and the hidden states end equal.
+TEST(CompressModel, BlockForwardObservesLikeForward) {
+  auto m = stories();
+  const auto& c = m->cfg;
+  std::vector<int32_t> toks(calib().seqs[0].begin(), calib().seqs[0].begin() + 16);
+  const int n = int(toks.size());
+  using Call = std::tuple<int, std::string, int, int, std::vector<float>>;
+  std::vector<Call> eng, blk;
+  auto record = [](std::vector<Call>& to) {
+    return LinearObserver([&to](int l, std::string_view name, const float* x, int rows, int cols) {
+      to.emplace_back(l, std::string(name), rows, cols, std::vector<float>(x, x + size_t(rows) * cols));
+    });
+  };
+  LinearObserver oe = record(eng), ob = record(blk);
+  ForwardOptions fo;
+  fo.observer = &oe;
+  KVCache cache = make_cache(*m, n);
+  forward(*m, cache, toks.data(), n, nullptr, fo);
+  std::vector<float> x(size_t(n) * c.dim);
+  for (int i = 0; i < n; ++i)
+    std::copy(m->tok_embd + size_t(toks[i]) * c.dim, m->tok_embd + size_t(toks[i] + 1) * c.dim, &x[size_t(i) * c.dim]);
+  for (int l = 0; l < c.n_layers; ++l) block_forward(*m, l, x.data(), n, &ob);
+  ASSERT_EQ(eng.size(), size_t(7 * c.n_layers));
+  const char* order[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+  for (size_t i = 0; i < eng.size(); ++i) {
+    EXPECT_EQ(std::get<0>(eng[i]), int(i / 7));
+    EXPECT_EQ(std::get<1>(eng[i]), order[i % 7]);
+    EXPECT_EQ(std::get<2>(eng[i]), n);
+    EXPECT_EQ(std::get<3>(eng[i]), std::get<1>(eng[i]) == "ffn_down" ? c.hidden_dim
+                                   : std::get<1>(eng[i]) == "attn_output" ? c.n_heads * c.head_dim
+                                                                          : c.dim);
+  }
+  EXPECT_TRUE(eng == blk);
+  // The final hidden states: forward's logits from them equal the head applied to block_forward's result.
+  std::vector<float> xb(x.size()), logits(size_t(n) * c.n_vocab), ref(logits.size());
+  rmsnorm(x.data(), m->output_norm, xb.data(), n, c.dim, c.norm_eps);
+  linear(m->output, xb.data(), logits.data(), n);
+  cache.n_past = 0;
+  forward(*m, cache, toks.data(), n, ref.data());
+  EXPECT_TRUE(logits == ref);
 }
 
 TEST(CompressModel, CalibrationSampling) {

@@ -20,6 +20,7 @@
 #include "compress/gptq.h"
 #include "compress/prune.h"
 #include "compress/quant.h"
+#include "model/block.h"
 #include "ops/attention.h"
 #include "ops/linear.h"
 #include "ops/ops.h"
@@ -62,38 +63,20 @@ std::vector<GgufKV> recipe_metadata(const Recipe& r) {
 
 void block_forward(const Model& m, int l, float* x, int n, const LinearObserver* obs) {
   const ModelConfig& c = m.cfg;
-  const LayerWeights& L = m.layers.at(l);
+  (void)m.layers.at(l);  // std::out_of_range on a bad layer index
   const int dim = c.dim, hd = c.head_dim, qdim = c.n_heads * hd, kvdim = c.n_kv_heads * hd, hid = c.hidden_dim;
   std::vector<float> xb(size_t(n) * dim), q(size_t(n) * qdim), k(size_t(n) * kvdim), v(size_t(n) * kvdim),
       att(size_t(n) * qdim), o(size_t(n) * dim), gate(size_t(n) * hid), up(size_t(n) * hid),
       cos_t(size_t(n) * hd / 2), sin_t(size_t(n) * hd / 2);
   rope_tables(0, n, hd, c.rope_theta, c.rope_freq_scale, cos_t.data(), sin_t.data());
-  rmsnorm(x, L.attn_norm, xb.data(), n, dim, c.norm_eps);
-  if (obs) {
-    (*obs)(l, "attn_q", xb.data(), n, dim);
-    (*obs)(l, "attn_k", xb.data(), n, dim);
-    (*obs)(l, "attn_v", xb.data(), n, dim);
-  }
-  linear(L.wq, xb.data(), q.data(), n);
-  linear(L.wk, xb.data(), k.data(), n);
-  linear(L.wv, xb.data(), v.data(), n);
-  rope(q.data(), n, c.n_heads, hd, c.rope, cos_t.data(), sin_t.data());
-  rope(k.data(), n, c.n_kv_heads, hd, c.rope, cos_t.data(), sin_t.data());
-  attention(AttentionShape{c.n_heads, c.n_kv_heads, hd}, q.data(), k.data(), v.data(), kvdim, 0, n, att.data());
-  if (obs) (*obs)(l, "attn_output", att.data(), n, qdim);
-  linear(L.wo, att.data(), o.data(), n);
-  for (size_t i = 0; i < o.size(); ++i) x[i] += o[i];
-  rmsnorm(x, L.ffn_norm, xb.data(), n, dim, c.norm_eps);
-  if (obs) {
-    (*obs)(l, "ffn_gate", xb.data(), n, dim);
-    (*obs)(l, "ffn_up", xb.data(), n, dim);
-  }
-  linear(L.w_gate, xb.data(), gate.data(), n);
-  linear(L.w_up, xb.data(), up.data(), n);
-  swiglu(gate.data(), up.data(), gate.data(), int64_t(n) * hid);
-  if (obs) (*obs)(l, "ffn_down", gate.data(), n, hid);
-  linear(L.w_down, gate.data(), o.data(), n);
-  for (size_t i = 0; i < o.size(); ++i) x[i] += o[i];
+  const BlockBuffers bufs{.xb = xb.data(), .q = q.data(), .k = k.data(), .v = v.data(), .att = att.data(),
+                          .proj = o.data(), .gate = gate.data(), .up = up.data(), .cos_t = cos_t.data(),
+                          .sin_t = sin_t.data()};
+  auto lin = [n](const Linear& L, const float* in, float* out) { linear(L, in, out, n); };
+  auto attend = [&](const float* queries, float* out) {  // causal, over this sequence's keys/values only
+    attention(AttentionShape{c.n_heads, c.n_kv_heads, hd}, queries, k.data(), v.data(), kvdim, 0, n, out);
+  };
+  transformer_block(m, l, x, n, bufs, lin, attend, obs);
 }
 
 void apply_inference_modes(Model& m, const Recipe& r) {

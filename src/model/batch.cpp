@@ -7,6 +7,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "model/block.h"
 #include "ops/attention.h"
 #include "ops/ops.h"
 
@@ -104,43 +105,34 @@ void forward_batch(const Model& m, std::span<const BatchSeq> seqs, float* logits
   {
     int64_t r0 = 0;
     for (const BatchSeq& s : seqs) {
-      for (int t = 0; t < s.n; ++t)
-        std::memcpy(x + (r0 + t) * dim, m.tok_embd + (int64_t)s.tokens[t] * dim, sizeof(float) * dim);
+      embed_tokens(m, s.tokens, s.n, x + r0 * dim);
       rope_tables(s.cache->n_past, s.n, c.head_dim, c.rope_theta, c.rope_freq_scale, cos_t + r0 * half,
                   sin_t + r0 * half);
       r0 += s.n;
     }
   }
   const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim};
+  auto lin = [&](const Linear& L, const float* in, float* out) { batch_linear(L, in, out, seqs, R); };
+  // The new keys/values of all rows in kb/vb (attend copies them to the caches), the projections in xb.
+  const BlockBuffers bufs{.xb = xb, .q = q, .k = kb, .v = vb, .att = att, .proj = xb, .gate = gate, .up = up,
+                          .cos_t = cos_t, .sin_t = sin_t};
 
   for (int l = 0; l < c.n_layers; ++l) {
-    const LayerWeights& L = m.layers[l];
-    rmsnorm(x, L.attn_norm, xb, (int)R, dim, c.norm_eps);
-    batch_linear(L.wq, xb, q, seqs, R);
-    batch_linear(L.wk, xb, kb, seqs, R);
-    batch_linear(L.wv, xb, vb, seqs, R);
-    rope(q, (int)R, c.n_heads, c.head_dim, c.rope, cos_t, sin_t);
-    rope(kb, (int)R, c.n_kv_heads, c.head_dim, c.rope, cos_t, sin_t);
-    int64_t r0 = 0;
-    for (const BatchSeq& s : seqs) {
-      KVCache& cache = *s.cache;
-      const int pos0 = cache.n_past;
-      float* kc = cache.k.data() + (int64_t)l * cache.n_ctx * kvdim;
-      float* vc = cache.v.data() + (int64_t)l * cache.n_ctx * kvdim;
-      std::memcpy(kc + (int64_t)pos0 * kvdim, kb + r0 * kvdim, sizeof(float) * s.n * kvdim);
-      std::memcpy(vc + (int64_t)pos0 * kvdim, vb + r0 * kvdim, sizeof(float) * s.n * kvdim);
-      attention(shape, q + r0 * qdim, kc, vc, kvdim, pos0, s.n, att + r0 * qdim);
-      r0 += s.n;
-    }
-    batch_linear(L.wo, att, xb, seqs, R);
-    for (int64_t i = 0; i < R * dim; ++i) x[i] += xb[i];
-
-    rmsnorm(x, L.ffn_norm, xb, (int)R, dim, c.norm_eps);
-    batch_linear(L.w_gate, xb, gate, seqs, R);
-    batch_linear(L.w_up, xb, up, seqs, R);
-    swiglu(gate, up, gate, R * c.hidden_dim);
-    batch_linear(L.w_down, gate, xb, seqs, R);
-    for (int64_t i = 0; i < R * dim; ++i) x[i] += xb[i];
+    // Each sequence: its new keys/values into its cache, then attention over that cache.
+    auto attend = [&](const float* queries, float* out) {
+      int64_t r0 = 0;
+      for (const BatchSeq& s : seqs) {
+        KVCache& cache = *s.cache;
+        const int pos0 = cache.n_past;
+        float* kc = cache.k.data() + (int64_t)l * cache.n_ctx * kvdim;
+        float* vc = cache.v.data() + (int64_t)l * cache.n_ctx * kvdim;
+        std::memcpy(kc + (int64_t)pos0 * kvdim, kb + r0 * kvdim, sizeof(float) * s.n * kvdim);
+        std::memcpy(vc + (int64_t)pos0 * kvdim, vb + r0 * kvdim, sizeof(float) * s.n * kvdim);
+        attention(shape, queries + r0 * qdim, kc, vc, kvdim, pos0, s.n, out + r0 * qdim);
+        r0 += s.n;
+      }
+    };
+    transformer_block(m, l, x, (int)R, bufs, lin, attend);
   }
   for (const BatchSeq& s : seqs) s.cache->n_past += s.n;
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "model/block.h"
 #include "ops/attention.h"
 #include "ops/ops.h"
 
@@ -54,36 +55,23 @@ void forward_masked(const Model& m, KVCache& cache, const int32_t* tokens, const
   float* cos_t = MaskedScratch::fit(s.cos_t, (int64_t)n * half);
   float* sin_t = MaskedScratch::fit(s.sin_t, (int64_t)n * half);
 
-  for (int i = 0; i < n; ++i) {
-    std::memcpy(x + (int64_t)i * dim, m.tok_embd + (int64_t)tokens[i] * dim, sizeof(float) * dim);
+  embed_tokens(m, tokens, n, x);
+  for (int i = 0; i < n; ++i)
     rope_tables(pos[i], 1, c.head_dim, c.rope_theta, c.rope_freq_scale, cos_t + (int64_t)i * half,
                 sin_t + (int64_t)i * half);
-  }
   const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim};
+  auto lin = [n](const Linear& L, const float* in, float* out) { linear(L, in, out, n); };
 
   for (int l = 0; l < c.n_layers; ++l) {
-    const LayerWeights& L = m.layers[l];
     float* kc = cache.k.data() + (int64_t)l * cache.n_ctx * kvdim;
     float* vc = cache.v.data() + (int64_t)l * cache.n_ctx * kvdim;
-    float* knew = kc + (int64_t)n_past * kvdim;
-    float* vnew = vc + (int64_t)n_past * kvdim;
-
-    rmsnorm(x, L.attn_norm, xb, n, dim, c.norm_eps);
-    linear(L.wq, xb, att, n);
-    linear(L.wk, xb, knew, n);
-    linear(L.wv, xb, vnew, n);
-    rope(att, n, c.n_heads, c.head_dim, c.rope, cos_t, sin_t);
-    rope(knew, n, c.n_kv_heads, c.head_dim, c.rope, cos_t, sin_t);
-    attention_masked(shape, att, kc, vc, kvdim, n_past, n, mask, xb);
-    linear(L.wo, xb, att, n);
-    for (int64_t i = 0; i < (int64_t)n * dim; ++i) x[i] += att[i];
-
-    rmsnorm(x, L.ffn_norm, xb, n, dim, c.norm_eps);
-    linear(L.w_gate, xb, gate, n);
-    linear(L.w_up, xb, up, n);
-    swiglu(gate, up, gate, (int64_t)n * c.hidden_dim);
-    linear(L.w_down, gate, att, n);
-    for (int64_t i = 0; i < (int64_t)n * dim; ++i) x[i] += att[i];
+    // As in forward(): new keys/values into the cache, q and the projections in `attn`, the heads' outputs in xb.
+    const BlockBuffers bufs{.xb = xb, .q = att, .k = kc + (int64_t)n_past * kvdim, .v = vc + (int64_t)n_past * kvdim,
+                            .att = xb, .proj = att, .gate = gate, .up = up, .cos_t = cos_t, .sin_t = sin_t};
+    auto attend = [&](const float* q, float* out) {
+      attention_masked(shape, q, kc, vc, kvdim, n_past, n, mask, out);
+    };
+    transformer_block(m, l, x, n, bufs, lin, attend);
   }
   cache.n_past = n_past + n;
 

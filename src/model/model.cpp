@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "base/error.h"
+#include "model/block.h"
 #include "ops/attention.h"
 #include "ops/ops.h"
 
@@ -248,45 +249,21 @@ void forward(const Model& m, KVCache& cache, const int32_t* tokens, int n, float
   float* up = s.up.data();
   const LinearObserver* obs = opt.observer && *opt.observer ? opt.observer : nullptr;
 
-  for (int i = 0; i < n; ++i)
-    std::memcpy(x + (int64_t)i * dim, m.tok_embd + (int64_t)tokens[i] * dim, sizeof(float) * dim);
+  embed_tokens(m, tokens, n, x);
   rope_tables(pos0, n, c.head_dim, c.rope_theta, c.rope_freq_scale, s.cos_t.data(), s.sin_t.data());
   const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim};
 
+  auto lin = [n](const Linear& L, const float* in, float* out) { linear(L, in, out, n); };
+
   for (int l = 0; l < c.n_layers; ++l) {
-    const LayerWeights& L = m.layers[l];
     float* kc = cache.k.data() + (int64_t)l * cache.n_ctx * kvdim;
     float* vc = cache.v.data() + (int64_t)l * cache.n_ctx * kvdim;
-    float* knew = kc + (int64_t)pos0 * kvdim;
-    float* vnew = vc + (int64_t)pos0 * kvdim;
-
-    rmsnorm(x, L.attn_norm, xb, n, dim, c.norm_eps);
-    if (obs) {
-      (*obs)(l, "attn_q", xb, n, dim);
-      (*obs)(l, "attn_k", xb, n, dim);
-      (*obs)(l, "attn_v", xb, n, dim);
-    }
-    linear(L.wq, xb, att, n);
-    linear(L.wk, xb, knew, n);
-    linear(L.wv, xb, vnew, n);
-    rope(att, n, c.n_heads, c.head_dim, c.rope, s.cos_t.data(), s.sin_t.data());
-    rope(knew, n, c.n_kv_heads, c.head_dim, c.rope, s.cos_t.data(), s.sin_t.data());
-    attention(shape, att, kc, vc, kvdim, pos0, n, xb);  // xb (n x qdim) receives the heads' outputs
-    if (obs) (*obs)(l, "attn_output", xb, n, qdim);
-    linear(L.wo, xb, att, n);
-    for (int64_t i = 0; i < (int64_t)n * dim; ++i) x[i] += att[i];
-
-    rmsnorm(x, L.ffn_norm, xb, n, dim, c.norm_eps);
-    if (obs) {
-      (*obs)(l, "ffn_gate", xb, n, dim);
-      (*obs)(l, "ffn_up", xb, n, dim);
-    }
-    linear(L.w_gate, xb, gate, n);
-    linear(L.w_up, xb, up, n);
-    swiglu(gate, up, gate, (int64_t)n * c.hidden_dim);
-    if (obs) (*obs)(l, "ffn_down", gate, n, c.hidden_dim);
-    linear(L.w_down, gate, att, n);
-    for (int64_t i = 0; i < (int64_t)n * dim; ++i) x[i] += att[i];
+    // The new keys/values go straight into the cache; q and the projections share `attn`, the heads' outputs xb.
+    const BlockBuffers bufs{.xb = xb, .q = att, .k = kc + (int64_t)pos0 * kvdim, .v = vc + (int64_t)pos0 * kvdim,
+                            .att = xb, .proj = att, .gate = gate, .up = up, .cos_t = s.cos_t.data(),
+                            .sin_t = s.sin_t.data()};
+    auto attend = [&](const float* q, float* out) { attention(shape, q, kc, vc, kvdim, pos0, n, out); };
+    transformer_block(m, l, x, n, bufs, lin, attend, obs);
   }
   cache.n_past = pos0 + n;
 

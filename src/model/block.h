@@ -1,0 +1,86 @@
+// One transformer layer (Llama family), the body shared by forward(), forward_masked(), forward_batch() and
+// the compression driver's block_forward(). Internal to src/: not part of the public API.
+//
+//   x += o(attention(rope(q(rmsnorm(x))), rope(k(...)), v(...)))
+//   x += down(silu(gate(rmsnorm(x))) * up(rmsnorm(x)))
+//
+// What differs between the callers is a parameter: how a Linear is applied to the rows (one call, or one call
+// per sequence), the attention step (causal over one cache, masked, or per sequence), where each intermediate
+// goes (BlockBuffers; buffers may alias as noted there), and the optional observer (calibration).
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#include "model/model.h"
+#include "ops/ops.h"
+
+namespace ctrust {
+
+// x[i] = the embedding of tokens[i] (dim values), for i < n.
+inline void embed_tokens(const Model& m, const int32_t* tokens, int n, float* x) {
+  const int dim = m.cfg.dim;
+  for (int i = 0; i < n; ++i)
+    std::memcpy(x + (int64_t)i * dim, m.tok_embd + (int64_t)tokens[i] * dim, sizeof(float) * dim);
+}
+
+// Where the n rows of one layer's intermediates go. The caller owns the memory. Aliasing that is allowed
+// (each buffer is dead before the next one written to the same memory): att may be xb (it is written after
+// q/k/v have read xb); proj may be q or xb (written after attention has read q and o has read att).
+struct BlockBuffers {
+  float* xb;                    // rmsnorm output, n x dim (n x max(dim, qdim) when att aliases it)
+  float* q;                     // queries, n x qdim
+  float* k;                     // the new keys, n x kvdim (e.g. the cache slots of the new positions)
+  float* v;                     // the new values, n x kvdim
+  float* att;                   // attention output (the heads side by side), n x qdim
+  float* proj;                  // output of attn_output and of ffn_down, n x dim
+  float* gate;                  // n x hidden_dim, then silu(gate) * up in place
+  float* up;                    // n x hidden_dim
+  const float* cos_t, * sin_t;  // RoPE tables of the n rows, n x head_dim/2 each
+};
+
+// x (n rows of dim) <- layer l of m applied to x.
+//  lin(L, in, out):  out = in L^T (+ b) over the n rows (e.g. linear(L, in, out, n))
+//  attend(q, att):   attention of the n queries (RoPE applied) over the keys/values, which include the n new
+//                    rows in b.k / b.v (RoPE applied to k) -> att
+//  obs (may be null) sees the input of every Linear, before it runs: attn_q, attn_k, attn_v, attn_output,
+//                    ffn_gate, ffn_up, ffn_down.
+template <class Lin, class Attend>
+inline void transformer_block(const Model& m, int l, float* x, int n, const BlockBuffers& b, Lin&& lin,
+                              Attend&& attend, const LinearObserver* obs = nullptr) {
+  const ModelConfig& c = m.cfg;
+  const LayerWeights& L = m.layers[l];
+  const int dim = c.dim, qdim = c.n_heads * c.head_dim;
+  const int64_t nd = (int64_t)n * dim, nh = (int64_t)n * c.hidden_dim;
+
+  // Attention.
+  rmsnorm(x, L.attn_norm, b.xb, n, dim, c.norm_eps);
+  if (obs) {
+    (*obs)(l, "attn_q", b.xb, n, dim);
+    (*obs)(l, "attn_k", b.xb, n, dim);
+    (*obs)(l, "attn_v", b.xb, n, dim);
+  }
+  lin(L.wq, b.xb, b.q);
+  lin(L.wk, b.xb, b.k);
+  lin(L.wv, b.xb, b.v);
+  rope(b.q, n, c.n_heads, c.head_dim, c.rope, b.cos_t, b.sin_t);
+  rope(b.k, n, c.n_kv_heads, c.head_dim, c.rope, b.cos_t, b.sin_t);
+  attend(b.q, b.att);
+  if (obs) (*obs)(l, "attn_output", b.att, n, qdim);
+  lin(L.wo, b.att, b.proj);
+  for (int64_t i = 0; i < nd; ++i) x[i] += b.proj[i];
+
+  // Feed-forward (SwiGLU).
+  rmsnorm(x, L.ffn_norm, b.xb, n, dim, c.norm_eps);
+  if (obs) {
+    (*obs)(l, "ffn_gate", b.xb, n, dim);
+    (*obs)(l, "ffn_up", b.xb, n, dim);
+  }
+  lin(L.w_gate, b.xb, b.gate);
+  lin(L.w_up, b.xb, b.up);
+  swiglu(b.gate, b.up, b.gate, nh);
+  if (obs) (*obs)(l, "ffn_down", b.gate, n, c.hidden_dim);
+  lin(L.w_down, b.gate, b.proj);
+  for (int64_t i = 0; i < nd; ++i) x[i] += b.proj[i];
+}
+
+}  // namespace ctrust
