@@ -82,17 +82,13 @@ void block_forward(const Model& m, int l, float* x, int n, const LinearObserver*
 void apply_inference_modes(Model& m, const Recipe& r) {
   if (r.method != Method::SmoothQuant && r.method != Method::LLMInt8) return;
   const LinearMode mode = r.method == Method::SmoothQuant ? LinearMode::W8A8 : LinearMode::Int8Outlier;
-  for (size_t l = 0; l < m.layers.size(); ++l) {
-    LayerWeights& L = m.layers[l];
-    std::pair<const char*, Linear*> lin[] = {{"attn_q", &L.wq},       {"attn_k", &L.wk},  {"attn_v", &L.wv},
-                                             {"attn_output", &L.wo},  {"ffn_gate", &L.w_gate},
-                                             {"ffn_up", &L.w_up},     {"ffn_down", &L.w_down}};
-    for (auto& [name, p] : lin)
-      if (tensor_selected(r, fmt::format("blk.{}.{}.weight", l, name))) {
-        p->mode = mode;
-        p->threshold = float(r.threshold);
+  for (size_t l = 0; l < m.layers.size(); ++l)
+    for (const BlockLinear& b : kBlockLinears)
+      if (tensor_selected(r, fmt::format("blk.{}.{}.weight", l, b.name))) {
+        Linear& lin = m.layers[l].*b.member;
+        lin.mode = mode;
+        lin.threshold = float(r.threshold);
       }
-  }
 }
 
 namespace {
@@ -102,9 +98,12 @@ struct LinDef {
   const char* name;
   Kind kind;
 };
-constexpr LinDef kLinears[] = {{"attn_q", AttnIn},      {"attn_k", AttnIn},   {"attn_v", AttnIn},
-                               {"attn_output", AttnOut}, {"ffn_gate", FfnIn}, {"ffn_up", FfnIn},
-                               {"ffn_down", FfnDown}};
+// kBlockLinears (model.h) with the input each Linear reads.
+constexpr LinDef kLinears[] = {{kBlockLinears[0].name, AttnIn},  {kBlockLinears[1].name, AttnIn},
+                               {kBlockLinears[2].name, AttnIn},  {kBlockLinears[3].name, AttnOut},
+                               {kBlockLinears[4].name, FfnIn},   {kBlockLinears[5].name, FfnIn},
+                               {kBlockLinears[6].name, FfnDown}};
+static_assert(std::size(kLinears) == std::size(kBlockLinears));
 constexpr const char* kFirstOfKind[NKinds] = {"attn_q", "attn_output", "ffn_gate", "ffn_down"};
 
 struct Capture {

@@ -184,8 +184,7 @@ ItemScorer::ItemScorer(const Model& m, int n_ctx, int max_batch)
   auto rowwise = [](const Linear& L) { return L.mode != LinearMode::Int8Outlier; };
   share_forwards_ = rowwise(m.output);
   for (const LayerWeights& L : m.layers)
-    for (const Linear* l : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
-      share_forwards_ = share_forwards_ && rowwise(*l);
+    for (const BlockLinear& b : kBlockLinears) share_forwards_ = share_forwards_ && rowwise(L.*b.member);
 }
 
 void ItemScorer::reset() {

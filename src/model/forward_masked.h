@@ -16,6 +16,9 @@ namespace ctrust {
 //  * Logits (n_vocab each) are computed only for the rows out_rows[0..n_out), written in that order to logits.
 // With pos[i] = n_past + i and the causal mask this is forward(m, cache, tokens, n, ...) restricted to the
 // listed rows. Throws Error on cache overflow, token ids out of range, bad rows or a bad mask.
+// Exception: with LLM.int8() Linears (LinearMode::Int8Outlier) the outlier columns are chosen from all n rows
+// of the call, so the rows of different sequences packed together change each other's results (the scorer
+// then runs each item alone, see eval/score.h); the same holds for how forward() is split into calls.
 void forward_masked(const Model& m, KVCache& cache, const int32_t* tokens, const int32_t* pos, int n,
                     const unsigned char* mask, const int32_t* out_rows, int n_out, float* logits);
 

@@ -98,12 +98,9 @@ void rebind_weights(Model& m) {
     if (c.qkv_bias && (!L.wq.b || !L.wk.b || !L.wv.b))
       fail("{}: the config asks for q/k/v biases but blk.{} lacks attn_q/k/v.bias", f.path, l);
     if (l < (int)old.size()) {  // keep the inference modes a compression stage chose
-      Linear* nw[] = {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down};
-      const Linear* ow[] = {&old[l].wq, &old[l].wk, &old[l].wv, &old[l].wo, &old[l].w_gate, &old[l].w_up,
-                            &old[l].w_down};
-      for (int i = 0; i < 7; ++i) {
-        nw[i]->mode = ow[i]->mode;
-        nw[i]->threshold = ow[i]->threshold;
+      for (const BlockLinear& b : kBlockLinears) {
+        (L.*b.member).mode = (old[l].*b.member).mode;
+        (L.*b.member).threshold = (old[l].*b.member).threshold;
       }
     }
   }
@@ -155,11 +152,8 @@ namespace {
 std::vector<std::pair<std::string, Linear*>> named_linears(Model& m) {
   std::vector<std::pair<std::string, Linear*>> out;
   for (size_t l = 0; l < m.layers.size(); ++l) {
-    LayerWeights& L = m.layers[l];
-    std::pair<const char*, Linear*> lin[] = {{"attn_q", &L.wq},     {"attn_k", &L.wk},     {"attn_v", &L.wv},
-                                             {"attn_output", &L.wo}, {"ffn_gate", &L.w_gate}, {"ffn_up", &L.w_up},
-                                             {"ffn_down", &L.w_down}};
-    for (auto& [n, p] : lin) out.push_back({fmt::format("blk.{}.{}.weight", l, n), p});
+    for (const BlockLinear& b : kBlockLinears)
+      out.push_back({fmt::format("blk.{}.{}.weight", l, b.name), &(m.layers[l].*b.member)});
   }
   out.push_back({m.file.find("output.weight") ? "output.weight" : "token_embd.weight", &m.output});
   return out;

@@ -23,6 +23,17 @@ struct LayerWeights {
   Linear w_gate, w_up, w_down;       // SwiGLU: down(silu(gate(x)) * up(x))
 };
 
+// The seven Linears of a block in the order the forward pass runs them, with their GGUF tensor names
+// ("blk.N.<name>.weight"). The one list every stage iterates (modes, calibration, compression).
+struct BlockLinear {
+  const char* name;
+  Linear LayerWeights::*member;
+};
+inline constexpr BlockLinear kBlockLinears[] = {
+    {"attn_q", &LayerWeights::wq},          {"attn_k", &LayerWeights::wk},      {"attn_v", &LayerWeights::wv},
+    {"attn_output", &LayerWeights::wo},     {"ffn_gate", &LayerWeights::w_gate}, {"ffn_up", &LayerWeights::w_up},
+    {"ffn_down", &LayerWeights::w_down}};
+
 struct Model {
   LoadedModel file;  // owns the tensors the pointers below refer to
   ModelConfig cfg;

@@ -10,10 +10,11 @@ std::string model_fingerprint(const Model& m, std::string_view recipe) {
     if (t.data) h = hash_bytes(t.data, size_t(t.numel()) * sizeof(float), h);
   }
   for (const auto& L : m.layers) {
-    for (const Linear* l : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
-      const int mode[2] = {int(l->mode), 0};
+    for (const BlockLinear& b : kBlockLinears) {
+      const Linear& l = L.*b.member;
+      const int mode[2] = {int(l.mode), 0};
       h = hash_bytes(mode, sizeof(mode), h);
-      h = hash_bytes(&l->threshold, sizeof(float), h);
+      h = hash_bytes(&l.threshold, sizeof(float), h);
     }
   }
   const ModelConfig& c = m.cfg;
