@@ -230,6 +230,28 @@ TEST(Model, LinearModesChangeLogitsSlightly) {
   EXPECT_LT(max_diff, 0.5);
 }
 
+TEST(Model, LinearModeMetadataRoundTripAndErrors) {
+  auto m = stories_bin();
+  m->layers[1].wk.mode = LinearMode::W8A8;
+  m->layers[2].w_down.mode = LinearMode::Int8Outlier;
+  m->layers[2].w_down.threshold = 4.5f;
+  std::vector<GgufKV> meta = linear_mode_metadata(*m);
+  ASSERT_EQ(meta.size(), 1u);
+  auto fresh = stories_bin();
+  fresh->file.meta.push_back(meta[0]);
+  apply_linear_mode_metadata(*fresh);
+  EXPECT_EQ(fresh->layers[1].wk.mode, LinearMode::W8A8);
+  EXPECT_EQ(fresh->layers[2].w_down.mode, LinearMode::Int8Outlier);
+  EXPECT_EQ(fresh->layers[2].w_down.threshold, 4.5f);
+  EXPECT_EQ(fresh->layers[2].w_up.mode, LinearMode::F32);
+  for (const char* bad : {"output.weight=w8a8", "token_embd.weight=int8:6", "blk.0.attn_q.weight=int8:-1",
+                          "blk.0.attn_q.weight=fp4", "blk.99.attn_q.weight=w8a8"}) {
+    auto b = stories_bin();
+    b->file.meta.push_back({"ctrust.linear_modes", GgufValue::str_array({bad})});
+    EXPECT_THROW(apply_linear_mode_metadata(*b), Error) << bad;
+  }
+}
+
 TEST(Model, BadInputsAreErrors) {
   auto m = stories_bin();
   KVCache c = make_cache(*m, 4);

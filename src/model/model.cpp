@@ -155,8 +155,7 @@ std::vector<std::pair<std::string, Linear*>> named_linears(Model& m) {
     for (const BlockLinear& b : kBlockLinears)
       out.push_back({fmt::format("blk.{}.{}.weight", l, b.name), &(m.layers[l].*b.member)});
   }
-  out.push_back({m.file.find("output.weight") ? "output.weight" : "token_embd.weight", &m.output});
-  return out;
+  return out;  // the output head never has a mode: compression leaves it alone, and forward_batch relies on it
 }
 }  // namespace
 
@@ -183,7 +182,8 @@ void apply_linear_mode_metadata(Model& m) {
     size_t eq = e.find('=');
     std::string name = e.substr(0, eq), mode = eq == std::string::npos ? "" : e.substr(eq + 1);
     auto it = std::find_if(lins.begin(), lins.end(), [&](const auto& p) { return p.first == name; });
-    if (it == lins.end()) fail("{}: ctrust.linear_modes names unknown tensor '{}'", m.file.path, name);
+    if (it == lins.end())
+      fail("{}: ctrust.linear_modes names '{}', which is not a Linear of a transformer block", m.file.path, name);
     if (mode == "w8a8") {
       it->second->mode = LinearMode::W8A8;
     } else if (mode.rfind("int8:", 0) == 0) {
