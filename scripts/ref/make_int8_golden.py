@@ -27,7 +27,9 @@ details. Scaling every int8 scale by (1 +- 1e-6) here moves the 8-chunk ln(PPL r
 0.019 and 0.036, while the mean KL over 2 chunks stays within 0.0271-0.0289 (int8: 0.0151-0.0159). numpy's and
 ctrust's f32 sums differ in the last bits, which is such a perturbation, so only the KL can be compared tightly.
 
-Usage: python3 scripts/ref/make_int8_golden.py [--chunks N] [--kl-chunks K] [--out FILE|-]
+The perturbation study: `--out - --jitter 1e-6` (and -1e-6, 3e-6), 8 chunks.
+
+Usage: python3 scripts/ref/make_int8_golden.py [--chunks N] [--kl-chunks K] [--out FILE|-] [--jitter EPS]
 (needs numpy and gguf, and beyond 8 chunks llama-cpp-python: scripts/setup_ref.sh)
 """
 import argparse
@@ -64,8 +66,11 @@ def load(path):
     return cfg, w
 
 
+JITTER = 0.0  # --jitter: every int8 scale times (1 + JITTER), to show how chaotic the perplexity change is
+
+
 def quant_rows(x):  # per-row absmax int8 fake quantization (SmoothQuant fake_quant.py)
-    s = np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-5) / 127.0
+    s = np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-5) / 127.0 * np.float32(1.0 + JITTER)
     return np.round(x / s) * s
 
 
@@ -174,7 +179,13 @@ def main():
     ap.add_argument("--chunks", type=int, default=8, help="chunks of 512 tokens for the perplexities")
     ap.add_argument("--kl-chunks", type=int, default=2, help="the first chunks, for the token KL (the test's)")
     ap.add_argument("--out", default=os.path.join(GOLDEN, "int8_smollm2.json"), help="'-': print only")
+    ap.add_argument("--jitter", type=float, default=0.0,
+                    help="scale every int8 scale by (1 + JITTER), e.g. 1e-6 (only with --out -)")
     a = ap.parse_args()
+    global JITTER
+    JITTER = a.jitter
+    if JITTER and a.out != "-":
+        ap.error("--jitter is a study, not a golden: use --out -")
     ctx = 512
     chunks = text_chunks(a.chunks, ctx)
     cfg, w = load(MODEL)

@@ -179,6 +179,24 @@ ItemScore score_item(const Model& m, KVCache& cache, const TaskItem& item) {
   return s;
 }
 
+// Choice i of s gains the log-probability row[t] of its token t; its greedy flag drops unless t is the argmax.
+static void add_token_logprob(ItemScore& s, size_t i, int32_t t, const float* row, int32_t best, int n_vocab) {
+  if (t < 0 || t >= n_vocab) fail("token id {} out of range", t);
+  s.ll[i] += double(row[t]);
+  if (best != t) s.greedy[i] = false;
+}
+
+void ItemScorer::run_packed(const std::vector<int32_t>& tok, const std::vector<int32_t>& pos,
+                            const std::vector<unsigned char>& mask, const std::vector<int32_t>& out_rows) {
+  const int n = int(tok.size()), n_vocab = m_->cfg.n_vocab;
+  if (logits_.size() < out_rows.size() * size_t(n_vocab)) logits_.resize(out_rows.size() * size_t(n_vocab));
+  forward_masked(*m_, cache_, tok.data(), pos.data(), n, mask.data(), out_rows.data(), int(out_rows.size()),
+                 logits_.data());
+  tokens_run_ += n;
+  forwards_++;
+  for (size_t r = 0; r < out_rows.size(); r++) log_softmax(logits_.data() + r * size_t(n_vocab), n_vocab);
+}
+
 ItemScorer::ItemScorer(const Model& m, int n_ctx, int max_batch)
     : m_(&m), cache_(make_cache(m, n_ctx)), max_batch_(std::max(1, max_batch)) {
   auto rowwise = [](const Linear& L) { return L.mode != LinearMode::Int8Outlier; };
@@ -275,21 +293,11 @@ ItemScore ItemScorer::score(const TaskItem& item) {
     for (int a = 0; a < n; a++)
       for (int b = 0; b <= a; b++)
         mask[size_t(a) * size_t(n) + size_t(b)] = seg[size_t(b)] == -1 || seg[size_t(b)] == seg[size_t(a)];
-    if (logits.size() < out_rows.size() * size_t(n_vocab)) logits.resize(out_rows.size() * size_t(n_vocab));
-    forward_masked(m, cache_, tok.data(), pos.data(), n, mask.data(), out_rows.data(), int(out_rows.size()),
-                   logits.data());
-    tokens_run_ += n;
-    forwards_++;
+    run_packed(tok, pos, mask, out_rows);
     for (size_t r = 0; r < out_rows.size(); r++) {
-      float* row = logits.data() + r * size_t(n_vocab);
-      log_softmax(row, n_vocab);
+      const float* row = logits.data() + r * size_t(n_vocab);
       const int32_t best = int32_t(std::max_element(row, row + n_vocab) - row);
-      for (auto [i, j] : targets[r]) {
-        const int32_t t = req[size_t(i)].tokens[size_t(j)];
-        if (t < 0 || t >= n_vocab) fail("token id {} out of range", t);
-        s.ll[size_t(i)] += double(row[t]);
-        if (best != t) s.greedy[size_t(i)] = false;
-      }
+      for (auto [i, j] : targets[r]) add_token_logprob(s, size_t(i), req[size_t(i)].tokens[size_t(j)], row, best, n_vocab);
     }
     cache_.truncate(L);  // later batches (and the next item) start from the context
   }
@@ -401,22 +409,13 @@ std::vector<ItemScore> ItemScorer::score_batch(const std::vector<const TaskItem*
         s.n_bytes[i] = bytes_of_choice(*items[a], i);
       }
     }
-    if (logits_.size() < out_rows.size() * size_t(n_vocab)) logits_.resize(out_rows.size() * size_t(n_vocab));
-    std::vector<float>& logits = logits_;  // reused: no page faults for a fresh buffer per batch
-    forward_masked(m, cache_, tok.data(), pos.data(), n, mask.data(), out_rows.data(), int(out_rows.size()),
-                   logits.data());
-    tokens_run_ += n;
-    forwards_++;
+    run_packed(tok, pos, mask, out_rows);
     for (size_t r = 0; r < out_rows.size(); r++) {
-      float* row = logits.data() + r * size_t(n_vocab);
-      log_softmax(row, n_vocab);
+      const float* row = logits_.data() + r * size_t(n_vocab);
       const int32_t best = int32_t(std::max_element(row, row + n_vocab) - row);
-      for (auto [a, i, j] : targets[r]) {
-        const int32_t t = w[size_t(a)].req[size_t(i)].tokens[size_t(j)];
-        if (t < 0 || t >= n_vocab) fail("token id {} out of range", t);
-        out[size_t(a)].ll[size_t(i)] += double(row[t]);
-        if (best != t) out[size_t(a)].greedy[size_t(i)] = false;
-      }
+      for (auto [a, i, j] : targets[r])
+        add_token_logprob(out[size_t(a)], size_t(i), w[size_t(a)].req[size_t(i)].tokens[size_t(j)], row, best,
+                          n_vocab);
     }
     for (size_t a = a0; a < a1; a++) finish_score(out[a], *items[a]);
     // The first item's context sits at slots [0, L) with matching positions: keep it for the next items.

@@ -64,6 +64,11 @@ class ItemScorer {
   int n_ctx() const { return cache_.n_ctx; }
 
  private:
+  // forward_masked of the packed rows (tokens, positions, mask, output rows) into logits_, each output row
+  // turned into log-probabilities; counts tokens_run_ / forwards_.
+  void run_packed(const std::vector<int32_t>& tok, const std::vector<int32_t>& pos,
+                  const std::vector<unsigned char>& mask, const std::vector<int32_t>& out_rows);
+
   const Model* m_;
   KVCache cache_;
   std::vector<int32_t> cached_;  // the tokens in cache slots [0, cached_.size())

@@ -11,10 +11,27 @@
 #include <cstdint>
 #include <cstring>
 
+#include "base/error.h"
 #include "model/model.h"
 #include "ops/ops.h"
 
 namespace ctrust {
+
+// The checks forward() and forward_masked() make before any work: the cache was made for this model, the n new
+// positions fit in it, and every token id is in the vocabulary. Throws Error.
+inline void check_forward_input(const Model& m, const KVCache& cache, const int32_t* tokens, int n) {
+  const ModelConfig& c = m.cfg;
+  const int kvdim = c.n_kv_heads * c.head_dim;
+  if (cache.kv_dim != kvdim || cache.k.size() != (size_t)c.n_layers * cache.n_ctx * kvdim ||
+      cache.v.size() != cache.k.size())
+    fail("{}: KV cache does not fit this model (make it with make_cache)", m.file.path);
+  if (cache.n_past < 0 || cache.n_past + n > cache.n_ctx)
+    fail("{}: KV cache overflow: {} cached + {} new positions exceed its {} slots", m.file.path, cache.n_past, n,
+         cache.n_ctx);
+  for (int i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= c.n_vocab)
+      fail("{}: token id {} at position {} is out of range [0, {})", m.file.path, tokens[i], i, c.n_vocab);
+}
 
 // x[i] = the embedding of tokens[i] (dim values), for i < n.
 inline void embed_tokens(const Model& m, const int32_t* tokens, int n, float* x) {

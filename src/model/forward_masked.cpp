@@ -27,15 +27,8 @@ void forward_masked(const Model& m, KVCache& cache, const int32_t* tokens, const
   const ModelConfig& c = m.cfg;
   if (n <= 0) return;
   const int kvdim = c.n_kv_heads * c.head_dim, qdim = c.n_heads * c.head_dim, dim = c.dim;
-  if (cache.kv_dim != kvdim || cache.k.size() != (size_t)c.n_layers * cache.n_ctx * kvdim ||
-      cache.v.size() != cache.k.size())
-    fail("{}: KV cache does not fit this model (make it with make_cache)", m.file.path);
-  if (cache.n_past < 0 || cache.n_past + n > cache.n_ctx)
-    fail("{}: KV cache overflow: {} cached + {} new positions exceed its {} slots", m.file.path, cache.n_past, n,
-         cache.n_ctx);
+  check_forward_input(m, cache, tokens, n);
   for (int i = 0; i < n; ++i) {
-    if (tokens[i] < 0 || tokens[i] >= c.n_vocab)
-      fail("{}: token id {} at position {} is out of range [0, {})", m.file.path, tokens[i], i, c.n_vocab);
     if (pos[i] < 0) fail("{}: negative position {} for batch row {}", m.file.path, pos[i], i);
     if (!mask[(int64_t)i * n + i]) fail("forward_masked: row {} does not see itself", i);
     for (int j = i + 1; j < n; ++j)

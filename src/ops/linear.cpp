@@ -36,35 +36,26 @@ void matmul_f32(const float* w, int in, int out, const float* x, float* y, int r
 // scale = max|v_i| / 127, v_i -> round(v_i / scale) * scale, rounding to nearest with ties to even (IEEE's
 // default, as torch.round in SmoothQuant's fake_quant.py; |q| <= 127). An all-zero selection stays zero.
 // Entries outside the selection are left unchanged. Branch-free loops, so that they vectorize (vroundps).
-void round_int8(float* v, int n, const uint8_t* keep) {
+template <bool kSelect>
+void round_int8_impl(float* v, int n, const uint8_t* keep) {
   float amax = 0.0f;
-  if (keep) {
-    for (int i = 0; i < n; ++i) {
-      const float a = keep[i] ? std::fabs(v[i]) : 0.0f;
-      amax = a > amax ? a : amax;
-    }
-  } else {
-    for (int i = 0; i < n; ++i) {
-      const float a = std::fabs(v[i]);
-      amax = a > amax ? a : amax;
-    }
+  for (int i = 0; i < n; ++i) {
+    const float a = !kSelect || keep[i] ? std::fabs(v[i]) : 0.0f;
+    amax = a > amax ? a : amax;
   }
   if (amax == 0.0f) return;
   const float scale = amax / 127.0f;
   const float inv = 1.0f / scale;
-  if (keep) {
-    for (int i = 0; i < n; ++i) {
-      float q = __builtin_nearbyintf(v[i] * inv);
-      q = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q);
-      v[i] = keep[i] ? q * scale : v[i];
-    }
-  } else {
-    for (int i = 0; i < n; ++i) {
-      float q = __builtin_nearbyintf(v[i] * inv);
-      q = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q);
-      v[i] = q * scale;
-    }
+  for (int i = 0; i < n; ++i) {
+    float q = __builtin_nearbyintf(v[i] * inv);
+    q = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q);
+    v[i] = !kSelect || keep[i] ? q * scale : v[i];
   }
+}
+
+void round_int8(float* v, int n, const uint8_t* keep) {
+  if (keep) round_int8_impl<true>(v, n, keep);
+  else round_int8_impl<false>(v, n, nullptr);
 }
 
 }  // namespace
