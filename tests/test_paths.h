@@ -5,12 +5,11 @@
 #include <filesystem>
 #include <string>
 
+#include "base/paths.h"
+
 namespace ctrust::test {
 
-inline std::string source_dir() {
-  const char* e = std::getenv("CTRUST_SOURCE_DIR");
-  return e ? e : CTRUST_SOURCE_DIR;
-}
+inline std::string source_dir() { return ctrust::source_dir(); }
 inline std::string shared_dir() {
   const char* e = std::getenv("CTRUST_SHARED");
   return e ? e : source_dir() + "/../shared";

@@ -2,6 +2,8 @@
 // compression of one block's Linears, error reports, GGUF packing and inference modes.
 #include "compress/driver.h"
 
+#include "base/paths.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -29,7 +31,7 @@ namespace ctrust {
 
 std::string default_calibration_file() {
   const char* e = std::getenv("CTRUST_SHARED");
-  std::string shared = e ? e : std::string(CTRUST_SOURCE_DIR) + "/../shared";
+  std::string shared = e ? e : source_dir() + "/../shared";
   return shared + "/data/wikitext-2-tokens/wiki.valid.tokens";
 }
 

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "base/paths.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -26,10 +27,7 @@ const char* scoring_name(Scoring s) {
   return "?";
 }
 
-static std::string project_root() {
-  const char* e = std::getenv("CTRUST_SOURCE_DIR");
-  return e ? e : CTRUST_SOURCE_DIR;
-}
+static std::string project_root() { return source_dir(); }
 
 std::string shared_data_dir() {
   const char* e = std::getenv("CTRUST_SHARED");
