@@ -63,6 +63,9 @@ struct PerspectiveResult {
   double refusal_rate = 0;  // fraction of answers that refused / gave no usable answer
   int items = 0;            // generated answers
   nlohmann::json metrics = nlohmann::json::object();  // sub-metrics (per task / setting)
+  // Parts of the paper's protocol that were not run for lack of data (empty = complete); reports mark the
+  // perspective as partial and name them.
+  std::vector<std::string> missing;
 };
 
 struct TrustResult {

@@ -1,0 +1,64 @@
+// A perspective as data: the tasks (settings) it generates answers for, how each answer is parsed, and a
+// pure scoring function from the records to the 0-100 score and its sub-scores. run_trust (run.cpp) generates
+// the records; the scoring function never generates, so it can be re-applied to resampled records (bootstrap
+// confidence intervals) and to stored records (reports).
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "trust/data.h"
+#include "trust/run.h"
+#include "trust/toxicity.h"
+
+namespace ctrust {
+
+// One DecodingTrust setting: its items and how each answer is generated and parsed.
+struct TaskSpec {
+  std::string name;              // the records' task (TrustItem::task of every item)
+  std::vector<TrustItem> items;  // all items of the setting (a run may use a subset: TaskRun::item)
+  int samples = 1;               // generations per item (sample j: item_id "<i>#s<j>" for j > 0)
+  float temperature = 0.0f;      // 0 = greedy
+  // Fills parsed / correct / refused (and toxicity) of a record from its item and output. Called once per
+  // record, in item order, when the record is generated or taken from the store.
+  std::function<void(const TrustItem&, TrustRecord&)> parse;
+};
+
+// The records of one setting: recs[j] answers spec->items[item[j]]; the samples of an item are consecutive.
+struct TaskRun {
+  const TaskSpec* spec = nullptr;
+  std::vector<TrustRecord> recs;
+  std::vector<size_t> item;
+};
+
+using ScoreFn = std::function<PerspectiveResult(const std::vector<TaskRun>&)>;
+
+struct PerspectivePlan {
+  std::vector<TaskSpec> tasks;
+  ScoreFn score;  // pure: records -> score, refusal rate, items, metrics
+};
+
+// One plan per perspective (p_<name>.cpp).
+PerspectivePlan plan_toxicity(const TrustOptions& opt, const ToxicityScorer& scorer);
+PerspectivePlan plan_stereotype(const TrustOptions& opt);
+PerspectivePlan plan_advglue(const TrustOptions& opt);
+PerspectivePlan plan_ood(const TrustOptions& opt);
+PerspectivePlan plan_adv_demo(const TrustOptions& opt);
+PerspectivePlan plan_privacy(const TrustOptions& opt);
+PerspectivePlan plan_ethics(const TrustOptions& opt);
+PerspectivePlan plan_fairness(const TrustOptions& opt);
+
+// A classification setting: parse_answer(item, output) gives the parsed answer ("" = none, counted as refused);
+// correct = parsed answer equals the item's label.
+TaskSpec classification_task(std::string name, std::vector<TrustItem> items,
+                             std::function<std::string(const TrustItem&, const std::string&)> parse_answer);
+// Accuracy, refusal rate and n of each classification run into pr.metrics[setting name].
+struct ClassificationSummary {
+  std::vector<double> accuracies;  // one per non-empty setting
+  int refused = 0, total = 0;
+};
+ClassificationSummary score_classification(const std::vector<TaskRun>& runs, PerspectiveResult& pr);
+
+inline double frac(int a, int b) { return b ? static_cast<double>(a) / b : 0; }
+
+}  // namespace ctrust
