@@ -402,7 +402,12 @@ Comparison compare_runs(const std::string& db, const std::string& sel_a, const s
     }
     if (ra.scoring != rb->scoring)
       cmp.notes.push_back(fmt::format("{}: scored as {} in a but {} in b", ra.task, ra.scoring, rb->scoring));
-    if (ra.settings != rb->settings)
+    // The recipe says how each model was made (it differs whenever a compressed model is compared with its
+    // base); only the task settings matter here.
+    json sa = ra.settings, sb = rb->settings;
+    sa.erase("recipe");
+    sb.erase("recipe");
+    if (sa != sb)
       cmp.notes.push_back(fmt::format("{}: runs {} and {} have different task settings", ra.task, ra.id, rb->id));
     const auto ia = s.items(ra.id), ib = s.items(rb->id);
     std::map<std::string, std::pair<std::vector<StoredItem>, std::vector<StoredItem>>> groups;
