@@ -137,6 +137,8 @@ TEST(Cli, CompareRunsAndCompressExplainThemselves) {
   EXPECT_TRUE(contains(cmp.out, "c2w / w2c: items correct in A and wrong in B")) << cmp.out;
   EXPECT_TRUE(contains(cmp.out, "allfl%:")) << cmp.out;
   EXPECT_TRUE(contains(cmp.out, "KL(A‖B): mean KL divergence")) << cmp.out;
+  // The recipe differs (base vs compressed) but the task settings do not: no note about settings.
+  EXPECT_FALSE(contains(cmp.out, "different task settings")) << cmp.out;
   // The p-value column: four decimals (1.0000, 0.5000, 0.0391), never "1" or "0.5".
   Cli self = run("compare base base --db " + db);
   ASSERT_EQ(self.status, 0);
