@@ -156,7 +156,7 @@ TEST(Cli, CompareRunsAndCompressExplainThemselves) {
   EXPECT_EQ(recipe["bits"], 4);
 }
 
-// A wrong task name and an unwritable database are reported before the model is loaded: the model path here is
+// A wrong task name, an unwritable database or output folder are reported before the model is loaded: the model path here is
 // not a model at all, so an error about it would mean it was read first.
 TEST(Cli, EvalChecksTasksAndDatabaseBeforeTheModel) {
   const std::string not_model = test::scratch_dir() + "/cli_not_a_model.gguf";
@@ -171,6 +171,13 @@ TEST(Cli, EvalChecksTasksAndDatabaseBeforeTheModel) {
   Cli m = run("eval -m /nonexistent-model.gguf --tasks arc_easy --db " + fresh_db("cli_checks2"));
   EXPECT_EQ(m.status, 1);
   EXPECT_TRUE(contains(m.err, "model not found")) << m.err;
+  // An output file in a folder that does not exist: compress and convert say so before reading the model.
+  Cli co = run("compress -m " + not_model + " --method rtn --bits 4 -o /nonexistent-dir/x.gguf");
+  EXPECT_EQ(co.status, 1);
+  EXPECT_TRUE(contains(co.err, "folder /nonexistent-dir does not exist")) << co.err;
+  Cli cv = run("convert -m " + not_model + " --type f32 -o /nonexistent-dir/x.gguf");
+  EXPECT_EQ(cv.status, 1);
+  EXPECT_TRUE(contains(cv.err, "folder /nonexistent-dir does not exist")) << cv.err;
   Cli tr = run("trust -m " + not_model + " --perspectives fairness --db /nonexistent-dir/x.db");
   EXPECT_EQ(tr.status, 1);
   EXPECT_TRUE(contains(tr.err, "/nonexistent-dir/x.db")) << tr.err;

@@ -25,6 +25,9 @@ inline void add_common(CLI::App* app, Common& c) {
 
 void apply_threads(const Common& c);
 
+// An output file's folder must exist and be writable: checked before any model is loaded (Error otherwise).
+void check_output_path(const std::string& path);
+
 // Ctrl-C during long commands that store as they go (eval, trust): the first Ctrl-C asks the command to stop
 // at its next commit (a few seconds at most); the command then throws Interrupted, whose text says how many
 // items are saved and that the same command resumes; main() prints it and exits with 130. A second Ctrl-C

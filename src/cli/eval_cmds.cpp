@@ -212,6 +212,7 @@ void cmd_kld(const KldArgs& a, const Common& c) {
   if (!a.load_base.empty() && !a.save_base.empty()) fail("kld: --save-base and --load-base exclude each other");
   if (a.save_base.empty() && a.model.empty()) fail("kld: -m/--model is required (unless --save-base)");
   if (a.load_base.empty() && a.file.empty()) fail("kld: -f/--file is required (unless --load-base)");
+  check_output_path(a.save_base);
   KldOptions opt;  // progress on stderr; --json output goes to stdout
   opt.n_ctx = a.ctx;
   opt.max_chunks = a.chunks;

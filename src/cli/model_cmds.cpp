@@ -240,9 +240,10 @@ void cmd_perplexity(const ModelArgs& a, const Common& c, const std::string& file
 }
 
 void cmd_convert(const ModelArgs& a, const Common& c, const std::string& out, const std::string& type) {
-  LoadedModel m = load_model(a.model, a.opts());
   SaveOptions opt;
-  if (type != "keep") opt.type = ggml_type_from_name(type);
+  if (type != "keep") opt.type = ggml_type_from_name(type);  // unknown type: error before loading
+  check_output_path(out);
+  LoadedModel m = load_model(a.model, a.opts());
   auto t0 = clock_type::now();
   save_gguf(m, out, opt);
   if (c.json)
