@@ -83,7 +83,7 @@ TEST(Cli, GenerateEndsTheTextBeforeItsStatistics) {
 
 // --chat renders the prompt in the model's own chat template (SmolLM2: ChatML, detected from its metadata),
 // stops at the end of the assistant turn and does not print the end-of-turn marker.
-TEST(Cli, GenerateChatUsesTheModelsTemplate) {
+TEST(Cli, GenerateChatUsesSmolLM2sOwnTemplate) {
   if (!fs::exists(test::smollm_q4_1())) GTEST_SKIP() << "SmolLM2 not fetched (scripts/setup.sh)";
   Cli j = run("generate -m " + test::smollm_q4_1() + " --chat -p \"What is the capital of France?\" -n 24 --json");
   ASSERT_EQ(j.status, 0) << j.err;
