@@ -3,6 +3,8 @@
 # Idempotent and quick when everything is already there. Used by scripts/demo.sh and scripts/test.sh.
 #   CTRUST_CACHE   model cache folder (default ~/.cache/ctrust)
 #   CTRUST_BUILD   build folder (default build); CTRUST_SANITIZE=ON builds with ASan+UBSan
+#   CTRUST_TARGETS build only these targets (default: all; the demo builds only "ctrust")
+#   CTRUST_SETUP_F32=0  do not write the F32 copy of SmolLM2 (only the tests use it)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${CTRUST_CACHE:-$HOME/.cache/ctrust}
@@ -44,23 +46,38 @@ PY
   rm -rf "$tmp"
 fi
 
-# 3. Build.
+# 3. Build (only CTRUST_TARGETS if set, e.g. "ctrust" for the demo). The build's output goes to build.log;
+#    a line every 20 s says how far it is (the first build takes several minutes on 2 cores).
 san=${CTRUST_SANITIZE:-OFF}
 btype=Release; [ "$san" = ON ] && btype=RelWithDebInfo
 if [ ! -f "$build/build.ninja" ]; then
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=$btype -DCTRUST_SANITIZE=$san >/dev/null
 fi
-say "building in $build"
-if ! cmake --build "$build" -j"$(nproc)" > "$build/build.log" 2>&1; then
+targets=()
+for t in ${CTRUST_TARGETS:-}; do targets+=(--target "$t"); done
+say "building ${CTRUST_TARGETS:-all targets} in $build (log: $build/build.log)"
+start=$SECONDS
+cmake --build "$build" -j"$(nproc)" "${targets[@]}" > "$build/build.log" 2>&1 &
+bpid=$!
+while kill -0 "$bpid" 2>/dev/null; do
+  for _ in $(seq 20); do kill -0 "$bpid" 2>/dev/null && sleep 1; done
+  if kill -0 "$bpid" 2>/dev/null; then
+    last=$(grep -o '^\[[0-9]*/[0-9]*\]' "$build/build.log" | tail -n 1)
+    say "building: ${last:-starting} after $((SECONDS - start)) s"
+  fi
+done
+if ! wait "$bpid"; then
   tail -n 60 "$build/build.log" >&2
   say "build failed (full log: $build/build.log)"
   exit 1
 fi
+say "build done in $((SECONDS - start)) s"
 
 # 4. An F32 copy of SmolLM2 written by ctrust's own GGUF writer: the exact-arithmetic reference
 #    (llama.cpp multiplies Q4_1 weights with 8-bit activations; on F32 files both engines do the same math).
+#    The tests need it; the demo does not (CTRUST_SETUP_F32=0).
 f32="$cache/models/SmolLM2-135M-Instruct.F32.gguf"
-if [ ! -s "$f32" ]; then
+if [ "${CTRUST_SETUP_F32:-1}" = 1 ] && [ ! -s "$f32" ]; then
   say "writing $f32 (dequantized copy, about 540 MB)"
   "$build/ctrust" convert -m "$model" -o "$f32" --type f32 >/dev/null
 fi

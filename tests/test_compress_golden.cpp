@@ -2,10 +2,18 @@
 // scripts/ref/make_compress_golden.py with llama-cpp-python) holds llama.cpp's perplexity of GPTQ models written
 // by ctrust as packed GGUF Q4_1 / Q4_0 / Q8_0 (group 32), both on the packed file (llama.cpp's quantized dot
 // products round activations to 8 bits) and on an F32 copy of the same weights. These tests recompress with the
-// same recipe and seed, check that the weights are bit-identical to the golden file (FNV-1a 64 of the tensor
-// data section), that the tensors are packed, and that ctrust's perplexity of the reloaded file agrees with
-// llama.cpp's: to 1e-5 relative with the F32 copy (same arithmetic), and to the stated tolerance with the
-// packed file (the difference is llama.cpp's activation rounding, docs/compression.md).
+// same recipe and seed and check what is deterministic on every machine exactly: the tensors are packed in the
+// expected type, the text tokenizes as llama.cpp tokenized it, and the written file reloads to the very weights
+// compressed in memory (the same perplexity to 1e-9).
+//
+// GPTQ's weights themselves depend on the CPU's floating-point path: OpenBLAS picks AVX-512 or AVX2 kernels at
+// run time, the calibration activations and the Hessian differ in their last bits, and GPTQ's error feedback
+// turns a different rounding of one weight into different later weights. So:
+//  * weights bit-identical to the golden file (FNV-1a 64 of the tensor data): ctrust's perplexity agrees with
+//    llama.cpp's to 1e-5 relative on the F32 copy (same arithmetic) and to kTolNative on the packed file;
+//  * weights that differ (another machine): the perplexity is compared with the golden figures within
+//    kTolGptqFloatPath, derived from the measured spread of GPTQ's perplexity across floating-point paths
+//    (docs/correctness.md, "Golden files on other machines").
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -32,6 +40,11 @@ namespace {
 // Relative tolerances (see docs/compression.md, "llama.cpp interoperability").
 constexpr double kTolF32 = 1e-5;     // ctrust vs llama.cpp on the F32 copy (measured <= 4e-7)
 constexpr double kTolNative = 3e-3;  // ctrust vs llama.cpp on the packed file (measured <= 9e-4)
+// GPTQ's perplexity on another floating-point path vs the golden one: measured with OpenBLAS's AVX2 kernels
+// (OPENBLAS_CORETYPE=Haswell) against its AVX-512 ones (which made the golden file) on the same machine:
+// SmolLM2 32.8333 vs 33.2327 (-1.20%; issue 16 got the same 32.8333 on an AVX2 machine), stories260K q8_0
+// +8.7e-6 (q4_0, q4_1 bit-identical). 3% = 2.5x the largest measured spread.
+constexpr double kTolGptqFloatPath = 0.03;
 
 nlohmann::json golden() {
   std::ifstream in(test::golden_dir() + "/compress_llamacpp.json");
@@ -95,27 +108,35 @@ void check_set(const std::string& set, const std::string& model_path) {
     SaveOptions so;
     so.extra_meta = recipe_metadata(rep.recipe);
     save_gguf(m->file, out, so);
-    m.reset();
-
-    const bool same = data_hash(out) == v["data_fnv1a64"].get<std::string>();
-    ::testing::Test::RecordProperty(set + "_" + variant + "_bit_identical", same ? "yes" : "no");
-    auto q = open_model(out);
-    std::vector<int32_t> toks = perplexity_tokens(*q, text);
+    std::vector<int32_t> toks = perplexity_tokens(*m, text);
     const auto head = v["tokens_head"].get<std::vector<int32_t>>();
     ASSERT_GE(toks.size(), head.size());
     EXPECT_TRUE(std::equal(head.begin(), head.end(), toks.begin())) << "tokenization differs from llama.cpp";
+    const double ppl_memory = perplexity(*m, toks, n_ctx, n_chunks).ppl;
+    m.reset();
+
+    const std::string hash = data_hash(out);
+    const bool same = hash == v["data_fnv1a64"].get<std::string>();
+    ::testing::Test::RecordProperty(set + "_" + variant + "_bit_identical", same ? "yes" : "no");
+    auto q = open_model(out);
     const double ppl = perplexity(*q, toks, n_ctx, n_chunks).ppl;
-    const double f32 = v["llamacpp_f32"], native = v["llamacpp_native"];
-    EXPECT_NEAR(ppl / f32, 1.0, kTolF32) << "ctrust " << ppl << " llama.cpp F32 copy " << f32;
-    EXPECT_NEAR(ppl / native, 1.0, kTolNative) << "ctrust " << ppl << " llama.cpp packed " << native;
+    // The packed file holds exactly the weights GPTQ produced (any machine).
+    EXPECT_NEAR(ppl / ppl_memory, 1.0, 1e-9) << "reloaded " << ppl << " in memory " << ppl_memory;
+    const double f32 = v["llamacpp_f32"], native = v["llamacpp_native"], golden = v["ctrust"];
+    std::fprintf(stderr, "%s %s: weights %s (hash %s, golden %s); ppl %.6f, golden ctrust %.6f (ratio %.6f), "
+                 "llama.cpp F32 copy %.6f, packed %.6f\n", set.c_str(), variant.c_str(),
+                 same ? "bit-identical" : "differ", hash.c_str(), v["data_fnv1a64"].get<std::string>().c_str(), ppl,
+                 golden, ppl / golden, f32, native);
     if (same) {
-      // The identical file: ctrust's own golden value up to BLAS summation order.
-      EXPECT_NEAR(ppl / v["ctrust"].get<double>(), 1.0, 1e-5);
+      EXPECT_NEAR(ppl / f32, 1.0, kTolF32) << "ctrust " << ppl << " llama.cpp F32 copy " << f32;
+      EXPECT_NEAR(ppl / native, 1.0, kTolNative) << "ctrust " << ppl << " llama.cpp packed " << native;
+      EXPECT_NEAR(ppl / golden, 1.0, 1e-5);  // ctrust's own golden value up to BLAS summation order
     } else {
-      // Another BLAS build may sum in another order and move a rounding decision; the perplexity checks above
-      // still hold, so this is reported, not failed.
-      std::fprintf(stderr, "note: %s %s weights differ from the golden file (hash %s, golden %s)\n", set.c_str(),
-                   variant.c_str(), data_hash(out).c_str(), v["data_fnv1a64"].get<std::string>().c_str());
+      // Another floating-point path: other GPTQ weights, so llama.cpp's figures (made on the golden weights) are
+      // met only within the measured spread of GPTQ itself.
+      EXPECT_NEAR(ppl / f32, 1.0, kTolGptqFloatPath) << "ctrust " << ppl << " llama.cpp F32 copy " << f32;
+      EXPECT_NEAR(ppl / native, 1.0, kTolGptqFloatPath + kTolNative) << "ctrust " << ppl << " llama.cpp packed "
+                                                                       << native;
     }
   }
 }

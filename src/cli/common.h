@@ -1,7 +1,9 @@
 // Shared pieces of the command-line front end: options every command has, output helpers.
 #pragma once
+#include <chrono>
 #include <cstdio>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -22,6 +24,35 @@ inline void add_common(CLI::App* app, Common& c) {
 }
 
 void apply_threads(const Common& c);
+
+// An output file's folder must exist and be writable: checked before any model is loaded (Error otherwise).
+void check_output_path(const std::string& path);
+
+// Ctrl-C during long commands that store as they go (eval, trust): the first Ctrl-C asks the command to stop
+// at its next commit (a few seconds at most); the command then throws Interrupted, whose text says how many
+// items are saved and that the same command resumes; main() prints it and exits with 130. A second Ctrl-C
+// stops at once (the default action).
+void catch_interrupt();
+bool interrupted();
+struct Interrupted : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Progress on stderr: on a terminal the line is redrawn in place; otherwise (a pipe, a log file) a plain line
+// is written at most every `every` seconds, plus the final one, so long steps show signs of life in logs.
+class ProgressLine {
+ public:
+  explicit ProgressLine(double every = 10);
+  void show(const std::string& line, bool final = false);
+  void finish();  // ends a redrawn line with a newline (terminal only)
+  bool tty() const { return tty_; }
+
+ private:
+  bool tty_;
+  double every_, last_ = -1e9;
+  bool open_ = false;
+  std::chrono::steady_clock::time_point t0_;
+};
 void print_json(const nlohmann::json& j);
 
 // Registration functions, one per command family (each file in src/cli/ registers its commands).

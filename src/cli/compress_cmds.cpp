@@ -37,6 +37,7 @@ void cmd_compress(CompressArgs& a, const Common& c) {
   }
   if (method_needs_calibration(r.method)) r.calib_file = a.calib.empty() ? default_calibration_file() : a.calib;
   validate_recipe(r);  // every option problem is reported before the model is even loaded
+  check_output_path(a.out);
 
   auto t0 = std::chrono::steady_clock::now();
   auto model = open_model(a.model, LoadOptions{a.tokenizer});
@@ -47,11 +48,13 @@ void cmd_compress(CompressArgs& a, const Common& c) {
     r.calib_hash = calib.hash;
     cal = &calib;
   }
-  const bool tty = isatty(2) && !c.json;
+  // Progress on stderr: redrawn on a terminal, a plain line every 10 s otherwise (also with --json: stdout
+  // stays clean).
+  ProgressLine progress(10);
   CompressReport rep = compress_model(*model, r, cal, [&](const std::string& msg) {
-    if (tty) fmt::print(stderr, "\r\033[K{}", msg);
+    progress.show(fmt::format("[{:.0f} s] {}", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), msg));
   });
-  if (tty) fmt::print(stderr, "\n");
+  progress.finish();
   SaveOptions so;
   so.extra_meta = recipe_metadata(rep.recipe);
   for (GgufKV& kv : linear_mode_metadata(*model)) so.extra_meta.push_back(std::move(kv));
@@ -76,8 +79,11 @@ void cmd_compress(CompressArgs& a, const Common& c) {
     zeros += t.sparsity * double(t.out) * t.in;
     total += double(t.out) * t.in;
   }
+  // Pruning methods set weights to zero on purpose (sparsity); quantizers only round some weights to the grid's
+  // zero, which is reported as such.
+  const bool pruning = method_is_pruning(r.method);
   fmt::print("{:<36} {:>6} {:>6} {:>12} {:>12} {:>9} {:>6}\n", "tensor", "out", "in", "rel.error", "RTN rel.err",
-             "sparsity", "type");
+             pruning ? "sparsity" : "zeros", "type");
   for (const TensorReport& t : rep.tensors)
     fmt::print("{:<36} {:>6} {:>6} {:>12.6f} {:>12} {:>8.2f}% {:>6}\n", t.name, t.out, t.in, t.rel_error,
                t.rtn_error >= 0 && t.error > 0 ? fmt::format("{:.6f}", t.rel_error * t.rtn_error / t.error) : "-",
@@ -85,7 +91,10 @@ void cmd_compress(CompressArgs& a, const Common& c) {
   fmt::print("\n{} tensors compressed with {}", rep.tensors.size(), method_name(r.method));
   if (n_err) fmt::print("; mean relative output error {:.6f}", err / n_err);
   if (n_rtn) fmt::print(" (RTN on the same inputs {:.6f})", rtn / n_rtn);
-  if (total > 0 && zeros > 0) fmt::print("; sparsity {:.2f}%", 100 * zeros / total);
+  if (total > 0 && zeros > 0) {
+    if (pruning) fmt::print("; sparsity {:.2f}% (weights pruned)", 100 * zeros / total);
+    else fmt::print("; {:.2f}% of the weights rounded to zero (quantization, not pruning)", 100 * zeros / total);
+  }
   fmt::print("\nrecipe {}\nwrote {} in {:.1f} s\n", recipe_to_string(rep.recipe), a.out, secs);
 }
 

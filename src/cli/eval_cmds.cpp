@@ -21,24 +21,68 @@ using json = nlohmann::json;
 
 std::string pct(double x) { return fmt::format("{:.2f}", 100.0 * x); }
 
+// p-values with a fixed number of decimals (1.0000, 0.5000, 0.0391), "<0.0001" below that.
+std::string p_value(double p) { return p < 1e-4 ? std::string("<0.0001") : fmt::format("{:.4f}", p); }
+
+// What the columns of `ctrust compare` mean (printed under the table).
+constexpr const char* kCompareLegend =
+    "n: items in both runs; acc: accuracy; Δacc = acc_B - acc_A with a 95% bootstrap interval (1000 resamples)\n"
+    "c2w / w2c: items correct in A and wrong in B / wrong in A and correct in B\n"
+    "flips%: (c2w + w2c) / n with a 95% bootstrap interval; allfl%: items whose chosen answer changed, "
+    "also from one wrong answer to another\n"
+    "agree%: items with the same chosen answer; KL(A‖B): mean KL divergence (nats) between the softmaxes of "
+    "the choices' log-likelihoods\n"
+    "McNemar: exact two-sided p-value of c2w against w2c (small: B's accuracy differs from A's beyond chance)\n";
+
+// A short label of a stored recipe ("gptq 3-bit g64", "wanda 50%", "sparsegpt 2:4"); "-" when there is none;
+// free text (trust --recipe) as given, cut to 22 characters.
+std::string recipe_label(const std::string& text) {
+  if (text.empty()) return "-";
+  const json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("method"))
+    return text.size() > 22 ? text.substr(0, 21) + "…" : text;
+  std::string s = j.value("method", "?");
+  if (j.contains("bits")) {
+    s += fmt::format(" {}-bit", j.value("bits", 0));
+    if (j.value("group", 0) > 0) s += fmt::format(" g{}", j.value("group", 0));
+  } else if (j.value("prune_m", 0) > 0) {
+    s += fmt::format(" {}:{}", j.value("prune_n", 0), j.value("prune_m", 0));
+  } else if (j.contains("sparsity")) {
+    s += fmt::format(" {:.0f}%", 100 * j.value("sparsity", 0.0));
+  }
+  return s;
+}
+
 struct EvalArgs {
   std::string model, tokenizer, tasks, name, db = "ctrust.db";
   int limit = 0, fewshot = -1, ctx = 2048;
 };
 
 void cmd_eval(const EvalArgs& a, const Common& c) {
-  auto model = open_model(a.model, LoadOptions{a.tokenizer});
+  // Everything that can be checked without the model is checked first: the task names (or declaration files),
+  // the model path, and that the results database can be written (opened, and created if new, as eval will).
   std::vector<std::string> tasks = split_list(a.tasks);
   if (tasks.empty()) fail("--tasks: give at least one task");
+  for (const std::string& t : tasks) load_task_spec(t);
+  if (!std::filesystem::exists(a.model)) fail("{}: model not found", a.model);
+  { Store probe(a.db); }
+  auto model = open_model(a.model, LoadOptions{a.tokenizer});
   EvalOptions opt;
   opt.db = a.db;
   opt.name = a.name;
   opt.limit = a.limit;
   opt.num_fewshot = a.fewshot;
   opt.max_ctx = a.ctx;
-  opt.progress = true;  // stderr, and only when it is a terminal (stdout stays clean for --json)
+  opt.progress = true;  // stderr: redrawn on a terminal, a plain line every 10 s otherwise (stdout stays clean)
+  catch_interrupt();
   json all = json::array();
   for (const std::string& t : tasks) {
+    opt.on_commit = [&](int64_t done, int64_t total) {
+      if (interrupted())
+        throw Interrupted(fmt::format("interrupted: {} of {} items of task {} are saved in {} (tasks before it "
+                                      "are complete); the same command resumes from there",
+                                      done, total, t, a.db));
+    };
     EvalResult r = eval_run(*model, a.model, t, opt);
     if (c.json) {
       all.push_back(r.to_json());
@@ -60,9 +104,15 @@ void cmd_runs(const std::string& db, const Common& c) {
     print_json(to_json(runs));
     return;
   }
-  fmt::print("{:>4}  {:<24} {:<16} {:>7}  {:<20} {}\n", "id", "name", "task", "items", "created", "model");
+  fmt::print("{:>4}  {:<24} {:<16} {:>7}  {:<20} {:<22} {}\n", "id", "name", "task", "items", "created", "recipe",
+             "model");
   for (const RunInfo& r : runs)
-    fmt::print("{:>4}  {:<24} {:<16} {:>7}  {:<20} {}\n", r.id, r.name, r.task, r.n_items, r.created, r.model_path);
+    fmt::print("{:>4}  {:<24} {:<16} {:>7}  {:<20} {:<22} {}\n", r.id, r.name, r.task, r.n_items, r.created,
+               recipe_label(r.settings.value("recipe", json()).is_string() ? r.settings["recipe"].get<std::string>()
+                                                                           : std::string()),
+               r.model_path);
+  fmt::print("recipe: how the model was made (ctrust compress writes it into the file; '-' = as downloaded); "
+             "ctrust runs --json shows it in full\n");
 }
 
 void cmd_compare(const std::string& db, const std::string& a, const std::string& b, const Common& c, bool csv) {
@@ -86,18 +136,19 @@ void cmd_compare(const std::string& db, const std::string& a, const std::string&
     return;
   }
   fmt::print("A = {}   B = {}\n", a, b);
-  fmt::print("{:<36} {:>6} {:>7} {:>7} {:>22} {:>5} {:>5} {:>20} {:>7} {:>7} {:>9} {:>8}\n", "task", "n", "acc_A%",
-             "acc_B%", "Δacc% [95% CI]", "c2w", "w2c", "flips% [95% CI]", "allfl%", "agree%", "KL(A‖B)", "McNemar");
+  fmt::print("{:<36} {:>6} {:>7} {:>7} {:>22} {:>5} {:>5} {:>20} {:>7} {:>7} {:>9} {:>9}\n", "task", "n", "acc_A%",
+             "acc_B%", "Δacc% [95% CI]", "c2w", "w2c", "flips% [95% CI]", "allfl%", "agree%", "KL(A‖B)", "McNemar p");
   for (const auto& [name, t] : cmp.tasks) {
     const PairMetrics& m = t.m;
-    fmt::print("{:<36} {:>6} {:>7} {:>7} {:>22} {:>5} {:>5} {:>20} {:>7} {:>7} {:>9.5f} {:>8.3g}\n", name, m.n,
+    fmt::print("{:<36} {:>6} {:>7} {:>7} {:>22} {:>5} {:>5} {:>20} {:>7} {:>7} {:>9.5f} {:>9}\n", name, m.n,
                pct(m.acc_a), pct(m.acc_b),
                fmt::format("{:+.2f} [{:+.2f},{:+.2f}]", 100 * m.delta_acc, 100 * m.delta_acc_ci[0],
                            100 * m.delta_acc_ci[1]),
                m.c2w, m.w2c,
                fmt::format("{:.2f} [{:.2f},{:.2f}]", 100 * m.flips, 100 * m.flips_ci[0], 100 * m.flips_ci[1]),
-               pct(m.all_flips), pct(m.agreement), m.kl_ab, m.mcnemar_p);
+               pct(m.all_flips), pct(m.agreement), m.kl_ab, p_value(m.mcnemar_p));
   }
+  fmt::print("{}", kCompareLegend);
   for (const std::string& n : cmp.notes) fmt::print("note: {}\n", n);
 }
 
@@ -114,16 +165,15 @@ std::string read_text(const std::string& path) {
   return ss.str();
 }
 
-// "[3/40] chunks, 0.52 chunks/s, ETA 71 s" on stderr when it is a terminal.
-std::function<void(int, int)> chunk_progress(bool on) {
-  if (!on) return {};
+// "[3/40] chunks, 0.52 chunks/s, ETA 71 s" on stderr: redrawn on a terminal, a plain line every 10 s otherwise.
+std::function<void(int, int)> chunk_progress() {
   auto t0 = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
-  return [t0](int done, int total) {
+  auto line = std::make_shared<ProgressLine>(10);
+  return [t0, line](int done, int total) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - *t0).count();
     const double rate = s > 0 ? done / s : 0;
-    fmt::print(stderr, "\r[{}/{}] chunks, {:.2f} chunks/s, ETA {:.0f} s   ", done, total, rate,
-               rate > 0 ? (total - done) / rate : 0.0);
-    if (done == total) fmt::print(stderr, "\n");
+    line->show(fmt::format("[{}/{}] chunks, {:.2f} chunks/s, ETA {:.0f} s", done, total, rate,
+                           rate > 0 ? (total - done) / rate : 0.0), done == total);
   };
 }
 
@@ -162,11 +212,11 @@ void cmd_kld(const KldArgs& a, const Common& c) {
   if (!a.load_base.empty() && !a.save_base.empty()) fail("kld: --save-base and --load-base exclude each other");
   if (a.save_base.empty() && a.model.empty()) fail("kld: -m/--model is required (unless --save-base)");
   if (a.load_base.empty() && a.file.empty()) fail("kld: -f/--file is required (unless --load-base)");
-  const bool tty = isatty(2);  // progress on stderr; --json output goes to stdout
-  KldOptions opt;
+  check_output_path(a.save_base);
+  KldOptions opt;  // progress on stderr; --json output goes to stdout
   opt.n_ctx = a.ctx;
   opt.max_chunks = a.chunks;
-  opt.progress = chunk_progress(tty);
+  opt.progress = chunk_progress();
   const std::string text = a.file.empty() ? std::string() : read_text(a.file);
   if (!a.save_base.empty()) {
     auto base = open_model(a.base, LoadOptions{a.tokenizer});

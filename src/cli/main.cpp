@@ -1,6 +1,10 @@
 // ctrust: one thin front end over the library. Every command takes -t THREADS and --json.
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <omp.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include "base/error.h"
 #include "cli/common.h"
@@ -13,9 +17,74 @@ void apply_threads(const Common& c) {
 
 void print_json(const nlohmann::json& j) { std::printf("%s\n", j.dump(2).c_str()); }
 
+void check_output_path(const std::string& path) {
+  if (path.empty()) return;
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  if (dir.empty()) dir = ".";
+  if (!std::filesystem::is_directory(dir)) fail("{}: cannot write the output: folder {} does not exist", path, dir);
+  if (access(dir.c_str(), W_OK) != 0) fail("{}: cannot write the output: folder {} is not writable", path, dir);
+}
+
+namespace {
+volatile sig_atomic_t g_interrupted = 0;
+void on_sigint(int) {
+  g_interrupted = 1;
+  const char msg[] = "\nctrust: stopping at the next commit (Ctrl-C again stops at once)\n";
+  ssize_t n = write(STDERR_FILENO, msg, sizeof msg - 1);
+  (void)n;
+}
+}  // namespace
+
+void catch_interrupt() {
+  struct sigaction sa {};
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;  // the second Ctrl-C gets the default action
+  sigaction(SIGINT, &sa, nullptr);
+}
+bool interrupted() { return g_interrupted != 0; }
+
+ProgressLine::ProgressLine(double every)
+    : tty_(isatty(STDERR_FILENO)), every_(every), t0_(std::chrono::steady_clock::now()) {}
+
+void ProgressLine::show(const std::string& line, bool final) {
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  if (tty_) {
+    std::fprintf(stderr, "\r\033[K%s", line.c_str());
+    open_ = true;
+    if (final) finish();
+  } else if (final || s - last_ >= every_) {
+    std::fprintf(stderr, "%s\n", line.c_str());
+    last_ = s;
+  }
+  std::fflush(stderr);
+}
+
+void ProgressLine::finish() {
+  if (tty_ && open_) std::fprintf(stderr, "\n");
+  open_ = false;
+}
+
 }  // namespace ctrust::cli
 
+namespace {
+
+// libgomp (and OpenBLAS, which runs on its threads) reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, when the
+// library is loaded -- before main(). Its default spins for up to ~300k iterations at every barrier; on a busy
+// 2-core machine a spinning thread takes the core its partner needs, and `generate -t 2` ran 8x slower than
+// `-t 1` (docs/benchmarks.md, "Threads on a busy machine"). So unless the user chose a policy, ctrust re-executes
+// itself once with OMP_WAIT_POLICY=passive (idle threads sleep). CTRUST_NO_REEXEC=1 skips this (debugging).
+void ensure_passive_wait_policy(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv("CTRUST_NO_REEXEC")) return;
+  if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+  execv("/proc/self/exe", argv);
+  // exec failed (no /proc): carry on with libgomp's default; the variable is still set for child processes.
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  ensure_passive_wait_policy(argv);
   CLI::App app{"ctrust: does a compressed LLM still behave like the original, and is it still trustworthy?"};
   app.set_version_flag("--version", std::string("ctrust ") + CTRUST_VERSION);
   app.require_subcommand(1);
@@ -27,6 +96,10 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const ctrust::cli::Interrupted& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "ctrust: %s\n", e.what());
+    return 130;
   } catch (const ctrust::Error& e) {
     std::fprintf(stderr, "ctrust: error: %s\n", e.what());
     return 1;

@@ -1,7 +1,9 @@
 // ctrust info | tokenize | generate | perplexity | convert
 #include <chrono>
 #include <fstream>
+#include <cstdlib>
 #include <map>
+#include <omp.h>
 #include <sstream>
 #include <unistd.h>
 
@@ -11,6 +13,7 @@
 #include "io/model_file.h"
 #include "model/model.h"
 #include "model/perplexity.h"
+#include "trust/chat.h"
 
 namespace ctrust::cli {
 namespace {
@@ -135,39 +138,80 @@ struct GenArgs {
   float temp = 0.0f;
   float top_p = 1.0f;
   uint64_t seed = 0;
+  bool chat = false;
+  std::string chat_template;  // name; "" = detected from the model's tokenizer.chat_template
 };
 
 void cmd_generate(const ModelArgs& a, const Common& c, const GenArgs& g) {
+  if (!g.chat_template.empty()) chat_template_by_name(g.chat_template);  // unknown name: error before loading
   auto model = open_model(a.model, a.opts());
   const Tokenizer& tok = model->tok;
-  std::vector<int32_t> prompt = tok.encode(g.prompt, true);
-  if (prompt.empty()) {
-    if (tok.bos() < 0) fail("{}: empty prompt and the model has no BOS token to start from", a.model);
-    prompt.push_back(tok.bos());
-  }
   GenerateOptions opt;
   opt.max_tokens = g.n;
   opt.temperature = g.temp;
   opt.top_p = g.top_p;
   opt.seed = g.seed;
-  if (!c.json) fmt::print("{}", g.prompt);
+  std::vector<int32_t> prompt;
+  std::string shown = g.prompt;  // what is echoed before the generated text
+  std::string template_name;
+  if (g.chat || !g.chat_template.empty()) {
+    // The prompt as one user turn in the model's chat template (special tokens parsed, BOS unless the template
+    // writes it); generation stops at the template's end-of-turn text, which is not printed.
+    const ChatTemplate t = g.chat_template.empty() ? detect_chat_template(model->tok.data().chat_template)
+                                                   : chat_template_by_name(g.chat_template);
+    template_name = t.name;
+    const std::string rendered = render_chat(t, {{"user", g.prompt}}, true);
+    prompt = tok.encode(rendered, tok.adds_bos() && t.bos_text.empty(), true);
+    opt.stop_strings = t.stop_strings;
+    shown.clear();
+  } else {
+    prompt = tok.encode(g.prompt, true);
+  }
+  if (prompt.empty()) {
+    if (tok.bos() < 0) fail("{}: empty prompt and the model has no BOS token to start from", a.model);
+    prompt.push_back(tok.bos());
+  }
+  size_t hold = 0;  // bytes held back: they might be the start of a stop string
+  for (const auto& s : opt.stop_strings) hold = std::max(hold, s.size());
+  if (!c.json) fmt::print("{}", shown);
   std::fflush(stdout);
+  std::string streamed;  // the pieces as printed (the JSON text is decoded from the ids)
+  size_t printed = 0;
   auto t0 = clock_type::now();
   std::vector<int32_t> out = generate(*model, prompt, opt, [&](int32_t id) {
     if (!c.json) {
-      fmt::print("{}", tok.piece(id));
-      std::fflush(stdout);
+      streamed += tok.piece(id);
+      if (streamed.size() > printed + hold) {
+        fmt::print("{}", streamed.substr(printed, streamed.size() - hold - printed));
+        printed = streamed.size() - hold;
+        std::fflush(stdout);
+      }
     }
     return true;
   });
   double s = seconds_since(t0);
   std::string text = tok.decode(out);
+  for (const auto& stop : opt.stop_strings)
+    for (std::string* t : {&text, &streamed}) {
+      const size_t p = stop.empty() ? std::string::npos : t->find(stop);
+      if (p != std::string::npos) t->erase(p);
+    }
   if (c.json) {
-    print_json({{"prompt", g.prompt}, {"text", text}, {"tokens", out}, {"n_tokens", out.size()},
-                {"seconds", s}, {"tokens_per_s", out.empty() ? 0.0 : out.size() / s}});
+    json j = {{"prompt", g.prompt}, {"text", text}, {"tokens", out}, {"n_tokens", out.size()},
+              {"seconds", s}, {"tokens_per_s", out.empty() ? 0.0 : out.size() / s},
+              {"threads", omp_get_max_threads()}};
+    if (!template_name.empty()) j["chat_template"] = template_name;
+    const char* wait = std::getenv("OMP_WAIT_POLICY");
+    j["omp_wait_policy"] = wait ? wait : "";
+    print_json(j);
   } else {
-    fmt::print("\n");
-    fmt::print(stderr, "[{} tokens in {:.2f} s, {:.1f} tokens/s]\n", out.size(), s, out.size() / s);
+    // The rest of the text (minus the stop string), then a newline: the statistics on stderr start on their own
+    // line even when stdout and stderr go to the same pipe.
+    std::string tail = printed < streamed.size() ? streamed.substr(printed) : std::string();
+    fmt::print("{}\n", tail);
+    std::fflush(stdout);
+    fmt::print(stderr, "[{} tokens in {:.2f} s, {:.1f} tokens/s, {} threads]\n", out.size(), s,
+               out.empty() ? 0.0 : out.size() / s, omp_get_max_threads());
   }
 }
 
@@ -176,15 +220,13 @@ void cmd_perplexity(const ModelArgs& a, const Common& c, const std::string& file
   std::string text = read_text_file(file);
   auto t0 = clock_type::now();
   std::vector<int32_t> tokens = model->tok.encode(text, true);
-  const bool tty = isatty(2);
+  ProgressLine progress(10);  // redrawn on a terminal, a plain line every 10 s otherwise
   PerplexityResult r = perplexity(*model, tokens, ctx, chunks, [&](int done, int total, double ppl) {
-    if (tty) {
-      double el = seconds_since(t0);
-      fmt::print(stderr, "\r[{}/{}] ppl {:.4f}  {:.1f} chunks/s  ETA {:.0f} s   ", done, total, ppl, done / el,
-                 (total - done) * el / done);
-    }
+    double el = seconds_since(t0);
+    progress.show(fmt::format("[{}/{}] ppl {:.4f}  {:.1f} chunks/s  ETA {:.0f} s", done, total, ppl, done / el,
+                              (total - done) * el / done), done == total);
   });
-  if (tty) fmt::print(stderr, "\n");
+  progress.finish();
   double s = seconds_since(t0);
   if (c.json) {
     print_json({{"model", a.model}, {"file", file}, {"ctx", ctx}, {"n_chunks", r.n_chunks},
@@ -198,9 +240,10 @@ void cmd_perplexity(const ModelArgs& a, const Common& c, const std::string& file
 }
 
 void cmd_convert(const ModelArgs& a, const Common& c, const std::string& out, const std::string& type) {
-  LoadedModel m = load_model(a.model, a.opts());
   SaveOptions opt;
-  if (type != "keep") opt.type = ggml_type_from_name(type);
+  if (type != "keep") opt.type = ggml_type_from_name(type);  // unknown type: error before loading
+  check_output_path(out);
+  LoadedModel m = load_model(a.model, a.opts());
   auto t0 = clock_type::now();
   save_gguf(m, out, opt);
   if (c.json)
@@ -255,6 +298,9 @@ void register_model_commands(CLI::App& app) {
     c->add_option("--temp", g->temp, "Temperature (0 = greedy)")->check(CLI::Range(0.0, 100.0));
     c->add_option("--top-p", g->top_p, "Nucleus sampling mass")->check(CLI::Range(0.0, 1.0));
     c->add_option("--seed", g->seed, "Sampling seed");
+    c->add_flag("--chat", g->chat, "Send the prompt as a user turn in the model's chat template");
+    c->add_option("--chat-template", g->chat_template,
+                  "With --chat: chatml, llama2, vicuna, zephyr, gemma, llama3 or raw (default: from the model)");
     add_common(c, *o);
     c->callback([=] { apply_threads(*o); cmd_generate(*a, *o, *g); });
   }

@@ -403,7 +403,7 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
       }
     }
     if (w.progress)
-      w.progress(fmt::format("{}: {} x {}, rel. error {:.4g}, sparsity {:.3f}, stored {}", tr.name, out, in,
+      w.progress(fmt::format("{}: {} x {}, rel. error {:.4g}, zeros {:.3f}, stored {}", tr.name, out, in,
                              tr.rel_error, tr.sparsity, tr.stored == GgmlType::F32 ? "f32" : "packed"));
     w.rep.tensors.push_back(std::move(tr));
   }

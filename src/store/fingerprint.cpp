@@ -25,4 +25,10 @@ std::string model_fingerprint(const Model& m, std::string_view recipe) {
 
 std::string tokenizer_fingerprint(const Model& m) { return hex64(m.tok.fingerprint()); }
 
+std::string file_recipe(const Model& m) {
+  for (const auto& kv : m.file.meta)
+    if (kv.key == "ctrust.recipe" && kv.value.type == GgufType::STRING) return kv.value.s;
+  return "";
+}
+
 }  // namespace ctrust

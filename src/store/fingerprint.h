@@ -14,6 +14,9 @@ uint64_t hash_bytes(const void* data, size_t n, uint64_t seed = 0);
 // "16 hex digits"; recipe = how the model was derived (e.g. "gptq w4 g128"; "" for a plain file).
 std::string model_fingerprint(const Model& m, std::string_view recipe = "");
 std::string tokenizer_fingerprint(const Model& m);
+// The recipe a file written by `ctrust compress` carries (GGUF metadata "ctrust.recipe", compact JSON); "" if none.
+// Recorded in a run's settings.recipe when the user gives no --recipe (ctrust runs shows it).
+std::string file_recipe(const Model& m);
 std::string hex64(uint64_t v);
 
 }  // namespace ctrust

@@ -23,8 +23,9 @@ struct EvalOptions {
   int limit = 0;              // > 0: first `limit` items of each subtask
   int num_fewshot = -1;       // >= 0: overrides the declaration
   int max_ctx = 2048;         // KV cache length (capped by the model's n_ctx); perplexity chunk if not declared
-  int batch = 16;             // items scored together (ItemScorer::score_batch) and committed in one transaction
-  bool progress = true;       // items done, items/s, ETA on stderr -- only if stderr is a terminal
+  int batch = 16;             // at most this many items scored together (ItemScorer::score_batch), one transaction
+  double commit_seconds = 5;  // commit at least this often (the batch shrinks if scoring one takes longer)
+  bool progress = true;       // items done, items/s, ETA on stderr (a plain line every 10 s if not a terminal)
   // Called after each committed batch (items stored so far, items of the run). Throwing stops the run;
   // everything committed stays.
   std::function<void(int64_t done, int64_t total)> on_commit;
@@ -53,7 +54,7 @@ struct EvalResult {
 EvalResult eval_run(const Model& m, const std::string& model_path, const std::string& task,
                     const EvalOptions& opt = {});
 
-// The progress line of eval_run (stderr, terminals only): "task: 120/500 items (100 resumed), 1.52 items/s,
+// The progress line of eval_run (stderr): "task: 120/500 items (100 resumed), 1.52 items/s,
 // ETA 250 s". The rate counts only the `scored` items of this process over `seconds`, not resumed ones.
 std::string progress_line(const std::string& label, int64_t scored, int64_t resumed, int64_t total, double seconds);
 

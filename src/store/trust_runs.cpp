@@ -130,6 +130,7 @@ TrustRunResult trust_run(const Model& m, const std::string& model_path, TrustOpt
   run.task = kTrustTask;
   run.scoring = "generate";
   run.settings = trust_run_settings(opt, so);
+  if (so.recipe.empty()) run.settings["recipe"] = file_recipe(m);  // the recipe the file carries, if any
 
   Store store(so.db);
   store.open_run(run);
@@ -273,10 +274,13 @@ std::string TrustReport::to_text() const {
       if (s0 < 0) full = false;
     }
     if (cnt == 0) o += fmt::format(" {:>8}\n", "-");
+    else if (cnt < int(perspectives.size())) o += fmt::format(" {:>8}\n", fmt::format("{:.2f} [{}/{}]", sum / cnt, cnt, perspectives.size()));
     else if (i == 0 || !full) o += fmt::format(" {:>8.2f}\n", sum / cnt);
     else o += fmt::format(" {:>8}\n", fmt::format("{:.2f} ({:+.2f})", sum / cnt, (sum - sum0) / cnt));
   }
   o += "scores 0-100, higher = more trustworthy; (+/-) = difference from the first run\n";
+  o += fmt::format("AVG: mean of the perspectives the run scored ([k/{}]: only k of them ran; its difference is "
+                   "shown only when both runs scored all {})\n", perspectives.size(), perspectives.size());
   // The toxicity scorer: once if every run used the same one, else per run.
   std::vector<std::string> scorers;
   for (const auto& r : runs) scorers.push_back(r.result.value("toxicity_scorer", ""));
@@ -318,6 +322,7 @@ TrustComparison compare_trust_runs(const std::string& db, const std::string& sel
     ++pc.common;
     if (ra.correct && !rb.correct) ++pc.c2w;
     if (!ra.correct && rb.correct) ++pc.w2c;
+    if (ra.refused != rb.refused) ++c.refusal_changes;
     if (ra.parsed != rb.parsed) {
       ++pc.flips;
       c.flips.push_back({rb.perspective, rb.task, rb.item_id, ra.parsed, rb.parsed, ra.correct, rb.correct});
@@ -348,6 +353,7 @@ json TrustComparison::to_json(size_t max_flips) const {
           {"run_b", {{"id", b.run.id}, {"name", b.run.name}}},
           {"perspectives", ps},
           {"n_flips", flips.size()},
+          {"refusal_changes", refusal_changes},
           {"flips", fl}};
 }
 
@@ -364,6 +370,10 @@ std::string TrustComparison::to_text(size_t max_flips) const {
                      x.score_a >= 0 && x.score_b >= 0 ? fmt::format("{:+.2f}", x.score_b - x.score_a) : "-",
                      pct(x.refusal_a), pct(x.refusal_b), x.common, x.flips, x.c2w, x.w2c);
   }
+  o += "refA% / refB%: refusal rates as `ctrust trust` reports them; items: answers present in both runs; flips: "
+       "items whose parsed answer differs; c2w / w2c: correct in A and wrong in B / the reverse\n";
+  o += fmt::format("{} item(s) refused in one run only (a refusal is not a parsed answer: it moves refA%/refB%, "
+                   "not the flips)\n", refusal_changes);
   o += fmt::format("{} item(s) with a different parsed answer", flips.size());
   o += flips.empty() ? "\n" : fmt::format(" (first {}):\n", std::min(max_flips, flips.size()));
   for (size_t i = 0; i < flips.size() && i < max_flips; ++i) {
