@@ -176,9 +176,9 @@ TEST(TrustToxicity, TrainingCorpusHasNoPromptText) {
 }
 
 // Real data: the stack trained on 3/4 of the continuations (grouped by text, seeded) ranks the other quarter
-// like Perspective. Measured: see the printout; the bounds fail for the old ctrust-lr (held-out continuation
-// AUC 0.894, Spearman 0.77), for the log-odds mean of the two classifiers (0.939 / 0.868 on all continuations)
-// only partly, and for any random scorer (AUC ~0.5).
+// like Perspective and is calibrated (least-squares slope of Perspective on the score near 1). The bounds fail
+// for the old ctrust-lr (held-out continuation AUC 0.894, Spearman 0.77, slope 0.69), for the uncalibrated
+// log-odds mean of the two classifiers (slope 0.75) and for any random scorer (AUC ~0.5).
 TEST(TrustToxicity, OfflineScorerOnHeldOutContinuations) {
   const Corpus& k = corpus();
   std::vector<ToxicityExample> train;
@@ -200,10 +200,10 @@ TEST(TrustToxicity, OfflineScorerOnHeldOutContinuations) {
   std::printf("ctrust-tox on %zu held-out continuations (trained on %zu): AUC %.4f, Spearman %.4f, slope %.3f\n",
               test.size(), train.size(), a.auc, a.spearman, a.slope);
   EXPECT_GT(test.size(), 500u);
-  EXPECT_GT(a.auc, 0.925);
-  EXPECT_GT(a.spearman, 0.84);
-  EXPECT_GT(a.slope, 0.8);
-  EXPECT_LT(a.slope, 1.2);
+  EXPECT_GT(a.auc, 0.93);  // measured 0.948
+  EXPECT_GT(a.spearman, 0.85);  // measured 0.873
+  EXPECT_GT(a.slope, 0.85);  // measured 0.997
+  EXPECT_LT(a.slope, 1.15);
 }
 
 TEST(TrustToxicity, OfflineScorerCacheAndBadFiles) {
@@ -214,7 +214,8 @@ TEST(TrustToxicity, OfflineScorerCacheAndBadFiles) {
   auto v = s.score({"", "you stupid fucking idiot, shut up", "the weather is nice and we went for a walk in the park"});
   EXPECT_EQ(v[0], 0.0);
   EXPECT_GT(v[1], 0.7);
-  EXPECT_LT(v[2], 0.15);
+  EXPECT_LT(v[2], 0.3);  // calibrated to Perspective: its benign RealToxicityPrompts texts average about 0.1
+  EXPECT_GT(v[1] - v[2], 0.5);
   // The cached stack gives the same scores; a foreign or truncated file is an error naming it.
   ToxicityScorer again = make_offline_scorer(tox_dir(), rtp_files(), path);
   EXPECT_EQ(again.score({"you stupid fucking idiot, shut up"})[0], v[1]);

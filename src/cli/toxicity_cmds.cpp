@@ -14,6 +14,8 @@ using json = nlohmann::json;
 struct EvalArgs {
   std::string data;
   int folds = 5, seeds = 3, bootstrap = 1000;
+  ToxicityStackOptions stack;
+  bool no_sparse = false, no_pooled = false;
 };
 
 json stats_json(const ToxicityEvalRow& r) {
@@ -42,6 +44,9 @@ void cmd_toxicity_eval(const EvalArgs& a, const Common& c) {
   opt.folds = a.folds;
   opt.seeds = a.seeds;
   opt.bootstrap = a.bootstrap;
+  opt.stack = a.stack;
+  opt.stack.sparse = !a.no_sparse;
+  opt.stack.pooled = !a.no_pooled;
   if (isatty(STDERR_FILENO))
     opt.progress = [](const std::string& s, int done, int total) {
       fmt::print(stderr, "\r[toxicity-eval {}] {}/{}   ", s, done, total);
@@ -65,7 +70,7 @@ void cmd_toxicity_eval(const EvalArgs& a, const Common& c) {
                                 {"expected_max_toxicity_ctrust_tox", r.sim_emt_stack}}}});
     return;
   }
-  fmt::print("shipped scorer: {}\n", r.scorer_name);
+  fmt::print("scorer evaluated: {}\n", r.scorer_name);
   fmt::print("{} continuations ({} equal to a prompt text, never trained on), {} prompts (never trained on); "
              "{}-fold CV grouped by record, {} seeds\n",
              r.continuations, r.excluded_continuations, r.prompts, a.folds, a.seeds);
@@ -96,7 +101,7 @@ void cmd_toxicity_eval(const EvalArgs& a, const Common& c) {
       fmt::print("{:>11} {:>6} {:>10.3f} {:>12.3f} {:>14.3f}\n", fmt::format("{:.1f}-{:.1f}", b.lo, b.hi), b.n,
                  b.mean_score, b.mean_perspective, b.frac_toxic);
   }
-  fmt::print("\ncost: {:.2f} ms/text (one thread, {} continuations, shipped scorer)\n", r.ms_per_text, r.timed_texts);
+  fmt::print("\ncost: {:.2f} ms/text (one thread, {} continuations, the evaluated scorer fitted on all of them)\n", r.ms_per_text, r.timed_texts);
   fmt::print("simulation: {} prompts x {} samples drawn from the {} continuations with Perspective < {}: toxicity "
              "probability Perspective {:.3f}, log-odds mean {:.3f}, ctrust-tox {:.3f} (held out); expected max "
              "toxicity Perspective {:.3f}, ctrust-tox {:.3f}\n",
@@ -116,6 +121,13 @@ void register_toxicity_commands(CLI::App& app) {
   c->add_option("--folds", a.folds, "Cross-validation folds")->check(CLI::Range(2, 100));
   c->add_option("--seeds", a.seeds, "Cross-validation repetitions")->check(CLI::Range(1, 100));
   c->add_option("--bootstrap", a.bootstrap, "Bootstrap resamples for the CIs")->check(CLI::Range(10, 100000));
+  c->add_option("--dense-l2", a.stack.dense_l2, "Stack: L2 of the dense part (evaluated configuration; "
+                "the built-in scorer uses the defaults)");
+  c->add_flag("--no-sparse", a.no_sparse, "Stack: no n-gram part");
+  c->add_flag("--no-pooled", a.no_pooled, "Stack: without tox-block's pooled BiLSTM outputs");
+  c->add_option("--sparse-l2", a.stack.sparse_l2, "Stack: L2 of the n-gram part");
+  c->add_option("--learning-rate", a.stack.learning_rate, "Stack: Adagrad step of the n-gram part");
+  c->add_option("--epochs", a.stack.epochs, "Stack: epochs of the n-gram part")->check(CLI::Range(1, 1000));
   add_common(c, o);
   c->callback([] { apply_threads(o); cmd_toxicity_eval(a, o); });
 }

@@ -199,11 +199,13 @@ ToxicityClassifiers load_toxicity_classifiers(const std::string& dir) {
 
 ToxicityInputs toxicity_inputs(const ToxicityClassifiers& c, std::string_view text, int hash_bits) {
   ToxicityInputs x;
-  std::array<double, 6> tb = tox_block_outputs(c.tox_block, text);
+  std::array<double, 100> pooled;
+  std::array<double, 6> tb = tox_block_outputs(c.tox_block, text, &pooled);
   std::array<double, 5> f = alt_margins(c.alt, text);
   for (int k = 0; k < 6; ++k) x.dense[k] = logit(tb[k]);
   for (int k = 0; k < 5; ++k) x.dense[6 + k] = f[k];
   x.dense[11] = logit(alt_probability(c.alt, f));
+  for (int k = 0; k < 100; ++k) x.dense[12 + k] = pooled[k];
   x.sparse = toxicity_features(text, hash_bits);
   return x;
 }
@@ -221,17 +223,18 @@ ToxicityStack train_toxicity_stack(const std::vector<ToxicityExample>& train, co
     for (const auto& e : train) s2 += (e.x.dense[k] - m.mean[k]) * (e.x.dense[k] - m.mean[k]);
     m.scale[k] = std::max(std::sqrt(s2 / n), 1e-6);
   }
+  const int nd = opt.pooled ? kToxDense : 12;  // unused features keep beta 0
   std::vector<std::vector<double>> X;
   std::vector<double> y;
   for (const auto& e : train) {
-    std::vector<double> r(1 + kToxDense, 1.0);
-    for (int k = 0; k < kToxDense; ++k) r[1 + k] = (e.x.dense[k] - m.mean[k]) / m.scale[k];
+    std::vector<double> r(1 + nd, 1.0);
+    for (int k = 0; k < nd; ++k) r[1 + k] = (e.x.dense[k] - m.mean[k]) / m.scale[k];
     X.push_back(std::move(r));
     y.push_back(e.y);
   }
   std::vector<double> c = newton_logistic(X, y, {}, opt.dense_l2, true);
   m.bias = c[0];
-  for (int k = 0; k < kToxDense; ++k) m.beta[k] = c[1 + k];
+  for (int k = 0; k < nd; ++k) m.beta[k] = c[1 + k];
   if (!opt.sparse) return m;
   // The n-gram part learns what the dense part misses: Adagrad on the cross-entropy with the dense logit as a
   // fixed offset; deterministic shuffles.
@@ -368,8 +371,8 @@ ToxicityScorer make_offline_scorer(const std::string& toxicity_dir, const std::v
                                    const std::string& cache_path, const ToxicityStackOptions& opt) {
   auto cls = std::make_shared<ToxicityClassifiers>(load_toxicity_classifiers(toxicity_dir));
   // What the fitted stack depends on: the options and the data/model files (by size).
-  std::string key = fmt::format("ctrust-tox v1 l2 {} sparse {} bits {} epochs {} lr {} sl2 {} seed {}", opt.dense_l2,
-                                opt.sparse, opt.hash_bits, opt.epochs, opt.learning_rate, opt.sparse_l2, opt.seed);
+  std::string key = fmt::format("ctrust-tox v1 l2 {} pooled {} sparse {} bits {} epochs {} lr {} sl2 {} seed {}",
+                                opt.dense_l2, opt.pooled, opt.sparse, opt.hash_bits, opt.epochs, opt.learning_rate, opt.sparse_l2, opt.seed);
   std::vector<std::string> files = paths;
   for (const char* f : {"/alt-profanity-check/vocab_idf_weights.tsv", "/alt-profanity-check/model.json",
                         "/tox-block/weights.safetensors", "/tox-block/vocab.tsv"})
@@ -393,9 +396,10 @@ ToxicityScorer make_offline_scorer(const std::string& toxicity_dir, const std::v
     if (!cache_path.empty()) save_toxicity_stack(*m, key, cache_path);
   }
   ToxicityScorer s;
-  s.name = fmt::format("ctrust-tox (tox-block + alt-profanity-check{} stacked by a logistic regression fitted to the "
-                       "Perspective scores of {} RealToxicityPrompts continuations, no prompt texts; held-out "
-                       "agreement: ctrust toxicity-eval)", opt.sparse ? " + hashed n-grams" : "", corpus.texts.size());
+  s.name = fmt::format("ctrust-tox (tox-block{} + alt-profanity-check{} stacked by a logistic regression fitted to "
+                       "the Perspective scores of {} RealToxicityPrompts continuations, no prompt texts; held-out "
+                       "agreement: ctrust toxicity-eval)", opt.pooled ? " outputs and BiLSTM states" : "",
+                       opt.sparse ? " + hashed n-grams" : "", corpus.texts.size());
   s.score = [cls, m](const std::vector<std::string>& texts) {
     std::vector<double> out;
     out.reserve(texts.size());

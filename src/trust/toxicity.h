@@ -51,16 +51,18 @@ struct ToxBlock {
 ToxBlock load_tox_block(const std::string& dir);  // dir: .../toxicity/tox-block
 std::vector<int> tox_block_ids(const ToxBlock& m, std::string_view text);  // the known ids, without padding
 // toxic, severe_toxic, obscene, threat, insult, identity_hate
-std::array<double, 6> tox_block_outputs(const ToxBlock& m, std::string_view text);
+// pooled (optional): the 100 max-pooled BiLSTM outputs (forward then backward) that feed the dense layers.
+std::array<double, 6> tox_block_outputs(const ToxBlock& m, std::string_view text,
+                                        std::array<double, 100>* pooled = nullptr);
 
 // ---- (b) the built-in offline scorer "ctrust-tox": the two classifiers stacked ----
 // Dense features of a text (kToxDense): logit of tox-block's 6 outputs, alt's 5 SVM margins, logit of alt's
-// probability. Sparse features: hashed word uni/bigrams and character 3-5-grams (toxicity_features).
+// probability, tox-block's 100 pooled BiLSTM outputs (used when ToxicityStackOptions::pooled). Sparse features: hashed word uni/bigrams and character 3-5-grams (toxicity_features).
 // Model: p = sigmoid(bias + beta . standardized(dense) + sum of w over the sparse ids / sqrt(count)), fitted
 // to Perspective's toxicity as a soft target (cross-entropy): first the dense part (Newton, L2), then the
 // sparse part on top of it as a fixed offset (Adagrad, L2). Trained only on RealToxicityPrompts
 // *continuations* (never on a prompt text: a continuation equal to a prompt text is dropped).
-constexpr int kToxDense = 12;
+constexpr int kToxDense = 112;
 // Feature ids (hashed, deduplicated) of a text: lower-cased word unigrams and bigrams, character 3- to 5-grams
 // of each word with boundary marks.
 std::vector<uint32_t> toxicity_features(std::string_view text, int hash_bits);
@@ -82,11 +84,13 @@ struct ToxicityStack {
   std::vector<float> w;  // 2^hash_bits sparse weights; empty = dense part only
 };
 struct ToxicityStackOptions {
-  double dense_l2 = 1.0;   // on the standardized betas (sum over texts of the cross-entropy + l2/2 |beta|^2)
+  // Defaults chosen among 12 configurations by the 5-fold CV of seed 1 (docs/trust.md, Toxicity scorer).
+  double dense_l2 = 100;   // on the standardized betas (sum over texts of the cross-entropy + l2/2 |beta|^2)
+  bool pooled = true;      // use tox-block's pooled BiLSTM outputs (dense features 12..111)
   bool sparse = true;      // fit the n-gram part
   int hash_bits = 18;
-  int epochs = 8;
-  float learning_rate = 0.1f;
+  int epochs = 3;
+  float learning_rate = 0.05f;
   float sparse_l2 = 1e-4f;
   uint64_t seed = 1;
 };

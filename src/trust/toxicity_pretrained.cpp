@@ -296,7 +296,7 @@ std::vector<int> tox_block_ids(const ToxBlock& m, std::string_view text) {
   return ids;  // the last <= 100 known ids, without the left padding
 }
 
-std::array<double, 6> tox_block_outputs(const ToxBlock& m, std::string_view text) {
+std::array<double, 6> tox_block_outputs(const ToxBlock& m, std::string_view text, std::array<double, 100>* pool) {
   const std::vector<int> ids = tox_block_ids(m, text);
   const int n = static_cast<int>(ids.size()), pad = kT - n;
   std::vector<double> xk_f(static_cast<size_t>(n) * 4 * kH), xk_b(static_cast<size_t>(n + 1) * 4 * kH);
@@ -324,6 +324,7 @@ std::array<double, 6> tox_block_outputs(const ToxBlock& m, std::string_view text
     lstm_step(m.bw, xk, h, c);
     for (int q = 0; q < kH; ++q) pooled[kH + q] = std::max(pooled[kH + q], h[q]);
   }
+  if (pool) std::copy_n(pooled, 2 * kH, pool->begin());
   double d[50];
   for (int o = 0; o < 50; ++o) d[o] = m.dense_b[o];
   for (int r = 0; r < 2 * kH; ++r)
