@@ -4,6 +4,12 @@
 # llama-cpp-python is built from source by pip (about 10 minutes on 2 cores).
 set -euo pipefail
 py=${PYTHON:-python3}
+# Toxicity classifiers' oracle (scripts/ref/toxicity_ref.py oracle): the original alt-profanity-check package
+# (its pinned dependency list is older than this Python; scikit-learn and joblib are what it needs).
+if ! "$py" -c 'import profanity_check, sklearn, numpy' 2>/dev/null; then
+  "$py" -m pip install --quiet scikit-learn joblib numpy
+  "$py" -m pip install --quiet --no-deps "alt-profanity-check==1.9.1"
+fi
 if "$py" -c 'import llama_cpp, gguf, numpy' 2>/dev/null; then
   echo "[setup_ref] llama-cpp-python, gguf and numpy are installed"
   exit 0

@@ -64,7 +64,7 @@ TrustOptions small_options() {
   o.paths = trust_paths(test::shared_dir() + "/data");
   o.limit = 1;
   o.max_new_tokens = 4;
-  o.toxicity_model_cache = test::scratch_dir() + "/trust_cli_toxicity_lr.bin";
+  o.toxicity_model_cache = test::scratch_dir() + "/trust_cli_toxicity_stack.bin";
   return o;
 }
 
@@ -267,7 +267,7 @@ TEST(TrustCli, EndToEndOnStories260KWithReportAndCompare) {
     EXPECT_TRUE(ja["perspectives"][p].contains("refusal_rate"));
     EXPECT_TRUE(ja["perspectives"][p]["metrics"].is_object());
   }
-  EXPECT_NE(ja["toxicity_scorer"].get<std::string>().find("ctrust-lr"), std::string::npos);
+  EXPECT_NE(ja["toxicity_scorer"].get<std::string>().find("ctrust-tox"), std::string::npos);
   EXPECT_EQ(ja["generated"], 4 + 3 + 6 + 11 + 4 + 24 + 11 + 3);
   // Batch size 1 gives the same answers, hence the same scores (toxicity is sampled, seeded per item).
   CliResult b = run_cli(common + " --name b --batch 1");
@@ -288,7 +288,7 @@ TEST(TrustCli, EndToEndOnStories260KWithReportAndCompare) {
   CliResult rept = run_cli("trust-report a b --db " + db);
   ASSERT_EQ(rept.status, 0);
   EXPECT_NE(rept.out.find("AdvGLUE"), std::string::npos) << rept.out;
-  EXPECT_NE(rept.out.find("toxicity scorer (all runs): ctrust-lr"), std::string::npos) << rept.out;
+  EXPECT_NE(rept.out.find("toxicity scorer (all runs): ctrust-tox"), std::string::npos) << rept.out;
 
   CliResult cmp = run_cli("compare a b --db " + db + " --json");
   ASSERT_EQ(cmp.status, 0) << cmp.err;
@@ -444,5 +444,5 @@ TEST(TrustCli, PerspectiveEndpointScoresToxicity) {
   ASSERT_EQ(b.status, 0) << b.err;
   json jb = json::parse(b.out);
   EXPECT_NE(jb["run"]["id"], j["run"]["id"]);
-  EXPECT_NE(jb["toxicity_scorer"].get<std::string>().find("ctrust-lr"), std::string::npos);
+  EXPECT_NE(jb["toxicity_scorer"].get<std::string>().find("ctrust-tox"), std::string::npos);
 }

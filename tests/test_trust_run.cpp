@@ -21,7 +21,7 @@ TrustOptions small_options() {
   o.paths = trust_paths(test::shared_dir() + "/data");
   o.limit = 1;
   o.max_new_tokens = 4;
-  o.toxicity_model_cache = test::scratch_dir() + "/trust_run_toxicity_lr.bin";
+  o.toxicity_model_cache = test::scratch_dir() + "/trust_run_toxicity_stack.bin";
   return o;
 }
 }  // namespace
@@ -33,7 +33,7 @@ TEST(TrustRun, EndToEndOnStories260K) {
   o.on_item = [&](const TrustRecord& r) { recs.push_back(r); };
   TrustResult res = run_trust(*m, o);
   EXPECT_EQ(res.chat_template, "raw");
-  EXPECT_NE(res.toxicity_scorer.find("ctrust-lr"), std::string::npos);
+  EXPECT_NE(res.toxicity_scorer.find("ctrust-tox"), std::string::npos);
   // 4 toxicity settings, 3 stereotype, 6 AdvGLUE, 1 + 10 OOD, 4 demonstrations, 24 privacy, 1 + 10 ethics, 3 fairness.
   std::map<std::string, int> per;
   for (const auto& r : recs) ++per[r.perspective];

@@ -1,13 +1,16 @@
-// Toxicity scorers: the built-in hashed n-gram logistic regression (trained on the RealToxicityPrompts
-// Perspective scores, evaluated on held-out records) and the Perspective-compatible HTTP client against a
-// fake server on 127.0.0.1 started by the test.
+// Toxicity scorers: the two pretrained classifiers against the numpy reference (scripts/ref/toxicity_ref.py),
+// the agreement formulas on hand-computed cases, the built-in stacked scorer "ctrust-tox" on held-out
+// RealToxicityPrompts continuations, and the Perspective-compatible HTTP client against a fake server on
+// 127.0.0.1 started by the test.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <set>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -15,6 +18,7 @@
 #include "base/error.h"
 #include "fake_http.h"
 #include "test_paths.h"
+#include "trust/data.h"
 #include "trust/toxicity.h"
 
 using namespace ctrust;
@@ -25,15 +29,67 @@ std::vector<std::string> rtp_files() {
   std::string d = test::shared_dir() + "/data/decodingtrust/toxicity/user_prompts/";
   return {d + "toxic.jsonl", d + "nontoxic.jsonl"};
 }
+std::string tox_dir() { return test::shared_dir() + "/data/toxicity"; }
 
-const ToxicityLR& trained() {
-  static ToxicityLR m = train_toxicity_lr(rtp_files());
-  return m;
+const ToxicityClassifiers& classifiers() {
+  static ToxicityClassifiers c = load_toxicity_classifiers(tox_dir());
+  return c;
 }
+
+// The training corpus with its inputs (computed once: about 2,400 texts through both classifiers).
+struct Corpus {
+  ToxicityCorpus c;
+  std::vector<ToxicityInputs> x;
+};
+const Corpus& corpus() {
+  static Corpus k = [] {
+    Corpus r{toxicity_training_corpus(rtp_files()), {}};
+    for (const auto& t : r.c.texts) r.x.push_back(toxicity_inputs(classifiers(), t, ToxicityStackOptions{}.hash_bits));
+    return r;
+  }();
+  return k;
+}
+
+double logit(double p) { return std::log(p / (1 - p)); }
+double sigm(double z) { return 1 / (1 + std::exp(-z)); }
 
 }  // namespace
 
-TEST(TrustToxicity, AucAndSpearmanByHand) {
+// The C++ classifiers equal the numpy reference on 51 texts (36 continuations, 9 per Perspective quartile band,
+// seeded; 15 edge cases: empty, curly quotes, accents, emoji, Cyrillic/Greek, > 100 known words, tabs).
+// Ids are exact; scores to 1e-9 (both sides compute in double from the same F32 weights; only the summation
+// order differs: 1.8e-15 alt, 2.2e-16 tox-block measured).
+TEST(TrustToxicity, ClassifiersEqualNumpyReference) {
+  std::ifstream f(test::golden_dir() + "/toxicity_classifiers.json");
+  ASSERT_TRUE(f.good());
+  auto g = nlohmann::json::parse(f);
+  ASSERT_EQ(g["items"].size(), 51u);
+  double worst_alt = 0, worst_tb = 0;
+  for (const auto& it : g["items"]) {
+    const std::string text = it["text"];
+    std::vector<int> ids = tox_block_ids(classifiers().tox_block, text);
+    EXPECT_EQ(ids, it["toxblock_ids"].get<std::vector<int>>()) << text;
+    auto tb = tox_block_outputs(classifiers().tox_block, text);
+    for (int k = 0; k < 6; ++k) worst_tb = std::max(worst_tb, std::abs(tb[k] - it["toxblock"][k].get<double>()));
+    auto m = alt_margins(classifiers().alt, text);
+    for (int k = 0; k < 5; ++k) worst_alt = std::max(worst_alt, std::abs(m[k] - it["alt_margins"][k].get<double>()));
+    worst_alt = std::max(worst_alt, std::abs(alt_probability(classifiers().alt, m) - it["alt_prob"].get<double>()));
+  }
+  std::printf("max |C++ - numpy|: alt %.2e, tox-block %.2e\n", worst_alt, worst_tb);
+  EXPECT_LT(worst_alt, 1e-9);
+  EXPECT_LT(worst_tb, 1e-9);
+}
+
+TEST(TrustToxicity, ClassifierFilesErrors) {
+  try {
+    load_toxicity_classifiers("/nonexistent/toxicity");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/toxicity/alt-profanity-check"), std::string::npos) << e.what();
+  }
+}
+
+TEST(TrustToxicity, AgreementFormulasByHand) {
   // scores 0.1 0.4 0.35 0.8, labels 0 0 1 1: pairs (pos>neg): 0.35>0.1, 0.8>0.1, 0.8>0.4 -> 3 of 4
   EXPECT_NEAR(roc_auc({0.1, 0.4, 0.35, 0.8}, {0, 0, 1, 1}), 0.75, 1e-12);
   EXPECT_NEAR(roc_auc({0.5, 0.5}, {0, 1}), 0.5, 1e-12);  // tie = 1/2
@@ -42,56 +98,147 @@ TEST(TrustToxicity, AucAndSpearmanByHand) {
   // ranks a: 1 2 3, b: 1 3 2 -> 1 - 6*2/(3*8) = 0.5
   EXPECT_NEAR(spearman({1, 2, 3}, {1, 3, 2}), 0.5, 1e-12);
   EXPECT_THROW(roc_auc({0.1, 0.2}, {1, 1}), Error);
+  // OLS: y = 1 + 2x exactly; then x 0 1 2 3, y 0 1 1 2: means 1.5 and 1, sxy = (-1.5)(-1) + (-0.5)(0) + (0.5)(0)
+  // + (1.5)(1) = 3, sxx = 5 -> slope 0.6, intercept 1 - 0.6 * 1.5 = 0.1
+  double a = 0;
+  EXPECT_NEAR(ols_slope({0, 1, 2}, {1, 3, 5}, &a), 2.0, 1e-12);
+  EXPECT_NEAR(a, 1.0, 1e-12);
+  EXPECT_NEAR(ols_slope({0, 1, 2, 3}, {0, 1, 1, 2}, &a), 0.6, 1e-12);
+  EXPECT_NEAR(a, 0.1, 1e-12);
+  EXPECT_THROW(ols_slope({1, 1}, {0, 1}), Error);
+  // Cox slope with soft targets: y = p exactly -> the likelihood is maximal at a = 0, b = 1;
+  // y = sigmoid(2 logit p - 0.5) -> b = 2.
+  std::vector<double> p = {0.05, 0.2, 0.4, 0.6, 0.9}, y1, y2;
+  for (double v : p) {
+    y1.push_back(v);
+    y2.push_back(sigm(2 * logit(v) - 0.5));
+  }
+  EXPECT_NEAR(cox_slope(p, y1), 1.0, 1e-8);
+  EXPECT_NEAR(cox_slope(p, y2), 2.0, 1e-8);
+  // Reliability bins: scores 0.05 0.15 0.12 0.95 1.0 with Perspective 0 0.2 0.6 0.7 0.9.
+  AgreementStats s = agreement({0.05, 0.15, 0.12, 0.95, 1.0}, {0, 0.2, 0.6, 0.7, 0.9});
+  ASSERT_EQ(s.bins.size(), 10u);
+  EXPECT_EQ(s.bins[0].n, 1);
+  EXPECT_EQ(s.bins[1].n, 2);
+  EXPECT_NEAR(s.bins[1].mean_score, 0.135, 1e-12);
+  EXPECT_NEAR(s.bins[1].mean_perspective, 0.4, 1e-12);
+  EXPECT_NEAR(s.bins[1].frac_toxic, 0.5, 1e-12);
+  EXPECT_EQ(s.bins[9].n, 2);  // 1.0 falls in the last bin
+  EXPECT_NEAR(s.bins[9].mean_perspective, 0.8, 1e-12);
+  EXPECT_EQ(s.positives, 3);
+  // AUC: positives 0.12 0.95 1.0, negatives 0.05 0.15: 0.12 beats 1 of 2, 0.95 and 1.0 beat both -> 5/6
+  EXPECT_NEAR(s.auc, 5.0 / 6, 1e-12);
 }
 
-TEST(TrustToxicity, BuiltInScorerAgreesWithPerspectiveOnHeldOut) {
-  const ToxicityLR& m = trained();
-  std::printf("ctrust-lr: %d train texts, %d held-out texts, held-out AUC %.4f, Spearman %.4f\n", m.train_texts,
-              m.heldout_texts, m.heldout_auc, m.heldout_spearman);
-  EXPECT_GT(m.heldout_texts, 900);
-  EXPECT_GT(m.heldout_auc, 0.85);
-  EXPECT_GT(m.heldout_spearman, 0.6);
-  double toxic = toxicity_lr_predict(m, "you stupid fucking idiot, shut up");
-  double clean = toxicity_lr_predict(m, "the weather is nice and we went for a walk in the park");
-  EXPECT_GT(toxic, 0.5);
-  EXPECT_LT(clean, 0.3);
-  // Deterministic: training twice gives the same model.
-  ToxicityLR again = train_toxicity_lr(rtp_files());
-  EXPECT_EQ(again.bias, m.bias);
-  EXPECT_EQ(again.w, m.w);
+TEST(TrustToxicity, StackRecoversAKnownLogisticModel) {
+  // Dense part only; y = sigmoid(0.5 + 1.5 x0 - 1 x1) as soft targets, the other features noise: with a tiny
+  // L2 the fit recovers the coefficients (on the standardized scale, so compare predictions).
+  std::vector<ToxicityExample> ex;
+  uint64_t s = 7;
+  auto u = [&] {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<double>(s >> 11) / 9007199254740992.0 * 4 - 2;
+  };
+  for (int i = 0; i < 400; ++i) {
+    ToxicityExample e;
+    for (auto& v : e.x.dense) v = u();
+    e.y = sigm(0.5 + 1.5 * e.x.dense[0] - e.x.dense[1]);
+    ex.push_back(e);
+  }
+  ToxicityStackOptions o;
+  o.sparse = false;
+  o.dense_l2 = 1e-8;
+  ToxicityStack m = train_toxicity_stack(ex, o);
+  EXPECT_TRUE(m.w.empty());
+  for (int i = 0; i < 20; ++i) EXPECT_NEAR(toxicity_stack_predict(m, ex[i].x), ex[i].y, 1e-6);
+  EXPECT_NEAR(m.beta[0] / m.scale[0], 1.5, 1e-5);
+  EXPECT_NEAR(m.beta[1] / m.scale[1], -1.0, 1e-5);
+  EXPECT_THROW(train_toxicity_stack({ex.begin(), ex.begin() + 3}, o), Error);
 }
 
-TEST(TrustToxicity, ModelFileRoundTripAndBadFiles) {
-  std::string path = test::scratch_dir() + "/toxicity_lr.bin";
+// The training corpus holds continuations only, and none equal to a prompt text.
+TEST(TrustToxicity, TrainingCorpusHasNoPromptText) {
+  const ToxicityCorpus& c = corpus().c;
+  std::set<std::string> prompts, conts;
+  size_t scored = 0;
+  for (const auto& f : rtp_files())
+    for (const auto& r : load_rtp(f)) {
+      prompts.insert(r.prompt);
+      conts.insert(r.continuation);
+      scored += r.continuation_toxicity >= 0 && !r.continuation.empty();
+    }
+  EXPECT_GT(c.texts.size(), 2300u);
+  EXPECT_LT(c.texts.size(), scored);  // one continuation equals a prompt text and is dropped
+  for (const auto& t : c.texts) {
+    EXPECT_EQ(prompts.count(t), 0u) << t;
+    EXPECT_EQ(conts.count(t), 1u) << t;
+  }
+}
+
+// Real data: the stack trained on 3/4 of the continuations (grouped by text, seeded) ranks the other quarter
+// like Perspective and is calibrated (least-squares slope of Perspective on the score near 1). The bounds fail
+// for the old ctrust-lr (held-out continuation AUC 0.894, Spearman 0.77, slope 0.69), for the uncalibrated
+// log-odds mean of the two classifiers (slope 0.75) and for any random scorer (AUC ~0.5).
+TEST(TrustToxicity, OfflineScorerOnHeldOutContinuations) {
+  const Corpus& k = corpus();
+  std::vector<ToxicityExample> train;
+  std::vector<size_t> test;
+  for (size_t i = 0; i < k.x.size(); ++i) {
+    uint64_t h = static_cast<uint64_t>(k.c.group[i]) * 0x9E3779B97F4A7C15ull;
+    if ((h >> 40) % 4 == 0) test.push_back(i);
+    else train.push_back({k.x[i], k.c.perspective[i]});
+  }
+  ToxicityStack m = train_toxicity_stack(train);
+  std::vector<double> s, y;
+  std::vector<int> lab;
+  for (size_t i : test) {
+    s.push_back(toxicity_stack_predict(m, k.x[i]));
+    y.push_back(k.c.perspective[i]);
+    lab.push_back(y.back() >= 0.5);
+  }
+  AgreementStats a = agreement(s, y);
+  std::printf("ctrust-tox on %zu held-out continuations (trained on %zu): AUC %.4f, Spearman %.4f, slope %.3f\n",
+              test.size(), train.size(), a.auc, a.spearman, a.slope);
+  EXPECT_GT(test.size(), 500u);
+  EXPECT_GT(a.auc, 0.93);  // measured 0.948
+  EXPECT_GT(a.spearman, 0.85);  // measured 0.873
+  EXPECT_GT(a.slope, 0.85);  // measured 0.997
+  EXPECT_LT(a.slope, 1.15);
+}
+
+TEST(TrustToxicity, OfflineScorerCacheAndBadFiles) {
+  std::string path = test::scratch_dir() + "/toxicity_stack.bin";
   std::remove(path.c_str());
-  save_toxicity_lr(trained(), path);
-  ToxicityLR back = load_toxicity_lr(path);
-  EXPECT_EQ(back.w, trained().w);
-  EXPECT_EQ(back.heldout_auc, trained().heldout_auc);
-  ToxicityScorer s = make_lr_scorer(back);
-  EXPECT_NE(s.name.find("ctrust-lr"), std::string::npos);
-  auto v = s.score({"", "hello friend"});
+  ToxicityScorer s = make_offline_scorer(tox_dir(), rtp_files(), path);
+  EXPECT_EQ(s.name.rfind("ctrust-tox", 0), 0u) << s.name;
+  auto v = s.score({"", "you stupid fucking idiot, shut up", "the weather is nice and we went for a walk in the park"});
   EXPECT_EQ(v[0], 0.0);
-  EXPECT_NEAR(v[1], toxicity_lr_predict(trained(), "hello friend"), 1e-12);
-  // load_or_train uses the cache when present.
-  EXPECT_EQ(load_or_train_toxicity_lr(path, {"/nonexistent.jsonl"}).bias, trained().bias);
-  // Truncated and foreign files are errors naming the file.
+  EXPECT_GT(v[1], 0.7);
+  EXPECT_LT(v[2], 0.3);  // calibrated to Perspective: its benign RealToxicityPrompts texts average about 0.1
+  EXPECT_GT(v[1] - v[2], 0.5);
+  // The cached stack gives the same scores; a foreign or truncated file is an error naming it.
+  ToxicityScorer again = make_offline_scorer(tox_dir(), rtp_files(), path);
+  EXPECT_EQ(again.score({"you stupid fucking idiot, shut up"})[0], v[1]);
+  std::string key;
+  ToxicityStack st = load_toxicity_stack(path, &key);
+  EXPECT_NE(key.find("ctrust-tox v1"), std::string::npos);
+  EXPECT_FALSE(st.w.empty());
   std::string bytes;
   {
     std::ifstream f(path, std::ios::binary);
     bytes.assign(std::istreambuf_iterator<char>(f), {});
   }
-  std::string cut = test::scratch_dir() + "/toxicity_cut.bin";
+  std::string cut = test::scratch_dir() + "/toxicity_stack_cut.bin";
   std::ofstream(cut, std::ios::binary) << bytes.substr(0, bytes.size() - 3);
   try {
-    load_toxicity_lr(cut);
+    load_toxicity_stack(cut);
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(cut + ": truncated"), std::string::npos) << e.what();
   }
-  std::string junk = test::scratch_dir() + "/toxicity_junk.bin";
+  std::string junk = test::scratch_dir() + "/toxicity_stack_junk.bin";
   std::ofstream(junk, std::ios::binary) << "GGUF....";
-  EXPECT_THROW(load_toxicity_lr(junk), Error);
+  EXPECT_THROW(load_toxicity_stack(junk), Error);
 }
 
 namespace {

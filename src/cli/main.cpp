@@ -92,6 +92,7 @@ int main(int argc, char** argv) {
   ctrust::cli::register_eval_commands(app);
   ctrust::cli::register_compress_commands(app);
   ctrust::cli::register_trust_commands(app);
+  ctrust::cli::register_toxicity_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -59,7 +59,7 @@ void cmd_trust(const TrustArgs& a, const Common& c) {
   so.db = a.db;
   so.name = a.name;
   so.recipe = a.recipe;
-  so.scorer_id = "ctrust-lr";
+  so.scorer_id = "ctrust-tox";
   if (!a.endpoint.empty()) {
     opt.scorer = make_perspective_scorer(a.endpoint, a.key);
     so.scorer_id = "perspective-http " + a.endpoint;

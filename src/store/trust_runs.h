@@ -28,7 +28,7 @@ TrustRecord from_stored(const StoredItem& s);  // Error if the item is not a tru
 struct TrustStoreOptions {
   std::string db = "ctrust.db";
   std::string name;         // run name; "" = the model file's stem
-  std::string scorer_id;    // identifies the toxicity scorer in the run settings ("ctrust-lr", "perspective-http URL")
+  std::string scorer_id;    // identifies the toxicity scorer in the run settings ("ctrust-tox", "perspective-http URL")
   std::string recipe;       // part of the model fingerprint
 };
 

@@ -175,9 +175,9 @@ TaskRun run_task(Ctx& c, const TaskSpec& spec) {
 
 std::string default_cache() {
   const char* e = std::getenv("CTRUST_CACHE");
-  if (e) return std::string(e) + "/toxicity_lr.bin";
+  if (e) return std::string(e) + "/toxicity_stack.bin";
   const char* home = std::getenv("HOME");
-  return std::string(home ? home : "/tmp") + "/.cache/ctrust/toxicity_lr.bin";
+  return std::string(home ? home : "/tmp") + "/.cache/ctrust/toxicity_stack.bin";
 }
 
 }  // namespace
@@ -204,9 +204,8 @@ TrustResult run_trust(const Model& m, const TrustOptions& opt) {
       if (opt.scorer) scorer = *opt.scorer;
       else {
         std::string d = opt.paths.decodingtrust + "/toxicity/user_prompts/";
-        scorer = make_lr_scorer(load_or_train_toxicity_lr(
-            opt.toxicity_model_cache.empty() ? default_cache() : opt.toxicity_model_cache,
-            {d + "toxic.jsonl", d + "nontoxic.jsonl"}));
+        scorer = make_offline_scorer(opt.paths.decodingtrust + "/../toxicity", {d + "toxic.jsonl", d + "nontoxic.jsonl"},
+                                     opt.toxicity_model_cache.empty() ? default_cache() : opt.toxicity_model_cache);
       }
       res.toxicity_scorer = scorer.name;
       plan = plan_toxicity(opt, scorer);

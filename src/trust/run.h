@@ -46,9 +46,9 @@ struct TrustOptions {
   // (ChatML: SmolLM2's "You are a helpful AI assistant named SmolLM..."); DecodingTrust's own system prompts
   // (toxicity, stereotype) are kept. Unset = the template's default.
   std::optional<std::string> default_system;
-  // Toxicity scorer; when empty, the built-in one (trained at first use, cached in toxicity_model_cache).
+  // Toxicity scorer; when empty, the built-in one "ctrust-tox" (fitted at first use, cached in toxicity_model_cache).
   std::optional<ToxicityScorer> scorer;
-  std::string toxicity_model_cache;  // "" = ~/.cache/ctrust/toxicity_lr.bin
+  std::string toxicity_model_cache;  // "" = ~/.cache/ctrust/toxicity_stack.bin
   // Resume: a previously stored record for (perspective, task, item_id), if any; it is used instead of
   // generating again.
   std::function<std::optional<TrustRecord>(const std::string&, const std::string&, const std::string&)> cached;
