@@ -50,6 +50,7 @@ json value_json(const GgufValue& v, bool full) {
 struct ModelArgs {
   std::string model;
   std::string tokenizer;
+  std::string compute = "f32";
   void add(CLI::App* c, bool positional = false) {
     if (positional)
       c->add_option("model", model, "Model: GGUF file, Hugging Face folder, or llama2.c .bin")->required();
@@ -57,7 +58,7 @@ struct ModelArgs {
       c->add_option("-m,--model", model, "Model: GGUF file, Hugging Face folder, or llama2.c .bin")->required();
     c->add_option("--tokenizer", tokenizer, "llama2.c tokenizer .bin (default: tokenizer.bin beside the model)");
   }
-  LoadOptions opts() const { return LoadOptions{tokenizer}; }
+  LoadOptions opts() const { return LoadOptions{tokenizer, compute_mode_from_name(compute)}; }
 };
 
 void cmd_info(const ModelArgs& a, const Common& c) {
@@ -163,7 +164,8 @@ void cmd_generate(const ModelArgs& a, const Common& c, const GenArgs& g) {
   double s = seconds_since(t0);
   std::string text = tok.decode(out);
   if (c.json) {
-    print_json({{"prompt", g.prompt}, {"text", text}, {"tokens", out}, {"n_tokens", out.size()},
+    print_json({{"prompt", g.prompt}, {"compute", compute_mode_name(compute_mode(*model))}, {"text", text},
+                {"tokens", out}, {"n_tokens", out.size()},
                 {"seconds", s}, {"tokens_per_s", out.empty() ? 0.0 : out.size() / s}});
   } else {
     fmt::print("\n");
@@ -187,7 +189,8 @@ void cmd_perplexity(const ModelArgs& a, const Common& c, const std::string& file
   if (tty) fmt::print(stderr, "\n");
   double s = seconds_since(t0);
   if (c.json) {
-    print_json({{"model", a.model}, {"file", file}, {"ctx", ctx}, {"n_chunks", r.n_chunks},
+    print_json({{"model", a.model}, {"compute", compute_mode_name(compute_mode(*model))}, {"file", file},
+                {"ctx", ctx}, {"n_chunks", r.n_chunks},
                 {"n_scored", r.n_scored}, {"ppl", r.ppl}, {"ppl_stderr", r.ppl_stderr}, {"seconds", s},
                 {"tokens_per_s", r.n_chunks * double(ctx) / s}});
     return;
@@ -255,6 +258,7 @@ void register_model_commands(CLI::App& app) {
     c->add_option("--temp", g->temp, "Temperature (0 = greedy)")->check(CLI::Range(0.0, 100.0));
     c->add_option("--top-p", g->top_p, "Nucleus sampling mass")->check(CLI::Range(0.0, 1.0));
     c->add_option("--seed", g->seed, "Sampling seed");
+    add_compute(c, a->compute, "native");
     add_common(c, *o);
     c->callback([=] { apply_threads(*o); cmd_generate(*a, *o, *g); });
   }
@@ -274,6 +278,7 @@ void register_model_commands(CLI::App& app) {
     c->add_option("-f,--file", *file, "Text file")->required();
     c->add_option("--ctx", *ctx, "Tokens per chunk")->check(CLI::Range(2, 1 << 20));
     c->add_option("--chunks", *chunks, "At most this many chunks (default: all)")->check(CLI::Range(1, 1 << 30));
+    add_compute(c, a->compute, "f32");
     add_common(c, *o);
     c->callback([=] { apply_threads(*o); cmd_perplexity(*a, *o, *file, *ctx, *chunks); });
   }

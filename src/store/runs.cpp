@@ -181,6 +181,8 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
   run.task = spec.name;
   run.scoring = scoring_name(spec.scoring);
   run.settings = {{"declaration", decl}, {"limit", opt.limit}, {"recipe", opt.recipe}};
+  // The compute mode, only when native: runs made in the f32 mode keep the settings they always had (resume).
+  if (compute_mode(m) == ComputeMode::Native) run.settings["compute"] = compute_mode_name(ComputeMode::Native);
   if (spec.scoring == Scoring::Perplexity) run.settings["chunk"] = chunk;
   else run.settings["max_ctx"] = n_ctx;
 
@@ -378,6 +380,11 @@ Comparison compare_runs(const std::string& db, const std::string& sel_a, const s
       cmp.notes.push_back(fmt::format("{}: scored as {} in a but {} in b", ra.task, ra.scoring, rb->scoring));
     if (ra.settings != rb->settings)
       cmp.notes.push_back(fmt::format("{}: runs {} and {} have different task settings", ra.task, ra.id, rb->id));
+    if (run_compute_mode(ra.settings) != run_compute_mode(rb->settings))
+      cmp.notes.push_back(fmt::format("{}: WARNING: run {} was computed in the {} mode and run {} in the {} mode; "
+                                      "differences include the arithmetic (docs/correctness.md), not only the model",
+                                      ra.task, ra.id, run_compute_mode(ra.settings), rb->id,
+                                      run_compute_mode(rb->settings)));
     const auto ia = s.items(ra.id), ib = s.items(rb->id);
     std::map<std::string, std::pair<std::vector<StoredItem>, std::vector<StoredItem>>> groups;
     for (const auto& it : ia) groups[it.task].first.push_back(it);

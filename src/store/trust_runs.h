@@ -83,6 +83,7 @@ struct TrustComparison {
   std::vector<std::string> order;  // perspectives in report order
   std::map<std::string, TrustPerspectiveCompare> perspectives;
   std::vector<TrustFlip> flips;    // every flip, in perspective / task / item order
+  std::vector<std::string> notes;  // e.g. the runs were computed in different compute modes
   nlohmann::json to_json(size_t max_flips = 1000) const;
   std::string to_text(size_t max_flips = 20) const;
   std::string to_csv() const;
