@@ -62,7 +62,9 @@ struct ModelArgs {
 };
 
 void cmd_info(const ModelArgs& a, const Common& c) {
-  LoadedModel m = load_model(a.model, a.opts());
+  LoadOptions lo = a.opts();
+  lo.compute = ComputeMode::Native;  // nothing is computed: no need to dequantize the weights
+  LoadedModel m = load_model(a.model, lo);
   const ModelConfig& g = m.cfg;
   int64_t params = 0;
   std::map<std::string, int> types;
@@ -117,7 +119,9 @@ void cmd_info(const ModelArgs& a, const Common& c) {
 }
 
 void cmd_tokenize(const ModelArgs& a, const Common& c, const std::string& text, bool no_bos, bool special) {
-  LoadedModel m = load_model(a.model, a.opts());
+  LoadOptions lo = a.opts();
+  lo.compute = ComputeMode::Native;  // only the tokenizer is used
+  LoadedModel m = load_model(a.model, lo);
   Tokenizer tok(m.tok);
   std::vector<int32_t> ids = tok.encode(text, !no_bos, special);
   if (c.json) {

@@ -402,6 +402,11 @@ void native_quantize_row(GgmlType t, const float* x, uint8_t* dst, int64_t n) {
 namespace {
 
 using DotFn = float (*)(GgmlType, const uint8_t*, const uint8_t*, int64_t);
+using Dot4Fn = void (*)(GgmlType, const uint8_t*, const uint8_t* const*, int64_t, float*);
+
+void ref_vec_dot4(GgmlType t, const uint8_t* w, const uint8_t* const* x, int64_t n, float* out) {
+  for (int r = 0; r < 4; ++r) out[r] = ref_vec_dot(t, w, x[r], n);
+}
 
 DotFn dot_fn(KernelIsa isa) {
   switch (isa) {
@@ -410,6 +415,16 @@ DotFn dot_fn(KernelIsa isa) {
     case KernelIsa::Avx512: return avx512::vec_dot;
   }
   return ref_vec_dot;
+}
+
+// Four activation rows against one weight row (the same result as four single dot products).
+Dot4Fn dot4_fn(KernelIsa isa) {
+  switch (isa) {
+    case KernelIsa::Ref: return ref_vec_dot4;
+    case KernelIsa::Avx2: return avx2::vec_dot4;
+    case KernelIsa::Avx512: return avx512::vec_dot4;
+  }
+  return ref_vec_dot4;
 }
 
 struct ActScratch {
@@ -433,6 +448,7 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
   const size_t arow = native_act_bytes(t, in);
   uint8_t* xq = g_act.fit(arow * (size_t)rows);
   const DotFn dot = dot_fn(isa);
+  const Dot4Fn dot4 = dot4_fn(isa);
   const bool par = threads && (int64_t)rows * in * out >= kParallelMin && omp_get_max_threads() > 1;
 #pragma omp parallel if (par)
   {
@@ -446,7 +462,16 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
 #pragma omp for schedule(dynamic, 1)
       for (int bi = 0; bi < nblk; ++bi) {
         const int o0 = bi * kRowBlock, o1 = std::min(out, o0 + kRowBlock);
-        for (int r = 0; r < rows; ++r) {
+        int r = 0;
+        for (; r + 4 <= rows; r += 4) {  // four activation rows per pass over a weight row
+          const uint8_t* xs[4] = {xq + arow * r, xq + arow * (r + 1), xq + arow * (r + 2), xq + arow * (r + 3)};
+          float v[4];
+          for (int o = o0; o < o1; ++o) {
+            dot4(t, w + wrow * o, xs, in, v);
+            for (int k = 0; k < 4; ++k) y[(int64_t)(r + k) * out + o] = v[k];
+          }
+        }
+        for (; r < rows; ++r) {
           const uint8_t* xr = xq + arow * r;
           float* yr = y + (int64_t)r * out;
           for (int o = o0; o < o1; ++o) yr[o] = dot(t, w + wrow * o, xr, in);
