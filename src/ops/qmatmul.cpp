@@ -402,9 +402,10 @@ void native_quantize_row(GgmlType t, const float* x, uint8_t* dst, int64_t n) {
 namespace {
 
 using DotFn = float (*)(GgmlType, const uint8_t*, const uint8_t*, int64_t);
-using Dot4Fn = void (*)(GgmlType, const uint8_t*, const uint8_t* const*, int64_t, float*);
+using Dot4Fn = void (*)(GgmlType, const uint8_t*, const uint8_t* const*, int64_t, float*, const float* const*);
 
-void ref_vec_dot4(GgmlType t, const uint8_t* w, const uint8_t* const* x, int64_t n, float* out) {
+void ref_vec_dot4(GgmlType t, const uint8_t* w, const uint8_t* const* x, int64_t n, float* out,
+                  const float* const*) {
   for (int r = 0; r < 4; ++r) out[r] = ref_vec_dot(t, w, x[r], n);
 }
 
@@ -429,6 +430,7 @@ Dot4Fn dot4_fn(KernelIsa isa) {
 
 struct ActScratch {
   std::vector<uint8_t> buf;
+  std::vector<float> scales;  // Q8_0 / Q8_1 rows: [d, s] per block as f32
   uint8_t* fit(size_t n) {
     if (buf.size() < n) buf.resize(n);
     return buf.data();
@@ -450,10 +452,28 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
   const DotFn dot = dot_fn(isa);
   const Dot4Fn dot4 = dot4_fn(isa);
   const bool par = threads && (int64_t)rows * in * out >= kParallelMin && omp_get_max_threads() > 1;
+  const GgmlType at = native_act_type(t);
+  const bool legacy = rows >= 4 && (at == GgmlType::Q8_0 || at == GgmlType::Q8_1);
+  const int nb = in / 32;
+  float* scales = nullptr;
+  if (legacy) {
+    if (g_act.scales.size() < (size_t)rows * nb * 2) g_act.scales.resize((size_t)rows * nb * 2);
+    scales = g_act.scales.data();
+  }
 #pragma omp parallel if (par)
   {
 #pragma omp for schedule(static)
-    for (int r = 0; r < rows; ++r) native_quantize_row(t, x + (int64_t)r * in, xq + arow * r, in);
+    for (int r = 0; r < rows; ++r) {
+      uint8_t* q = xq + arow * r;
+      native_quantize_row(t, x + (int64_t)r * in, q, in);
+      if (legacy) {  // the blocks' f16 d (and s) as f32, once per row (exact conversions)
+        const size_t bs = at == GgmlType::Q8_1 ? kQ8_1 : kQ8_0;
+        for (int b = 0; b < nb; ++b) {
+          scales[((size_t)r * nb + b) * 2] = h2f(q + b * bs);
+          scales[((size_t)r * nb + b) * 2 + 1] = at == GgmlType::Q8_1 ? h2f(q + b * bs + 2) : 0.0f;
+        }
+      }
+    }
     if (rows == 1) {
 #pragma omp for schedule(static)
       for (int o = 0; o < out; ++o) y[o] = dot(t, w + wrow * o, xq, in);
@@ -465,9 +485,12 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
         int r = 0;
         for (; r + 4 <= rows; r += 4) {  // four activation rows per pass over a weight row
           const uint8_t* xs[4] = {xq + arow * r, xq + arow * (r + 1), xq + arow * (r + 2), xq + arow * (r + 3)};
+          const float* xd[4] = {};
+          if (legacy)
+            for (int k = 0; k < 4; ++k) xd[k] = scales + (size_t)(r + k) * nb * 2;
           float v[4];
           for (int o = o0; o < o1; ++o) {
-            dot4(t, w + wrow * o, xs, in, v);
+            dot4(t, w + wrow * o, xs, in, v, legacy ? xd : nullptr);
             for (int k = 0; k < 4; ++k) y[(int64_t)(r + k) * out + o] = v[k];
           }
         }
