@@ -15,7 +15,9 @@
 
 #include "base/error.h"
 #include "io/gguf.h"
+#include "compress/driver.h"
 #include "model/model.h"
+#include "store/fingerprint.h"
 #include "ops/linear.h"
 #include "ops/qmatmul.h"
 #include "test_paths.h"
@@ -363,5 +365,37 @@ TEST(QMatmul, SmolLM2NativeMatchesLlamaCppQ4_1) {
     EXPECT_GE(d.first_off, 3) << key;
     EXPECT_EQ(e.first_off, 0) << key;
     EXPECT_LT(d.mean_next, e.mean_next) << key;
+  }
+}
+
+// The native load keeps the matrices in the file (no f32 copy) and gives, row by row, exactly the values the f32
+// mode holds; the fingerprint of the native model hashes the storage bytes (stable, different from f32's);
+// compression refuses a natively loaded model.
+TEST(QMatmul, NativeLoadRowsFingerprintAndCompressGuard) {
+  if (!std::filesystem::exists(test::smollm_q4_1())) GTEST_SKIP() << "no " << test::smollm_q4_1();
+  LoadOptions o;
+  o.compute = ComputeMode::Native;
+  auto nat = open_model(test::smollm_q4_1(), o);
+  auto f32 = open_model(test::smollm_q4_1());
+  for (const char* name : {"blk.3.ffn_down.weight", "token_embd.weight"}) {
+    const Tensor& tn = nat->file.get(name);
+    const Tensor& tf = f32->file.get(name);
+    EXPECT_EQ(tn.data, nullptr) << name;
+    ASSERT_NE(tf.data, nullptr);
+    std::vector<float> rows((size_t)3 * tn.cols());
+    tensor_rows_f32(tn, 5, 3, rows.data());
+    EXPECT_EQ(std::memcmp(rows.data(), tf.data + 5 * tf.cols(), rows.size() * sizeof(float)), 0) << name;
+  }
+  EXPECT_NE(nat->file.get("output_norm.weight").data, nullptr);  // 1-D tensors stay f32
+  const std::string fp = model_fingerprint(*nat);
+  EXPECT_EQ(fp, model_fingerprint(*nat));
+  EXPECT_NE(fp, model_fingerprint(*f32));
+  Recipe r;
+  r.method = Method::RTN;
+  try {
+    compress_model(*nat, r, nullptr);
+    FAIL() << "compress_model accepted a natively loaded model";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("f32 compute mode"), std::string::npos) << e.what();
   }
 }
