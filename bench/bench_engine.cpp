@@ -1,6 +1,7 @@
 // Engine speed: prefill tokens/s (one forward of a P-token prompt, last logits only) and decode tokens/s
 // (G greedy steps through the KV cache), at each thread count; peak RSS.
 //   bench_engine MODEL [--tok TOKENIZER.bin] [--prompt 512] [--gen 128] [--threads 1,2] [--reps 2]
+//                [--compute native|f32] [--isa ref|avx2|avx512]
 #include <omp.h>
 #include <sys/resource.h>
 
@@ -8,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "base/error.h"
 #include "bench_util.h"
 #include "model/model.h"
+#include "ops/qmatmul.h"
 
 using namespace ctrust;
 using namespace ctrust::bench;
@@ -30,12 +33,15 @@ int main(int argc, char** argv) {
   LoadOptions lo;
   int n_prompt = 512, n_gen = 128, reps = 2;
   std::vector<int> threads{1, 2};
+  std::string isa;
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
     if (a == "--tok") lo.tokenizer_path = v;
     else if (a == "--prompt") n_prompt = std::atoi(v.c_str());
     else if (a == "--gen") n_gen = std::atoi(v.c_str());
     else if (a == "--reps") reps = std::atoi(v.c_str());
+    else if (a == "--compute") lo.compute = compute_mode_from_name(v);
+    else if (a == "--isa") isa = v;
     else if (a == "--threads") {
       threads.clear();
       std::stringstream ss(v);
@@ -46,6 +52,10 @@ int main(int argc, char** argv) {
     }
   }
   try {
+    if (isa == "ref") set_kernel_isa(KernelIsa::Ref);
+    else if (isa == "avx2") set_kernel_isa(KernelIsa::Avx2);
+    else if (isa == "avx512") set_kernel_isa(KernelIsa::Avx512);
+    else if (!isa.empty()) fail("unknown --isa {}", isa);
     const double rss0 = peak_rss_mb();
     double t0 = now();
     auto m = open_model(path, lo);
@@ -59,8 +69,9 @@ int main(int argc, char** argv) {
     std::vector<int32_t> prompt(n_prompt);
     for (int i = 0; i < n_prompt; ++i) prompt[i] = (int32_t)((i * 7919LL + 13) % m->cfg.n_vocab);
     if (m->tok.bos() >= 0) prompt[0] = m->tok.bos();
-    std::printf("model %s: %d layers, dim %d, vocab %d; load %.2f s; f32 weights %.1f MB\n", path.c_str(),
-                m->cfg.n_layers, m->cfg.dim, m->cfg.n_vocab, t_load, f32_mb);
+    std::printf("model %s: %d layers, dim %d, vocab %d; load %.2f s; f32 weights %.1f MB; compute %s, kernels %s\n",
+                path.c_str(), m->cfg.n_layers, m->cfg.dim, m->cfg.n_vocab, t_load, f32_mb,
+                compute_mode_name(compute_mode(*m)), kernel_isa_name(kernel_isa()));
     std::printf("%-8s %-22s %-22s\n", "threads", "prefill tok/s", "decode tok/s");
     KVCache cache = make_cache(*m, n_ctx);
     std::vector<float> logits(m->cfg.n_vocab);
@@ -85,8 +96,12 @@ int main(int argc, char** argv) {
                   reps);
     }
     const double rss = peak_rss_mb();
-    std::printf("peak RSS: %.1f MB after load, %.1f MB at the end (%.2fx the f32 weights; %.1f MB before load)\n",
-                rss_load, rss, rss / f32_mb, rss0);
+    const double file_mb =
+        std::filesystem::is_regular_file(path) ? (double)std::filesystem::file_size(path) / (1 << 20) : 0.0;
+    std::printf("peak RSS: %.1f MB after load, %.1f MB at the end (%.2fx the f32 weights, %.2fx the %.1f MB file; "
+                "KV cache %.1f MB; %.1f MB before load)\n",
+                rss_load, rss, rss / f32_mb, rss / file_mb, file_mb,
+                (cache.k.size() + cache.v.size()) * 4.0 / (1 << 20), rss0);
   } catch (const Error& e) {
     std::fprintf(stderr, "bench_engine: error: %s\n", e.what());
     return 1;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Engine speed beside llama.cpp on the same GGUF files, interleaved so both see the same machine load:
-# prefill tok/s (one P-token prompt), decode tok/s (128 greedy steps), 1 and 2 threads, peak RSS.
+# prefill tok/s (one P-token prompt), decode tok/s (128 greedy steps), 1 and 2 threads, peak RSS;
+# ctrust in both compute modes (f32: dequantized weights through OpenBLAS; native: typed kernels).
 # P = 512 for SmolLM2-135M; 256 for stories260K, whose context is 512 tokens (prompt + generation must fit).
 # Needs the build (scripts/setup.sh) and the reference packages (scripts/setup_ref.sh).
 # Usage: bash scripts/bench_engine_vs_llamacpp.sh [REPS]
@@ -17,7 +18,9 @@ for spec in "$stories_v3:256" "$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf:512
   m=${spec%:*} p=${spec##*:}
   for t in 1 2; do
     echo "## $(basename "$m"), $t thread(s); load: $(cut -d' ' -f1-3 /proc/loadavg)"
-    OMP_NUM_THREADS=$t "$build/bench_engine" "$m" --prompt "$p" --gen 128 --reps "$reps" --threads "$t"
+    for c in f32 native; do
+      OMP_NUM_THREADS=$t "$build/bench_engine" "$m" --prompt "$p" --gen 128 --reps "$reps" --threads "$t" --compute $c
+    done
     python3 "$root/scripts/ref/bench_llamacpp.py" "$m" --prompt "$p" --gen 128 --reps "$reps" --threads "$t"
   done
 done

@@ -178,3 +178,21 @@ TEST(Batch, GreedyEqualsGenerateOnSmolLM2) {
   g.stop_strings = {"<|im_end|>"};
   expect_batch_equals_generate(*m, prompts, g, {1, 5});
 }
+
+// In the native compute mode every row's product is independent of the other rows multiplied with it, so batched
+// greedy generation is the same as one sequence at a time (here exactly, token for token).
+TEST(Batch, NativeGreedyEqualsGenerateOnSmolLM2) {
+  if (!std::filesystem::exists(test::smollm_q4_1())) GTEST_SKIP() << "SmolLM2 not fetched (scripts/setup.sh)";
+  LoadOptions o;
+  o.compute = ComputeMode::Native;
+  auto m = open_model(test::smollm_q4_1(), o);
+  std::vector<std::string> texts = {
+      "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
+      "The quick brown fox", "1, 2, 3,"};
+  std::vector<std::vector<int32_t>> prompts;
+  for (const auto& t : texts) prompts.push_back(m->tok.encode(t, m->tok.adds_bos(), true));
+  GenerateOptions g;
+  g.max_tokens = 10;
+  g.stop_strings = {"<|im_end|>"};
+  expect_batch_equals_generate(*m, prompts, g, {3});
+}

@@ -148,3 +148,39 @@ TEST(EvalCompare, SummaryPerSubtaskAndAggregate) {
   ASSERT_EQ(lam.size(), 1u);
   EXPECT_NEAR(lam[0].ppl, std::exp(2.0), 1e-12);  // exp(-mean(-1, -3))
 }
+
+// Runs made in different compute modes (settings "compute": "native"; absent = f32) are compared with a WARNING
+// note naming both modes; runs in the same mode get none.
+TEST(EvalCompare, WarnsWhenComputeModesDiffer) {
+  EXPECT_EQ(run_compute_mode(nlohmann::json::object()), "f32");
+  EXPECT_EQ(run_compute_mode({{"compute", "native"}}), "native");
+  std::string p = test::scratch_dir() + "/compare_modes.db";
+  for (const char* suf : {"", "-wal", "-shm"}) fs::remove(p + suf);
+  {
+    Store s(p);
+    std::vector<StoredItem> items = {si("arc_easy", 0, 0, 0), si("arc_easy", 1, 1, 0)};
+    add_run(s, "f32run", "arc_easy", items);
+    add_run(s, "f32run2", "arc_easy", items);
+    RunInfo r;
+    r.name = "nativerun";
+    r.model_path = "m.gguf";
+    r.model_fp = "native-fp";
+    r.tokenizer_fp = "tok";
+    r.task = "arc_easy";
+    r.scoring = "multiple_choice";
+    r.settings = {{"limit", 0}, {"compute", "native"}};
+    s.open_run(r);
+    s.add_items(r.id, items);
+  }
+  auto joined = [](const Comparison& c) {
+    std::string n;
+    for (const auto& x : c.notes) n += x + "\n";
+    return n;
+  };
+  const std::string mixed = joined(compare_runs(p, "f32run", "nativerun"));
+  EXPECT_NE(mixed.find("WARNING"), std::string::npos) << mixed;
+  EXPECT_NE(mixed.find("computed in the f32 mode"), std::string::npos) << mixed;
+  EXPECT_NE(mixed.find("in the native mode"), std::string::npos) << mixed;
+  const std::string same = joined(compare_runs(p, "f32run", "f32run2"));
+  EXPECT_EQ(same.find("WARNING"), std::string::npos) << same;
+}

@@ -23,6 +23,16 @@ inline void add_common(CLI::App* app, Common& c) {
   app->add_flag("--json", c.json, "Machine-readable JSON on stdout");
 }
 
+// --compute native|f32 on a model-loading command, with the command's default (docs/architecture.md,
+// "Compute modes": native for generate/trust, f32 for eval/perplexity/kld).
+inline void add_compute(CLI::App* app, std::string& v, const char* def) {
+  v = def;
+  app->add_option("--compute", v,
+                  std::string("Weights: native (kept in their file type, 8-bit activations as llama.cpp) or f32 "
+                              "(dequantized, exact); default ") + def)
+      ->check(CLI::IsMember({"native", "f32"}));
+}
+
 void apply_threads(const Common& c);
 
 // An output file's folder must exist and be writable: checked before any model is loaded (Error otherwise).

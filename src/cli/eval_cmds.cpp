@@ -54,7 +54,7 @@ std::string recipe_label(const std::string& text) {
 }
 
 struct EvalArgs {
-  std::string model, tokenizer, tasks, name, db = "ctrust.db";
+  std::string model, tokenizer, tasks, name, db = "ctrust.db", compute = "f32";
   int limit = 0, fewshot = -1, ctx = 2048;
 };
 
@@ -66,7 +66,7 @@ void cmd_eval(const EvalArgs& a, const Common& c) {
   for (const std::string& t : tasks) load_task_spec(t);
   if (!std::filesystem::exists(a.model)) fail("{}: model not found", a.model);
   { Store probe(a.db); }
-  auto model = open_model(a.model, LoadOptions{a.tokenizer});
+  auto model = open_model(a.model, LoadOptions{a.tokenizer, compute_mode_from_name(a.compute)});
   EvalOptions opt;
   opt.db = a.db;
   opt.name = a.name;
@@ -153,7 +153,7 @@ void cmd_compare(const std::string& db, const std::string& a, const std::string&
 }
 
 struct KldArgs {
-  std::string base, model, tokenizer, file, save_base, load_base;
+  std::string base, model, tokenizer, file, save_base, load_base, compute = "f32";
   int ctx = 512, chunks = -1, top_k = 0;
 };
 
@@ -219,7 +219,7 @@ void cmd_kld(const KldArgs& a, const Common& c) {
   opt.progress = chunk_progress();
   const std::string text = a.file.empty() ? std::string() : read_text(a.file);
   if (!a.save_base.empty()) {
-    auto base = open_model(a.base, LoadOptions{a.tokenizer});
+    auto base = open_model(a.base, LoadOptions{a.tokenizer, compute_mode_from_name(a.compute)});
     const int k = a.top_k > 0 ? a.top_k : 256;
     KldBase kb = make_kld_base(*base, text, k, opt);
     save_kld_base(kb, a.save_base);
@@ -234,12 +234,12 @@ void cmd_kld(const KldArgs& a, const Common& c) {
     }
     if (a.model.empty()) return;
   }
-  auto b = open_model(a.model, LoadOptions{a.tokenizer});
+  auto b = open_model(a.model, LoadOptions{a.tokenizer, compute_mode_from_name(a.compute)});
   KldStats s;
   if (!a.load_base.empty()) {
     s = kl_divergence(load_kld_base(a.load_base), *b, text, opt);
   } else {
-    auto base = open_model(a.base, LoadOptions{a.tokenizer});
+    auto base = open_model(a.base, LoadOptions{a.tokenizer, compute_mode_from_name(a.compute)});
     opt.top_k = a.top_k;
     s = kl_divergence(*base, *b, text, opt);
   }
@@ -248,6 +248,7 @@ void cmd_kld(const KldArgs& a, const Common& c) {
     j["base"] = a.load_base.empty() ? a.base : a.load_base;
     j["model"] = a.model;
     j["file"] = a.file;
+    j["compute"] = a.compute;
     print_json(j);
     return;
   }
@@ -302,6 +303,7 @@ void register_eval_commands(CLI::App& app) {
     c->add_option("--name", a.name, "Run name (default: the model file's name)");
     c->add_option("--db", a.db, "Results database (SQLite)");
     c->add_option("--ctx", a.ctx, "Context length for scoring")->check(CLI::Range(16, 1 << 20));
+    add_compute(c, a.compute, "f32");
     add_common(c, o);
     c->callback([] { apply_threads(o); cmd_eval(a, o); });
   }
@@ -341,6 +343,7 @@ void register_eval_commands(CLI::App& app) {
     c->add_option("--save-base", a.save_base, "Write a compact baseline (top-k log-probs + rest mass) of --base");
     c->add_option("--load-base", a.load_base, "Compare -m against a baseline written by --save-base");
     c->add_option("--tokenizer", a.tokenizer, "llama2.c tokenizer .bin (both models)");
+    add_compute(c, a.compute, "f32");
     add_common(c, o);
     c->callback([] { apply_threads(o); cmd_kld(a, o); });
   }

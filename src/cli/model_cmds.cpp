@@ -53,6 +53,7 @@ json value_json(const GgufValue& v, bool full) {
 struct ModelArgs {
   std::string model;
   std::string tokenizer;
+  std::string compute = "f32";
   void add(CLI::App* c, bool positional = false) {
     if (positional)
       c->add_option("model", model, "Model: GGUF file, Hugging Face folder, or llama2.c .bin")->required();
@@ -60,11 +61,13 @@ struct ModelArgs {
       c->add_option("-m,--model", model, "Model: GGUF file, Hugging Face folder, or llama2.c .bin")->required();
     c->add_option("--tokenizer", tokenizer, "llama2.c tokenizer .bin (default: tokenizer.bin beside the model)");
   }
-  LoadOptions opts() const { return LoadOptions{tokenizer}; }
+  LoadOptions opts() const { return LoadOptions{tokenizer, compute_mode_from_name(compute)}; }
 };
 
 void cmd_info(const ModelArgs& a, const Common& c) {
-  LoadedModel m = load_model(a.model, a.opts());
+  LoadOptions lo = a.opts();
+  lo.compute = ComputeMode::Native;  // nothing is computed: no need to dequantize the weights
+  LoadedModel m = load_model(a.model, lo);
   const ModelConfig& g = m.cfg;
   int64_t params = 0;
   std::map<std::string, int> types;
@@ -119,7 +122,9 @@ void cmd_info(const ModelArgs& a, const Common& c) {
 }
 
 void cmd_tokenize(const ModelArgs& a, const Common& c, const std::string& text, bool no_bos, bool special) {
-  LoadedModel m = load_model(a.model, a.opts());
+  LoadOptions lo = a.opts();
+  lo.compute = ComputeMode::Native;  // only the tokenizer is used
+  LoadedModel m = load_model(a.model, lo);
   Tokenizer tok(m.tok);
   std::vector<int32_t> ids = tok.encode(text, !no_bos, special);
   if (c.json) {
@@ -197,7 +202,8 @@ void cmd_generate(const ModelArgs& a, const Common& c, const GenArgs& g) {
       if (p != std::string::npos) t->erase(p);
     }
   if (c.json) {
-    json j = {{"prompt", g.prompt}, {"text", text}, {"tokens", out}, {"n_tokens", out.size()},
+    json j = {{"prompt", g.prompt}, {"compute", compute_mode_name(compute_mode(*model))}, {"text", text},
+              {"tokens", out}, {"n_tokens", out.size()},
               {"seconds", s}, {"tokens_per_s", out.empty() ? 0.0 : out.size() / s},
               {"threads", omp_get_max_threads()}};
     if (!template_name.empty()) j["chat_template"] = template_name;
@@ -229,7 +235,8 @@ void cmd_perplexity(const ModelArgs& a, const Common& c, const std::string& file
   progress.finish();
   double s = seconds_since(t0);
   if (c.json) {
-    print_json({{"model", a.model}, {"file", file}, {"ctx", ctx}, {"n_chunks", r.n_chunks},
+    print_json({{"model", a.model}, {"compute", compute_mode_name(compute_mode(*model))}, {"file", file},
+                {"ctx", ctx}, {"n_chunks", r.n_chunks},
                 {"n_scored", r.n_scored}, {"ppl", r.ppl}, {"ppl_stderr", r.ppl_stderr}, {"seconds", s},
                 {"tokens_per_s", r.n_chunks * double(ctx) / s}});
     return;
@@ -301,6 +308,7 @@ void register_model_commands(CLI::App& app) {
     c->add_flag("--chat", g->chat, "Send the prompt as a user turn in the model's chat template");
     c->add_option("--chat-template", g->chat_template,
                   "With --chat: chatml, llama2, vicuna, zephyr, gemma, llama3 or raw (default: from the model)");
+    add_compute(c, a->compute, "native");
     add_common(c, *o);
     c->callback([=] { apply_threads(*o); cmd_generate(*a, *o, *g); });
   }
@@ -320,6 +328,7 @@ void register_model_commands(CLI::App& app) {
     c->add_option("-f,--file", *file, "Text file")->required();
     c->add_option("--ctx", *ctx, "Tokens per chunk")->check(CLI::Range(2, 1 << 20));
     c->add_option("--chunks", *chunks, "At most this many chunks (default: all)")->check(CLI::Range(1, 1 << 30));
+    add_compute(c, a->compute, "f32");
     add_common(c, *o);
     c->callback([=] { apply_threads(*o); cmd_perplexity(*a, *o, *file, *ctx, *chunks); });
   }

@@ -26,7 +26,8 @@ constexpr const char* kTrustLegend =
     "their tasks' rates (as DecodingTrust reports it)\n";
 
 struct TrustArgs {
-  std::string model, tokenizer, perspectives, db = "ctrust.db", name, chat_template, endpoint, key, data, recipe;
+  std::string model, tokenizer, perspectives, db = "ctrust.db", name, chat_template, endpoint, key, data, recipe,
+      compute = "native";
   std::optional<std::string> system_prompt;
   int limit = 0, samples = 1, batch = 8, max_new_tokens = 0;
   uint64_t seed = 0;
@@ -92,7 +93,7 @@ void cmd_trust(const TrustArgs& a, const Common& c) {
     progress.show(fmt::format("[{}] {}/{}, {} generated, {:.2f} items/s, ETA {:.0f} s", label, done, total,
                               generated, rate, rate > 0 ? (total - done) / rate : 0.0), done == total);
   };
-  auto model = open_model(a.model, LoadOptions{a.tokenizer});
+  auto model = open_model(a.model, LoadOptions{a.tokenizer, compute_mode_from_name(a.compute)});
   TrustRunResult r = trust_run(*model, a.model, opt, so);
   progress.finish();
   if (c.json) {
@@ -170,6 +171,7 @@ void register_trust_commands(CLI::App& app) {
     c->add_option("--perspective-key", a.key, "API key for --perspective-endpoint");
     c->add_option("--data", a.data, "Shared data folder with decodingtrust/ and advglue/ (default ../shared/data)");
     c->add_option("--recipe", a.recipe, "How the model was derived (recorded in its fingerprint)");
+    add_compute(c, a.compute, "native");
     add_common(c, o);
     c->callback([] { apply_threads(o); cmd_trust(a, o); });
   }

@@ -91,6 +91,7 @@ void apply_inference_modes(Model& m, const Recipe& r) {
         lin.mode = mode;
         lin.threshold = float(r.threshold);
       }
+  materialize_mode_weights(m);  // a model loaded in the native mode: these Linears need f32 weights
 }
 
 namespace {
@@ -424,6 +425,10 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
   // The driver's block forward and scale folding are those of the Llama family (RMSNorm, RoPE, SwiGLU).
   if (c.arch != "llama" && c.arch != "mistral" && c.arch != "qwen2")
     fail("{}: compression supports the Llama family (llama, mistral, qwen2), not architecture '{}'", f.path, c.arch);
+  // Compression reads and rewrites f32 weights (Tensor::data) and calibrates with the f32 forward pass.
+  if (compute_mode(m) != ComputeMode::F32)
+    fail("{}: compression needs the model loaded in the f32 compute mode (it was loaded as {})", f.path,
+         compute_mode_name(compute_mode(m)));
 
   // Validate every selected tensor before any work.
   bool any = false;

@@ -159,6 +159,9 @@ void save_gguf(const LoadedModel& m, const std::string& path, const SaveOptions&
     } else {
       if (!ggml_type_info(static_cast<uint32_t>(type))->can_quantize)
         fail("{}: cannot write tensor {} as {}", path, t->name, ggml_type_name(type));
+      if (!data)  // a matrix held in its storage type (native compute mode) cannot be converted
+        fail("{}: tensor {} has no f32 values to write as {} (load the model in the f32 compute mode)", path,
+             t->name, ggml_type_name(type));
       w.f32 = data;
     }
     out.push_back(std::move(w));

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/mmap.h"
@@ -51,13 +52,25 @@ struct TokenizerData {
   std::string chat_template;          // Jinja text from the file, if any
 };
 
-// One tensor, dequantized to f32. Shapes are in ggml order: ne[0] is the innermost (contiguous)
+// How the engine multiplies by the weight matrices (docs/architecture.md, "Compute modes"):
+//  F32:    every tensor is dequantized to f32 at load; products in f32 (BLAS) — exact dequantized arithmetic.
+//  Native: weight matrices of GGUF files stay in their storage type (the mapped file's bytes, no f32 copy);
+//          products run on typed kernels with activations rounded to 8 bits where ggml does it (llama.cpp's
+//          numbers). 1-D tensors and F32 matrices are f32 in both modes. Hugging Face folders and llama2.c
+//          checkpoints are always dequantized (they compute as F32 whatever the mode).
+enum class ComputeMode { F32, Native };
+const char* compute_mode_name(ComputeMode m);         // "f32", "native"
+ComputeMode compute_mode_from_name(std::string_view s);  // throws Error naming the valid values
+
+// One tensor, dequantized to f32 (or, in the native compute mode, a weight matrix held in its storage type:
+// data null, raw set). Shapes are in ggml order: ne[0] is the innermost (contiguous)
 // dimension, so a weight matrix W with `out` rows of `in` inputs has ne = {in, out}, row-major.
 struct Tensor {
   std::string name;
   std::vector<int64_t> ne;
   GgmlType src_type = GgmlType::F32;  // storage type in the source file
-  const float* data = nullptr;        // points into `owned` or, for F32 sources, into the mapped file
+  const float* data = nullptr;        // points into `owned` or, for F32 sources, into the mapped file;
+                                      // null for a matrix kept in its storage type (native mode): use raw
   std::vector<float> owned;
   const uint8_t* raw = nullptr;       // the source bytes (in the mapped file) in src_type: GGUF, and HF F32/F16/BF16
   size_t raw_bytes = 0;
@@ -69,7 +82,14 @@ struct Tensor {
   }
   int64_t rows() const { return ne.size() < 2 ? 1 : numel() / ne[0]; }
   int64_t cols() const { return ne.empty() ? 0 : ne[0]; }
+  size_t row_bytes() const;  // bytes of one row in src_type
 };
+
+// f32 values of rows [r0, r0 + n) of t: copied from data, or dequantized from raw (exactly the values the
+// f32 mode holds). The way for later stages (compression, fingerprints) to read a weight whatever its form.
+void tensor_rows_f32(const Tensor& t, int64_t r0, int64_t n, float* dst);
+// Makes t.data available, dequantizing raw into t.owned if needed (no-op when data is set).
+void materialize_f32(Tensor& t);
 
 struct LoadedModel {
   std::string path;                 // what the user named
@@ -80,6 +100,7 @@ struct LoadedModel {
   std::map<std::string, Tensor> tensors;
   std::shared_ptr<MappedFile> map;  // keeps zero-copy tensor data alive (may hold several files)
   std::vector<std::shared_ptr<MappedFile>> extra_maps;
+  ComputeMode compute = ComputeMode::F32;  // as loaded (LoadOptions::compute)
 
   const Tensor* find(const std::string& name) const {
     auto it = tensors.find(name);
@@ -90,6 +111,7 @@ struct LoadedModel {
 
 struct LoadOptions {
   std::string tokenizer_path;  // llama2.c: the tokenizer .bin (default: tokenizer.bin beside the model)
+  ComputeMode compute = ComputeMode::F32;
 };
 
 // Detects the format (GGUF magic; a folder with config.json; otherwise a llama2.c checkpoint) and loads.
@@ -97,7 +119,7 @@ struct LoadOptions {
 // architecture, shapes that overflow or disagree with the config, missing tokenizer.
 LoadedModel load_model(const std::string& path, const LoadOptions& opts = {});
 
-LoadedModel load_gguf_model(const std::string& path);
+LoadedModel load_gguf_model(const std::string& path, ComputeMode compute = ComputeMode::F32);
 LoadedModel load_hf_model(const std::string& dir);
 LoadedModel load_llama2c_model(const std::string& path, const std::string& tokenizer_path);
 

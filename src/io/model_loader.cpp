@@ -83,12 +83,43 @@ void validate_model(const LoadedModel& m) {
   validate_model_shapes(m.path, m.cfg, shapes);
 }
 
-LoadedModel load_gguf_model(const std::string& path) {
+const char* compute_mode_name(ComputeMode m) { return m == ComputeMode::Native ? "native" : "f32"; }
+
+ComputeMode compute_mode_from_name(std::string_view s) {
+  if (s == "f32") return ComputeMode::F32;
+  if (s == "native") return ComputeMode::Native;
+  fail("unknown compute mode '{}' (valid: native, f32)", s);
+}
+
+size_t Tensor::row_bytes() const { return ggml_nbytes(src_type, cols()); }
+
+void tensor_rows_f32(const Tensor& t, int64_t r0, int64_t n, float* dst) {
+  if (r0 < 0 || n < 0 || r0 + n > t.rows()) fail("tensor {}: rows [{}, {}) out of range", t.name, r0, r0 + n);
+  if (t.data) {
+    std::memcpy(dst, t.data + r0 * t.cols(), sizeof(float) * (size_t)(n * t.cols()));
+    return;
+  }
+  if (!t.raw) fail("tensor {} has no data", t.name);
+  dequantize(t.src_type, t.raw + (size_t)r0 * t.row_bytes(), dst, n * t.cols());
+}
+
+void materialize_f32(Tensor& t) {
+  if (t.data) return;
+  t.owned.resize((size_t)t.numel());
+  const int64_t rows = t.rows(), step = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, t.cols()));
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t r = 0; r < rows; r += step)
+    tensor_rows_f32(t, r, std::min(step, rows - r), t.owned.data() + r * t.cols());
+  t.data = t.owned.data();
+}
+
+LoadedModel load_gguf_model(const std::string& path, ComputeMode compute) {
   GgufFile f = read_gguf(path);
   LoadedModel m;
   m.path = path;
   m.format = "gguf";
   m.map = f.map;
+  m.compute = compute;
 
   ModelConfig& c = m.cfg;
   const std::string arch = f.get_str("general.architecture");
@@ -163,6 +194,8 @@ LoadedModel load_gguf_model(const std::string& path) {
     t.raw_bytes = ti.nbytes;
     if (ti.type == GgmlType::F32 && reinterpret_cast<uintptr_t>(ti.data) % alignof(float) == 0) {
       t.data = reinterpret_cast<const float*>(ti.data);
+    } else if (compute == ComputeMode::Native && ti.type != GgmlType::F32 && ti.ne.size() == 2) {
+      // native: the matrix stays in the mapped file in its storage type (data stays null)
     } else {
       t.owned.resize((size_t)ti.numel());
       t.data = t.owned.data();
@@ -434,7 +467,7 @@ LoadedModel load_model(const std::string& path, const LoadOptions& opts) {
   if (got == 0) fail("{}: empty file (0 bytes), not a model", path);
   // A .gguf file with another magic is a broken GGUF file (read_gguf names the problem), not llama2.c.
   if ((got == 4 && std::memcmp(magic, "GGUF", 4) == 0) || fs::path(path).extension() == ".gguf")
-    return load_gguf_model(path);
+    return load_gguf_model(path, opts.compute);
   std::string tok = opts.tokenizer_path;
   if (tok.empty()) tok = (fs::path(path).parent_path() / "tokenizer.bin").string();
   return load_llama2c_model(path, tok);

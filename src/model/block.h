@@ -36,6 +36,10 @@ inline void check_forward_input(const Model& m, const KVCache& cache, const int3
 // x[i] = the embedding of tokens[i] (dim values), for i < n.
 inline void embed_tokens(const Model& m, const int32_t* tokens, int n, float* x) {
   const int dim = m.cfg.dim;
+  if (!m.tok_embd) {  // native mode: the row dequantized, as ggml's get_rows does
+    for (int i = 0; i < n; ++i) tensor_rows_f32(*m.tok_embd_t, tokens[i], 1, x + (int64_t)i * dim);
+    return;
+  }
   for (int i = 0; i < n; ++i)
     std::memcpy(x + (int64_t)i * dim, m.tok_embd + (int64_t)tokens[i] * dim, sizeof(float) * dim);
 }

@@ -28,13 +28,20 @@ const Tensor& shaped(const LoadedModel& f, const std::string& name, int64_t cols
       fail("{}: tensor {} has shape [{}], the config needs [{}]", f.path, name, shape, cols);
     fail("{}: tensor {} has shape [{}], the config needs [{} x {}] (in x out)", f.path, name, shape, cols, rows);
   }
-  if (!t.data) fail("{}: tensor {} has no data", f.path, name);
+  if (!t.data && !(t.raw && rows >= 0)) fail("{}: tensor {} has no data", f.path, name);
   return t;
+}
+
+// f32 weights bind `w`; a matrix held in its storage type (native mode) binds `wq`/`wtype`.
+void bind_weight(Linear& L, const Tensor& w) {
+  L.w = w.data;
+  L.wq = w.data ? nullptr : w.raw;
+  L.wtype = w.data ? GgmlType::F32 : w.src_type;
 }
 
 void bind_linear(Linear& L, const LoadedModel& f, const std::string& base, int64_t in, int64_t out) {
   const Tensor& w = shaped(f, base + ".weight", in, out);
-  L.w = w.data;
+  bind_weight(L, w);
   L.in = (int)in;
   L.out = (int)out;
   L.b = nullptr;
@@ -79,7 +86,9 @@ void rebind_weights(Model& m) {
   if (!f.tok.tokens.empty() && (int64_t)f.tok.tokens.size() > c.n_vocab)
     fail("{}: the tokenizer has {} tokens, more than the model's {} embedding rows", f.path, f.tok.tokens.size(),
          c.n_vocab);
+  if (!emb.data && !emb.raw) fail("{}: tensor token_embd.weight has no data", f.path);
   m.tok_embd = emb.data;
+  m.tok_embd_t = &emb;
 
   std::vector<LayerWeights> old = std::move(m.layers);
   m.layers.assign(c.n_layers, LayerWeights{});
@@ -111,7 +120,7 @@ void rebind_weights(Model& m) {
     bind_linear(m.output, f, "output", c.dim, c.n_vocab);
   } else {
     m.output = Linear{};
-    m.output.w = emb.data;
+    bind_weight(m.output, emb);
     m.output.in = c.dim;
     m.output.out = c.n_vocab;
   }
@@ -125,6 +134,7 @@ std::unique_ptr<Model> make_model(LoadedModel lm) {
   m->cfg = m->file.cfg;
   rebind_weights(*m);
   apply_linear_mode_metadata(*m);
+  materialize_mode_weights(*m);
   try {
     m->tok = Tokenizer(m->file.tok);
   } catch (const Error& e) {
@@ -196,6 +206,16 @@ void apply_linear_mode_metadata(Model& m) {
       fail("{}: ctrust.linear_modes: unknown mode in '{}' (w8a8 or int8:THRESHOLD)", m.file.path, e);
     }
   }
+}
+
+void materialize_mode_weights(Model& m) {
+  bool any = false;
+  for (auto& [name, L] : named_linears(m)) {
+    if (L->mode == LinearMode::F32 || L->w) continue;
+    materialize_f32(m.file.tensors.at(name));
+    any = true;
+  }
+  if (any) rebind_weights(m);
 }
 
 std::unique_ptr<Model> open_model(const std::string& path, const LoadOptions& opts) {

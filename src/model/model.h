@@ -38,7 +38,8 @@ struct Model {
   LoadedModel file;  // owns the tensors the pointers below refer to
   ModelConfig cfg;
   Tokenizer tok;
-  const float* tok_embd = nullptr;  // [n_vocab][dim]
+  const float* tok_embd = nullptr;  // [n_vocab][dim]; null in the native mode when the embedding is quantized
+  const Tensor* tok_embd_t = nullptr;  // the embedding tensor (rows dequantized on demand when tok_embd is null)
   std::vector<LayerWeights> layers;
   const float* output_norm = nullptr;
   Linear output;                    // dim -> n_vocab (tied: token_embd)
@@ -57,6 +58,11 @@ void rebind_weights(Model& m);
 // and make_model applies them when it loads the file.
 std::vector<GgufKV> linear_mode_metadata(const Model& m);
 void apply_linear_mode_metadata(Model& m);  // throws Error on an unknown tensor or mode
+// Inference modes (W8A8, LLM.int8()) need f32 weights: dequantizes the weights of such Linears that are held in
+// their storage type (native compute mode) and rebinds. make_model calls it; so must code that sets modes.
+void materialize_mode_weights(Model& m);
+// The compute mode the model was loaded in (m.file.compute).
+inline ComputeMode compute_mode(const Model& m) { return m.file.compute; }
 
 // Key/value cache of one sequence: positions [0, n_past) are filled.
 struct KVCache {

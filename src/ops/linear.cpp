@@ -1,6 +1,9 @@
 #include "ops/linear.h"
 
 #include <cblas.h>
+
+#include "base/error.h"
+#include "ops/qmatmul.h"
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -70,8 +73,8 @@ void round_int8(float* v, int n, const uint8_t* keep) {
 //        max_{j not in O}|W[o][j]|/127; y = sum_{j in O} x W + sum_{j not in O} x_q W_q, done as one GEMM on the
 //        combined matrices (x_hat, W_hat), which equals the sum of the two parts.
 // The bias (if any) is added last in every mode.
-void linear(const Linear& L, const float* x, float* y, int rows) {
-  const int64_t xn = (int64_t)rows * L.in;
+namespace {
+void linear_f32_modes(const Linear& L, const float* x, float* y, int rows, int64_t xn) {
   switch (L.mode) {
     case LinearMode::F32:
       matmul_f32(L.w, L.in, L.out, x, y, rows);
@@ -96,6 +99,17 @@ void linear(const Linear& L, const float* x, float* y, int rows) {
       matmul_f32(wq.data(), L.in, L.out, xq.data(), y, rows);
       break;
     }
+  }
+}
+}  // namespace
+
+void linear(const Linear& L, const float* x, float* y, int rows) {
+  const int64_t xn = (int64_t)rows * L.in;
+  if (L.mode == LinearMode::F32 && L.wq) {
+    native_matmul(L.wtype, L.wq, L.in, L.out, x, y, rows);
+  } else {
+    if (!L.w) fail("linear: the {} x {} weight has no f32 form (its mode needs f32 weights)", L.out, L.in);
+    linear_f32_modes(L, x, y, rows, xn);
   }
   if (L.b) {
     for (int r = 0; r < rows; ++r) {

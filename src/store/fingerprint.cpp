@@ -7,7 +7,13 @@ std::string model_fingerprint(const Model& m, std::string_view recipe) {
   for (const auto& [name, t] : m.file.tensors) {
     h = hash_bytes(name.data(), name.size(), h);
     h = hash_bytes(t.ne.data(), t.ne.size() * sizeof(int64_t), h);
-    if (t.data) h = hash_bytes(t.data, size_t(t.numel()) * sizeof(float), h);
+    if (t.data) {
+      h = hash_bytes(t.data, size_t(t.numel()) * sizeof(float), h);
+    } else if (t.raw) {  // native mode: the weight in its storage type (its bytes determine its f32 values)
+      const uint32_t type = uint32_t(t.src_type);
+      h = hash_bytes(&type, sizeof(type), h);
+      h = hash_bytes(t.raw, t.raw_bytes, h);
+    }
   }
   for (const auto& L : m.layers) {
     for (const BlockLinear& b : kBlockLinears) {

@@ -1,5 +1,7 @@
 // Fingerprints that decide whether two runs used the same model: a hash of every weight (as the engine
-// sees it, f32), the shapes, the inference modes of the linears and the compression recipe text.
+// sees it: f32 values, or in the native compute mode the storage-type bytes and type of the matrices kept
+// quantized — so the two modes of one file have different fingerprints), the shapes, the inference modes of the
+// linears and the compression recipe text.
 #pragma once
 #include <cstdint>
 #include <string>

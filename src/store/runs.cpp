@@ -192,6 +192,8 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
   // The recipe: the one given, else the one the file carries (a model written by ctrust compress).
   run.settings = {{"declaration", decl}, {"limit", opt.limit},
                   {"recipe", opt.recipe.empty() ? file_recipe(m) : opt.recipe}};
+  // The compute mode, only when native: runs made in the f32 mode keep the settings they always had (resume).
+  if (compute_mode(m) == ComputeMode::Native) run.settings["compute"] = compute_mode_name(ComputeMode::Native);
   if (spec.scoring == Scoring::Perplexity) run.settings["chunk"] = chunk;
   else run.settings["max_ctx"] = n_ctx;
 
@@ -407,8 +409,15 @@ Comparison compare_runs(const std::string& db, const std::string& sel_a, const s
     json sa = ra.settings, sb = rb->settings;
     sa.erase("recipe");
     sb.erase("recipe");
+    sa.erase("compute");  // its own warning below
+    sb.erase("compute");
     if (sa != sb)
       cmp.notes.push_back(fmt::format("{}: runs {} and {} have different task settings", ra.task, ra.id, rb->id));
+    if (run_compute_mode(ra.settings) != run_compute_mode(rb->settings))
+      cmp.notes.push_back(fmt::format("{}: WARNING: run {} was computed in the {} mode and run {} in the {} mode; "
+                                      "differences include the arithmetic (docs/correctness.md), not only the model",
+                                      ra.task, ra.id, run_compute_mode(ra.settings), rb->id,
+                                      run_compute_mode(rb->settings)));
     const auto ia = s.items(ra.id), ib = s.items(rb->id);
     std::map<std::string, std::pair<std::vector<StoredItem>, std::vector<StoredItem>>> groups;
     for (const auto& it : ia) groups[it.task].first.push_back(it);

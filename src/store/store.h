@@ -29,6 +29,14 @@ struct RunInfo {
   int64_t n_items = 0;        // items stored (filled by list/get)
 };
 
+// The compute mode a run was made in: settings "compute" ("native"), absent = "f32" (every run made before the
+// native mode existed, and every f32 run since: their settings are unchanged so that they resume).
+inline std::string run_compute_mode(const nlohmann::json& settings) {
+  return settings.is_object() && settings.contains("compute") && settings["compute"].is_string()
+             ? settings["compute"].get<std::string>()
+             : std::string("f32");
+}
+
 struct StoredItem {
   std::string task;
   std::string item_id;

@@ -131,6 +131,8 @@ TrustRunResult trust_run(const Model& m, const std::string& model_path, TrustOpt
   run.scoring = "generate";
   run.settings = trust_run_settings(opt, so);
   if (so.recipe.empty()) run.settings["recipe"] = file_recipe(m);  // the recipe the file carries, if any
+  // Only when native (f32 runs keep the settings they always had, so they resume).
+  if (compute_mode(m) == ComputeMode::Native) run.settings["compute"] = compute_mode_name(ComputeMode::Native);
 
   Store store(so.db);
   store.open_run(run);
@@ -303,6 +305,11 @@ TrustComparison compare_trust_runs(const std::string& db, const std::string& sel
   c.a = load_trust_run(store, sel_a);
   c.b = load_trust_run(store, sel_b);
   c.order = trust_perspectives();
+  if (run_compute_mode(c.a.run.settings) != run_compute_mode(c.b.run.settings))
+    c.notes.push_back(fmt::format("WARNING: run {} was computed in the {} mode and run {} in the {} mode; differences "
+                                  "include the arithmetic (docs/correctness.md), not only the model",
+                                  c.a.run.id, run_compute_mode(c.a.run.settings), c.b.run.id,
+                                  run_compute_mode(c.b.run.settings)));
   for (const auto& p : c.order) {
     TrustPerspectiveCompare& pc = c.perspectives[p];
     pc.score_a = score_of(c.a.result, p);
@@ -354,11 +361,13 @@ json TrustComparison::to_json(size_t max_flips) const {
           {"perspectives", ps},
           {"n_flips", flips.size()},
           {"refusal_changes", refusal_changes},
-          {"flips", fl}};
+          {"flips", fl},
+          {"notes", notes}};
 }
 
 std::string TrustComparison::to_text(size_t max_flips) const {
   std::string o = fmt::format("A = {} ({})   B = {} ({})   trust runs\n", a.run.name, a.run.id, b.run.name, b.run.id);
+  for (const std::string& n : notes) o += "note: " + n + "\n";
   o += fmt::format("{:<18} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6}\n", "perspective", "score_A",
                    "score_B", "Δ", "refA%", "refB%", "items", "flips", "c2w", "w2c");
   auto f2 = [](double x) { return x >= 0 ? fmt::format("{:.2f}", x) : std::string("-"); };

@@ -84,6 +84,7 @@ struct TrustComparison {
   std::map<std::string, TrustPerspectiveCompare> perspectives;
   std::vector<TrustFlip> flips;    // every flip, in perspective / task / item order
   int64_t refusal_changes = 0;     // items refused in one run only (a refusal is not a parsed answer)
+  std::vector<std::string> notes;  // e.g. the runs were computed in different compute modes
   nlohmann::json to_json(size_t max_flips = 1000) const;
   std::string to_text(size_t max_flips = 20) const;
   std::string to_csv() const;

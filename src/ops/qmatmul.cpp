@@ -1,0 +1,524 @@
+// Native (typed-weight) matrix products: activation rounding as ggml, reference dot products, dispatch to the
+// AVX2 / AVX-512 versions (qmatmul_x86.inc, compiled twice) and the threaded matrix drivers.
+#include "ops/qmatmul.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "base/error.h"
+
+namespace ctrust {
+
+namespace {
+
+constexpr int QK = 32;
+constexpr int QK_K = 256;
+
+// Block sizes in bytes (ggml-common.h).
+constexpr size_t kQ4_0 = 18, kQ4_1 = 20, kQ5_0 = 22, kQ5_1 = 24, kQ8_0 = 34, kQ8_1 = 36;
+constexpr size_t kQ2_K = 84, kQ3_K = 110, kQ4_K = 144, kQ5_K = 176, kQ6_K = 210, kQ8_K = 292;
+
+inline float h2f(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);  // exact (F16C)
+}
+inline uint16_t f2h(float f) { return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
+inline float rd_f32(const uint8_t* p) {
+  float f;
+  std::memcpy(&f, p, 4);
+  return f;
+}
+inline int16_t rd_i16(const uint8_t* p) {
+  int16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+// ---------------------------------------------------------------- activation rounding
+
+// Q8_0 / Q8_1 as ggml's x86 quantize_row_q8_0 / q8_1 (AVX2 path): d = max|x| / 127 (stored as f16),
+// q = round_to_nearest_even(x * (127 / max|x|)); Q8_1 also s = f16(d * sum(q)).
+void quant_q8_01(const float* x, uint8_t* y, int64_t n, bool with_sum) {
+  const size_t bs = with_sum ? kQ8_1 : kQ8_0;
+  for (int64_t b = 0; b < n / QK; ++b, x += QK, y += bs) {
+    float amax = 0.0f;
+    for (int j = 0; j < QK; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    const uint16_t dh = f2h(d);
+    std::memcpy(y, &dh, 2);
+    int8_t* qs = reinterpret_cast<int8_t*>(y + (with_sum ? 4 : 2));
+    int sum = 0;
+    for (int j = 0; j < QK; ++j) {
+      const int q = (int)__builtin_nearbyintf(x[j] * id);
+      qs[j] = (int8_t)q;
+      sum += q;
+    }
+    if (with_sum) {
+      const uint16_t sh = f2h(d * (float)sum);
+      std::memcpy(y + 2, &sh, 2);
+    }
+  }
+}
+
+// Q8_K: ggml's quantize_row_q8_K_ref (the x86 build uses it too).
+void quant_q8_k(const float* x, uint8_t* y, int64_t n) {
+  for (int64_t b = 0; b < n / QK_K; ++b, x += QK_K, y += kQ8_K) {
+    float max = 0, amax = 0;
+    for (int j = 0; j < QK_K; ++j) {
+      const float ax = std::fabs(x[j]);
+      if (ax > amax) {
+        amax = ax;
+        max = x[j];
+      }
+    }
+    int8_t* qs = reinterpret_cast<int8_t*>(y + 4);
+    if (!amax) {
+      std::memset(y, 0, kQ8_K);
+      continue;
+    }
+    const float iscale = -127.f / max;
+    // nearest_int(v) of ggml (v + 1.5 * 2^23, ties to even) is nearbyint(v) for |v| < 2^22; written so that the
+    // product cannot be fused into an FMA.
+    for (int j = 0; j < QK_K; ++j) qs[j] = (int8_t)std::min(127, (int)__builtin_nearbyintf(iscale * x[j]));
+    for (int j = 0; j < QK_K / 16; ++j) {
+      int sum = 0;
+      for (int ii = 0; ii < 16; ++ii) sum += qs[j * 16 + ii];
+      const int16_t s16 = (int16_t)sum;
+      std::memcpy(y + 260 + 2 * j, &s16, 2);
+    }
+    const float d = 1 / iscale;
+    std::memcpy(y, &d, 4);
+  }
+}
+
+// ---------------------------------------------------------------- reference dot products
+
+// Scales and mins of the 8 sub-blocks of a Q4_K / Q5_K block (ggml's get_scale_min_k4).
+inline void scale_min_k4(int j, const uint8_t* q, int* d, int* m) {
+  if (j < 4) {
+    *d = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+    *m = (q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4);
+  }
+}
+
+// The 16 signed 6-bit scales of a Q3_K block (already minus 32).
+inline void q3k_scales(const uint8_t* s12, int* out) {
+  const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+  uint32_t aux[4];
+  std::memcpy(aux, s12, 12);
+  const uint32_t tmp = aux[2];
+  aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+  aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+  aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
+  aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+  int8_t sc[16];
+  std::memcpy(sc, aux, 16);
+  for (int i = 0; i < 16; ++i) out[i] = sc[i] - 32;
+}
+
+// Unsigned quants u[256] of one k-quant block (value = u - offset, per type), the 16 integer scales of its
+// 16-element sub-blocks, and the integer min of each (Q2_K, Q4_K, Q5_K; 0 otherwise). Plain loops, used by the
+// reference and by the AVX paths' correction terms.
+//   value(e) = d * sc[e/16] * (u[e] - off) - dmin * mn[e/16]
+struct KBlock {
+  uint8_t u[QK_K];
+  int sc[16], mn[16];
+  int off;
+  float d, dmin;
+};
+
+// Scales, mins, offset and the two f16 factors of one k-quant block.
+void k_meta(GgmlType t, const uint8_t* x, KBlock& k) {
+  std::fill(k.mn, k.mn + 16, 0);
+  k.off = 0;
+  k.dmin = 0.0f;
+  switch (t) {
+    case GgmlType::Q2_K:
+      for (int s = 0; s < 16; ++s) {
+        k.sc[s] = x[s] & 0xF;
+        k.mn[s] = x[s] >> 4;
+      }
+      k.d = h2f(x + 80);
+      k.dmin = h2f(x + 82);
+      break;
+    case GgmlType::Q3_K:
+      q3k_scales(x + 96, k.sc);
+      k.off = 4;
+      k.d = h2f(x + 108);
+      break;
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+      for (int j = 0; j < 8; ++j) {
+        int sc, m;
+        scale_min_k4(j, x + 4, &sc, &m);
+        k.sc[2 * j] = k.sc[2 * j + 1] = sc;
+        k.mn[2 * j] = k.mn[2 * j + 1] = m;
+      }
+      k.d = h2f(x);
+      k.dmin = h2f(x + 2);
+      break;
+    case GgmlType::Q6_K: {
+      const int8_t* sc = reinterpret_cast<const int8_t*>(x + 192);
+      for (int s = 0; s < 16; ++s) k.sc[s] = sc[s];
+      k.off = 32;
+      k.d = h2f(x + 208);
+      break;
+    }
+    default: fail("k_meta: not a k-quant type");
+  }
+}
+
+void unpack_k(GgmlType t, const uint8_t* x, KBlock& k) {
+  k_meta(t, x, k);
+  for (int e = 0; e < QK_K; ++e) {
+    const int n = e / 128, j = (e % 128) / 32, l = e % 32;
+    int v = 0;
+    switch (t) {
+      case GgmlType::Q2_K: v = (x[16 + 32 * n + l] >> (2 * j)) & 3; break;
+      case GgmlType::Q3_K: v = ((x[32 + 32 * n + l] >> (2 * j)) & 3) + ((x[l] >> (4 * n + j)) & 1) * 4; break;
+      case GgmlType::Q4_K:
+      case GgmlType::Q5_K: {
+        const bool five = t == GgmlType::Q5_K;
+        const uint8_t* q = x + (five ? 48 : 16);
+        const int c = e / 64, hi = (e % 64) / 32;
+        v = hi ? q[32 * c + l] >> 4 : q[32 * c + l] & 0xF;
+        if (five) v += ((x[16 + l] >> (2 * c + hi)) & 1) * 16;
+        break;
+      }
+      case GgmlType::Q6_K: {  // j: 0 low ql[l], 1 low ql[l+32], 2 high ql[l], 3 high ql[l+32]
+        const uint8_t lq = x[64 * n + l + (j & 1) * 32];
+        const int lo = j < 2 ? lq & 0xF : lq >> 4;
+        v = lo | (((x[128 + 32 * n + l] >> (2 * j)) & 3) << 4);
+        break;
+      }
+      default: break;
+    }
+    k.u[e] = (uint8_t)v;
+  }
+}
+
+float ref_dot_k(GgmlType t, const uint8_t* w, const uint8_t* xq, int64_t n, size_t wbs) {
+  float sumf = 0.0f;
+  KBlock k;
+  for (int64_t b = 0; b < n / QK_K; ++b, w += wbs, xq += kQ8_K) {
+    unpack_k(t, w, k);
+    const float dy = rd_f32(xq);
+    const int8_t* q8 = reinterpret_cast<const int8_t*>(xq + 4);
+    int isum = 0, msum = 0;
+    for (int s = 0; s < 16; ++s) {
+      int dot = 0, bsum = 0;
+      for (int i = 0; i < 16; ++i) {
+        dot += (int)k.u[16 * s + i] * q8[16 * s + i];
+        bsum += q8[16 * s + i];
+      }
+      isum += k.sc[s] * (dot - k.off * bsum);
+      msum += k.mn[s] * bsum;
+    }
+    sumf += k.d * dy * (float)isum - k.dmin * dy * (float)msum;
+  }
+  return sumf;
+}
+
+float ref_vec_dot(GgmlType t, const uint8_t* w, const uint8_t* xq, int64_t n) {
+  switch (t) {
+    case GgmlType::F16: {
+      float s = 0.0f;
+      for (int64_t i = 0; i < n; ++i) s += h2f(w + 2 * i) * h2f(xq + 2 * i);
+      return s;
+    }
+    case GgmlType::BF16: {
+      float s = 0.0f;
+      for (int64_t i = 0; i < n; ++i) s += ggml_bf16_to_fp32(*(const uint16_t*)(w + 2 * i)) *
+                                           ggml_bf16_to_fp32(*(const uint16_t*)(xq + 2 * i));
+      return s;
+    }
+    case GgmlType::Q4_0:
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_0:
+    case GgmlType::Q5_1:
+    case GgmlType::Q8_0: {
+      const bool has_m = t == GgmlType::Q4_1 || t == GgmlType::Q5_1;
+      const size_t wbs = ggml_type_info((uint32_t)t)->type_size, abs = has_m ? kQ8_1 : kQ8_0;
+      float sumf = 0.0f;
+      for (int64_t b = 0; b < n / QK; ++b, w += wbs, xq += abs) {
+        const int8_t* q8 = reinterpret_cast<const int8_t*>(xq + (has_m ? 4 : 2));
+        int v[QK];
+        if (t == GgmlType::Q8_0) {
+          for (int j = 0; j < QK; ++j) v[j] = (int8_t)w[2 + j];
+        } else {
+          const uint8_t* qs = w + (t == GgmlType::Q4_0 ? 2 : t == GgmlType::Q4_1 ? 4 : t == GgmlType::Q5_0 ? 6 : 8);
+          uint32_t qh = 0;
+          if (t == GgmlType::Q5_0) std::memcpy(&qh, w + 2, 4);
+          if (t == GgmlType::Q5_1) std::memcpy(&qh, w + 4, 4);
+          const bool five = t == GgmlType::Q5_0 || t == GgmlType::Q5_1;
+          const int off = t == GgmlType::Q4_0 ? 8 : t == GgmlType::Q5_0 ? 16 : 0;
+          for (int j = 0; j < QK / 2; ++j) {
+            v[j] = (qs[j] & 0xF) + (five ? ((qh >> j) & 1) << 4 : 0) - off;
+            v[j + 16] = (qs[j] >> 4) + (five ? ((qh >> (j + 16)) & 1) << 4 : 0) - off;
+          }
+        }
+        int sumi = 0;
+        for (int j = 0; j < QK; ++j) sumi += v[j] * q8[j];
+        sumf += h2f(w) * h2f(xq) * (float)sumi;
+        if (has_m) sumf += h2f(w + 2) * h2f(xq + 2);
+      }
+      return sumf;
+    }
+    case GgmlType::Q2_K:
+    case GgmlType::Q3_K:
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+    case GgmlType::Q6_K:
+      return ref_dot_k(t, w, xq, n, ggml_type_info((uint32_t)t)->type_size);
+    default: fail("native kernels: unsupported weight type {}", ggml_type_name(t));
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- AVX2 and AVX-512 versions
+
+namespace avx2 {
+#define CT_VNNI 0
+#include "ops/qmatmul_x86.inc"
+#undef CT_VNNI
+}  // namespace avx2
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")
+namespace avx512 {
+#define CT_VNNI 1
+#include "ops/qmatmul_x86.inc"
+#undef CT_VNNI
+}  // namespace avx512
+#pragma GCC pop_options
+
+// ---------------------------------------------------------------- dispatch
+
+const char* kernel_isa_name(KernelIsa isa) {
+  switch (isa) {
+    case KernelIsa::Ref: return "ref";
+    case KernelIsa::Avx2: return "avx2";
+    case KernelIsa::Avx512: return "avx512-vnni";
+  }
+  return "?";
+}
+
+bool cpu_has_isa(KernelIsa isa) {
+  __builtin_cpu_init();
+  switch (isa) {
+    case KernelIsa::Ref: return true;
+    case KernelIsa::Avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                                 __builtin_cpu_supports("f16c");
+    case KernelIsa::Avx512:
+      return cpu_has_isa(KernelIsa::Avx2) && __builtin_cpu_supports("avx512f") &&
+             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
+  }
+  return false;
+}
+
+namespace {
+std::atomic<int> g_isa{-1};
+}
+
+KernelIsa kernel_isa() {
+  int v = g_isa.load(std::memory_order_relaxed);
+  if (v < 0) {
+    v = (int)(cpu_has_isa(KernelIsa::Avx512) ? KernelIsa::Avx512
+              : cpu_has_isa(KernelIsa::Avx2) ? KernelIsa::Avx2
+                                             : KernelIsa::Ref);
+    g_isa.store(v, std::memory_order_relaxed);
+  }
+  return (KernelIsa)v;
+}
+
+void set_kernel_isa(KernelIsa isa) {
+  if (!cpu_has_isa(isa)) fail("this CPU does not support the {} kernels", kernel_isa_name(isa));
+  g_isa.store((int)isa, std::memory_order_relaxed);
+}
+
+bool native_supported(GgmlType t) {
+  switch (t) {
+    case GgmlType::F16: case GgmlType::BF16: case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0:
+    case GgmlType::Q5_1: case GgmlType::Q8_0: case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::Q4_K:
+    case GgmlType::Q5_K: case GgmlType::Q6_K:
+      return true;
+    default: return false;
+  }
+}
+
+GgmlType native_act_type(GgmlType t) {
+  switch (t) {
+    case GgmlType::F16: return GgmlType::F16;
+    case GgmlType::BF16: return GgmlType::BF16;
+    case GgmlType::Q4_0: case GgmlType::Q5_0: case GgmlType::Q8_0: return GgmlType::Q8_0;
+    case GgmlType::Q4_1: case GgmlType::Q5_1: return GgmlType::Q8_1;
+    case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K:
+      return GgmlType::Q8_K;
+    default: fail("native kernels: unsupported weight type {}", ggml_type_name(t));
+  }
+}
+
+size_t native_act_bytes(GgmlType t, int64_t n) {
+  const GgmlType a = native_act_type(t);
+  const GgmlTypeInfo* info = ggml_type_info((uint32_t)a);
+  if (n % info->block_size != 0) fail("native kernels: row of {} values is not a multiple of {}", n, info->block_size);
+  return (size_t)(n / info->block_size) * info->type_size;
+}
+
+void native_quantize_row(GgmlType t, const float* x, uint8_t* dst, int64_t n) {
+  switch (native_act_type(t)) {
+    case GgmlType::Q8_0: quant_q8_01(x, dst, n, false); break;
+    case GgmlType::Q8_1: quant_q8_01(x, dst, n, true); break;
+    case GgmlType::Q8_K: quant_q8_k(x, dst, n); break;
+    case GgmlType::F16:
+      for (int64_t i = 0; i < n; ++i) {
+        const uint16_t h = f2h(x[i]);
+        std::memcpy(dst + 2 * i, &h, 2);
+      }
+      break;
+    case GgmlType::BF16:
+      for (int64_t i = 0; i < n; ++i) {
+        const uint16_t h = ggml_fp32_to_bf16(x[i]);
+        std::memcpy(dst + 2 * i, &h, 2);
+      }
+      break;
+    default: break;
+  }
+}
+
+namespace {
+
+using DotFn = float (*)(GgmlType, const uint8_t*, const uint8_t*, int64_t);
+using Dot4Fn = void (*)(GgmlType, const uint8_t*, const uint8_t* const*, int64_t, float*, const float* const*);
+
+void ref_vec_dot4(GgmlType t, const uint8_t* w, const uint8_t* const* x, int64_t n, float* out,
+                  const float* const*) {
+  for (int r = 0; r < 4; ++r) out[r] = ref_vec_dot(t, w, x[r], n);
+}
+
+DotFn dot_fn(KernelIsa isa) {
+  switch (isa) {
+    case KernelIsa::Ref: return ref_vec_dot;
+    case KernelIsa::Avx2: return avx2::vec_dot;
+    case KernelIsa::Avx512: return avx512::vec_dot;
+  }
+  return ref_vec_dot;
+}
+
+// Four activation rows against one weight row (the same result as four single dot products).
+Dot4Fn dot4_fn(KernelIsa isa) {
+  switch (isa) {
+    case KernelIsa::Ref: return ref_vec_dot4;
+    case KernelIsa::Avx2: return avx2::vec_dot4;
+    case KernelIsa::Avx512: return avx512::vec_dot4;
+  }
+  return ref_vec_dot4;
+}
+
+struct ActScratch {
+  std::vector<uint8_t> buf;
+  std::vector<float> scales;  // Q8_0 / Q8_1 rows: [d, s] per block as f32
+  uint8_t* fit(size_t n) {
+    if (buf.size() < n) buf.resize(n);
+    return buf.data();
+  }
+};
+thread_local ActScratch g_act;
+
+// Below this many multiply-adds a product runs on one thread: starting the team costs more.
+constexpr int64_t kParallelMin = 1 << 17;
+// Output rows per task of a multi-row product (their weights stay in L1/L2 while every activation row passes).
+constexpr int kRowBlock = 16;
+
+void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, float* y, int rows, KernelIsa isa,
+                 bool threads) {
+  if (!native_supported(t)) fail("native kernels: unsupported weight type {}", ggml_type_name(t));
+  const size_t wrow = ggml_nbytes(t, in);
+  const size_t arow = native_act_bytes(t, in);
+  uint8_t* xq = g_act.fit(arow * (size_t)rows);
+  const DotFn dot = dot_fn(isa);
+  const Dot4Fn dot4 = dot4_fn(isa);
+  const bool par = threads && (int64_t)rows * in * out >= kParallelMin && omp_get_max_threads() > 1;
+  const GgmlType at = native_act_type(t);
+  const bool legacy = rows >= 4 && (at == GgmlType::Q8_0 || at == GgmlType::Q8_1);
+  const int nb = in / 32;
+  float* scales = nullptr;
+  if (legacy) {
+    if (g_act.scales.size() < (size_t)rows * nb * 2) g_act.scales.resize((size_t)rows * nb * 2);
+    scales = g_act.scales.data();
+  }
+#pragma omp parallel if (par)
+  {
+#pragma omp for schedule(static)
+    for (int r = 0; r < rows; ++r) {
+      uint8_t* q = xq + arow * r;
+      native_quantize_row(t, x + (int64_t)r * in, q, in);
+      if (legacy) {  // the blocks' f16 d (and s) as f32, once per row (exact conversions)
+        const size_t bs = at == GgmlType::Q8_1 ? kQ8_1 : kQ8_0;
+        for (int b = 0; b < nb; ++b) {
+          scales[((size_t)r * nb + b) * 2] = h2f(q + b * bs);
+          scales[((size_t)r * nb + b) * 2 + 1] = at == GgmlType::Q8_1 ? h2f(q + b * bs + 2) : 0.0f;
+        }
+      }
+    }
+    if (rows == 1) {
+#pragma omp for schedule(static)
+      for (int o = 0; o < out; ++o) y[o] = dot(t, w + wrow * o, xq, in);
+    } else {
+      const int nblk = (out + kRowBlock - 1) / kRowBlock;
+#pragma omp for schedule(dynamic, 1)
+      for (int bi = 0; bi < nblk; ++bi) {
+        const int o0 = bi * kRowBlock, o1 = std::min(out, o0 + kRowBlock);
+        int r = 0;
+        for (; r + 4 <= rows; r += 4) {  // four activation rows per pass over a weight row
+          const uint8_t* xs[4] = {xq + arow * r, xq + arow * (r + 1), xq + arow * (r + 2), xq + arow * (r + 3)};
+          const float* xd[4] = {};
+          if (legacy)
+            for (int k = 0; k < 4; ++k) xd[k] = scales + (size_t)(r + k) * nb * 2;
+          float v[4];
+          for (int o = o0; o < o1; ++o) {
+            dot4(t, w + wrow * o, xs, in, v, legacy ? xd : nullptr);
+            for (int k = 0; k < 4; ++k) y[(int64_t)(r + k) * out + o] = v[k];
+          }
+        }
+        for (; r < rows; ++r) {
+          const uint8_t* xr = xq + arow * r;
+          float* yr = y + (int64_t)r * out;
+          for (int o = o0; o < o1; ++o) yr[o] = dot(t, w + wrow * o, xr, in);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+float native_vec_dot(GgmlType t, const uint8_t* w, const uint8_t* xq, int64_t n, KernelIsa isa) {
+  if (!native_supported(t)) fail("native kernels: unsupported weight type {}", ggml_type_name(t));
+  return dot_fn(isa)(t, w, xq, n);
+}
+
+void native_matmul(GgmlType t, const uint8_t* w, int in, int out, const float* x, float* y, int rows) {
+  matmul_impl(t, w, in, out, x, y, rows, kernel_isa(), true);
+}
+
+void native_matmul_isa(GgmlType t, const uint8_t* w, int in, int out, const float* x, float* y, int rows,
+                       KernelIsa isa) {
+  if (!cpu_has_isa(isa)) fail("this CPU does not support the {} kernels", kernel_isa_name(isa));
+  matmul_impl(t, w, in, out, x, y, rows, isa, false);
+}
+
+}  // namespace ctrust

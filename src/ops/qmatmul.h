@@ -1,0 +1,52 @@
+// Matrix products with weights kept in their ggml storage type (the `native` compute mode).
+//
+// As ggml's CPU backend does, the activations are first rounded to the type ggml pairs with the weight type
+// (its vec_dot_type): Q8_0 for Q4_0 / Q5_0 / Q8_0 weights, Q8_1 for Q4_1 / Q5_1, Q8_K for the k-quants
+// (Q2_K ... Q6_K), F16 for F16 and BF16 for BF16; then every output is one dot product of a weight row with an
+// activation row, with exact integer sums inside each block and f32 arithmetic across blocks. The numbers are
+// those llama.cpp computes, up to the order of the f32 additions (docs/correctness.md).
+//
+// Every dot product exists three times: a plain reference loop (KernelIsa::Ref), an AVX2 version and an
+// AVX-512 version (AVX-512 F/BW/VL + VNNI, compiled with a target attribute); the best one the CPU has is
+// chosen at run time (__builtin_cpu_supports). Tests run all three against each other and against the
+// dequantized f32 product.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "io/gguf.h"
+
+namespace ctrust {
+
+enum class KernelIsa { Ref, Avx2, Avx512 };
+
+const char* kernel_isa_name(KernelIsa isa);
+bool cpu_has_isa(KernelIsa isa);
+// The ISA the kernels use: the best the CPU supports, unless set_kernel_isa chose another (tests, benchmarks).
+KernelIsa kernel_isa();
+// Throws Error if the CPU lacks it.
+void set_kernel_isa(KernelIsa isa);
+
+// Whether the native kernels handle weights of type t (F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K).
+bool native_supported(GgmlType t);
+// The activation type ggml pairs with weight type t (Q8_0, Q8_1, Q8_K, F16 or BF16).
+GgmlType native_act_type(GgmlType t);
+// Bytes of one row of n activations rounded for weights of type t.
+size_t native_act_bytes(GgmlType t, int64_t n);
+// Rounds one row of n activations for weights of type t, as ggml's x86 quantize_row_* does (Q8_0 / Q8_1: scale
+// max|x|/127 stored as f16, x * (127/max|x|) rounded to nearest even; Q8_K: quantize_row_q8_K_ref; F16 / BF16:
+// round to nearest even).
+void native_quantize_row(GgmlType t, const float* x, uint8_t* dst, int64_t n);
+// One dot product: a weight row of n values in type t with an activation row from native_quantize_row.
+float native_vec_dot(GgmlType t, const uint8_t* w, const uint8_t* xq, int64_t n, KernelIsa isa);
+
+// y[rows][out] = x[rows][in] W^T, W = out rows of `in` values in type t, stored row after row (ggml layout).
+// Rows of x are rounded (native_quantize_row), then each output is native_vec_dot with kernel_isa(); OpenMP
+// threads split the output rows (decode, rows == 1) or blocks of output rows (several rows). The result does not
+// depend on the thread count or on how many rows are multiplied together.
+void native_matmul(GgmlType t, const uint8_t* w, int in, int out, const float* x, float* y, int rows);
+// The same with a given ISA, single-threaded (reference twin for tests).
+void native_matmul_isa(GgmlType t, const uint8_t* w, int in, int out, const float* x, float* y, int rows,
+                       KernelIsa isa);
+
+}  // namespace ctrust
