@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "base/file.h"
 #include "cli/common.h"
 #include "io/export.h"
 #include "io/model_file.h"
@@ -22,13 +23,7 @@ double seconds_since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open text file", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string read_text_file(const std::string& path) { return read_regular_file(path, "text file"); }
 
 // A metadata value as JSON (long arrays summarized: tokenizer vocabularies have ~50k entries).
 json value_json(const GgufValue& v, bool full) {
@@ -62,6 +57,7 @@ struct ModelArgs {
 
 void cmd_info(const ModelArgs& a, const Common& c) {
   LoadedModel m = load_model(a.model, a.opts());
+  { Tokenizer check(m.tok); }  // a tokenizer that cannot be built fails here, as it would when the model runs
   const ModelConfig& g = m.cfg;
   int64_t params = 0;
   std::map<std::string, int> types;
@@ -198,6 +194,7 @@ void cmd_perplexity(const ModelArgs& a, const Common& c, const std::string& file
 }
 
 void cmd_convert(const ModelArgs& a, const Common& c, const std::string& out, const std::string& type) {
+  check_output_path(out);  // fail before loading and converting
   LoadedModel m = load_model(a.model, a.opts());
   SaveOptions opt;
   if (type != "keep") opt.type = ggml_type_from_name(type);
