@@ -239,6 +239,7 @@ LmEvalImport import_lm_eval(const std::vector<std::string>& files, const LmEvalI
   for (const std::string& f : files) {
     std::string sub = lm_eval_task_from_filename(f);
     if (sub.empty() || sub.rfind(opt.task, 0) != 0) sub = opt.task;
+    check_task_name(sub, f);  // it names export's files
     per_file.push_back(read_lm_eval_samples(f, sub));
     res.item_tasks.push_back(sub);
     for (const auto& it : per_file.back()) {
