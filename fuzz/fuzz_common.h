@@ -14,16 +14,22 @@
 
 namespace ctrust::fuzz {
 
-// A scratch folder of this process (in /dev/shm when there is one: no disk writes per input).
+// A scratch folder of this process (in /dev/shm when there is one: no disk writes per input), removed at exit.
+struct Scratch {
+  std::string dir;
+  Scratch() {
+    const std::string base = std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp";
+    dir = base + "/ctrust-fuzz-" + std::to_string(::getpid());
+    std::filesystem::create_directories(dir);
+  }
+  ~Scratch() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
 inline const std::string& scratch() {
-  static const std::string dir = [] {
-    std::string base = std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp";
-    std::string d = base + "/ctrust-fuzz-" + std::to_string(::getpid());
-    std::filesystem::create_directories(d);
-    std::atexit([] { std::error_code ec; std::filesystem::remove_all(scratch(), ec); });
-    return d;
-  }();
-  return dir;
+  static Scratch s;
+  return s.dir;
 }
 
 inline std::string write_input(const std::string& name, const uint8_t* data, size_t size) {

@@ -29,8 +29,11 @@ if ! cmake --build "$build" --target fuzz -j"$(nproc)" > "$build/build.log" 2>&1
   say "error: build failed (full log: $build/build.log)"
   exit 1
 fi
-rm -rf "$build/seeds"
-"$build/make_seeds" "$build/seeds" >&2
+if [ ! -d "$build/seeds" ] || [ "$build/make_seeds" -nt "$build/seeds" ]; then
+  rm -rf "$build/seeds.new"
+  "$build/make_seeds" "$build/seeds.new" >&2
+  rm -rf "$build/seeds" && mv "$build/seeds.new" "$build/seeds"
+fi
 
 targets=("$@")
 if ((${#targets[@]} == 0)); then
