@@ -450,3 +450,19 @@ TEST(Hardening, Aidreams260KPiqaRunsToTheEnd) {
   EXPECT_EQ(items[0].extra.value("cont_dropped", 0), 0);
   EXPECT_GT(items[0].extra.value("truncated", 0), 0);
 }
+
+// Found by fuzz_gguf (docs/robustness.md): a tensor with a zero dimension was dequantized into an empty vector
+// (data() == nullptr) and memcpy got a null pointer (undefined behaviour; UBSan nonnull-attribute). The
+// reproducer is the fuzzer's input; in the sanitizer build the old code aborts here.
+TEST(Hardening, FuzzFindingEmptyTensorDequantize) {
+  const GgufFile f = read_gguf(hdata("fuzz/gguf_empty_f32_tensor.gguf"));
+  int empty = 0;
+  for (const auto& t : f.tensors) {
+    if (t.numel() != 0) continue;
+    empty++;
+    std::vector<float> out;  // out.data() is null
+    EXPECT_NO_THROW(dequantize(t.type, t.data, out.data(), 0));
+  }
+  EXPECT_GT(empty, 0);
+  EXPECT_NO_THROW(dequantize(GgmlType::F32, nullptr, nullptr, 0));
+}
