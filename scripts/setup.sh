@@ -5,6 +5,7 @@
 #   CTRUST_BUILD   build folder (default build); CTRUST_SANITIZE=ON builds with ASan+UBSan
 #   CTRUST_TARGETS build only these targets (default: all; the demo builds only "ctrust")
 #   CTRUST_SETUP_F32=0  do not write the F32 copy of SmolLM2 (only the tests use it)
+#   CTRUST_FUZZ=1  also installs clang-14 + libFuzzer (scripts/fuzz.sh)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${CTRUST_CACHE:-$HOME/.cache/ctrust}
@@ -15,6 +16,8 @@ say() { echo "[setup] $*" >&2; }
 pkgs=(g++ cmake ninja-build pkg-config python3 python3-pip libopenblas-openmp-dev liblapacke-dev
       nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libsqlite3-dev libbz2-dev libgtest-dev
       libbenchmark-dev)
+# clang, its libFuzzer/sanitizer runtime and OpenMP: only for scripts/fuzz.sh, which sets CTRUST_FUZZ=1.
+if [ "${CTRUST_FUZZ:-0}" = 1 ]; then pkgs+=(clang-14 libclang-rt-14-dev libomp-14-dev); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

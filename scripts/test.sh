@@ -34,3 +34,6 @@ if [ "${CTRUST_SKIP_ASAN:-0}" != 1 ] && ((${#args[@]} == 0)); then
     ctest --test-dir "$root/build-asan" --output-on-failure -j1 -LE slow -E Smol
   echo "[test] sanitizer pass (label sanitizer, without the slow tier) done in $((SECONDS - start)) s"
 fi
+if ((${#args[@]} == 0)); then
+  bash "$root/scripts/fuzz.sh" 10   # libFuzzer smoke run, 10 s per target; fails without clang (docs/robustness.md)
+fi

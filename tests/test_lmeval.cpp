@@ -90,7 +90,7 @@ TEST(LmEval, BadFiles) {
   expect_error("lme_acc.jsonl", R"({"doc_id": 0, "target": 0, "filtered_resps": [["-1.5", "False"], ["-0.5", "True"]], "acc": 1.0})",
                "disagrees");
   expect_error("lme_target.jsonl", R"({"doc_id": 0, "target": 7, "filtered_resps": [["-1", "F"], ["-2", "F"], ["-3", "F"]]})",
-               "does not name one of the 3 choices");
+               "target 7 is not a choice index (the item has 3 choices)");
   expect_error("lme_empty.jsonl", "\n\n", "no samples");
   EXPECT_THROW(read_lm_eval_samples("/nonexistent/samples_x.jsonl", "t"), Error);
 }

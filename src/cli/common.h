@@ -10,6 +10,8 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "base/file.h"
+
 namespace ctrust::cli {
 
 struct Common {
@@ -35,8 +37,8 @@ inline void add_compute(CLI::App* app, std::string& v, const char* def) {
 
 void apply_threads(const Common& c);
 
-// An output file's folder must exist and be writable: checked before any model is loaded (Error otherwise).
-void check_output_path(const std::string& path);
+// check_output_path (base/file.h): an output file's folder must exist and be writable, checked before any model
+// is loaded.
 
 // Ctrl-C during long commands that store as they go (eval, trust): the first Ctrl-C asks the command to stop
 // at its next commit (a few seconds at most); the command then throws Interrupted, whose text says how many

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "base/file.h"
 #include "cli/common.h"
 #include "compress/driver.h"
 #include "compress/recipe.h"
@@ -37,7 +38,7 @@ void cmd_compress(CompressArgs& a, const Common& c) {
   }
   if (method_needs_calibration(r.method)) r.calib_file = a.calib.empty() ? default_calibration_file() : a.calib;
   validate_recipe(r);  // every option problem is reported before the model is even loaded
-  check_output_path(a.out);
+  check_output_path(a.out);  // an unwritable -o fails now, not after the whole compression
 
   auto t0 = std::chrono::steady_clock::now();
   auto model = open_model(a.model, LoadOptions{a.tokenizer});

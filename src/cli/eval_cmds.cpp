@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "base/file.h"
 #include "cli/common.h"
 #include "eval/kld.h"
 #include "model/model.h"
@@ -94,6 +95,9 @@ void cmd_eval(const EvalArgs& a, const Common& c) {
     for (const TaskSummary& s : r.tasks)
       fmt::print("  {:<40} {:>6} {:>8} {:>8} {:>8} {:>10}\n", s.task, s.n, pct(s.acc), pct(s.acc_norm),
                  pct(s.acc_mean), s.ppl >= 0 ? fmt::format("{:.4f}", s.ppl) : "-");
+    if (!r.tasks.empty() && r.tasks[0].n_truncated > 0)
+      fmt::print("  truncated: {} of {} items are longer than the context of {} tokens and were cut from the left "
+                 "(lm-eval's rule)\n", r.tasks[0].n_truncated, r.tasks[0].n, r.run.settings.value("max_ctx", 0));
   }
   if (c.json) print_json({{"runs", all}});
 }
@@ -104,13 +108,21 @@ void cmd_runs(const std::string& db, const Common& c) {
     print_json(to_json(runs));
     return;
   }
+  // Control characters (ANSI escapes, newlines) in names stored by older versions are shown escaped.
+  auto shown = [](const std::string& s) {
+    std::string o;
+    for (unsigned char ch : s) o += ch < 0x20 || ch == 0x7f ? fmt::format("\\x{:02x}", ch) : std::string(1, char(ch));
+    return o;
+  };
   fmt::print("{:>4}  {:<24} {:<16} {:>7}  {:<20} {:<22} {}\n", "id", "name", "task", "items", "created", "recipe",
              "model");
   for (const RunInfo& r : runs)
-    fmt::print("{:>4}  {:<24} {:<16} {:>7}  {:<20} {:<22} {}\n", r.id, r.name, r.task, r.n_items, r.created,
-               recipe_label(r.settings.value("recipe", json()).is_string() ? r.settings["recipe"].get<std::string>()
-                                                                           : std::string()),
-               r.model_path);
+    fmt::print("{:>4}  {:<24} {:<16} {:>7}  {:<20} {:<22} {}\n", r.id, shown(r.name), shown(r.task), r.n_items,
+               r.created,
+               shown(recipe_label(r.settings.value("recipe", json()).is_string()
+                                      ? r.settings["recipe"].get<std::string>()
+                                      : std::string())),
+               shown(r.model_path));
   fmt::print("recipe: how the model was made (ctrust compress writes it into the file; '-' = as downloaded); "
              "ctrust runs --json shows it in full\n");
 }
@@ -157,13 +169,7 @@ struct KldArgs {
   int ctx = 512, chunks = -1, top_k = 0;
 };
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open text file", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string read_text(const std::string& path) { return read_regular_file(path, "text file"); }
 
 // "[3/40] chunks, 0.52 chunks/s, ETA 71 s" on stderr: redrawn on a terminal, a plain line every 10 s otherwise.
 std::function<void(int, int)> chunk_progress() {
@@ -212,7 +218,7 @@ void cmd_kld(const KldArgs& a, const Common& c) {
   if (!a.load_base.empty() && !a.save_base.empty()) fail("kld: --save-base and --load-base exclude each other");
   if (a.save_base.empty() && a.model.empty()) fail("kld: -m/--model is required (unless --save-base)");
   if (a.load_base.empty() && a.file.empty()) fail("kld: -f/--file is required (unless --load-base)");
-  check_output_path(a.save_base);
+  if (!a.save_base.empty()) check_output_path(a.save_base);
   KldOptions opt;  // progress on stderr; --json output goes to stdout
   opt.n_ctx = a.ctx;
   opt.max_chunks = a.chunks;

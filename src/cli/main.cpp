@@ -17,14 +17,6 @@ void apply_threads(const Common& c) {
 
 void print_json(const nlohmann::json& j) { std::printf("%s\n", j.dump(2).c_str()); }
 
-void check_output_path(const std::string& path) {
-  if (path.empty()) return;
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
-  if (!std::filesystem::is_directory(dir)) fail("{}: cannot write the output: folder {} does not exist", path, dir);
-  if (access(dir.c_str(), W_OK) != 0) fail("{}: cannot write the output: folder {} is not writable", path, dir);
-}
-
 namespace {
 volatile sig_atomic_t g_interrupted = 0;
 void on_sigint(int) {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "base/file.h"
 #include "cli/common.h"
 #include "io/export.h"
 #include "io/model_file.h"
@@ -25,13 +26,7 @@ double seconds_since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open text file", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string read_text_file(const std::string& path) { return read_regular_file(path, "text file"); }
 
 // A metadata value as JSON (long arrays summarized: tokenizer vocabularies have ~50k entries).
 json value_json(const GgufValue& v, bool full) {
@@ -68,6 +63,7 @@ void cmd_info(const ModelArgs& a, const Common& c) {
   LoadOptions lo = a.opts();
   lo.compute = ComputeMode::Native;  // nothing is computed: no need to dequantize the weights
   LoadedModel m = load_model(a.model, lo);
+  { Tokenizer check(m.tok); }  // a tokenizer that cannot be built fails here, as it would when the model runs
   const ModelConfig& g = m.cfg;
   int64_t params = 0;
   std::map<std::string, int> types;

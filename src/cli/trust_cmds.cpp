@@ -126,7 +126,7 @@ void cmd_trust_report(const std::vector<std::string>& runs, const std::string& d
 bool try_trust_compare(const std::string& db, const std::string& a, const std::string& b, bool json_out, bool csv) {
   if (!std::filesystem::exists(db)) return false;
   {
-    Store store(db);
+    Store store(db, StoreMode::ReadOnly);
     const bool ta = is_trust_run(store, a), tb = is_trust_run(store, b);
     if (!ta && !tb) return false;
     if (ta != tb)

@@ -44,6 +44,8 @@ nlohmann::json ItemScore::extra() const {
                       {"pred_norm", pred_norm}, {"pred_mean", pred_mean}, {"correct_norm", correct_norm},
                       {"correct_mean", correct_mean}};
   if (mc2 >= 0) j["mc2"] = mc2;
+  if (truncated > 0) j["truncated"] = truncated;
+  if (cont_dropped > 0) j["cont_dropped"] = cont_dropped;
   return j;
 }
 
@@ -62,14 +64,17 @@ std::vector<Request> item_requests(const Model& m, int n_ctx, const TaskItem& it
   std::vector<Request> req(nc);
   for (size_t i = 0; i < nc; i++) {
     req[i] = make_request(m.tok, item.contexts[std::min(i, item.contexts.size() - 1)], item.continuations[i]);
-    // Only tokens[0..n-1) are run (the last one is predicted, never an input).
+    // Only tokens[0..n-1) are run (the last one is predicted, never an input): lm-eval's
+    // (context + continuation)[-(max_length + 1):][:-1].
     const int over = int(req[i].tokens.size()) - 1 - n_ctx;
     if (over > 0) {
-      if (req[i].ctx_len - over < 1)
-        fail("item {}/{}: continuation of {} tokens does not fit the context of {}", item.task, item.id,
-             req[i].tokens.size() - size_t(req[i].ctx_len), n_ctx);
       req[i].tokens.erase(req[i].tokens.begin(), req[i].tokens.begin() + over);
+      req[i].truncated = over;
       req[i].ctx_len -= over;
+      if (req[i].ctx_len < 1) {  // the window starts inside the continuation: its first token has no predictor
+        req[i].cont_dropped = 1 - req[i].ctx_len;
+        req[i].ctx_len = 1;
+      }
     }
   }
   return req;
@@ -88,8 +93,12 @@ size_t shared_prefix(const std::vector<Request>& req) {
 }
 
 // acc / acc_norm / token-mean predictions, correctness and mc2 from the per-choice sums in s.ll.
-void finish_score(ItemScore& s, const TaskItem& item) {
+void finish_score(ItemScore& s, const TaskItem& item, const std::vector<Request>& req) {
   const size_t nc = s.ll.size();
+  for (const Request& r : req) {
+    s.truncated = std::max(s.truncated, r.truncated);
+    s.cont_dropped = std::max(s.cont_dropped, r.cont_dropped);
+  }
   std::vector<double> norm(nc), mean(nc);
   for (size_t i = 0; i < nc; i++) {
     norm[i] = s.ll[i] / double(std::max(1, s.n_bytes[i]));
@@ -99,7 +108,7 @@ void finish_score(ItemScore& s, const TaskItem& item) {
   s.pred_norm = argmax_of(norm);
   s.pred_mean = argmax_of(mean);
   auto right = [&](int p) { return item.n_true > 0 ? p < item.n_true : p == item.gold; };
-  if (nc == 1) {  // loglikelihood scoring: right = the continuation is the greedy one
+  if (item.scoring == Scoring::Loglikelihood) {  // right = the continuation is the greedy one
     s.correct = s.correct_norm = s.correct_mean = s.greedy[0];
   } else {
     s.correct = right(s.pred);
@@ -175,7 +184,7 @@ ItemScore score_item(const Model& m, KVCache& cache, const TaskItem& item) {
     s.n_bytes[i] = bytes_of_choice(item, i);
     s.greedy[i] = greedy;
   }
-  finish_score(s, item);
+  finish_score(s, item, req);
   return s;
 }
 
@@ -303,7 +312,7 @@ ItemScore ItemScorer::score(const TaskItem& item) {
   }
   cache_.truncate(L);
   cached_.assign(ctx.begin(), ctx.begin() + L);
-  finish_score(s, item);
+  finish_score(s, item, req);
   return s;
 }
 
@@ -417,7 +426,7 @@ std::vector<ItemScore> ItemScorer::score_batch(const std::vector<const TaskItem*
         add_token_logprob(out[size_t(a)], size_t(i), w[size_t(a)].req[size_t(i)].tokens[size_t(j)], row, best,
                           n_vocab);
     }
-    for (size_t a = a0; a < a1; a++) finish_score(out[a], *items[a]);
+    for (size_t a = a0; a < a1; a++) finish_score(out[a], *items[a], w[a].req);
     // The first item's context sits at slots [0, L) with matching positions: keep it for the next items.
     cache_.truncate(w[a0].L);
     cached_.assign(w[a0].req[0].tokens.begin(), w[a0].req[0].tokens.begin() + w[a0].L);

@@ -20,6 +20,8 @@ namespace ctrust {
 struct Request {
   std::vector<int32_t> tokens;  // context + continuation
   int ctx_len = 0;              // tokens[ctx_len..) are scored
+  int truncated = 0;            // tokens cut from the left to fit the context (item_requests)
+  int cont_dropped = 0;         // of those, continuation tokens (left unscored: the continuation alone is too long)
 };
 Request make_request(const Tokenizer& tok, const std::string& context, const std::string& continuation);
 
@@ -33,11 +35,16 @@ struct ItemScore {
   int pred_mean = 0;             // argmax ll / n_tokens           (token-mean, llama.cpp hellaswag)
   bool correct = false, correct_norm = false, correct_mean = false;
   double mc2 = -1;               // n_true > 0: probability mass on the true choices
+  int truncated = 0;             // most tokens cut from the left of any choice's request (0: the item fits)
+  int cont_dropped = 0;          // most continuation tokens left unscored (continuation longer than the context)
   nlohmann::json extra() const;  // everything but ll/pred/correct, for the results store
 };
 
 // Scores one item. `cache` must have been made for `m`; it is reset (truncate(0)) first.
-// Requests longer than the cache are cut from the left (context tokens dropped), like lm-eval.
+// Requests longer than the cache are cut from the left like lm-evaluation-harness's _loglikelihood_tokens:
+// the model sees the last n_ctx tokens of (context + continuation)[:-1], i.e. (context + continuation) keeps
+// its last n_ctx + 1 tokens, and every continuation token is scored. Where lm-eval asserts (a continuation
+// longer than n_ctx), ctrust scores the continuation's last n_ctx tokens and records cont_dropped.
 ItemScore score_item(const Model& m, KVCache& cache, const TaskItem& item);
 
 // The same scores, computed faster: for each item ONE batched forward (forward_masked) runs the part of the

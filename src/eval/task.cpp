@@ -3,6 +3,7 @@
 #include <bzlib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,7 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "base/file.h"
 #include "base/paths.h"
 
 namespace fs = std::filesystem;
@@ -63,12 +65,18 @@ std::vector<std::string> known_tasks() {
   return names;
 }
 
+uint64_t max_decompressed_bytes(uint64_t compressed) {
+  // Real bzip2 text compresses 3-6x; 64x (at least 64 MiB) leaves room for any real data file and stops a
+  // decompression bomb (a 178-byte file expanding to gigabytes) long before memory runs out.
+  return std::max<uint64_t>(uint64_t(64) << 20, compressed * 64);
+}
+
 std::string read_text_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail("{}: cannot open", path);
-  std::string raw((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  // A regular file (a task whose data is /dev/zero would otherwise read forever), at most 4 GiB.
+  std::string raw = read_regular_file(path, "data file", uint64_t(4) << 30);
   if (path.size() < 4 || path.compare(path.size() - 4, 4, ".bz2") != 0) return raw;
   // bzip2: possibly several concatenated streams.
+  const uint64_t limit = max_decompressed_bytes(raw.size());
   std::string out;
   size_t pos = 0;
   std::vector<char> buf(1 << 20);
@@ -82,7 +90,13 @@ std::string read_text_file(const std::string& path) {
       s.next_out = buf.data();
       s.avail_out = unsigned(buf.size());
       rc = BZ2_bzDecompress(&s);
-      out.append(buf.data(), buf.size() - s.avail_out);
+      const size_t got = buf.size() - s.avail_out;
+      if (out.size() + got > limit) {
+        BZ2_bzDecompressEnd(&s);
+        fail("{}: decompresses to more than {} bytes, the limit for a {}-byte bzip2 file (64x its size, at "
+             "least 64 MiB): not a data file?", path, limit, raw.size());
+      }
+      out.append(buf.data(), got);
       if (rc == BZ_OK && s.avail_in == 0 && s.avail_out != 0) {
         BZ2_bzDecompressEnd(&s);
         fail("{}: truncated bzip2 data", path);
@@ -200,6 +214,13 @@ std::string render_template(const std::string& tmpl, const json& doc, const std:
 // ---------------------------------------------------------------------------------------------------
 // Declarations
 
+void check_task_name(const std::string& name, const std::string& where) {
+  auto ok = [](unsigned char c) { return std::isalnum(c) || c == '_' || c == '.' || c == '+' || c == '-'; };
+  if (name.empty() || name.size() > 200 || name[0] == '.' || !std::all_of(name.begin(), name.end(), ok))
+    fail("{}: task name {} is not allowed (1-200 of A-Z a-z 0-9 _ . + -, not starting with '.')", where,
+         json(name).dump());
+}
+
 static std::string get_str(const json& j, const char* key, const std::string& path, const std::string& def,
                            bool required = false) {
   auto it = j.find(key);
@@ -227,6 +248,7 @@ TaskSpec parse_task_spec(const json& j, const std::string& path) {
   s.decl_path = path;
   s.raw = j;
   s.name = get_str(j, "name", path, fs::path(path).stem().string());
+  check_task_name(s.name, path);
   s.description = get_str(j, "description", path, "");
   s.source = get_str(j, "source", path, "");
   s.format = get_str(j, "format", path, "", true);
@@ -320,11 +342,10 @@ TaskSpec load_task_spec(const std::string& name_or_path) {
       fail("unknown task '{}'; known tasks: {}", name_or_path, known.empty() ? "(none found)" : known);
     }
   }
-  std::ifstream f(path);
-  if (!f) fail("{}: cannot open", path);
+  const std::string text = read_regular_file(path, "task declaration", kMaxJsonBytes);
   json j;
   try {
-    j = json::parse(f);
+    j = json::parse(text);
   } catch (const json::exception& e) {
     fail("{}: not valid JSON: {}", path, e.what());
   }
@@ -454,10 +475,14 @@ std::vector<Doc> read_hellaswag(const std::string& path) {
 
 std::vector<Doc> read_docs(const TaskSpec& spec, const std::string& path) {
   require_exists(spec, path);
-  if (spec.format == "jsonl") return read_jsonl(path);
-  if (spec.format == "csv" || spec.format == "csv_folder") return read_csv(path, spec.split_fields);
-  if (spec.format == "hellaswag") return read_hellaswag(path);
-  fail("{}: format {} has no documents", spec.decl_path, spec.format);
+  std::vector<Doc> docs;
+  if (spec.format == "jsonl") docs = read_jsonl(path);
+  else if (spec.format == "csv" || spec.format == "csv_folder") docs = read_csv(path, spec.split_fields);
+  else if (spec.format == "hellaswag") docs = read_hellaswag(path);
+  else fail("{}: format {} has no documents", spec.decl_path, spec.format);
+  // An empty file would make a stored run of 0 items that looks like a success.
+  if (docs.empty()) fail("{}: no documents in the data of task '{}' (empty file?)", path, spec.name);
+  return docs;
 }
 
 std::vector<std::string> expand_choices(const TaskSpec& spec, const Doc& d) {
@@ -563,6 +588,7 @@ void build_items(const TaskSpec& spec, const std::string& subtask, const std::ve
     TaskItem it;
     it.task = subtask;
     it.id = std::to_string(i);
+    it.scoring = spec.scoring;
     switch (spec.scoring) {
       case Scoring::MultipleChoice: {
         it.choice_texts = expand_choices(spec, dd);
@@ -592,6 +618,8 @@ void build_items(const TaskSpec& spec, const std::string& subtask, const std::ve
       }
       case Scoring::Perplexity: break;
     }
+    if ((spec.scoring == Scoring::MultipleChoice || spec.scoring == Scoring::Partial) && it.continuations.size() < 2)
+      fail("{}: {} choice(s); {} scoring needs at least 2", dd.at, it.continuations.size(), scoring_name(spec.scoring));
     if (!spec.true_field.empty()) {
       auto tf = dd.f.find(spec.true_field);
       if (tf == dd.f.end() || !tf->is_array()) fail("{}: true_field '{}' is not a list", dd.at, spec.true_field);
@@ -618,6 +646,8 @@ TaskData load_task(const TaskSpec& spec, int limit) {
   if (spec.format == "text") {
     require_exists(spec, td.data_path);
     td.text = read_text_file(td.data_path);
+    if (td.text.find_first_not_of(" \t\r\n") == std::string::npos)
+      fail("{}: the text of task '{}' is empty", td.data_path, spec.name);
     return td;
   }
   if (spec.format == "csv_folder") {
@@ -635,6 +665,7 @@ TaskData load_task(const TaskSpec& spec, int limit) {
     const std::string shots_dir = resolve_data_path(spec, spec.fewshot_data);
     for (const auto& fn : files) {
       const std::string sub = fn.substr(0, fn.size() - spec.file_suffix.size());
+      check_task_name(spec.name + "_" + sub, td.data_path + "/" + fn);
       auto docs = read_docs(spec, td.data_path + "/" + fn);
       std::vector<Doc> shots;
       if (spec.num_fewshot > 0 && !shots_dir.empty()) shots = read_docs(spec, shots_dir + "/" + sub + spec.fewshot_suffix);

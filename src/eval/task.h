@@ -52,6 +52,7 @@ struct TaskItem {
   std::vector<std::string> choice_texts;
   int gold = 0;
   int n_true = 0;    // > 0: choices [0, n_true) all count as correct (gold is one of them)
+  Scoring scoring = Scoring::MultipleChoice;  // Loglikelihood: correct = the continuation is the greedy one
 };
 
 struct TaskData {
@@ -67,6 +68,10 @@ std::string shared_data_dir();
 std::vector<std::string> task_dirs();
 // Names of every task declaration found in task_dirs(), sorted.
 std::vector<std::string> known_tasks();
+
+// A task name (a declaration's name, each item's subtask; stored with runs, used in export file names):
+// 1-200 of [A-Za-z0-9_.+-], not starting with '.'. Otherwise Error("<where>: task name ... is not allowed").
+void check_task_name(const std::string& name, const std::string& where);
 
 // Reads a declaration: `name_or_path` is a task name (looked up in task_dirs()) or a path to a .json
 // file. Unknown task -> Error listing the known ones. Bad declaration -> Error naming the file.
@@ -86,7 +91,9 @@ std::string render_template(const std::string& tmpl, const nlohmann::json& doc, 
 // RFC 4180 CSV: rows of fields; line numbers (1-based) of each row's start in `lines`.
 std::vector<std::vector<std::string>> parse_csv(const std::string& text, const std::string& path,
                                                 std::vector<int>* lines = nullptr);
-// Whole file as bytes; ".bz2" files are decompressed. Missing -> Error(path: cannot open...).
+// Whole file as bytes; ".bz2" files are decompressed. Missing or not a regular file -> Error(path: ...);
+// decompressed output is capped at max_decompressed_bytes(compressed size) (bzip2 bombs -> Error).
 std::string read_text_file(const std::string& path);
+uint64_t max_decompressed_bytes(uint64_t compressed);
 
 }  // namespace ctrust

@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "base/error.h"
+#include "base/file.h"
 
 namespace ctrust {
 
@@ -188,6 +189,17 @@ struct Reader {
   const std::string& path;
   uint32_t version = 3;
 
+  // Memory the decoded metadata may take: every array element becomes a GgufValue (~88 bytes, even for a
+  // one-byte uint8), so a file of large arrays would cost ~80x its size. The budget is sized from the file:
+  // twice its size, at least 128 MiB (real models: a few MB of metadata; vocabulary-only files < 64 MB).
+  uint64_t budget = 0, used = 0;
+  void charge(uint64_t bytes, const std::string& what) {
+    if (bytes > budget - used)
+      fail("{}: {} would take more than {} bytes of memory, the limit for a {}-byte file (2x its size, at least "
+           "128 MiB): not a real model's metadata", path, what, budget, size);
+    used += bytes;
+  }
+
   size_t left() const { return size - pos; }
 
   void need(size_t n, const std::string& what) {
@@ -215,6 +227,7 @@ struct Reader {
     if (n > left())
       fail("{}: {} has length {} at offset {}, past the end of the file ({} bytes): truncated or corrupt", path,
            what, n, pos, size);
+    if (n > 15) charge(n, what);  // shorter strings live inside std::string
     std::string s(reinterpret_cast<const char*>(p + pos), (size_t)n);
     pos += (size_t)n;
     return s;
@@ -271,6 +284,7 @@ struct Reader {
         if (n > left() / m)
           fail("{}: {} has array length {} at offset {}, past the end of the file ({} bytes): truncated or corrupt",
                path, what, n, pos, size);
+        charge(n * sizeof(GgufValue), what + " array");
         v.arr.resize((size_t)n);
         for (auto& e : v.arr) value(v.elem, e, what, depth + 1);
         break;
@@ -295,6 +309,7 @@ GgufFile read_gguf(const std::string& path) {
     fail("{}: bad magic '{}', not a GGUF file (expected 'GGUF')", path, got);
   }
   Reader r{base, size, 4, path};
+  r.budget = std::max<uint64_t>(uint64_t(128) << 20, 2 * uint64_t(size));
   f.version = r.rd<uint32_t>("version");
   if (f.version < 1 || f.version > 3) fail("{}: unsupported GGUF version {} (supported: 1, 2, 3)", path, f.version);
   r.version = f.version;
@@ -308,6 +323,8 @@ GgufFile read_gguf(const std::string& path) {
     fail("{}: truncated header: tensor count {} needs at least {} bytes but only {} remain", path, n_tensors,
          n_tensors > UINT64_MAX / 32 ? UINT64_MAX : n_tensors * (r.len_size() + 16), r.left());
 
+  r.charge(n_kv * sizeof(GgufKV), "the metadata table");
+  r.charge(n_tensors * (sizeof(GgufTensorInfo) + 4 * sizeof(int64_t)), "the tensor table");
   f.kv.resize((size_t)n_kv);
   std::unordered_set<std::string> keys;
   for (uint64_t i = 0; i < n_kv; ++i) {
@@ -491,59 +508,41 @@ void write_gguf(const std::string& path, const std::vector<GgufKV>& kv_in,
     off += (sizes[i] + al - 1) / al * al;
   }
 
-  const std::string tmp = path + ".tmp";
-  std::FILE* fp = std::fopen(tmp.c_str(), "wb");
-  if (!fp) fail("{}: cannot create: {}", tmp, std::strerror(errno));
-  Writer w{fp, tmp};
-  try {
-    w.bytes("GGUF", 4);
-    w.put<uint32_t>(3);
-    w.put<uint64_t>(tensors.size());
-    w.put<uint64_t>(kv.size());
-    for (const auto& e : kv) {
-      w.str(e.key);
-      w.put<uint32_t>((uint32_t)e.value.type);
-      w.payload(e.value, e.key);
-    }
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      const auto& t = tensors[i];
-      w.str(t.name);
-      w.put<uint32_t>((uint32_t)t.ne.size());
-      for (int64_t d : t.ne) w.put<uint64_t>((uint64_t)d);
-      w.put<uint32_t>((uint32_t)t.type);
-      w.put<uint64_t>(offsets[i]);
+  AtomicFile out(path);  // unnamed until commit: a killed process leaves no partial file
+  Writer w{out.fp(), path};
+  w.bytes("GGUF", 4);
+  w.put<uint32_t>(3);
+  w.put<uint64_t>(tensors.size());
+  w.put<uint64_t>(kv.size());
+  for (const auto& e : kv) {
+    w.str(e.key);
+    w.put<uint32_t>((uint32_t)e.value.type);
+    w.payload(e.value, e.key);
+  }
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const auto& t = tensors[i];
+    w.str(t.name);
+    w.put<uint32_t>((uint32_t)t.ne.size());
+    for (int64_t d : t.ne) w.put<uint64_t>((uint64_t)d);
+    w.put<uint32_t>((uint32_t)t.type);
+    w.put<uint64_t>(offsets[i]);
+  }
+  w.pad(al);
+  std::vector<uint8_t> buf;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const auto& t = tensors[i];
+    if (t.raw) {
+      w.bytes(t.raw, sizes[i]);
+    } else {
+      int64_t n = 1;
+      for (int64_t d : t.ne) n *= d;
+      buf.resize(sizes[i]);
+      quantize(t.type, t.f32, buf.data(), n);
+      w.bytes(buf.data(), buf.size());
     }
     w.pad(al);
-    std::vector<uint8_t> buf;
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      const auto& t = tensors[i];
-      if (t.raw) {
-        w.bytes(t.raw, sizes[i]);
-      } else {
-        int64_t n = 1;
-        for (int64_t d : t.ne) n *= d;
-        buf.resize(sizes[i]);
-        quantize(t.type, t.f32, buf.data(), n);
-        w.bytes(buf.data(), buf.size());
-      }
-      w.pad(al);
-    }
-    if (std::fflush(fp) != 0) fail("{}: write failed: {}", tmp, std::strerror(errno));
-  } catch (...) {
-    std::fclose(fp);
-    std::remove(tmp.c_str());
-    throw;
   }
-  if (std::fclose(fp) != 0) {
-    std::remove(tmp.c_str());
-    fail("{}: write failed: {}", tmp, std::strerror(errno));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    fail("{}: cannot rename {} into place: {}", path, tmp, ec.message());
-  }
+  out.commit();
 }
 
 }  // namespace ctrust

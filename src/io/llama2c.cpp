@@ -57,7 +57,26 @@ LoadedModel load_llama2c_model(const std::string& path, const std::string& token
   c.qkv_bias = false;
   c.tied_output = tied;
 
-  // Lay out every tensor, then check that the file holds exactly that many bytes.
+  // The size the header implies, computed before anything is allocated (a 28-byte file can claim terabytes;
+  // 128-bit arithmetic: every field is at most 2^20, so no product or sum overflows).
+  {
+    using u128 = unsigned __int128;
+    const u128 D = (u128)dim, H = (u128)hidden, L = (u128)n_layers, V = (u128)vocab, KV = (u128)kv_dim;
+    const u128 per_layer = D /*attn_norm*/ + D * D /*wq*/ + 2 * D * KV /*wk, wv*/ + D * D /*wo*/ + D /*ffn_norm*/ +
+                           3 * D * H /*w1, w2, w3*/;
+    const u128 floats = D * V + L * per_layer + D + (u128)seq_len * (u128)head_dim /*freq_cis real + imag*/ +
+                        (tied ? 0 : D * V);
+    const u128 need = 28 + 4 * floats;
+    if (need != (u128)map->size()) {
+      const std::string need_s = need > (u128)INT64_MAX ? std::string("more than 2^63") : std::to_string((uint64_t)need);
+      fail("{}: llama2.c checkpoint size mismatch: the header (dim {}, hidden {}, layers {}, heads {}/{}, vocab {}{}, "
+           "seq_len {}) needs {} bytes, the file has {}",
+           path, dim, hidden, n_layers, n_heads, n_kv_heads, vocab, tied ? "" : " untied", seq_len, need_s,
+           map->size());
+    }
+  }
+
+  // Lay out every tensor (the file holds exactly these bytes: checked above).
   int64_t off = 28;
   std::vector<std::pair<std::string, int64_t>> offsets;
   auto add = [&](const std::string& name, std::vector<int64_t> ne) {
@@ -84,10 +103,7 @@ LoadedModel load_llama2c_model(const std::string& path, const std::string& token
   add("output_norm.weight", {dim});
   off += 2 * seq_len * (head_dim / 2) * 4;  // freq_cis_real, freq_cis_imag
   if (!tied) add("output.weight", {dim, vocab});
-  if ((uint64_t)off != map->size())
-    fail("{}: llama2.c checkpoint size mismatch: the header (dim {}, hidden {}, layers {}, heads {}/{}, vocab {}{}, "
-         "seq_len {}) needs {} bytes, the file has {}",
-         path, dim, hidden, n_layers, n_heads, n_kv_heads, vocab, tied ? "" : " untied", seq_len, off, map->size());
+  if ((uint64_t)off != map->size()) fail("{}: llama2.c layout error ({} bytes laid out, file {})", path, off, map->size());
   for (const auto& [name, o] : offsets) {
     Tensor& t = lm.tensors.at(name);
     t.raw = map->data() + o;

@@ -1,6 +1,7 @@
 // load_model: format dispatch; load_gguf_model: GGUF -> LoadedModel (config from <arch>.* keys, tensors
 // dequantized to f32, tokenizer from tokenizer.ggml.*); shape validation shared by every loader.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -8,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/file.h"
 #include "io/model_file.h"
 #include "io/safetensors.h"
 #include "io/tokenizer.h"
@@ -28,6 +30,12 @@ std::string shape_str(const std::vector<int64_t>& ne) {
   std::string s = "[";
   for (size_t i = 0; i < ne.size(); ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
   return s + "]";
+}
+
+// A positive, finite real that fits a float (norm epsilon, RoPE base): anything else is a broken file.
+double positive_real(double v, const std::string& path, const std::string& key) {
+  if (!(v > 0 && v < 3e38)) fail("{}: {} = {} must be a positive finite number", path, key, v);
+  return v;
 }
 
 }  // namespace
@@ -150,15 +158,16 @@ LoadedModel load_gguf_model(const std::string& path, ComputeMode compute) {
   if (c.dim % c.n_heads != 0 && !f.find(arch + ".attention.key_length"))
     fail("{}: head count {} does not divide the embedding width {}", path, c.n_heads, c.dim);
   c.head_dim = opt_int("attention.key_length", c.dim / c.n_heads);
-  c.norm_eps = (float)f.get_float(arch + ".attention.layer_norm_rms_epsilon", 1e-5);
-  c.rope_theta = (float)f.get_float(arch + ".rope.freq_base", 10000.0);
+  c.norm_eps = (float)positive_real(f.get_float(arch + ".attention.layer_norm_rms_epsilon", 1e-5), path,
+                                     arch + ".attention.layer_norm_rms_epsilon");
+  c.rope_theta = (float)positive_real(f.get_float(arch + ".rope.freq_base", 10000.0), path, arch + ".rope.freq_base");
   const int rope_dims = opt_int("rope.dimension_count", c.head_dim);
   if (rope_dims != c.head_dim)
     fail("{}: partial rotary embedding ({} of {} head dimensions) is not supported", path, rope_dims, c.head_dim);
   const std::string scaling = f.get_str(arch + ".rope.scaling.type", "none");
   if (scaling == "linear") {
     double factor = f.get_float(arch + ".rope.scaling.factor", 1.0);
-    if (!(factor > 0)) fail("{}: {}.rope.scaling.factor {} must be positive", path, arch, factor);
+    if (!(factor > 0 && factor < 3e38)) fail("{}: {}.rope.scaling.factor {} must be positive and finite", path, arch, factor);
     c.rope_freq_scale = (float)(1.0 / factor);
   } else if (scaling != "none") {
     fail("{}: unsupported rope scaling type {} (supported: none, linear)", path, scaling);
@@ -222,10 +231,9 @@ LoadedModel load_gguf_model(const std::string& path, ComputeMode compute) {
 namespace {
 
 nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail("{}: no such file", path);
+  const std::string text = read_regular_file(path, "JSON file", kMaxJsonBytes);
   try {
-    return nlohmann::json::parse(in);
+    return nlohmann::json::parse(text);
   } catch (const std::exception& e) {
     fail("{}: invalid JSON: {}", path, e.what());
   }
@@ -307,8 +315,9 @@ LoadedModel load_hf_model(const std::string& dir) {
   };
   auto count = [&](const char* key, int def, bool required) -> int {
     double v = num(key, def, required);
-    if (v != (double)(int64_t)v || v <= 0 || v > (double)(1 << 30))
-      fail("{}: {} = {} is not a positive integer", cfg_path, key, v);
+    // Range first: casting 1e300 (or NaN) to an integer is undefined behaviour.
+    if (!(v > 0 && v <= (double)(1 << 30)) || v != std::floor(v))
+      fail("{}: {} = {} is not a positive integer up to 2^30", cfg_path, key, v);
     return (int)v;
   };
   c.dim = count("hidden_size", 0, true);
@@ -320,15 +329,15 @@ LoadedModel load_hf_model(const std::string& dir) {
     fail("{}: num_attention_heads {} does not divide hidden_size {}", cfg_path, c.n_heads, c.dim);
   c.head_dim = count("head_dim", c.dim / c.n_heads, false);
   c.n_ctx = count("max_position_embeddings", 2048, false);
-  c.norm_eps = (float)num("rms_norm_eps", 1e-6, false);
-  c.rope_theta = (float)num("rope_theta", 10000.0, false);
+  c.norm_eps = (float)positive_real(num("rms_norm_eps", 1e-6, false), cfg_path, "rms_norm_eps");
+  c.rope_theta = (float)positive_real(num("rope_theta", 10000.0, false), cfg_path, "rope_theta");
   const int vocab_size = count("vocab_size", 0, true);
   if (cj.contains("rope_scaling") && !cj["rope_scaling"].is_null()) {
     const auto& rs = cj["rope_scaling"];
     std::string type = rs.value("type", rs.value("rope_type", std::string()));
     if (type != "linear") fail("{}: unsupported rope_scaling type '{}' (supported: linear)", cfg_path, type);
     double factor = rs.contains("factor") && rs["factor"].is_number() ? rs["factor"].get<double>() : 0.0;
-    if (!(factor > 0)) fail("{}: rope_scaling.factor must be a positive number", cfg_path);
+    if (!(factor > 0 && factor < 3e38)) fail("{}: rope_scaling.factor must be a positive finite number", cfg_path);
     c.rope_freq_scale = (float)(1.0 / factor);
   }
   c.rope = RopeLayout::NeoX;  // Hugging Face q/k layout, not permuted

@@ -513,6 +513,7 @@ void dequantize(GgmlType t, const void* src, float* dst, int64_t n) {
   if (!info || !info->can_dequantize) fail("cannot dequantize ggml type {}", ggml_type_name(t));
   if (n < 0 || n % info->block_size != 0)
     fail("{} elements is not a multiple of the {} block size {}", n, info->name, info->block_size);
+  if (n == 0) return;  // an empty tensor: dst may be null (memcpy with a null pointer is undefined)
   const int64_t nb = n / info->block_size;
   const uint8_t* x = static_cast<const uint8_t*>(src);
   const float* table = fp16_table();

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/file.h"
 
 namespace ctrust {
 
@@ -118,21 +119,14 @@ void write_safetensors(const std::string& path, const std::vector<SafetensorsWri
   }
   std::string js = h.dump();
   js.append((8 - js.size() % 8) % 8, ' ');
-  const std::string tmp = path + ".tmp";
-  std::FILE* fp = std::fopen(tmp.c_str(), "wb");
-  if (!fp) fail("{}: cannot create: {}", tmp, std::strerror(errno));
+  AtomicFile out(path);
+  std::FILE* fp = out.fp();
   uint64_t n = js.size();
   bool ok = std::fwrite(&n, 8, 1, fp) == 1 && std::fwrite(js.data(), 1, js.size(), fp) == js.size();
   for (size_t i = 0; ok && i < tensors.size(); ++i)
     ok = sizes[i] == 0 || std::fwrite(tensors[i].data, 1, sizes[i], fp) == sizes[i];
-  ok = (std::fclose(fp) == 0) && ok;
-  if (!ok) {
-    std::remove(tmp.c_str());
-    fail("{}: write failed", tmp);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) fail("{}: cannot rename {} into place: {}", path, tmp, ec.message());
+  if (!ok) fail("{}: write failed: {}", path, std::strerror(errno));
+  out.commit();
 }
 
 }  // namespace ctrust

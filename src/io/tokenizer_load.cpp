@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/file.h"
 #include "base/mmap.h"
 #include "io/tokenizer_impl.h"
 
@@ -90,6 +91,7 @@ TokenizerData tokenizer_from_gguf(const GgufFile& f) {
     const GgufValue* merges = kv_find(f, "tokenizer.ggml.merges");
     if (!merges) fail("{}: byte-level BPE tokenizer without tokenizer.ggml.merges", f.path);
     const auto& a = array_of(f, "tokenizer.ggml.merges", *merges, {GgufType::STRING});
+    if (a.empty()) fail("{}: byte-level BPE tokenizer with no merges (tokenizer.ggml.merges is empty)", f.path);
     d.merges.reserve(a.size());
     for (const GgufValue& v : a) d.merges.push_back(v.s);
     d.bos_id = 11, d.eos_id = 11, d.unk_id = -1, d.pad_id = -1;
@@ -194,12 +196,9 @@ namespace {
 using json = nlohmann::json;
 
 json read_json_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
+  const std::string text = read_regular_file(path, "tokenizer file", kMaxJsonBytes);
   try {
-    return json::parse(ss.str());
+    return json::parse(text);
   } catch (const json::exception& e) {
     fail("{}: bad JSON: {}", path, e.what());
   }

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "base/file.h"
 #include "store/fingerprint.h"
 #include "store/runs.h"
 
@@ -35,6 +36,7 @@ double parse_ll(const json& v, const std::string& where) {
       used = 0;
     }
     if (used == 0 || used != s.size()) fail("{}: '{}' is not a number", where, s);
+    if (!std::isfinite(x)) fail("{}: log-likelihood '{}' is not a finite number", where, s);
     return x;
   }
   fail("{}: expected a log-likelihood, found {}", where, first_line(v.dump()));
@@ -88,15 +90,12 @@ bool all_digits(const std::string& s) {
 }
 
 std::vector<RunInfo> select_runs(Store& s, const std::string& sel) {
-  if (all_digits(sel)) {
-    auto r = s.get_run(std::stoll(sel));
-    if (!r) fail("{}: no run with id {}", s.path(), sel);
-    return {*r};
-  }
+  if (auto id = run_id_of(sel))  // digits: a run id, else (no such run) a name
+    if (auto r = s.get_run(*id)) return {*r};
   std::map<std::string, RunInfo> newest;
   for (auto& r : s.list_runs())
     if (r.name == sel) newest[r.task] = r;
-  if (newest.empty()) fail("{}: no run named '{}'", s.path(), sel);
+  if (newest.empty()) fail("{}: no run {} '{}'", s.path(), all_digits(sel) ? "with id or name" : "named", sel);
   std::vector<RunInfo> out;
   for (auto& [t, r] : newest) out.push_back(r);
   return out;
@@ -119,6 +118,7 @@ std::string lm_eval_task_from_filename(const std::string& path) {
 }
 
 std::vector<StoredItem> read_lm_eval_samples(const std::string& path, const std::string& item_task) {
+  require_regular_file(path, "lm-eval samples file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("{}: cannot open lm-eval samples file", path);
   std::vector<StoredItem> items;
@@ -159,34 +159,47 @@ std::vector<StoredItem> read_lm_eval_samples(const std::string& path, const std:
     const int n = int(it.ll.size());
     it.pred = int(std::max_element(it.ll.begin(), it.ll.end()) - it.ll.begin());
 
-    int gold = -1;
-    const auto t = j.find("target");
-    if (t != j.end()) {
-      if (t->is_number_integer()) gold = t->get<int>();
-      else if (t->is_array() && !t->empty() && (*t)[0].is_number_integer()) gold = (*t)[0].get<int>();
-      else if (t->is_string()) {
-        const std::string s = t->get<std::string>();
-        if (all_digits(s) && s.size() < 9) {
-          gold = std::stoi(s);
-        } else {
-          const auto conts = j.contains("arguments") ? continuations(j["arguments"]) : std::vector<std::string>{};
-          int matches = 0;  // partial scoring shares one continuation: ambiguous, not a gold answer
-          for (size_t i = 0; i < conts.size(); i++)
-            if (trim(conts[i]) == trim(s)) gold = int(i), matches++;
-          if (matches != 1) gold = -1;
-        }
-      }
-    }
+    // The gold answer: an index (number, ["0"], digits) that must name a choice, or the text of one
+    // continuation. Partial scoring (WinoGrande) logs the continuation every choice shares as its target:
+    // only then does the stored acc say which choice was gold (a two-choice item, or acc 1 = the argmax).
     const auto acc = j.find("acc");
     const bool has_acc = acc != j.end() && acc->is_number();
-    if (gold < 0 || gold >= n) {
-      // Partial scoring (WinoGrande): the target is the shared continuation; the stored acc says whether
-      // the argmax was right, which names the gold answer of a two-choice item.
-      if (has_acc && (acc->get<double>() > 0.5 || n == 2))
-        gold = acc->get<double>() > 0.5 ? it.pred : 1 - it.pred;
-      else
-        fail("{}: target {} does not name one of the {} choices", where,
-             t == j.end() ? "(missing)" : first_line(t->dump()), n);
+    const auto t = j.find("target");
+    const std::string tdump = t == j.end() ? "(missing)" : first_line(t->dump());
+    auto bad_target = [&](const char* why) {
+      fail("{}: target {} {} (the item has {} choices)", where, tdump, why, n);
+    };
+    int gold = -1;
+    auto index_gold = [&](int64_t g) {
+      if (g < 0 || g >= n) bad_target("is not a choice index");
+      gold = int(g);
+    };
+    if (t == j.end() || t->is_null()) {
+      bad_target("is missing");
+    } else if (t->is_number_integer()) {
+      index_gold(t->get<int64_t>());
+    } else if (t->is_array() && !t->empty() && (*t)[0].is_number_integer()) {
+      index_gold((*t)[0].get<int64_t>());
+    } else if (t->is_string()) {
+      const std::string s = t->get<std::string>();
+      if (all_digits(s)) {
+        if (s.size() > 9) bad_target("is not a choice index");
+        index_gold(std::stoll(s));
+      } else {
+        const auto conts = j.contains("arguments") ? continuations(j["arguments"]) : std::vector<std::string>{};
+        int matches = 0;
+        for (size_t i = 0; i < conts.size(); i++)
+          if (trim(conts[i]) == trim(s)) gold = int(i), matches++;
+        if (matches == 0) bad_target("matches no choice's continuation");
+        if (matches > 1) {
+          if (matches != n || int(conts.size()) != n) bad_target("matches several but not all continuations");
+          if (!has_acc || !(acc->get<double>() > 0.5 || n == 2))
+            bad_target("is the continuation all choices share, and the stored acc does not name the gold choice");
+          gold = acc->get<double>() > 0.5 ? it.pred : 1 - it.pred;
+        }
+      }
+    } else {
+      bad_target("is neither a choice index nor a continuation");
     }
     it.gold = gold;
     it.correct = it.pred == gold;
@@ -226,6 +239,7 @@ LmEvalImport import_lm_eval(const std::vector<std::string>& files, const LmEvalI
   for (const std::string& f : files) {
     std::string sub = lm_eval_task_from_filename(f);
     if (sub.empty() || sub.rfind(opt.task, 0) != 0) sub = opt.task;
+    check_task_name(sub, f);  // it names export's files
     per_file.push_back(read_lm_eval_samples(f, sub));
     res.item_tasks.push_back(sub);
     for (const auto& it : per_file.back()) {
@@ -289,7 +303,7 @@ json lm_eval_sample(const StoredItem& it, const TaskItem* item) {
 }
 
 std::vector<std::string> export_lm_eval(const std::string& db, const std::string& sel, const std::string& out) {
-  Store s(db);
+  Store s(db, StoreMode::ReadOnly);
   const std::vector<RunInfo> runs = select_runs(s, sel);
   struct Group {
     const RunInfo* run;

@@ -106,6 +106,7 @@ TaskSummary summarize_group(const std::string& name, const std::vector<const Sto
     norm += extra_num(it->extra, "correct_norm", it->correct);
     mean += extra_num(it->extra, "correct_mean", it->correct);
     if (it->extra.contains("mc2")) mc2 += extra_num(it->extra, "mc2", 0), n_mc2++;
+    if (extra_num(it->extra, "truncated", 0) > 0) t.n_truncated++;
   }
   const double n = double(items.size());
   t.acc = acc / n;
@@ -122,6 +123,7 @@ json TaskSummary::to_json() const {
   json j = {{"task", task}, {"n", n}, {"acc", acc}, {"acc_norm", acc_norm}, {"acc_mean", acc_mean}};
   if (ppl >= 0) j["ppl"] = ppl;
   if (mc2 >= 0) j["mc2"] = mc2;
+  j["n_truncated"] = n_truncated;
   return j;
 }
 
@@ -159,7 +161,7 @@ json EvalResult::to_json() const {
 }
 
 std::vector<RunInfo> list_runs(const std::string& db) {
-  Store s(db);
+  Store s(db, StoreMode::ReadOnly);
   return s.list_runs();
 }
 
@@ -369,11 +371,10 @@ TaskComparison compare_item_sets(const std::vector<StoredItem>& a, const std::ve
 }
 
 static std::vector<RunInfo> select_runs(Store& s, const std::string& sel) {
-  if (all_digits(sel)) {
-    auto r = s.get_run(std::stoll(sel));
-    if (!r) fail("{}: no run with id {}", s.path(), sel);
-    return {*r};
-  }
+  // Digits select a run by id; if there is no such run they may still be the name of a run stored
+  // before all-digit names were refused.
+  if (auto id = run_id_of(sel))
+    if (auto r = s.get_run(*id)) return {*r};
   std::map<std::string, RunInfo> newest;  // per task
   std::set<std::string> names;
   for (auto& r : s.list_runs()) {
@@ -383,7 +384,8 @@ static std::vector<RunInfo> select_runs(Store& s, const std::string& sel) {
   if (newest.empty()) {
     std::string known;
     for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
-    fail("{}: no run named '{}' (runs: {})", s.path(), sel, known.empty() ? "none" : known);
+    fail("{}: no run {} '{}' (runs: {})", s.path(), all_digits(sel) ? "with id or name" : "named", sel,
+         known.empty() ? "none" : known);
   }
   std::vector<RunInfo> out;
   for (auto& [t, r] : newest) out.push_back(r);
@@ -392,7 +394,7 @@ static std::vector<RunInfo> select_runs(Store& s, const std::string& sel) {
 
 Comparison compare_runs(const std::string& db, const std::string& sel_a, const std::string& sel_b,
                         const BootstrapOptions& opt) {
-  Store s(db);
+  Store s(db, StoreMode::ReadOnly);
   Comparison cmp;
   cmp.runs_a = select_runs(s, sel_a);
   cmp.runs_b = select_runs(s, sel_b);

@@ -37,6 +37,8 @@ struct TaskSummary {
   double acc = 0, acc_norm = 0, acc_mean = 0;  // acc_mean: token-mean scoring (llama.cpp)
   double ppl = -1;            // loglikelihood: exp(-mean ll); perplexity: exp(total nll / tokens); -1: n/a
   double mc2 = -1;            // truthfulqa_mc2: mean probability mass on true answers; -1: n/a
+  int64_t n_truncated = 0;    // items longer than the context, cut from the left (lm-eval's rule; item extra
+                              // "truncated" = tokens cut, "cont_dropped" = continuation tokens left unscored)
   nlohmann::json to_json() const;
 };
 

@@ -3,11 +3,16 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <filesystem>
 #include <chrono>
 #include <cstdlib>
 #include <ctime>
+#include <unistd.h>
 
 #include "base/error.h"
+#include "eval/task.h"
 
 namespace ctrust {
 
@@ -84,6 +89,24 @@ nlohmann::json parse_json(const std::string& text, const std::string& path, cons
 
 std::string item_key(const std::string& task, const std::string& item_id) { return task + '\x1f' + item_id; }
 
+void check_run_name(const std::string& name) {
+  if (name.empty()) fail("run name is empty");
+  if (name.size() > 200) fail("run name is {} bytes long (at most 200)", name.size());
+  for (unsigned char c : name)
+    if (c < 0x20 || c == 0x7f) fail("run name {} contains a control character", nlohmann::json(name).dump());
+  if (std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    fail("run name '{}' is all digits, which would select a run by id; choose a name with a letter", name);
+}
+
+std::optional<int64_t> run_id_of(const std::string& sel) {
+  if (sel.empty() || !std::all_of(sel.begin(), sel.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  int64_t id = 0;
+  auto [end, ec] = std::from_chars(sel.data(), sel.data() + sel.size(), id);
+  if (ec != std::errc() || end != sel.data() + sel.size()) return std::nullopt;
+  return id;
+}
+
 std::string utc_now_iso8601() {
   std::time_t t = std::time(nullptr);
   std::tm tm{};
@@ -93,7 +116,50 @@ std::string utc_now_iso8601() {
   return buf;
 }
 
-Store::Store(const std::string& path) : path_(path) {
+// file:<path>?immutable=1 — a database on a read-only file system whose WAL index (-shm) cannot be created.
+static std::string immutable_uri(const std::string& path) {
+  std::string u = "file:";
+  for (unsigned char c : path) {
+    if (std::isalnum(c) || c == '/' || c == '.' || c == '_' || c == '-') u += char(c);
+    else u += fmt::format("%{:02X}", c);
+  }
+  return u + "?immutable=1";
+}
+
+Store::Store(const std::string& path, StoreMode mode) : path_(path) {
+  if (mode == StoreMode::ReadOnly) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec))
+      fail("{}: results database does not exist (check --db; read commands never create one)", path);
+    if (!std::filesystem::is_regular_file(path, ec)) fail("{}: results database is not a regular file", path);
+    // Read-only open. In WAL mode SQLite needs the -shm file; on a read-only file system it cannot be
+    // created, and the database is opened as immutable instead (nothing can change it there anyway).
+    const bool dir_writable =
+        ::access(std::filesystem::path(path).parent_path().empty() ? "." : std::filesystem::path(path).parent_path().c_str(),
+                 W_OK) == 0;
+    int rc = dir_writable ? sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY, nullptr)
+                          : sqlite3_open_v2(immutable_uri(path).c_str(), &db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr);
+    if (rc != SQLITE_OK) {
+      std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
+      sqlite3_close(db_);
+      db_ = nullptr;
+      fail("{}: cannot open results database: {}", path, msg);
+    }
+    sqlite3_busy_timeout(db_, 10000);
+    try {
+      Stmt t(db_, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('meta','runs','items','run_results')", path_);
+      if (!t.step() || t.col_int(0) != 4) fail("{}: not a ctrust results database", path);
+      Stmt q(db_, "SELECT value FROM meta WHERE key='schema_version'", path_);
+      const std::string v = q.step() ? q.col_text(0) : std::string("(none)");
+      if (v != std::to_string(kSchemaVersion))
+        fail("{}: results database has schema version {}, this ctrust uses {}", path, v, kSchemaVersion);
+    } catch (...) {
+      sqlite3_close(db_);
+      db_ = nullptr;
+      throw;
+    }
+    return;
+  }
   if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
     std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
     sqlite3_close(db_);
@@ -140,6 +206,8 @@ void Store::exec(const char* sql) {
 }
 
 bool Store::open_run(RunInfo& run) {
+  check_run_name(run.name);
+  check_task_name(run.task, path_);
   const std::string settings = run.settings.dump();
   {
     Stmt q(db_, "SELECT id, version, created FROM runs WHERE name=? AND model_fp=? AND task=? AND settings=?", path_);

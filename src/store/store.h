@@ -47,10 +47,16 @@ struct StoredItem {
   nlohmann::json extra = nlohmann::json::object();
 };
 
+enum class StoreMode {
+  ReadWrite,  // opens or creates the database
+  ReadOnly,   // read commands (runs, compare, export, trust-report): never creates or writes anything;
+              // a missing file is an error, and a database on a read-only file system can be read
+};
+
 class Store {
  public:
-  // Opens or creates the database; throws Error("<path>: ...") on failure or a foreign schema.
-  explicit Store(const std::string& path = "ctrust.db");
+  // Throws Error("<path>: ...") on failure, a foreign schema, or (ReadOnly) a missing file.
+  explicit Store(const std::string& path = "ctrust.db", StoreMode mode = StoreMode::ReadWrite);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -78,6 +84,12 @@ class Store {
 };
 
 std::string item_key(const std::string& task, const std::string& item_id);
+
+// A run name: 1-200 bytes, no control characters (they would reach the terminal raw), not all digits
+// (digits select a run by id). Throws Error saying what is wrong. Task names: check_task_name (eval/task.h).
+void check_run_name(const std::string& name);
+// A run selector that is a run id ("12"): the id; otherwise (a name, or digits too long for an id) nullopt.
+std::optional<int64_t> run_id_of(const std::string& selector);
 std::string utc_now_iso8601();
 
 }  // namespace ctrust

@@ -17,10 +17,6 @@ using json = nlohmann::json;
 namespace {
 constexpr const char* kTrustTask = "trust";
 
-bool all_digits(const std::string& s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
-}
-
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
   std::string o = "\"";
@@ -173,10 +169,12 @@ TrustRunResult trust_run(const Model& m, const std::string& model_path, TrustOpt
 
 namespace {
 std::optional<RunInfo> find_trust_run(Store& store, const std::string& sel) {
-  if (all_digits(sel)) {
-    auto r = store.get_run(std::stoll(sel));
-    if (r && r->task == kTrustTask) return r;
-    return std::nullopt;
+  if (auto id = run_id_of(sel)) {  // digits: a run id, else (no such run) a name
+    auto r = store.get_run(*id);
+    if (r) {
+      if (r->task == kTrustTask) return r;
+      return std::nullopt;
+    }
   }
   std::optional<RunInfo> best;
   for (const RunInfo& r : store.list_runs())
@@ -199,8 +197,7 @@ StoredTrustRun load_trust_run(Store& store, const std::string& selector) {
 // ------------------------------------------------------------------ report
 TrustReport trust_report(const std::string& db, const std::vector<std::string>& selectors) {
   if (selectors.empty()) fail("trust-report: give at least one run");
-  if (!std::filesystem::exists(db)) fail("{}: results database not found", db);
-  Store store(db);
+  Store store(db, StoreMode::ReadOnly);
   TrustReport rep;
   rep.perspectives = trust_perspectives();
   for (const auto& s : selectors) rep.runs.push_back(load_trust_run(store, s));
@@ -299,8 +296,7 @@ std::string TrustReport::to_text() const {
 
 // ------------------------------------------------------------------ compare
 TrustComparison compare_trust_runs(const std::string& db, const std::string& sel_a, const std::string& sel_b) {
-  if (!std::filesystem::exists(db)) fail("{}: results database not found", db);
-  Store store(db);
+  Store store(db, StoreMode::ReadOnly);
   TrustComparison c;
   c.a = load_trust_run(store, sel_a);
   c.b = load_trust_run(store, sel_b);

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Fuzzing with libFuzzer: builds the harnesses in fuzz/ with clang (ASan + UBSan + float-cast-overflow) into
+# build-fuzz/, makes seed corpora from the repository's test files and small excerpts of ../shared, and runs
+# every target for SECONDS (default 10: the smoke run that scripts/test.sh calls). See docs/fuzzing.md.
+#   scripts/fuzz.sh [SECONDS] [TARGET...]     e.g. scripts/fuzz.sh 300 fuzz_gguf
+# Corpora grow in build-fuzz/corpus/<target>/ (kept between runs); a crash, sanitizer report, leak, timeout
+# (10 s per input) or out-of-memory (2 GB) is written to build-fuzz/crashes/<target>/ and fails the run.
+# Without clang the run fails (it never skips): CTRUST_FUZZ=1 scripts/setup.sh installs it.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+secs=${1:-10}
+shift || true
+say() { echo "[fuzz] $*" >&2; }
+
+CTRUST_FUZZ=1 bash "$root/scripts/setup.sh"
+cxx=$(command -v clang++-14 || command -v clang++ || true)
+if [ -z "$cxx" ]; then
+  say "error: clang++ not found; the fuzz run needs clang-14 and libclang-rt-14-dev (CTRUST_FUZZ=1 scripts/setup.sh)"
+  exit 1
+fi
+build=${CTRUST_FUZZ_BUILD:-$root/build-fuzz}
+if [ ! -f "$build/build.ninja" ]; then
+  CC=${cxx/clang++/clang} CXX=$cxx cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCTRUST_FUZZ=ON -DCTRUST_BENCH=OFF >/dev/null
+fi
+say "building the harnesses in $build"
+if ! cmake --build "$build" --target fuzz -j"$(nproc)" > "$build/build.log" 2>&1; then
+  tail -n 40 "$build/build.log" >&2
+  say "error: build failed (full log: $build/build.log)"
+  exit 1
+fi
+if [ ! -d "$build/seeds" ] || [ "$build/make_seeds" -nt "$build/seeds" ]; then
+  rm -rf "$build/seeds.new"
+  "$build/make_seeds" "$build/seeds.new" >&2
+  rm -rf "$build/seeds" && mv "$build/seeds.new" "$build/seeds"
+fi
+
+targets=("$@")
+if ((${#targets[@]} == 0)); then
+  for f in "$root"/fuzz/fuzz_*.cpp; do targets+=("$(basename "$f" .cpp)"); done
+fi
+failed=()
+printf '%-24s %10s %8s %8s %8s  %s\n' target execs exec/s cov ft result
+for t in "${targets[@]}"; do
+  mkdir -p "$build/corpus/$t" "$build/crashes/$t"
+  log="$build/crashes/$t/last.log"
+  st=0
+  ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    "$build/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=262144 -print_final_stats=1 \
+    -artifact_prefix="$build/crashes/$t/" "$build/corpus/$t" "$build/seeds/$t" > "$log" 2>&1 || st=$?
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1 || true)
+  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1 || true)
+  cov=$( (grep -o 'cov: [0-9]*' "$log" || true) | tail -1 | cut -d' ' -f2)
+  ft=$( (grep -o 'ft: [0-9]*' "$log" || true) | tail -1 | cut -d' ' -f2)
+  result=ok
+  if [ "$st" -ne 0 ]; then
+    result="FAILED (exit $st; log $log)"
+    failed+=("$t")
+  fi
+  printf '%-24s %10s %8s %8s %8s  %s\n' "$t" "${execs:--}" "${rate:--}" "${cov:--}" "${ft:--}" "$result"
+done
+if ((${#failed[@]})); then
+  say "error: ${#failed[@]} target(s) failed: ${failed[*]}"
+  for t in "${failed[@]}"; do grep -m3 -E 'ERROR|runtime error|SUMMARY|deadly|Test unit written' "$build/crashes/$t/last.log" >&2 || true; done
+  exit 1
+fi
+say "all ${#targets[@]} targets ran ${secs}s without a finding"
