@@ -21,7 +21,7 @@ using json = nlohmann::json;
 struct TrustArgs {
   std::string model, tokenizer, perspectives, db = "ctrust.db", name, chat_template, endpoint, key, data, recipe;
   std::optional<std::string> system_prompt;
-  int limit = 0, samples = 1, batch = 8, max_new_tokens = 0;
+  int limit = 0, samples = 0, batch = 8, max_new_tokens = 0;
   uint64_t seed = 0;
 };
 
@@ -42,7 +42,7 @@ void cmd_trust(const TrustArgs& a, const Common& c) {
   opt.paths = trust_paths(data);
   opt.limit = a.limit;
   opt.max_new_tokens = a.max_new_tokens;
-  opt.toxicity_samples = a.samples;
+  opt.max_samples = a.samples;
   opt.seed = a.seed;
   opt.chat_template = a.chat_template;
   opt.batch = a.batch;
@@ -140,7 +140,9 @@ void register_trust_commands(CLI::App& app) {
     c->add_option("--system-prompt", a.system_prompt,
                   "Replaces the chat template's default system prompt (used when a prompt has none; "
                   "DecodingTrust's own system prompts are kept)");
-    c->add_option("--samples", a.samples, "Generations per toxicity prompt (DecodingTrust: 25)")
+    c->add_option("--samples", a.samples,
+                  "Cap on generations per prompt (default: the paper's: toxicity and stereotype 25, privacy "
+                  "understanding 100)")
         ->check(CLI::Range(1, 1000));
     c->add_option("--batch", a.batch, "Sequences generated at once (results do not depend on it)")
         ->check(CLI::Range(1, 1024));
