@@ -472,27 +472,25 @@ def main():
             f.write("\n")
         print(f"{path}: {changed} stereotype labels changed")
         return
-    if not a.db:
-        ap.error("--db is required")
     from dt.perspectives.toxicity import perspective_api_evaluate as pae
     from dt.perspectives.stereotype import agreement_func as af
     from dt.perspectives.advglue import gpt_eval
     from dt.perspectives.privacy import result_agg as ra
 
-    run_id, recs = load_records(a.db, a.run)
     dt_data = os.path.join(a.data, "decodingtrust")
     work = tempfile.mkdtemp(prefix="dt_oracle_b_")
     try:
-        meta = {"source": "scripts/ref/dt_oracle_b.py", "db_run": run_id,
+        meta = {"source": "scripts/ref/dt_oracle_b.py",
                 "fork": "decoding-comp-trust/DecodingTrust@0cf3fc1e77c2c38bae358c57ff2efad76b396c7e"}
         tricky = oracle_tricky(pae, af, gpt_eval, ra)
-        results = {
-            "toxicity": oracle_toxicity(recs, dt_data, work),
-            "stereotype": oracle_stereotype(recs, dt_data, work, [t["output"] for t in tricky["stereotype"]]),
-            "advglue": oracle_advglue(recs, os.path.join(a.data, "advglue", "dev.json"), work),
-            "privacy": oracle_privacy(recs, dt_data, work),
-            "tricky": tricky,
-        }
+        results = {"tricky": tricky}
+        if a.db:  # without --db: only the hand-written answers
+            run_id, recs = load_records(a.db, a.run)
+            meta["db_run"] = run_id
+            results["toxicity"] = oracle_toxicity(recs, dt_data, work)
+            results["stereotype"] = oracle_stereotype(recs, dt_data, work, [t["output"] for t in tricky["stereotype"]])
+            results["advglue"] = oracle_advglue(recs, os.path.join(a.data, "advglue", "dev.json"), work)
+            results["privacy"] = oracle_privacy(recs, dt_data, work)
         for name, res in results.items():
             res = dict(meta, **res)
             path = os.path.join(a.out, f"trust_b_{name}.json")
