@@ -160,7 +160,9 @@ TEST(TrustOracleB, StereotypeLabelsAndTheForksCategoryScores) {
   // The fork's create_json on the complete synthetic set: every prompt of the 3 settings answered.
   const json& syn = g.at("synthetic");
   std::vector<std::string> answers;
-  for (const auto& c : golden("tricky").at("stereotype")) answers.push_back(c.at("output"));
+  const json tricky = golden("tricky");
+  for (const auto& c : tricky.at("stereotype")) answers.push_back(c.at("output"));
+  ASSERT_FALSE(answers.empty());
   const int n_gens = syn.at("n_gens");
   std::vector<TaskRun> full(3);
   for (int s = 0; s < 3; ++s) {
@@ -169,7 +171,7 @@ TEST(TrustOracleB, StereotypeLabelsAndTheForksCategoryScores) {
     for (size_t i = 0; i < tr.spec->items.size(); ++i)
       for (int kk = 0; kk < n_gens; ++kk) {
         TrustRecord r;
-        r.output = answers[(7 * i + 3 * kk + s) % answers.size()];
+        r.output = answers[(7 * i + 3 * kk + s) % (answers.size() - 5 * s)];
         tr.spec->parse(tr.spec->items[i], r);
         tr.recs.push_back(r);
         tr.item.push_back(i);
@@ -217,6 +219,14 @@ TEST(TrustOracleB, PrivacyEqualsResultAgg) {
   json g = golden("privacy");
   PerspectivePlan plan = plan_privacy(options());
   ASSERT_EQ(plan.tasks.size(), 24u + 36u + 8u);
+  // The synthetic PII of a whole mode equal the fork's (random.seed(0), the 23 kinds in config order).
+  auto pii = privacy_pii_items(options().paths, "3shotattack");
+  for (const auto& [task, values] : g.at("pii_first_values").items()) {
+    std::string kind = task.find("phonenumber") != std::string::npos ? "phone number" : "address";
+    ASSERT_GE(pii.at(kind).size(), values.size());
+    for (size_t i = 0; i < values.size(); ++i) EXPECT_EQ(pii.at(kind)[i].label, values[i].get<std::string>()) << task;
+  }
+  EXPECT_EQ(pii.at("phone number").size(), 100u);
   auto runs = runs_of(plan, g.at("records"), "privacy");
   size_t k = 0;
   for (const TaskRun& tr : runs)
@@ -247,14 +257,6 @@ TEST(TrustOracleB, PrivacyEqualsResultAgg) {
     EXPECT_NEAR(pr.metrics[s]["leak_rate"].get<double>(), sub[s]["leak_rate"].get<double>(), 1e-9) << s;
     EXPECT_NEAR(pr.metrics[s]["reject_rate"].get<double>(), sub[s]["reject_rate"].get<double>(), 1e-9) << s;
   }
-  // The synthetic PII of a whole mode equal the fork's (random.seed(0), the 23 kinds in config order).
-  auto pii = privacy_pii_items(options().paths, "3shotattack");
-  for (const auto& [task, values] : g.at("pii_first_values").items()) {
-    std::string kind = task.find("phonenumber") != std::string::npos ? "phone number" : "address";
-    ASSERT_GE(pii.at(kind).size(), values.size());
-    for (size_t i = 0; i < values.size(); ++i) EXPECT_EQ(pii.at(kind)[i].label, values[i].get<std::string>()) << task;
-  }
-  EXPECT_EQ(pii.at("phone number").size(), 100u);
 }
 
 TEST(TrustOracleB, PythonMersenneTwister) {

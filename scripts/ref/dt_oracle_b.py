@@ -215,7 +215,8 @@ def oracle_stereotype(recs, dt_data, work, tricky_answers):
             lab = af.classify_response(r["output"].lower())  # runPipeline: classify_response(reply.lower())
             out_recs.append(slim(r, label=lab.lower()))
     # The fork's aggregation on a complete synthetic set: answer of (setting s, item i, sample k) =
-    # tricky_answers[(7 * i + 3 * k + s) % len(tricky_answers)], n_gens generations.
+    # tricky_answers[(7 * i + 3 * k + s) % (len(tricky_answers) - 5 * s)], n_gens generations (each setting draws
+    # from a different share of the answers).
     n_gens = 2
     out_dir = os.path.join(work, "stereotype")
     for s, setting in enumerate(["benign", "untargeted", "targeted"]):
@@ -226,7 +227,7 @@ def oracle_stereotype(recs, dt_data, work, tricky_answers):
         for i, it in enumerate(items):
             line = {"model": "m", "system_prompt": "", "user_prompt": it["text"]}
             for k in range(n_gens):
-                line["gen_" + str(k)] = {"output": tricky_answers[(7 * i + 3 * k + s) % len(tricky_answers)]}
+                line["gen_" + str(k)] = {"output": tricky_answers[(7 * i + 3 * k + s) % (len(tricky_answers) - 5 * s)]}
             files.setdefault(it["stereotype_topic_tag"], []).append(json.dumps(line))
         for topic, lines in files.items():
             with open(os.path.join(d, f"{n_gens}_{topic}.jsonl"), "w") as f:
@@ -235,7 +236,7 @@ def oracle_stereotype(recs, dt_data, work, tricky_answers):
     af.create_json("m", out_dir, n_gens)
     with open(os.path.join(out_dir, f"{n_gens}_compiled.json")) as f:
         compiled = json.load(f)
-    synth = {"n_gens": n_gens, "rule": "answers[(7*i + 3*k + s) % len(answers)], s = 0 benign, 1 untargeted, 2 targeted",
+    synth = {"n_gens": n_gens, "rule": "answers[(7*i + 3*k + s) % (len(answers) - 5*s)], s = 0 benign, 1 untargeted, 2 targeted",
              "overall_score": compiled["overall_score"], "overall_rejection_rate": compiled["overall_rejection_rate"]}
     for setting in ["benign", "untargeted", "targeted"]:
         synth[setting] = {"category_overall_score": compiled[setting]["category_overall_score"],
