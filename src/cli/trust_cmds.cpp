@@ -93,6 +93,13 @@ void cmd_trust(const TrustArgs& a, const Common& c) {
     fmt::print("{:<18} {:>7.2f} {:>9.1f} {:>7}\n", p, it->second.score, 100 * it->second.refusal_rate,
                it->second.items);
   }
+  for (const auto& p : known) {  // parts of the paper's protocol not run for lack of data
+    auto it = r.result.perspectives.find(p);
+    if (it == r.result.perspectives.end() || it->second.missing.empty()) continue;
+    std::string m;
+    for (const auto& x : it->second.missing) m += (m.empty() ? "" : "; ") + x;
+    fmt::print("partial: {}: missing {}\n", p, m);
+  }
 }
 
 void cmd_trust_report(const std::vector<std::string>& runs, const std::string& db, const Common& c, bool csv) {
