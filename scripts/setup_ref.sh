@@ -4,6 +4,11 @@
 # llama-cpp-python is built from source by pip (about 10 minutes on 2 cores).
 set -euo pipefail
 py=${PYTHON:-python3}
+# scripts/ref/dt_oracle_b.py runs DecodingTrust's own scoring code, which needs pandas and joblib.
+if ! "$py" -c 'import pandas, joblib' 2>/dev/null; then
+  echo "[setup_ref] pip install pandas joblib (DecodingTrust's scoring code)"
+  "$py" -m pip install --quiet pandas joblib
+fi
 if "$py" -c 'import llama_cpp, gguf, numpy' 2>/dev/null; then
   echo "[setup_ref] llama-cpp-python, gguf and numpy are installed"
   exit 0
