@@ -10,6 +10,11 @@ if ! "$py" -c 'import profanity_check, sklearn, numpy' 2>/dev/null; then
   "$py" -m pip install --quiet scikit-learn joblib numpy
   "$py" -m pip install --quiet --no-deps "alt-profanity-check==1.9.1"
 fi
+# scripts/ref/dt_oracle_b.py runs DecodingTrust's own scoring code, which needs pandas and joblib.
+if ! "$py" -c 'import pandas, joblib' 2>/dev/null; then
+  echo "[setup_ref] pip install pandas joblib (DecodingTrust's scoring code)"
+  "$py" -m pip install --quiet pandas joblib
+fi
 if "$py" -c 'import llama_cpp, gguf, numpy' 2>/dev/null; then
   echo "[setup_ref] llama-cpp-python, gguf and numpy are installed"
   exit 0

@@ -64,6 +64,7 @@ TrustOptions small_options() {
   o.paths = trust_paths(test::shared_dir() + "/data");
   o.limit = 1;
   o.max_new_tokens = 4;
+  o.max_samples = 1;  // the paper's 25 / 100 samples per prompt are the default
   o.toxicity_model_cache = test::scratch_dir() + "/trust_cli_toxicity_stack.bin";
   return o;
 }
@@ -144,25 +145,25 @@ TEST(TrustStore, ResumeSkipsStoredItemsAndExtendsWithALargerLimit) {
   TrustOptions o = small_options();
   o.perspectives = {"adv_robustness", "fairness"};
   TrustRunResult a = trust_run(*m, test::stories_gguf(), o, so);
-  EXPECT_EQ(a.generated, 6 + 3);  // 6 AdvGLUE tasks + 3 base rates, one item each
+  EXPECT_EQ(a.generated, 3 + 3);  // 3 AdvGLUE tasks + 3 base rates, one item each
   EXPECT_EQ(a.resumed, 0);
   {
     Store s(db);
-    EXPECT_EQ(s.items(a.run.id).size(), 9u);
+    EXPECT_EQ(s.items(a.run.id).size(), 6u);
   }
   // The same command: nothing generated, same scores, same run.
   TrustRunResult b = trust_run(*m, test::stories_gguf(), o, so);
   EXPECT_EQ(b.run.id, a.run.id);
   EXPECT_EQ(b.generated, 0);
-  EXPECT_EQ(b.resumed, 9);
+  EXPECT_EQ(b.resumed, 6);
   for (const auto& p : o.perspectives)
     EXPECT_DOUBLE_EQ(b.result.perspectives.at(p).score, a.result.perspectives.at(p).score);
   // A larger limit generates only the new items.
   o.limit = 2;
   TrustRunResult c = trust_run(*m, test::stories_gguf(), o, so);
   EXPECT_EQ(c.run.id, a.run.id);
-  EXPECT_EQ(c.generated, 9);
-  EXPECT_EQ(c.resumed, 9);
+  EXPECT_EQ(c.generated, 6);
+  EXPECT_EQ(c.resumed, 6);
   // Another perspective is merged into the stored scores; the earlier ones stay.
   o.perspectives = {"ethics"};
   o.limit = 1;
@@ -195,7 +196,7 @@ TEST(TrustStore, InterruptedRunKeepsEveryReportedItem) {
   o.on_item = nullptr;
   TrustRunResult r = trust_run(*m, test::stories_gguf(), o, so);
   EXPECT_EQ(r.resumed, 5);
-  EXPECT_EQ(r.generated, 24 - 5);
+  EXPECT_EQ(r.generated, 24 + 36 + 8 - 5);
 }
 
 TEST(TrustStore, ReportAndCompareOnStoredRuns) {
@@ -253,7 +254,7 @@ TEST(TrustCli, EndToEndOnStories260KWithReportAndCompare) {
   if (!fs::exists(ctrust_bin())) GTEST_SKIP() << "no ctrust binary at " << ctrust_bin();
   const std::string db = fresh_db("trust_cli");
   const std::string model = test::stories_gguf();
-  const std::string common = "trust -m " + model + " --limit 1 --max-new-tokens 4 --db " + db + " -t 1 --json";
+  const std::string common = "trust -m " + model + " --limit 1 --samples 1 --max-new-tokens 4 --db " + db + " -t 1 --json";
   CliResult a = run_cli(common + " --name a --batch 8");
   ASSERT_EQ(a.status, 0) << a.err;
   json ja = json::parse(a.out);
@@ -268,7 +269,7 @@ TEST(TrustCli, EndToEndOnStories260KWithReportAndCompare) {
     EXPECT_TRUE(ja["perspectives"][p]["metrics"].is_object());
   }
   EXPECT_NE(ja["toxicity_scorer"].get<std::string>().find("ctrust-tox"), std::string::npos);
-  EXPECT_EQ(ja["generated"], 4 + 3 + 6 + 11 + 4 + 24 + 11 + 3);
+  EXPECT_EQ(ja["generated"], 8 + 3 + 3 + 11 + 4 + (24 + 36 + 8) + 11 + 3);
   // Batch size 1 gives the same answers, hence the same scores (toxicity is sampled, seeded per item).
   CliResult b = run_cli(common + " --name b --batch 1");
   ASSERT_EQ(b.status, 0) << b.err;
@@ -295,7 +296,7 @@ TEST(TrustCli, EndToEndOnStories260KWithReportAndCompare) {
   json jc = json::parse(cmp.out);
   EXPECT_EQ(jc["kind"], "trust");
   EXPECT_EQ(jc["n_flips"], 0);
-  EXPECT_EQ(jc["perspectives"]["privacy"]["common_items"], 24);
+  EXPECT_EQ(jc["perspectives"]["privacy"]["common_items"], 24 + 36 + 8);
   CliResult cmpt = run_cli("compare a b --db " + db);
   ASSERT_EQ(cmpt.status, 0);
   EXPECT_NE(cmpt.out.find("0 item(s) with a different parsed answer"), std::string::npos) << cmpt.out;
@@ -327,7 +328,7 @@ TEST(TrustCli, KillNineThenResume) {
   if (!fs::exists(ctrust_bin())) GTEST_SKIP() << "no ctrust binary at " << ctrust_bin();
   const std::string db = fresh_db("trust_cli_kill");
   const std::string bin = ctrust_bin(), model = test::stories_gguf();
-  std::vector<std::string> args = {bin, "trust", "-m", model, "--perspectives", "privacy,ethics", "--limit", "10",
+  std::vector<std::string> args = {bin, "trust", "-m", model, "--perspectives", "privacy,ethics", "--limit", "10", "--samples", "1",
                                    "--max-new-tokens", "16", "--db", db, "--name", "k", "-t", "1", "--batch", "2"};
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
@@ -368,7 +369,7 @@ TEST(TrustCli, KillNineThenResume) {
   ASSERT_TRUE(WIFSIGNALED(status)) << "the run finished before it was killed: give it more work";
   EXPECT_EQ(j["resumed"].get<size_t>(), kept);
   EXPECT_GT(j["generated"].get<int>(), 0);
-  EXPECT_EQ(j["resumed"].get<int>() + j["generated"].get<int>(), 10 * (24 + 11));
+  EXPECT_EQ(j["resumed"].get<int>() + j["generated"].get<int>(), 10 * (24 + 36 + 8 + 11));
 }
 
 TEST(TrustStore, SystemPromptOverrideReachesThePromptAndTheRunIdentity) {
@@ -423,15 +424,15 @@ TEST(TrustCli, PerspectiveEndpointScoresToxicity) {
   const std::string db = fresh_db("trust_cli_http");
   const std::string endpoint = server.endpoint();
   const std::string common = "trust -m " + test::stories_gguf() +
-                             " --perspectives toxicity --limit 2 --max-new-tokens 6 -t 1 --json --db " + db;
+                             " --perspectives toxicity --limit 2 --samples 1 --max-new-tokens 6 -t 1 --json --db " + db;
   CliResult r = run_cli(common + " --perspective-endpoint " + endpoint + " --perspective-key k");
   ASSERT_EQ(r.status, 0) << r.err;
   json j = json::parse(r.out);
   EXPECT_EQ(j["toxicity_scorer"], "perspective-http " + endpoint);
-  EXPECT_EQ(j["generated"], 8);
+  EXPECT_EQ(j["generated"], 16);  // 8 settings x 2 prompts
   Store s(db);
   auto items = s.items(j["run"]["id"].get<int64_t>());
-  ASSERT_EQ(items.size(), 8u);
+  ASSERT_EQ(items.size(), 16u);
   int sent = 0;
   for (const auto& it : items) {
     TrustRecord rec = from_stored(it);

@@ -21,6 +21,7 @@ TrustOptions small_options() {
   o.paths = trust_paths(test::shared_dir() + "/data");
   o.limit = 1;
   o.max_new_tokens = 4;
+  o.max_samples = 1;  // the paper's 25 / 100 samples per prompt are the default
   o.toxicity_model_cache = test::scratch_dir() + "/trust_run_toxicity_stack.bin";
   return o;
 }
@@ -34,15 +35,16 @@ TEST(TrustRun, EndToEndOnStories260K) {
   TrustResult res = run_trust(*m, o);
   EXPECT_EQ(res.chat_template, "raw");
   EXPECT_NE(res.toxicity_scorer.find("ctrust-tox"), std::string::npos);
-  // 4 toxicity settings, 3 stereotype, 6 AdvGLUE, 1 + 10 OOD, 4 demonstrations, 24 privacy, 1 + 10 ethics, 3 fairness.
+  // 8 toxicity settings, 3 stereotype, 3 AdvGLUE, 1 + 10 OOD, 4 demonstrations, 24 Enron + 36 PII + 8 privacy
+  // understanding, 1 + 10 ethics, 3 fairness.
   std::map<std::string, int> per;
   for (const auto& r : recs) ++per[r.perspective];
-  EXPECT_EQ(per["toxicity"], 4);
+  EXPECT_EQ(per["toxicity"], 8);
   EXPECT_EQ(per["stereotype"], 3);
-  EXPECT_EQ(per["adv_robustness"], 6);
+  EXPECT_EQ(per["adv_robustness"], 3);
   EXPECT_EQ(per["ood"], 11);
   EXPECT_EQ(per["adv_demonstration"], 4);
-  EXPECT_EQ(per["privacy"], 24);
+  EXPECT_EQ(per["privacy"], 24 + 36 + 8);
   EXPECT_EQ(per["ethics"], 11);
   EXPECT_EQ(per["fairness"], 3);
   for (const auto& r : recs) {
@@ -123,7 +125,8 @@ TEST(TrustRun, SmolLM2GreedyAnswersMatchLlamaCpp) {
     EXPECT_EQ(chat_generate(*m, t, fair[i].messages, g), want_fair.at(i)) << "fairness " << i;
     // Longer answers can take another greedy path (llama.cpp multiplies Q4_1 weights by Q8_1-quantized
     // activations, ctrust by float activations); the parsed label must agree.
-    std::string got = chat_generate(*m, t, sst2[i].messages, g);
+    // trust_outputs.py asked llama.cpp the zero-shot question (no TASK2DEMO turns): the item's last message.
+    std::string got = chat_generate(*m, t, {sst2[i].messages.back()}, g);
     EXPECT_EQ(parse_advglue(got, "sst2"), parse_advglue(want_sst2.at(i), "sst2")) << "sst2 " << i << ": " << got;
   }
 }

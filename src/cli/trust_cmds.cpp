@@ -29,7 +29,7 @@ struct TrustArgs {
   std::string model, tokenizer, perspectives, db = "ctrust.db", name, chat_template, endpoint, key, data, recipe,
       compute = "native";
   std::optional<std::string> system_prompt;
-  int limit = 0, samples = 1, batch = 8, max_new_tokens = 0;
+  int limit = 0, samples = 0, batch = 8, max_new_tokens = 0;
   uint64_t seed = 0;
 };
 
@@ -50,7 +50,7 @@ void cmd_trust(const TrustArgs& a, const Common& c) {
   opt.paths = trust_paths(data);
   opt.limit = a.limit;
   opt.max_new_tokens = a.max_new_tokens;
-  opt.toxicity_samples = a.samples;
+  opt.max_samples = a.samples;
   opt.seed = a.seed;
   opt.chat_template = a.chat_template;
   opt.batch = a.batch;
@@ -111,6 +111,13 @@ void cmd_trust(const TrustArgs& a, const Common& c) {
     fmt::print("{:<18} {:>7.2f} {:>9.1f} {:>8}\n", p, it->second.score, 100 * it->second.refusal_rate,
                it->second.items);
   }
+  for (const auto& p : known) {  // parts of the paper's protocol not run for lack of data
+    auto it = r.result.perspectives.find(p);
+    if (it == r.result.perspectives.end() || it->second.missing.empty()) continue;
+    std::string m;
+    for (const auto& x : it->second.missing) m += (m.empty() ? "" : "; ") + x;
+    fmt::print("partial: {}: missing {}\n", p, m);
+  }
   fmt::print("{}", kTrustLegend);
 }
 
@@ -159,7 +166,9 @@ void register_trust_commands(CLI::App& app) {
     c->add_option("--system-prompt", a.system_prompt,
                   "Replaces the chat template's default system prompt (used when a prompt has none; "
                   "DecodingTrust's own system prompts are kept)");
-    c->add_option("--samples", a.samples, "Generations per toxicity prompt (DecodingTrust: 25)")
+    c->add_option("--samples", a.samples,
+                  "Cap on generations per prompt (default: the paper's: toxicity and stereotype 25, privacy "
+                  "understanding 100)")
         ->check(CLI::Range(1, 1000));
     c->add_option("--batch", a.batch, "Sequences generated at once (results do not depend on it)")
         ->check(CLI::Range(1, 1024));

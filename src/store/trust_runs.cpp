@@ -96,9 +96,7 @@ json trust_run_settings(const TrustOptions& opt, const TrustStoreOptions& so) {
   json j = {{"kind", "trust"},
           {"chat_template", opt.chat_template},
           {"max_new_tokens", opt.max_new_tokens},
-          {"toxicity_samples", opt.toxicity_samples},
-          {"stereotype_samples", opt.stereotype_samples},
-          {"sample_temperature", opt.sample_temperature},
+          {"max_samples", opt.max_samples},
           {"seed", opt.seed},
           {"scorer", so.scorer_id},
           {"recipe", so.recipe}};

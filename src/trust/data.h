@@ -76,7 +76,10 @@ struct ToxicitySystemPrompt {
   std::string sys_prompt, task_desc;
 };
 std::vector<ToxicitySystemPrompt> load_toxicity_system_prompts(const std::string& json_path);
-// subset "toxic" | "nontoxic"; template 0 = benign system prompt, 1.. = adversarial ones (DT uses 0 and 1).
+// The fork's 4 prompt pools (perspective_api_evaluate.py aggregate configs), in its order.
+std::vector<std::string> toxicity_subsets();  // toxic-gpt3.5, toxic-gpt4, toxic, nontoxic
+// subset: one of toxicity_subsets(); template 0 = benign system prompt, 1.. = adversarial ones (DT uses 0 and 1).
+// Messages [system: sys_prompt, user: task_desc + "\n" + prompt] (message_construction.py), 150 tokens.
 std::vector<TrustItem> toxicity_items(const TrustPaths& p, const std::string& subset, int template_index);
 
 // ---- stereotype ----
@@ -105,10 +108,15 @@ std::vector<std::string> adv_demo_tasks();  // snli_premise, snli_premise_cf, sn
 std::vector<TrustItem> adv_demo_items(const TrustPaths& p, const std::string& task);
 
 // ---- privacy (Enron email extraction) ----
-// prompt_type like DT's: "one-shot-a".."one-shot-d", "two-shot-a", "five-shot-b", "one-shot-non-domain-c",
-// "zero-shot-a", "knownzero-shot-d".
+// prompt_type like DT's: "one-shot-a".."one-shot-d", "five-shot-b", "one-shot-non-domain-c",
+// "five-shot-non-domain-a", "zero-shot-a", "knownzero-shot-d" (the 24 scored modes of the fork's result_agg.py
+// that have data; the three "context-N" modes need context.json, missing). 16 tokens.
 std::vector<std::string> privacy_prompt_types();
 std::vector<TrustItem> privacy_enron_items(const TrustPaths& p, const std::string& prompt_type);
+// An Enron k-shot file ("one_shot", "five_shot", ...; NAME.json or NAME.json.bz2) in file order:
+// (target email, [(demo email, demo name)...]).
+using EnronShots = std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>>;
+EnronShots privacy_enron_shots(const TrustPaths& p, const std::string& file);
 
 // ---- machine ethics ----
 // dataset "commonsense" (cm_test.csv, short samples) | "commonsense_hard" (cm_test_hard.csv, short) | "jiminy".

@@ -85,7 +85,7 @@ struct Ctx {
 // stored prefix survives an interruption and parse-order state (fairness coin) does not depend on batching.
 TaskRun run_task(Ctx& c, const TaskSpec& spec) {
   const std::vector<TrustItem>& items = spec.items;
-  const int samples = std::max(1, spec.samples);
+  const int samples = c.opt.max_samples > 0 ? std::clamp(spec.samples, 1, c.opt.max_samples) : std::max(1, spec.samples);
   const float temperature = spec.temperature;
   size_t n = items.size();
   if (c.opt.limit > 0) n = std::min(n, static_cast<size_t>(c.opt.limit));

@@ -37,9 +37,9 @@ struct TrustOptions {
   TrustPaths paths;
   int limit = 0;             // items per task (0 = all)
   int max_new_tokens = 0;    // cap on DecodingTrust's per-task generation length (0 = no cap)
-  int toxicity_samples = 1;  // k generations per toxicity prompt (DecodingTrust: 25 at temperature 1)
-  int stereotype_samples = 1;  // generations per stereotype prompt (DecodingTrust: 25 at temperature 1)
-  float sample_temperature = 1.0f;  // temperature of the sampled perspectives (toxicity, stereotype)
+  // Cap on the generations per prompt of every setting (0 = the paper's counts, TaskSpec::samples: toxicity and
+  // stereotype 25, privacy understanding 100, the rest 1). Temperatures always follow the paper's configs.
+  int max_samples = 0;
   uint64_t seed = 0;
   std::string chat_template;  // name ("" = detect from the model's tokenizer.chat_template)
   // Replaces the template's default system prompt, which is inserted when a prompt has no system message
