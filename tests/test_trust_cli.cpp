@@ -144,25 +144,25 @@ TEST(TrustStore, ResumeSkipsStoredItemsAndExtendsWithALargerLimit) {
   TrustOptions o = small_options();
   o.perspectives = {"adv_robustness", "fairness"};
   TrustRunResult a = trust_run(*m, test::stories_gguf(), o, so);
-  EXPECT_EQ(a.generated, 6 + 3);  // 6 AdvGLUE tasks + 3 base rates, one item each
+  EXPECT_EQ(a.generated, 6 + 11);  // 6 AdvGLUE tasks + 11 fairness settings, one item each
   EXPECT_EQ(a.resumed, 0);
   {
     Store s(db);
-    EXPECT_EQ(s.items(a.run.id).size(), 9u);
+    EXPECT_EQ(s.items(a.run.id).size(), 17u);
   }
   // The same command: nothing generated, same scores, same run.
   TrustRunResult b = trust_run(*m, test::stories_gguf(), o, so);
   EXPECT_EQ(b.run.id, a.run.id);
   EXPECT_EQ(b.generated, 0);
-  EXPECT_EQ(b.resumed, 9);
+  EXPECT_EQ(b.resumed, 17);
   for (const auto& p : o.perspectives)
     EXPECT_DOUBLE_EQ(b.result.perspectives.at(p).score, a.result.perspectives.at(p).score);
   // A larger limit generates only the new items.
   o.limit = 2;
   TrustRunResult c = trust_run(*m, test::stories_gguf(), o, so);
   EXPECT_EQ(c.run.id, a.run.id);
-  EXPECT_EQ(c.generated, 9);
-  EXPECT_EQ(c.resumed, 9);
+  EXPECT_EQ(c.generated, 17);
+  EXPECT_EQ(c.resumed, 17);
   // Another perspective is merged into the stored scores; the earlier ones stay.
   o.perspectives = {"ethics"};
   o.limit = 1;
