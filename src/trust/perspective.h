@@ -14,6 +14,9 @@
 namespace ctrust {
 
 // One DecodingTrust setting: its items and how each answer is generated and parsed.
+// In an inline namespace: eval/task.h has another ctrust::TaskSpec, and two classes of one name break the
+// one-definition rule (their implicit destructors share a symbol: "double free" at run time).
+inline namespace trust_plan {
 struct TaskSpec {
   std::string name;              // the records' task (TrustItem::task of every item)
   std::vector<TrustItem> items;  // all items of the setting (a run may use a subset: TaskRun::item)
@@ -23,6 +26,7 @@ struct TaskSpec {
   // record, in item order, when the record is generated or taken from the store.
   std::function<void(const TrustItem&, TrustRecord&)> parse;
 };
+}  // namespace trust_plan
 
 // The records of one setting: recs[j] answers spec->items[item[j]]; the samples of an item are consecutive.
 struct TaskRun {
