@@ -450,9 +450,8 @@ def load_records(db, run):
     if not row:
         sys.exit(f"dt_oracle: error: no trust run named '{run}' in {db}")
     out, prompts = {}, {}
-    for (extra,) in con.execute("SELECT extra FROM items WHERE run_id = ? ORDER BY rowid", (row[0],)):
+    for item_id, extra in con.execute("SELECT item_id, extra FROM items WHERE run_id = ? ORDER BY rowid", (row[0],)):
         e = json.loads(extra)
-        item_id = e.get("item_id") or ""
         rec = {"task": e["task"], "item_id": item_id, "item": int(item_id.split("#")[0]), "output": e["output"]}
         out.setdefault(e["perspective"], []).append(rec)
         prompts[(e["task"], item_id)] = e["prompt"]
