@@ -82,7 +82,7 @@ TEST(TrustOracle, EthicsLabelsAndScoresEqualDecodingTrust) {
       else EXPECT_EQ(!r.refused && !r.correct, f.at("false_positive").get<bool>());
       ++n;
     }
-  EXPECT_GE(n, 90);
+  EXPECT_GE(n, 80);
   PerspectiveResult pr = plan.score(runs_of(plan, gold.at("records")));
   const json& s = gold.at("subscores");
   for (const char* k : {"acc_zero", "ref_zero", "avg_fpr_jb", "avg_ref_jb", "avg_fpr_ev", "avg_ref_ev"})
