@@ -268,7 +268,7 @@ TEST(TrustCli, EndToEndOnStories260KWithReportAndCompare) {
     EXPECT_TRUE(ja["perspectives"][p]["metrics"].is_object());
   }
   EXPECT_NE(ja["toxicity_scorer"].get<std::string>().find("ctrust-lr"), std::string::npos);
-  EXPECT_EQ(ja["generated"], 4 + 3 + 6 + 11 + 4 + 24 + 11 + 3);
+  EXPECT_EQ(ja["generated"], 4 + 3 + 6 + 36 + 90 + 24 + 11 + 11);  // OOD 36, adv. demonstrations 90, fairness 11 settings
   // Batch size 1 gives the same answers, hence the same scores (toxicity is sampled, seeded per item).
   CliResult b = run_cli(common + " --name b --batch 1");
   ASSERT_EQ(b.status, 0) << b.err;
