@@ -15,6 +15,11 @@ if ! "$py" -c 'import pandas, joblib' 2>/dev/null; then
   echo "[setup_ref] pip install pandas joblib (DecodingTrust's scoring code)"
   "$py" -m pip install --quiet pandas joblib
 fi
+# DecodingTrust's scoring code (scripts/ref/dt_oracle.py) needs numpy, pandas and fairlearn.
+if ! "$py" -c 'import numpy, pandas, fairlearn' 2>/dev/null; then
+  echo "[setup_ref] pip install numpy pandas fairlearn (DecodingTrust oracle)"
+  "$py" -m pip install --quiet numpy pandas "fairlearn==0.15.0"
+fi
 if "$py" -c 'import llama_cpp, gguf, numpy' 2>/dev/null; then
   echo "[setup_ref] llama-cpp-python, gguf and numpy are installed"
   exit 0

@@ -145,25 +145,25 @@ TEST(TrustStore, ResumeSkipsStoredItemsAndExtendsWithALargerLimit) {
   TrustOptions o = small_options();
   o.perspectives = {"adv_robustness", "fairness"};
   TrustRunResult a = trust_run(*m, test::stories_gguf(), o, so);
-  EXPECT_EQ(a.generated, 3 + 3);  // 3 AdvGLUE tasks + 3 base rates, one item each
+  EXPECT_EQ(a.generated, 3 + 11);  // 3 AdvGLUE tasks + 11 fairness settings, one item each
   EXPECT_EQ(a.resumed, 0);
   {
     Store s(db);
-    EXPECT_EQ(s.items(a.run.id).size(), 6u);
+    EXPECT_EQ(s.items(a.run.id).size(), 14u);
   }
   // The same command: nothing generated, same scores, same run.
   TrustRunResult b = trust_run(*m, test::stories_gguf(), o, so);
   EXPECT_EQ(b.run.id, a.run.id);
   EXPECT_EQ(b.generated, 0);
-  EXPECT_EQ(b.resumed, 6);
+  EXPECT_EQ(b.resumed, 14);
   for (const auto& p : o.perspectives)
     EXPECT_DOUBLE_EQ(b.result.perspectives.at(p).score, a.result.perspectives.at(p).score);
   // A larger limit generates only the new items.
   o.limit = 2;
   TrustRunResult c = trust_run(*m, test::stories_gguf(), o, so);
   EXPECT_EQ(c.run.id, a.run.id);
-  EXPECT_EQ(c.generated, 6);
-  EXPECT_EQ(c.resumed, 6);
+  EXPECT_EQ(c.generated, 14);
+  EXPECT_EQ(c.resumed, 14);
   // Another perspective is merged into the stored scores; the earlier ones stay.
   o.perspectives = {"ethics"};
   o.limit = 1;
@@ -269,7 +269,7 @@ TEST(TrustCli, EndToEndOnStories260KWithReportAndCompare) {
     EXPECT_TRUE(ja["perspectives"][p]["metrics"].is_object());
   }
   EXPECT_NE(ja["toxicity_scorer"].get<std::string>().find("ctrust-tox"), std::string::npos);
-  EXPECT_EQ(ja["generated"], 8 + 3 + 3 + 11 + 4 + (24 + 36 + 8) + 11 + 3);
+  EXPECT_EQ(ja["generated"], 8 + 3 + 3 + 36 + 90 + (24 + 36 + 8) + 11 + 11);  // OOD 36, adv. demonstrations 90, fairness 11 settings
   // Batch size 1 gives the same answers, hence the same scores (toxicity is sampled, seeded per item).
   CliResult b = run_cli(common + " --name b --batch 1");
   ASSERT_EQ(b.status, 0) << b.err;

@@ -35,18 +35,18 @@ TEST(TrustRun, EndToEndOnStories260K) {
   TrustResult res = run_trust(*m, o);
   EXPECT_EQ(res.chat_template, "raw");
   EXPECT_NE(res.toxicity_scorer.find("ctrust-tox"), std::string::npos);
-  // 8 toxicity settings, 3 stereotype, 3 AdvGLUE, 1 + 10 OOD, 4 demonstrations, 24 Enron + 36 PII + 8 privacy
-  // understanding, 1 + 10 ethics, 3 fairness.
+  // 8 toxicity settings, 3 stereotype, 3 AdvGLUE, 2 + 10 + 12 + 12 OOD, 18 counterfactual + 72 backdoor
+  // demonstration sets, 24 Enron + 36 PII + 8 privacy understanding, 1 + 10 ethics, 11 fairness.
   std::map<std::string, int> per;
   for (const auto& r : recs) ++per[r.perspective];
   EXPECT_EQ(per["toxicity"], 8);
   EXPECT_EQ(per["stereotype"], 3);
   EXPECT_EQ(per["adv_robustness"], 3);
-  EXPECT_EQ(per["ood"], 11);
-  EXPECT_EQ(per["adv_demonstration"], 4);
+  EXPECT_EQ(per["ood"], 36);
+  EXPECT_EQ(per["adv_demonstration"], 90);
   EXPECT_EQ(per["privacy"], 24 + 36 + 8);
   EXPECT_EQ(per["ethics"], 11);
-  EXPECT_EQ(per["fairness"], 3);
+  EXPECT_EQ(per["fairness"], 11);
   for (const auto& r : recs) {
     EXPECT_FALSE(r.prompt.empty());
     if (r.perspective == "toxicity") {

@@ -63,6 +63,15 @@ struct TrustItem {
 // then user <input>.
 std::vector<ChatMessage> classification_messages(const std::string& task_message, const std::string& input,
                                                  const std::vector<std::pair<std::string, std::string>>& examples);
+// DecodingTrust's HFChat.messages_to_prompt, through which the fork ran the paper's (Hugging Face) models: every
+// system message replaces the conversation's system prompt (the last one wins, "name" is ignored); user and
+// assistant turns are kept in order. Returns [system (if any), turns...].
+std::vector<ChatMessage> hf_chat_messages(const std::vector<ChatMessage>& fork_messages);
+// fairness/fair_chat.py do_classification with example_prefix=True, as HFChat renders it: zero-shot = the
+// classification_messages layout; few-shot = the examples are system messages, so only the last example's label
+// (capitalized) survives as the system prompt, followed by the user input.
+std::vector<ChatMessage> fairness_messages(const std::string& task_message, const std::string& input,
+                                           const std::vector<std::pair<std::string, std::string>>& examples);
 
 // ---- toxicity ----
 struct RtpRecord {  // one RealToxicityPrompts record (prompt + continuation with Perspective scores)
@@ -100,12 +109,24 @@ std::vector<std::string> ood_style_tasks();  // the 10 transformed styles DT sco
 // few_shot_demo: "" or a train_demo key such as "base_0" / "shake_p0.6_1" (8 demonstrations).
 std::vector<TrustItem> ood_style_items(const TrustPaths& p, const std::string& style,
                                        const std::string& few_shot_demo = "");
-// knowledge: "qa_2020" | "qa_2023"; idk adds the "4 : I don't know" option.
-std::vector<TrustItem> ood_knowledge_items(const TrustPaths& p, const std::string& split, bool idk);
+// knowledge: "qa_2020" | "qa_2023"; idk adds the "4 : I don't know" option; demo: "" or a "demo" key such as
+// "global_facts_0" (the first `shots` questions as few-shot turns; task "<split>_<demo>").
+std::vector<TrustItem> ood_knowledge_items(const TrustPaths& p, const std::string& split, bool idk,
+                                           const std::string& demo = "", int shots = 5);
 
 // ---- adversarial demonstrations (counterfactual SNLI, seed 42) ----
 std::vector<std::string> adv_demo_tasks();  // snli_premise, snli_premise_cf, snli_hypothesis, snli_hypothesis_cf
 std::vector<TrustItem> adv_demo_items(const TrustPaths& p, const std::string& task);
+// One data file of the adversarial-demonstration protocol (aggregate_score.py).
+struct AdvDemoSet {
+  std::string name;      // records' task, e.g. "counterfactual/snli_premise_cf/42"
+  std::string dir;       // under adv_demonstration/, e.g. "counterfactual/snli_premise_cf"
+  std::string task_key;  // task_description.py key: nli3, sa, main_verb, ...
+  int seed = 42;
+};
+std::vector<AdvDemoSet> adv_demo_counterfactual_sets();  // 6 tasks (_cf) x seeds 42, 2333, 10007
+std::vector<AdvDemoSet> adv_demo_backdoor_sets();        // experiment 1: 4 x 3 setups x {cacc, asr} x 3 seeds
+std::vector<TrustItem> adv_demo_set_items(const TrustPaths& p, const AdvDemoSet& set);
 
 // ---- privacy (Enron email extraction) ----
 // prompt_type like DT's: "one-shot-a".."one-shot-d", "five-shot-b", "one-shot-non-domain-c",
@@ -124,12 +145,15 @@ EnronShots privacy_enron_shots(const TrustPaths& p, const std::string& file);
 // sentence to each scenario; both keep only immoral samples (label "wrong" / "bad"). 0 = none.
 std::vector<TrustItem> ethics_items(const TrustPaths& p, const std::string& dataset, int jailbreak, int evasive);
 
-// ---- fairness (Adult, zero-shot, test base rate 0.0 / 0.5 / 1.0) ----
+// ---- fairness: the 11 settings of the fork's score_calculation_script.py ----
 struct FairnessSet {
-  std::vector<TrustItem> items;  // label "yes"/"no", group "Male"/"Female"
-  std::vector<int> labels;       // gt_labels_*.npy (1 = income > 50k)
-  std::vector<int> sensitive;    // 1 = Male (as DecodingTrust maps it)
+  std::vector<TrustItem> items;  // adult: label "yes"/"no", group "Male"/"Female"; crime: "High"/"Low"
+  std::vector<int> labels;       // the script's label: adult yes -> 1; crime high -> 0, low -> 1
+  std::vector<int> sensitive;    // the script's sensitive attribute: "Male" or 1 -> 1, else 0 (crime: gt_labels file)
+  bool crime = false;
 };
-FairnessSet fairness_items(const TrustPaths& p, const std::string& base_rate);  // "0.0" | "0.5" | "1.0"
+std::vector<std::string> fairness_settings();  // zero_shot_br_*, few_shot_tr_br_*, few_shot_{16,32}_fair_demon, crime_br_*
+FairnessSet fairness_setting_items(const TrustPaths& p, const std::string& setting);
+FairnessSet fairness_items(const TrustPaths& p, const std::string& base_rate);  // zero_shot_br_<0.0|0.5|1.0>
 
 }  // namespace ctrust

@@ -63,6 +63,10 @@ struct ClassificationSummary {
 };
 ClassificationSummary score_classification(const std::vector<TaskRun>& runs, PerspectiveResult& pr);
 
+// Fairness: the coin for an answer holding both kinds of words (the fork flips an unseeded coin): true = the
+// positive answer ("yes" / "low"); a hash of (seed, task, item id), independent of the other items run.
+bool fairness_coin(uint64_t seed, const std::string& task, const std::string& item_id);
+
 inline double frac(int a, int b) { return b ? static_cast<double>(a) / b : 0; }
 
 }  // namespace ctrust
