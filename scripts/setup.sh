@@ -3,8 +3,18 @@
 # Idempotent and quick when everything is already there. Used by scripts/demo.sh and scripts/test.sh.
 #   CTRUST_CACHE   model cache folder (default ~/.cache/ctrust)
 #   CTRUST_BUILD   build folder (default build); CTRUST_SANITIZE=ON builds with ASan+UBSan
+# Option: --models qwen0.5b,qwen1.5b also fetches these optional models (scripts/fetch_models.sh; not done by
+# default: 0.5 and 1.1 GB). The tests that use them skip when they are absent.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+extra_models=""
+while (($#)); do
+  case "$1" in
+    --models) extra_models=${2:?--models needs a list, e.g. qwen0.5b,qwen1.5b}; shift 2 ;;
+    --models=*) extra_models=${1#--models=}; shift ;;
+    *) echo "ctrust: error: setup.sh: unknown option '$1' (known: --models LIST)" >&2; exit 2 ;;
+  esac
+done
 cache=${CTRUST_CACHE:-$HOME/.cache/ctrust}
 build=${CTRUST_BUILD:-$root/build}
 say() { echo "[setup] $*" >&2; }
@@ -42,6 +52,12 @@ with zipfile.ZipFile(whl) as z:
 os.replace(sys.argv[2] + ".part", sys.argv[2])
 PY
   rm -rf "$tmp"
+fi
+
+# 2b. Optional models asked for with --models.
+if [ -n "$extra_models" ]; then
+  IFS=, read -r -a names <<< "$extra_models"
+  CTRUST_CACHE=$cache bash "$root/scripts/fetch_models.sh" "${names[@]}"
 fi
 
 # 3. Build.
