@@ -6,8 +6,18 @@
 #   CTRUST_TARGETS build only these targets (default: all; the demo builds only "ctrust")
 #   CTRUST_SETUP_F32=0  do not write the F32 copy of SmolLM2 (only the tests use it)
 #   CTRUST_FUZZ=1  also installs clang-14 + libFuzzer (scripts/fuzz.sh)
+# Option: --models qwen0.5b,qwen1.5b also fetches these optional models (scripts/fetch_models.sh; not done by
+# default: 0.5 and 1.1 GB). The tests that use them skip when they are absent.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+extra_models=""
+while (($#)); do
+  case "$1" in
+    --models) extra_models=${2:?--models needs a list, e.g. qwen0.5b,qwen1.5b}; shift 2 ;;
+    --models=*) extra_models=${1#--models=}; shift ;;
+    *) echo "ctrust: error: setup.sh: unknown option '$1' (known: --models LIST)" >&2; exit 2 ;;
+  esac
+done
 cache=${CTRUST_CACHE:-$HOME/.cache/ctrust}
 build=${CTRUST_BUILD:-$root/build}
 say() { echo "[setup] $*" >&2; }
@@ -49,8 +59,16 @@ PY
   rm -rf "$tmp"
 fi
 
+# 2b. Optional models asked for with --models.
+if [ -n "$extra_models" ]; then
+  IFS=, read -r -a names <<< "$extra_models"
+  CTRUST_CACHE=$cache bash "$root/scripts/fetch_models.sh" "${names[@]}"
+fi
+
 # 3. Build (only CTRUST_TARGETS if set, e.g. "ctrust" for the demo). The build's output goes to build.log;
 #    a line every 20 s says how far it is (the first build takes several minutes on 2 cores).
+
+# 3. Build.
 san=${CTRUST_SANITIZE:-OFF}
 btype=Release; [ "$san" = ON ] && btype=RelWithDebInfo
 if [ ! -f "$build/build.ninja" ]; then

@@ -124,6 +124,35 @@ TEST(GoldenEngine, SmolLM2MatchesLlamaCppF32) {
   check_perplexity(*m, g, 2, 1e-4);  // two chunks keep the test at a few seconds
 }
 
+// Qwen2 (q/k/v biases, NeoX RoPE, theta 1e6, untied output) on the real Qwen2.5-Coder Q4_K_M files: ctrust
+// dequantizes the file at load; llama.cpp ran the F32 copy (written by ctrust convert and checked bit for bit
+// against the gguf package's dequantization by the golden script). Skipped when the optional files are absent.
+namespace {
+void check_qwen(const std::string& size, double tol, int ppl_chunks) {
+  json g = load_golden("logits_qwen" + size + ".json");
+  auto m = open_model(test::qwen_q4_k_m(size));
+  EXPECT_EQ(m->cfg.arch, "qwen2");
+  EXPECT_TRUE(m->cfg.qkv_bias);
+  EXPECT_EQ(m->cfg.rope, RopeLayout::NeoX);
+  EXPECT_FLOAT_EQ(m->cfg.rope_theta, 1e6f);
+  const std::string label = "Qwen2.5-Coder-" + size + " Q4_K_M->f32";
+  check_texts(*m, g, (label + " vs llama.cpp F32").c_str(), tol);
+  // llama.cpp on the Q4_K_M file rounds activations to 8 bits (Q8_K / Q8_0) in every matmul: reported only.
+  check_texts(*m, g, (label + " vs llama.cpp Q4_K_M").c_str(), 0, "q4_k_m_positions");
+  check_perplexity(*m, g, ppl_chunks, 1e-4);
+}
+}  // namespace
+
+TEST(GoldenEngine, Qwen05MatchesLlamaCppF32) {
+  CTRUST_REQUIRE_QWEN("0.5b");
+  check_qwen("0.5b", 2e-4, 2);
+}
+
+TEST(GoldenEngine, Qwen15MatchesLlamaCppF32) {
+  CTRUST_REQUIRE_QWEN("1.5b");
+  check_qwen("1.5b", 2e-4, 2);
+}
+
 // The 8-bit inference modes on the real model against an independent numpy implementation written from the
 // papers (tests/golden/int8_smollm2.json, scripts/ref/make_int8_golden.py): per-token int8 activations
 // (SmoothQuant's W8A8 rounding, here on the unsmoothed weights) and LLM.int8() with threshold 6.

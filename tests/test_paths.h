@@ -26,6 +26,16 @@ inline std::string stories_tok() { return shared_dir() + "/models/stories260K/to
 inline std::string smollm_q4_1() { return cache_dir() + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"; }
 // F32 copy of SmolLM2 written by ctrust's own GGUF writer (scripts/setup.sh makes it).
 inline std::string smollm_f32() { return cache_dir() + "/models/SmolLM2-135M-Instruct.F32.gguf"; }
+// The optional Qwen2.5-Coder-Instruct Q4_K_M files (bash scripts/fetch_models.sh qwen0.5b qwen1.5b).
+// size: "0.5b" or "1.5b". Tests that need them skip with a message naming the fetch command.
+inline std::string qwen_q4_k_m(const std::string& size) {
+  return cache_dir() + "/models/qwen2.5-coder-" + size + "-instruct-q4_k_m.gguf";
+}
+#define CTRUST_REQUIRE_QWEN(size)                                                                          \
+  if (!std::filesystem::exists(ctrust::test::qwen_q4_k_m(size)))                                          \
+  GTEST_SKIP() << "optional model " << ctrust::test::qwen_q4_k_m(size)                                   \
+               << " is absent (fetch it with: bash scripts/fetch_models.sh qwen" << size << ")"
+
 // A scratch folder for files a test writes.
 inline std::string scratch_dir() {
   auto p = std::filesystem::temp_directory_path() / "ctrust-tests";

@@ -191,6 +191,43 @@ TEST(TokenizerSmolLM2, WikitextMatchesLlamaCpp) {
   check_wikitext(smollm(), golden("smollm2"));
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Qwen2.5-Coder 0.5B and 1.5B (byte-level BPE, pre-tokenizer "qwen2": single digits, no BOS); optional files.
+
+const Tokenizer& qwen(const std::string& size) {
+  static std::map<std::string, Tokenizer> cache;
+  auto it = cache.find(size);
+  if (it == cache.end())
+    it = cache.emplace(size, Tokenizer(tokenizer_from_gguf(read_gguf(test::qwen_q4_k_m(size))))).first;
+  return it->second;
+}
+
+void check_qwen_tokenizer(const std::string& size) {
+  const Tokenizer& t = qwen(size);
+  EXPECT_EQ(t.data().model, "gpt2");
+  EXPECT_EQ(t.data().pre, "qwen2");
+  EXPECT_FALSE(t.adds_bos());
+  EXPECT_EQ(t.n_vocab(), 151936);
+  check_cases(t, golden("qwen" + size));
+}
+
+TEST(TokenizerQwen2, Qwen05GgufMatchesLlamaCpp) {
+  CTRUST_REQUIRE_QWEN("0.5b");
+  check_qwen_tokenizer("0.5b");
+}
+TEST(TokenizerQwen2, Qwen05WikitextMatchesLlamaCpp) {
+  CTRUST_REQUIRE_QWEN("0.5b");
+  check_wikitext(qwen("0.5b"), golden("qwen0.5b"));
+}
+TEST(TokenizerQwen2, Qwen15GgufMatchesLlamaCpp) {
+  CTRUST_REQUIRE_QWEN("1.5b");
+  check_qwen_tokenizer("1.5b");
+}
+TEST(TokenizerQwen2, Qwen15WikitextMatchesLlamaCpp) {
+  CTRUST_REQUIRE_QWEN("1.5b");
+  check_wikitext(qwen("1.5b"), golden("qwen1.5b"));
+}
+
 // tokenizer.json written from the GGUF's vocabulary and merges (both merge spellings) must tokenize
 // identically to the GGUF.
 TEST(TokenizerSmolLM2, TokenizerJsonMatchesGguf) {

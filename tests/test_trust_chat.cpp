@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "io/gguf.h"
+#include "io/tokenizer.h"
 #include "test_paths.h"
 #include "trust/chat.h"
 
@@ -32,7 +34,7 @@ TEST(TrustChat, DetectsAndRendersEveryGoldenTemplate) {
   int n = 0;
   for (const auto& [name, entry] : g.at("templates").items()) {
     ChatTemplate t = detect_chat_template(entry.at("jinja").get<std::string>());
-    std::string expect_name = name == "qwen2" ? "chatml" : name;
+    std::string expect_name = name == "qwen2" || name == "qwen2.5" ? "chatml" : name;
     EXPECT_EQ(t.name, expect_name) << name;
     for (const auto& c : entry.at("cases")) {
       std::string got = render_chat(t, to_messages(c.at("messages")), c.at("add_generation_prompt").get<bool>());
@@ -40,7 +42,7 @@ TEST(TrustChat, DetectsAndRendersEveryGoldenTemplate) {
       ++n;
     }
   }
-  EXPECT_EQ(n, 28);
+  EXPECT_EQ(n, 32);
 }
 
 TEST(TrustChat, ChatMLDefaultSystemComesFromTemplateText) {
@@ -49,10 +51,25 @@ TEST(TrustChat, ChatMLDefaultSystemComesFromTemplateText) {
   EXPECT_EQ(smol.default_system, "You are a helpful AI assistant named SmolLM, trained by Hugging Face");
   ChatTemplate qwen = detect_chat_template(g["templates"]["qwen2"]["jinja"].get<std::string>());
   EXPECT_EQ(qwen.default_system, "You are a helpful assistant.");
+  // Qwen2.5's template (from its GGUF): a tool-use branch opens a system turn without a literal prompt first.
+  ChatTemplate qwen25 = detect_chat_template(g["templates"]["qwen2.5"]["jinja"].get<std::string>());
+  EXPECT_EQ(qwen25.default_system, "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
   // By name: smollm2 equals the detected SmolLM2 template.
   ChatTemplate byname = chat_template_by_name("smollm2");
   std::vector<ChatMessage> m = {{"user", "hi"}};
   EXPECT_EQ(render_chat(byname, m, true), render_chat(smol, m, true));
+}
+
+// The template read from the real Qwen2.5-Coder file's metadata (optional file).
+TEST(TrustChat, QwenGgufMetadataTemplateIsChatML) {
+  CTRUST_REQUIRE_QWEN("0.5b");
+  TokenizerData d = tokenizer_from_gguf(read_gguf(test::qwen_q4_k_m("0.5b")));
+  ChatTemplate t = detect_chat_template(d.chat_template);
+  EXPECT_EQ(t.format, ChatFormat::ChatML);
+  EXPECT_EQ(render_chat(t, {{"user", "hi"}}, true),
+            "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(t.stop_strings, std::vector<std::string>{"<|im_end|>"});
 }
 
 TEST(TrustChat, RawFormatForBaseModels) {

@@ -22,13 +22,21 @@ the tokens of those chunks, each chunk's mean NLL, PPL and its stderr as llama.c
 For SmolLM2 the same per-position values from llama.cpp on the Q4_1 file itself are stored as well
 (llama.cpp rounds activations to 8 bits there; ctrust does not, so these are only reported, not asserted).
 
-Usage: python3 scripts/ref/make_logits_golden.py [--only smollm2|stories260k]
+Qwen2.5-Coder-0.5B/1.5B-Instruct (optional, bash scripts/fetch_models.sh qwen0.5b qwen1.5b): the Q4_K_M file's
+F32 copy qwen2.5-coder-*-instruct.F32.gguf is written beside it with `ctrust convert --type f32` (build/ctrust,
+or $CTRUST_BIN) and then checked tensor by tensor against the gguf package's own dequantization of the Q4_K_M
+file (bit-identical, else the script stops), so llama.cpp runs on independently confirmed weights. Stored as
+logits_qwen0.5b.json / logits_qwen1.5b.json, with llama.cpp's values on the Q4_K_M file ("q4_k_m_positions",
+8-bit activations, reported only) and 4 (0.5B) or 2 (1.5B) perplexity chunks.
+
+Usage: python3 scripts/ref/make_logits_golden.py [--only smollm2|stories260k|qwen0.5b|qwen1.5b]
 """
 import argparse
 import json
 import math
 import os
 import struct
+import subprocess
 import sys
 import time
 
@@ -231,6 +239,36 @@ def llamacpp_perplexity(llm, tokens, add_bos, bos):
             "n_text_tokens": len(tokens)}
 
 
+def verify_f32_copy(src, f32):
+    """Every tensor of the F32 copy equals the gguf package's dequantization of src, bit for bit."""
+    import gguf
+
+    a, b = gguf.GGUFReader(src), gguf.GGUFReader(f32)
+    tb = {t.name: t for t in b.tensors}
+    if len(tb) != len(a.tensors):
+        sys.exit(f"{f32}: {len(tb)} tensors, {src} has {len(a.tensors)}")
+    for t in a.tensors:
+        u = tb[t.name]
+        if u.tensor_type != gguf.GGMLQuantizationType.F32 or list(u.shape) != list(t.shape):
+            sys.exit(f"{f32}: {t.name} is {u.tensor_type.name} {list(u.shape)}, expected F32 {list(t.shape)}")
+        want = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32).reshape(-1)
+        got = np.asarray(u.data, dtype=np.float32).reshape(-1)
+        if not np.array_equal(want.view(np.uint32), got.view(np.uint32)):
+            bad = int((want != got).sum())
+            sys.exit(f"{f32}: {t.name} ({t.tensor_type.name}) differs from the gguf package's dequantization in "
+                     f"{bad} of {want.size} values (max |diff| {float(np.abs(want - got).max()):.3g})")
+    print(f"  {f32}: {len(a.tensors)} tensors equal the gguf package's dequantization of {os.path.basename(src)}",
+          file=sys.stderr)
+
+
+def ctrust_f32_copy(src, dst):
+    exe = os.environ.get("CTRUST_BIN", os.path.join(ROOT, "build", "ctrust"))
+    print(f"writing {dst} with {exe} convert --type f32", file=sys.stderr)
+    subprocess.run([exe, "convert", "-m", src, "-o", dst + ".part", "--type", "f32"], check=True,
+                   stdout=subprocess.DEVNULL)
+    os.replace(dst + ".part", dst)
+
+
 def golden_for(name, ref_path, extra_paths, out_path):
     import llama_cpp
 
@@ -270,7 +308,7 @@ def golden_for(name, ref_path, extra_paths, out_path):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=["smollm2", "stories260k"])
+    ap.add_argument("--only", choices=["smollm2", "stories260k", "qwen0.5b", "qwen1.5b"])
     args = ap.parse_args()
     models = os.path.join(CACHE, "models")
     os.makedirs(GOLDEN, exist_ok=True)
@@ -287,6 +325,22 @@ def main():
             write_f32_copy(q41, f32)
         golden_for("SmolLM2-135M-Instruct", f32, [("q4_1_positions", q41)],
                    os.path.join(GOLDEN, "logits_smollm2.json"))
+    global PPL_CHUNKS
+    for key, chunks in (("qwen0.5b", 4), ("qwen1.5b", 2)):  # 4.7x and 13x SmolLM2's parameters
+        PPL_CHUNKS = chunks
+        if args.only not in (None, key):
+            continue
+        size = key[4:]
+        q = os.path.join(models, f"qwen2.5-coder-{size}-instruct-q4_k_m.gguf")
+        f32 = os.path.join(models, f"qwen2.5-coder-{size}-instruct.F32.gguf")
+        if not os.path.exists(q):
+            print(f"note: {q} is missing (bash scripts/fetch_models.sh {key}); skipped", file=sys.stderr)
+            continue
+        if not os.path.exists(f32):
+            ctrust_f32_copy(q, f32)
+        verify_f32_copy(q, f32)
+        golden_for(f"Qwen2.5-Coder-{size.upper()}-Instruct", f32, [("q4_k_m_positions", q)],
+                   os.path.join(GOLDEN, f"logits_{key}.json"))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Regenerates tests/golden/tokens_*.json: llama.cpp's tokenization (through llama-cpp-python) of tricky
-strings and of the whole WikiText-2 test file, for stories260K (SentencePiece BPE) and SmolLM2-135M
-(byte-level BPE). ctrust's tests compare their own ids against these, so llama.cpp is not needed to test.
+strings and of the whole WikiText-2 test file, for stories260K (SentencePiece BPE), SmolLM2-135M and the
+two Qwen2.5-Coder models (byte-level BPE; Qwen2's pre-tokenizer regex). ctrust's tests compare their own ids
+against these, so llama.cpp is not needed to test.
 
-    pip install llama-cpp-python gguf numpy
+    bash scripts/setup_ref.sh; bash scripts/fetch_models.sh qwen0.5b qwen1.5b
     python3 scripts/ref/make_token_golden.py [--shared ../shared] [--smollm ~/.cache/ctrust/models/...gguf]
+                                             [--only stories260K,smollm2,qwen0.5b,qwen1.5b]
 
 stories260K ships as GGUF version 1, which current llama.cpp cannot read: this script parses it itself and
 writes a version-3 copy (gguf.GGUFWriter) to a temporary folder first.
@@ -245,14 +247,29 @@ def main():
     ap.add_argument("--shared", default=os.path.join(root, "..", "shared"))
     ap.add_argument("--smollm", default=os.path.expanduser("~/.cache/ctrust/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--out", default=os.path.join(root, "tests", "golden"))
+    ap.add_argument("--only", default="stories260K,smollm2,qwen0.5b,qwen1.5b",
+                    help="comma-separated subset of stories260K,smollm2,qwen0.5b,qwen1.5b")
     a = ap.parse_args()
+    only = set(a.only.split(","))
     wiki = os.path.join(a.shared, "data", "wikitext-2-raw", "wiki.test.raw")
     os.makedirs(a.out, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        v3 = os.path.join(tmp, "stories260K-v3.gguf")
-        gguf_v1_to_v3(os.path.join(a.shared, "models", "stories260K", "stories260K-f32.gguf"), v3)
-        make(v3, wiki, os.path.join(a.out, "tokens_stories260K.json"), "stories260K")
-    make(a.smollm, wiki, os.path.join(a.out, "tokens_smollm2.json"), "SmolLM2-135M-Instruct")
+    if "stories260K" in only:
+        with tempfile.TemporaryDirectory() as tmp:
+            v3 = os.path.join(tmp, "stories260K-v3.gguf")
+            gguf_v1_to_v3(os.path.join(a.shared, "models", "stories260K", "stories260K-f32.gguf"), v3)
+            make(v3, wiki, os.path.join(a.out, "tokens_stories260K.json"), "stories260K")
+    if "smollm2" in only:
+        make(a.smollm, wiki, os.path.join(a.out, "tokens_smollm2.json"), "SmolLM2-135M-Instruct")
+    # The optional Qwen2.5-Coder models (scripts/fetch_models.sh): skipped with a note when not fetched.
+    models = os.path.join(os.environ.get("CTRUST_CACHE", os.path.expanduser("~/.cache/ctrust")), "models")
+    for key, name in (("qwen0.5b", "Qwen2.5-Coder-0.5B-Instruct"), ("qwen1.5b", "Qwen2.5-Coder-1.5B-Instruct")):
+        if key not in only:
+            continue
+        path = os.path.join(models, f"qwen2.5-coder-{key[4:]}-instruct-q4_k_m.gguf")
+        if not os.path.exists(path):
+            print(f"note: {path} is missing (bash scripts/fetch_models.sh {key}); skipped", file=sys.stderr)
+            continue
+        make(path, wiki, os.path.join(a.out, f"tokens_{key}.json"), name)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Golden rendered chat prompts for src/trust/chat.cpp, produced with jinja2 from the models' chat templates.
 
-The templates are the ones shipped in the models' tokenizer_config.json / GGUF (SmolLM2's is read from the GGUF
-in the model cache when present); they are rendered the way Hugging Face transformers renders them
+The templates are the ones shipped in the models' tokenizer_config.json / GGUF (SmolLM2's and Qwen2.5-Coder's
+are read from the GGUF files in the model cache when present; without them the stored copies are kept); they are rendered the way Hugging Face transformers renders them
 (jinja2 sandbox, trim_blocks=True, lstrip_blocks=True). Output: tests/golden/trust/chat_templates.json
 Usage: python3 scripts/ref/trust_chat_golden.py
 """
@@ -100,12 +100,32 @@ def smollm2_template():
         return SMOLLM2
 
 
+def gguf_template(path):
+    import gguf
+    r = gguf.GGUFReader(path)
+    f = r.fields["tokenizer.chat_template"]
+    return bytes(f.parts[f.data[0]]).decode()
+
+
+def qwen25_template():
+    """Qwen2.5-Coder-0.5B-Instruct's template (tool-use branch + default system prompt), from its GGUF; without
+    the file, the copy already in the golden file."""
+    path = os.path.expanduser("~/.cache/ctrust/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
+    try:
+        return gguf_template(path)
+    except Exception as e:
+        print(f"note: keeping the stored Qwen2.5 template ({e})", file=sys.stderr)
+        with open(OUT) as f:
+            return json.load(f)["templates"]["qwen2.5"]["jinja"]
+
+
 def raise_exception(msg):
     raise jinja2.exceptions.TemplateError(msg)
 
 
 def main():
     TEMPLATES["chatml"] = (smollm2_template(),) + TEMPLATES["chatml"][1:]
+    TEMPLATES["qwen2.5"] = (qwen25_template(), "<|endoftext|>", "<|im_end|>")
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = raise_exception
     out = {"generator": "scripts/ref/trust_chat_golden.py, jinja2 " + jinja2.__version__, "templates": {}}

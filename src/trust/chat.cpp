@@ -183,16 +183,17 @@ ChatTemplate detect_chat_template(std::string_view j) {
     ChatTemplate t = chat_template_by_name("chatml");
     // A ChatML template that inserts a default system turn carries it as a literal:
     // '<|im_start|>system\n<default><|im_end|>' (the \n may be a real newline or the two characters \n).
+    // The first such literal counts; other system heads may come first (Qwen2.5's tool-use branch writes
+    // '<|im_start|>system\n' alone, then its default prompt only in the branch without tools).
     for (std::string_view head : {"<|im_start|>system\n", "<|im_start|>system\\n"}) {
-      size_t p = j.find(head);
-      if (p == std::string_view::npos) continue;
-      size_t b = p + head.size();
-      size_t e = j.find("<|im_end|>", b);
-      std::string_view lit = e == std::string_view::npos ? std::string_view() : j.substr(b, e - b);
-      // Only a plain literal (no Jinja expression inside) is a default prompt.
-      if (!lit.empty() && !contains(lit, "{") && !contains(lit, "'") && !contains(lit, "+")) {
-        t.default_system = std::string(lit);
-        break;
+      for (size_t p = j.find(head); p != std::string_view::npos && t.default_system.empty();
+           p = j.find(head, p + 1)) {
+        size_t b = p + head.size();
+        size_t e = j.find("<|im_end|>", b);
+        std::string_view lit = e == std::string_view::npos ? std::string_view() : j.substr(b, e - b);
+        // Only a plain literal (no Jinja expression inside) is a default prompt.
+        if (!lit.empty() && !contains(lit, "{") && !contains(lit, "'") && !contains(lit, "+"))
+          t.default_system = std::string(lit);
       }
     }
     return t;
