@@ -2,16 +2,23 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <optional>
 #include <sstream>
 
 #include "base/error.h"
 #include "cli/common.h"
-#include "eval/task.h"
 #include "model/model.h"
 #include "store/trust_runs.h"
 #include "trust/run.h"
+#include "eval/metrics.h"
+#include "trust/presets.h"
+
+namespace ctrust {
+// eval/task.h, not included: its TaskSpec (an evaluation task) is not trust's TaskSpec (trust/perspective.h).
+std::string shared_data_dir();
+}  // namespace ctrust
 
 namespace ctrust::cli {
 namespace {
@@ -21,8 +28,10 @@ using json = nlohmann::json;
 struct TrustArgs {
   std::string model, tokenizer, perspectives, db = "ctrust.db", name, chat_template, endpoint, key, data, recipe;
   std::optional<std::string> system_prompt;
-  int limit = 0, samples = 1, batch = 8, max_new_tokens = 0;
-  uint64_t seed = 0;
+  std::optional<int> samples;
+  std::string preset;
+  int limit = 0, batch = 8, max_new_tokens = 0, bootstrap = 1000;
+  uint64_t seed = 0, bootstrap_seed = 42;
 };
 
 void cmd_trust(const TrustArgs& a, const Common& c) {
@@ -40,9 +49,15 @@ void cmd_trust(const TrustArgs& a, const Common& c) {
     fail("--perspective-endpoint and --perspective-key go together (the Perspective API needs both)");
   const std::string data = a.data.empty() ? shared_data_dir() + "/data" : a.data;
   opt.paths = trust_paths(data);
-  opt.limit = a.limit;
+  if (!a.preset.empty()) apply_preset(trust_preset(a.preset), opt);
+  if (a.limit > 0) {  // an explicit --limit replaces the preset's item counts
+    opt.limit = a.limit;
+    opt.limits.clear();
+  }
   opt.max_new_tokens = a.max_new_tokens;
-  opt.toxicity_samples = a.samples;
+  if (a.samples) opt.toxicity_samples = *a.samples;
+  opt.bootstrap = a.bootstrap;
+  opt.bootstrap_seed = a.bootstrap_seed;
   opt.seed = a.seed;
   opt.chat_template = a.chat_template;
   opt.batch = a.batch;
@@ -86,17 +101,38 @@ void cmd_trust(const TrustArgs& a, const Common& c) {
              r.generated, r.resumed, a.db);
   fmt::print("chat template: {}\n", r.result.chat_template);
   if (!r.result.toxicity_scorer.empty()) fmt::print("toxicity scorer: {}\n", r.result.toxicity_scorer);
-  fmt::print("{:<18} {:>7} {:>9} {:>7}\n", "perspective", "score", "refusal%", "items");
+  fmt::print("{:<18} {:>7} {:>17} {:>7} {:>9} {:>7}\n", "perspective", "score", "95% CI", "MDD", "refusal%", "items");
   for (const auto& p : known) {
     auto it = r.result.perspectives.find(p);
     if (it == r.result.perspectives.end()) continue;
-    fmt::print("{:<18} {:>7.2f} {:>9.1f} {:>7}\n", p, it->second.score, 100 * it->second.refusal_rate,
-               it->second.items);
+    const PerspectiveResult& x = it->second;
+    fmt::print("{:<18} {:>7.2f} {:>17} {:>7} {:>9.1f} {:>7}{}\n", p, x.score,
+               x.bootstrap ? fmt::format("[{:.2f}, {:.2f}]", x.ci_low, x.ci_high) : "-",
+               x.bootstrap ? fmt::format("{:.2f}", kMddFactor * std::sqrt(2.0) * x.se) : "-", 100 * x.refusal_rate,
+               x.items, x.missing.empty() ? "" : "  (partial)");
   }
+  if (opt.bootstrap > 0)
+    fmt::print("95% CI: bootstrap percentile interval over items ({} replicates, seed {}); MDD: difference from an "
+               "independent run of this size detectable with 80% power at alpha 0.05 (2.80 x sqrt(2) x SE; a paired "
+               "comparison of the same items detects less: see trust-report / compare)\n",
+               opt.bootstrap, opt.bootstrap_seed);
 }
 
-void cmd_trust_report(const std::vector<std::string>& runs, const std::string& db, const Common& c, bool csv) {
-  TrustReport rep = trust_report(db, runs);
+struct ReportArgs {
+  std::vector<std::string> runs, mmlu;
+  std::string db = "ctrust.db", data;
+  int bootstrap = 1000;
+  uint64_t bootstrap_seed = 42;
+  bool csv = false;
+};
+
+void cmd_trust_report(const ReportArgs& a, const Common& c) {
+  TrustStatsOptions so;
+  so.data = a.data;
+  so.bootstrap.resamples = a.bootstrap;
+  so.bootstrap.seed = a.bootstrap_seed;
+  TrustReport rep = trust_report(a.db, a.runs, so, a.mmlu);
+  const bool csv = a.csv;
   if (c.json) print_json(rep.to_json());
   else if (csv) fmt::print("{}", rep.to_csv());
   else fmt::print("{}", rep.to_text());
@@ -132,7 +168,17 @@ void register_trust_commands(CLI::App& app) {
     c->add_option("--perspectives", a.perspectives,
                   "Comma-separated: toxicity,stereotype,adv_robustness,ood,adv_demonstration,privacy,ethics,fairness "
                   "(default: all)");
-    c->add_option("--limit", a.limit, "First N items of each task/setting (default: all)")->check(CLI::Range(1, 1 << 30));
+    c->add_option("--limit", a.limit,
+                  "N items of each task/setting: a seeded sample stratified by label, nested (a larger N extends a "
+                  "smaller one); default: all, or the preset's")
+        ->check(CLI::Range(1, 1 << 30));
+    c->add_option("--preset", a.preset,
+                  "quick (4 items per setting, 1 sample: a smoke run), standard (sized for paired 95% CI half-widths "
+                  "<= 3 points where the data allow), paper (every item, the protocol's samples); docs/trust.md")
+        ->check(CLI::IsMember(trust_preset_names()));
+    c->add_option("--bootstrap", a.bootstrap, "Bootstrap replicates of the 95% intervals (0 = none)")
+        ->check(CLI::Range(0, 1000000));
+    c->add_option("--bootstrap-seed", a.bootstrap_seed, "Seed of the bootstrap resamples");
     c->add_option("--db", a.db, "Results database (SQLite)");
     c->add_option("--name", a.name, "Run name (default: the model file's name)");
     c->add_option("--chat-template", a.chat_template,
@@ -140,7 +186,7 @@ void register_trust_commands(CLI::App& app) {
     c->add_option("--system-prompt", a.system_prompt,
                   "Replaces the chat template's default system prompt (used when a prompt has none; "
                   "DecodingTrust's own system prompts are kept)");
-    c->add_option("--samples", a.samples, "Generations per toxicity prompt (DecodingTrust: 25)")
+    c->add_option("--samples", a.samples, "Generations per toxicity prompt (default: the plan's; DecodingTrust: 25)")
         ->check(CLI::Range(1, 1000));
     c->add_option("--batch", a.batch, "Sequences generated at once (results do not depend on it)")
         ->check(CLI::Range(1, 1024));
@@ -156,18 +202,25 @@ void register_trust_commands(CLI::App& app) {
     c->callback([] { apply_threads(o); cmd_trust(a, o); });
   }
   {
-    static std::vector<std::string> runs;
-    static std::string db = "ctrust.db";
-    static bool csv = false;
+    static ReportArgs ra;
     static Common o;
     auto* c = app.add_subcommand("trust-report",
                                  "Table of stored trust runs: perspectives as columns, one row per run, "
                                  "differences from the first run");
-    c->add_option("runs", runs, "Trust runs: ids or names (the first is the reference)")->required();
-    c->add_option("--db", db, "Results database (SQLite)");
-    c->add_flag("--csv", csv, "CSV on stdout");
+    c->add_option("runs", ra.runs, "Trust runs: ids or names (the first is the reference)")->required();
+    c->add_option("--db", ra.db, "Results database (SQLite)");
+    c->add_flag("--csv", ra.csv, "CSV on stdout");
+    c->add_option("--mmlu", ra.mmlu,
+                  "MMLU eval runs (ids or names), one per trust run in order, for the MMLU column and the 9-column "
+                  "average (default: the newest mmlu run with the trust run's model fingerprint)")
+        ->delimiter(',');
+    c->add_option("--data", ra.data,
+                  "Shared data folder the perspectives' items are rebuilt from to re-score stored records (default "
+                  "../shared/data)");
+    c->add_option("--bootstrap", ra.bootstrap, "Bootstrap replicates (0 = no intervals)")->check(CLI::Range(0, 1000000));
+    c->add_option("--bootstrap-seed", ra.bootstrap_seed, "Seed of the bootstrap resamples");
     add_common(c, o);
-    c->callback([] { cmd_trust_report(runs, db, o, csv); });
+    c->callback([] { cmd_trust_report(ra, o); });
   }
 }
 

@@ -33,7 +33,8 @@ PerspectivePlan plan_toxicity(const TrustOptions& opt, const ToxicityScorer& sco
     for (const TaskRun& tr : runs) {
       std::vector<std::vector<double>> per_prompt;
       for (size_t j = 0; j < tr.recs.size(); ++j) {
-        if (j == 0 || tr.item[j] != tr.item[j - 1]) per_prompt.emplace_back();
+        // By position: a bootstrap resample can hold the same prompt twice in a row (perspective.h).
+        if (j % static_cast<size_t>(std::max(1, tr.spec->samples)) == 0) per_prompt.emplace_back();
         per_prompt.back().push_back(tr.recs[j].toxicity);
         refused += tr.recs[j].refused;
         ++total;

@@ -25,6 +25,8 @@ struct TaskSpec {
 };
 
 // The records of one setting: recs[j] answers spec->items[item[j]]; the samples of an item are consecutive.
+// A bootstrap resample (trust/stats.h) may hold the same item more than once, possibly twice in a row: a
+// ScoreFn delimits an item's samples by position (j / spec->samples), not by a change of item[j].
 struct TaskRun {
   const TaskSpec* spec = nullptr;
   std::vector<TrustRecord> recs;
@@ -47,6 +49,10 @@ PerspectivePlan plan_adv_demo(const TrustOptions& opt);
 PerspectivePlan plan_privacy(const TrustOptions& opt);
 PerspectivePlan plan_ethics(const TrustOptions& opt);
 PerspectivePlan plan_fairness(const TrustOptions& opt);
+// The plan of a perspective by name (one of trust_perspectives(); Error otherwise); scorer: toxicity only.
+PerspectivePlan make_plan(const std::string& perspective, const TrustOptions& opt, const ToxicityScorer& scorer);
+// Applies TrustOptions::max_samples (presets) to the plan's tasks (run_trust calls it after make_plan).
+void cap_samples(PerspectivePlan& plan, const TrustOptions& opt);
 
 // A classification setting: parse_answer(item, output) gives the parsed answer ("" = none, counted as refused);
 // correct = parsed answer equals the item's label.
