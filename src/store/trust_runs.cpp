@@ -266,10 +266,12 @@ RescoredRun rescore_trust_run(const std::vector<StoredItem>& items, const json& 
     rp.unused = bad[p];
     std::map<std::string, bool> known;
     for (const TaskSpec& spec : rp.plan->tasks) {
-      known[spec.name] = true;
+      // The records' task is the items' task (TrustItem::task), which may differ from the setting's name.
+      const std::string task = spec.items.empty() ? spec.name : spec.items.front().task;
+      known[task] = true;
       TaskRun tr;
       tr.spec = &spec;
-      auto bt = bp->second.find(spec.name);
+      auto bt = bp->second.find(task);
       if (bt != bp->second.end()) {
         const int k = std::max(1, spec.samples);
         for (auto& [item, samples] : bt->second) {
