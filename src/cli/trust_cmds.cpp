@@ -140,6 +140,49 @@ void cmd_trust_report(const ReportArgs& a, const Common& c) {
 
 }  // namespace
 
+struct PlanArgs {
+  std::string perspectives, preset, data;
+  std::optional<int> samples;
+  int limit = 0, max_new_tokens = 0;
+  uint64_t seed = 0;
+};
+
+void cmd_trust_plan(const PlanArgs& a, const Common& c) {
+  TrustOptions opt;
+  opt.perspectives = split_list(a.perspectives);
+  const auto known = trust_perspectives();
+  for (const auto& p : opt.perspectives)
+    if (std::find(known.begin(), known.end(), p) == known.end()) fail("unknown trust perspective '{}'", p);
+  opt.paths = trust_paths(a.data.empty() ? shared_data_dir() + "/data" : a.data);
+  if (!a.preset.empty()) apply_preset(trust_preset(a.preset), opt);
+  if (a.limit > 0) {
+    opt.limit = a.limit;
+    opt.limits.clear();
+  }
+  if (a.samples) opt.toxicity_samples = *a.samples;
+  opt.max_new_tokens = a.max_new_tokens;
+  opt.seed = a.seed;
+  json j = trust_plan_summary(opt);
+  if (c.json) {
+    print_json(j);
+    return;
+  }
+  fmt::print("{:<18} {:<28} {:>9} {:>7} {:>7} {:>8} {:>10}\n", "perspective", "setting", "of items", "items", "samples",
+             "records", "max tokens");
+  for (const auto& p : known) {
+    if (!j["perspectives"].contains(p)) continue;
+    const json& x = j["perspectives"][p];
+    for (const json& s : x["settings"])
+      fmt::print("{:<18} {:<28} {:>9} {:>7} {:>7} {:>8} {:>10}\n", p, s["name"].get<std::string>(),
+                 s["items_total"].get<int64_t>(), s["items"].get<int64_t>(), s["samples"].get<int>(),
+                 s["records"].get<int64_t>(), s["max_tokens"].get<int64_t>());
+    fmt::print("{:<18} {:<28} {:>9} {:>7} {:>7} {:>8} {:>10}\n", p, "(all settings)", "", x["items"].get<int64_t>(), "",
+               x["records"].get<int64_t>(), x["max_tokens"].get<int64_t>());
+  }
+  fmt::print("total: {} items, {} records, at most {} generated tokens\n", j["items"].get<int64_t>(),
+             j["records"].get<int64_t>(), j["max_tokens"].get<int64_t>());
+}
+
 bool try_trust_compare(const std::string& db, const std::string& a, const std::string& b, bool json_out, bool csv) {
   if (!std::filesystem::exists(db)) return false;
   {
@@ -200,6 +243,23 @@ void register_trust_commands(CLI::App& app) {
     c->add_option("--recipe", a.recipe, "How the model was derived (recorded in its fingerprint)");
     add_common(c, o);
     c->callback([] { apply_threads(o); cmd_trust(a, o); });
+  }
+  {
+    static PlanArgs a;
+    static Common o;
+    auto* c = app.add_subcommand("trust-plan",
+                                 "What `ctrust trust` with these options would generate (items, samples, records, "
+                                 "token budget per setting), without a model");
+    c->add_option("--perspectives", a.perspectives, "Comma-separated perspectives (default: all)");
+    c->add_option("--preset", a.preset, "quick, standard or paper")->check(CLI::IsMember(trust_preset_names()));
+    c->add_option("--limit", a.limit, "Items per setting (stratified seeded sample)")->check(CLI::Range(1, 1 << 30));
+    c->add_option("--samples", a.samples, "Generations per toxicity prompt")->check(CLI::Range(1, 1000));
+    c->add_option("--max-new-tokens", a.max_new_tokens, "Cap on each task's generation length")
+        ->check(CLI::Range(1, 1 << 20));
+    c->add_option("--seed", a.seed, "Seed (of the item sample)");
+    c->add_option("--data", a.data, "Shared data folder (default ../shared/data)");
+    add_common(c, o);
+    c->callback([] { cmd_trust_plan(a, o); });
   }
   {
     static ReportArgs ra;

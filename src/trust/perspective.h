@@ -53,6 +53,10 @@ PerspectivePlan plan_fairness(const TrustOptions& opt);
 PerspectivePlan make_plan(const std::string& perspective, const TrustOptions& opt, const ToxicityScorer& scorer);
 // Applies TrustOptions::max_samples (presets) to the plan's tasks (run_trust calls it after make_plan).
 void cap_samples(PerspectivePlan& plan, const TrustOptions& opt);
+// The items of a setting a run uses (indices into spec.items, ascending): all, or with TrustOptions::limit /
+// limits a seeded sample stratified by TrustItem::label (stratified_sample, eval/metrics.h; seed = opt.seed mixed
+// with the setting's name), nested: a larger limit extends a smaller one.
+std::vector<size_t> select_items(const TaskSpec& spec, const TrustOptions& opt);
 
 // A classification setting: parse_answer(item, output) gives the parsed answer ("" = none, counted as refused);
 // correct = parsed answer equals the item's label.

@@ -1,6 +1,7 @@
 #include "trust/presets.h"
 
 #include "base/error.h"
+#include "trust/perspective.h"
 
 namespace ctrust {
 
@@ -33,6 +34,46 @@ void apply_preset(const TrustPreset& p, TrustOptions& opt) {
   opt.limit = p.limit;
   opt.limits = p.limits;
   opt.max_samples = p.max_samples;
+}
+
+
+nlohmann::json trust_plan_summary(const TrustOptions& opt) {
+  using json = nlohmann::json;
+  auto known = trust_perspectives();
+  std::vector<std::string> want = opt.perspectives.empty() ? known : opt.perspectives;
+  ToxicityScorer stub{"none", [](const std::vector<std::string>& t) { return std::vector<double>(t.size(), 0.0); }};
+  json out = {{"perspectives", json::object()}};
+  int64_t ti = 0, tr = 0, tt = 0;
+  for (const auto& p : known) {
+    if (std::find(want.begin(), want.end(), p) == want.end()) continue;
+    PerspectivePlan plan = make_plan(p, opt, stub);
+    cap_samples(plan, opt);
+    json settings = json::array();
+    int64_t pi = 0, pr = 0, pt = 0;
+    for (const TaskSpec& t : plan.tasks) {
+      std::vector<size_t> sel = select_items(t, opt);
+      const int k = std::max(1, t.samples);
+      int64_t tokens = 0;
+      for (size_t i : sel) {
+        int m = t.items[i].max_tokens;
+        if (opt.max_new_tokens > 0) m = std::min(m, opt.max_new_tokens);
+        tokens += int64_t(m) * k;
+      }
+      settings.push_back({{"name", t.name}, {"items_total", t.items.size()}, {"items", sel.size()}, {"samples", k},
+                          {"temperature", t.temperature}, {"records", int64_t(sel.size()) * k}, {"max_tokens", tokens}});
+      pi += int64_t(sel.size());
+      pr += int64_t(sel.size()) * k;
+      pt += tokens;
+    }
+    out["perspectives"][p] = {{"settings", settings}, {"items", pi}, {"records", pr}, {"max_tokens", pt}};
+    ti += pi;
+    tr += pr;
+    tt += pt;
+  }
+  out["items"] = ti;
+  out["records"] = tr;
+  out["max_tokens"] = tt;
+  return out;
 }
 
 }  // namespace ctrust

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "trust/run.h"
 
 namespace ctrust {
@@ -24,5 +26,11 @@ struct TrustPreset {
 std::vector<std::string> trust_preset_names();  // quick, standard, paper
 TrustPreset trust_preset(const std::string& name);  // Error naming the known presets
 void apply_preset(const TrustPreset& p, TrustOptions& opt);
+
+// What a run with these options generates, without a model (`ctrust trust-plan`): per perspective and setting the
+// items of the setting, the items used (limit), samples per item, records, and the token budget (records x the
+// items' generation length, capped by max_new_tokens). {"perspectives": {p: {"settings": [{"name","items_total",
+// "items","samples","records","max_tokens"}], "items", "records", "max_tokens"}}, "items", "records", "max_tokens"}
+nlohmann::json trust_plan_summary(const TrustOptions& opt);
 
 }  // namespace ctrust

@@ -73,22 +73,6 @@ std::string chat_generate(const Model& m, const ChatTemplate& t, const std::vect
 
 namespace {
 
-// The items of a task a run uses: all, or a seeded sample stratified by label (TrustOptions::limit / limits).
-std::vector<size_t> select_items(const TaskSpec& spec, const TrustOptions& opt) {
-  int limit = opt.limit;
-  if (!spec.items.empty()) {
-    auto it = opt.limits.find(spec.items.front().perspective);
-    if (it != opt.limits.end()) limit = it->second;
-  }
-  std::vector<std::string> strata;
-  strata.reserve(spec.items.size());
-  for (const TrustItem& it : spec.items) strata.push_back(it.label);
-  // One seed per setting (the same for every run with this seed), so settings draw independent samples.
-  uint64_t h = 1469598103934665603ull;  // FNV-1a of the setting's name
-  for (unsigned char ch : spec.name) h = (h ^ ch) * 1099511628211ull;
-  return stratified_sample(strata, limit > 0 ? static_cast<size_t>(limit) : 0, opt.seed ^ h);
-}
-
 struct Ctx {
   const Model& m;
   const TrustOptions& opt;
@@ -200,6 +184,21 @@ std::string default_cache() {
 }
 
 }  // namespace
+
+std::vector<size_t> select_items(const TaskSpec& spec, const TrustOptions& opt) {
+  int limit = opt.limit;
+  if (!spec.items.empty()) {
+    auto it = opt.limits.find(spec.items.front().perspective);
+    if (it != opt.limits.end()) limit = it->second;
+  }
+  std::vector<std::string> strata;
+  strata.reserve(spec.items.size());
+  for (const TrustItem& it : spec.items) strata.push_back(it.label);
+  // One seed per setting (the same for every run with this seed), so settings draw independent samples.
+  uint64_t h = 1469598103934665603ull;  // FNV-1a of the setting's name
+  for (unsigned char ch : spec.name) h = (h ^ ch) * 1099511628211ull;
+  return stratified_sample(strata, limit > 0 ? static_cast<size_t>(limit) : 0, opt.seed ^ h);
+}
 
 void cap_samples(PerspectivePlan& plan, const TrustOptions& opt) {
   if (opt.max_samples > 0)
