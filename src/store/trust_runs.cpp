@@ -164,7 +164,8 @@ TrustRunResult trust_run(const Model& m, const std::string& model_path, TrustOpt
   json now = to_json(res.result);
   if (!stored.is_object() || !stored.contains("perspectives")) stored = now;
   for (auto& [p, v] : now["perspectives"].items()) {
-    v["limit"] = opt.limit;
+    v["limit"] = opt.limits.count(p) ? opt.limits.at(p) : opt.limit;
+    if (opt.max_samples > 0) v["max_samples"] = opt.max_samples;
     stored["perspectives"][p] = v;
   }
   stored["chat_template"] = now["chat_template"];
