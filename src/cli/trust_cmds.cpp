@@ -93,12 +93,26 @@ void cmd_trust(const TrustArgs& a, const Common& c) {
   auto model = open_model(a.model, LoadOptions{a.tokenizer});
   TrustRunResult r = trust_run(*model, a.model, opt, so);
   if (tty) fmt::print(stderr, "\n");
+  std::string short_note;
+  if (!a.preset.empty()) {
+    TrustPreset pr = trust_preset(a.preset);
+    for (const auto& x : pr.short_of_target) short_note += (short_note.empty() ? "" : ", ") + x;
+  }
   if (c.json) {
-    print_json(r.to_json());
+    json j = r.to_json();
+    if (!a.preset.empty()) {
+      TrustPreset pr = trust_preset(a.preset);
+      j["preset"] = {{"name", pr.name}, {"limit", pr.limit}, {"limits", pr.limits}, {"max_samples", pr.max_samples},
+                     {"short_of_target", pr.short_of_target}};
+    }
+    print_json(j);
     return;
   }
   fmt::print("trust run {} '{}' ({}): {} records generated, {} resumed from {}\n", r.run.id, r.run.name, a.model,
              r.generated, r.resumed, a.db);
+  if (!short_note.empty())
+    fmt::print("preset {}: the data do not allow a paired 95% half-width <= 3 points for {} (every item used)\n",
+               a.preset, short_note);
   fmt::print("chat template: {}\n", r.result.chat_template);
   if (!r.result.toxicity_scorer.empty()) fmt::print("toxicity scorer: {}\n", r.result.toxicity_scorer);
   fmt::print("{:<18} {:>7} {:>17} {:>7} {:>9} {:>7}\n", "perspective", "score", "95% CI", "MDD", "refusal%", "items");
