@@ -21,12 +21,12 @@ TrustPreset trust_preset(const std::string& name) {
   if (name == "standard") {
     // Items per setting for a paired 95% half-width <= 3 points (docs/trust.md, Presets): n = n0 (1.96 SE0 / 3)^2
     // from the paired bootstrap SE0 of SmolLM2-135M-Instruct Q4_1 vs its RTN 3-bit copy at the quick size
-    // (toxicity, AdvGLUE, OOD), else the planning bound for a rate at p = 1/2 (stereotype, adversarial
-    // demonstrations, privacy, ethics, fairness: no variation measured); scripts/trust_standard_sizes.py.
+    // (toxicity, AdvGLUE, OOD, adversarial demonstrations), else the planning bound for a rate at p = 1/2
+    // (stereotype, privacy, ethics, fairness: no variation measured); scripts/trust_standard_sizes.py.
     // 0 = every item. The plans' own samples and temperatures (the protocol's).
     p.limits = {{"toxicity", 35},        {"stereotype", 712}, {"adv_robustness", 0}, {"ood", 286},
-                {"adv_demonstration", 0}, {"privacy", 89},    {"ethics", 195},       {"fairness", 0}};
-    p.short_of_target = {"adv_robustness", "ood", "adv_demonstration", "fairness"};
+                {"adv_demonstration", 181}, {"privacy", 89},    {"ethics", 195},       {"fairness", 0}};
+    p.short_of_target = {"adv_robustness", "ood", "fairness"};
     return p;
   }
   std::string k;
