@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "base/paths.h"
@@ -26,9 +27,11 @@ inline std::string stories_tok() { return shared_dir() + "/models/stories260K/to
 inline std::string smollm_q4_1() { return cache_dir() + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"; }
 // F32 copy of SmolLM2 written by ctrust's own GGUF writer (scripts/setup.sh makes it).
 inline std::string smollm_f32() { return cache_dir() + "/models/SmolLM2-135M-Instruct.F32.gguf"; }
-// A scratch folder for files a test writes.
+// A scratch folder for files a test writes, one per checkout: test runs of several checkouts on one machine
+// must not share databases (two runs writing the same trust_cli.db mixed their records).
 inline std::string scratch_dir() {
-  auto p = std::filesystem::temp_directory_path() / "ctrust-tests";
+  auto p = std::filesystem::temp_directory_path() /
+           ("ctrust-tests-" + std::to_string(std::hash<std::string>{}(source_dir()) % 1000000007ull));
   std::filesystem::create_directories(p);
   return p.string();
 }
