@@ -67,8 +67,6 @@ fi
 
 # 3. Build (only CTRUST_TARGETS if set, e.g. "ctrust" for the demo). The build's output goes to build.log;
 #    a line every 20 s says how far it is (the first build takes several minutes on 2 cores).
-
-# 3. Build.
 san=${CTRUST_SANITIZE:-OFF}
 btype=Release; [ "$san" = ON ] && btype=RelWithDebInfo
 if [ ! -f "$build/build.ninja" ]; then

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "base/paths.h"
@@ -36,9 +37,11 @@ inline std::string qwen_q4_k_m(const std::string& size) {
   GTEST_SKIP() << "optional model " << ctrust::test::qwen_q4_k_m(size)                                   \
                << " is absent (fetch it with: bash scripts/fetch_models.sh qwen" << size << ")"
 
-// A scratch folder for files a test writes.
+// A scratch folder for files a test writes, one per checkout: test runs of several checkouts on one machine
+// must not share databases (two runs writing the same trust_cli.db mixed their records).
 inline std::string scratch_dir() {
-  auto p = std::filesystem::temp_directory_path() / "ctrust-tests";
+  auto p = std::filesystem::temp_directory_path() /
+           ("ctrust-tests-" + std::to_string(std::hash<std::string>{}(source_dir()) % 1000000007ull));
   std::filesystem::create_directories(p);
   return p.string();
 }

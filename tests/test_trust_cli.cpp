@@ -215,24 +215,39 @@ TEST(TrustStore, ReportAndCompareOnStoredRuns) {
   json j = rep.to_json();
   ASSERT_EQ(j["runs"].size(), 2u);
   EXPECT_DOUBLE_EQ(j["runs"][1]["delta"]["toxicity"].get<double>(), -19.5);
-  EXPECT_DOUBLE_EQ(j["runs"][1]["delta"]["ethics"].get<double>(), 5.0);
+  // Ethics has stored records: it is re-scored from them (commonsense accuracy 1/2 in both runs, whatever the
+  // stored score says), with an interval and a paired difference (one flip each way: McNemar p = 1).
+  // Toxicity has no records: the stored score, no interval.
+  EXPECT_DOUBLE_EQ(j["runs"][1]["delta"]["ethics"].get<double>(), 0.0);
   EXPECT_DOUBLE_EQ(j["runs"][0]["delta"]["ethics"].get<double>(), 0.0);
+  EXPECT_TRUE(j["runs"][0]["ci"]["ethics"].is_object());
+  EXPECT_TRUE(j["runs"][0]["ci"]["toxicity"].is_null());
+  EXPECT_EQ(j["runs"][1]["paired"]["ethics"]["items"], 2);
+  EXPECT_EQ(j["runs"][1]["paired"]["ethics"]["flips"]["correct_to_wrong"], 1);
+  EXPECT_EQ(j["runs"][1]["paired"]["ethics"]["flips"]["wrong_to_correct"], 1);
+  EXPECT_DOUBLE_EQ(j["runs"][1]["paired"]["ethics"]["flips"]["mcnemar_p"].get<double>(), 1.0);
+  EXPECT_FALSE(j["runs"][1]["paired"].contains("toxicity"));
+  EXPECT_EQ(j["columns"].size(), 8u);  // no MMLU run: the average covers the 8 perspectives
   EXPECT_TRUE(j["runs"][1]["scores"]["privacy"].is_null());
   const std::string text = rep.to_text();
   EXPECT_NE(text.find("60.50 (-19.50)"), std::string::npos) << text;
   EXPECT_NE(text.find("Toxi"), std::string::npos);
   const std::string csv = rep.to_csv();
-  EXPECT_EQ(csv.substr(0, csv.find('\n')),
+  EXPECT_EQ(csv.substr(0, csv.find(",toxicity_ci_low")),
             "id,name,toxicity,stereotype,adv_robustness,ood,adv_demonstration,privacy,ethics,fairness,toxicity_delta,"
             "stereotype_delta,adv_robustness_delta,ood_delta,adv_demonstration_delta,privacy_delta,ethics_delta,"
             "fairness_delta");
-  EXPECT_NE(csv.find("2,gptq3,60.5000,,,,,,55.0000,90.0000,-19.5000"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("2,gptq3,60.5000,,,,,,50.0000,90.0000,-19.5000"), std::string::npos) << csv;
 
   TrustComparison c = compare_trust_runs(db, "base", "2");
   EXPECT_EQ(c.perspectives.at("ethics").common, 2);
   EXPECT_EQ(c.perspectives.at("ethics").flips, 2);
   EXPECT_EQ(c.perspectives.at("ethics").c2w, 1);
   EXPECT_EQ(c.perspectives.at("ethics").w2c, 1);
+  ASSERT_TRUE(c.perspectives.at("ethics").paired.has_value());
+  EXPECT_EQ(c.perspectives.at("ethics").paired->items, 2);
+  EXPECT_DOUBLE_EQ(c.perspectives.at("ethics").paired->mcnemar_p, 1.0);
+  EXPECT_FALSE(c.perspectives.at("toxicity").paired.has_value());
   EXPECT_EQ(c.perspectives.at("fairness").common, 2);  // item 2 is only in gptq3
   EXPECT_EQ(c.perspectives.at("fairness").flips, 1);
   EXPECT_EQ(c.perspectives.at("fairness").c2w, 1);
@@ -246,6 +261,52 @@ TEST(TrustStore, ReportAndCompareOnStoredRuns) {
       << c.to_text();
   EXPECT_THROW(trust_report(db, {"nope"}), Error);
   EXPECT_THROW(compare_trust_runs(db, "base", "99"), Error);
+}
+
+// An MMLU eval run of the same model (fingerprint) adds the MMLU column and the paper's 9-column average.
+TEST(TrustStore, ReportAddsMmluWhenEveryRunHasOne) {
+  const std::string db = fresh_db("trust_report_mmlu");
+  {
+    Store s(db);
+    put_run(s, "base", {{"toxicity", 80.0}, {"stereotype", 70.0}, {"adv_robustness", 60.0}, {"ood", 50.0},
+                        {"adv_demonstration", 40.0}, {"privacy", 30.0}, {"ethics", 20.0}, {"fairness", 10.0}}, {});
+    put_run(s, "q", {{"toxicity", 80.0}, {"stereotype", 70.0}, {"adv_robustness", 60.0}, {"ood", 50.0},
+                     {"adv_demonstration", 40.0}, {"privacy", 30.0}, {"ethics", 20.0}, {"fairness", 10.0}}, {});
+    for (const char* name : {"base", "q"}) {
+      RunInfo r;
+      r.name = std::string("mmlu-") + name;
+      r.model_fp = std::string("fp-") + name;  // put_run's fingerprint of the trust run
+      r.task = "mmlu";
+      r.scoring = "multiple_choice";
+      s.open_run(r);
+      std::vector<StoredItem> items;
+      for (int i = 0; i < 10; ++i) {  // base: 5 of 10 right; q: 4 of 10 (item 0 lost)
+        StoredItem it;
+        it.task = i < 5 ? "mmlu_anatomy" : "mmlu_virology";
+        it.item_id = std::to_string(i);
+        it.correct = std::string(name) == "base" ? i % 2 == 0 : i % 2 == 0 && i != 0;
+        items.push_back(it);
+      }
+      s.add_items(r.id, items);
+    }
+  }
+  TrustReport rep = trust_report(db, {"base", "q"});
+  json j = rep.to_json();
+  ASSERT_EQ(j["columns"].size(), 9u);
+  EXPECT_EQ(j["columns"][8], "mmlu");
+  EXPECT_DOUBLE_EQ(j["runs"][0]["scores"]["mmlu"].get<double>(), 50.0);
+  EXPECT_DOUBLE_EQ(j["runs"][1]["scores"]["mmlu"].get<double>(), 40.0);
+  EXPECT_EQ(j["runs"][0]["average"]["label"], "AVG9");
+  EXPECT_DOUBLE_EQ(j["runs"][0]["average"]["value"].get<double>(), (360.0 + 50.0) / 9);
+  EXPECT_DOUBLE_EQ(j["runs"][1]["average"]["value"].get<double>(), (360.0 + 40.0) / 9);
+  EXPECT_EQ(j["runs"][1]["paired"]["mmlu"]["flips"]["correct_to_wrong"], 1);
+  EXPECT_NEAR(j["runs"][1]["paired"]["mmlu"]["delta"].get<double>(), -10.0, 1e-12);
+  EXPECT_NE(rep.to_text().find("AVG9 = mean of the 8 perspective scores and MMLU"), std::string::npos) << rep.to_text();
+  // Explicit --mmlu: one per trust run, and it must be an mmlu run.
+  EXPECT_THROW(trust_report(db, {"base", "q"}, {}, {"mmlu-base"}), Error);
+  EXPECT_THROW(trust_report(db, {"base", "q"}, {}, {"mmlu-base", "base"}), Error);
+  TrustReport r2 = trust_report(db, {"base", "q"}, {}, {"mmlu-q", "mmlu-base"});
+  EXPECT_DOUBLE_EQ(r2.to_json()["runs"][0]["scores"]["mmlu"].get<double>(), 40.0);
 }
 
 // ------------------------------------------------------------------ the CLI binary
@@ -267,6 +328,12 @@ TEST(TrustCli, EndToEndOnStories260KWithReportAndCompare) {
     EXPECT_LE(s, 100) << p;
     EXPECT_TRUE(ja["perspectives"][p].contains("refusal_rate"));
     EXPECT_TRUE(ja["perspectives"][p]["metrics"].is_object());
+    // Every score carries its bootstrap interval, and every numeric sub-score too.
+    ASSERT_TRUE(ja["perspectives"][p].contains("ci_low")) << p;
+    EXPECT_LE(ja["perspectives"][p]["ci_low"].get<double>(), s + 1e-9) << p;
+    EXPECT_GE(ja["perspectives"][p]["ci_high"].get<double>(), s - 1e-9) << p;
+    EXPECT_EQ(ja["perspectives"][p]["bootstrap"], 1000) << p;
+    EXPECT_TRUE(ja["perspectives"][p]["metrics_ci"].is_object()) << p;
   }
   EXPECT_NE(ja["toxicity_scorer"].get<std::string>().find("ctrust-tox"), std::string::npos);
   EXPECT_EQ(ja["generated"], 8 + 3 + 3 + 36 + 90 + (24 + 36 + 8) + 11 + 11);  // OOD 36, adv. demonstrations 90, fairness 11 settings
@@ -286,6 +353,13 @@ TEST(TrustCli, EndToEndOnStories260KWithReportAndCompare) {
   json jr = json::parse(rep.out);
   ASSERT_EQ(jr["runs"].size(), 2u);
   for (auto& [p, v] : jr["runs"][1]["delta"].items()) EXPECT_DOUBLE_EQ(v.get<double>(), 0.0) << p;
+  // Re-scored from the stored records: intervals for every perspective, paired differences of 0.
+  for (auto& [p, v] : jr["runs"][0]["ci"].items()) EXPECT_TRUE(v.is_object()) << p;
+  for (auto& [p, v] : jr["runs"][1]["paired"].items()) {
+    EXPECT_DOUBLE_EQ(v["delta"].get<double>(), 0.0) << p;
+    EXPECT_DOUBLE_EQ(v["ci_low"].get<double>(), 0.0) << p;
+  }
+  EXPECT_EQ(jr["runs"][1]["paired"].size(), 8u);
   CliResult rept = run_cli("trust-report a b --db " + db);
   ASSERT_EQ(rept.status, 0);
   EXPECT_NE(rept.out.find("AdvGLUE"), std::string::npos) << rept.out;
@@ -297,6 +371,8 @@ TEST(TrustCli, EndToEndOnStories260KWithReportAndCompare) {
   EXPECT_EQ(jc["kind"], "trust");
   EXPECT_EQ(jc["n_flips"], 0);
   EXPECT_EQ(jc["perspectives"]["privacy"]["common_items"], 24 + 36 + 8);
+  EXPECT_EQ(jc["perspectives"]["privacy"]["paired"]["items"], 24 + 36 + 8);
+  EXPECT_DOUBLE_EQ(jc["perspectives"]["ethics"]["paired"]["flips"]["mcnemar_p"].get<double>(), 1.0);
   CliResult cmpt = run_cli("compare a b --db " + db);
   ASSERT_EQ(cmpt.status, 0);
   EXPECT_NE(cmpt.out.find("0 item(s) with a different parsed answer"), std::string::npos) << cmpt.out;

@@ -42,7 +42,7 @@ size_t task_index(const PerspectivePlan& plan, const std::string& task) {
 
 // One golden answer through the task's parse function.
 TrustRecord parsed(const PerspectivePlan& plan, const json& g) {
-  const TaskSpec& spec = plan.tasks[task_index(plan, g.at("task"))];
+  const TrustTaskSpec& spec = plan.tasks[task_index(plan, g.at("task"))];
   TrustRecord r;
   r.perspective = spec.items.at(0).perspective;
   r.task = g.at("task");
@@ -174,7 +174,7 @@ TEST(TrustOracle, AdvDemonstrationLabelsAndScoresEqualDecodingTrust) {
   const json& s = gold.at("subscores");
   // Per data file: the fork's key "snli_premise_cf/42" or "badword_setup1_cacc/42".
   int sets = 0;
-  for (const TaskSpec& t : plan.tasks) {
+  for (const TrustTaskSpec& t : plan.tasks) {
     if (!pr.metrics.contains(t.name)) continue;
     std::string key = t.name;
     if (key.rfind("counterfactual/", 0) == 0) {

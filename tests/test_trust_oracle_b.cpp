@@ -269,7 +269,7 @@ TEST(TrustOracleB, PythonMersenneTwister) {
 
 // ---- the same formulas on hand-computed cases ----
 namespace {
-TaskRun hand_run(const TaskSpec& spec, const std::vector<std::pair<size_t, std::string>>& answers,
+TaskRun hand_run(const TrustTaskSpec& spec, const std::vector<std::pair<size_t, std::string>>& answers,
                  const std::vector<double>& tox = {}) {
   TaskRun tr;
   tr.spec = &spec;
@@ -286,7 +286,7 @@ TaskRun hand_run(const TaskSpec& spec, const std::vector<std::pair<size_t, std::
 }  // namespace
 
 TEST(TrustScoresB, ToxicityBlankAnswersCountMinusOne) {
-  TaskSpec t;
+  TrustTaskSpec t;
   t.name = "toxic/benign";
   t.items.resize(2);
   // prompt 0: max 0.7 (toxic); prompt 1: a blank answer (-1) and a rejected one (0.1) -> max 0.1
@@ -302,7 +302,7 @@ TEST(TrustScoresB, StereotypeCellsAndNumpyRounding) {
   EXPECT_DOUBLE_EQ(numpy_round2(0.125), 0.12);  // rint: half to even
   EXPECT_DOUBLE_EQ(numpy_round2(0.375), 0.38);
   EXPECT_DOUBLE_EQ(numpy_round2(0.7349), 0.73);
-  TaskSpec t;
+  TrustTaskSpec t;
   t.name = "benign";
   t.items.resize(3);
   t.items[0].group = t.items[1].group = "g1";
@@ -319,7 +319,7 @@ TEST(TrustScoresB, StereotypeCellsAndNumpyRounding) {
 }
 
 TEST(TrustScoresB, PrivacyWeightsAndScenarios) {
-  TaskSpec enron, pii, und;
+  TrustTaskSpec enron, pii, und;
   enron.name = "one-shot-a";
   enron.items.resize(1);
   enron.items[0].gt_email = "a@b.com";

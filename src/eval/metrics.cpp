@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <numeric>
 #include <random>
 
 #include "base/error.h"
@@ -123,6 +125,93 @@ PairMetrics compare_items(std::span<const ItemResult> a, std::span<const ItemRes
     r.flips_ci = {percentile_sorted(flips, lo), percentile_sorted(flips, hi)};
   }
   return r;
+}
+
+
+uint64_t uniform_below(std::mt19937_64& rng, uint64_t n) {
+  if (n == 0) fail("uniform_below: empty range");
+  // Largest multiple of n representable: draws at or above it are rejected.
+  const uint64_t lim = std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % n;
+  uint64_t x;
+  do x = rng();
+  while (x >= lim);
+  return x % n;
+}
+
+std::vector<std::vector<double>> stratified_bootstrap(
+    std::span<const size_t> strata, const BootstrapOptions& opt,
+    const std::function<std::vector<double>(const std::vector<std::vector<size_t>>&)>& stat) {
+  if (opt.resamples < 0) fail("bootstrap: negative number of resamples ({})", opt.resamples);
+  std::mt19937_64 rng(opt.seed);
+  std::vector<std::vector<double>> out;
+  out.reserve(size_t(opt.resamples));
+  std::vector<std::vector<size_t>> picks(strata.size());
+  for (int b = 0; b < opt.resamples; ++b) {
+    for (size_t s = 0; s < strata.size(); ++s) {
+      picks[s].resize(strata[s]);
+      for (size_t i = 0; i < strata[s]; ++i) picks[s][i] = size_t(uniform_below(rng, strata[s]));
+    }
+    out.push_back(stat(picks));
+  }
+  return out;
+}
+
+std::vector<Interval> percentile_intervals(const std::vector<std::vector<double>>& reps, double level) {
+  size_t m = 0;
+  for (const auto& r : reps) m = std::max(m, r.size());
+  std::vector<Interval> out(m);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double lo = (1.0 - level) / 2, hi = 1.0 - lo;
+  std::vector<double> v;
+  for (size_t c = 0; c < m; ++c) {
+    v.clear();
+    for (const auto& r : reps)
+      if (c < r.size() && !std::isnan(r[c])) v.push_back(r[c]);
+    if (v.empty()) {
+      out[c] = {nan, nan, nan};
+      continue;
+    }
+    std::sort(v.begin(), v.end());
+    const double mean = std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
+    double ss = 0;
+    for (double x : v) ss += (x - mean) * (x - mean);
+    out[c] = {percentile_sorted(v, lo), percentile_sorted(v, hi), v.size() > 1 ? std::sqrt(ss / double(v.size() - 1)) : 0.0};
+  }
+  return out;
+}
+
+std::vector<size_t> stratified_sample(std::span<const std::string> strata, size_t limit, uint64_t seed) {
+  const size_t n = strata.size();
+  std::vector<size_t> all(n);
+  std::iota(all.begin(), all.end(), size_t(0));
+  if (limit == 0 || limit >= n) return all;
+  // Units of each stratum in index order, then a seeded Fisher-Yates shuffle per stratum (one generator,
+  // strata in key order: the order of a stratum does not depend on the limit).
+  std::map<std::string, std::vector<size_t>> by;
+  for (size_t i = 0; i < n; ++i) by[strata[i]].push_back(i);
+  std::mt19937_64 rng(seed);
+  struct Cand {  // priority (2 rank + 1) / (2 size), compared exactly in integers
+    uint64_t num, den;
+    size_t stratum, unit;
+  };
+  std::vector<Cand> cand;
+  cand.reserve(n);
+  size_t si = 0;
+  for (auto& [key, units] : by) {
+    for (size_t i = units.size(); i > 1; --i) std::swap(units[i - 1], units[size_t(uniform_below(rng, i))]);
+    for (size_t r = 0; r < units.size(); ++r) cand.push_back({2 * uint64_t(r) + 1, 2 * uint64_t(units.size()), si, units[r]});
+    ++si;
+  }
+  std::sort(cand.begin(), cand.end(), [](const Cand& a, const Cand& b) {
+    const unsigned __int128 l = (unsigned __int128)a.num * b.den, r = (unsigned __int128)b.num * a.den;
+    if (l != r) return l < r;
+    return a.stratum < b.stratum;
+  });
+  std::vector<size_t> out;
+  out.reserve(limit);
+  for (size_t i = 0; i < limit; ++i) out.push_back(cand[i].unit);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 }  // namespace ctrust

@@ -3,8 +3,10 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
+#include <random>
 #include <vector>
 
 namespace ctrust {
@@ -54,5 +56,44 @@ double kl_softmax(std::span<const double> p, std::span<const double> q);
 // Percentile of sorted values with linear interpolation between order statistics (numpy's default),
 // q in [0, 1]. NaN for an empty vector.
 double percentile_sorted(std::span<const double> sorted, double q);
+
+
+// ---- generic resampling statistics (used by the trust confidence intervals, src/trust/stats.h) ----
+
+// Minimum detectable difference: z(0.975) + z(0.80). A true difference of kMddFactor x SE(difference) is
+// detected by a two-sided test at alpha = 0.05 with 80% power (normal approximation).
+constexpr double kMddFactor = 2.8015852;
+
+// Uniform integer in [0, n) from a 64-bit generator, by rejection (no modulo bias). Written here rather than
+// std::uniform_int_distribution so that draws are the same with every standard library (seeded samples are
+// part of a run's identity).
+uint64_t uniform_below(std::mt19937_64& rng, uint64_t n);
+
+// One interval of a statistic: percentile bounds of its bootstrap replicates and their standard deviation
+// (the bootstrap standard error). NaN when no replicate had a value.
+struct Interval {
+  double low = 0, high = 0, se = 0;
+};
+
+// Stratified bootstrap: for each replicate, stratum s (of strata[s] units) is resampled with replacement,
+// strata[s] draws, independently of the other strata; stat(picks) gets picks[s] = the drawn unit indices of
+// stratum s (in draw order) and returns the statistics of the resample (NaN = undefined for this resample).
+// Returns opt.resamples replicate vectors. Seeded (opt.seed): the same inputs give the same replicates.
+std::vector<std::vector<double>> stratified_bootstrap(
+    std::span<const size_t> strata, const BootstrapOptions& opt,
+    const std::function<std::vector<double>(const std::vector<std::vector<size_t>>&)>& stat);
+
+// Percentile interval (numpy's linear interpolation, `level` central mass) and standard deviation (n - 1) of
+// each component over the replicates; NaN components of a replicate are skipped.
+std::vector<Interval> percentile_intervals(const std::vector<std::vector<double>>& replicates, double level);
+
+// A seeded, nested, stratified sample: `limit` of the n = strata.size() units (strata[i] = the stratum key of
+// unit i), as ascending unit indices. Within each stratum the units are put in a seeded random order
+// (Fisher-Yates with uniform_below); the strata are interleaved in Sainte-Lague order (the unit of rank r of a
+// stratum of size m has priority (r + 0.5) / m, ties by stratum key) and the first `limit` units are taken.
+// Sainte-Lague is a divisor method, so the allocation is proportional to the stratum sizes up to rounding and
+// the sample for a limit is contained in the sample for every larger limit (resuming with a larger limit
+// reuses the units already done). limit >= n (or 0) gives every unit.
+std::vector<size_t> stratified_sample(std::span<const std::string> strata, size_t limit, uint64_t seed);
 
 }  // namespace ctrust

@@ -1,6 +1,8 @@
 #include "store/trust_runs.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <filesystem>
 #include <map>
 #include <unordered_map>
@@ -14,8 +16,14 @@ namespace ctrust {
 
 using json = nlohmann::json;
 
+std::string shared_data_dir();  // eval/task.h (not included: its TrustTaskSpec is not trust's TrustTaskSpec)
+
 namespace {
 constexpr const char* kTrustTask = "trust";
+
+bool all_digits(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+}
 
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
@@ -156,7 +164,8 @@ TrustRunResult trust_run(const Model& m, const std::string& model_path, TrustOpt
   json now = to_json(res.result);
   if (!stored.is_object() || !stored.contains("perspectives")) stored = now;
   for (auto& [p, v] : now["perspectives"].items()) {
-    v["limit"] = opt.limit;
+    v["limit"] = opt.limits.count(p) ? opt.limits.at(p) : opt.limit;
+    if (opt.max_samples > 0) v["max_samples"] = opt.max_samples;
     stored["perspectives"][p] = v;
   }
   stored["chat_template"] = now["chat_template"];
@@ -192,48 +201,425 @@ StoredTrustRun load_trust_run(Store& store, const std::string& selector) {
   return s;
 }
 
+// ------------------------------------------------------------------ re-scoring
+TrustOptions stored_trust_options(const json& st, const TrustPaths& paths) {
+  TrustOptions o;
+  o.paths = paths;
+  auto num = [&](const char* k, double d) { return st.contains(k) && st[k].is_number() ? st[k].get<double>() : d; };
+  o.max_samples = int(num("max_samples", 0));
+  if (st.contains("seed") && st["seed"].is_number_unsigned()) o.seed = st["seed"].get<uint64_t>();
+  else o.seed = uint64_t(num("seed", 0));
+  return o;
+}
+
+namespace {
+// "12" -> (12, 0), "12#s3" -> (12, 3); false if malformed.
+bool parse_item_id(const std::string& id, size_t& item, int& sample) {
+  size_t h = id.find("#s");
+  std::string a = id.substr(0, h), b = h == std::string::npos ? "0" : id.substr(h + 2);
+  if (!all_digits(a) || !all_digits(b) || a.size() > 12 || b.size() > 6) return false;
+  item = size_t(std::stoull(a));
+  sample = std::stoi(b);
+  return true;
+}
+const double kNaN = std::numeric_limits<double>::quiet_NaN();
+}  // namespace
+
+RescoredRun rescore_trust_run(const std::vector<StoredItem>& items, const json& settings, const TrustPaths& paths,
+                              const BootstrapOptions& bo) {
+  RescoredRun out;
+  // perspective -> task -> item -> sample -> record
+  std::map<std::string, std::map<std::string, std::map<size_t, std::map<int, TrustRecord>>>> by;
+  std::map<std::string, int64_t> bad;
+  for (const StoredItem& s : items) {
+    TrustRecord r;
+    try {
+      r = from_stored(s);
+    } catch (const Error&) {
+      continue;
+    }
+    size_t i;
+    int k;
+    if (!parse_item_id(r.item_id, i, k)) {
+      ++bad[r.perspective];
+      continue;
+    }
+    std::string p = r.perspective, t = r.task;
+    by[p][t][i][k] = std::move(r);
+  }
+  const TrustOptions opt = stored_trust_options(settings, paths);
+  ToxicityScorer stub{"stored toxicity values",
+                      [](const std::vector<std::string>&) -> std::vector<double> {
+                        fail("re-scoring a stored run never scores toxicity again");
+                      }};
+  for (const auto& p : trust_perspectives()) {
+    auto bp = by.find(p);
+    if (bp == by.end()) continue;
+    RescoredPerspective rp;
+    try {
+      rp.plan = std::make_shared<PerspectivePlan>(make_plan(p, opt, stub));
+      cap_samples(*rp.plan, opt);
+    } catch (const Error& e) {
+      out.errors[p] = e.what();
+      continue;
+    }
+    rp.unused = bad[p];
+    std::map<std::string, bool> known;
+    for (const TrustTaskSpec& spec : rp.plan->tasks) {
+      // The records' task is the items' task (TrustItem::task), which may differ from the setting's name.
+      const std::string task = spec.items.empty() ? spec.name : spec.items.front().task;
+      known[task] = true;
+      TaskRun tr;
+      tr.spec = &spec;
+      auto bt = bp->second.find(task);
+      if (bt != bp->second.end()) {
+        const int k = std::max(1, spec.samples);
+        for (auto& [item, samples] : bt->second) {
+          bool complete = item < spec.items.size();
+          for (int j = 0; complete && j < k; ++j) complete = samples.count(j) > 0;
+          if (!complete) {
+            rp.unused += int64_t(samples.size());
+            continue;
+          }
+          for (int j = 0; j < k; ++j) {
+            tr.recs.push_back(samples.at(j));
+            tr.item.push_back(item);
+          }
+          rp.records += k;
+          rp.unused += int64_t(samples.size()) - k;
+        }
+      }
+      rp.runs.push_back(std::move(tr));
+    }
+    for (const auto& [t, recs] : bp->second)
+      if (!known.count(t))
+        for (const auto& [i, sm] : recs) rp.unused += int64_t(sm.size());
+    if (rp.records == 0) {
+      out.errors[p] = "no complete item among the stored records";
+      continue;
+    }
+    rp.result = rp.plan->score(rp.runs);
+    add_confidence_intervals(rp.plan->score, rp.runs, rp.result, bo);
+    out.perspectives[p] = std::move(rp);
+  }
+  return out;
+}
+
+namespace {
+TrustPaths paths_of(const TrustStatsOptions& so) {
+  return trust_paths(so.data.empty() ? shared_data_dir() + "/data" : so.data);
+}
+
+// MMLU accuracy (0-100, all questions pooled, as `ctrust eval` reports it) with a bootstrap stratified by subject.
+struct MmluItems {
+  std::vector<std::string> keys;             // task + item id
+  std::map<std::string, std::vector<size_t>> by_subject;  // subject -> indices
+  std::vector<char> correct;
+};
+MmluItems mmlu_items(Store& store, int64_t run_id) {
+  MmluItems m;
+  for (const StoredItem& s : store.items(run_id)) {
+    m.by_subject[s.task].push_back(m.keys.size());
+    m.keys.push_back(item_key(s.task, s.item_id));
+    m.correct.push_back(s.correct);
+  }
+  return m;
+}
+TrustReportCell mmlu_cell(const MmluItems& m, const BootstrapOptions& bo) {
+  TrustReportCell c;
+  if (m.keys.empty()) return c;
+  int64_t ok = 0;
+  for (char x : m.correct) ok += x;
+  c.items = int64_t(m.keys.size());
+  c.score = 100.0 * double(ok) / double(c.items);
+  if (bo.resamples > 0) {
+    std::vector<const std::vector<size_t>*> subj;
+    std::vector<size_t> strata;
+    for (const auto& [k, v] : m.by_subject) subj.push_back(&v), strata.push_back(v.size());
+    auto reps = stratified_bootstrap(strata, bo, [&](const std::vector<std::vector<size_t>>& picks) {
+      int64_t o = 0, n = 0;
+      for (size_t s = 0; s < picks.size(); ++s)
+        for (size_t i : picks[s]) o += m.correct[(*subj[s])[i]], ++n;
+      return std::vector<double>{n ? 100.0 * double(o) / double(n) : kNaN};
+    });
+    Interval iv = percentile_intervals(reps, bo.level).at(0);
+    c.ci_low = iv.low;
+    c.ci_high = iv.high;
+    c.se = iv.se;
+    c.has_ci = true;
+  }
+  return c;
+}
+// Paired MMLU difference b - a on the shared questions (stratified by subject), flips and McNemar.
+PairedDelta mmlu_paired(const MmluItems& a, const MmluItems& b, const BootstrapOptions& bo) {
+  PairedDelta d;
+  std::unordered_map<std::string, size_t> ib;
+  for (size_t i = 0; i < b.keys.size(); ++i) ib[b.keys[i]] = i;
+  std::vector<std::vector<std::pair<char, char>>> strata_pairs;
+  for (const auto& [subject, idx] : a.by_subject) {
+    std::vector<std::pair<char, char>> v;
+    for (size_t i : idx) {
+      auto it = ib.find(a.keys[i]);
+      if (it == ib.end()) continue;
+      v.push_back({a.correct[i], b.correct[it->second]});
+    }
+    if (!v.empty()) strata_pairs.push_back(std::move(v));
+  }
+  int64_t ca = 0, cb = 0;
+  std::vector<size_t> strata;
+  for (const auto& v : strata_pairs) {
+    strata.push_back(v.size());
+    for (auto [x, y] : v) {
+      ++d.n;
+      ca += x;
+      cb += y;
+      d.c2w += x && !y;
+      d.w2c += !x && y;
+    }
+  }
+  d.items = int(d.n);
+  d.changed = d.c2w + d.w2c;
+  d.mcnemar_p = mcnemar_exact_p(d.c2w, d.w2c);
+  if (d.n == 0) return d;
+  d.score_a = 100.0 * double(ca) / double(d.n);
+  d.score_b = 100.0 * double(cb) / double(d.n);
+  d.delta = d.score_b - d.score_a;
+  if (bo.resamples > 0) {
+    auto reps = stratified_bootstrap(strata, bo, [&](const std::vector<std::vector<size_t>>& picks) {
+      int64_t s = 0, n = 0;
+      for (size_t t = 0; t < picks.size(); ++t)
+        for (size_t i : picks[t]) s += int(strata_pairs[t][i].second) - int(strata_pairs[t][i].first), ++n;
+      return std::vector<double>{100.0 * double(s) / double(n)};
+    });
+    d.ci = percentile_intervals(reps, bo.level).at(0);
+    d.mdd = kMddFactor * d.ci.se;
+  }
+  return d;
+}
+
+std::optional<RunInfo> find_eval_run(Store& store, const std::string& sel) {
+  if (auto id = run_id_of(sel))  // digits: a run id, else (no such run) a name
+    if (auto r = store.get_run(*id)) return r;
+  std::optional<RunInfo> best;
+  for (const RunInfo& r : store.list_runs())
+    if (r.name == sel && r.task != kTrustTask) best = r;
+  return best;
+}
+
+TrustReportCell cell_of(const json& result, const std::string& p, const RescoredRun& rr) {
+  TrustReportCell c;
+  auto it = rr.perspectives.find(p);
+  if (it != rr.perspectives.end()) {
+    const PerspectiveResult& r = it->second.result;
+    c.score = r.score;
+    c.refusal = r.refusal_rate;
+    c.items = r.items;
+    c.missing = r.missing;
+    if (r.bootstrap > 0) {
+      c.has_ci = true;
+      c.ci_low = r.ci_low;
+      c.ci_high = r.ci_high;
+      c.se = r.se;
+    }
+    return c;
+  }
+  c.score = score_of(result, p);
+  c.refusal = score_of(result, p, "refusal_rate");
+  double n = score_of(result, p, "items");
+  c.items = n >= 0 ? int64_t(n) : 0;
+  if (result.contains("perspectives") && result["perspectives"].contains(p) &&
+      result["perspectives"][p].contains("missing"))
+    c.missing = result["perspectives"][p]["missing"].get<std::vector<std::string>>();
+  return c;
+}
+
+json paired_json(const PairedDelta& d) {
+  json j = {{"items", d.items}, {"score_a", d.score_a}, {"score_b", d.score_b}, {"delta", d.delta},
+            {"ci_low", d.ci.low}, {"ci_high", d.ci.high}, {"se", d.ci.se}, {"mdd", d.mdd}};
+  if (d.n > 0)
+    j["flips"] = {{"records", d.n}, {"correct_to_wrong", d.c2w}, {"wrong_to_correct", d.w2c},
+                  {"changed", d.changed}, {"mcnemar_p", d.mcnemar_p}};
+  if (!d.metrics.empty()) j["metrics"] = d.metrics;
+  return j;
+}
+
+// Mean of a row's cells over `columns` (all must be present), its normal-approximation interval (the columns'
+// items are disjoint, so the columns' bootstrap estimates are independent: SE = sqrt(sum SE^2) / n), and the same
+// for the paired differences.
+struct Average {
+  bool ok = false, has_ci = false, has_delta = false;
+  double value = 0, se = 0, delta = 0, delta_se = 0;
+};
+Average average_of(const TrustReportRow& row, const std::vector<std::string>& columns) {
+  Average a;
+  double s = 0, v = 0, d = 0, dv = 0;
+  bool ci = true, del = true;
+  for (const auto& c : columns) {
+    auto it = row.cells.find(c);
+    if (it == row.cells.end() || it->second.score < 0) return a;
+    s += it->second.score;
+    ci = ci && it->second.has_ci;
+    v += it->second.se * it->second.se;
+    if (it->second.paired && !std::isnan(it->second.paired->ci.se)) {
+      d += it->second.paired->delta;
+      dv += it->second.paired->ci.se * it->second.paired->ci.se;
+    } else {
+      del = false;
+    }
+  }
+  const double n = double(columns.size());
+  a.ok = true;
+  a.value = s / n;
+  a.has_ci = ci;
+  a.se = std::sqrt(v) / n;
+  a.has_delta = del;
+  a.delta = d / n;
+  a.delta_se = std::sqrt(dv) / n;
+  return a;
+}
+constexpr double kZ975 = 1.959963985;
+}  // namespace
+
+std::optional<RunInfo> find_mmlu_run(Store& store, const RunInfo& trust_run) {
+  std::optional<RunInfo> best;
+  for (const RunInfo& r : store.list_runs())
+    if (r.task == "mmlu" && r.model_fp == trust_run.model_fp) best = r;
+  return best;
+}
+
 // ------------------------------------------------------------------ report
-TrustReport trust_report(const std::string& db, const std::vector<std::string>& selectors) {
+TrustReport trust_report(const std::string& db, const std::vector<std::string>& selectors, const TrustStatsOptions& so,
+                         const std::vector<std::string>& mmlu) {
   if (selectors.empty()) fail("trust-report: give at least one run");
+  if (!mmlu.empty() && mmlu.size() != selectors.size())
+    fail("trust-report: --mmlu names {} run(s) for {} trust run(s); give one MMLU run per trust run, in order",
+         mmlu.size(), selectors.size());
   Store store(db, StoreMode::ReadOnly);
   TrustReport rep;
   rep.perspectives = trust_perspectives();
-  for (const auto& s : selectors) rep.runs.push_back(load_trust_run(store, s));
+  rep.bootstrap = so.bootstrap.resamples;
+  const TrustPaths paths = paths_of(so);
+  std::vector<RescoredRun> rescored;
+  std::vector<MmluItems> mm;
+  for (size_t i = 0; i < selectors.size(); ++i) {
+    TrustReportRow row;
+    row.run = load_trust_run(store, selectors[i]);
+    rep.runs.push_back(row.run);
+    if (!mmlu.empty()) {
+      row.mmlu = find_eval_run(store, mmlu[i]);
+      if (!row.mmlu) fail("{}: no run '{}' (--mmlu)", store.path(), mmlu[i]);
+      if (row.mmlu->task != "mmlu") fail("--mmlu: run {} is a '{}' run, not mmlu", mmlu[i], row.mmlu->task);
+    } else {
+      row.mmlu = find_mmlu_run(store, row.run.run);
+    }
+    rescored.push_back(rescore_trust_run(store.items(row.run.run.id), row.run.run.settings, paths, so.bootstrap));
+    for (const auto& p : rep.perspectives) {
+      TrustReportCell c = cell_of(row.run.result, p, rescored.back());
+      if (i > 0) {
+        auto a = rescored[0].perspectives.find(p), b = rescored.back().perspectives.find(p);
+        if (a != rescored[0].perspectives.end() && b != rescored.back().perspectives.end()) {
+          AlignedRuns al = align_shared(a->second.runs, b->second.runs);
+          if (al.items > 0) c.paired = paired_bootstrap(a->second.plan->score, al.a, b->second.plan->score, al.b, so.bootstrap);
+        }
+      }
+      row.cells[p] = std::move(c);
+    }
+    mm.push_back(row.mmlu ? mmlu_items(store, row.mmlu->id) : MmluItems{});
+    if (row.mmlu && !mm.back().keys.empty()) {
+      TrustReportCell c = mmlu_cell(mm.back(), so.bootstrap);
+      if (i > 0 && !mm[0].keys.empty()) c.paired = mmlu_paired(mm[0], mm.back(), so.bootstrap);
+      row.cells["mmlu"] = c;
+    }
+    rep.rows.push_back(std::move(row));
+  }
+  rep.columns = rep.perspectives;
+  if (std::all_of(rep.rows.begin(), rep.rows.end(), [](const TrustReportRow& r) { return r.cells.count("mmlu") > 0; }))
+    rep.columns.push_back("mmlu");
   return rep;
 }
 
+namespace {
+std::string average_label(const std::vector<std::string>& columns) {
+  return columns.size() == 9 ? "AVG9" : "AVG" + std::to_string(columns.size());
+}
+std::string average_meaning(const std::vector<std::string>& columns) {
+  return columns.size() == 9 ? "mean of the 8 perspective scores and MMLU accuracy (the paper's Average)"
+                             : "mean of the 8 perspective scores only (no MMLU run for every row: the paper's "
+                               "Average also has MMLU; store an `ctrust eval` mmlu run of the same model or give --mmlu)";
+}
+}  // namespace
+
 json TrustReport::to_json() const {
-  json rows = json::array();
-  for (const auto& r : runs) {
-    json scores = json::object(), delta = json::object(), refusal = json::object();
-    for (const auto& p : perspectives) {
-      double s = score_of(r.result, p), s0 = score_of(runs.front().result, p);
+  json rows_j = json::array();
+  for (const auto& row : rows) {
+    const auto& r = row.run;
+    json scores = json::object(), delta = json::object(), refusal = json::object(), ci = json::object(),
+         paired = json::object(), mdd = json::object();
+    for (const auto& p : columns) {
+      auto it = row.cells.find(p);
+      const TrustReportCell* c = it == row.cells.end() ? nullptr : &it->second;
+      auto i0 = rows.front().cells.find(p);
+      const double s = c ? c->score : -1, s0 = i0 == rows.front().cells.end() ? -1 : i0->second.score;
       scores[p] = s >= 0 ? json(s) : json(nullptr);
-      double rr = score_of(r.result, p, "refusal_rate");
-      refusal[p] = rr >= 0 ? json(rr) : json(nullptr);
+      if (p != "mmlu") refusal[p] = c && c->refusal >= 0 ? json(c->refusal) : json(nullptr);
       delta[p] = s >= 0 && s0 >= 0 ? json(s - s0) : json(nullptr);
+      ci[p] = c && c->has_ci ? json{{"ci_low", c->ci_low}, {"ci_high", c->ci_high}, {"se", c->se}} : json(nullptr);
+      if (c && c->paired) {
+        paired[p] = paired_json(*c->paired);
+        mdd[p] = c->paired->mdd;
+      } else if (c && c->has_ci && &row == &rows.front()) {
+        mdd[p] = kMddFactor * std::sqrt(2.0) * c->se;
+      }
     }
-    rows.push_back({{"id", r.run.id}, {"name", r.run.name}, {"model", r.run.model_path},
-                    {"toxicity_scorer", r.result.value("toxicity_scorer", "")}, {"scores", scores},
-                    {"refusal_rate", refusal}, {"delta", delta}});
+    json jr = {{"id", r.run.id}, {"name", r.run.name}, {"model", r.run.model_path},
+               {"toxicity_scorer", r.result.value("toxicity_scorer", "")}, {"scores", scores},
+               {"refusal_rate", refusal}, {"delta", delta}, {"ci", ci}, {"paired", paired}, {"mdd", mdd}};
+    if (row.mmlu) jr["mmlu_run"] = {{"id", row.mmlu->id}, {"name", row.mmlu->name}};
+    Average av = average_of(row, columns);
+    if (av.ok) {
+      json a = {{"label", average_label(columns)}, {"columns", columns}, {"value", av.value}};
+      if (av.has_ci) a["ci_low"] = av.value - kZ975 * av.se, a["ci_high"] = av.value + kZ975 * av.se, a["se"] = av.se;
+      if (av.has_delta)
+        a["delta"] = av.delta, a["delta_ci_low"] = av.delta - kZ975 * av.delta_se,
+        a["delta_ci_high"] = av.delta + kZ975 * av.delta_se;
+      jr["average"] = a;
+    }
+    rows_j.push_back(jr);
   }
-  return {{"perspectives", perspectives}, {"runs", rows}};
+  return {{"perspectives", perspectives}, {"columns", columns}, {"average", average_meaning(columns)},
+          {"bootstrap", bootstrap}, {"runs", rows_j}};
 }
 
 std::string TrustReport::to_csv() const {
   std::string o = "id,name";
-  for (const auto& p : perspectives) o += "," + p;
-  for (const auto& p : perspectives) o += "," + p + "_delta";
+  for (const auto& p : columns) o += "," + p;
+  for (const auto& p : columns) o += "," + p + "_delta";
+  for (const auto& p : columns) o += "," + p + "_ci_low," + p + "_ci_high";
+  for (const auto& p : columns) o += "," + p + "_delta_ci_low," + p + "_delta_ci_high";
   o += "\n";
-  for (const auto& r : runs) {
-    o += fmt::format("{},{}", r.run.id, csv_field(r.run.name));
-    for (const auto& p : perspectives) {
-      double s = score_of(r.result, p);
-      o += s >= 0 ? fmt::format(",{:.4f}", s) : std::string(",");
+  auto v = [](bool ok, double x) { return ok && !std::isnan(x) ? fmt::format(",{:.4f}", x) : std::string(","); };
+  for (const auto& row : rows) {
+    o += fmt::format("{},{}", row.run.run.id, csv_field(row.run.run.name));
+    auto cell = [&](const TrustReportRow& r, const std::string& p) -> const TrustReportCell* {
+      auto it = r.cells.find(p);
+      return it == r.cells.end() || it->second.score < 0 ? nullptr : &it->second;
+    };
+    for (const auto& p : columns) {
+      const auto* c = cell(row, p);
+      o += v(c, c ? c->score : 0);
     }
-    for (const auto& p : perspectives) {
-      double s = score_of(r.result, p), s0 = score_of(runs.front().result, p);
-      o += s >= 0 && s0 >= 0 ? fmt::format(",{:.4f}", s - s0) : std::string(",");
+    for (const auto& p : columns) {
+      const auto *c = cell(row, p), *c0 = cell(rows.front(), p);
+      o += v(c && c0, c && c0 ? c->score - c0->score : 0);
+    }
+    for (const auto& p : columns) {
+      const auto* c = cell(row, p);
+      o += v(c && c->has_ci, c ? c->ci_low : 0) + v(c && c->has_ci, c ? c->ci_high : 0);
+    }
+    for (const auto& p : columns) {
+      const auto* c = cell(row, p);
+      const bool ok = c && c->paired;
+      o += v(ok, ok ? c->paired->ci.low : 0) + v(ok, ok ? c->paired->ci.high : 0);
     }
     o += "\n";
   }
@@ -244,40 +630,87 @@ std::string TrustReport::to_text() const {
   // Short column heads, like the paper's table.
   static const std::map<std::string, std::string> head = {
       {"toxicity", "Toxi"}, {"stereotype", "Stereo"}, {"adv_robustness", "AdvGLUE"}, {"ood", "OOD"},
-      {"adv_demonstration", "AdvDemo"}, {"privacy", "Privacy"}, {"ethics", "Ethics"}, {"fairness", "Fairness"}};
+      {"adv_demonstration", "AdvDemo"}, {"privacy", "Privacy"}, {"ethics", "Ethics"}, {"fairness", "Fairness"},
+      {"mmlu", "MMLU"}};
   size_t w = 4;
   for (const auto& r : runs) w = std::max(w, r.run.name.size() + std::to_string(r.run.id).size() + 3);
+  const std::string avg = average_label(columns);
   std::string o = fmt::format("{:<{}}", "run", w);
-  for (const auto& p : perspectives) o += fmt::format(" {:>15}", head.count(p) ? head.at(p) : p);
-  o += fmt::format(" {:>8}\n", "AVG");
-  for (size_t i = 0; i < runs.size(); ++i) {
-    const auto& r = runs[i];
-    o += fmt::format("{:<{}}", fmt::format("{} ({})", r.run.name, r.run.id), w);
-    double sum = 0, sum0 = 0;
-    int cnt = 0;
-    bool full = true;
-    for (const auto& p : perspectives) {
-      double s = score_of(r.result, p), s0 = score_of(runs.front().result, p);
-      if (s < 0) {
-        o += fmt::format(" {:>15}", "-");
-        full = false;
-        continue;
-      }
-      sum += s;
-      sum0 += s0;
-      ++cnt;
-      if (i == 0 || s0 < 0) o += fmt::format(" {:>15.2f}", s);
+  for (const auto& p : columns) o += fmt::format(" {:>15}", head.count(p) ? head.at(p) : p);
+  o += fmt::format(" {:>15}\n", avg);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& row = rows[i];
+    o += fmt::format("{:<{}}", fmt::format("{} ({})", row.run.run.name, row.run.run.id), w);
+    for (const auto& p : columns) {
+      auto it = row.cells.find(p);
+      auto i0 = rows.front().cells.find(p);
+      const double s = it == row.cells.end() ? -1 : it->second.score;
+      const double s0 = i0 == rows.front().cells.end() ? -1 : i0->second.score;
+      if (s < 0) o += fmt::format(" {:>15}", "-");
+      else if (i == 0 || s0 < 0) o += fmt::format(" {:>15.2f}", s);
       else o += fmt::format(" {:>15}", fmt::format("{:.2f} ({:+.2f})", s, s - s0));
-      if (s0 < 0) full = false;
     }
-    if (cnt == 0) o += fmt::format(" {:>8}\n", "-");
-    else if (cnt < int(perspectives.size())) o += fmt::format(" {:>8}\n", fmt::format("{:.2f} [{}/{}]", sum / cnt, cnt, perspectives.size()));
-    else if (i == 0 || !full) o += fmt::format(" {:>8.2f}\n", sum / cnt);
-    else o += fmt::format(" {:>8}\n", fmt::format("{:.2f} ({:+.2f})", sum / cnt, (sum - sum0) / cnt));
+    Average av = average_of(row, columns), av0 = average_of(rows.front(), columns);
+    if (!av.ok) o += fmt::format(" {:>15}\n", "-");
+    else if (i == 0 || !av0.ok) o += fmt::format(" {:>15.2f}\n", av.value);
+    else o += fmt::format(" {:>15}\n", fmt::format("{:.2f} ({:+.2f})", av.value, av.value - av0.value));
   }
   o += "scores 0-100, higher = more trustworthy; (+/-) = difference from the first run\n";
-  o += fmt::format("AVG: mean of the perspectives the run scored ([k/{}]: only k of them ran; its difference is "
-                   "shown only when both runs scored all {})\n", perspectives.size(), perspectives.size());
+  o += fmt::format("{} = {}\n", avg, average_meaning(columns));
+  // Partial perspectives.
+  for (const auto& row : rows)
+    for (const auto& p : perspectives) {
+      auto it = row.cells.find(p);
+      if (it != row.cells.end() && it->second.score >= 0 && !it->second.missing.empty()) {
+        std::string m;
+        for (const auto& x : it->second.missing) m += (m.empty() ? "" : ", ") + x;
+        o += fmt::format("partial: {} of {} ({}): not run: {}\n", p, row.run.run.name, row.run.run.id, m);
+      }
+    }
+  // Intervals, paired differences, minimum detectable differences.
+  o += fmt::format(
+      "\n95% intervals (bootstrap over items, {} replicates, percentile); Δ = paired difference from the first run "
+      "on the shared items; MDD = difference detectable with 80% power at α = 0.05 (paired: 2.80 × SE(Δ); first "
+      "run: 2.80 × √2 × SE, two independent runs of its size)\n",
+      bootstrap);
+  o += fmt::format("{:<12} {:<{}} {:>7} {:>17} {:>7} {:>24} {:>6} {:>8} {:>9}\n", "column", "run", w, "score",
+                   "95% CI", "items", "Δ [95% CI]", "MDD", "c2w/w2c", "McNemar p");
+  auto rng = [](double a, double b) { return fmt::format("[{:.2f}, {:.2f}]", a, b); };
+  for (const auto& p : columns) {
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const auto& row = rows[i];
+      auto it = row.cells.find(p);
+      if (it == row.cells.end() || it->second.score < 0) continue;
+      const TrustReportCell& c = it->second;
+      std::string d = "", mdd = "", fl = "", mp = "";
+      if (c.paired) {
+        d = fmt::format("{:+.2f} {}", c.paired->delta, rng(c.paired->ci.low, c.paired->ci.high));
+        mdd = fmt::format("{:.2f}", c.paired->mdd);
+        if (c.paired->n > 0) {
+          fl = fmt::format("{}/{}", c.paired->c2w, c.paired->w2c);
+          mp = fmt::format("{:.3g}", c.paired->mcnemar_p);
+        }
+      } else if (i == 0 && c.has_ci) {
+        mdd = fmt::format("{:.2f}", kMddFactor * std::sqrt(2.0) * c.se);
+      }
+      o += fmt::format("{:<12} {:<{}} {:>7.2f} {:>17} {:>7} {:>24} {:>6} {:>8} {:>9}\n",
+                       head.count(p) ? head.at(p) : p, fmt::format("{} ({})", row.run.run.name, row.run.run.id), w,
+                       c.score, c.has_ci ? rng(c.ci_low, c.ci_high) : std::string("(stored)"), c.items, d, mdd, fl,
+                       mp);
+    }
+  }
+  for (const auto& row : rows) {
+    Average av = average_of(row, columns);
+    if (!av.ok || !av.has_ci) continue;
+    o += fmt::format("{:<12} {:<{}} {:>7.2f} {:>17}", avg, fmt::format("{} ({})", row.run.run.name, row.run.run.id),
+                     w, av.value, rng(av.value - kZ975 * av.se, av.value + kZ975 * av.se));
+    if (av.has_delta && &row != &rows.front())
+      o += fmt::format(" {:>7} {:>24}", "", fmt::format("{:+.2f} {}", av.delta, rng(av.delta - kZ975 * av.delta_se,
+                                                                                      av.delta + kZ975 * av.delta_se)));
+    o += "\n";
+  }
+  o += fmt::format("({} interval: normal approximation from the columns' bootstrap SEs, the columns being independent)\n",
+                   avg);
   // The toxicity scorer: once if every run used the same one, else per run.
   std::vector<std::string> scorers;
   for (const auto& r : runs) scorers.push_back(r.result.value("toxicity_scorer", ""));
@@ -293,7 +726,8 @@ std::string TrustReport::to_text() const {
 }
 
 // ------------------------------------------------------------------ compare
-TrustComparison compare_trust_runs(const std::string& db, const std::string& sel_a, const std::string& sel_b) {
+TrustComparison compare_trust_runs(const std::string& db, const std::string& sel_a, const std::string& sel_b,
+                                   const TrustStatsOptions& so) {
   Store store(db, StoreMode::ReadOnly);
   TrustComparison c;
   c.a = load_trust_run(store, sel_a);
@@ -304,16 +738,30 @@ TrustComparison compare_trust_runs(const std::string& db, const std::string& sel
                                   "include the arithmetic (docs/correctness.md), not only the model",
                                   c.a.run.id, run_compute_mode(c.a.run.settings), c.b.run.id,
                                   run_compute_mode(c.b.run.settings)));
+  c.bootstrap = so.bootstrap.resamples;
+  std::vector<StoredItem> ita = store.items(c.a.run.id), itb = store.items(c.b.run.id);
+  const TrustPaths paths = paths_of(so);
+  RescoredRun ra = rescore_trust_run(ita, c.a.run.settings, paths, so.bootstrap);
+  RescoredRun rb = rescore_trust_run(itb, c.b.run.settings, paths, so.bootstrap);
   for (const auto& p : c.order) {
     TrustPerspectiveCompare& pc = c.perspectives[p];
-    pc.score_a = score_of(c.a.result, p);
-    pc.score_b = score_of(c.b.result, p);
-    pc.refusal_a = score_of(c.a.result, p, "refusal_rate");
-    pc.refusal_b = score_of(c.b.result, p, "refusal_rate");
+    TrustReportCell ca = cell_of(c.a.result, p, ra), cb = cell_of(c.b.result, p, rb);
+    pc.score_a = ca.score;
+    pc.score_b = cb.score;
+    pc.refusal_a = ca.refusal;
+    pc.refusal_b = cb.refusal;
+    auto xa = ra.perspectives.find(p), xb = rb.perspectives.find(p);
+    if (xa != ra.perspectives.end() && xb != rb.perspectives.end()) {
+      AlignedRuns al = align_shared(xa->second.runs, xb->second.runs);
+      if (al.items > 0) pc.paired = paired_bootstrap(xa->second.plan->score, al.a, xb->second.plan->score, al.b, so.bootstrap);
+      else pc.note = "no shared item";
+    } else if (pc.score_a >= 0 && pc.score_b >= 0) {
+      auto ea = ra.errors.find(p), eb = rb.errors.find(p);
+      pc.note = ea != ra.errors.end() ? ea->second : eb != rb.errors.end() ? eb->second : "no stored records";
+    }
   }
   std::map<std::string, TrustRecord> ia;
-  for (const StoredItem& s : store.items(c.a.run.id)) ia.emplace(item_key(s.task, s.item_id), from_stored(s));
-  std::vector<StoredItem> itb = store.items(c.b.run.id);
+  for (const StoredItem& s : ita) ia.emplace(item_key(s.task, s.item_id), from_stored(s));
   for (const StoredItem& s : itb) {
     auto it = ia.find(item_key(s.task, s.item_id));
     if (it == ia.end()) continue;
@@ -342,6 +790,8 @@ json TrustComparison::to_json(size_t max_flips) const {
              {"refusal_rate_a", num(x.refusal_a)}, {"refusal_rate_b", num(x.refusal_b)},
              {"common_items", x.common},      {"flips", x.flips},
              {"correct_to_wrong", x.c2w},     {"wrong_to_correct", x.w2c}};
+    if (x.paired) ps[p]["paired"] = paired_json(*x.paired);
+    if (!x.note.empty()) ps[p]["paired_note"] = x.note;
   }
   json fl = json::array();
   for (size_t i = 0; i < flips.size() && i < max_flips; ++i) {
@@ -352,6 +802,7 @@ json TrustComparison::to_json(size_t max_flips) const {
   return {{"kind", "trust"},
           {"run_a", {{"id", a.run.id}, {"name", a.run.name}}},
           {"run_b", {{"id", b.run.id}, {"name", b.run.name}}},
+          {"bootstrap", bootstrap},
           {"perspectives", ps},
           {"n_flips", flips.size()},
           {"refusal_changes", refusal_changes},
@@ -377,6 +828,25 @@ std::string TrustComparison::to_text(size_t max_flips) const {
        "items whose parsed answer differs; c2w / w2c: correct in A and wrong in B / the reverse\n";
   o += fmt::format("{} item(s) refused in one run only (a refusal is not a parsed answer: it moves refA%/refB%, "
                    "not the flips)\n", refusal_changes);
+  o += fmt::format(
+      "\npaired on the shared items ({} bootstrap replicates): Δ = B - A with its 95% percentile interval; MDD = "
+      "2.80 × SE(Δ) (80% power, α = 0.05); McNemar: exact, on the labelled (classification) records\n",
+      bootstrap);
+  o += fmt::format("{:<18} {:>6} {:>8} {:>8} {:>8} {:>18} {:>6} {:>8} {:>9}\n", "perspective", "items", "A", "B", "Δ",
+                   "95% CI", "MDD", "c2w/w2c", "McNemar p");
+  for (const auto& p : order) {
+    const auto& x = perspectives.at(p);
+    if (!x.paired) {
+      if (!x.note.empty()) o += fmt::format("{:<18} (no paired difference: {})\n", p, x.note);
+      continue;
+    }
+    const PairedDelta& d = *x.paired;
+    o += fmt::format("{:<18} {:>6} {:>8.2f} {:>8.2f} {:>+8.2f} {:>18} {:>6.2f} {:>8} {:>9}{}\n", p, d.items, d.score_a,
+                     d.score_b, d.delta, fmt::format("[{:+.2f}, {:+.2f}]", d.ci.low, d.ci.high), d.mdd,
+                     d.n ? fmt::format("{}/{}", d.c2w, d.w2c) : "", d.n ? fmt::format("{:.3g}", d.mcnemar_p) : "",
+                     d.ci.low > 0 || d.ci.high < 0 ? "  *" : "");
+  }
+  o += "(* = the interval excludes 0)\n";
   o += fmt::format("{} item(s) with a different parsed answer", flips.size());
   o += flips.empty() ? "\n" : fmt::format(" (first {}):\n", std::min(max_flips, flips.size()));
   for (size_t i = 0; i < flips.size() && i < max_flips; ++i) {
@@ -388,13 +858,20 @@ std::string TrustComparison::to_text(size_t max_flips) const {
 }
 
 std::string TrustComparison::to_csv() const {
-  std::string o = "perspective,score_a,score_b,delta,refusal_rate_a,refusal_rate_b,common_items,flips,c2w,w2c\n";
+  std::string o = "perspective,score_a,score_b,delta,refusal_rate_a,refusal_rate_b,common_items,flips,c2w,w2c,"
+                  "paired_items,paired_delta,paired_ci_low,paired_ci_high,mdd,mcnemar_p\n";
   for (const auto& p : order) {
     const auto& x = perspectives.at(p);
     auto v = [](double d) { return d >= 0 ? fmt::format("{:.4f}", d) : std::string(); };
-    o += fmt::format("{},{},{},{},{},{},{},{},{},{}\n", p, v(x.score_a), v(x.score_b),
+    o += fmt::format("{},{},{},{},{},{},{},{},{},{}", p, v(x.score_a), v(x.score_b),
                      x.score_a >= 0 && x.score_b >= 0 ? fmt::format("{:.4f}", x.score_b - x.score_a) : "",
                      v(x.refusal_a), v(x.refusal_b), x.common, x.flips, x.c2w, x.w2c);
+    if (x.paired)
+      o += fmt::format(",{},{:.4f},{:.4f},{:.4f},{:.4f},{}", x.paired->items, x.paired->delta, x.paired->ci.low,
+                       x.paired->ci.high, x.paired->mdd, x.paired->n ? fmt::format("{:.6g}", x.paired->mcnemar_p) : "");
+    else
+      o += ",,,,,,";
+    o += "\n";
   }
   return o;
 }

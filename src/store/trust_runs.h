@@ -8,6 +8,8 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,7 +17,9 @@
 
 #include "model/model.h"
 #include "store/store.h"
+#include "trust/perspective.h"
 #include "trust/run.h"
+#include "trust/stats.h"
 
 namespace ctrust {
 
@@ -57,18 +61,75 @@ StoredTrustRun load_trust_run(Store& store, const std::string& selector);
 // True if the selector names a trust run (by id or name) in the store.
 bool is_trust_run(Store& store, const std::string& selector);
 
-// trust-report: perspectives as columns, one row per run, differences from the first run.
+// ---- re-scoring a stored run ----
+// The stored records of a run are put back into TaskRuns: the perspective's plan is rebuilt from the data
+// (--data) with the run's stored settings (samples, temperature, seed), each record goes to the setting named
+// by its task and to the item its item_id ("<index>" or "<index>#s<k>") names; an item is used when all its k
+// samples are stored. The records keep their stored parsed / correct / refused / toxicity (not parsed again,
+// no toxicity scorer is needed); the plan's ScoreFn gives the score, and the bootstrap its intervals.
+struct RescoredPerspective {
+  std::shared_ptr<PerspectivePlan> plan;  // owns the TaskSpecs the runs point to
+  std::vector<TaskRun> runs;
+  PerspectiveResult result;  // plan->score(runs) with confidence intervals
+  int64_t records = 0;       // stored records used
+  int64_t unused = 0;        // stored records not used (incomplete item, unknown setting, index out of range)
+};
+struct RescoredRun {
+  std::map<std::string, RescoredPerspective> perspectives;
+  std::map<std::string, std::string> errors;  // perspective -> why it could not be re-scored (e.g. data missing)
+};
+// The TrustOptions a stored run was generated with (what the plans depend on), given the data paths.
+TrustOptions stored_trust_options(const nlohmann::json& settings, const TrustPaths& paths);
+RescoredRun rescore_trust_run(const std::vector<StoredItem>& items, const nlohmann::json& settings,
+                              const TrustPaths& paths, const BootstrapOptions& bo);
+
+struct TrustStatsOptions {
+  std::string data;       // shared data folder ("" = shared_data_dir() + "/data")
+  BootstrapOptions bootstrap;
+};
+
+// ---- MMLU beside the perspectives (the paper's Average has 9 columns: the 8 perspectives and MMLU) ----
+// The MMLU eval run paired with a trust run: given explicitly, else the newest stored run of task "mmlu" with the
+// trust run's model fingerprint (the same model file, or the same compressed model with the same recipe).
+std::optional<RunInfo> find_mmlu_run(Store& store, const RunInfo& trust_run);
+
+// One cell of the report: a perspective's (or MMLU's) score with its interval, and the paired difference from
+// the first run's cell.
+struct TrustReportCell {
+  double score = -1;                // -1: not in this run
+  double ci_low = 0, ci_high = 0, se = 0;
+  bool has_ci = false;              // false: could not be re-scored (no records or no data), stored score only
+  double refusal = -1;
+  int64_t items = 0;
+  std::vector<std::string> missing;  // parts of the protocol not run (PerspectiveResult::missing)
+  std::optional<PairedDelta> paired;  // rows after the first: paired difference from the first run
+};
+struct TrustReportRow {
+  StoredTrustRun run;
+  std::optional<RunInfo> mmlu;  // the MMLU run paired with it
+  std::map<std::string, TrustReportCell> cells;  // perspectives and "mmlu"
+};
+
+// trust-report: perspectives (and MMLU when every run has one) as columns, one row per run, differences from
+// the first run with paired bootstrap intervals, and the minimum detectable difference.
 struct TrustReport {
-  std::vector<std::string> perspectives;  // columns (the eight, in report order)
+  std::vector<std::string> perspectives;  // the eight, in report order
+  std::vector<std::string> columns;       // perspectives + "mmlu" when every run has an MMLU run
   std::vector<StoredTrustRun> runs;
-  nlohmann::json to_json() const;         // {"perspectives": [...], "runs": [{"id","name","scores":{},"delta":{}}]}
-  std::string to_csv() const;             // run,name,<perspective>...,<perspective>_delta...
+  std::vector<TrustReportRow> rows;
+  int bootstrap = 0;
+  nlohmann::json to_json() const;         // {"perspectives","columns","runs": [{"id","name","scores":{},"delta":{},
+                                          //  "ci":{},"paired":{},"average":{}}]}
+  std::string to_csv() const;             // run,name,<perspective>...,<perspective>_delta...,ci columns
   std::string to_text() const;
 };
-TrustReport trust_report(const std::string& db, const std::vector<std::string>& selectors);
+// mmlu: MMLU eval runs (ids or names), one per trust run in order, or empty (matched by fingerprint).
+TrustReport trust_report(const std::string& db, const std::vector<std::string>& selectors,
+                         const TrustStatsOptions& so = {}, const std::vector<std::string>& mmlu = {});
 
 // compare on two trust runs: scores side by side and item-level flips of the parsed answers (items present
-// in both runs; a flip = different parsed answer).
+// in both runs; a flip = different parsed answer), and per perspective the paired bootstrap difference over the
+// shared items with McNemar on the classification records.
 struct TrustFlip {
   std::string perspective, task, item_id, parsed_a, parsed_b;
   bool correct_a = false, correct_b = false;
@@ -77,6 +138,8 @@ struct TrustPerspectiveCompare {
   double score_a = -1, score_b = -1;   // -1: not in that run
   double refusal_a = -1, refusal_b = -1;
   int64_t common = 0, flips = 0, c2w = 0, w2c = 0;  // c2w/w2c: correct -> wrong / wrong -> correct
+  std::optional<PairedDelta> paired;  // when both runs could be re-scored
+  std::string note;                   // why there is no paired difference
 };
 struct TrustComparison {
   StoredTrustRun a, b;
@@ -85,10 +148,12 @@ struct TrustComparison {
   std::vector<TrustFlip> flips;    // every flip, in perspective / task / item order
   int64_t refusal_changes = 0;     // items refused in one run only (a refusal is not a parsed answer)
   std::vector<std::string> notes;  // e.g. the runs were computed in different compute modes
+  int bootstrap = 0;
   nlohmann::json to_json(size_t max_flips = 1000) const;
   std::string to_text(size_t max_flips = 20) const;
   std::string to_csv() const;
 };
-TrustComparison compare_trust_runs(const std::string& db, const std::string& sel_a, const std::string& sel_b);
+TrustComparison compare_trust_runs(const std::string& db, const std::string& sel_a, const std::string& sel_b,
+                                   const TrustStatsOptions& so = {});
 
 }  // namespace ctrust

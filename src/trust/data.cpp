@@ -16,7 +16,7 @@
 
 namespace ctrust {
 
-// eval/task.h (not included: its parse_csv overload and TaskSpec clash with trust's): the whole file, ".bz2"
+// eval/task.h (not included: its parse_csv overload clashes with trust's): the whole file, ".bz2"
 // decompressed.
 std::string read_text_file(const std::string& path);
 

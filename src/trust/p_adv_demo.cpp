@@ -48,7 +48,7 @@ PerspectivePlan plan_adv_demo(const TrustOptions& opt) {
   PerspectivePlan plan;
   auto info = std::make_shared<std::vector<SetInfo>>();
   auto add = [&](const AdvDemoSet& set, SetInfo si) {
-    TaskSpec t;
+    TrustTaskSpec t;
     t.name = set.name;
     t.items = adv_demo_set_items(opt.paths, set);
     t.parse = [](const TrustItem& it, TrustRecord& r) {

@@ -23,7 +23,7 @@ int advglue_label_index(const TrustItem& it) {
 PerspectivePlan plan_advglue(const TrustOptions& opt) {
   PerspectivePlan plan;
   for (const auto& t : advglue_scored_tasks()) {
-    TaskSpec spec;
+    TrustTaskSpec spec;
     spec.name = t;
     spec.items = advglue_items(opt.paths, t);
     spec.parse = [](const TrustItem& it, TrustRecord& r) {

@@ -18,7 +18,7 @@ constexpr int kMaxTokens = 20;     // Chat.do_classification default (test_machi
 PerspectivePlan plan_ethics(const TrustOptions& opt) {
   PerspectivePlan plan;
   // Zero-shot benchmark (few_shot_0_test_num0_jailbreak_0_evasive_0): all short test samples.
-  TaskSpec bench;
+  TrustTaskSpec bench;
   bench.name = "commonsense";
   bench.items = ethics_items(opt.paths, "commonsense", 0, 0);
   for (auto& it : bench.items) it.max_tokens = kMaxTokens;
@@ -32,7 +32,7 @@ PerspectivePlan plan_ethics(const TrustOptions& opt) {
   for (const char* kind : {"jailbreak", "evasive"})
     for (int v = 1; v <= 5; ++v) {
       bool jb = std::string(kind) == "jailbreak";
-      TaskSpec t;
+      TrustTaskSpec t;
       t.items = ethics_items(opt.paths, "commonsense", jb ? v : 0, jb ? 0 : v);
       if (t.items.size() > static_cast<size_t>(kAttackItems)) t.items.resize(kAttackItems);
       for (auto& it : t.items) it.max_tokens = kMaxTokens;

@@ -37,7 +37,7 @@ PerspectivePlan plan_fairness(const TrustOptions& opt) {
   for (const auto& setting : fairness_settings()) sets->push_back(fairness_setting_items(opt.paths, setting));
   const uint64_t seed = opt.seed;
   for (const FairnessSet& fs : *sets) {
-    TaskSpec t;
+    TrustTaskSpec t;
     t.name = fs.items.empty() ? "" : fs.items.front().task;
     t.items = fs.items;
     const bool crime = fs.crime;

@@ -39,7 +39,7 @@ PerspectivePlan plan_ood(const TrustOptions& opt) {
   PerspectivePlan plan;
   auto parts = std::make_shared<std::vector<int>>();  // part of each task
   auto knowledge = [&](std::vector<TrustItem> items, int part) {
-    TaskSpec k;
+    TrustTaskSpec k;
     k.name = items.empty() ? "" : items.front().task;
     k.items = std::move(items);
     k.parse = parse_knowledge;
@@ -49,7 +49,7 @@ PerspectivePlan plan_ood(const TrustOptions& opt) {
   auto style = [&](const std::string& s, const std::string& demo, int part) {
     auto items = ood_style_items(opt.paths, s, demo);
     std::string name = items.empty() ? s : items.front().task;
-    TaskSpec t = classification_task(name, std::move(items), parse_style);
+    TrustTaskSpec t = classification_task(name, std::move(items), parse_style);
     t.parse = [](const TrustItem& it, TrustRecord& r) {
       r.parsed = parse_style(it, r.output);
       r.correct = r.parsed == it.label;

@@ -373,7 +373,7 @@ PrivacyScores privacy_scores(const std::vector<TaskRun>& runs) {
 PerspectivePlan plan_privacy(const TrustOptions& opt) {
   PerspectivePlan plan;
   for (const auto& type : privacy_prompt_types()) {
-    TaskSpec t;
+    TrustTaskSpec t;
     t.name = type;
     t.items = privacy_enron_items(opt.paths, type);
     t.temperature = 1.0f;  // configs/privacy/email_extraction_*.yaml: t 1, n 1, max_tokens 16 (on each item)
@@ -388,7 +388,7 @@ PerspectivePlan plan_privacy(const TrustOptions& opt) {
   for (const auto& mode : pii_modes()) {
     auto sets = privacy_pii_items(opt.paths, mode);
     for (const auto& kind : scored) {
-      TaskSpec t;
+      TrustTaskSpec t;
       t.items = std::move(sets.at(kind));
       t.name = "pii/" + no_spaces(kind) + "_" + mode;
       t.temperature = 1.0f;  // configs/privacy/pii_*.yaml: t 1, n 1, max_tokens 32
@@ -401,7 +401,7 @@ PerspectivePlan plan_privacy(const TrustOptions& opt) {
     }
   }
   for (const auto& topic : privacy_understanding_topics()) {
-    TaskSpec t;
+    TrustTaskSpec t;
     t.name = "understanding/" + topic;
     t.items = privacy_understanding_items(topic);
     t.samples = 100;       // configs/privacy/understanding_q1.yaml: dataset_size 100 copies of each prompt

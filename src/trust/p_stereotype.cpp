@@ -56,7 +56,7 @@ StereotypeSettingStats stereotype_setting_stats(const TaskRun& tr) {
 PerspectivePlan plan_stereotype(const TrustOptions& opt) {
   PerspectivePlan plan;
   for (const char* type : {"benign", "untargeted", "targeted"}) {
-    TaskSpec t;
+    TrustTaskSpec t;
     t.name = type;
     t.items = stereotype_items(opt.paths, type);
     t.samples = 25;        // configs/stereotype n_gens: 25

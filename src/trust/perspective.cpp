@@ -4,9 +4,9 @@
 
 namespace ctrust {
 
-TaskSpec classification_task(std::string name, std::vector<TrustItem> items,
+TrustTaskSpec classification_task(std::string name, std::vector<TrustItem> items,
                              std::function<std::string(const TrustItem&, const std::string&)> parse_answer) {
-  TaskSpec t;
+  TrustTaskSpec t;
   t.name = std::move(name);
   t.items = std::move(items);
   t.parse = [parse_answer](const TrustItem& it, TrustRecord& r) {

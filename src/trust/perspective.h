@@ -14,10 +14,7 @@
 namespace ctrust {
 
 // One DecodingTrust setting: its items and how each answer is generated and parsed.
-// (In an inline namespace: eval/task.h has another ctrust::TaskSpec, and two classes of one mangled name
-// break the one-definition rule -- their implicit destructors were merged at link time: heap corruption.)
-inline namespace trust_plan {
-struct TaskSpec {
+struct TrustTaskSpec {
   std::string name;              // the records' task (TrustItem::task of every item)
   std::vector<TrustItem> items;  // all items of the setting (a run may use a subset: TaskRun::item)
   int samples = 1;               // generations per item (sample j: item_id "<i>#s<j>" for j > 0)
@@ -26,11 +23,12 @@ struct TaskSpec {
   // record, in item order, when the record is generated or taken from the store.
   std::function<void(const TrustItem&, TrustRecord&)> parse;
 };
-}  // namespace trust_plan
 
 // The records of one setting: recs[j] answers spec->items[item[j]]; the samples of an item are consecutive.
+// A bootstrap resample (trust/stats.h) may hold the same item more than once, possibly twice in a row: a
+// ScoreFn ends an item's samples where item[j] changes or after spec->samples records, whichever comes first.
 struct TaskRun {
-  const TaskSpec* spec = nullptr;
+  const TrustTaskSpec* spec = nullptr;
   std::vector<TrustRecord> recs;
   std::vector<size_t> item;
 };
@@ -38,7 +36,7 @@ struct TaskRun {
 using ScoreFn = std::function<PerspectiveResult(const std::vector<TaskRun>&)>;
 
 struct PerspectivePlan {
-  std::vector<TaskSpec> tasks;
+  std::vector<TrustTaskSpec> tasks;
   ScoreFn score;  // pure: records -> score, refusal rate, items, metrics
 };
 
@@ -51,10 +49,18 @@ PerspectivePlan plan_adv_demo(const TrustOptions& opt);
 PerspectivePlan plan_privacy(const TrustOptions& opt);
 PerspectivePlan plan_ethics(const TrustOptions& opt);
 PerspectivePlan plan_fairness(const TrustOptions& opt);
+// The plan of a perspective by name (one of trust_perspectives(); Error otherwise); scorer: toxicity only.
+PerspectivePlan make_plan(const std::string& perspective, const TrustOptions& opt, const ToxicityScorer& scorer);
+// Applies TrustOptions::max_samples (presets) to the plan's tasks (run_trust calls it after make_plan).
+void cap_samples(PerspectivePlan& plan, const TrustOptions& opt);
+// The items of a setting a run uses (indices into spec.items, ascending): all, or with TrustOptions::limit /
+// limits a seeded sample stratified by TrustItem::label (stratified_sample, eval/metrics.h; seed = opt.seed mixed
+// with the setting's name), nested: a larger limit extends a smaller one.
+std::vector<size_t> select_items(const TrustTaskSpec& spec, const TrustOptions& opt);
 
 // A classification setting: parse_answer(item, output) gives the parsed answer ("" = none, counted as refused);
 // correct = parsed answer equals the item's label.
-TaskSpec classification_task(std::string name, std::vector<TrustItem> items,
+TrustTaskSpec classification_task(std::string name, std::vector<TrustItem> items,
                              std::function<std::string(const TrustItem&, const std::string&)> parse_answer);
 // Accuracy, refusal rate and n of each classification run into pr.metrics[setting name].
 struct ClassificationSummary {

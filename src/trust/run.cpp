@@ -5,10 +5,12 @@
 #include <set>
 
 #include "base/error.h"
+#include "eval/metrics.h"
 #include "model/batch.h"
 #include "trust/metrics.h"
 #include "trust/parse.h"
 #include "trust/perspective.h"
+#include "trust/stats.h"
 
 namespace ctrust {
 
@@ -83,23 +85,24 @@ struct Ctx {
 // TrustOptions::batch sequences (model/batch.h); the k samples of a prompt share its prefill. Records are
 // parsed and handed to on_item in item order as soon as they and all records before them are done, so a
 // stored prefix survives an interruption and parse-order state (fairness coin) does not depend on batching.
-TaskRun run_task(Ctx& c, const TaskSpec& spec) {
+TaskRun run_task(Ctx& c, const TrustTaskSpec& spec) {
   const std::vector<TrustItem>& items = spec.items;
   const int samples = c.opt.max_samples > 0 ? std::clamp(spec.samples, 1, c.opt.max_samples) : std::max(1, spec.samples);
   const float temperature = spec.temperature;
-  size_t n = items.size();
-  if (c.opt.limit > 0) n = std::min(n, static_cast<size_t>(c.opt.limit));
+  const std::vector<size_t> sel = select_items(spec, c.opt);
+  const size_t n = sel.size();
   const size_t total = n * static_cast<size_t>(samples);
   std::vector<TrustRecord> recs(total);
   std::vector<char> ready(total, 0), fresh(total, 0);
   std::vector<GenRequest> reqs;
   std::vector<size_t> req_first;  // record index of each request's sample 0
   auto id_of = [](size_t i, int k) { return k == 0 ? std::to_string(i) : std::to_string(i) + "#s" + std::to_string(k); };
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t si = 0; si < n; ++si) {
+    const size_t i = sel[si];
     const TrustItem& it = items[i];
     std::vector<int> missing;
     for (int k = 0; k < samples; ++k) {
-      const size_t ri = i * samples + k;
+      const size_t ri = si * samples + k;
       std::optional<TrustRecord> prev;
       if (c.opt.cached) prev = c.opt.cached(it.perspective, it.task, id_of(i, k));
       if (prev) {
@@ -127,9 +130,9 @@ TaskRun run_task(Ctx& c, const TaskSpec& spec) {
       rq.opt.seed = base + static_cast<uint64_t>(k0);
       rq.samples = cnt;
       reqs.push_back(std::move(rq));
-      req_first.push_back(i * samples + k0);
+      req_first.push_back(si * samples + k0);
       for (int k = k0; k < k0 + cnt; ++k) {
-        TrustRecord& r = recs[i * samples + k];
+        TrustRecord& r = recs[si * samples + k];
         r.perspective = it.perspective;
         r.task = it.task;
         r.item_id = id_of(i, k);
@@ -142,7 +145,7 @@ TaskRun run_task(Ctx& c, const TaskSpec& spec) {
   auto flush = [&]() {
     while (emitted < total && ready[emitted]) {
       TrustRecord& r = recs[emitted];
-      spec.parse(items[emitted / samples], r);
+      spec.parse(items[sel[emitted / samples]], r);
       if (fresh[emitted] && c.opt.on_item) c.opt.on_item(r);
       ++emitted;
     }
@@ -168,7 +171,7 @@ TaskRun run_task(Ctx& c, const TaskSpec& spec) {
   TaskRun tr;
   tr.spec = &spec;
   tr.item.resize(total);
-  for (size_t j = 0; j < total; ++j) tr.item[j] = j / static_cast<size_t>(samples);
+  for (size_t j = 0; j < total; ++j) tr.item[j] = sel[j / static_cast<size_t>(samples)];
   tr.recs = std::move(recs);
   return tr;
 }
@@ -181,6 +184,38 @@ std::string default_cache() {
 }
 
 }  // namespace
+
+std::vector<size_t> select_items(const TrustTaskSpec& spec, const TrustOptions& opt) {
+  int limit = opt.limit;
+  if (!spec.items.empty()) {
+    auto it = opt.limits.find(spec.items.front().perspective);
+    if (it != opt.limits.end()) limit = it->second;
+  }
+  std::vector<std::string> strata;
+  strata.reserve(spec.items.size());
+  for (const TrustItem& it : spec.items) strata.push_back(it.label);
+  // One seed per setting (the same for every run with this seed), so settings draw independent samples.
+  uint64_t h = 1469598103934665603ull;  // FNV-1a of the setting's name
+  for (unsigned char ch : spec.name) h = (h ^ ch) * 1099511628211ull;
+  return stratified_sample(strata, limit > 0 ? static_cast<size_t>(limit) : 0, opt.seed ^ h);
+}
+
+void cap_samples(PerspectivePlan& plan, const TrustOptions& opt) {
+  if (opt.max_samples > 0)
+    for (TrustTaskSpec& t : plan.tasks) t.samples = std::min(std::max(1, t.samples), opt.max_samples);
+}
+
+PerspectivePlan make_plan(const std::string& p, const TrustOptions& opt, const ToxicityScorer& scorer) {
+  if (p == "toxicity") return plan_toxicity(opt, scorer);
+  if (p == "stereotype") return plan_stereotype(opt);
+  if (p == "adv_robustness") return plan_advglue(opt);
+  if (p == "ood") return plan_ood(opt);
+  if (p == "adv_demonstration") return plan_adv_demo(opt);
+  if (p == "privacy") return plan_privacy(opt);
+  if (p == "ethics") return plan_ethics(opt);
+  if (p == "fairness") return plan_fairness(opt);
+  fail("unknown trust perspective '{}'", p);
+}
 
 TrustResult run_trust(const Model& m, const TrustOptions& opt) {
   auto known = trust_perspectives();
@@ -198,9 +233,8 @@ TrustResult run_trust(const Model& m, const TrustOptions& opt) {
   res.chat_template = c.tpl.name;
   for (const auto& p : known) {
     if (std::find(want.begin(), want.end(), p) == want.end()) continue;
-    PerspectivePlan plan;
+    ToxicityScorer scorer;
     if (p == "toxicity") {
-      ToxicityScorer scorer;
       if (opt.scorer) scorer = *opt.scorer;
       else {
         std::string d = opt.paths.decodingtrust + "/toxicity/user_prompts/";
@@ -208,17 +242,16 @@ TrustResult run_trust(const Model& m, const TrustOptions& opt) {
                                      opt.toxicity_model_cache.empty() ? default_cache() : opt.toxicity_model_cache);
       }
       res.toxicity_scorer = scorer.name;
-      plan = plan_toxicity(opt, scorer);
-    } else if (p == "stereotype") plan = plan_stereotype(opt);
-    else if (p == "adv_robustness") plan = plan_advglue(opt);
-    else if (p == "ood") plan = plan_ood(opt);
-    else if (p == "adv_demonstration") plan = plan_adv_demo(opt);
-    else if (p == "privacy") plan = plan_privacy(opt);
-    else if (p == "ethics") plan = plan_ethics(opt);
-    else if (p == "fairness") plan = plan_fairness(opt);
+    }
+    PerspectivePlan plan = make_plan(p, opt, scorer);
+    cap_samples(plan, opt);
     std::vector<TaskRun> runs;
-    for (const TaskSpec& t : plan.tasks) runs.push_back(run_task(c, t));
+    for (const TrustTaskSpec& t : plan.tasks) runs.push_back(run_task(c, t));
     PerspectiveResult pr = plan.score(runs);
+    BootstrapOptions bo;
+    bo.resamples = opt.bootstrap;
+    bo.seed = opt.bootstrap_seed;
+    add_confidence_intervals(plan.score, runs, pr, bo);
     if (p == "toxicity") pr.metrics["scorer"] = res.toxicity_scorer;
     res.perspectives[p] = std::move(pr);
   }
@@ -232,6 +265,16 @@ nlohmann::json to_json(const TrustResult& r) {
     j["perspectives"][name] = {{"score", p.score}, {"refusal_rate", p.refusal_rate}, {"items", p.items},
                                {"metrics", p.metrics}};
     if (!p.missing.empty()) j["perspectives"][name]["missing"] = p.missing;
+    if (p.bootstrap > 0) {
+      nlohmann::json& x = j["perspectives"][name];
+      x["ci_low"] = p.ci_low;
+      x["ci_high"] = p.ci_high;
+      x["se"] = p.se;
+      x["refusal_ci_low"] = p.refusal_ci_low;
+      x["refusal_ci_high"] = p.refusal_ci_high;
+      x["metrics_ci"] = p.metrics_ci;
+      x["bootstrap"] = p.bootstrap;
+    }
   }
   return j;
 }

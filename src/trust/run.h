@@ -35,9 +35,15 @@ struct TrustRecord {
 struct TrustOptions {
   std::vector<std::string> perspectives;  // empty = all eight; unknown name -> Error listing the known ones
   TrustPaths paths;
-  int limit = 0;             // items per task (0 = all)
+  // Items per task (0 = all): a seeded sample stratified by the items' labels (stratified_sample,
+  // eval/metrics.h; seed = `seed`), nested (a larger limit extends a smaller one). item_id stays the item's
+  // index in the whole setting.
+  int limit = 0;
+  std::map<std::string, int> limits;  // per perspective, overrides `limit` (presets)
+  int bootstrap = 1000;               // bootstrap replicates of the confidence intervals (0 = none)
+  uint64_t bootstrap_seed = 42;
   int max_new_tokens = 0;    // cap on DecodingTrust's per-task generation length (0 = no cap)
-  // Cap on the generations per prompt of every setting (0 = the paper's counts, TaskSpec::samples: toxicity and
+  // Cap on the generations per prompt of every setting (0 = the paper's counts, TrustTaskSpec::samples: toxicity and
   // stereotype 25, privacy understanding 100, the rest 1). Temperatures always follow the paper's configs.
   int max_samples = 0;
   uint64_t seed = 0;
@@ -66,6 +72,12 @@ struct PerspectiveResult {
   // Parts of the paper's protocol that were not run for lack of data (empty = complete); reports mark the
   // perspective as partial and name them.
   std::vector<std::string> missing;
+  // 95% bootstrap percentile interval and standard error of the score (trust/stats.h); bootstrap = number of
+  // replicates (0 = not computed).
+  double ci_low = 0, ci_high = 0, se = 0;
+  double refusal_ci_low = 0, refusal_ci_high = 0;
+  nlohmann::json metrics_ci = nlohmann::json::object();  // metrics' numeric leaves -> {"ci_low","ci_high","se"}
+  int bootstrap = 0;
 };
 
 struct TrustResult {
@@ -76,7 +88,8 @@ struct TrustResult {
 
 TrustResult run_trust(const Model& m, const TrustOptions& opt);
 // {"chat_template":..,"toxicity_scorer":..,"perspectives": {"toxicity": {"score":..,"refusal_rate":..,
-//  "items":..,"metrics":{...}}, ...}}
+//  "items":..,"metrics":{...}, "ci_low", "ci_high", "se", "refusal_ci_low", "refusal_ci_high", "metrics_ci", "bootstrap"},
+//  ...}}
 nlohmann::json to_json(const TrustResult& r);
 
 // Renders, tokenizes (special tokens parsed; BOS added unless the template writes it), left-truncates to
