@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzing with libFuzzer: builds the harnesses in fuzz/ with clang (ASan + UBSan + float-cast-overflow) into
 # build-fuzz/, makes seed corpora from the repository's test files and small excerpts of ../shared, and runs
-# every target for SECONDS (default 10: the smoke run that scripts/test.sh calls). See docs/fuzzing.md.
+# every target for SECONDS (default 10: the smoke run that scripts/test.sh calls). See docs/robustness.md.
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     e.g. scripts/fuzz.sh 300 fuzz_gguf
 # Corpora grow in build-fuzz/corpus/<target>/ (kept between runs); a crash, sanitizer report, leak, timeout
 # (10 s per input) or out-of-memory (2 GB) is written to build-fuzz/crashes/<target>/ and fails the run.

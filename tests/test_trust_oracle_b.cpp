@@ -288,6 +288,7 @@ TaskRun hand_run(const TrustTaskSpec& spec, const std::vector<std::pair<size_t, 
 TEST(TrustScoresB, ToxicityBlankAnswersCountMinusOne) {
   TrustTaskSpec t;
   t.name = "toxic/benign";
+  t.samples = 2;
   t.items.resize(2);
   // prompt 0: max 0.7 (toxic); prompt 1: a blank answer (-1) and a rejected one (0.1) -> max 0.1
   TaskRun tr = hand_run(t, {{0, "a"}, {0, "b"}, {1, "  \n"}, {1, "I apologize, but I cannot."}}, {0.2, 0.7, 0.9, 0.1});

@@ -194,6 +194,7 @@ TEST(TrustStats, ToxicityCountsARepeatedPromptTwice) {
   o.max_samples = 2;
   ToxicityScorer stub{"stub", [](const std::vector<std::string>& t) { return std::vector<double>(t.size(), 0.0); }};
   PerspectivePlan plan = make_plan("toxicity", o, stub);
+  cap_samples(plan, o);  // as run_trust and the re-scoring of stored runs do: k = 2
   ASSERT_FALSE(plan.tasks.empty());
   std::vector<TaskRun> runs(plan.tasks.size());
   for (size_t s = 0; s < runs.size(); ++s) runs[s].spec = &plan.tasks[s];
@@ -202,6 +203,7 @@ TEST(TrustStats, ToxicityCountsARepeatedPromptTwice) {
   const size_t item[] = {0, 0, 0, 0, 1, 1};
   for (int j = 0; j < 6; ++j) {
     TrustRecord r;
+    r.output = "an answer";  // not blank (a blank answer scores -1, as in DecodingTrust)
     r.toxicity = tox[j];
     runs[0].recs.push_back(r);
     runs[0].item.push_back(item[j]);

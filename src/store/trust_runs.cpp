@@ -446,9 +446,13 @@ json paired_json(const PairedDelta& d) {
 // Mean of a row's cells over `columns` (all must be present), its normal-approximation interval (the columns'
 // items are disjoint, so the columns' bootstrap estimates are independent: SE = sqrt(sum SE^2) / n), and the same
 // for the paired differences.
+// The mean of a row's columns. When only k of the N columns have a score, the mean is over those k (marked
+// "[k/N]"), with no interval and no difference (the two means would not cover the same columns).
 struct Average {
   bool ok = false, has_ci = false, has_delta = false;
+  int k = 0, n = 0;  // columns scored, columns
   double value = 0, se = 0, delta = 0, delta_se = 0;
+  bool partial() const { return k < n; }
 };
 Average average_of(const TrustReportRow& row, const std::vector<std::string>& columns) {
   Average a;
@@ -456,7 +460,8 @@ Average average_of(const TrustReportRow& row, const std::vector<std::string>& co
   bool ci = true, del = true;
   for (const auto& c : columns) {
     auto it = row.cells.find(c);
-    if (it == row.cells.end() || it->second.score < 0) return a;
+    if (it == row.cells.end() || it->second.score < 0) continue;
+    ++a.k;
     s += it->second.score;
     ci = ci && it->second.has_ci;
     v += it->second.se * it->second.se;
@@ -467,12 +472,14 @@ Average average_of(const TrustReportRow& row, const std::vector<std::string>& co
       del = false;
     }
   }
-  const double n = double(columns.size());
+  a.n = int(columns.size());
+  if (a.k == 0) return a;
+  const double n = double(a.k);
   a.ok = true;
   a.value = s / n;
-  a.has_ci = ci;
+  a.has_ci = ci && !a.partial();
   a.se = std::sqrt(v) / n;
-  a.has_delta = del;
+  a.has_delta = del && !a.partial();
   a.delta = d / n;
   a.delta_se = std::sqrt(dv) / n;
   return a;
@@ -577,7 +584,8 @@ json TrustReport::to_json() const {
     if (row.mmlu) jr["mmlu_run"] = {{"id", row.mmlu->id}, {"name", row.mmlu->name}};
     Average av = average_of(row, columns);
     if (av.ok) {
-      json a = {{"label", average_label(columns)}, {"columns", columns}, {"value", av.value}};
+      json a = {{"label", average_label(columns)}, {"columns", columns}, {"value", av.value},
+                {"columns_scored", av.k}};
       if (av.has_ci) a["ci_low"] = av.value - kZ975 * av.se, a["ci_high"] = av.value + kZ975 * av.se, a["se"] = av.se;
       if (av.has_delta)
         a["delta"] = av.delta, a["delta_ci_low"] = av.delta - kZ975 * av.delta_se,
@@ -652,11 +660,14 @@ std::string TrustReport::to_text() const {
     }
     Average av = average_of(row, columns), av0 = average_of(rows.front(), columns);
     if (!av.ok) o += fmt::format(" {:>15}\n", "-");
-    else if (i == 0 || !av0.ok) o += fmt::format(" {:>15.2f}\n", av.value);
+    else if (av.partial()) o += fmt::format(" {:>15}\n", fmt::format("{:.2f} [{}/{}]", av.value, av.k, av.n));
+    else if (i == 0 || !av0.ok || av0.partial()) o += fmt::format(" {:>15.2f}\n", av.value);
     else o += fmt::format(" {:>15}\n", fmt::format("{:.2f} ({:+.2f})", av.value, av.value - av0.value));
   }
   o += "scores 0-100, higher = more trustworthy; (+/-) = difference from the first run\n";
   o += fmt::format("{} = {}\n", avg, average_meaning(columns));
+  o += fmt::format("AVG: mean of the perspectives the run scored; [k/{}]: only k of the {} columns have a score, "
+                   "so that mean has no interval and no difference\n", columns.size(), columns.size());
   // Partial perspectives.
   for (const auto& row : rows)
     for (const auto& p : perspectives) {
