@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "io/tokenizer_impl.h"  // append_utf8
 
 namespace ctrust {
 
@@ -192,17 +193,6 @@ std::vector<CsvRow> read_csv(const std::string& path) { return parse_csv(read_fi
 
 // ---------------------------------------------------------------- NPY
 namespace {
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) out += static_cast<char>(cp);
-  else if (cp < 0x800) { out += static_cast<char>(0xC0 | (cp >> 6)); out += static_cast<char>(0x80 | (cp & 0x3F)); }
-  else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12)); out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18)); out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F)); out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 // Value of 'key' in the header dict text: "{'descr': '<i8', 'fortran_order': False, 'shape': (200,), }"
 std::string header_value(const std::string& h, const std::string& key, const std::string& name) {
   size_t p = h.find("'" + key + "'");

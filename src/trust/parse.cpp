@@ -6,6 +6,7 @@
 #include <array>
 
 #include "base/error.h"
+#include "io/tokenizer_impl.h"  // append_utf8
 
 namespace ctrust {
 
@@ -277,17 +278,6 @@ uint32_t utf8_at(std::string_view s, size_t i, size_t* len) {
   *len = static_cast<size_t>(n);
   return cp;
 }
-void put_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) out += static_cast<char>(cp);
-  else if (cp < 0x800) { out += static_cast<char>(0xC0 | (cp >> 6)); out += static_cast<char>(0x80 | (cp & 0x3F)); }
-  else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12)); out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18)); out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F)); out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 bool py_space(uint32_t c) {
   return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
          (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
@@ -324,14 +314,14 @@ std::string py_lower(std::string_view s) {
     i += n;
     if (c >= 'A' && c <= 'Z') c += 32;
     else if (c >= 0xC0 && c <= 0xDE && c != 0xD7) c += 32;
-    else if (c == 0x130) { put_utf8(out, 'i'); c = 0x307; }
+    else if (c == 0x130) { append_utf8(out, 'i'); c = 0x307; }
     else if (c == 0x178) c = 0xFF;
     else if ((c >= 0x100 && c <= 0x12F) || (c >= 0x132 && c <= 0x137) || (c >= 0x14A && c <= 0x177)) c |= 1;
     else if (((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) && (c & 1)) c += 1;
     else if ((c >= 0x391 && c <= 0x3A9 && c != 0x3A2)) c += 32;
     else if (c >= 0x410 && c <= 0x42F) c += 32;
     else if (c >= 0x400 && c <= 0x40F) c += 80;
-    put_utf8(out, c);
+    append_utf8(out, c);
   }
   return out;
 }
