@@ -12,7 +12,8 @@ secs=${1:-10}
 shift || true
 say() { echo "[fuzz] $*" >&2; }
 
-CTRUST_FUZZ=1 bash "$root/scripts/setup.sh"
+# Packages (clang with it); the release build only as far as the ctrust program (already built by test.sh).
+CTRUST_FUZZ=1 CTRUST_TARGETS=${CTRUST_TARGETS:-ctrust} CTRUST_SETUP_F32=0 bash "$root/scripts/setup.sh"
 cxx=$(command -v clang++-14 || command -v clang++ || true)
 if [ -z "$cxx" ]; then
   say "error: clang++ not found; the fuzz run needs clang-14 and libclang-rt-14-dev (CTRUST_FUZZ=1 scripts/setup.sh)"
