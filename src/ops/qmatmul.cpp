@@ -2,6 +2,8 @@
 // AVX2 / AVX-512 versions (qmatmul_x86.inc, compiled twice) and the threaded matrix drivers.
 #include "ops/qmatmul.h"
 
+#include <cpuid.h>
+
 #include <immintrin.h>
 #include <omp.h>
 
@@ -295,14 +297,25 @@ namespace avx2 {
 #undef CT_VNNI
 }  // namespace avx2
 
+// gcc: #pragma GCC target; clang (the fuzz build) ignores it and takes the same target as an attribute on
+// every function of the block.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni"))), \
+                             apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")
+#endif
 namespace avx512 {
 #define CT_VNNI 1
 #include "ops/qmatmul_x86.inc"
 #undef CT_VNNI
 }  // namespace avx512
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 // ---------------------------------------------------------------- dispatch
 
@@ -315,12 +328,17 @@ const char* kernel_isa_name(KernelIsa isa) {
   return "?";
 }
 
+// F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does not know "f16c".
+static bool cpu_has_f16c() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
+}
+
 bool cpu_has_isa(KernelIsa isa) {
   __builtin_cpu_init();
   switch (isa) {
     case KernelIsa::Ref: return true;
-    case KernelIsa::Avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                                 __builtin_cpu_supports("f16c");
+    case KernelIsa::Avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
     case KernelIsa::Avx512:
       return cpu_has_isa(KernelIsa::Avx2) && __builtin_cpu_supports("avx512f") &&
              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
