@@ -19,6 +19,7 @@
 #include "model/model.h"
 #include "store/runs.h"
 #include "store/store.h"
+#include "cli_run.h"
 #include "test_paths.h"
 
 using namespace ctrust;
@@ -27,33 +28,11 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string ctrust_bin() {
-  if (const char* e = std::getenv("CTRUST_BIN")) return e;
-  return test::source_dir() + "/build/ctrust";
-}
+using test::ctrust_bin;
+using Cli = test::CliResult;
 
-struct Cli {
-  int status = -1;
-  std::string out, err;
-};
-
-// Runs `env_prefix ctrust args` through the shell; stdout and stderr captured separately (or together: merge).
 Cli run(const std::string& args, const std::string& env_prefix = "", bool merge = false) {
-  const std::string err_file = test::scratch_dir() + "/cli_stderr.txt";
-  const std::string cmd = env_prefix + " " + ctrust_bin() + " " + args + (merge ? " 2>&1" : " 2>" + err_file);
-  Cli r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  if (!merge) {
-    std::ifstream e(err_file);
-    r.err.assign(std::istreambuf_iterator<char>(e), {});
-  }
-  return r;
+  return test::run_ctrust(args, "cli", env_prefix, merge);
 }
 
 std::string fresh_db(const std::string& name) {

@@ -20,6 +20,7 @@
 #include "store/lmeval.h"
 #include "store/runs.h"
 #include "store/trust_runs.h"
+#include "cli_run.h"
 #include "test_paths.h"
 
 using namespace ctrust;
@@ -57,31 +58,10 @@ std::string error_of(F&& f) {
     EXPECT_NE(msg_.find(text), std::string::npos) << "error: " << msg_; \
   } while (0)
 
-struct CliResult {
-  int status = -1;
-  std::string out, err;
-};
+using test::ctrust_bin;
+using test::CliResult;
 
-std::string ctrust_bin() {
-  if (const char* e = std::getenv("CTRUST_BIN")) return e;
-  return test::source_dir() + "/build/ctrust";
-}
-
-CliResult run_cli(const std::string& args) {
-  const std::string err_file = test::scratch_dir() + "/hardening_stderr.txt";
-  const std::string cmd = ctrust_bin() + " " + args + " 2>" + err_file;
-  CliResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  std::ifstream e(err_file);
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  return r;
-}
+CliResult run_cli(const std::string& args) { return test::run_ctrust(args, "hardening"); }
 
 // Stores one small run (two items) named `name` in db.
 void store_run(const std::string& db, const std::string& name) {

@@ -18,6 +18,7 @@
 #include "store/store.h"
 #include "store/trust_runs.h"
 #include "fake_http.h"
+#include "cli_run.h"
 #include "test_paths.h"
 
 using namespace ctrust;
@@ -32,32 +33,10 @@ std::string fresh_db(const std::string& name) {
   return p;
 }
 
-std::string ctrust_bin() {
-  if (const char* e = std::getenv("CTRUST_BIN")) return e;
-  return test::source_dir() + "/build/ctrust";
-}
+using test::ctrust_bin;
+using test::CliResult;
 
-struct CliResult {
-  int status = -1;
-  std::string out, err;
-};
-
-// Runs the CLI binary with arguments (no shell quoting needed: none of the test arguments has spaces).
-CliResult run_cli(const std::string& args) {
-  const std::string err_file = test::scratch_dir() + "/trust_cli_stderr.txt";
-  const std::string cmd = ctrust_bin() + " " + args + " 2>" + err_file;
-  CliResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  std::ifstream e(err_file);
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  return r;
-}
+CliResult run_cli(const std::string& args) { return test::run_ctrust(args, "trust_cli"); }
 
 TrustOptions small_options() {
   TrustOptions o;
