@@ -126,6 +126,20 @@ static std::string immutable_uri(const std::string& path) {
   return u + "?immutable=1";
 }
 
+namespace {
+// Opens `name` (a path or a URI) with `flags`, or fails with SQLite's message naming `path`; 10 s busy timeout.
+sqlite3* open_db(const std::string& path, const std::string& name, int flags) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(name.c_str(), &db, flags, nullptr) != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    fail("{}: cannot open results database: {}", path, msg);
+  }
+  sqlite3_busy_timeout(db, 10000);
+  return db;
+}
+}  // namespace
+
 Store::Store(const std::string& path, StoreMode mode) : path_(path) {
   if (mode == StoreMode::ReadOnly) {
     std::error_code ec;
@@ -137,15 +151,8 @@ Store::Store(const std::string& path, StoreMode mode) : path_(path) {
     const bool dir_writable =
         ::access(std::filesystem::path(path).parent_path().empty() ? "." : std::filesystem::path(path).parent_path().c_str(),
                  W_OK) == 0;
-    int rc = dir_writable ? sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY, nullptr)
-                          : sqlite3_open_v2(immutable_uri(path).c_str(), &db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr);
-    if (rc != SQLITE_OK) {
-      std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
-      sqlite3_close(db_);
-      db_ = nullptr;
-      fail("{}: cannot open results database: {}", path, msg);
-    }
-    sqlite3_busy_timeout(db_, 10000);
+    db_ = dir_writable ? open_db(path, path, SQLITE_OPEN_READONLY)
+                       : open_db(path, immutable_uri(path), SQLITE_OPEN_READONLY | SQLITE_OPEN_URI);
     try {
       Stmt t(db_, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('meta','runs','items','run_results')", path_);
       if (!t.step() || t.col_int(0) != 4) fail("{}: not a ctrust results database", path);
@@ -160,13 +167,7 @@ Store::Store(const std::string& path, StoreMode mode) : path_(path) {
     }
     return;
   }
-  if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
-    std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
-    sqlite3_close(db_);
-    db_ = nullptr;
-    fail("{}: cannot open results database: {}", path, msg);
-  }
-  sqlite3_busy_timeout(db_, 10000);
+  db_ = open_db(path, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   try {
     exec("PRAGMA journal_mode=WAL");
     exec("PRAGMA synchronous=FULL");
