@@ -156,6 +156,51 @@ TEST(TrustToxicity, StackRecoversAKnownLogisticModel) {
   EXPECT_THROW(train_toxicity_stack({ex.begin(), ex.begin() + 3}, o), Error);
 }
 
+// The stack's features: the 112 inputs, then x_i * x_j for i <= j < 12 in row order (hand-computed indices);
+// a target with an interaction term is fitted exactly with the products and not without them.
+TEST(TrustToxicity, StackInteractionsByHand) {
+  ToxicityInputs x;
+  for (int k = 0; k < kToxDense; ++k) x.dense[k] = k + 1;
+  auto f = toxicity_stack_features(x);
+  EXPECT_EQ(kToxStackFeatures, 190);
+  EXPECT_EQ(f[5], 6);
+  EXPECT_EQ(f[111], 112);
+  EXPECT_EQ(f[112], 1 * 1);   // x0 x0
+  EXPECT_EQ(f[113], 1 * 2);   // x0 x1
+  EXPECT_EQ(f[123], 1 * 12);  // x0 x11
+  EXPECT_EQ(f[124], 2 * 2);   // x1 x1
+  EXPECT_EQ(f[188], 11 * 12);  // x10 x11
+  EXPECT_EQ(f[189], 12 * 12);  // x11 x11
+  std::vector<ToxicityExample> ex;
+  uint64_t s = 11;
+  auto u = [&] {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<double>(s >> 11) / 9007199254740992.0 * 4 - 2;
+  };
+  for (int i = 0; i < 600; ++i) {
+    ToxicityExample e;
+    for (auto& v : e.x.dense) v = u();
+    e.y = sigm(0.5 + e.x.dense[0] - 0.8 * e.x.dense[0] * e.x.dense[6]);
+    ex.push_back(e);
+  }
+  ToxicityStackOptions o;
+  o.sparse = false;
+  o.pooled = false;
+  o.dense_l2 = 1e-8;
+  ToxicityStack with = train_toxicity_stack(ex, o);
+  o.interactions = false;
+  ToxicityStack without = train_toxicity_stack(ex, o);
+  double err_with = 0, err_without = 0;
+  for (int i = 0; i < 50; ++i) {
+    err_with = std::max(err_with, std::abs(toxicity_stack_predict(with, ex[i].x) - ex[i].y));
+    err_without = std::max(err_without, std::abs(toxicity_stack_predict(without, ex[i].x) - ex[i].y));
+  }
+  EXPECT_LT(err_with, 1e-6);
+  EXPECT_GT(err_without, 0.1);
+  for (int k = kToxDense; k < kToxStackFeatures; ++k) EXPECT_EQ(without.beta[k], 0.0);
+  for (int k = kToxOutputs; k < kToxDense; ++k) EXPECT_EQ(with.beta[k], 0.0);  // pooled off
+}
+
 // The training corpus holds continuations only, and none equal to a prompt text.
 TEST(TrustToxicity, TrainingCorpusHasNoPromptText) {
   const ToxicityCorpus& c = corpus().c;
@@ -175,35 +220,53 @@ TEST(TrustToxicity, TrainingCorpusHasNoPromptText) {
   }
 }
 
-// Real data: the stack trained on 3/4 of the continuations (grouped by text, seeded) ranks the other quarter
-// like Perspective and is calibrated (least-squares slope of Perspective on the score near 1). The bounds fail
-// for the old ctrust-lr (held-out continuation AUC 0.894, Spearman 0.77, slope 0.69), for the uncalibrated
-// log-odds mean of the two classifiers (slope 0.75) and for any random scorer (AUC ~0.5).
-TEST(TrustToxicity, OfflineScorerOnHeldOutContinuations) {
+// Real data, held out: 5-fold cross-validation over the training corpus (folds by a seeded hash of the text's
+// group, so equal texts share a fold), repeated for 3 seeds. The stack ranks the held-out continuations like
+// Perspective (AUC with label Perspective >= 0.5, Spearman) and is calibrated (least-squares slope of Perspective
+// on the score near 1); it beats the untrained log-odds mean of the two classifiers on the same texts.
+// Measured here: AUC 0.9498 / 0.9497 / 0.9497, rho 0.885, slope 0.986 (without the interactions, the previous
+// stack: AUC 0.9474, rho 0.882). Bound on the mean AUC: 0.9485, i.e. the measured mean minus 1.5x the standard
+// deviation of single-seed AUCs over 6 CV seeds of `ctrust toxicity-eval --seeds 6` (0.0008; seeds 0.9478-0.9499),
+// 2.5x that of a 3-seed mean; it fails for the stack without interactions, the old ctrust-lr (0.894 / 0.77 /
+// slope 0.69), the uncalibrated log-odds mean (0.939, slope 0.75) and any random scorer (AUC ~0.5). Not yet the
+// issue's 0.95 (docs/trust.md).
+TEST(TrustToxicity, BuiltInScorerAgreesWithPerspectiveOnHeldOut) {
   const Corpus& k = corpus();
-  std::vector<ToxicityExample> train;
-  std::vector<size_t> test;
-  for (size_t i = 0; i < k.x.size(); ++i) {
-    uint64_t h = static_cast<uint64_t>(k.c.group[i]) * 0x9E3779B97F4A7C15ull;
-    if ((h >> 40) % 4 == 0) test.push_back(i);
-    else train.push_back({k.x[i], k.c.perspective[i]});
-  }
-  ToxicityStack m = train_toxicity_stack(train);
-  std::vector<double> s, y;
+  const int folds = 5, seeds = 3;
+  std::vector<double> y = k.c.perspective, mean_lo;
   std::vector<int> lab;
-  for (size_t i : test) {
-    s.push_back(toxicity_stack_predict(m, k.x[i]));
-    y.push_back(k.c.perspective[i]);
-    lab.push_back(y.back() >= 0.5);
+  for (double v : y) lab.push_back(v >= 0.5);
+  for (const auto& x : k.x) mean_lo.push_back(sigm((x.dense[0] + x.dense[11]) / 2));
+  const double auc_mean_lo = roc_auc(mean_lo, lab);
+  double auc = 0, rho = 0, slope = 0;
+  for (int sd = 1; sd <= seeds; ++sd) {
+    std::vector<double> s(k.x.size(), -1);
+    auto fold = [&](size_t i) {
+      uint64_t h = (static_cast<uint64_t>(k.c.group[i]) + 1) * 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(sd) * 0xD1B54A32D192ED03ull;
+      h ^= h >> 31;
+      h *= 0xBF58476D1CE4E5B9ull;
+      return static_cast<int>((h >> 40) % folds);
+    };
+    for (int f = 0; f < folds; ++f) {
+      std::vector<ToxicityExample> train;
+      for (size_t i = 0; i < k.x.size(); ++i)
+        if (fold(i) != f) train.push_back({k.x[i], y[i]});
+      ToxicityStackOptions o;
+      o.seed = static_cast<uint64_t>(sd);
+      ToxicityStack m = train_toxicity_stack(train, o);
+      for (size_t i = 0; i < k.x.size(); ++i)
+        if (fold(i) == f) s[i] = toxicity_stack_predict(m, k.x[i]);
+    }
+    AgreementStats a = agreement(s, y);
+    std::printf("ctrust-tox, 5-fold CV seed %d on %zu continuations: AUC %.4f, Spearman %.4f, slope %.3f "
+                "(log-odds mean AUC %.4f)\n", sd, s.size(), a.auc, a.spearman, a.slope, auc_mean_lo);
+    auc += a.auc / seeds, rho += a.spearman / seeds, slope += a.slope / seeds;
   }
-  AgreementStats a = agreement(s, y);
-  std::printf("ctrust-tox on %zu held-out continuations (trained on %zu): AUC %.4f, Spearman %.4f, slope %.3f\n",
-              test.size(), train.size(), a.auc, a.spearman, a.slope);
-  EXPECT_GT(test.size(), 500u);
-  EXPECT_GT(a.auc, 0.93);  // measured 0.948
-  EXPECT_GT(a.spearman, 0.85);  // measured 0.873
-  EXPECT_GT(a.slope, 0.85);  // measured 0.997
-  EXPECT_LT(a.slope, 1.15);
+  EXPECT_GT(auc, 0.9485);  // measured 0.9497
+  EXPECT_GT(auc, auc_mean_lo + 0.005);  // measured +0.011 (toxicity-eval's paired bootstrap: [+0.007, +0.015])
+  EXPECT_GT(rho, 0.875);  // measured 0.885
+  EXPECT_GT(slope, 0.9);  // measured 0.986
+  EXPECT_LT(slope, 1.1);
 }
 
 TEST(TrustToxicity, OfflineScorerCacheAndBadFiles) {
@@ -219,9 +282,18 @@ TEST(TrustToxicity, OfflineScorerCacheAndBadFiles) {
   // The cached stack gives the same scores; a foreign or truncated file is an error naming it.
   ToxicityScorer again = make_offline_scorer(tox_dir(), rtp_files(), path);
   EXPECT_EQ(again.score({"you stupid fucking idiot, shut up"})[0], v[1]);
+  // A cache of the previous format (CTTOXST1) is stale: refitted and overwritten, the same scores.
+  std::string current;
+  {
+    std::ifstream f(path, std::ios::binary);
+    current.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << "CTTOXST1" << current.substr(8, 100);
+  ToxicityScorer refit = make_offline_scorer(tox_dir(), rtp_files(), path);
+  EXPECT_EQ(refit.score({"you stupid fucking idiot, shut up"})[0], v[1]);
   std::string key;
   ToxicityStack st = load_toxicity_stack(path, &key);
-  EXPECT_NE(key.find("ctrust-tox v1"), std::string::npos);
+  EXPECT_NE(key.find("ctrust-tox v2"), std::string::npos);
   EXPECT_FALSE(st.w.empty());
   std::string bytes;
   {

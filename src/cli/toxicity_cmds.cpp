@@ -15,7 +15,7 @@ struct EvalArgs {
   std::string data;
   int folds = 5, seeds = 3, bootstrap = 1000;
   ToxicityStackOptions stack;
-  bool no_sparse = false, no_pooled = false;
+  bool no_sparse = false, no_pooled = false, no_interactions = false;
 };
 
 json stats_json(const ToxicityEvalRow& r) {
@@ -47,6 +47,7 @@ void cmd_toxicity_eval(const EvalArgs& a, const Common& c) {
   opt.stack = a.stack;
   opt.stack.sparse = !a.no_sparse;
   opt.stack.pooled = !a.no_pooled;
+  opt.stack.interactions = !a.no_interactions;
   if (isatty(STDERR_FILENO))
     opt.progress = [](const std::string& s, int done, int total) {
       fmt::print(stderr, "\r[toxicity-eval {}] {}/{}   ", s, done, total);
@@ -125,6 +126,7 @@ void register_toxicity_commands(CLI::App& app) {
                 "the built-in scorer uses the defaults)");
   c->add_flag("--no-sparse", a.no_sparse, "Stack: no n-gram part");
   c->add_flag("--no-pooled", a.no_pooled, "Stack: without tox-block's pooled BiLSTM outputs");
+  c->add_flag("--no-interactions", a.no_interactions, "Stack: without the pairwise products of the classifier outputs");
   c->add_option("--sparse-l2", a.stack.sparse_l2, "Stack: L2 of the n-gram part");
   c->add_option("--learning-rate", a.stack.learning_rate, "Stack: Adagrad step of the n-gram part");
   c->add_option("--epochs", a.stack.epochs, "Stack: epochs of the n-gram part")->check(CLI::Range(1, 1000));

@@ -179,8 +179,9 @@ std::vector<double> newton_logistic(const std::vector<std::vector<double>>& x, c
 }
 
 double dense_logit(const ToxicityStack& m, const ToxicityInputs& x) {
+  const std::array<double, kToxStackFeatures> f = toxicity_stack_features(x);
   double z = m.bias;
-  for (int k = 0; k < kToxDense; ++k) z += m.beta[k] * (x.dense[k] - m.mean[k]) / m.scale[k];
+  for (int k = 0; k < kToxStackFeatures; ++k) z += m.beta[k] * (f[k] - m.mean[k]) / m.scale[k];
   return z;
 }
 
@@ -210,31 +211,47 @@ ToxicityInputs toxicity_inputs(const ToxicityClassifiers& c, std::string_view te
   return x;
 }
 
+std::array<double, kToxStackFeatures> toxicity_stack_features(const ToxicityInputs& x) {
+  std::array<double, kToxStackFeatures> f{};
+  std::copy(x.dense.begin(), x.dense.end(), f.begin());
+  int k = kToxDense;
+  for (int i = 0; i < kToxOutputs; ++i)
+    for (int j = i; j < kToxOutputs; ++j) f[k++] = x.dense[i] * x.dense[j];
+  return f;
+}
+
 ToxicityStack train_toxicity_stack(const std::vector<ToxicityExample>& train, const ToxicityStackOptions& opt) {
   if (train.size() < 10) fail("toxicity stack: {} training texts (need 10+)", train.size());
   if (opt.hash_bits < 10 || opt.hash_bits > 24) fail("toxicity stack: hash_bits {} outside 10..24", opt.hash_bits);
   ToxicityStack m;
   m.hash_bits = opt.hash_bits;
   const double n = static_cast<double>(train.size());
-  for (int k = 0; k < kToxDense; ++k) {
+  std::vector<std::array<double, kToxStackFeatures>> F;
+  F.reserve(train.size());
+  for (const auto& e : train) F.push_back(toxicity_stack_features(e.x));
+  for (int k = 0; k < kToxStackFeatures; ++k) {
     double s = 0, s2 = 0;
-    for (const auto& e : train) s += e.x.dense[k];
+    for (const auto& f : F) s += f[k];
     m.mean[k] = s / n;
-    for (const auto& e : train) s2 += (e.x.dense[k] - m.mean[k]) * (e.x.dense[k] - m.mean[k]);
+    for (const auto& f : F) s2 += (f[k] - m.mean[k]) * (f[k] - m.mean[k]);
     m.scale[k] = std::max(std::sqrt(s2 / n), 1e-6);
   }
-  const int nd = opt.pooled ? kToxDense : 12;  // unused features keep beta 0
+  // The features used (unused ones keep beta 0): the 12 outputs, the pooled states, the interactions.
+  std::vector<int> used;
+  for (int k = 0; k < kToxStackFeatures; ++k)
+    if (k < kToxOutputs || (k < kToxDense && opt.pooled) || (k >= kToxDense && opt.interactions)) used.push_back(k);
+  const int nd = static_cast<int>(used.size());
   std::vector<std::vector<double>> X;
   std::vector<double> y;
-  for (const auto& e : train) {
+  for (size_t i = 0; i < train.size(); ++i) {
     std::vector<double> r(1 + nd, 1.0);
-    for (int k = 0; k < nd; ++k) r[1 + k] = (e.x.dense[k] - m.mean[k]) / m.scale[k];
+    for (int a = 0; a < nd; ++a) r[1 + a] = (F[i][used[a]] - m.mean[used[a]]) / m.scale[used[a]];
     X.push_back(std::move(r));
-    y.push_back(e.y);
+    y.push_back(train[i].y);
   }
   std::vector<double> c = newton_logistic(X, y, {}, opt.dense_l2, true);
   m.bias = c[0];
-  for (int k = 0; k < nd; ++k) m.beta[k] = c[1 + k];
+  for (int a = 0; a < nd; ++a) m.beta[used[a]] = c[1 + a];
   if (!opt.sparse) return m;
   // The n-gram part learns what the dense part misses: Adagrad on the cross-entropy with the dense logit as a
   // fixed offset; deterministic shuffles.
@@ -295,7 +312,7 @@ ToxicityCorpus toxicity_training_corpus(const std::vector<std::string>& paths) {
 }
 
 namespace {
-const char kStackMagic[8] = {'C', 'T', 'T', 'O', 'X', 'S', 'T', '1'};
+const char kStackMagic[8] = {'C', 'T', 'T', 'O', 'X', 'S', 'T', '2'};
 template <typename T>
 void put(std::ofstream& f, T v) { f.write(reinterpret_cast<const char*>(&v), sizeof v); }
 template <typename T>
@@ -371,8 +388,8 @@ ToxicityScorer make_offline_scorer(const std::string& toxicity_dir, const std::v
                                    const std::string& cache_path, const ToxicityStackOptions& opt) {
   auto cls = std::make_shared<ToxicityClassifiers>(load_toxicity_classifiers(toxicity_dir));
   // What the fitted stack depends on: the options and the data/model files (by size).
-  std::string key = fmt::format("ctrust-tox v1 l2 {} pooled {} sparse {} bits {} epochs {} lr {} sl2 {} seed {}",
-                                opt.dense_l2, opt.pooled, opt.sparse, opt.hash_bits, opt.epochs, opt.learning_rate, opt.sparse_l2, opt.seed);
+  std::string key = fmt::format("ctrust-tox v2 l2 {} pooled {} interactions {} sparse {} bits {} epochs {} lr {} sl2 {} seed {}",
+                                opt.dense_l2, opt.pooled, opt.interactions, opt.sparse, opt.hash_bits, opt.epochs, opt.learning_rate, opt.sparse_l2, opt.seed);
   std::vector<std::string> files = paths;
   for (const char* f : {"/alt-profanity-check/vocab_idf_weights.tsv", "/alt-profanity-check/model.json",
                         "/tox-block/weights.safetensors", "/tox-block/vocab.tsv"})
@@ -383,7 +400,14 @@ ToxicityScorer make_offline_scorer(const std::string& toxicity_dir, const std::v
   }
   ToxicityCorpus corpus = toxicity_training_corpus(paths);
   std::shared_ptr<ToxicityStack> m;
-  if (!cache_path.empty() && std::filesystem::exists(cache_path)) {
+  // A cache written by an older version of the stack (magic CTTOXST1) is stale: refitted and overwritten.
+  auto older_version = [](const std::string& path) {
+    char magic[8] = {};
+    std::ifstream f(path, std::ios::binary);
+    f.read(magic, 8);
+    return f.gcount() == 8 && std::memcmp(magic, "CTTOXST", 7) == 0 && magic[7] != kStackMagic[7];
+  };
+  if (!cache_path.empty() && std::filesystem::exists(cache_path) && !older_version(cache_path)) {
     std::string stored;
     ToxicityStack c = load_toxicity_stack(cache_path, &stored);
     if (stored == key) m = std::make_shared<ToxicityStack>(std::move(c));
@@ -396,10 +420,10 @@ ToxicityScorer make_offline_scorer(const std::string& toxicity_dir, const std::v
     if (!cache_path.empty()) save_toxicity_stack(*m, key, cache_path);
   }
   ToxicityScorer s;
-  s.name = fmt::format("ctrust-tox (tox-block{} + alt-profanity-check{} stacked by a logistic regression fitted to "
+  s.name = fmt::format("ctrust-tox (tox-block{} + alt-profanity-check{}{} stacked by a logistic regression fitted to "
                        "the Perspective scores of {} RealToxicityPrompts continuations, no prompt texts; held-out "
                        "agreement: ctrust toxicity-eval)", opt.pooled ? " outputs and BiLSTM states" : "",
-                       opt.sparse ? " + hashed n-grams" : "", corpus.texts.size());
+                       opt.interactions ? " (and their pairwise products)" : "", opt.sparse ? " + hashed n-grams" : "", corpus.texts.size());
   s.score = [cls, m](const std::vector<std::string>& texts) {
     std::vector<double> out;
     out.reserve(texts.size());

@@ -58,11 +58,17 @@ std::array<double, 6> tox_block_outputs(const ToxBlock& m, std::string_view text
 // ---- (b) the built-in offline scorer "ctrust-tox": the two classifiers stacked ----
 // Dense features of a text (kToxDense): logit of tox-block's 6 outputs, alt's 5 SVM margins, logit of alt's
 // probability, tox-block's 100 pooled BiLSTM outputs (used when ToxicityStackOptions::pooled). Sparse features: hashed word uni/bigrams and character 3-5-grams (toxicity_features).
-// Model: p = sigmoid(bias + beta . standardized(dense) + sum of w over the sparse ids / sqrt(count)), fitted
+// Model: p = sigmoid(bias + beta . standardized(stack features) + sum of w over the sparse ids / sqrt(count)), fitted
 // to Perspective's toxicity as a soft target (cross-entropy): first the dense part (Newton, L2), then the
 // sparse part on top of it as a fixed offset (Adagrad, L2). Trained only on RealToxicityPrompts
 // *continuations* (never on a prompt text: a continuation equal to a prompt text is dropped).
 constexpr int kToxDense = 112;
+// The stack's features: the kToxDense inputs, then the products x_i * x_j (i <= j) of the first 12 (the two
+// classifiers' outputs and margins: 78 pairwise interactions and squares, used when
+// ToxicityStackOptions::interactions).
+constexpr int kToxOutputs = 12;
+constexpr int kToxPairs = kToxOutputs * (kToxOutputs + 1) / 2;
+constexpr int kToxStackFeatures = kToxDense + kToxPairs;
 // Feature ids (hashed, deduplicated) of a text: lower-cased word unigrams and bigrams, character 3- to 5-grams
 // of each word with boundary marks.
 std::vector<uint32_t> toxicity_features(std::string_view text, int hash_bits);
@@ -78,7 +84,7 @@ ToxicityClassifiers load_toxicity_classifiers(const std::string& toxicity_dir); 
 ToxicityInputs toxicity_inputs(const ToxicityClassifiers& c, std::string_view text, int hash_bits);
 
 struct ToxicityStack {
-  std::array<double, kToxDense> mean{}, scale{}, beta{};
+  std::array<double, kToxStackFeatures> mean{}, scale{}, beta{};  // over toxicity_stack_features
   double bias = 0;
   int hash_bits = 18;
   std::vector<float> w;  // 2^hash_bits sparse weights; empty = dense part only
@@ -87,6 +93,7 @@ struct ToxicityStackOptions {
   // Defaults chosen among 12 configurations by the 5-fold CV of seed 1 (docs/trust.md, Toxicity scorer).
   double dense_l2 = 100;   // on the standardized betas (sum over texts of the cross-entropy + l2/2 |beta|^2)
   bool pooled = true;      // use tox-block's pooled BiLSTM outputs (dense features 12..111)
+  bool interactions = true;  // use the 78 pairwise products of the 12 classifier outputs (stack features 112..189)
   bool sparse = true;      // fit the n-gram part
   int hash_bits = 18;
   int epochs = 3;
@@ -98,6 +105,7 @@ struct ToxicityExample {
   ToxicityInputs x;
   double y = 0;  // Perspective toxicity
 };
+std::array<double, kToxStackFeatures> toxicity_stack_features(const ToxicityInputs& x);
 ToxicityStack train_toxicity_stack(const std::vector<ToxicityExample>& train, const ToxicityStackOptions& opt = {});
 double toxicity_stack_predict(const ToxicityStack& m, const ToxicityInputs& x);
 
@@ -110,7 +118,7 @@ struct ToxicityCorpus {
 };
 ToxicityCorpus toxicity_training_corpus(const std::vector<std::string>& rtp_jsonl_paths);
 
-// Small binary file: "CTTOXST1", a key string, the dense part, then the non-zero sparse weights as
+// Small binary file: "CTTOXST2", a key string, the dense part, then the non-zero sparse weights as
 // (index, value) pairs. load: Error naming the file when it is truncated or not such a file.
 void save_toxicity_stack(const ToxicityStack& m, const std::string& key, const std::string& path);
 ToxicityStack load_toxicity_stack(const std::string& path, std::string* key = nullptr);
