@@ -226,7 +226,7 @@ TEST(TrustToxicity, TrainingCorpusHasNoPromptText) {
 // on the score near 1); it beats the untrained log-odds mean of the two classifiers on the same texts.
 // Measured here: AUC 0.9498 / 0.9497 / 0.9497, rho 0.885, slope 0.986 (without the interactions, the previous
 // stack: AUC 0.9474, rho 0.882). Bound on the mean AUC: 0.9485, i.e. the measured mean minus 1.5x the standard
-// deviation of single-seed AUCs over 6 CV seeds of `ctrust toxicity-eval --seeds 6` (0.0008; seeds 0.9478-0.9499),
+// deviation of single-seed AUCs over 6 CV seeds of `ctrust toxicity-eval --seeds 6` (0.0008; seeds 0.9481-0.9498),
 // 2.5x that of a 3-seed mean; it fails for the stack without interactions, the old ctrust-lr (0.894 / 0.77 /
 // slope 0.69), the uncalibrated log-odds mean (0.939, slope 0.75) and any random scorer (AUC ~0.5). Not yet the
 // issue's 0.95 (docs/trust.md).
