@@ -105,6 +105,7 @@ TEST(CompressPacked, SparseRowHandCase) {
 TEST(CompressPacked, RandomMatricesPackExactly) {
   const int out = 24, in = 192;
   auto W = test::randn(size_t(out) * in, 11, 0.05f);
+  for (int j = 0; j < in; ++j) W[j] = std::fabs(W[j]);  // row 0 non-negative: asym minimum -0.0, levels near 0
   struct Case {
     QuantSpec s;
     bool ggml;
@@ -138,14 +139,15 @@ struct Variant {
   Recipe r;
 };
 
-Recipe quant_recipe(Method m, int bits, int group, bool sym = false, bool act_order = false) {
+Recipe quant_recipe(Method m, int bits, int group, bool sym = false, bool act_order = false,
+                    const char* only = "^blk\\.[03]\\.") {
   Recipe r;
   r.method = m;
   r.bits = bits;
   r.group = group;
   r.sym = sym;
   r.act_order = act_order;
-  r.only = "^blk\\.[03]\\.";  // two blocks keep the test short; every Linear kind is covered
+  r.only = only;  // two blocks keep the test short; every Linear kind is covered
   r.n_samples = 4;
   r.seq_len = 64;
   return r;
@@ -202,7 +204,9 @@ TEST(CompressPacked, SmolLM2QuantizedRoundTrip) {
   };
   round_trip(quant_recipe(Method::RTN, 3, 64), qx(3, QxForm::Affine), "rtn3g64");
   round_trip(quant_recipe(Method::GPTQ, 3, 64), qx(3, QxForm::Affine), "gptq3g64");
-  round_trip(quant_recipe(Method::GPTQ, 4, 128), qx(4, QxForm::Affine), "gptq4g128");
+  // 128 divides only ffn_down's 1536 inputs (the others have 576).
+  round_trip(quant_recipe(Method::GPTQ, 4, 128, false, false, "^blk\\.[03]\\.ffn_down"), qx(4, QxForm::Affine),
+             "gptq4g128");
   round_trip(quant_recipe(Method::RTN, 8, 0, true), qx(8, QxForm::Sym), "rtn8pc");
   round_trip(quant_recipe(Method::GPTQ, 4, 64, false, true), qx(4, QxForm::Affine), "gptq4g64act");
   round_trip(quant_recipe(Method::GPTQ, 5, 32), [](GgmlType t) { return t == GgmlType::Q5_1; }, "gptq5g32");

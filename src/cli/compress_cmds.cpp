@@ -40,7 +40,7 @@ Sizes sizes_of(const Model& m, const CompressReport& rep, const std::string& in,
   for (const TensorReport& t : rep.tensors) {
     const Tensor& x = m.file.get(t.name);
     s.f32 += uint64_t(x.numel()) * 4;
-    s.stored += t.stored == GgmlType::F32 ? uint64_t(x.numel()) * 4 : x.raw_bytes;
+    s.stored += x.raw ? x.raw_bytes : uint64_t(x.numel()) * 4;  // LLM.int8() leaves the input's type
   }
   for (const auto& [name, t] : m.file.tensors) {
     const uint64_t f = uint64_t(t.numel()) * 4;

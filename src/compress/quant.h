@@ -94,7 +94,8 @@ double output_error(const float* W, const float* Q, int out, int in, const float
 
 inline float grid_q(const QuantGrid& g, float x, float maxq) {
   float q = g.affine ? __builtin_nearbyintf((x - g.min) / g.scale) : __builtin_nearbyintf(x / g.scale) + g.zero;
-  return q < 0.0f ? 0.0f : (q > maxq ? maxq : q);
+  return q <= 0.0f ? 0.0f : (q > maxq ? maxq : q);  // <=: level -0.0 (nearbyint of a small negative) becomes +0,
+                                                    // so a value q * scale + (-0.0) is +0.0 as its stored form decodes
 }
 
 }  // namespace ctrust

@@ -112,7 +112,7 @@ const GgmlTypeInfo* ctrust_type_info(uint32_t id) {
                                  true, false});
     info = &infos.back();
   }
-  known[id] = info;  // invalid ids are remembered as nullptr too (bounded: only ids seen in files)
+  if (info) known[id] = info;  // only valid ids are kept (one entry per type a file uses)
   return info;
 }
 
