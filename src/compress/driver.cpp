@@ -368,7 +368,9 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
         break;
       }
       case Method::LLMInt8:
-        break;  // weights stay f32: LinearMode::Int8Outlier quantizes them per row at inference
+        // Weights unchanged (LinearMode::Int8Outlier rounds them per row at inference): saved in the input's type.
+        tr.stored = it.t->raw ? it.t->src_type : GgmlType::F32;
+        break;
       case Method::Magnitude:
       case Method::Wanda:
       case Method::SparseGPT: {
