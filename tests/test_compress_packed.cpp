@@ -9,11 +9,14 @@
 #include <fstream>
 #include <functional>
 
+#include <nlohmann/json.hpp>
+
 #include "base/error.h"
 #include "compress/driver.h"
 #include "compress/quant.h"
 #include "io/ctrust_types.h"
 #include "io/export.h"
+#include "cli_run.h"
 #include "test_compress_util.h"
 #include "test_paths.h"
 
@@ -226,4 +229,88 @@ TEST(CompressPacked, SmolLM2PrunedAndInt8RoundTrip) {
   Recipe q = quant_recipe(Method::SmoothQuant, 8, 0);
   round_trip(q, [](GgmlType t) { auto p = qx_params(t); return p && p->bits == 8 && p->form == QxForm::Sym && !p->f16; },
              "smoothquant");
+}
+
+// `ctrust compress --json` reports each tensor's packed type and the sizes; the file size is the real one.
+TEST(CompressCli, ReportsPackedTypesAndSizes) {
+  if (!std::filesystem::exists(test::ctrust_bin())) GTEST_SKIP() << "no ctrust binary";
+  const std::string out = test::scratch_dir() + "/cli_packed_rtn3.gguf";
+  test::CliResult r = test::run_ctrust(
+      "compress -m " + test::stories_gguf() + " --method rtn --bits 3 --group-size 0 -o " + out + " --json", "packed");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  ASSERT_FALSE(j["tensors"].empty());
+  for (const auto& t : j["tensors"])
+    EXPECT_EQ(t["stored"].get<std::string>().rfind("ctrust_q3_affine_g", 0), 0u) << t.dump();
+  const auto& s = j["sizes"];
+  EXPECT_EQ(s["file_bytes"].get<uint64_t>(), std::filesystem::file_size(out));
+  EXPECT_EQ(s["input_file_bytes"].get<uint64_t>(), std::filesystem::file_size(test::stories_gguf()));
+  // 3 bits + one f16 scale and one f16 minimum per row: well under a tenth of f32.
+  EXPECT_LT(s["compressed_tensors_stored_bytes"].get<double>(), 0.11 * s["compressed_tensors_f32_bytes"].get<double>());
+  EXPECT_GT(s["memory_bytes_f32_mode"].get<uint64_t>(), s["compressed_tensors_f32_bytes"].get<uint64_t>());
+  // Text output carries the same figures.
+  test::CliResult t = test::run_ctrust(
+      "compress -m " + test::stories_gguf() + " --method magnitude --nm 2:4 -o " + out, "packed_text");
+  ASSERT_EQ(t.status, 0) << t.err;
+  EXPECT_NE(t.out.find("ctrust_sparse_c"), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("weights in memory when loaded"), std::string::npos) << t.out;
+  std::filesystem::remove(out);
+}
+
+// GPTQ act-order on stories260K: stored with its column permutation (<name>.perm), reloaded exactly in both
+// compute modes (ctrust types are dequantized in the native mode too); a broken permutation is a load error.
+TEST(CompressPacked, ActOrderPermutationOnStories) {
+  auto m = open_model(test::stories_gguf());
+  Recipe r;
+  r.method = Method::GPTQ;
+  r.bits = 4;
+  r.group = 16;
+  r.act_order = true;
+  r.skip = "ffn_down";  // 172 inputs: 16 does not divide them
+  Calibration cal = load_calibration(m->tok, default_calibration_file(), 4, 32, 5);
+  CompressReport rep = compress_model(*m, r, &cal);
+  int permuted = 0;
+  for (const TensorReport& t : rep.tensors) {
+    EXPECT_TRUE(qx_params(t.stored).has_value()) << t.name << " " << ggml_type_name(t.stored);
+    permuted += !m->file.get(t.name).perm.empty();
+  }
+  EXPECT_GT(permuted, 0);
+  const std::string path = test::scratch_dir() + "/stories-gptq-actorder.gguf";
+  SaveOptions so;
+  so.extra_meta = recipe_metadata(rep.recipe);
+  save_gguf(m->file, path, so);
+  for (ComputeMode mode : {ComputeMode::F32, ComputeMode::Native}) {
+    LoadedModel back = load_gguf_model(path, mode);
+    for (const TensorReport& t : rep.tensors) {
+      const Tensor& a = back.get(t.name);
+      ASSERT_TRUE(a.data) << t.name;
+      EXPECT_EQ(a.perm, m->file.get(t.name).perm) << t.name;
+      ASSERT_TRUE(same_bits(a.data, m->file.get(t.name).data, a.numel())) << t.name;
+      std::vector<float> row(size_t(a.cols()));
+      tensor_rows_f32(a, 1, 1, row.data());  // the raw path un-permutes as well
+      ASSERT_TRUE(same_bits(row.data(), a.data + a.cols(), a.cols())) << t.name;
+    }
+  }
+  // Duplicate an index of the first permutation: not a permutation any more.
+  GgufFile f = read_gguf(path);
+  const GgufTensorInfo* p = nullptr;
+  for (const auto& ti : f.tensors)
+    if (ti.name.ends_with(".perm")) p = &ti;
+  ASSERT_TRUE(p);
+  const size_t off = size_t(p->data - f.map->data());
+  int32_t second;
+  std::memcpy(&second, p->data + 4, 4);
+  f = GgufFile{};
+  {
+    std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(std::streamoff(off));
+    io.write(reinterpret_cast<const char*>(&second), 4);
+  }
+  try {
+    load_model(path);
+    FAIL() << "a broken permutation loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not a permutation"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(path);
 }
