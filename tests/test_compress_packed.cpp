@@ -314,3 +314,35 @@ TEST(CompressPacked, ActOrderPermutationOnStories) {
   }
   std::filesystem::remove(path);
 }
+
+// In the native compute mode ctrust's types stay packed in memory and run on ops/qmatmul_ctrust.h: the same
+// log-probabilities as the f32 mode up to the order of the f32 sums.
+TEST(CompressPacked, NativeModeRunsCtrustTypesPacked) {
+  for (const char* method : {"rtn", "magnitude"}) {
+    auto m = open_model(test::stories_gguf());
+    Recipe r;
+    r.method = method_from_name(method);
+    r.bits = 3;
+    r.group = 0;
+    r.prune_n = 2;
+    r.prune_m = 4;
+    CompressReport rep = compress_model(*m, r, nullptr);
+    const std::string path = test::scratch_dir() + "/stories-native-" + method + ".gguf";
+    save_gguf(m->file, path, SaveOptions{});
+    auto f32 = open_model(path);
+    LoadOptions lo;
+    lo.compute = ComputeMode::Native;
+    auto nat = open_model(path, lo);
+    for (const TensorReport& t : rep.tensors) {
+      const Tensor& x = nat->file.get(t.name);
+      EXPECT_TRUE(is_ctrust_type(x.src_type)) << method << " " << t.name;
+      EXPECT_EQ(x.data, nullptr) << method << " " << t.name;  // packed only
+    }
+    EXPECT_TRUE(is_ctrust_type(nat->layers[0].wq.wtype));
+    const std::vector<int32_t> toks = f32->tok.encode("Once upon a time, there was a little girl named Lily.", true);
+    auto a = token_logprobs(*f32, toks), b = token_logprobs(*nat, toks);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-4) << method << " " << i;
+    std::filesystem::remove(path);
+  }
+}

@@ -24,8 +24,8 @@ struct CompressArgs {
 };
 
 // Sizes in bytes: the files; the compressed tensors as stored and as f32; the tensor data a load of the written
-// file holds in memory (f32 compute mode: everything f32; native: ggml-typed matrices stay packed, ctrust's own
-// types and 1-D tensors are f32).
+// file holds in memory (f32 compute mode: everything f32; native: matrices stay packed, except act-order ones
+// with a column permutation; 1-D tensors are f32).
 struct Sizes {
   uint64_t file = 0, input_file = 0, stored = 0, f32 = 0, mem_f32 = 0, mem_native = 0;
 };
@@ -45,7 +45,7 @@ Sizes sizes_of(const Model& m, const CompressReport& rep, const std::string& in,
   for (const auto& [name, t] : m.file.tensors) {
     const uint64_t f = uint64_t(t.numel()) * 4;
     s.mem_f32 += f;
-    const bool packed = t.raw && t.ne.size() == 2 && t.src_type != GgmlType::F32 && !is_ctrust_type(t.src_type);
+    const bool packed = t.raw && t.ne.size() == 2 && t.src_type != GgmlType::F32 && t.perm.empty();
     s.mem_native += packed ? t.raw_bytes : f;
   }
   return s;

@@ -230,9 +230,8 @@ LoadedModel load_gguf_model(const std::string& path, ComputeMode compute) {
     if (auto p = perms.find(ti.name); p != perms.end()) t.perm = std::move(p->second);
     if (ti.type == GgmlType::F32 && reinterpret_cast<uintptr_t>(ti.data) % alignof(float) == 0) {
       t.data = reinterpret_cast<const float*>(ti.data);
-    } else if (compute == ComputeMode::Native && ti.type != GgmlType::F32 && ti.ne.size() == 2 &&
-               !is_ctrust_type(ti.type)) {
-      // (ctrust's own types have no native kernels: they are dequantized in both modes)
+    } else if (compute == ComputeMode::Native && ti.type != GgmlType::F32 && ti.ne.size() == 2 && t.perm.empty()) {
+      // (ctrust's own types run on ops/qmatmul_ctrust.h; an act-order matrix with a permutation is dequantized)
       // native: the matrix stays in the mapped file in its storage type (data stays null)
     } else {
       t.owned.resize((size_t)ti.numel());
