@@ -1,6 +1,7 @@
 // ctrust compress
 #include <chrono>
 #include <filesystem>
+#include <set>
 #include <unistd.h>
 
 #include "base/error.h"
@@ -25,7 +26,7 @@ struct CompressArgs {
 
 // Sizes in bytes: the files; the compressed tensors as stored and as f32; the tensor data a load of the written
 // file holds in memory (f32 compute mode: everything f32; native: matrices stay packed, except act-order ones
-// with a column permutation; 1-D tensors are f32).
+// with a column permutation and the Linears of SmoothQuant / LLM.int8() (their modes need f32); 1-D tensors f32).
 struct Sizes {
   uint64_t file = 0, input_file = 0, stored = 0, f32 = 0, mem_f32 = 0, mem_native = 0;
 };
@@ -42,10 +43,16 @@ Sizes sizes_of(const Model& m, const CompressReport& rep, const std::string& in,
     s.f32 += uint64_t(x.numel()) * 4;
     s.stored += x.raw ? x.raw_bytes : uint64_t(x.numel()) * 4;  // LLM.int8() leaves the input's type
   }
+  // SmoothQuant's and LLM.int8()'s inference modes work on f32 weights (materialize_mode_weights), in both modes.
+  const bool modes = rep.recipe.method == Method::SmoothQuant || rep.recipe.method == Method::LLMInt8;
+  std::set<std::string> moded;
+  if (modes)
+    for (const TensorReport& t : rep.tensors) moded.insert(t.name);
   for (const auto& [name, t] : m.file.tensors) {
     const uint64_t f = uint64_t(t.numel()) * 4;
     s.mem_f32 += f;
-    const bool packed = t.raw && t.ne.size() == 2 && t.src_type != GgmlType::F32 && t.perm.empty();
+    const bool packed =
+        t.raw && t.ne.size() == 2 && t.src_type != GgmlType::F32 && t.perm.empty() && !moded.count(name);
     s.mem_native += packed ? t.raw_bytes : f;
   }
   return s;
