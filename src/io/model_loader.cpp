@@ -202,10 +202,8 @@ LoadedModel load_gguf_model(const std::string& path, ComputeMode compute) {
   // ctrust act-order tensors: "<name>.perm" (I32) holds the column permutation of <name> (io/ctrust_types.h).
   std::map<std::string, std::vector<int32_t>> perms;
   for (const auto& ti : f.tensors) {
-    const std::string suffix = ".perm";
-    if (ti.name.size() <= suffix.size() || ti.name.compare(ti.name.size() - suffix.size(), suffix.size(), suffix) != 0)
-      continue;
-    const std::string base = ti.name.substr(0, ti.name.size() - suffix.size());
+    if (!ti.name.ends_with(".perm") || ti.name.size() == 5) continue;
+    const std::string base = ti.name.substr(0, ti.name.size() - 5);
     const GgufTensorInfo* bt = f.find_tensor(base);
     if (ti.type != GgmlType::I32 || ti.ne.size() != 1 || !bt || !is_ctrust_type(bt->type) || bt->ne.size() != 2)
       fail("{}: tensor {} must be a 1-D i32 permutation of the columns of a ctrust-typed matrix {}", path, ti.name,
@@ -240,7 +238,7 @@ LoadedModel load_gguf_model(const std::string& path, ComputeMode compute) {
       for (int64_t b = 0; b < ti.numel(); b += step)
         chunks.push_back({&ti, t.owned.data(), b, std::min(ti.numel(), b + step)});
     }
-    auto [it, ok] = m.tensors.emplace(ti.name, std::move(t));  // moving the vector keeps its buffer
+    auto it = m.tensors.emplace(ti.name, std::move(t)).first;  // moving the vector keeps its buffer
     if (!it->second.perm.empty()) to_unpermute.push_back({&it->second, {}});
   }
 #pragma omp parallel for schedule(dynamic, 1)
