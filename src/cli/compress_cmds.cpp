@@ -1,5 +1,7 @@
 // ctrust compress
 #include <chrono>
+#include <filesystem>
+#include <set>
 #include <unistd.h>
 
 #include "base/error.h"
@@ -7,6 +9,7 @@
 #include "cli/common.h"
 #include "compress/driver.h"
 #include "compress/recipe.h"
+#include "io/ctrust_types.h"
 #include "io/export.h"
 #include "model/model.h"
 
@@ -20,6 +23,40 @@ struct CompressArgs {
   Recipe r;
   bool sym = false, asym = false;
 };
+
+// Sizes in bytes: the files; the compressed tensors as stored and as f32; the tensor data a load of the written
+// file holds in memory (f32 compute mode: everything f32; native: matrices stay packed, except act-order ones
+// with a column permutation and the Linears of SmoothQuant / LLM.int8() (their modes need f32); 1-D tensors f32).
+struct Sizes {
+  uint64_t file = 0, input_file = 0, stored = 0, f32 = 0, mem_f32 = 0, mem_native = 0;
+};
+
+Sizes sizes_of(const Model& m, const CompressReport& rep, const std::string& in, const std::string& out) {
+  Sizes s;
+  std::error_code ec;
+  s.file = std::filesystem::file_size(out, ec);
+  if (ec) s.file = 0;
+  if (std::filesystem::is_regular_file(in, ec)) s.input_file = std::filesystem::file_size(in, ec);
+  if (ec) s.input_file = 0;
+  for (const TensorReport& t : rep.tensors) {
+    const Tensor& x = m.file.get(t.name);
+    s.f32 += uint64_t(x.numel()) * 4;
+    s.stored += x.raw ? x.raw_bytes : uint64_t(x.numel()) * 4;  // LLM.int8() leaves the input's type
+  }
+  // SmoothQuant's and LLM.int8()'s inference modes work on f32 weights (materialize_mode_weights), in both modes.
+  const bool modes = rep.recipe.method == Method::SmoothQuant || rep.recipe.method == Method::LLMInt8;
+  std::set<std::string> moded;
+  if (modes)
+    for (const TensorReport& t : rep.tensors) moded.insert(t.name);
+  for (const auto& [name, t] : m.file.tensors) {
+    const uint64_t f = uint64_t(t.numel()) * 4;
+    s.mem_f32 += f;
+    const bool packed =
+        t.raw && t.ne.size() == 2 && t.src_type != GgmlType::F32 && t.perm.empty() && !moded.count(name);
+    s.mem_native += packed ? t.raw_bytes : f;
+  }
+  return s;
+}
 
 void cmd_compress(CompressArgs& a, const Common& c) {
   Recipe& r = a.r;
@@ -61,6 +98,7 @@ void cmd_compress(CompressArgs& a, const Common& c) {
   for (GgufKV& kv : linear_mode_metadata(*model)) so.extra_meta.push_back(std::move(kv));
   save_gguf(model->file, a.out, so);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const Sizes sz = sizes_of(*model, rep, a.model, a.out);
 
   if (c.json) {
     json tensors = json::array();
@@ -69,7 +107,10 @@ void cmd_compress(CompressArgs& a, const Common& c) {
                          {"rel_error", t.rel_error}, {"rtn_error", t.rtn_error}, {"sparsity", t.sparsity},
                          {"stored", ggml_type_name(t.stored)}});
     print_json({{"input", a.model}, {"output", a.out}, {"recipe", recipe_to_json(rep.recipe)},
-                {"seconds", secs}, {"compress_seconds", rep.seconds}, {"tensors", tensors}});
+                {"seconds", secs}, {"compress_seconds", rep.seconds}, {"tensors", tensors},
+                {"sizes", {{"file_bytes", sz.file}, {"input_file_bytes", sz.input_file},
+                           {"compressed_tensors_stored_bytes", sz.stored}, {"compressed_tensors_f32_bytes", sz.f32},
+                           {"memory_bytes_f32_mode", sz.mem_f32}, {"memory_bytes_native_mode", sz.mem_native}}}});
     return;
   }
   double err = 0, rtn = 0, zeros = 0, total = 0;
@@ -96,6 +137,10 @@ void cmd_compress(CompressArgs& a, const Common& c) {
     if (pruning) fmt::print("; sparsity {:.2f}% (weights pruned)", 100 * zeros / total);
     else fmt::print("; {:.2f}% of the weights rounded to zero (quantization, not pruning)", 100 * zeros / total);
   }
+  constexpr double MB = 1e6;
+  fmt::print("\nfile {:.1f} MB (input {:.1f} MB); compressed tensors stored in {:.1f} MB ({:.1f} MB as f32); "
+             "weights in memory when loaded: {:.1f} MB (f32 compute mode), {:.1f} MB (native)",
+             sz.file / MB, sz.input_file / MB, sz.stored / MB, sz.f32 / MB, sz.mem_f32 / MB, sz.mem_native / MB);
   fmt::print("\nrecipe {}\nwrote {} in {:.1f} s\n", recipe_to_string(rep.recipe), a.out, secs);
 }
 

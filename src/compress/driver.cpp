@@ -118,24 +118,33 @@ struct Capture {
 
 // Replaces a tensor's data; packed bytes (if any) are stored after the floats in the same buffer so that
 // Tensor::raw lives exactly as long as the tensor's data.
-void set_tensor(Tensor& t, std::vector<float> v, const std::vector<uint8_t>* packed = nullptr,
-                GgmlType type = GgmlType::F32) {
+void set_tensor(Tensor& t, std::vector<float> v, const PackedTensor* packed = nullptr) {
+  if (packed && packed->type == GgmlType::F32) packed = nullptr;
   const size_t n = v.size();
   if (packed) {
-    v.resize(n + (packed->size() + 3) / 4);
-    std::memcpy(v.data() + n, packed->data(), packed->size());
+    v.resize(n + (packed->bytes.size() + 3) / 4);
+    std::memcpy(v.data() + n, packed->bytes.data(), packed->bytes.size());
   }
   t.owned = std::move(v);
   t.data = t.owned.data();
   if (packed) {
     t.raw = reinterpret_cast<const uint8_t*>(t.owned.data() + n);
-    t.raw_bytes = packed->size();
-    t.src_type = type;
+    t.raw_bytes = packed->bytes.size();
+    t.src_type = packed->type;
+    t.perm = packed->perm;
   } else {
     t.raw = nullptr;
     t.raw_bytes = 0;
     t.src_type = GgmlType::F32;
+    t.perm.clear();
   }
+}
+
+// Stores a pruned matrix (packed as CTRUST_SPARSE when that is smaller and exact) and reports its type.
+void store_pruned(Tensor& t, std::vector<float> w, TensorReport& tr) {
+  PackedTensor p = pack_sparse(w.data(), int(t.rows()), int(t.cols()));
+  set_tensor(t, std::move(w), &p);
+  tr.stored = p.type;
 }
 
 // sum_rows d H d^T * tokens / 2 with d = W - eff(Q) (= ||W X^T - eff(Q) X^T||^2 since H = 2 X^T X / tokens),
@@ -178,14 +187,9 @@ struct Work {
 
 // Stores a quantized result into the tensor (packing it when exact) and reports it.
 void store_quant(Tensor& t, const QuantResult& q, TensorReport& tr) {
-  GgmlType pt = packable_type(q);
-  if (pt != GgmlType::F32) {
-    std::vector<uint8_t> bytes = pack_ggml(q, pt);
-    set_tensor(t, q.w, &bytes, pt);
-  } else {
-    set_tensor(t, q.w);
-  }
-  tr.stored = pt;
+  PackedTensor p = pack_quant(q);
+  set_tensor(t, q.w, &p);
+  tr.stored = p.type;
 }
 
 std::string weight_name(int l, const char* lin) { return fmt::format("blk.{}.{}.weight", l, lin); }
@@ -360,11 +364,13 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
       }
       case Method::SmoothQuant: {
         QuantResult q8 = quantize_rows_absmax_int8(cur.data(), out, in);
-        set_tensor(*it.t, q8.w);
+        store_quant(*it.t, q8, tr);  // int8 levels + f32 row scales (CTRUST_QX, 8-bit sym per channel)
         break;
       }
       case Method::LLMInt8:
-        break;  // weights stay f32: LinearMode::Int8Outlier quantizes them per row at inference
+        // Weights unchanged (LinearMode::Int8Outlier rounds them per row at inference): saved in the input's type.
+        tr.stored = it.t->raw ? it.t->src_type : GgmlType::F32;
+        break;
       case Method::Magnitude:
       case Method::Wanda:
       case Method::SparseGPT: {
@@ -381,7 +387,7 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
           o.block = r.block;
           pr = sparsegpt_prune_h(cur.data(), out, in, H[k], o);
         }
-        set_tensor(*it.t, std::move(pr.w));
+        store_pruned(*it.t, std::move(pr.w), tr);
         break;
       }
     }
@@ -405,7 +411,7 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
     }
     if (w.progress)
       w.progress(fmt::format("{}: {} x {}, rel. error {:.4g}, zeros {:.3f}, stored {}", tr.name, out, in,
-                             tr.rel_error, tr.sparsity, tr.stored == GgmlType::F32 ? "f32" : "packed"));
+                             tr.rel_error, tr.sparsity, ggml_type_name(tr.stored)));
     w.rep.tensors.push_back(std::move(tr));
   }
   rebind_weights(m);
@@ -473,7 +479,7 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
     } else {
       PruneResult p = prune_magnitude(t->data, tr.out, tr.in, PruneSpec{r.sparsity, r.prune_n, r.prune_m});
       tr.sparsity = p.sparsity;
-      set_tensor(*t, std::move(p.w));
+      store_pruned(*t, std::move(p.w), tr);
     }
     rep.tensors.push_back(std::move(tr));
   }

@@ -34,7 +34,7 @@ struct TensorReport {
   double rel_error = -1;  // error / ||W X^T||^2
   double rtn_error = -1;  // the same for RTN with the recipe's grid on the same inputs (quantization methods)
   double sparsity = 0;    // fraction of exact zeros after compression
-  GgmlType stored = GgmlType::F32;  // GGUF type the tensor is saved as (exact packing) or F32
+  GgmlType stored = GgmlType::F32;  // GGUF type the tensor is saved as (exact packing: ggml or ctrust type) or F32
 };
 
 struct CompressReport {
@@ -47,9 +47,10 @@ using CompressProgress = std::function<void(const std::string& message)>;
 
 // Validates everything first (recipe, every selected tensor, calibration size), then compresses m in place:
 // tensor data replaced (weights, and the norms/rows that absorb AWQ/SmoothQuant scales), rebind_weights()
-// called and inference modes set (apply_inference_modes). Exactly packable tensors carry their GGUF bytes
-// (Tensor::raw, src_type), so save_gguf(m.file, path, {.extra_meta = recipe_metadata(report.recipe)}) writes
-// them losslessly. calib may be null only for methods that need none (RTN, magnitude).
+// called and inference modes set (apply_inference_modes). Compressed tensors carry their packed bytes (a ggml
+// type or ctrust's CTRUST_QX / CTRUST_SPARSE, compress/pack.cpp; Tensor::raw, src_type, perm), so
+// save_gguf(m.file, path, {.extra_meta = recipe_metadata(report.recipe)}) writes them losslessly. calib may be
+// null only for methods that need none (RTN, magnitude, LLM.int8()).
 CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration* calib,
                               const CompressProgress& progress = {});
 

@@ -3,6 +3,7 @@
 // along the input dimension (G consecutive input columns of one output row share a grid).
 // The grid is the one of the GPTQ reference code (Quantizer.find_params), see docs/compression.md.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -34,8 +35,11 @@ int quant_maxq(int bits);
 // does; with s.minmax (asymmetric) min/max of the values themselves, as ggml's Q4_1 quantizer does.
 QuantGrid fit_grid(const float* x, int64_t n, const QuantSpec& s);
 inline float grid_q(const QuantGrid& g, float x, float maxq);  // integer level (as float)
+// The affine form is one fused multiply-add, explicitly: a compiler may or may not contract `q * scale + min`
+// (g++ does for C++ with FMA hardware), and the stored-type decoder (CTRUST_QX) must give the same bits. With
+// fp16 scales and <= 8 bits the product is exact, so this equals ggml's Q4_1/Q5_1 `q * d + m` as well.
 inline float grid_value(const QuantGrid& g, float q) {
-  return g.affine ? q * g.scale + g.min : (q - g.zero) * g.scale;
+  return g.affine ? std::fma(q, g.scale, g.min) : (q - g.zero) * g.scale;
 }
 float quantize_value(const QuantGrid& g, float x, int bits);   // nearest grid value
 
@@ -65,6 +69,21 @@ GgmlType packable_type(const QuantResult& r);
 // Bytes of r.w in type t (t must be packable_type(r)); throws Error otherwise.
 std::vector<uint8_t> pack_ggml(const QuantResult& r, GgmlType t);
 
+// The storage of one compressed matrix in a GGUF file (docs/compression.md, "Packed storage").
+struct PackedTensor {
+  GgmlType type = GgmlType::F32;  // F32: no exact packed form (the f32 values are written)
+  std::vector<uint8_t> bytes;     // the tensor's data in `type`
+  std::vector<int32_t> perm;      // ctrust act-order storage: stored column k is column perm[k]; else empty
+};
+// A quantized matrix: the ggml type (Q4_0/Q4_1/Q5_0/Q5_1/Q8_0) when packable_type says it is exact, otherwise
+// CTRUST_QX (io/ctrust_types.h) with f16 scales when every scale/minimum is an f16 number, else f32, and
+// act-order results with their column permutation. The bytes are dequantized with the loader's own code and
+// compared with r.w bit for bit; a mismatch gives F32.
+PackedTensor pack_quant(const QuantResult& r);
+// A pruned matrix w [out][in]: CTRUST_SPARSE (bit mask + the f32 values that are not +0.0) when that is smaller
+// than f32 and exact (checked by dequantizing), else F32.
+PackedTensor pack_sparse(const float* w, int out, int in);
+
 // IEEE half precision conversion (round to nearest even), used for fp16 scales.
 uint16_t f32_to_f16(float f);
 float f16_to_f32(uint16_t h);
@@ -75,7 +94,8 @@ double output_error(const float* W, const float* Q, int out, int in, const float
 
 inline float grid_q(const QuantGrid& g, float x, float maxq) {
   float q = g.affine ? __builtin_nearbyintf((x - g.min) / g.scale) : __builtin_nearbyintf(x / g.scale) + g.zero;
-  return q < 0.0f ? 0.0f : (q > maxq ? maxq : q);
+  return q <= 0.0f ? 0.0f : (q > maxq ? maxq : q);  // <=: level -0.0 (nearbyint of a small negative) becomes +0,
+                                                    // so a value q * scale + (-0.0) is +0.0 as its stored form decodes
 }
 
 }  // namespace ctrust

@@ -173,15 +173,17 @@ QuantResult quantize_rows_absmax_int8(const float* W, int out, int in) {
 
 namespace {
 
-const char* type_label(GgmlType t) {
-  return t == GgmlType::Q4_0 ? "q4_0" : t == GgmlType::Q4_1 ? "q4_1" : t == GgmlType::Q8_0 ? "q8_0" : "other";
-}
+const char* type_label(GgmlType t) { return ggml_type_name(t); }
+
+bool has_min(GgmlType t) { return t == GgmlType::Q4_1 || t == GgmlType::Q5_1; }
 
 // The ggml type r's grids have the shape of (without checking values), or F32.
 GgmlType candidate_type(const QuantResult& r) {
   if (r.group != 32 || !r.g_idx.empty()) return GgmlType::F32;
   if (r.spec.bits == 4 && r.spec.sym) return GgmlType::Q4_0;
   if (r.spec.bits == 4 && !r.spec.sym) return GgmlType::Q4_1;
+  if (r.spec.bits == 5 && r.spec.sym) return GgmlType::Q5_0;
+  if (r.spec.bits == 5 && !r.spec.sym) return GgmlType::Q5_1;
   if (r.spec.bits == 8 && r.spec.sym) return GgmlType::Q8_0;
   return GgmlType::F32;
 }
@@ -195,14 +197,15 @@ bool group_levels(const QuantResult& r, GgmlType t, int o, int g, int* q) {
   const float d = grid.scale;
   for (int j = 0; j < 32; ++j) {
     float y;
-    if (t == GgmlType::Q4_1) {
+    if (has_min(t)) {
       if (!grid.affine || round_f16(grid.min) != grid.min) return false;
-      q[j] = int(grid_q(grid, w[j], 15.0f));
+      q[j] = int(grid_q(grid, w[j], t == GgmlType::Q4_1 ? 15.0f : 31.0f));
       y = float(q[j]) * d + grid.min;
-    } else if (t == GgmlType::Q4_0) {
-      if (grid.affine || grid.zero != 8.0f) return false;
-      q[j] = int(grid_q(grid, w[j], 15.0f));
-      y = float(q[j] - 8) * d;
+    } else if (t == GgmlType::Q4_0 || t == GgmlType::Q5_0) {
+      const int half = t == GgmlType::Q4_0 ? 8 : 16;
+      if (grid.affine || grid.zero != float(half)) return false;
+      q[j] = int(grid_q(grid, w[j], float(2 * half - 1)));
+      y = float(q[j] - half) * d;
     } else {
       if (grid.affine || grid.zero != 128.0f) return false;
       q[j] = int(grid_q(grid, w[j], 255.0f)) - 128;  // int8
@@ -229,7 +232,7 @@ std::vector<uint8_t> pack_ggml(const QuantResult& r, GgmlType t) {
   if (t == GgmlType::F32 || candidate_type(r) != t)
     fail("pack: a {}-bit {} group-{} matrix cannot be stored as {}", r.spec.bits, r.spec.sym ? "sym" : "asym",
          r.group, type_label(t));
-  const size_t block_bytes = t == GgmlType::Q4_0 ? 18 : t == GgmlType::Q4_1 ? 20 : 34;
+  const size_t block_bytes = ggml_type_info(uint32_t(t))->type_size;
   std::vector<uint8_t> bytes(size_t(r.out) * r.n_groups * block_bytes);
   int q[32];
   for (int o = 0; o < r.out; ++o)
@@ -241,12 +244,18 @@ std::vector<uint8_t> pack_ggml(const QuantResult& r, GgmlType t) {
       uint16_t d = f32_to_f16(grid.scale);
       std::memcpy(b, &d, 2);
       b += 2;
-      if (t == GgmlType::Q4_1) {
+      if (has_min(t)) {
         uint16_t m = f32_to_f16(grid.min);
         std::memcpy(b, &m, 2);
         b += 2;
       }
-      if (t == GgmlType::Q8_0) {
+      if (t == GgmlType::Q5_0 || t == GgmlType::Q5_1) {  // high bits: bit j of qh is bit 4 of value j
+        uint32_t qh = 0;
+        for (int j = 0; j < 32; ++j) qh |= uint32_t((q[j] >> 4) & 1) << j;
+        std::memcpy(b, &qh, 4);
+        b += 4;
+        for (int j = 0; j < 16; ++j) b[j] = uint8_t((q[j] & 15) | ((q[j + 16] & 15) << 4));
+      } else if (t == GgmlType::Q8_0) {
         for (int j = 0; j < 32; ++j) b[j] = uint8_t(int8_t(q[j]));
       } else {
         for (int j = 0; j < 16; ++j) b[j] = uint8_t(q[j] | (q[j + 16] << 4));

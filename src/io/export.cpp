@@ -156,6 +156,16 @@ void save_gguf(const LoadedModel& m, const std::string& path, const SaveOptions&
     w.type = type;
     if (!opt.type && matrix && t->raw && !moved && type == t->src_type) {
       w.raw = t->raw;
+      if (!t->perm.empty()) {  // ctrust act-order storage: the column permutation goes with the bytes
+        GgufWriteTensor p;
+        p.name = t->name + ".perm";
+        p.ne = {int64_t(t->perm.size())};
+        p.type = GgmlType::I32;
+        p.raw = reinterpret_cast<const uint8_t*>(t->perm.data());
+        out.push_back(std::move(w));
+        out.push_back(std::move(p));
+        continue;
+      }
     } else {
       if (!ggml_type_info(static_cast<uint32_t>(type))->can_quantize)
         fail("{}: cannot write tensor {} as {}", path, t->name, ggml_type_name(type));

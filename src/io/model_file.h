@@ -74,6 +74,8 @@ struct Tensor {
   std::vector<float> owned;
   const uint8_t* raw = nullptr;       // the source bytes (in the mapped file) in src_type: GGUF, and HF F32/F16/BF16
   size_t raw_bytes = 0;
+  std::vector<int32_t> perm;          // ctrust act-order storage (io/ctrust_types.h): column k of raw is column
+                                      // perm[k] of the matrix; empty = identity (always, for ggml types)
 
   int64_t numel() const {
     int64_t n = 1;

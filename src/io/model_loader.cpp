@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "base/file.h"
+#include "io/ctrust_types.h"
 #include "io/model_file.h"
 #include "io/safetensors.h"
 #include "io/tokenizer.h"
@@ -108,7 +109,13 @@ void tensor_rows_f32(const Tensor& t, int64_t r0, int64_t n, float* dst) {
     return;
   }
   if (!t.raw) fail("tensor {} has no data", t.name);
-  dequantize(t.src_type, t.raw + (size_t)r0 * t.row_bytes(), dst, n * t.cols());
+  if (t.perm.empty()) {
+    dequantize(t.src_type, t.raw + (size_t)r0 * t.row_bytes(), dst, n * t.cols());
+    return;
+  }
+  std::vector<float> stored((size_t)(n * t.cols()));
+  dequantize(t.src_type, t.raw + (size_t)r0 * t.row_bytes(), stored.data(), n * t.cols());
+  unpermute_columns(stored.data(), dst, n, t.cols(), t.perm);
 }
 
 void materialize_f32(Tensor& t) {
@@ -192,18 +199,37 @@ LoadedModel load_gguf_model(const std::string& path, ComputeMode compute) {
     int64_t begin, end;  // element range
   };
   std::vector<Chunk> chunks;
+  // ctrust act-order tensors: "<name>.perm" (I32) holds the column permutation of <name> (io/ctrust_types.h).
+  std::map<std::string, std::vector<int32_t>> perms;
   for (const auto& ti : f.tensors) {
+    if (!ti.name.ends_with(".perm") || ti.name.size() == 5) continue;
+    const std::string base = ti.name.substr(0, ti.name.size() - 5);
+    const GgufTensorInfo* bt = f.find_tensor(base);
+    if (ti.type != GgmlType::I32 || ti.ne.size() != 1 || !bt || !is_ctrust_type(bt->type) || bt->ne.size() != 2)
+      fail("{}: tensor {} must be a 1-D i32 permutation of the columns of a ctrust-typed matrix {}", path, ti.name,
+           base);
+    std::vector<int32_t> p((size_t)ti.numel());
+    std::memcpy(p.data(), ti.data, p.size() * sizeof(int32_t));
+    check_permutation(p, bt->ne[0], path + ": tensor " + ti.name);
+    perms[base] = std::move(p);
+  }
+  std::vector<std::pair<Tensor*, std::vector<float>>> to_unpermute;
+  for (const auto& ti : f.tensors) {
+    if (ti.type == GgmlType::I32 && ti.name.ends_with(".perm")) continue;  // attached to its matrix above
     const GgmlTypeInfo* info = ggml_type_info((uint32_t)ti.type);
     if (!info->can_dequantize) fail("{}: tensor {} has type {}, which ctrust cannot read", path, ti.name, info->name);
+    if (is_ctrust_type(ti.type)) check_ctrust_tensor(ti.type, ti.data, ti.nbytes, path + ": tensor " + ti.name);
     Tensor t;
     t.name = ti.name;
     t.ne = ti.ne;
     t.src_type = ti.type;
     t.raw = ti.data;
     t.raw_bytes = ti.nbytes;
+    if (auto p = perms.find(ti.name); p != perms.end()) t.perm = std::move(p->second);
     if (ti.type == GgmlType::F32 && reinterpret_cast<uintptr_t>(ti.data) % alignof(float) == 0) {
       t.data = reinterpret_cast<const float*>(ti.data);
-    } else if (compute == ComputeMode::Native && ti.type != GgmlType::F32 && ti.ne.size() == 2) {
+    } else if (compute == ComputeMode::Native && ti.type != GgmlType::F32 && ti.ne.size() == 2 && t.perm.empty()) {
+      // (ctrust's own types run on ops/qmatmul_ctrust.h; an act-order matrix with a permutation is dequantized)
       // native: the matrix stays in the mapped file in its storage type (data stays null)
     } else {
       t.owned.resize((size_t)ti.numel());
@@ -212,7 +238,8 @@ LoadedModel load_gguf_model(const std::string& path, ComputeMode compute) {
       for (int64_t b = 0; b < ti.numel(); b += step)
         chunks.push_back({&ti, t.owned.data(), b, std::min(ti.numel(), b + step)});
     }
-    m.tensors.emplace(ti.name, std::move(t));  // moving the vector keeps its buffer
+    auto it = m.tensors.emplace(ti.name, std::move(t)).first;  // moving the vector keeps its buffer
+    if (!it->second.perm.empty()) to_unpermute.push_back({&it->second, {}});
   }
 #pragma omp parallel for schedule(dynamic, 1)
   for (size_t i = 0; i < chunks.size(); ++i) {
@@ -220,6 +247,10 @@ LoadedModel load_gguf_model(const std::string& path, ComputeMode compute) {
     const GgmlTypeInfo* info = ggml_type_info((uint32_t)c.ti->type);
     dequantize(c.ti->type, c.ti->data + (size_t)(c.begin / info->block_size) * info->type_size, c.dst + c.begin,
                c.end - c.begin);
+  }
+  for (auto& [t, stored] : to_unpermute) {  // the values were dequantized in stored (permuted) column order
+    stored = t->owned;
+    unpermute_columns(stored.data(), t->owned.data(), t->rows(), t->cols(), t->perm);
   }
   m.meta = std::move(f.kv);
   return m;

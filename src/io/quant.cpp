@@ -11,6 +11,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "io/ctrust_types.h"
 #include "io/gguf.h"
 
 namespace ctrust {
@@ -54,6 +55,7 @@ const TypeRow kTypes[] = {
     {13, {"q5_k", QK_K, kQ5_K, true, false}},
     {14, {"q6_k", QK_K, kQ6_K, true, false}},
     {15, {"q8_k", QK_K, kQ8_K, false, false}},
+    {26, {"i32", 1, 4, false, false}},  // only as the column permutation of ctrust act-order tensors
     {30, {"bf16", 1, 2, true, true}},
 };
 
@@ -480,7 +482,7 @@ uint16_t ggml_fp32_to_bf16(float f) { return fp32_to_bf16(f); }
 const GgmlTypeInfo* ggml_type_info(uint32_t type) {
   for (const auto& r : kTypes)
     if (r.id == type) return &r.info;
-  return nullptr;
+  return ctrust_type_info(type);  // ctrust's own types (bit 31 set), nullptr for unknown ids
 }
 
 const char* ggml_type_name(GgmlType t) {
@@ -520,6 +522,15 @@ void dequantize(GgmlType t, const void* src, float* dst, int64_t n) {
   // Chunks of blocks spread over threads for big tensors.
   const int64_t chunk = std::max<int64_t>(1, 16384 / info->block_size);
   const int64_t n_chunks = (nb + chunk - 1) / chunk;
+  if (is_ctrust_type(t)) {
+#pragma omp parallel for schedule(dynamic, 4) if (n_chunks > 1)
+    for (int64_t c = 0; c < n_chunks; ++c) {
+      const int64_t b0 = c * chunk;
+      ctrust_dequantize_blocks(t, x + (size_t)b0 * info->type_size, dst + b0 * info->block_size,
+                               std::min(nb, b0 + chunk) - b0);
+    }
+    return;
+  }
   if (n_chunks <= 1) {
     dequant_blocks(t, x, dst, nb, table);
     return;

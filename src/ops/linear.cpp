@@ -3,7 +3,9 @@
 #include <cblas.h>
 
 #include "base/error.h"
+#include "io/ctrust_types.h"
 #include "ops/qmatmul.h"
+#include "ops/qmatmul_ctrust.h"
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -105,7 +107,9 @@ void linear_f32_modes(const Linear& L, const float* x, float* y, int rows, int64
 
 void linear(const Linear& L, const float* x, float* y, int rows) {
   const int64_t xn = (int64_t)rows * L.in;
-  if (L.mode == LinearMode::F32 && L.wq) {
+  if (L.mode == LinearMode::F32 && L.wq && is_ctrust_type(L.wtype)) {
+    ctrust_matmul(L.wtype, L.wq, L.in, L.out, x, y, rows);
+  } else if (L.mode == LinearMode::F32 && L.wq) {
     native_matmul(L.wtype, L.wq, L.in, L.out, x, y, rows);
   } else {
     if (!L.w) fail("linear: the {} x {} weight has no f32 form (its mode needs f32 weights)", L.out, L.in);

@@ -1,0 +1,237 @@
+// ctrust's own GGUF tensor types: CTRUST_QX (uniform grids of any bit width and group size) and CTRUST_SPARSE
+// (bit mask + f32 values). Layouts in ctrust_types.h.
+#pragma GCC optimize("fp-contract=off")
+
+#include "io/ctrust_types.h"
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "base/error.h"
+
+namespace ctrust {
+
+namespace {
+
+constexpr uint32_t kKindShift = 28, kKindMask = 0x7u;
+constexpr uint32_t kKindQx = 0, kKindSparse = 1;
+constexpr uint32_t kMaxGroup = (1u << 22) - 1, kMaxSparse = (1u << 14) - 1;
+
+uint32_t kind_of(uint32_t id) { return (id >> kKindShift) & kKindMask; }
+
+size_t qx_levels_bytes(const QxParams& p) { return (size_t(p.group) * p.bits + 7) / 8; }
+size_t qx_head_bytes(const QxParams& p) {
+  const size_t s = p.f16 ? 2 : 4;
+  return s + (p.form == QxForm::Zero ? 1 : p.form == QxForm::Affine ? s : 0);
+}
+
+const char* form_name(QxForm f) { return f == QxForm::Sym ? "sym" : f == QxForm::Zero ? "zp" : "affine"; }
+
+float rd_scale(const uint8_t* p, bool f16) {
+  if (f16) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return ggml_fp16_to_fp32(h);
+  }
+  float f;
+  std::memcpy(&f, p, 4);
+  return f;
+}
+void wr_scale(uint8_t* p, float v, bool f16) {
+  if (f16) {
+    uint16_t h = ggml_fp32_to_fp16(v);
+    std::memcpy(p, &h, 2);
+  } else {
+    std::memcpy(p, &v, 4);
+  }
+}
+
+}  // namespace
+
+GgmlType qx_type(const QxParams& p) {
+  if (p.bits < 2 || p.bits > 8) fail("ctrust_qx: bits must be 2..8, got {}", p.bits);
+  if (p.group < 1 || uint32_t(p.group) > kMaxGroup) fail("ctrust_qx: group size must be 1..{}, got {}", kMaxGroup, p.group);
+  if (uint32_t(p.form) > 2) fail("ctrust_qx: bad form {}", uint32_t(p.form));
+  return static_cast<GgmlType>(kCtrustTypeBit | (kKindQx << kKindShift) | (uint32_t(p.bits - 1) << 25) |
+                               (uint32_t(p.form) << 23) | (uint32_t(p.f16) << 22) | uint32_t(p.group));
+}
+
+GgmlType sparse_type(int cols, int capacity) {
+  if (cols < 1 || uint32_t(cols) > kMaxSparse) fail("ctrust_sparse: row length must be 1..{}, got {}", kMaxSparse, cols);
+  if (capacity < 0 || capacity > cols) fail("ctrust_sparse: capacity {} outside 0..{}", capacity, cols);
+  return static_cast<GgmlType>(kCtrustTypeBit | (kKindSparse << kKindShift) | (uint32_t(capacity) << 14) |
+                               uint32_t(cols));
+}
+
+std::optional<QxParams> qx_params(GgmlType t) {
+  const uint32_t id = uint32_t(t);
+  if (!(id & kCtrustTypeBit) || kind_of(id) != kKindQx) return std::nullopt;
+  QxParams p;
+  p.bits = int((id >> 25) & 7u) + 1;
+  p.form = QxForm((id >> 23) & 3u);
+  p.f16 = (id >> 22) & 1u;
+  p.group = int(id & kMaxGroup);
+  if (p.bits < 2 || uint32_t(p.form) > 2 || p.group < 1) return std::nullopt;
+  return p;
+}
+
+std::optional<SparseParams> sparse_params(GgmlType t) {
+  const uint32_t id = uint32_t(t);
+  if (!(id & kCtrustTypeBit) || kind_of(id) != kKindSparse) return std::nullopt;
+  SparseParams p;
+  p.capacity = int((id >> 14) & kMaxSparse);
+  p.cols = int(id & kMaxSparse);
+  if (p.cols < 1 || p.capacity > p.cols) return std::nullopt;
+  return p;
+}
+
+size_t qx_block_bytes(const QxParams& p) { return qx_head_bytes(p) + qx_levels_bytes(p); }
+
+const GgmlTypeInfo* ctrust_type_info(uint32_t id) {
+  if (!(id & kCtrustTypeBit)) return nullptr;
+  static std::mutex mu;
+  static std::map<uint32_t, const GgmlTypeInfo*> known;
+  static std::deque<GgmlTypeInfo> infos;
+  static std::deque<std::string> names;
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto it = known.find(id); it != known.end()) return it->second;
+  const GgmlType t = static_cast<GgmlType>(id);
+  const GgmlTypeInfo* info = nullptr;
+  if (auto q = qx_params(t)) {
+    names.push_back(fmt::format("ctrust_q{}_{}_g{}_{}", q->bits, form_name(q->form), q->group, q->f16 ? "f16" : "f32"));
+    infos.push_back(GgmlTypeInfo{names.back().c_str(), q->group, qx_block_bytes(*q), true, false});
+    info = &infos.back();
+  } else if (auto s = sparse_params(t)) {
+    names.push_back(fmt::format("ctrust_sparse_c{}_k{}", s->cols, s->capacity));
+    infos.push_back(GgmlTypeInfo{names.back().c_str(), s->cols, size_t(s->cols + 7) / 8 + size_t(s->capacity) * 4,
+                                 true, false});
+    info = &infos.back();
+  }
+  if (info) known[id] = info;  // only valid ids are kept (one entry per type a file uses)
+  return info;
+}
+
+void qx_encode_block(const QxParams& p, float d, float zm, const int* q, uint8_t* dst) {
+  wr_scale(dst, d, p.f16);
+  uint8_t* b = dst + (p.f16 ? 2 : 4);
+  if (p.form == QxForm::Zero) *b++ = uint8_t(int(zm));
+  if (p.form == QxForm::Affine) {
+    wr_scale(b, zm, p.f16);
+    b += p.f16 ? 2 : 4;
+  }
+  std::memset(b, 0, qx_levels_bytes(p));
+  uint64_t pos = 0;
+  for (int j = 0; j < p.group; ++j, pos += p.bits) {
+    const uint32_t v = uint32_t(q[j]) & ((1u << p.bits) - 1);
+    const uint64_t byte = pos >> 3, sh = pos & 7;
+    b[byte] |= uint8_t(v << sh);
+    if (sh + p.bits > 8) b[byte + 1] |= uint8_t(v >> (8 - sh));
+  }
+}
+
+int64_t sparse_stored_count(const float* w, int64_t n) {
+  int64_t c = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    uint32_t x;
+    std::memcpy(&x, &w[j], 4);
+    c += x != 0;
+  }
+  return c;
+}
+
+bool sparse_encode_row(const SparseParams& p, const float* w, uint8_t* dst) {
+  const size_t mask_bytes = size_t(p.cols + 7) / 8;
+  std::memset(dst, 0, mask_bytes + size_t(p.capacity) * 4);
+  int k = 0;
+  for (int j = 0; j < p.cols; ++j) {
+    uint32_t x;
+    std::memcpy(&x, &w[j], 4);
+    if (x == 0) continue;
+    if (k == p.capacity) return false;
+    dst[j >> 3] |= uint8_t(1u << (j & 7));
+    std::memcpy(dst + mask_bytes + size_t(k) * 4, &x, 4);
+    ++k;
+  }
+  return true;
+}
+
+void ctrust_dequantize_blocks(GgmlType t, const uint8_t* src, float* dst, int64_t nb) {
+  if (auto p = qx_params(t)) {
+    const size_t bs = qx_block_bytes(*p);
+    const uint32_t mask = (1u << p->bits) - 1;
+    const float half = float(1 << (p->bits - 1));
+    for (int64_t i = 0; i < nb; ++i) {
+      const uint8_t* blk = src + size_t(i) * bs;
+      const float d = rd_scale(blk, p->f16);
+      const uint8_t* b = blk + (p->f16 ? 2 : 4);
+      float z = half, m = 0.0f;
+      if (p->form == QxForm::Zero) z = float(*b++);
+      if (p->form == QxForm::Affine) {
+        m = rd_scale(b, p->f16);
+        b += p->f16 ? 2 : 4;
+      }
+      float* y = dst + i * p->group;
+      uint64_t pos = 0;
+      for (int j = 0; j < p->group; ++j, pos += p->bits) {
+        const uint64_t byte = pos >> 3, sh = pos & 7;
+        uint32_t v = uint32_t(b[byte]) >> sh;
+        if (sh + p->bits > 8) v |= uint32_t(b[byte + 1]) << (8 - sh);
+        const float q = float(v & mask);
+        y[j] = p->form == QxForm::Affine ? std::fma(q, d, m) : (q - z) * d;  // as compress/quant.h grid_value
+      }
+    }
+    return;
+  }
+  if (auto p = sparse_params(t)) {
+    const size_t mask_bytes = size_t(p->cols + 7) / 8, bs = mask_bytes + size_t(p->capacity) * 4;
+    for (int64_t i = 0; i < nb; ++i) {
+      const uint8_t* row = src + size_t(i) * bs;
+      const uint8_t* vals = row + mask_bytes;
+      float* y = dst + i * p->cols;
+      int k = 0;
+      for (int j = 0; j < p->cols; ++j) {
+        if (!((row[j >> 3] >> (j & 7)) & 1u) || k >= p->capacity) {
+          y[j] = 0.0f;
+          continue;
+        }
+        std::memcpy(&y[j], vals + size_t(k++) * 4, 4);
+      }
+    }
+    return;
+  }
+  fail("cannot dequantize tensor type id {:#x}", uint32_t(t));
+}
+
+void check_ctrust_tensor(GgmlType t, const uint8_t* data, size_t nbytes, const std::string& what) {
+  auto p = sparse_params(t);
+  if (!p) return;
+  const size_t mask_bytes = size_t(p->cols + 7) / 8, bs = mask_bytes + size_t(p->capacity) * 4;
+  for (size_t r = 0; r + bs <= nbytes; r += bs) {
+    int64_t c = 0;
+    for (size_t j = 0; j < mask_bytes; ++j) c += std::popcount(data[r + j]);
+    if (c > p->capacity)
+      fail("{}: sparse row {} marks {} stored values but the type holds at most {}: corrupt file", what, r / bs, c,
+           p->capacity);
+  }
+}
+
+void check_permutation(const std::vector<int32_t>& perm, int64_t cols, const std::string& what) {
+  if (int64_t(perm.size()) != cols) fail("{}: column permutation has {} entries, the matrix {} columns", what, perm.size(), cols);
+  std::vector<uint8_t> seen(size_t(cols), 0);
+  for (int32_t k : perm) {
+    if (k < 0 || k >= cols || seen[size_t(k)]) fail("{}: column permutation is not a permutation of 0..{}", what, cols - 1);
+    seen[size_t(k)] = 1;
+  }
+}
+
+void unpermute_columns(const float* src, float* dst, int64_t rows, int64_t cols, const std::vector<int32_t>& perm) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < cols; ++k) dst[r * cols + perm[size_t(k)]] = src[r * cols + k];
+}
+
+}  // namespace ctrust
