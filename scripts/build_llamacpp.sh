@@ -43,10 +43,13 @@ echo "[build_llamacpp] building ${tools[*]} with -j$jobs (progress in $build.log
 nice -n 10 cmake --build "$build" -j"$jobs" --target "${tools[@]}" >"$build.log" 2>&1 \
   || { tail -20 "$build.log" >&2; echo "ctrust: error: building llama.cpp failed (see $build.log)" >&2; exit 1; }
 for t in "${tools[@]}"; do cp "$build/bin/$t" "$root/bin/$t"; done
-# The sdist carries no git metadata: record the package version and ggml's version.
+# The sdist carries no git metadata: record the package version, the llama.cpp commit its CHANGELOG names for
+# this version, and ggml's version.
 ggml_ver=$(sed -n 's/^set(GGML_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)).*/\2/p' "$srcdir/ggml/CMakeLists.txt" | paste -sd.)
+commit=$(awk -v v="## [$version]" '$0 == v {on = 1; next} /^## \[/ {on = 0} on && /llama.cpp@/ {
+  sub(/.*llama.cpp@/, ""); print; exit }' "$root/src/llama_cpp_python-$version/CHANGELOG.md" 2>/dev/null || true)
 {
-  echo "llama.cpp vendored in llama-cpp-python $version (ggml $ggml_ver)"
+  echo "llama.cpp ${commit:-(commit unknown)} vendored in llama-cpp-python $version (ggml $ggml_ver)"
   echo "built $(date -u +%Y-%m-%dT%H:%MZ) with $(cmake --version | head -1), $(${CXX:-c++} --version | head -1)"
 } >"$root/VERSION"
 echo "[build_llamacpp] done: $root/bin ($(head -1 "$root/VERSION"))"
