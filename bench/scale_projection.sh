@@ -10,7 +10,8 @@
 #   batched decode (B = SCALE_BATCH sequences, BPP-token prompts, BTG steps): bench_batched / llama-batched-bench
 # Then projects a `ctrust trust --preset standard` run from `ctrust trust-plan --preset standard --json`.
 # Usage: bash bench/scale_projection.sh [REPS]     (default 2; SHAPES="7b 13b", THREADS=2, PP=128, TG=16,
-#   SCALE_BATCH=8, BPP=32, BTG=8 (SCALE_BATCH=0: no batched runs), OUT=folder for the raw results, KEEP=1 keeps the files)
+#   SCALE_BATCH=8, BPP=32, BTG=8 (SCALE_BATCH=0: no batched runs), OUT=folder for the raw results (runs add to it),
+#   KEEP=1 keeps the files, SUMMARY_ONLY=1 only prints the tables of the results in OUT)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${CTRUST_CACHE:-$HOME/.cache/ctrust}
@@ -44,7 +45,8 @@ run() {  # run NAME CMD...: as in bench/vs_llamacpp.sh
   sed -n 's/.*Maximum resident set size (kbytes): //p' "$out/$name.time" >"$out/$name.rss"
 }
 
-"$build/ctrust" trust-plan --preset standard --json >"$out/plan.json"
+if [[ "${SUMMARY_ONLY:-0}" != 1 ]]; then
+[[ -s "$out/plan.json" ]] || "$build/ctrust" trust-plan --preset standard --json >"$out/plan.json"
 files=()
 cleanup() { [[ "${KEEP:-0}" == 1 ]] || rm -f "${files[@]}"; }
 trap cleanup EXIT
@@ -71,6 +73,7 @@ print(json.dumps({"load_s": time.time() - t0}))' "$f" "$t"
   done
   [[ "${KEEP:-0}" == 1 ]] || rm -f "$f"  # free the disk and the page cache before the next shape
 done
+fi
 
 python3 - "$out" "$reps" "$shapes" "$sb" <<'PY'
 import json, statistics, sys
@@ -87,11 +90,13 @@ for s in shapes:
     c = {k: [] for k in ("load", "rss", "pp", "tg", "btg")}
     l = {k: [] for k in ("load", "rss", "pp", "tg", "btg")}
     loads = []
-    for r in range(1, reps + 1):
+    for r in range(1, 100):
         p = f"{s}.r{r}"
         try:
             e = js(f"{p}.ctrust"); lb = js(f"{p}.llama"); ll = js(f"{p}.llamaload")
         except Exception:
+            if r > reps:
+                break
             continue
         c["load"].append(e["load_s"]); c["rss"].append(rss(f"{p}.ctrust"))
         c["pp"].append(e["rows"][0]["prefill_tok_s"]); c["tg"].append(e["rows"][0]["decode_tok_s"])

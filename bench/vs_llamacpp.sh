@@ -16,7 +16,8 @@
 # Environment: CTRUST_BUILD (default build), LLAMACPP_BIN (default ~/.cache/ctrust/llamacpp/bin),
 #   THREADS ("1 2"), TG (decode steps, 64), BATCHES ("8,32,64"), BATCH_PP (128), BATCH_TG (32),
 #   BATCH_THREADS ("2"), BATCH_MODELS ("smollm2"; add "qwen1.5b" for the 1.5B model), MODELS ("smollm2 qwen1.5b"),
-#   OUT (folder for the raw results, default a new /tmp/vs_llamacpp.XXXXXX).
+#   PROMPTS (prefill prompt lengths, "128 512"), OUT (folder for the raw results, default a new
+#   /tmp/vs_llamacpp.XXXXXX; runs add to it), SUMMARY_ONLY=1 (only print the table of the results in OUT).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${CTRUST_CACHE:-$HOME/.cache/ctrust}
@@ -31,6 +32,7 @@ btg=${BATCH_TG:-32}
 bthreads=${BATCH_THREADS:-2}
 bmodels=${BATCH_MODELS:-smollm2}
 models=${MODELS:-smollm2 qwen1.5b}
+prompts=${PROMPTS:-128 512}
 out=${OUT:-$(mktemp -d /tmp/vs_llamacpp.XXXXXX)}
 mkdir -p "$out"
 
@@ -65,13 +67,14 @@ run() {
   sed -n 's/.*Maximum resident set size (kbytes): //p' "$out/$name.time" >"$out/$name.rss"
 }
 
+if [[ "${SUMMARY_ONLY:-0}" != 1 ]]; then
 say "results in $out; llama.cpp: $(head -1 "$cache/llamacpp/VERSION" 2>/dev/null || echo unknown)"
 {
   echo "date_start=$(date -u +%FT%TZ)"
   echo "ctrust_commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "llamacpp=$(head -1 "$cache/llamacpp/VERSION" 2>/dev/null || echo unknown)"
   echo "cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
-} >"$out/meta.txt"
+} >>"$out/meta.txt"
 
 for mname in $models; do
   m=$(model_path "$mname")
@@ -81,10 +84,11 @@ for mname in $models; do
       tag="engine.$mname.t$t.r$r"
       export OMP_NUM_THREADS=$t
       run "$tag.ctrust.decode" "$build/bench_engine" "$m" --prompt 1 --gen "$tg" --reps 2 --threads "$t" --compute native --json
-      run "$tag.ctrust.pp128" "$build/bench_engine" "$m" --prompt 128 --gen 1 --reps 2 --threads "$t" --compute native --json
-      run "$tag.ctrust.pp512" "$build/bench_engine" "$m" --prompt 512 --gen 1 --reps 2 --threads "$t" --compute native --json
+      for p in $prompts; do
+        run "$tag.ctrust.pp$p" "$build/bench_engine" "$m" --prompt "$p" --gen 1 --reps 2 --threads "$t" --compute native --json
+      done
       unset OMP_NUM_THREADS
-      run "$tag.llama" "$lbin/llama-bench" -m "$m" -p 128,512 -n "$tg" -t "$t" -r 2 -o json
+      run "$tag.llama" "$lbin/llama-bench" -m "$m" -p "$(tr ' ' ',' <<<"$prompts")" -n "$tg" -t "$t" -r 2 -o json
     done
   done
 done
@@ -104,6 +108,7 @@ for mname in $bmodels; do
   done
 done
 echo "date_end=$(date -u +%FT%TZ)" >>"$out/meta.txt"
+fi
 
 python3 - "$out" <<'PY'
 import glob, json, os, re, statistics, sys
@@ -131,23 +136,22 @@ for (mname, t), rs in groups.items():
     loads = []
     for r in rs:
         tag = f"engine.{mname}.{t}.{r}"
+        kinds = ["decode"] + [k for k in ("pp128", "pp512") if os.path.exists(f"{out}/{tag}.ctrust.{k}.out")]
         try:
-            dec, p128, p512 = (js(f"{tag}.ctrust.{k}") for k in ("decode", "pp128", "pp512"))
+            cj = {k: js(f"{tag}.ctrust.{k}") for k in kinds}
             lb = js(f"{tag}.llama")
         except Exception:
             continue
-        vals["decode"][0].append(dec["rows"][0]["decode_tok_s"])
-        vals["pp128"][0].append(p128["rows"][0]["prefill_tok_s"])
-        vals["pp512"][0].append(p512["rows"][0]["prefill_tok_s"])
-        vals["rss"][0].append(max(rss(f"{tag}.ctrust.{k}") for k in ("decode", "pp128", "pp512")))
         best = {}
         for e in lb:
             key = "decode" if e["n_gen"] > 0 else f"pp{e['n_prompt']}"
             best[key] = max(e["samples_ts"])
-        for k in ("decode", "pp128", "pp512"):
+        for k in kinds:
+            vals[k][0].append(cj[k]["rows"][0]["decode_tok_s" if k == "decode" else "prefill_tok_s"])
             vals[k][1].append(best.get(k, float("nan")))
+        vals["rss"][0].append(max(rss(f"{tag}.ctrust.{k}") for k in kinds))
         vals["rss"][1].append(rss(f"{tag}.llama"))
-        loads += [ld(f"{tag}.ctrust.{k}") for k in ("decode", "pp128", "pp512")] + [ld(f"{tag}.llama")]
+        loads += [ld(f"{tag}.ctrust.{k}") for k in kinds] + [ld(f"{tag}.llama")]
     tt = t[1:]
     add(mname, tt, "decode tok/s (batch 1)", *vals["decode"], loads)
     add(mname, tt, "prefill tok/s (prompt 128)", *vals["pp128"], loads)
@@ -193,9 +197,14 @@ for (mname, t), rs in bgroups.items():
         else:
             add(mname, t[1:], f"batch {b}: {names[metric]}", cv, lv, loads)
 
-meta = dict(l.split("=", 1) for l in rd(f"{out}/meta.txt", "").splitlines() if "=" in l)
-print(f"ctrust {meta.get('ctrust_commit')} vs {meta.get('llamacpp')}; {meta.get('cpu')}; "
-      f"{meta.get('date_start')} .. {meta.get('date_end')}; raw results: {out}\n")
+meta = {}
+for l in rd(f"{out}/meta.txt", "").splitlines():
+    if "=" in l:
+        k, v = l.split("=", 1)
+        meta.setdefault(k, []).append(v)
+one = lambda k: ", ".join(sorted(set(meta.get(k, ["?"]))))
+print(f"ctrust {one('ctrust_commit')} vs {one('llamacpp')}; {one('cpu')}; "
+      f"{min(meta.get('date_start', ['?']))} .. {max(meta.get('date_end', ['?']))}; raw results: {out}\n")
 print("| model | threads | metric | ctrust (per run) | llama.cpp (per run) | ratio ctrust/llama.cpp: mean (range over run pairs) | load (1-min) |")
 print("|---|---|---|---|---|---|---|")
 fmt = lambda v: f"{v:,.1f}"
