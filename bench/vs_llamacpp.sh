@@ -14,7 +14,7 @@
 # Q4_K_M (bash scripts/fetch_models.sh qwen1.5b).
 # Usage: bash bench/vs_llamacpp.sh [REPS]          (REPS >= 2 pairs of runs, default 2)
 # Environment: CTRUST_BUILD (default build), LLAMACPP_BIN (default ~/.cache/ctrust/llamacpp/bin),
-#   THREADS ("1 2"), TG (decode steps, 64), BATCHES ("8,32,64"), BATCH_PP (128), BATCH_TG (32),
+#   (MODELS="" or BATCH_MODELS="" skips that part) THREADS ("1 2"), TG (decode steps, 64), BATCHES ("8,32,64"), BATCH_PP (128), BATCH_TG (32),
 #   BATCH_THREADS ("2"), BATCH_MODELS ("smollm2"; add "qwen1.5b" for the 1.5B model), MODELS ("smollm2 qwen1.5b"),
 #   PROMPTS (prefill prompt lengths, "128 512"), OUT (folder for the raw results, default a new
 #   /tmp/vs_llamacpp.XXXXXX; runs add to it), SUMMARY_ONLY=1 (only print the table of the results in OUT).
@@ -30,8 +30,8 @@ batches=${BATCHES:-8,32,64}
 bpp=${BATCH_PP:-128}
 btg=${BATCH_TG:-32}
 bthreads=${BATCH_THREADS:-2}
-bmodels=${BATCH_MODELS:-smollm2}
-models=${MODELS:-smollm2 qwen1.5b}
+bmodels=${BATCH_MODELS-smollm2}
+models=${MODELS-smollm2 qwen1.5b}
 prompts=${PROMPTS:-128 512}
 out=${OUT:-$(mktemp -d /tmp/vs_llamacpp.XXXXXX)}
 mkdir -p "$out"
