@@ -126,7 +126,9 @@ rows = []  # (model, threads, metric, ctrust values, llama values, loads)
 def add(model, t, metric, cv, lv, loads, unit=""):
     rows.append((model, t, metric, cv, lv, loads, unit))
 
-engine = sorted({tuple(os.path.basename(p).split(".")[1:4]) for p in glob.glob(f"{out}/engine.*.ctrust.decode.out")})
+# file names: engine.MODEL.tT.rR.ENGINE...; MODEL may contain dots (qwen1.5b)
+engine = sorted({re.match(r"engine\.(.+)\.(t\d+)\.(r\d+)\.ctrust\.decode\.out$", os.path.basename(p)).groups()
+                 for p in glob.glob(f"{out}/engine.*.ctrust.decode.out")})
 groups = {}
 for mname, t, r in engine:
     groups.setdefault((mname, t), []).append(r)
@@ -160,7 +162,7 @@ for (mname, t), rs in groups.items():
 
 bgroups = {}
 for p in glob.glob(f"{out}/batched.*.ctrust.out"):
-    _, mname, t, r = os.path.basename(p).split(".")[:4]
+    mname, t, r = re.match(r"batched\.(.+)\.(t\d+)\.(r\d+)\.ctrust\.out$", os.path.basename(p)).groups()
     bgroups.setdefault((mname, t), []).append(r)
 for (mname, t), rs in bgroups.items():
     rs.sort(key=lambda x: int(x[1:]))
