@@ -209,7 +209,7 @@ print(f"ctrust {one('ctrust_commit')} vs {one('llamacpp')}; {one('cpu')}; "
       f"{min(meta.get('date_start', ['?']))} .. {max(meta.get('date_end', ['?']))}; raw results: {out}\n")
 print("| model | threads | metric | ctrust (per run) | llama.cpp (per run) | ratio ctrust/llama.cpp: mean (range over run pairs) | load (1-min) |")
 print("|---|---|---|---|---|---|---|")
-fmt = lambda v: f"{v:,.1f}"
+fmt = lambda v: f"{v:,.2f}" if v < 10 else f"{v:,.1f}"
 for model, t, metric, cv, lv, loads, _ in rows:
     if not cv:
         continue
