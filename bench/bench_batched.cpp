@@ -139,8 +139,8 @@ int main(int argc, char** argv) {
       } else {
         char buf[512];
         std::snprintf(buf, sizeof buf,
-                      "%s{\"batch\":%d,\"pp\":%d,\"tg\":%d,\"t_pp\":%.4f,\"s_pp\":%.2f,\"t_tg\":%.4f,\"s_tg\":%.2f,"
-                      "\"s\":%.2f,\"t_generate_batch\":%.4f,\"s_generate_batch\":%.2f,\"peak_rss_mb\":%.1f}",
+                      "%s{\"batch\":%d,\"pp\":%d,\"tg\":%d,\"t_pp\":%.4f,\"s_pp\":%.4g,\"t_tg\":%.4f,\"s_tg\":%.4g,"
+                      "\"s\":%.4g,\"t_generate_batch\":%.4f,\"s_generate_batch\":%.4g,\"peak_rss_mb\":%.1f}",
                       rows.empty() ? "" : ",", B, pp, tg, best_pp, s_pp, best_tg, s_tg, s_all, best_gen, s_gen, rss);
         rows += buf;
       }

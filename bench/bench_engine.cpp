@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
         std::printf("%-8d %-22.1f %-22.1f (prompt %d, gen %d, best of %d)\n", nt, best_p, best_d, n_prompt, n_gen,
                     reps);
       char buf[256];
-      std::snprintf(buf, sizeof buf, "%s{\"threads\":%d,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f}",
+      std::snprintf(buf, sizeof buf, "%s{\"threads\":%d,\"prefill_tok_s\":%.4g,\"decode_tok_s\":%.4g}",
                     rows.empty() ? "" : ",", nt, best_p, best_d);
       rows += buf;
     }
