@@ -172,7 +172,7 @@ for (mname, t), rs in bgroups.items():
         tag = f"batched.{mname}.{t}.{r}"
         try:
             c = js(f"{tag}.ctrust")
-            lrows = [json.loads(l) for l in rd(f"{tag}.llama.out", "").splitlines() if l.startswith("{")]
+            lrows = [json.loads(l) for l in rd(f"{out}/{tag}.llama.out", "").splitlines() if l.startswith("{")]
         except Exception:
             continue
         lby = {e["pl"]: e for e in lrows}
