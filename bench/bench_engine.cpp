@@ -1,7 +1,8 @@
 // Engine speed: prefill tokens/s (one forward of a P-token prompt, last logits only) and decode tokens/s
 // (G greedy steps through the KV cache), at each thread count; peak RSS.
 //   bench_engine MODEL [--tok TOKENIZER.bin] [--prompt 512] [--gen 128] [--threads 1,2] [--reps 2]
-//                [--compute native|f32] [--isa ref|avx2|avx512]
+//                [--compute native|f32] [--isa ref|avx2|avx512] [--json]
+// --json: one JSON object on stdout instead of the table (load_s, rss, and per thread count prefill/decode tok/s).
 #include <omp.h>
 #include <sys/resource.h>
 
@@ -34,8 +35,19 @@ int main(int argc, char** argv) {
   int n_prompt = 512, n_gen = 128, reps = 2;
   std::vector<int> threads{1, 2};
   std::string isa;
-  for (int i = 2; i + 1 < argc; i += 2) {
-    std::string a = argv[i], v = argv[i + 1];
+  bool json = false;
+  for (int i = 2; i < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--json") {
+      json = true;
+      --i;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "option %s needs a value\n", a.c_str());
+      return 2;
+    }
+    std::string v = argv[i + 1];
     if (a == "--tok") lo.tokenizer_path = v;
     else if (a == "--prompt") n_prompt = std::atoi(v.c_str());
     else if (a == "--gen") n_gen = std::atoi(v.c_str());
@@ -69,10 +81,11 @@ int main(int argc, char** argv) {
     std::vector<int32_t> prompt(n_prompt);
     for (int i = 0; i < n_prompt; ++i) prompt[i] = (int32_t)((i * 7919LL + 13) % m->cfg.n_vocab);
     if (m->tok.bos() >= 0) prompt[0] = m->tok.bos();
-    std::printf("model %s: %d layers, dim %d, vocab %d; load %.2f s; f32 weights %.1f MB; compute %s, kernels %s\n",
+    if (!json) std::printf("model %s: %d layers, dim %d, vocab %d; load %.2f s; f32 weights %.1f MB; compute %s, kernels %s\n",
                 path.c_str(), m->cfg.n_layers, m->cfg.dim, m->cfg.n_vocab, t_load, f32_mb,
                 compute_mode_name(compute_mode(*m)), kernel_isa_name(kernel_isa()));
-    std::printf("%-8s %-22s %-22s\n", "threads", "prefill tok/s", "decode tok/s");
+    if (!json) std::printf("%-8s %-22s %-22s\n", "threads", "prefill tok/s", "decode tok/s");
+    std::string rows;
     KVCache cache = make_cache(*m, n_ctx);
     std::vector<float> logits(m->cfg.n_vocab);
     ForwardOptions last;
@@ -92,12 +105,24 @@ int main(int argc, char** argv) {
         }
         best_d = std::max(best_d, n_gen / (now() - t0));
       }
-      std::printf("%-8d %-22.1f %-22.1f (prompt %d, gen %d, best of %d)\n", nt, best_p, best_d, n_prompt, n_gen,
-                  reps);
+      if (!json)
+        std::printf("%-8d %-22.1f %-22.1f (prompt %d, gen %d, best of %d)\n", nt, best_p, best_d, n_prompt, n_gen,
+                    reps);
+      char buf[256];
+      std::snprintf(buf, sizeof buf, "%s{\"threads\":%d,\"prefill_tok_s\":%.4g,\"decode_tok_s\":%.4g}",
+                    rows.empty() ? "" : ",", nt, best_p, best_d);
+      rows += buf;
     }
     const double rss = peak_rss_mb();
     const double file_mb =
         std::filesystem::is_regular_file(path) ? (double)std::filesystem::file_size(path) / (1 << 20) : 0.0;
+    if (json) {
+      std::printf("{\"model\":\"%s\",\"compute\":\"%s\",\"kernels\":\"%s\",\"prompt\":%d,\"gen\":%d,\"reps\":%d,"
+                  "\"load_s\":%.3f,\"rss_after_load_mb\":%.1f,\"peak_rss_mb\":%.1f,\"file_mb\":%.1f,\"rows\":[%s]}\n",
+                  path.c_str(), compute_mode_name(compute_mode(*m)), kernel_isa_name(kernel_isa()), n_prompt, n_gen,
+                  reps, t_load, rss_load, rss, file_mb, rows.c_str());
+      return 0;
+    }
     std::printf("peak RSS: %.1f MB after load, %.1f MB at the end (%.2fx the f32 weights, %.2fx the %.1f MB file; "
                 "KV cache %.1f MB; %.1f MB before load)\n",
                 rss_load, rss, rss / f32_mb, rss / file_mb, file_mb,

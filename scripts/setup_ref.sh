@@ -22,7 +22,13 @@ if ! "$py" -c 'import numpy, pandas, fairlearn' 2>/dev/null; then
 fi
 if "$py" -c 'import llama_cpp, gguf, numpy' 2>/dev/null; then
   echo "[setup_ref] llama-cpp-python, gguf and numpy are installed"
-  exit 0
+else
+  echo "[setup_ref] pip install llama-cpp-python==0.3.36 gguf==0.19.0 numpy (builds llama.cpp from source)"
+  "$py" -m pip install --quiet "llama-cpp-python==0.3.36" "gguf==0.19.0" numpy
 fi
-echo "[setup_ref] pip install llama-cpp-python==0.3.36 gguf==0.19.0 numpy (builds llama.cpp from source)"
-"$py" -m pip install --quiet "llama-cpp-python==0.3.36" "gguf==0.19.0" numpy
+# llama.cpp's own tools (llama-bench, llama-batched-bench, llama-perplexity, llama-quantize, llama-imatrix) from
+# the same llama.cpp, for bench/vs_llamacpp.sh and bench/scale_projection.sh (idempotent; ~30 min on 2 cores the
+# first time). CTRUST_SKIP_LLAMACPP_TOOLS=1 skips it.
+if [[ "${CTRUST_SKIP_LLAMACPP_TOOLS:-0}" != 1 ]]; then
+  LLAMA_CPP_PYTHON_VERSION=0.3.36 PYTHON="$py" bash "$(dirname "${BASH_SOURCE[0]}")/build_llamacpp.sh"
+fi
