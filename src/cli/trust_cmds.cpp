@@ -131,6 +131,14 @@ void cmd_trust(const TrustArgs& a, const Common& c) {
   if (!short_note.empty())
     fmt::print("preset {}: the data do not allow a paired 95% half-width <= 3 points for {} (every item used)\n",
                a.preset, short_note);
+  {
+    const BatchStats& g = r.result.generation;
+    const double sec = r.result.generation_seconds;
+    fmt::print("generation: {} sequences, {} tokens in {:.1f} s ({:.2f} tok/s); prompt tokens {}, run {}, saved {} by "
+               "shared samples and {} by {} shared prefixes\n",
+               g.sequences, g.generated_tokens, sec, sec > 0 ? g.generated_tokens / sec : 0.0, g.prompt_tokens,
+               g.prefill_tokens, g.saved_by_samples, g.saved_by_prefixes, g.shared_prefixes);
+  }
   fmt::print("chat template: {}\n", r.result.chat_template);
   if (!r.result.toxicity_scorer.empty()) fmt::print("toxicity scorer: {}\n", r.result.toxicity_scorer);
   fmt::print("{:<18} {:>7} {:>17} {:>7} {:>9} {:>7}\n", "perspective", "score", "95% CI", "MDD", "refusal%", "answers");

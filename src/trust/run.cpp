@@ -1,5 +1,6 @@
 #include "trust/run.h"
 
+#include <chrono>
 #include <cstdlib>
 #include <random>
 #include <set>
@@ -78,11 +79,14 @@ struct Ctx {
   const TrustOptions& opt;
   ChatTemplate tpl;
   int generated = 0;
+  BatchStats gen;
+  double gen_seconds = 0;
 };
 
 // Generates (or takes from the cache) the answers of one task and reports each record, in item order.
 // spec.parse(item, record) fills parsed / correct / refused. The uncached prompts are generated in batches of
-// TrustOptions::batch sequences (model/batch.h); the k samples of a prompt share its prefill. Records are
+// TrustOptions::batch sequences (model/batch.h); the k samples of a prompt share its prefill, and the prompts
+// of the task share the KV cache of their common prefixes (template, system prompt, demonstrations). Records are
 // parsed and handed to on_item in item order as soon as they and all records before them are done, so a
 // stored prefix survives an interruption and parse-order state (fairness coin) does not depend on batching.
 TaskRun run_task(Ctx& c, const TrustTaskSpec& spec) {
@@ -165,7 +169,12 @@ TaskRun run_task(Ctx& c, const TrustTaskSpec& spec) {
       ++c.generated;
       flush();
     };
+    BatchStats st;
+    bo.stats = &st;
+    const auto t0 = std::chrono::steady_clock::now();
     generate_batch(c.m, reqs, bo);
+    c.gen_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    c.gen += st;
   }
   flush();
   TaskRun tr;
@@ -255,6 +264,8 @@ TrustResult run_trust(const Model& m, const TrustOptions& opt) {
     if (p == "toxicity") pr.metrics["scorer"] = res.toxicity_scorer;
     res.perspectives[p] = std::move(pr);
   }
+  res.generation = c.gen;
+  res.generation_seconds = c.gen_seconds;
   return res;
 }
 

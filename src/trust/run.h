@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/batch.h"
 #include "model/model.h"
 #include "trust/chat.h"
 #include "trust/data.h"
@@ -84,6 +85,11 @@ struct TrustResult {
   std::string chat_template;
   std::string toxicity_scorer;  // ToxicityScorer::name when toxicity ran
   std::map<std::string, PerspectiveResult> perspectives;
+  // What the generation of this call ran (model/batch.h: prompt tokens, those run, those saved by k samples and
+  // by shared prompt prefixes, tokens generated) and its wall time (generate_batch calls, with the parsing and
+  // storing of records done in them). Not part of to_json: it describes this invocation, not the run's results.
+  BatchStats generation;
+  double generation_seconds = 0;
 };
 
 TrustResult run_trust(const Model& m, const TrustOptions& opt);
