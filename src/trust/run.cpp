@@ -161,6 +161,7 @@ TaskRun run_task(Ctx& c, const TrustTaskSpec& spec) {
   if (!reqs.empty()) {
     BatchOptions bo;
     bo.max_batch = std::max(1, c.opt.batch);
+    bo.min_shared_prefix = std::max(0, c.opt.min_shared_prefix);
     bo.on_done = [&](size_t q, int j, const std::vector<int32_t>& toks) {
       const size_t ri = req_first[q] + static_cast<size_t>(j);
       recs[ri].output = chat_output(c.m, reqs[q].opt, toks);
@@ -236,7 +237,8 @@ TrustResult run_trust(const Model& m, const TrustOptions& opt) {
       fail("unknown trust perspective '{}' (known: {})", p, k);
     }
   Ctx c{m, opt, opt.chat_template.empty() ? detect_chat_template(m.tok.data().chat_template)
-                                          : chat_template_by_name(opt.chat_template)};
+                                          : chat_template_by_name(opt.chat_template),
+        0, {}, 0};
   if (opt.default_system) c.tpl.default_system = *opt.default_system;
   TrustResult res;
   res.chat_template = c.tpl.name;

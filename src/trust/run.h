@@ -61,6 +61,7 @@ struct TrustOptions {
   std::function<std::optional<TrustRecord>(const std::string&, const std::string&, const std::string&)> cached;
   std::function<void(const TrustRecord&)> on_item;
   int batch = 8;  // sequences generated at once (model/batch.h); results do not depend on it
+  int min_shared_prefix = 16;  // BatchOptions::min_shared_prefix (0 = no prefix sharing); results do not depend on it
   // Progress of the current task: records done (generated or cached) of its total, after each record.
   std::function<void(const std::string& perspective, const std::string& task, int done, int total)> on_progress;
 };
