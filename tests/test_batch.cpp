@@ -260,6 +260,23 @@ TEST(Batch, SharedPrefixCountsOnHandBuiltPrompts) {
   EXPECT_EQ(off.saved_by_prefixes, 39 * 2);
   bo.min_shared_prefix = -1;
   EXPECT_THROW(generate_batch(*m, reqs, bo), Error);
+  EXPECT_EQ(st.peak_prefix_caches, 2);  // A and A+B: one path of the tree
+  // Two prefixes whose requests alternate: they start in sorted order, so only one prefix cache is held at a
+  // time, and each request still gets its own answer.
+  std::vector<GenRequest> alt;
+  for (int i = 0; i < 6; ++i) alt.push_back({cat(seq(i % 2 ? 100 : 200, 20), seq(300 + 10 * i, 3)), g, 1});
+  BatchStats sa;
+  BatchOptions ba;
+  ba.stats = &sa;
+  std::vector<size_t> order;
+  ba.on_done = [&](size_t r, int, const std::vector<int32_t>&) { order.push_back(r); };
+  ba.max_batch = 1;
+  auto got_alt = generate_batch(*m, alt, ba);
+  EXPECT_EQ(sa.shared_prefixes, 2);
+  EXPECT_EQ(sa.peak_prefix_caches, 1);
+  EXPECT_EQ(order, (std::vector<size_t>{1, 3, 5, 0, 2, 4}));  // prompts starting 100.. sort first
+  ba.min_shared_prefix = 0;
+  EXPECT_EQ(generate_batch(*m, alt, ba), got_alt);
 }
 
 namespace {

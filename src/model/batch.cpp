@@ -165,6 +165,7 @@ BatchStats& BatchStats::operator+=(const BatchStats& o) {
   saved_by_samples += o.saved_by_samples;
   saved_by_prefixes += o.saved_by_prefixes;
   shared_prefixes += o.shared_prefixes;
+  peak_prefix_caches = std::max(peak_prefix_caches, o.peak_prefix_caches);
   generated_tokens += o.generated_tokens;
   return *this;
 }
@@ -209,13 +210,16 @@ struct PrefixNode {
 struct PrefixTree {
   std::vector<PrefixNode> nodes;
   std::vector<int> node_of;
+  std::vector<size_t> rank;  // position of each request among the sorted prompts
 };
 
 PrefixTree build_prefix_tree(const std::vector<GenRequest>& reqs, std::vector<size_t> ids, int min_len) {
   PrefixTree t;
   t.node_of.assign(reqs.size(), -1);
+  t.rank.assign(reqs.size(), 0);
   if (min_len <= 0 || ids.size() < 2) return t;
-  std::sort(ids.begin(), ids.end(), [&](size_t a, size_t b) { return reqs[a].prompt < reqs[b].prompt; });
+  std::stable_sort(ids.begin(), ids.end(), [&](size_t a, size_t b) { return reqs[a].prompt < reqs[b].prompt; });
+  for (size_t i = 0; i < ids.size(); ++i) t.rank[ids[i]] = i;
   std::vector<int> lcp(ids.size() - 1);
   for (size_t i = 0; i + 1 < ids.size(); ++i) {
     const auto& p = reqs[ids[i]].prompt;
@@ -306,7 +310,14 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
   }
   PrefixTree tree = build_prefix_tree(reqs, generating, bopt.min_shared_prefix);
   st.shared_prefixes = (int64_t)tree.nodes.size();
+  // With shared prefixes, requests start in the order of their sorted prompts: the users of a prefix node are
+  // then consecutive, so only the nodes on one path of the tree hold a cache at any time (in request order,
+  // every node between its first and last user would). A request's samples stay together.
+  if (!tree.nodes.empty())
+    std::stable_sort(queue.begin(), queue.end(),
+                     [&](const auto& a, const auto& b) { return tree.rank[a.first] < tree.rank[b.first]; });
 
+  int64_t live = 0;  // prefix caches held
   // Builds node k's cache (and its parents' first): a copy of the parent's, then the node's own tokens.
   auto prepare = [&](int k) {
     std::vector<int> chain;
@@ -323,12 +334,16 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
       forward_batch(m, std::span<const BatchSeq>(&one, 1), nullptr);
       st.prefill_tokens += n.len - base;
       n.ready = true;
+      st.peak_prefix_caches = std::max(st.peak_prefix_caches, ++live);
     }
   };
   // Request r starts: its prefix nodes lose a user; a node nobody needs any more frees its cache.
   auto release = [&](int k) {
     for (int x = k; x >= 0; x = tree.nodes[x].parent)
-      if (--tree.nodes[x].users == 0) tree.nodes[x].cache = KVCache{};
+      if (--tree.nodes[x].users == 0) {
+        tree.nodes[x].cache = KVCache{};
+        --live;
+      }
   };
 
   std::map<size_t, Prefix> prefixes;

@@ -55,6 +55,7 @@ struct BatchStats {
   int64_t saved_by_samples = 0;   // samples 2..k of a request start from the first one's prompt cache
   int64_t saved_by_prefixes = 0;  // requests start from a shared prefix's cache
   int64_t shared_prefixes = 0;    // prefix caches built (nodes of the prefix tree)
+  int64_t peak_prefix_caches = 0; // most prefix caches held at once (the depth of the tree, not its size)
   int64_t generated_tokens = 0;   // tokens sampled (including an EOS that ended a sequence)
   BatchStats& operator+=(const BatchStats& o);
 };
@@ -76,7 +77,9 @@ struct BatchOptions {
 // stop strings, max_tokens, full context). The prompt of a request is run once; its other samples start
 // from a copy of that KV cache and of the prompt's last logits. Requests whose prompts share a prefix
 // (BatchOptions::min_shared_prefix; found on the prompts sorted, from the longest common prefixes of
-// neighbours) start from a copy of that prefix's KV cache, built once, and run only the rest of their prompt.
+// neighbours) start from a copy of that prefix's KV cache, built once, and run only the rest of their prompt;
+// they then start in the order of their sorted prompts (so that only one path of prefix caches is held at a
+// time), and on_done reports completions in that order.
 // Splitting a prompt's prefill into prefix and suffix changes only how rows are grouped into matrix products
 // (as batching does), so the tokens are those of generate() in the same sense as above.
 std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, const std::vector<GenRequest>& reqs,

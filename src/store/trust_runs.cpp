@@ -127,7 +127,8 @@ json TrustRunResult::to_json() const {
                      {"prefill_tokens", g.prefill_tokens},
                      {"prefill_saved_by_samples", g.saved_by_samples},
                      {"prefill_saved_by_prefixes", g.saved_by_prefixes},
-                     {"shared_prefixes", g.shared_prefixes}};
+                     {"shared_prefixes", g.shared_prefixes},
+                     {"peak_prefix_caches", g.peak_prefix_caches}};
   return j;
 }
 

@@ -42,7 +42,8 @@ struct TrustRunResult {
   int64_t resumed = 0;    // records taken from the store
   int64_t generated = 0;  // records generated now
   // {"run": {...}, "resumed", "generated", "generation": {sequences, generated_tokens, seconds, tokens_per_second,
-  //  prompt_tokens, prefill_tokens, prefill_saved_by_samples, prefill_saved_by_prefixes, shared_prefixes}, +
+  //  prompt_tokens, prefill_tokens, prefill_saved_by_samples, prefill_saved_by_prefixes, shared_prefixes,
+  //  peak_prefix_caches}, +
   //  to_json(TrustResult)}
   nlohmann::json to_json() const;
 };
