@@ -485,6 +485,17 @@ TEST(TrustCli, PerspectiveEndpointScoresToxicity) {
   json j = json::parse(r.out);
   EXPECT_EQ(j["toxicity_scorer"], "perspective-http " + endpoint);
   EXPECT_EQ(j["generated"], 16);  // 8 settings x 2 prompts
+  // Generation counts: the two prompts of a setting share the template and the system prompt, run once.
+  const json& g = j["generation"];
+  EXPECT_EQ(g["sequences"], 16);
+  EXPECT_GE(g["generated_tokens"].get<int64_t>(), 16);
+  EXPECT_LE(g["generated_tokens"].get<int64_t>(), 16 * 6);
+  EXPECT_EQ(g["prompt_tokens"].get<int64_t>(), g["prefill_tokens"].get<int64_t>() +
+                                                   g["prefill_saved_by_samples"].get<int64_t>() +
+                                                   g["prefill_saved_by_prefixes"].get<int64_t>());
+  EXPECT_EQ(g["prefill_saved_by_samples"], 0);
+  EXPECT_GE(g["shared_prefixes"].get<int64_t>(), 1);
+  EXPECT_GE(g["prefill_saved_by_prefixes"].get<int64_t>(), 16 * g["shared_prefixes"].get<int64_t>());
   Store s(db);
   auto items = s.items(j["run"]["id"].get<int64_t>());
   ASSERT_EQ(items.size(), 16u);

@@ -38,7 +38,7 @@ struct TrustArgs {
   std::optional<std::string> system_prompt;
   std::optional<int> samples;
   std::string preset;
-  int limit = 0, batch = 8, max_new_tokens = 0, bootstrap = 1000;
+  int limit = 0, batch = 8, max_new_tokens = 0, bootstrap = 1000, min_shared_prefix = 16;
   uint64_t seed = 0, bootstrap_seed = 42;
 };
 
@@ -69,6 +69,7 @@ void cmd_trust(const TrustArgs& a, const Common& c) {
   opt.seed = a.seed;
   opt.chat_template = a.chat_template;
   opt.batch = a.batch;
+  opt.min_shared_prefix = a.min_shared_prefix;
   opt.default_system = a.system_prompt;
   if (!opt.chat_template.empty()) chat_template_by_name(opt.chat_template);  // unknown name: error before loading
   TrustStoreOptions so;
@@ -131,6 +132,14 @@ void cmd_trust(const TrustArgs& a, const Common& c) {
   if (!short_note.empty())
     fmt::print("preset {}: the data do not allow a paired 95% half-width <= 3 points for {} (every item used)\n",
                a.preset, short_note);
+  {
+    const BatchStats& g = r.result.generation;
+    const double sec = r.result.generation_seconds;
+    fmt::print("generation: {} sequences, {} tokens in {:.1f} s ({:.2f} tok/s); prompt tokens {}, run {}, saved {} by "
+               "shared samples and {} by {} shared prefixes\n",
+               g.sequences, g.generated_tokens, sec, sec > 0 ? g.generated_tokens / sec : 0.0, g.prompt_tokens,
+               g.prefill_tokens, g.saved_by_samples, g.saved_by_prefixes, g.shared_prefixes);
+  }
   fmt::print("chat template: {}\n", r.result.chat_template);
   if (!r.result.toxicity_scorer.empty()) fmt::print("toxicity scorer: {}\n", r.result.toxicity_scorer);
   fmt::print("{:<18} {:>7} {:>17} {:>7} {:>9} {:>7}\n", "perspective", "score", "95% CI", "MDD", "refusal%", "answers");
@@ -275,6 +284,10 @@ void register_trust_commands(CLI::App& app) {
         ->check(CLI::Range(1, 1000));
     c->add_option("--batch", a.batch, "Sequences generated at once (results do not depend on it)")
         ->check(CLI::Range(1, 1024));
+    c->add_option("--shared-prefix", a.min_shared_prefix,
+                  "Prompts sharing at least this many leading tokens run them once (0 = off; results do not "
+                  "depend on it)")
+        ->check(CLI::Range(0, 1 << 20));
     c->add_option("--max-new-tokens", a.max_new_tokens, "Cap on each task's generation length")
         ->check(CLI::Range(1, 1 << 20));
     c->add_option("--seed", a.seed, "Seed of the sampled generations");

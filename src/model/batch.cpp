@@ -158,6 +158,18 @@ void forward_batch(const Model& m, std::span<const BatchSeq> seqs, float* logits
   }
 }
 
+BatchStats& BatchStats::operator+=(const BatchStats& o) {
+  sequences += o.sequences;
+  prompt_tokens += o.prompt_tokens;
+  prefill_tokens += o.prefill_tokens;
+  saved_by_samples += o.saved_by_samples;
+  saved_by_prefixes += o.saved_by_prefixes;
+  shared_prefixes += o.shared_prefixes;
+  peak_prefix_caches = std::max(peak_prefix_caches, o.peak_prefix_caches);
+  generated_tokens += o.generated_tokens;
+  return *this;
+}
+
 namespace {
 
 struct Seq {
@@ -178,16 +190,95 @@ struct Prefix {
   int remaining = 0;  // samples still to start from it
 };
 
+// A prompt prefix shared by several requests: tokens [0, len) of the prompt of request `rep` (and of every
+// request under it). Its cache is built from its parent's (the longest shared prefix it extends) when the first
+// request needing it starts, and freed when the last one has started.
+struct PrefixNode {
+  int parent = -1;
+  int len = 0;
+  size_t rep = 0;
+  int users = 0;        // requests under it that have not started yet
+  bool ready = false;
+  KVCache cache;
+};
+
+// The prefix tree of the requests `ids` (those that generate): the prompts sorted, lcp[i] = common prefix of
+// neighbours i and i+1, capped so that each prompt keeps at least one token of its own (its last position's
+// logits come from its own forward pass). A run of neighbours [a, b) shares min(lcp[a..b-1)) = L tokens; it gets
+// a node when L exceeds its parent's length by at least min_len, and splits at the neighbours sharing only L
+// into runs that share more (the lcp-interval tree). node_of[r] = the deepest node of request r, or -1.
+struct PrefixTree {
+  std::vector<PrefixNode> nodes;
+  std::vector<int> node_of;
+  std::vector<size_t> rank;  // position of each request among the sorted prompts
+};
+
+PrefixTree build_prefix_tree(const std::vector<GenRequest>& reqs, std::vector<size_t> ids, int min_len) {
+  PrefixTree t;
+  t.node_of.assign(reqs.size(), -1);
+  t.rank.assign(reqs.size(), 0);
+  if (min_len <= 0 || ids.size() < 2) return t;
+  std::stable_sort(ids.begin(), ids.end(), [&](size_t a, size_t b) { return reqs[a].prompt < reqs[b].prompt; });
+  for (size_t i = 0; i < ids.size(); ++i) t.rank[ids[i]] = i;
+  std::vector<int> lcp(ids.size() - 1);
+  for (size_t i = 0; i + 1 < ids.size(); ++i) {
+    const auto& p = reqs[ids[i]].prompt;
+    const auto& q = reqs[ids[i + 1]].prompt;
+    const size_t cap = std::min(p.size(), q.size()) - 1;
+    size_t k = 0;
+    while (k < cap && p[k] == q[k]) ++k;
+    lcp[i] = (int)k;
+  }
+  // Explicit stack instead of recursion: (a, b, parent node, parent length).
+  struct Run {
+    size_t a, b;
+    int parent, base;
+  };
+  std::vector<Run> stack = {{0, ids.size(), -1, 0}};
+  while (!stack.empty()) {
+    const Run run = stack.back();
+    stack.pop_back();
+    if (run.b - run.a == 1) {
+      t.node_of[ids[run.a]] = run.parent;
+      continue;
+    }
+    int L = lcp[run.a];
+    for (size_t i = run.a; i + 1 < run.b; ++i) L = std::min(L, lcp[i]);
+    int node = run.parent, base = run.base;
+    if (L - run.base >= min_len) {
+      PrefixNode n;
+      n.parent = run.parent;
+      n.len = L;
+      n.rep = ids[run.a];
+      n.users = (int)(run.b - run.a);
+      t.nodes.push_back(std::move(n));
+      node = (int)t.nodes.size() - 1;
+      base = L;
+    }
+    size_t a = run.a;
+    for (size_t i = run.a; i < run.b; ++i)
+      if (i + 1 == run.b || lcp[i] == L) {
+        stack.push_back({a, i + 1, node, base});
+        a = i + 1;
+      }
+  }
+  return t;
+}
+
 }  // namespace
 
 std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, const std::vector<GenRequest>& reqs,
                                                               const BatchOptions& bopt) {
   if (bopt.max_batch < 1) fail("generate_batch: batch size {} must be at least 1", bopt.max_batch);
+  if (bopt.min_shared_prefix < 0)
+    fail("generate_batch: minimum shared prefix {} must not be negative", bopt.min_shared_prefix);
   const int V = m.cfg.n_vocab;
   std::vector<std::vector<std::vector<int32_t>>> result(reqs.size());
   std::vector<std::pair<size_t, int>> queue;
   std::vector<size_t> longest_stop(reqs.size(), 0);
   std::vector<int> n_ctx(reqs.size(), 0);
+  std::vector<size_t> generating;  // requests with at least one sequence to run
+  BatchStats st;
   for (size_t r = 0; r < reqs.size(); ++r) {
     const GenRequest& q = reqs[r];
     if (q.prompt.empty()) fail("{}: generate needs a non-empty prompt (at least BOS)", m.file.path);
@@ -197,9 +288,18 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
     for (int32_t t : q.prompt)
       if (t < 0 || t >= V) fail("{}: prompt token id {} is out of range [0, {})", m.file.path, t, V);
     if (q.samples < 1) fail("generate_batch: request {} asks for {} samples", r, q.samples);
+  }
+  for (size_t r = 0; r < reqs.size(); ++r) {
+    const GenRequest& q = reqs[r];
     result[r].assign(q.samples, {});
     for (const auto& s : q.opt.stop_strings) longest_stop[r] = std::max(longest_stop[r], s.size());
     n_ctx[r] = (int)std::min<int64_t>(m.cfg.n_ctx, (int64_t)q.prompt.size() + std::max(0, q.opt.max_tokens));
+    if (q.opt.max_tokens > 0) {
+      generating.push_back(r);
+      st.sequences += q.samples;
+      st.prompt_tokens += (int64_t)q.samples * (int64_t)q.prompt.size();
+      st.saved_by_samples += (int64_t)(q.samples - 1) * (int64_t)q.prompt.size();
+    }
     for (int j = 0; j < q.samples; ++j) {
       if (q.opt.max_tokens <= 0) {
         if (bopt.on_done) bopt.on_done(r, j, result[r][j]);
@@ -208,6 +308,43 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
       queue.push_back({r, j});
     }
   }
+  PrefixTree tree = build_prefix_tree(reqs, generating, bopt.min_shared_prefix);
+  st.shared_prefixes = (int64_t)tree.nodes.size();
+  // With shared prefixes, requests start in the order of their sorted prompts: the users of a prefix node are
+  // then consecutive, so only the nodes on one path of the tree hold a cache at any time (in request order,
+  // every node between its first and last user would). A request's samples stay together.
+  if (!tree.nodes.empty())
+    std::stable_sort(queue.begin(), queue.end(),
+                     [&](const auto& a, const auto& b) { return tree.rank[a.first] < tree.rank[b.first]; });
+
+  int64_t live = 0;  // prefix caches held
+  // Builds node k's cache (and its parents' first): a copy of the parent's, then the node's own tokens.
+  auto prepare = [&](int k) {
+    std::vector<int> chain;
+    for (int x = k; x >= 0 && !tree.nodes[x].ready; x = tree.nodes[x].parent) chain.push_back(x);
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+      PrefixNode& n = tree.nodes[*it];
+      n.cache = make_cache(m, n.len);
+      int base = 0;
+      if (n.parent >= 0) {
+        copy_cache(tree.nodes[n.parent].cache, n.cache);
+        base = tree.nodes[n.parent].len;
+      }
+      const BatchSeq one{&n.cache, reqs[n.rep].prompt.data() + base, n.len - base, false};
+      forward_batch(m, std::span<const BatchSeq>(&one, 1), nullptr);
+      st.prefill_tokens += n.len - base;
+      n.ready = true;
+      st.peak_prefix_caches = std::max(st.peak_prefix_caches, ++live);
+    }
+  };
+  // Request r starts: its prefix nodes lose a user; a node nobody needs any more frees its cache.
+  auto release = [&](int k) {
+    for (int x = k; x >= 0; x = tree.nodes[x].parent)
+      if (--tree.nodes[x].users == 0) {
+        tree.nodes[x].cache = KVCache{};
+        --live;
+      }
+  };
 
   std::map<size_t, Prefix> prefixes;
   std::vector<std::unique_ptr<Seq>> active;
@@ -233,14 +370,22 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
         s->logits = it->second.logits;
         if (--it->second.remaining <= 0) prefixes.erase(it);
       } else {
-        s->feed = q.prompt;
+        const int k = tree.node_of[r];
+        int shared = 0;
+        if (k >= 0) {
+          prepare(k);
+          copy_cache(tree.nodes[k].cache, s->cache);
+          shared = tree.nodes[k].len;
+          release(k);
+        }
+        s->feed.assign(q.prompt.begin() + shared, q.prompt.end());
+        st.prefill_tokens += (int64_t)s->feed.size();
         s->prefix_source = j + 1 < q.samples;
         prefilling.push_back(r);
       }
       active.push_back(std::move(s));
       ++next;
     }
-
     // One forward pass over every sequence that has tokens to run.
     bs.clear();
     for (auto& s : active)
@@ -272,6 +417,7 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
       Seq& s = *sp;
       const GenerateOptions& o = reqs[s.r].opt;
       const int32_t t = sample_token(s.logits.data(), V, o.temperature, o.top_p, s.rng);
+      ++st.generated_tokens;
       bool done = false;
       if (o.stop_at_eos && t == m.tok.eos()) {
         done = true;
@@ -298,6 +444,8 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
     }
     active.erase(std::remove(active.begin(), active.end(), nullptr), active.end());
   }
+  st.saved_by_prefixes = st.prompt_tokens - st.prefill_tokens - st.saved_by_samples;
+  if (bopt.stats) *bopt.stats = st;
   return result;
 }
 

@@ -3,7 +3,9 @@
 // forward_batch() is the primitive: every sequence appends n_i >= 1 tokens to its own cache; the rows of all
 // sequences go through each weight matrix as one GEMM (ops::linear), attention runs per sequence over its own
 // cache, and the logits of the positions asked for are returned. generate_batch() builds batched decoding on
-// it: per-sequence stop conditions, greedy or seeded sampling, and k samples per prompt sharing one prefill.
+// it: per-sequence stop conditions, greedy or seeded sampling, k samples per prompt sharing one prefill, and
+// prompts that begin with the same tokens (chat template, system prompt, task description, demonstrations)
+// sharing the KV cache of that common prefix.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -43,8 +45,28 @@ struct GenRequest {
   int samples = 1;               // k generations of this prompt; sample j uses the seed opt.seed + j
 };
 
+// What generate_batch ran and what sharing saved. prompt_tokens is what prefilling every sample's prompt on its
+// own would cost; prefill_tokens what was run: prompt_tokens = prefill_tokens + saved_by_samples +
+// saved_by_prefixes.
+struct BatchStats {
+  int64_t sequences = 0;          // samples generated (requests x samples, max_tokens > 0)
+  int64_t prompt_tokens = 0;      // sum over samples of the prompt length
+  int64_t prefill_tokens = 0;     // prompt tokens actually run (shared prefixes once, then each suffix)
+  int64_t saved_by_samples = 0;   // samples 2..k of a request start from the first one's prompt cache
+  int64_t saved_by_prefixes = 0;  // requests start from a shared prefix's cache
+  int64_t shared_prefixes = 0;    // prefix caches built (nodes of the prefix tree)
+  int64_t peak_prefix_caches = 0; // most prefix caches held at once (the depth of the tree, not its size)
+  int64_t generated_tokens = 0;   // tokens sampled (including an EOS that ended a sequence)
+  BatchStats& operator+=(const BatchStats& o);
+};
+
 struct BatchOptions {
   int max_batch = 8;             // sequences decoded at once (>= 1)
+  // Prompts sharing a prefix of at least this many tokens (capped so that every prompt keeps >= 1 own token)
+  // run that prefix once; 0 turns prefix sharing off. Nested prefixes (a system prompt shared by all, a set of
+  // demonstrations shared by some) each get their own cache when they add at least this many tokens.
+  int min_shared_prefix = 16;
+  BatchStats* stats = nullptr;   // if set, receives the counts of this call (overwritten)
   // Called when a sequence finishes: request index, sample index, generated tokens (EOS excluded).
   std::function<void(size_t request, int sample, const std::vector<int32_t>& tokens)> on_done;
 };
@@ -53,7 +75,13 @@ struct BatchOptions {
 // generate(m, prompt, opt with seed = opt.seed + j) token for token (up to BLAS rounding, see forward_batch),
 // whatever the batch size: each sequence has its own std::mt19937_64 and its own stop conditions (EOS,
 // stop strings, max_tokens, full context). The prompt of a request is run once; its other samples start
-// from a copy of that KV cache and of the prompt's last logits.
+// from a copy of that KV cache and of the prompt's last logits. Requests whose prompts share a prefix
+// (BatchOptions::min_shared_prefix; found on the prompts sorted, from the longest common prefixes of
+// neighbours) start from a copy of that prefix's KV cache, built once, and run only the rest of their prompt;
+// they then start in the order of their sorted prompts (so that only one path of prefix caches is held at a
+// time), and on_done reports completions in that order.
+// Splitting a prompt's prefill into prefix and suffix changes only how rows are grouped into matrix products
+// (as batching does), so the tokens are those of generate() in the same sense as above.
 std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, const std::vector<GenRequest>& reqs,
                                                               const BatchOptions& bopt = {});
 

@@ -449,6 +449,10 @@ Dot4Fn dot4_fn(KernelIsa isa) {
 struct ActScratch {
   std::vector<uint8_t> buf;
   std::vector<float> scales;  // Q8_0 / Q8_1 rows: [d, s] per block as f32
+  // The AVX-512 G-row layout of avx512::dotg_packed (G = avx512::kPackRows), per group of G rows: quants
+  // [nb][G][32], scales d spread [nb][G/2][16], s [nb][G].
+  std::vector<uint8_t> pq;
+  std::vector<float> pd, ps;
   uint8_t* fit(size_t n) {
     if (buf.size() < n) buf.resize(n);
     return buf.data();
@@ -478,6 +482,20 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
     if (g_act.scales.size() < (size_t)rows * nb * 2) g_act.scales.resize((size_t)rows * nb * 2);
     scales = g_act.scales.data();
   }
+  // AVX-512: the full groups of G rows also in the packed layout (two rows per 512-bit register).
+  const bool packed = legacy && isa == KernelIsa::Avx512;
+  constexpr int G = avx512::kPackRows;
+  const int groups = packed ? rows / G : 0;
+  uint8_t* pq = nullptr;
+  float *pd = nullptr, *ps = nullptr;
+  if (packed) {
+    if (g_act.pq.size() < (size_t)groups * nb * G * 32) g_act.pq.resize((size_t)groups * nb * G * 32);
+    if (g_act.pd.size() < (size_t)groups * nb * G * 8) g_act.pd.resize((size_t)groups * nb * G * 8);
+    if (g_act.ps.size() < (size_t)groups * nb * G) g_act.ps.resize((size_t)groups * nb * G);
+    pq = g_act.pq.data();
+    pd = g_act.pd.data();
+    ps = g_act.ps.data();
+  }
 #pragma omp parallel if (par)
   {
 #pragma omp for schedule(static)
@@ -492,6 +510,22 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
         }
       }
     }
+    if (packed) {
+      const size_t bs = at == GgmlType::Q8_1 ? kQ8_1 : kQ8_0, qoff = at == GgmlType::Q8_1 ? 4 : 2;
+#pragma omp for schedule(static)
+      for (int g = 0; g < groups; ++g)
+        for (int k = 0; k < G; ++k) {
+          const int r = G * g + k;
+          const uint8_t* q = xq + arow * r;
+          const float* sc = scales + (size_t)r * nb * 2;
+          for (int b = 0; b < nb; ++b) {
+            const size_t gb = (size_t)g * nb + b;
+            std::memcpy(pq + gb * G * 32 + 32 * k, q + b * bs + qoff, 32);
+            std::fill_n(pd + gb * G * 8 + 8 * k, 8, sc[2 * b]);
+            ps[gb * G + k] = sc[2 * b + 1];
+          }
+        }
+    }
     if (rows == 1) {
 #pragma omp for schedule(static)
       for (int o = 0; o < out; ++o) y[o] = dot(t, w + wrow * o, xq, in);
@@ -501,6 +535,14 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
       for (int bi = 0; bi < nblk; ++bi) {
         const int o0 = bi * kRowBlock, o1 = std::min(out, o0 + kRowBlock);
         int r = 0;
+        for (int g = 0; g < groups; ++g, r += G) {  // AVX-512: G packed rows per pass over a weight row
+          const size_t gb = (size_t)g * nb;
+          float v[G];
+          for (int o = o0; o < o1; ++o) {
+            avx512::dotg_packed(t, w + wrow * o, pq + gb * G * 32, pd + gb * G * 8, ps + gb * G, in, v);
+            for (int k = 0; k < G; ++k) y[(int64_t)(r + k) * out + o] = v[k];
+          }
+        }
         for (; r + 4 <= rows; r += 4) {  // four activation rows per pass over a weight row
           const uint8_t* xs[4] = {xq + arow * r, xq + arow * (r + 1), xq + arow * (r + 2), xq + arow * (r + 3)};
           const float* xd[4] = {};

@@ -42,8 +42,10 @@ float native_vec_dot(GgmlType t, const uint8_t* w, const uint8_t* xq, int64_t n,
 
 // y[rows][out] = x[rows][in] W^T, W = out rows of `in` values in type t, stored row after row (ggml layout).
 // Rows of x are rounded (native_quantize_row), then each output is native_vec_dot with kernel_isa(); OpenMP
-// threads split the output rows (decode, rows == 1) or blocks of output rows (several rows). The result does not
-// depend on the thread count or on how many rows are multiplied together.
+// threads split the output rows (decode, rows == 1) or blocks of output rows (several rows). With AVX-512 the
+// legacy block types (Q4_0 ... Q8_0) take full groups of 16 rows through a packed kernel (two rows per 512-bit
+// register, the same per-lane operations). The result does not depend on the thread count or on how many rows
+// are multiplied together.
 void native_matmul(GgmlType t, const uint8_t* w, int in, int out, const float* x, float* y, int rows);
 // The same with a given ISA, single-threaded (reference twin for tests).
 void native_matmul_isa(GgmlType t, const uint8_t* w, int in, int out, const float* x, float* y, int rows,

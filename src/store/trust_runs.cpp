@@ -118,6 +118,17 @@ json TrustRunResult::to_json() const {
               {"created", run.created}};
   j["resumed"] = resumed;
   j["generated"] = generated;
+  const BatchStats& g = result.generation;
+  j["generation"] = {{"sequences", g.sequences},
+                     {"generated_tokens", g.generated_tokens},
+                     {"seconds", result.generation_seconds},
+                     {"tokens_per_second", result.generation_seconds > 0 ? g.generated_tokens / result.generation_seconds : 0.0},
+                     {"prompt_tokens", g.prompt_tokens},
+                     {"prefill_tokens", g.prefill_tokens},
+                     {"prefill_saved_by_samples", g.saved_by_samples},
+                     {"prefill_saved_by_prefixes", g.saved_by_prefixes},
+                     {"shared_prefixes", g.shared_prefixes},
+                     {"peak_prefix_caches", g.peak_prefix_caches}};
   return j;
 }
 

@@ -41,7 +41,11 @@ struct TrustRunResult {
   TrustResult result;
   int64_t resumed = 0;    // records taken from the store
   int64_t generated = 0;  // records generated now
-  nlohmann::json to_json() const;  // {"run": {...}, "resumed", "generated", + to_json(TrustResult)}
+  // {"run": {...}, "resumed", "generated", "generation": {sequences, generated_tokens, seconds, tokens_per_second,
+  //  prompt_tokens, prefill_tokens, prefill_saved_by_samples, prefill_saved_by_prefixes, shared_prefixes,
+  //  peak_prefix_caches}, +
+  //  to_json(TrustResult)}
+  nlohmann::json to_json() const;
 };
 
 // The run settings that identify a trust run (see the file comment).

@@ -1,5 +1,6 @@
 #include "trust/run.h"
 
+#include <chrono>
 #include <cstdlib>
 #include <random>
 #include <set>
@@ -78,11 +79,14 @@ struct Ctx {
   const TrustOptions& opt;
   ChatTemplate tpl;
   int generated = 0;
+  BatchStats gen;
+  double gen_seconds = 0;
 };
 
 // Generates (or takes from the cache) the answers of one task and reports each record, in item order.
 // spec.parse(item, record) fills parsed / correct / refused. The uncached prompts are generated in batches of
-// TrustOptions::batch sequences (model/batch.h); the k samples of a prompt share its prefill. Records are
+// TrustOptions::batch sequences (model/batch.h); the k samples of a prompt share its prefill, and the prompts
+// of the task share the KV cache of their common prefixes (template, system prompt, demonstrations). Records are
 // parsed and handed to on_item in item order as soon as they and all records before them are done, so a
 // stored prefix survives an interruption and parse-order state (fairness coin) does not depend on batching.
 TaskRun run_task(Ctx& c, const TrustTaskSpec& spec) {
@@ -157,6 +161,7 @@ TaskRun run_task(Ctx& c, const TrustTaskSpec& spec) {
   if (!reqs.empty()) {
     BatchOptions bo;
     bo.max_batch = std::max(1, c.opt.batch);
+    bo.min_shared_prefix = std::max(0, c.opt.min_shared_prefix);
     bo.on_done = [&](size_t q, int j, const std::vector<int32_t>& toks) {
       const size_t ri = req_first[q] + static_cast<size_t>(j);
       recs[ri].output = chat_output(c.m, reqs[q].opt, toks);
@@ -165,7 +170,12 @@ TaskRun run_task(Ctx& c, const TrustTaskSpec& spec) {
       ++c.generated;
       flush();
     };
+    BatchStats st;
+    bo.stats = &st;
+    const auto t0 = std::chrono::steady_clock::now();
     generate_batch(c.m, reqs, bo);
+    c.gen_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    c.gen += st;
   }
   flush();
   TaskRun tr;
@@ -227,7 +237,8 @@ TrustResult run_trust(const Model& m, const TrustOptions& opt) {
       fail("unknown trust perspective '{}' (known: {})", p, k);
     }
   Ctx c{m, opt, opt.chat_template.empty() ? detect_chat_template(m.tok.data().chat_template)
-                                          : chat_template_by_name(opt.chat_template)};
+                                          : chat_template_by_name(opt.chat_template),
+        0, {}, 0};
   if (opt.default_system) c.tpl.default_system = *opt.default_system;
   TrustResult res;
   res.chat_template = c.tpl.name;
@@ -255,6 +266,8 @@ TrustResult run_trust(const Model& m, const TrustOptions& opt) {
     if (p == "toxicity") pr.metrics["scorer"] = res.toxicity_scorer;
     res.perspectives[p] = std::move(pr);
   }
+  res.generation = c.gen;
+  res.generation_seconds = c.gen_seconds;
   return res;
 }
 

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/batch.h"
 #include "model/model.h"
 #include "trust/chat.h"
 #include "trust/data.h"
@@ -60,6 +61,7 @@ struct TrustOptions {
   std::function<std::optional<TrustRecord>(const std::string&, const std::string&, const std::string&)> cached;
   std::function<void(const TrustRecord&)> on_item;
   int batch = 8;  // sequences generated at once (model/batch.h); results do not depend on it
+  int min_shared_prefix = 16;  // BatchOptions::min_shared_prefix (0 = no prefix sharing); results do not depend on it
   // Progress of the current task: records done (generated or cached) of its total, after each record.
   std::function<void(const std::string& perspective, const std::string& task, int done, int total)> on_progress;
 };
@@ -84,6 +86,11 @@ struct TrustResult {
   std::string chat_template;
   std::string toxicity_scorer;  // ToxicityScorer::name when toxicity ran
   std::map<std::string, PerspectiveResult> perspectives;
+  // What the generation of this call ran (model/batch.h: prompt tokens, those run, those saved by k samples and
+  // by shared prompt prefixes, tokens generated) and its wall time (generate_batch calls, with the parsing and
+  // storing of records done in them). Not part of to_json: it describes this invocation, not the run's results.
+  BatchStats generation;
+  double generation_seconds = 0;
 };
 
 TrustResult run_trust(const Model& m, const TrustOptions& opt);
