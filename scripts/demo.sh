@@ -21,11 +21,10 @@ chunks=${CHUNKS:-8}
 limit=${LIMIT:-60}
 tasks=arc_easy,piqa,hellaswag
 
-# Seconds each step took on the shared 2-core VM at load average 18-35 (docs/benchmarks.md, "The demo"): upper
-# bounds for a quiet 2-core machine. The set-up figure is for a first build of the ctrust program alone (not
-# measured to the end at that load: 16 of 47 objects after 11 min; a few minutes on a quiet machine); a re-run
-# takes seconds there.
-declare -A expect=([setup]=600 [stories]=10 [smollm2]=12 [compress]=830 [eval]=545 [compare]=1 [kld]=115)
+# Seconds each step took in a fresh clone on a quiet 2-core VM (2026-12-02, load average 0.6-1.9, ccache off, a
+# new model cache: docs/benchmarks.md, "The demo"); the Debian packages were already installed there, so a machine
+# without them adds the package download and install time to the set-up step. A re-run's set-up takes seconds.
+declare -A expect=([setup]=160 [stories]=1 [smollm2]=1 [compress]=48 [eval]=48 [compare]=1 [kld]=21)
 total_expected=0
 for k in "${!expect[@]}"; do total_expected=$((total_expected + expect[$k])); done
 t_start=$SECONDS
@@ -34,7 +33,7 @@ step() {  # step KEY "title"
   n_step=$((n_step + 1))
   echo
   echo "== [$n_step/7] $2"
-  echo "   (took ~${expect[$1]} s on a loaded 2-core VM; $((SECONDS - t_start)) s elapsed of ~${total_expected} s there)"
+  echo "   (took ~${expect[$1]} s on a quiet 2-core VM; $((SECONDS - t_start)) s elapsed of ~${total_expected} s there)"
   t_step=$SECONDS
   cpu_mark
   cpu_step=$(cpu_seconds)
@@ -94,4 +93,4 @@ done_step
 
 echo
 cpu_mark
-echo "== demo done in $((SECONDS - t_start)) s, CPU $(cpu_seconds) s (~${total_expected} s on a loaded 2-core VM)"
+echo "== demo done in $((SECONDS - t_start)) s, CPU $(cpu_seconds) s (~${total_expected} s on a quiet 2-core VM)"
