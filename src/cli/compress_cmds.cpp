@@ -2,6 +2,8 @@
 #include <chrono>
 #include <unistd.h>
 
+#include <fmt/ranges.h>
+
 #include "base/error.h"
 #include "base/file.h"
 #include "cli/common.h"
@@ -9,6 +11,7 @@
 #include "compress/recipe.h"
 #include "io/export.h"
 #include "model/model.h"
+#include "trust/chat.h"
 
 namespace ctrust::cli {
 namespace {
@@ -16,9 +19,9 @@ namespace {
 using json = nlohmann::json;
 
 struct CompressArgs {
-  std::string model, tokenizer, out, method, nm, calib, grid;
+  std::string model, tokenizer, out, method, nm, calib, grid, calib_chat;
   Recipe r;
-  bool sym = false, asym = false;
+  bool sym = false, asym = false, calib_raw = false;
 };
 
 void cmd_compress(CompressArgs& a, const Common& c) {
@@ -37,6 +40,8 @@ void cmd_compress(CompressArgs& a, const Common& c) {
     r.prune_m = m;
   }
   if (method_needs_calibration(r.method)) r.calib_file = a.calib.empty() ? default_calibration_file() : a.calib;
+  r.calib_clean = !a.calib_raw;
+  if (!a.calib_chat.empty() && a.calib_chat != "auto") chat_template_by_name(a.calib_chat);  // unknown: error now
   validate_recipe(r);  // every option problem is reported before the model is even loaded
   check_output_path(a.out);  // an unwritable -o fails now, not after the whole compression
 
@@ -45,7 +50,27 @@ void cmd_compress(CompressArgs& a, const Common& c) {
   Calibration calib;
   const Calibration* cal = nullptr;
   if (method_needs_calibration(r.method)) {
-    calib = load_calibration(model->tok, r.calib_file, r.n_samples, r.seq_len, r.seed);
+    CalibOptions co;
+    co.n = r.n_samples;
+    co.len = r.seq_len;
+    co.seed = r.seed;
+    co.clean = r.calib_clean;
+    ChatTemplate tmpl;
+    if (!a.calib_chat.empty()) {
+      tmpl = a.calib_chat == "auto" ? detect_chat_template(model->tok.data().chat_template)
+                                    : chat_template_by_name(a.calib_chat);
+      if (tmpl.format == ChatFormat::Raw)
+        fail("--calib-chat: {} has no chat template; name one (--calib-chat=NAME: {})", a.model,
+             fmt::join(chat_template_names(), ", "));
+      r.calib_chat = tmpl.name;
+      const bool bos = model->tok.adds_bos() && tmpl.bos_text.empty();
+      co.chat = [&](const std::vector<std::string>& turns) {
+        std::vector<ChatMessage> msgs;
+        for (size_t i = 0; i < turns.size(); ++i) msgs.push_back({i % 2 ? "assistant" : "user", turns[i]});
+        return model->tok.encode(render_chat(tmpl, msgs, false), bos, true);
+      };
+    }
+    calib = load_calibration(model->tok, r.calib_file, co);
     r.calib_hash = calib.hash;
     cal = &calib;
   }
@@ -119,7 +144,13 @@ void register_compress_commands(CLI::App& app) {
                 "or minmax (each group's [min, max], as ggml's Q4_1)");
   c->add_option("--sparsity", r.sparsity, "Unstructured target sparsity in [0,1)");
   c->add_option("--nm", a.nm, "Semi-structured N:M pruning, e.g. 2:4");
-  c->add_option("--calib", a.calib, "Calibration text (default ../shared/data/wikitext-2-tokens/wiki.valid.tokens)");
+  c->add_option("--calib", a.calib,
+                "Calibration text (default ../shared/data/wikitext-2-tokens/wiki.valid.tokens; sentences with <unk> "
+                "dropped and @-@ @,@ @.@ undone, see --calib-raw)");
+  c->add_flag("--calib-raw", a.calib_raw, "Use the calibration text as it is (no WikiText clean-up)");
+  c->add_flag("--calib-chat{auto}", a.calib_chat,
+              "Calibration samples as chat conversations (paragraphs as alternating user/assistant turns) in the "
+              "model's chat template; --calib-chat=NAME picks a template (chatml, llama3, ...)");
   c->add_option("--nsamples", r.n_samples, "Calibration sequences");
   c->add_option("--seqlen", r.seq_len, "Tokens per calibration sequence");
   c->add_option("--seed", r.seed, "Calibration sampling seed");

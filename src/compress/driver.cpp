@@ -29,36 +29,6 @@
 
 namespace ctrust {
 
-std::string default_calibration_file() {
-  const char* e = std::getenv("CTRUST_SHARED");
-  std::string shared = e ? e : source_dir() + "/../shared";
-  return shared + "/data/wikitext-2-tokens/wiki.valid.tokens";
-}
-
-Calibration load_calibration(const Tokenizer& tok, const std::string& file, int n, int len, uint64_t seed) {
-  if (n < 1 || len < 2) fail("{}: calibration needs N >= 1 sequences of L >= 2 tokens, got {} x {}", file, n, len);
-  std::ifstream in(file, std::ios::binary);
-  if (!in) fail("{}: cannot open calibration text", file);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  const std::string text = ss.str();
-  std::vector<int32_t> ids = tok.encode(text, false);
-  Recipe tmp;
-  tmp.n_samples = n;
-  tmp.seq_len = len;
-  validate_calibration_size(tmp, int64_t(ids.size()), file);
-  Calibration c;
-  c.file = file;
-  c.hash = file_hash(file);
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int64_t> start(0, int64_t(ids.size()) - len);
-  for (int i = 0; i < n; ++i) {
-    const int64_t s = start(rng);
-    c.seqs.emplace_back(ids.begin() + s, ids.begin() + s + len);
-  }
-  return c;
-}
-
 std::vector<GgufKV> recipe_metadata(const Recipe& r) {
   return {GgufKV{kRecipeKey, GgufValue::str(recipe_to_string(r))}};
 }

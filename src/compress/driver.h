@@ -9,23 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "compress/calib.h"
 #include "compress/recipe.h"
 #include "io/gguf.h"
 #include "model/model.h"
 
 namespace ctrust {
-
-struct Calibration {
-  std::string file;
-  std::string hash;                        // file_hash(file)
-  std::vector<std::vector<int32_t>> seqs;  // N sequences of L tokens
-};
-
-// ../shared/data/wikitext-2-tokens/wiki.valid.tokens (CTRUST_SHARED, else beside the source tree).
-std::string default_calibration_file();
-// Tokenizes the whole text file (no BOS, as the GPTQ reference), checks it holds >= N x L tokens, and takes
-// N windows of L tokens at uniformly random starts drawn with std::mt19937_64(seed).
-Calibration load_calibration(const Tokenizer& tok, const std::string& file, int n, int len, uint64_t seed);
 
 struct TensorReport {
   std::string name;

@@ -105,6 +105,8 @@ nlohmann::json recipe_to_json(const Recipe& r) {
   j["threshold"] = r.threshold;
   j["calib_file"] = r.calib_file;
   j["calib_hash"] = r.calib_hash;
+  j["calib_clean"] = r.calib_clean;
+  j["calib_chat"] = r.calib_chat;
   j["n_samples"] = r.n_samples;
   j["seq_len"] = r.seq_len;
   j["seed"] = r.seed;
@@ -117,6 +119,7 @@ nlohmann::json recipe_to_json(const Recipe& r) {
 Recipe recipe_from_json(const nlohmann::json& j) {
   if (!j.is_object()) fail("recipe: expected a JSON object");
   Recipe r;
+  r.calib_clean = j.contains("calib_clean") && j["calib_clean"].is_boolean() && j["calib_clean"].get<bool>();
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& k = it.key();
     const nlohmann::json& v = it.value();
@@ -142,6 +145,8 @@ Recipe recipe_from_json(const nlohmann::json& j) {
       else if (k == "prune_m") r.prune_m = v.get<int>();
       else if (k == "calib_file") r.calib_file = v.get<std::string>();
       else if (k == "calib_hash") r.calib_hash = v.get<std::string>();
+      else if (k == "calib_clean") r.calib_clean = v.get<bool>();
+      else if (k == "calib_chat") r.calib_chat = v.get<std::string>();
       else if (k == "n_samples") r.n_samples = v.get<int>();
       else if (k == "seq_len") r.seq_len = v.get<int>();
       else if (k == "seed") r.seed = v.get<uint64_t>();

@@ -48,11 +48,9 @@ struct Recipe {
   int prune_n = 0, prune_m = 0;
   // Calibration.
   std::string calib_file;  // text file (default: ../shared/data/wikitext-2-tokens/wiki.valid.tokens)
-  std::string calib_hash;  // Whether the recipe compresses the 2-D tensor `name`: `only` (if set) must match and `skip` must not;
-// token_embd.weight and output.weight are skipped unless `only` matches them explicitly.
-bool tensor_selected(const Recipe& r, const std::string& name);
-
-// FNV-1a 64 of its bytes, hex (filled by the calibration step)
+  std::string calib_hash;  // FNV-1a 64 of its bytes, hex (filled by the calibration step)
+  bool calib_clean = true; // WikiText clean-up of the text before tokenizing (clean_calibration_text)
+  std::string calib_chat;  // chat template the samples were rendered with ("" = plain text windows)
   int n_samples = 32;      // N sequences ...
   int seq_len = 256;       // ... of L tokens
   uint64_t seed = 0;
