@@ -91,7 +91,7 @@ void cmd_compress(CompressArgs& a, const Common& c) {
     json tensors = json::array();
     for (const TensorReport& t : rep.tensors)
       tensors.push_back({{"name", t.name}, {"out", t.out}, {"in", t.in}, {"error", t.error},
-                         {"rel_error", t.rel_error}, {"rtn_error", t.rtn_error}, {"sparsity", t.sparsity},
+                         {"rel_error", t.rel_error}, {"rtn_error", t.rtn_error}, {"sparsity", t.sparsity}, {"awq_alpha", t.awq_alpha},
                          {"stored", ggml_type_name(t.stored)}});
     print_json({{"input", a.model}, {"output", a.out}, {"recipe", recipe_to_json(rep.recipe)},
                 {"seconds", secs}, {"compress_seconds", rep.seconds}, {"tensors", tensors}});

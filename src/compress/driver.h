@@ -24,6 +24,7 @@ struct TensorReport {
   double rtn_error = -1;  // the same for RTN with the recipe's grid on the same inputs (quantization methods)
   double sparsity = 0;    // fraction of exact zeros after compression
   GgmlType stored = GgmlType::F32;  // GGUF type the tensor is saved as (exact packing) or F32
+  double awq_alpha = -1;  // AWQ: the scale exponent chosen for the tensor's input group (-1: not AWQ)
 };
 
 struct CompressReport {
