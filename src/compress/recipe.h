@@ -38,7 +38,8 @@ struct Recipe {
   int awq_grid = 20;
   bool awq_clip = true;
   double awq_max_shrink = 0.5;
-  int awq_search_tokens = 1024;  // MLP-loss token sample of the scale search (every n/this-th token; 0 = all)
+  int awq_search_tokens = 1024;  // scale-search sample: MLP loss on every n/this-th token, attention loss on
+                                 // every N/ceil(this/L)-th sequence (0 = all)
   // SmoothQuant.
   double alpha = 0.5;
   // LLM.int8().
