@@ -271,4 +271,9 @@ TEST(CompressAwq, DriverPicksReferenceAlphaOnLayer0) {
   CompressReport rep = compress_model(*m, r, &cal);
   ASSERT_EQ(rep.tensors.size(), 3u);
   for (const TensorReport& t : rep.tensors) EXPECT_EQ(t.awq_alpha, g.j["ctrust"]["alpha_attn"].get<double>()) << t.name;
+  // --awq-qkv-loss qkv (ctrust before issue 12) picks the reference's q/k/v-objective alpha.
+  auto m2 = open_model(smollm_f32());
+  r.awq_attn_loss = false;
+  for (const TensorReport& t : compress_model(*m2, r, &cal).tensors)
+    EXPECT_EQ(t.awq_alpha, g.j["ctrust"]["alpha_qkv"].get<double>()) << t.name;
 }

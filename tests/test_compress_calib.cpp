@@ -130,7 +130,23 @@ TEST(CompressCalib, RecipeRecordsTheCalibrationText) {
   nlohmann::json old = recipe_to_json(Recipe{});
   old.erase("calib_clean");
   old.erase("calib_chat");
+  old.erase("awq_qkv_loss");
+  old.erase("awq_feed");
   EXPECT_FALSE(recipe_from_json(old).calib_clean);
+  // ... and the AWQ search of before issue 12.
+  EXPECT_FALSE(recipe_from_json(old).awq_attn_loss);
+  EXPECT_FALSE(recipe_from_json(old).awq_fp_feed);
+  EXPECT_TRUE(recipe_from_json(recipe_to_json(Recipe{})).awq_attn_loss);
+  EXPECT_TRUE(recipe_from_json(recipe_to_json(Recipe{})).awq_fp_feed);
+  Recipe o;
+  o.awq_attn_loss = false;
+  o.awq_fp_feed = false;
+  EXPECT_EQ(recipe_to_json(o)["awq_qkv_loss"], "qkv");
+  EXPECT_EQ(recipe_to_json(o)["awq_feed"], "quantized");
+  EXPECT_FALSE(recipe_from_json(recipe_to_json(o)).awq_attn_loss);
+  EXPECT_FALSE(recipe_from_json(recipe_to_json(o)).awq_fp_feed);
+  EXPECT_THROW(recipe_from_json(nlohmann::json{{"awq_qkv_loss", "output"}}), Error);
+  EXPECT_THROW(recipe_from_json(nlohmann::json{{"awq_feed", "int4"}}), Error);
   EXPECT_THROW(recipe_from_json(nlohmann::json{{"calib_clean", "yes"}}), Error);
 }
 

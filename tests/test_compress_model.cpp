@@ -394,10 +394,11 @@ TEST(CompressModel, Qwen2KeepsBiasesAndWritesLoadableFile) {
 // AWQ feeds each block the unquantized outputs of the block before (llm-awq's run_awq): block 1's result does not
 // depend on whether block 0 was quantized. GPTQ feeds the quantized outputs, so there it does.
 TEST(CompressModel, AwqFeedsUnquantizedBlockOutputs) {
-  auto block1 = [](Method method, const std::string& only) {
+  auto block1 = [](Method method, const std::string& only, bool fp_feed = true) {
     auto m = stories();
     Recipe r;
     r.method = method;
+    r.awq_fp_feed = fp_feed;
     r.bits = 3;
     r.group = 0;
     r.only = only;
@@ -411,4 +412,6 @@ TEST(CompressModel, AwqFeedsUnquantizedBlockOutputs) {
   };
   EXPECT_EQ(block1(Method::AWQ, "^blk\\.[01]\\."), block1(Method::AWQ, "^blk\\.1\\."));
   EXPECT_NE(block1(Method::GPTQ, "^blk\\.[01]\\."), block1(Method::GPTQ, "^blk\\.1\\."));
+  // --awq-feed quantized (ctrust before issue 12): sequential like GPTQ.
+  EXPECT_NE(block1(Method::AWQ, "^blk\\.[01]\\.", false), block1(Method::AWQ, "^blk\\.1\\.", false));
 }

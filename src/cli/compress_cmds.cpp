@@ -19,7 +19,7 @@ namespace {
 using json = nlohmann::json;
 
 struct CompressArgs {
-  std::string model, tokenizer, out, method, nm, calib, grid, calib_chat;
+  std::string model, tokenizer, out, method, nm, calib, grid, calib_chat, awq_loss, awq_feed;
   Recipe r;
   bool sym = false, asym = false, calib_raw = false;
 };
@@ -31,6 +31,8 @@ void cmd_compress(CompressArgs& a, const Common& c) {
   if (a.sym) r.sym = true;
   if (a.asym) r.sym = false;
   if (!a.grid.empty()) r.minmax = grid_from_name(a.grid);
+  if (!a.awq_loss.empty()) r.awq_attn_loss = awq_qkv_loss_from_name(a.awq_loss);
+  if (!a.awq_feed.empty()) r.awq_fp_feed = awq_feed_from_name(a.awq_feed);
   if (!a.nm.empty()) {
     int n = 0, m = 0;
     char tail = 0;
@@ -142,6 +144,11 @@ void register_compress_commands(CLI::App& app) {
   c->add_option("--grid", a.grid,
                 "Asymmetric grid: gptq (default: integer zero point, 0 on the grid, as the GPTQ/AWQ reference code) "
                 "or minmax (each group's [min, max], as ggml's Q4_1)");
+  c->add_option("--awq-qkv-loss", a.awq_loss,
+                "AWQ q/k/v scale search: attention (default: the attention module's output, as llm-awq) or qkv "
+                "(the q, k, v outputs; ctrust before issue 12)");
+  c->add_option("--awq-feed", a.awq_feed,
+                "AWQ: feed each block the fp (default, as llm-awq) or the quantized outputs of the block before");
   c->add_option("--sparsity", r.sparsity, "Unstructured target sparsity in [0,1)");
   c->add_option("--nm", a.nm, "Semi-structured N:M pruning, e.g. 2:4");
   c->add_option("--calib", a.calib,

@@ -249,7 +249,7 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
           loss = [&, ns, gw, uw, dw](const std::vector<float>& sc) {
             return awq_mlp_loss_ref(gw, uw, dw, in, m.cfg.hidden_dim, xs.data(), ns, ref, sc, qs);
           };
-        } else if (g.kind == AttnIn) {
+        } else if (g.kind == AttnIn && r.awq_attn_loss) {
           // llm-awq's loss for q/k/v: the output of the whole attention module (o_proj unquantized) on whole
           // calibration sequences: every (N / ceil(awq_search_tokens / L))-th sequence (all with 0).
           const int L = r.seq_len, N = n / L;
@@ -496,7 +496,7 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
       for (int i = 0; i < L; ++i)
         std::memcpy(&X[(size_t(s) * L + i) * dim], m.tok_embd + size_t(calib->seqs[s][i]) * dim, sizeof(float) * dim);
     const bool want_x = r.method == Method::AWQ;
-    const bool fp_feed = r.method == Method::AWQ;
+    const bool fp_feed = r.method == Method::AWQ && r.awq_fp_feed;
     // The N sequences run in parallel (one OpenMP thread per sequence, BLAS single-threaded inside the
     // parallel region), a wave of T sequences at a time. Each sequence's X^T X (f32 syrk) and statistics go to
     // its slot; the slots are then added in sequence order, so the sums do not depend on the thread count.

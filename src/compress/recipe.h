@@ -16,7 +16,9 @@ const char* method_name(Method m);
 Method method_from_name(std::string_view name);  // "rtn", "gptq", ...; Error lists the valid names
 bool method_needs_calibration(Method m);         // all but RTN, magnitude and LLM.int8() (decides at inference)
 bool method_is_pruning(Method m);
-bool grid_from_name(std::string_view name);      // "gptq" -> false, "minmax" -> true (Recipe::minmax); Error otherwise
+bool grid_from_name(std::string_view name);
+bool awq_qkv_loss_from_name(std::string_view name);  // "attention" -> true, "qkv" -> false; Error otherwise
+bool awq_feed_from_name(std::string_view name);      // "fp" -> true, "quantized" -> false; Error otherwise      // "gptq" -> false, "minmax" -> true (Recipe::minmax); Error otherwise
 
 inline constexpr const char* kRecipeKey = "ctrust.recipe";
 
@@ -38,6 +40,10 @@ struct Recipe {
   int awq_grid = 20;
   bool awq_clip = true;
   double awq_max_shrink = 0.5;
+  bool awq_attn_loss = true;     // q/k/v scales by the attention module's output (llm-awq); false: by the MSE of the
+                                 // q, k, v outputs (ctrust before issue 12). JSON "awq_qkv_loss": "attention"|"qkv"
+  bool awq_fp_feed = true;       // next block fed the unquantized outputs (llm-awq); false: the quantized ones.
+                                 // JSON "awq_feed": "fp"|"quantized"
   int awq_search_tokens = 1024;  // scale-search sample: MLP loss on every n/this-th token, attention loss on
                                  // every N/ceil(this/L)-th sequence (0 = all)
   // SmoothQuant.
