@@ -157,6 +157,11 @@ TEST(CompressCalib, CliRejectsBadChatOptions) {
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("ctrust: error:"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("nonsense"), std::string::npos) << r.err;
+  for (const char* bad : {"--awq-qkv-loss output", "--awq-feed int4"}) {
+    r = test::run_ctrust("compress -m " + test::stories_gguf() + " --method awq " + bad + " -o " + out, "calib_cli");
+    EXPECT_NE(r.status, 0) << bad;
+    EXPECT_NE(r.err.find("ctrust: error: unknown AWQ"), std::string::npos) << r.err;
+  }
   // stories260K has no chat template.
   r = test::run_ctrust("compress -m " + test::stories_gguf() + " --method gptq --group-size 0 --calib-chat -o " + out,
                        "calib_cli");
