@@ -8,8 +8,11 @@
 #   CHUNKS  perplexity chunks of 512 tokens (default 8; the second half of each chunk is scored)
 #   OUT     folder for the variants, logs and results.tsv (default ~/.cache/ctrust/acceptance)
 #   ONLY    optional regex: run only the variants whose name matches
-# Calibration: the project defaults, 32 sequences x 256 tokens of wikitext-2 valid, seed 0 (1 and 2 for the
-# seed study). Group 64 instead of 128: SmolLM2's hidden size 576 is not divisible by 128.
+#   CALIB_OPTS  extra calibration options for every compress call, e.g. "--calib-raw" (the text the table of
+#           docs/compression_results.md was made from before issue 12) or "--calib-chat"
+# Calibration: the project defaults, 32 sequences x 256 tokens of wikitext-2 valid (cleaned: sentences with <unk>
+# dropped, @-@ @,@ @.@ undone), seed 0 (1 and 2 for the seed study). Group 64 instead of 128: SmolLM2's hidden
+# size 576 is not divisible by 128.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${CTRUST_BIN:-$ROOT/build/ctrust}
@@ -38,7 +41,8 @@ run() {  # name, compress options...
   local f=$OUT/$name.gguf model=$BASE cs=0 extra=-
   if [ "$name" != baseline ]; then
     local t0=$(date +%s.%N)
-    nice "$BIN" compress -m "$BASE" -o "$f" "$@" -t 1 --json > "$OUT/$name.compress.json"
+    # shellcheck disable=SC2086  # CALIB_OPTS is a list of options
+    nice "$BIN" compress -m "$BASE" -o "$f" "$@" ${CALIB_OPTS:-} -t 1 --json > "$OUT/$name.compress.json"
     cs=$(python3 -c "import json;print(round(json.load(open('$OUT/$name.compress.json'))['seconds'],1))")
     extra=$(python3 - "$OUT/$name.compress.json" <<'EOF'
 import json, sys

@@ -390,3 +390,28 @@ TEST(CompressModel, Qwen2KeepsBiasesAndWritesLoadableFile) {
     EXPECT_GT(lp, lp_base - 0.5) << "the compressed qwen2 file no longer predicts the text";
   }
 }
+
+// AWQ feeds each block the unquantized outputs of the block before (llm-awq's run_awq): block 1's result does not
+// depend on whether block 0 was quantized. GPTQ feeds the quantized outputs, so there it does.
+TEST(CompressModel, AwqFeedsUnquantizedBlockOutputs) {
+  auto block1 = [](Method method, const std::string& only, bool fp_feed = true) {
+    auto m = stories();
+    Recipe r;
+    r.method = method;
+    r.awq_fp_feed = fp_feed;
+    r.bits = 3;
+    r.group = 0;
+    r.only = only;
+    compress_model(*m, r, &calib());
+    std::vector<std::vector<float>> w;
+    for (const char* n : {"attn_q", "attn_v", "attn_output", "ffn_gate", "ffn_down"}) {
+      const Tensor& t = m->file.get(fmt::format("blk.1.{}.weight", n));
+      w.emplace_back(t.data, t.data + t.numel());
+    }
+    return w;
+  };
+  EXPECT_EQ(block1(Method::AWQ, "^blk\\.[01]\\."), block1(Method::AWQ, "^blk\\.1\\."));
+  EXPECT_NE(block1(Method::GPTQ, "^blk\\.[01]\\."), block1(Method::GPTQ, "^blk\\.1\\."));
+  // --awq-feed quantized (ctrust before issue 12): sequential like GPTQ.
+  EXPECT_NE(block1(Method::AWQ, "^blk\\.[01]\\.", false), block1(Method::AWQ, "^blk\\.1\\.", false));
+}

@@ -153,7 +153,7 @@ def main():
             packed = os.path.join(OUT, f"{name}.gptq.{v}.gguf")
             f32 = os.path.join(OUT, f"{name}.gptq.{v}.f32.gguf")
             run([BIN, "compress", "-m", s["model"], "--method", "gptq", "--group-size", "32", *opts, *s["extra"],
-                 "--nsamples", str(s["nsamples"]), "--seqlen", str(s["seqlen"]), "--seed", str(s["seed"]),
+                 "--calib-raw", "--nsamples", str(s["nsamples"]), "--seqlen", str(s["seqlen"]), "--seed", str(s["seed"]),
                  "-o", packed, "-t", "2"])
             run([BIN, "convert", "-m", packed, "-o", f32, "--type", "f32"])
             probe = Llama(model_path=packed, n_ctx=n_ctx, vocab_only=True, verbose=False)

@@ -4,6 +4,8 @@
 #include <set>
 #include <unistd.h>
 
+#include <fmt/ranges.h>
+
 #include "base/error.h"
 #include "base/file.h"
 #include "cli/common.h"
@@ -12,6 +14,7 @@
 #include "io/ctrust_types.h"
 #include "io/export.h"
 #include "model/model.h"
+#include "trust/chat.h"
 
 namespace ctrust::cli {
 namespace {
@@ -19,9 +22,9 @@ namespace {
 using json = nlohmann::json;
 
 struct CompressArgs {
-  std::string model, tokenizer, out, method, nm, calib, grid;
+  std::string model, tokenizer, out, method, nm, calib, grid, calib_chat, awq_loss, awq_feed;
   Recipe r;
-  bool sym = false, asym = false;
+  bool sym = false, asym = false, calib_raw = false;
 };
 
 // Sizes in bytes: the files; the compressed tensors as stored and as f32; the tensor data a load of the written
@@ -65,6 +68,8 @@ void cmd_compress(CompressArgs& a, const Common& c) {
   if (a.sym) r.sym = true;
   if (a.asym) r.sym = false;
   if (!a.grid.empty()) r.minmax = grid_from_name(a.grid);
+  if (!a.awq_loss.empty()) r.awq_attn_loss = awq_qkv_loss_from_name(a.awq_loss);
+  if (!a.awq_feed.empty()) r.awq_fp_feed = awq_feed_from_name(a.awq_feed);
   if (!a.nm.empty()) {
     int n = 0, m = 0;
     char tail = 0;
@@ -74,6 +79,8 @@ void cmd_compress(CompressArgs& a, const Common& c) {
     r.prune_m = m;
   }
   if (method_needs_calibration(r.method)) r.calib_file = a.calib.empty() ? default_calibration_file() : a.calib;
+  r.calib_clean = !a.calib_raw;
+  if (!a.calib_chat.empty() && a.calib_chat != "auto") chat_template_by_name(a.calib_chat);  // unknown: error now
   validate_recipe(r);  // every option problem is reported before the model is even loaded
   check_output_path(a.out);  // an unwritable -o fails now, not after the whole compression
 
@@ -82,7 +89,27 @@ void cmd_compress(CompressArgs& a, const Common& c) {
   Calibration calib;
   const Calibration* cal = nullptr;
   if (method_needs_calibration(r.method)) {
-    calib = load_calibration(model->tok, r.calib_file, r.n_samples, r.seq_len, r.seed);
+    CalibOptions co;
+    co.n = r.n_samples;
+    co.len = r.seq_len;
+    co.seed = r.seed;
+    co.clean = r.calib_clean;
+    ChatTemplate tmpl;
+    if (!a.calib_chat.empty()) {
+      tmpl = a.calib_chat == "auto" ? detect_chat_template(model->tok.data().chat_template)
+                                    : chat_template_by_name(a.calib_chat);
+      if (tmpl.format == ChatFormat::Raw)
+        fail("--calib-chat: {} has no chat template; name one (--calib-chat=NAME: {})", a.model,
+             fmt::join(chat_template_names(), ", "));
+      r.calib_chat = tmpl.name;
+      const bool bos = model->tok.adds_bos() && tmpl.bos_text.empty();
+      co.chat = [&](const std::vector<std::string>& turns) {
+        std::vector<ChatMessage> msgs;
+        for (size_t i = 0; i < turns.size(); ++i) msgs.push_back({i % 2 ? "assistant" : "user", turns[i]});
+        return model->tok.encode(render_chat(tmpl, msgs, false), bos, true);
+      };
+    }
+    calib = load_calibration(model->tok, r.calib_file, co);
     r.calib_hash = calib.hash;
     cal = &calib;
   }
@@ -104,7 +131,7 @@ void cmd_compress(CompressArgs& a, const Common& c) {
     json tensors = json::array();
     for (const TensorReport& t : rep.tensors)
       tensors.push_back({{"name", t.name}, {"out", t.out}, {"in", t.in}, {"error", t.error},
-                         {"rel_error", t.rel_error}, {"rtn_error", t.rtn_error}, {"sparsity", t.sparsity},
+                         {"rel_error", t.rel_error}, {"rtn_error", t.rtn_error}, {"sparsity", t.sparsity}, {"awq_alpha", t.awq_alpha},
                          {"stored", ggml_type_name(t.stored)}});
     print_json({{"input", a.model}, {"output", a.out}, {"recipe", recipe_to_json(rep.recipe)},
                 {"seconds", secs}, {"compress_seconds", rep.seconds}, {"tensors", tensors},
@@ -162,9 +189,20 @@ void register_compress_commands(CLI::App& app) {
   c->add_option("--grid", a.grid,
                 "Asymmetric grid: gptq (default: integer zero point, 0 on the grid, as the GPTQ/AWQ reference code) "
                 "or minmax (each group's [min, max], as ggml's Q4_1)");
+  c->add_option("--awq-qkv-loss", a.awq_loss,
+                "AWQ q/k/v scale search: attention (default: the attention module's output, as llm-awq) or qkv "
+                "(the q, k, v outputs; ctrust before issue 12)");
+  c->add_option("--awq-feed", a.awq_feed,
+                "AWQ: feed each block the fp (default, as llm-awq) or the quantized outputs of the block before");
   c->add_option("--sparsity", r.sparsity, "Unstructured target sparsity in [0,1)");
   c->add_option("--nm", a.nm, "Semi-structured N:M pruning, e.g. 2:4");
-  c->add_option("--calib", a.calib, "Calibration text (default ../shared/data/wikitext-2-tokens/wiki.valid.tokens)");
+  c->add_option("--calib", a.calib,
+                "Calibration text (default ../shared/data/wikitext-2-tokens/wiki.valid.tokens; sentences with <unk> "
+                "dropped and @-@ @,@ @.@ undone, see --calib-raw)");
+  c->add_flag("--calib-raw", a.calib_raw, "Use the calibration text as it is (no WikiText clean-up)");
+  c->add_flag("--calib-chat{auto}", a.calib_chat,
+              "Calibration samples as chat conversations (paragraphs as alternating user/assistant turns) in the "
+              "model's chat template; --calib-chat=NAME picks a template (chatml, llama3, ...)");
   c->add_option("--nsamples", r.n_samples, "Calibration sequences");
   c->add_option("--seqlen", r.seq_len, "Tokens per calibration sequence");
   c->add_option("--seed", r.seed, "Calibration sampling seed");

@@ -8,6 +8,9 @@
 
 #include "base/error.h"
 #include "compress/blas_serial.h"
+#include "ops/attention.h"
+#include "ops/linear.h"
+#include "ops/ops.h"
 
 namespace ctrust {
 
@@ -178,6 +181,55 @@ double awq_mlp_loss_ref(const float* gate, const float* up, const float* down, i
   if (ref.size() != size_t(n) * dim) fail("awq: reference MLP output has {} values, expected {}", ref.size(), size_t(n) * dim);
   std::vector<float> gq = awq_fake_quant(gate, hidden, dim, s, q), uq = awq_fake_quant(up, hidden, dim, s, q);
   std::vector<float> y = mlp_forward(gq.data(), uq.data(), down, dim, hidden, X, n);
+  double e = 0;
+  for (size_t i = 0; i < y.size(); ++i) e += double(y[i] - ref[i]) * (y[i] - ref[i]);
+  return e / double(y.size());
+}
+
+std::vector<float> awq_attention_forward(const AwqAttention& a, const float* X, int n_seq, int len) {
+  const int dim = a.dim, hd = a.head_dim, qdim = a.n_heads * hd, kvdim = a.n_kv_heads * hd;
+  if (n_seq < 1 || len < 1 || dim <= 0 || hd <= 0 || a.n_heads <= 0 || a.n_kv_heads <= 0 ||
+      a.n_heads % a.n_kv_heads != 0)
+    fail("awq: bad attention shape ({} sequences of {}, dim {}, heads {}/{} of {})", n_seq, len, dim, a.n_heads,
+         a.n_kv_heads, hd);
+  const int64_t rows = int64_t(n_seq) * len;
+  std::vector<float> q(size_t(rows) * qdim), k(size_t(rows) * kvdim), v(size_t(rows) * kvdim),
+      att(size_t(rows) * qdim), out(size_t(rows) * dim), cos_t(size_t(len) * hd / 2), sin_t(size_t(len) * hd / 2);
+  auto lin = [&](const float* w, const float* b, int in, int o, const float* x, float* y) {
+    Linear L;
+    L.w = w;
+    L.b = b;
+    L.in = in;
+    L.out = o;
+    linear(L, x, y, int(rows));
+  };
+  lin(a.wq, a.bq, dim, qdim, X, q.data());
+  lin(a.wk, a.bk, dim, kvdim, X, k.data());
+  lin(a.wv, a.bv, dim, kvdim, X, v.data());
+  rope_tables(0, len, hd, a.rope_theta, a.rope_freq_scale, cos_t.data(), sin_t.data());
+  for (int s = 0; s < n_seq; ++s) {
+    float* qs = q.data() + size_t(s) * len * qdim;
+    float* ks = k.data() + size_t(s) * len * kvdim;
+    rope(qs, len, a.n_heads, hd, a.rope, cos_t.data(), sin_t.data());
+    rope(ks, len, a.n_kv_heads, hd, a.rope, cos_t.data(), sin_t.data());
+    attention(AttentionShape{a.n_heads, a.n_kv_heads, hd}, qs, ks, v.data() + size_t(s) * len * kvdim, kvdim, 0,
+              len, att.data() + size_t(s) * len * qdim);
+  }
+  lin(a.wo, nullptr, qdim, dim, att.data(), out.data());
+  return out;
+}
+
+double awq_attention_loss(const AwqAttention& a, const bool quantize[3], const float* X, int n_seq, int len,
+                          const std::vector<float>& ref, const std::vector<float>& s, const QuantSpec& q) {
+  const int qdim = a.n_heads * a.head_dim, kvdim = a.n_kv_heads * a.head_dim;
+  if (ref.size() != size_t(n_seq) * len * a.dim)
+    fail("awq: reference attention output has {} values, expected {}", ref.size(), size_t(n_seq) * len * a.dim);
+  AwqAttention aq = a;
+  std::vector<float> wq, wk, wv;
+  if (quantize[0]) aq.wq = (wq = awq_fake_quant(a.wq, qdim, a.dim, s, q)).data();
+  if (quantize[1]) aq.wk = (wk = awq_fake_quant(a.wk, kvdim, a.dim, s, q)).data();
+  if (quantize[2]) aq.wv = (wv = awq_fake_quant(a.wv, kvdim, a.dim, s, q)).data();
+  std::vector<float> y = awq_attention_forward(aq, X, n_seq, len);
   double e = 0;
   for (size_t i = 0; i < y.size(); ++i) e += double(y[i] - ref[i]) * (y[i] - ref[i]);
   return e / double(y.size());

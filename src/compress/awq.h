@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "compress/quant.h"
+#include "io/model_file.h"
 
 namespace ctrust {
 
@@ -67,6 +68,26 @@ std::vector<float> awq_mlp_forward(const float* gate, const float* up, const flo
                                    const float* X, int n);
 double awq_mlp_loss_ref(const float* gate, const float* up, const float* down, int dim, int hidden, const float* X,
                         int n, const std::vector<float>& ref, const std::vector<float>& s, const QuantSpec& q);
+
+// The attention module of one block, for the q/k/v scale search (llm-awq: module2inspect = self_attn, the loss
+// is the mean squared error of the attention module's output, o_proj included and unquantized).
+struct AwqAttention {
+  int dim = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  float rope_theta = 10000.0f, rope_freq_scale = 1.0f;
+  RopeLayout rope = RopeLayout::Interleaved;
+  const float *wq = nullptr, *wk = nullptr, *wv = nullptr;  // [qdim][dim], [kvdim][dim], [kvdim][dim]
+  const float* wo = nullptr;                                // [dim][qdim]
+  const float *bq = nullptr, *bk = nullptr, *bv = nullptr;  // biases (Qwen2) or null
+};
+// o(attention(rope(q X), rope(k X), v X)) for n_seq causal sequences of len rows each, positions 0..len-1
+// (X [n_seq * len][dim] = the normalized block input, as the q/k/v Linears read it); the same computation as
+// the engine's block (ops rope / attention / linear). Returns [n_seq * len][dim].
+std::vector<float> awq_attention_forward(const AwqAttention& a, const float* X, int n_seq, int len);
+// Mean squared error of that output when q, k, v (those flagged in quantize[0..2]) are replaced by
+// awq_fake_quant(., s, q) and the input stays X: llm-awq's loss for the q/k/v group; ref = the unquantized
+// awq_attention_forward on the same X.
+double awq_attention_loss(const AwqAttention& a, const bool quantize[3], const float* X, int n_seq, int len,
+                          const std::vector<float>& ref, const std::vector<float>& s, const QuantSpec& q);
 
 // Clipping search (llm-awq auto_clip_layer) on the already scaled W, in place: per row and group, the max
 // |w| is shrunk by (1 - i / clip_grid) for i < max_shrink * clip_grid, W clamped to +-max, quantized, and

@@ -29,36 +29,6 @@
 
 namespace ctrust {
 
-std::string default_calibration_file() {
-  const char* e = std::getenv("CTRUST_SHARED");
-  std::string shared = e ? e : source_dir() + "/../shared";
-  return shared + "/data/wikitext-2-tokens/wiki.valid.tokens";
-}
-
-Calibration load_calibration(const Tokenizer& tok, const std::string& file, int n, int len, uint64_t seed) {
-  if (n < 1 || len < 2) fail("{}: calibration needs N >= 1 sequences of L >= 2 tokens, got {} x {}", file, n, len);
-  std::ifstream in(file, std::ios::binary);
-  if (!in) fail("{}: cannot open calibration text", file);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  const std::string text = ss.str();
-  std::vector<int32_t> ids = tok.encode(text, false);
-  Recipe tmp;
-  tmp.n_samples = n;
-  tmp.seq_len = len;
-  validate_calibration_size(tmp, int64_t(ids.size()), file);
-  Calibration c;
-  c.file = file;
-  c.hash = file_hash(file);
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int64_t> start(0, int64_t(ids.size()) - len);
-  for (int i = 0; i < n; ++i) {
-    const int64_t s = start(rng);
-    c.seqs.emplace_back(ids.begin() + s, ids.begin() + s + len);
-  }
-  return c;
-}
-
 std::vector<GgufKV> recipe_metadata(const Recipe& r) {
   return {GgufKV{kRecipeKey, GgufValue::str(recipe_to_string(r))}};
 }
@@ -205,6 +175,7 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
     Tensor* t;
     std::vector<float> orig;  // the weight before compression
     std::vector<float> col_div, row_mul;
+    double awq_alpha = -1;  // AWQ: the alpha chosen for this Linear's group
   };
   std::vector<Item> items;
   for (const LinDef& d : kLinears) {
@@ -282,6 +253,39 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
           loss = [&, ns, gw, uw, dw](const std::vector<float>& sc) {
             return awq_mlp_loss_ref(gw, uw, dw, in, m.cfg.hidden_dim, xs.data(), ns, ref, sc, qs);
           };
+        } else if (g.kind == AttnIn && r.awq_attn_loss) {
+          // llm-awq's loss for q/k/v: the output of the whole attention module (o_proj unquantized) on whole
+          // calibration sequences: every (N / ceil(awq_search_tokens / L))-th sequence (all with 0).
+          const int L = r.seq_len, N = n / L;
+          const int want = r.awq_search_tokens > 0 ? (r.awq_search_tokens + L - 1) / L : N;
+          const int ns = std::clamp(want, 1, N), stride = N / ns;
+          xs.resize(size_t(ns) * L * in);
+          for (int i = 0; i < ns; ++i)
+            std::memcpy(&xs[size_t(i) * L * in], &c.x[size_t(i) * stride * L * in], sizeof(float) * size_t(L) * in);
+          auto bias = [&](const char* lin) -> const float* {
+            auto bt = f.tensors.find(fmt::format("blk.{}.{}.bias", l, lin));
+            return bt == f.tensors.end() ? nullptr : bt->second.data;
+          };
+          AwqAttention att;
+          att.dim = m.cfg.dim;
+          att.n_heads = m.cfg.n_heads;
+          att.n_kv_heads = m.cfg.n_kv_heads;
+          att.head_dim = m.cfg.head_dim;
+          att.rope_theta = m.cfg.rope_theta;
+          att.rope_freq_scale = m.cfg.rope_freq_scale;
+          att.rope = m.cfg.rope;
+          att.wq = f.get(weight_name(l, "attn_q")).data;
+          att.wk = f.get(weight_name(l, "attn_k")).data;
+          att.wv = f.get(weight_name(l, "attn_v")).data;
+          att.wo = f.get(weight_name(l, "attn_output")).data;
+          att.bq = bias("attn_q");
+          att.bk = bias("attn_k");
+          att.bv = bias("attn_v");
+          ref = awq_attention_forward(att, xs.data(), ns, L);
+          loss = [&, att, ns, L](const std::vector<float>& sc) {
+            const bool quant[3] = {find("attn_q") != nullptr, find("attn_k") != nullptr, find("attn_v") != nullptr};
+            return awq_attention_loss(att, quant, xs.data(), ns, L, ref, sc, qs);
+          };
         } else {
           // ||D X^T||^2 from X^T X (exact on all tokens; out x in^2 instead of out x in x n per grid point).
           gram.resize(size_t(in) * in);
@@ -292,7 +296,9 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
             return awq_linears_loss_gram(Ws, outs, in, gram, n, sc, qs);
           };
         }
-        s = awq_search(act_mean_abs(c.st), r.awq_grid, loss).s;
+        AwqSearch found = awq_search(act_mean_abs(c.st), r.awq_grid, loss);
+        s = std::move(found.s);
+        for (Item* it : its) it->awq_alpha = found.alpha;
       }
       // Fold: the Linears' columns *= s (all Linears sharing the input, selected or not), prev /= s.
       for (const LinDef& d : kLinears) {
@@ -332,6 +338,7 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
     tr.name = it.t->name;
     tr.out = out;
     tr.in = in;
+    tr.awq_alpha = it.awq_alpha;
     const Kind k = it.def->kind;
     const std::vector<float> cur(it.t->data, it.t->data + size_t(out) * in);
     bool quant = false;
@@ -495,6 +502,7 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
       for (int i = 0; i < L; ++i)
         std::memcpy(&X[(size_t(s) * L + i) * dim], m.tok_embd + size_t(calib->seqs[s][i]) * dim, sizeof(float) * dim);
     const bool want_x = r.method == Method::AWQ;
+    const bool fp_feed = r.method == Method::AWQ && r.awq_fp_feed;
     // The N sequences run in parallel (one OpenMP thread per sequence, BLAS single-threaded inside the
     // parallel region), a wave of T sequences at a time. Each sequence's X^T X (f32 syrk) and statistics go to
     // its slot; the slots are then added in sequence order, so the sums do not depend on the thread count.
@@ -534,6 +542,8 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
               }
           };
           block_forward(m, l, x.data(), L, &obs);
+          // AWQ (llm-awq's run_awq): the next block's inputs are this block's unquantized outputs.
+          if (fp_feed) std::memcpy(&X[size_t(s) * L * dim], x.data(), sizeof(float) * size_t(L) * dim);
         }
         for (int k = 0; k < NKinds; ++k) {
           const int n = widths[k];
@@ -552,8 +562,10 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
       }
       compress_block(w, l, cap, true);
       cap.clear();
+      if (!fp_feed) {
 #pragma omp parallel for schedule(dynamic, 1) if (N > 1)
-      for (int s = 0; s < N; ++s) block_forward(m, l, &X[size_t(s) * L * dim], L, nullptr);
+        for (int s = 0; s < N; ++s) block_forward(m, l, &X[size_t(s) * L * dim], L, nullptr);
+      }
       if (progress) progress(fmt::format("block {} / {} done", l + 1, c.n_layers));
     }
   }

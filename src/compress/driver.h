@@ -9,23 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "compress/calib.h"
 #include "compress/recipe.h"
 #include "io/gguf.h"
 #include "model/model.h"
 
 namespace ctrust {
-
-struct Calibration {
-  std::string file;
-  std::string hash;                        // file_hash(file)
-  std::vector<std::vector<int32_t>> seqs;  // N sequences of L tokens
-};
-
-// ../shared/data/wikitext-2-tokens/wiki.valid.tokens (CTRUST_SHARED, else beside the source tree).
-std::string default_calibration_file();
-// Tokenizes the whole text file (no BOS, as the GPTQ reference), checks it holds >= N x L tokens, and takes
-// N windows of L tokens at uniformly random starts drawn with std::mt19937_64(seed).
-Calibration load_calibration(const Tokenizer& tok, const std::string& file, int n, int len, uint64_t seed);
 
 struct TensorReport {
   std::string name;
@@ -35,6 +24,7 @@ struct TensorReport {
   double rtn_error = -1;  // the same for RTN with the recipe's grid on the same inputs (quantization methods)
   double sparsity = 0;    // fraction of exact zeros after compression
   GgmlType stored = GgmlType::F32;  // GGUF type the tensor is saved as (exact packing: ggml or ctrust type) or F32
+  double awq_alpha = -1;  // AWQ: the scale exponent chosen for the tensor's input group (-1: not AWQ)
 };
 
 struct CompressReport {

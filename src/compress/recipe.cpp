@@ -74,6 +74,18 @@ bool grid_from_name(std::string_view name) {
   fail("unknown quantization grid '{}' (valid: gptq, minmax)", name);
 }
 
+bool awq_qkv_loss_from_name(std::string_view name) {
+  if (name == "attention") return true;
+  if (name == "qkv") return false;
+  fail("unknown AWQ q/k/v loss '{}' (valid: attention, qkv)", name);
+}
+
+bool awq_feed_from_name(std::string_view name) {
+  if (name == "fp") return true;
+  if (name == "quantized") return false;
+  fail("unknown AWQ block feeding '{}' (valid: fp, quantized)", name);
+}
+
 bool method_needs_calibration(Method m) {
   return m != Method::RTN && m != Method::Magnitude && m != Method::LLMInt8;
 }
@@ -101,10 +113,14 @@ nlohmann::json recipe_to_json(const Recipe& r) {
   j["awq_clip"] = r.awq_clip;
   j["awq_max_shrink"] = r.awq_max_shrink;
   j["awq_search_tokens"] = r.awq_search_tokens;
+  j["awq_qkv_loss"] = r.awq_attn_loss ? "attention" : "qkv";
+  j["awq_feed"] = r.awq_fp_feed ? "fp" : "quantized";
   j["alpha"] = r.alpha;
   j["threshold"] = r.threshold;
   j["calib_file"] = r.calib_file;
   j["calib_hash"] = r.calib_hash;
+  j["calib_clean"] = r.calib_clean;
+  j["calib_chat"] = r.calib_chat;
   j["n_samples"] = r.n_samples;
   j["seq_len"] = r.seq_len;
   j["seed"] = r.seed;
@@ -117,6 +133,10 @@ nlohmann::json recipe_to_json(const Recipe& r) {
 Recipe recipe_from_json(const nlohmann::json& j) {
   if (!j.is_object()) fail("recipe: expected a JSON object");
   Recipe r;
+  r.calib_clean = j.contains("calib_clean") && j["calib_clean"].is_boolean() && j["calib_clean"].get<bool>();
+  // Recipes written before issue 12 have none of these keys: raw calibration text, the old AWQ search.
+  r.awq_attn_loss = j.contains("awq_qkv_loss");
+  r.awq_fp_feed = j.contains("awq_feed");
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& k = it.key();
     const nlohmann::json& v = it.value();
@@ -135,6 +155,8 @@ Recipe recipe_from_json(const nlohmann::json& j) {
       else if (k == "awq_clip") r.awq_clip = v.get<bool>();
       else if (k == "awq_max_shrink") r.awq_max_shrink = v.get<double>();
       else if (k == "awq_search_tokens") r.awq_search_tokens = v.get<int>();
+      else if (k == "awq_qkv_loss") r.awq_attn_loss = awq_qkv_loss_from_name(v.get<std::string>());
+      else if (k == "awq_feed") r.awq_fp_feed = awq_feed_from_name(v.get<std::string>());
       else if (k == "alpha") r.alpha = v.get<double>();
       else if (k == "threshold") r.threshold = v.get<double>();
       else if (k == "sparsity") r.sparsity = v.get<double>();
@@ -142,6 +164,8 @@ Recipe recipe_from_json(const nlohmann::json& j) {
       else if (k == "prune_m") r.prune_m = v.get<int>();
       else if (k == "calib_file") r.calib_file = v.get<std::string>();
       else if (k == "calib_hash") r.calib_hash = v.get<std::string>();
+      else if (k == "calib_clean") r.calib_clean = v.get<bool>();
+      else if (k == "calib_chat") r.calib_chat = v.get<std::string>();
       else if (k == "n_samples") r.n_samples = v.get<int>();
       else if (k == "seq_len") r.seq_len = v.get<int>();
       else if (k == "seed") r.seed = v.get<uint64_t>();

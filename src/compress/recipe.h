@@ -16,7 +16,9 @@ const char* method_name(Method m);
 Method method_from_name(std::string_view name);  // "rtn", "gptq", ...; Error lists the valid names
 bool method_needs_calibration(Method m);         // all but RTN, magnitude and LLM.int8() (decides at inference)
 bool method_is_pruning(Method m);
-bool grid_from_name(std::string_view name);      // "gptq" -> false, "minmax" -> true (Recipe::minmax); Error otherwise
+bool grid_from_name(std::string_view name);
+bool awq_qkv_loss_from_name(std::string_view name);  // "attention" -> true, "qkv" -> false; Error otherwise
+bool awq_feed_from_name(std::string_view name);      // "fp" -> true, "quantized" -> false; Error otherwise      // "gptq" -> false, "minmax" -> true (Recipe::minmax); Error otherwise
 
 inline constexpr const char* kRecipeKey = "ctrust.recipe";
 
@@ -38,7 +40,12 @@ struct Recipe {
   int awq_grid = 20;
   bool awq_clip = true;
   double awq_max_shrink = 0.5;
-  int awq_search_tokens = 1024;  // MLP-loss token sample of the scale search (every n/this-th token; 0 = all)
+  bool awq_attn_loss = true;     // q/k/v scales by the attention module's output (llm-awq); false: by the MSE of the
+                                 // q, k, v outputs (ctrust before issue 12). JSON "awq_qkv_loss": "attention"|"qkv"
+  bool awq_fp_feed = true;       // next block fed the unquantized outputs (llm-awq); false: the quantized ones.
+                                 // JSON "awq_feed": "fp"|"quantized"
+  int awq_search_tokens = 1024;  // scale-search sample: MLP loss on every n/this-th token, attention loss on
+                                 // every N/ceil(this/L)-th sequence (0 = all)
   // SmoothQuant.
   double alpha = 0.5;
   // LLM.int8().
@@ -48,11 +55,9 @@ struct Recipe {
   int prune_n = 0, prune_m = 0;
   // Calibration.
   std::string calib_file;  // text file (default: ../shared/data/wikitext-2-tokens/wiki.valid.tokens)
-  std::string calib_hash;  // Whether the recipe compresses the 2-D tensor `name`: `only` (if set) must match and `skip` must not;
-// token_embd.weight and output.weight are skipped unless `only` matches them explicitly.
-bool tensor_selected(const Recipe& r, const std::string& name);
-
-// FNV-1a 64 of its bytes, hex (filled by the calibration step)
+  std::string calib_hash;  // FNV-1a 64 of its bytes, hex (filled by the calibration step)
+  bool calib_clean = true; // WikiText clean-up of the text before tokenizing (clean_calibration_text)
+  std::string calib_chat;  // chat template the samples were rendered with ("" = plain text windows)
   int n_samples = 32;      // N sequences ...
   int seq_len = 256;       // ... of L tokens
   uint64_t seed = 0;
