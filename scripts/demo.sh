@@ -67,7 +67,7 @@ step smollm2 "SmolLM2-135M-Instruct: what the file holds, and one chat answer (-
 "$ctrust" generate -m "$smol" --chat -p "What is the capital of France?" -n 24
 done_step
 
-step compress "compress: GPTQ 3-bit, group 64, 32 calibration sequences of 256 tokens from wiki.valid"
+step compress "compress: GPTQ 3-bit, group 64, 32 calibration sequences of 256 tokens from wiki.valid (cleaned)"
 mkdir -p "$(dirname "$variant")"
 if [[ ! -s "$variant" ]]; then
   # Written to a temporary name first: an interrupted run does not leave a half-written variant behind.
