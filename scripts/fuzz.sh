@@ -1,17 +1,13 @@
 #!/usr/bin/env bash
 # Fuzzing with libFuzzer: builds the harnesses in fuzz/ with clang (ASan + UBSan + float-cast-overflow) into
-# build-san/, makes seed corpora from the repository's test files and small excerpts of ../shared, and runs
-# every target for SECONDS (default 10; scripts/test.sh's smoke run uses 5). See docs/robustness.md.
+# build-fuzz/, makes seed corpora from the repository's test files and small excerpts of ../shared, and runs
+# every target for SECONDS (default 10: the smoke run that scripts/test.sh calls). See docs/robustness.md.
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     e.g. scripts/fuzz.sh 300 fuzz_gguf
-#   scripts/fuzz.sh --build-only              only the build (scripts/test.sh also builds ctrust and ctrust_tests
-#                                             here: build-san/ is the suite's sanitizer build too)
-# Corpora grow in build-san/corpus/<target>/ (kept between runs); a crash, sanitizer report, leak, timeout
-# (10 s per input) or out-of-memory (2 GB) is written to build-san/crashes/<target>/ and fails the run.
+# Corpora grow in build-fuzz/corpus/<target>/ (kept between runs); a crash, sanitizer report, leak, timeout
+# (10 s per input) or out-of-memory (2 GB) is written to build-fuzz/crashes/<target>/ and fails the run.
 # Without clang the run fails (it never skips): CTRUST_FUZZ=1 scripts/setup.sh installs it.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-build_only=0
-if [ "${1:-}" = --build-only ]; then build_only=1; shift; fi
 secs=${1:-10}
 shift || true
 say() { echo "[fuzz] $*" >&2; }
@@ -23,22 +19,17 @@ if [ -z "$cxx" ]; then
   say "error: clang++ not found; the fuzz run needs clang-14 and libclang-rt-14-dev (CTRUST_FUZZ=1 scripts/setup.sh)"
   exit 1
 fi
-build=${CTRUST_FUZZ_BUILD:-$root/build-san}
+build=${CTRUST_FUZZ_BUILD:-$root/build-fuzz}
 if [ ! -f "$build/build.ninja" ]; then
-  # -O1: the usual level for sanitizer builds (fast to compile, the checks see the code as written).
   CC=${cxx/clang++/clang} CXX=$cxx cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g" \
     -DCTRUST_FUZZ=ON -DCTRUST_BENCH=OFF >/dev/null
 fi
-start=$SECONDS
-say "building ${CTRUST_SAN_TARGETS:-fuzz} in $build (log: $build/build.log)"
-if ! ${CTRUST_SAN_NICE:-} cmake --build "$build" --target ${CTRUST_SAN_TARGETS:-fuzz} -j"$(nproc)" > "$build/build.log" 2>&1; then
+say "building the harnesses in $build"
+if ! cmake --build "$build" --target fuzz -j"$(nproc)" > "$build/build.log" 2>&1; then
   tail -n 40 "$build/build.log" >&2
   say "error: build failed (full log: $build/build.log)"
   exit 1
 fi
-say "build done in $((SECONDS - start)) s"
-((build_only)) && exit 0
 if [ ! -d "$build/seeds" ] || [ "$build/make_seeds" -nt "$build/seeds" ]; then
   rm -rf "$build/seeds.new"
   "$build/make_seeds" "$build/seeds.new" >&2
