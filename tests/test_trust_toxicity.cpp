@@ -53,6 +53,24 @@ const Corpus& corpus() {
 double logit(double p) { return std::log(p / (1 - p)); }
 double sigm(double z) { return 1 / (1 + std::exp(-z)); }
 
+// n examples whose dense inputs are seeded uniform values in [-2, 2) and whose soft target is sigm(logit(x)).
+template <class F>
+std::vector<ToxicityExample> synthetic_examples(int n, uint64_t seed, F logit) {
+  std::vector<ToxicityExample> ex;
+  uint64_t s = seed;
+  auto u = [&] {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<double>(s >> 11) / 9007199254740992.0 * 4 - 2;
+  };
+  for (int i = 0; i < n; ++i) {
+    ToxicityExample e;
+    for (auto& v : e.x.dense) v = u();
+    e.y = sigm(logit(e.x.dense));
+    ex.push_back(e);
+  }
+  return ex;
+}
+
 }  // namespace
 
 // The C++ classifiers equal the numpy reference on 51 texts (36 continuations, 9 per Perspective quartile band,
@@ -133,18 +151,8 @@ TEST(TrustToxicity, AgreementFormulasByHand) {
 TEST(TrustToxicity, StackRecoversAKnownLogisticModel) {
   // Dense part only; y = sigmoid(0.5 + 1.5 x0 - 1 x1) as soft targets, the other features noise: with a tiny
   // L2 the fit recovers the coefficients (on the standardized scale, so compare predictions).
-  std::vector<ToxicityExample> ex;
-  uint64_t s = 7;
-  auto u = [&] {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    return static_cast<double>(s >> 11) / 9007199254740992.0 * 4 - 2;
-  };
-  for (int i = 0; i < 400; ++i) {
-    ToxicityExample e;
-    for (auto& v : e.x.dense) v = u();
-    e.y = sigm(0.5 + 1.5 * e.x.dense[0] - e.x.dense[1]);
-    ex.push_back(e);
-  }
+  std::vector<ToxicityExample> ex =
+      synthetic_examples(400, 7, [](const auto& x) { return 0.5 + 1.5 * x[0] - x[1]; });
   ToxicityStackOptions o;
   o.sparse = false;
   o.dense_l2 = 1e-8;
@@ -171,18 +179,8 @@ TEST(TrustToxicity, StackInteractionsByHand) {
   EXPECT_EQ(f[124], 2 * 2);   // x1 x1
   EXPECT_EQ(f[188], 11 * 12);  // x10 x11
   EXPECT_EQ(f[189], 12 * 12);  // x11 x11
-  std::vector<ToxicityExample> ex;
-  uint64_t s = 11;
-  auto u = [&] {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    return static_cast<double>(s >> 11) / 9007199254740992.0 * 4 - 2;
-  };
-  for (int i = 0; i < 600; ++i) {
-    ToxicityExample e;
-    for (auto& v : e.x.dense) v = u();
-    e.y = sigm(0.5 + e.x.dense[0] - 0.8 * e.x.dense[0] * e.x.dense[6]);
-    ex.push_back(e);
-  }
+  std::vector<ToxicityExample> ex =
+      synthetic_examples(600, 11, [](const auto& x) { return 0.5 + x[0] - 0.8 * x[0] * x[6]; });
   ToxicityStackOptions o;
   o.sparse = false;
   o.pooled = false;
