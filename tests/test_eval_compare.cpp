@@ -5,6 +5,8 @@
 #include <filesystem>
 
 #include "base/error.h"
+#include "cli_run.h"
+#include "report/gate.h"
 #include "store/runs.h"
 #include "test_paths.h"
 
@@ -104,7 +106,7 @@ TEST(EvalCompare, RunsByNameOnCommonItems) {
   nlohmann::json j = c.to_json();
   const auto& ja = j["tasks"]["arc_easy"];
   for (const char* k : {"n", "acc_a", "acc_b", "delta_acc", "c2w", "w2c", "flips", "all_flips", "agreement",
-                        "kl_ab", "kl_ba", "mcnemar_p", "delta_acc_ci", "flips_ci"})
+                        "kl_ab", "kl_ba", "mcnemar_p", "delta_acc_ci", "flips_ci", "kl_ab_ci"})
     EXPECT_TRUE(ja.contains(k)) << k;
   for (const char* k : {"acc_a", "acc_b", "flips", "all_flips", "agreement", "mcnemar_p"}) {
     EXPECT_GE(ja[k].get<double>(), 0.0) << k;
@@ -183,4 +185,102 @@ TEST(EvalCompare, WarnsWhenComputeModesDiffer) {
   EXPECT_NE(mixed.find("in the native mode"), std::string::npos) << mixed;
   const std::string same = joined(compare_runs(p, "f32run", "f32run2"));
   EXPECT_EQ(same.find("WARNING"), std::string::npos) << same;
+}
+
+// ---- ctrust gate (report/gate.h) on the same hand-filled store ----
+
+TEST(Gate, DecideByRuleOnHandIntervals) {
+  // flips 7% with interval [4%, 10%] against a budget of 8%: the three rules disagree as designed.
+  GateCheck c;
+  c.metric = "flips";
+  c.scope = "t";
+  c.value = 0.07, c.low = 0.04, c.high = 0.10, c.budget = 0.08;
+  decide(c, GateRule::Strict);
+  EXPECT_FALSE(c.pass);
+  EXPECT_NE(c.reason.find("t: flips 7.00% [4.00, 10.00], 95% upper bound over budget 8.00%"), std::string::npos)
+      << c.reason;
+  decide(c, GateRule::Point);
+  EXPECT_TRUE(c.pass);
+  decide(c, GateRule::Significant);
+  EXPECT_TRUE(c.pass);
+  c.budget = 0.03;  // now even the lower bound is over
+  decide(c, GateRule::Significant);
+  EXPECT_FALSE(c.pass);
+  c.budget = 0.10;  // the bound equal to the budget is within it
+  decide(c, GateRule::Strict);
+  EXPECT_TRUE(c.pass);
+  c.high = std::nan("");  // no interval: the check fails as unknown
+  decide(c, GateRule::Point);
+  EXPECT_FALSE(c.pass);
+  EXPECT_FALSE(c.known);
+  EXPECT_THROW(gate_rule_from_name("lenient"), Error);
+}
+
+TEST(Gate, EvalBudgetsOnStoredRuns) {
+  const std::string db = make_db();
+  // arc_easy: flips 7/10 (bootstrap 95% interval [0.4, 1.0] or so: Binomial(10, 0.7) / 10), accuracy +50 points;
+  // mmlu: flips 2/3; every item's choice scores are the same in both runs, so KL is 0 with interval [0, 0].
+  GateBudget b;
+  b.max_flips = 0.75;
+  b.rule = GateRule::Point;
+  GateResult r = run_gate(db, "base", "quant", b);
+  ASSERT_EQ(r.checks.size(), 2u);  // the run tasks arc_easy and mmlu (lambada is only in base)
+  EXPECT_TRUE(r.pass()) << r.to_text();
+  EXPECT_EQ(r.checks[0].scope, "arc_easy");
+  EXPECT_DOUBLE_EQ(r.checks[0].value, 0.7);
+  EXPECT_EQ(r.checks[0].n, 10);
+  EXPECT_GT(r.checks[0].high, 0.75);  // P(X >= 9) = 0.149 for X ~ Binomial(10, 0.7)
+  b.rule = GateRule::Strict;
+  r = run_gate(db, "base", "quant", b);
+  EXPECT_FALSE(r.pass());
+  EXPECT_EQ(r.reason().rfind("FAIL: arc_easy: flips 70.00%", 0), 0u) << r.reason();
+  // Subtasks add the two MMLU subjects.
+  b.subtasks = true;
+  EXPECT_EQ(run_gate(db, "base", "quant", b).checks.size(), 4u);
+  b.subtasks = false;
+  // Accuracy drop budget 0 and KL budget 0, strict: arc_easy's accuracy went up by 50 points [10, 90] and passes;
+  // mmlu's 3 items (one flip each way) give a drop of 0 with interval [-100, 100]: not vouched for, FAIL.
+  // The significant rule passes it (its lower bound is not over budget).
+  GateBudget z;
+  z.max_acc_drop = 0;
+  z.max_kl = 0;
+  r = run_gate(db, "base", "quant", z);
+  ASSERT_EQ(r.checks.size(), 4u);
+  EXPECT_FALSE(r.pass()) << r.to_text();
+  EXPECT_EQ(r.checks[0].metric, "acc_drop");
+  EXPECT_TRUE(r.checks[0].pass);
+  EXPECT_TRUE(r.checks[1].pass);  // KL 0 [0, 0]
+  EXPECT_EQ(r.checks[2].scope, "mmlu");
+  EXPECT_FALSE(r.checks[2].pass);
+  EXPECT_NE(r.reason().find("mmlu: accuracy drop 0.00% [-100.00, 100.00], 95% upper bound over budget 0.00%"),
+            std::string::npos) << r.reason();
+  z.rule = GateRule::Significant;
+  EXPECT_TRUE(run_gate(db, "base", "quant", z).pass());
+  // Errors: no budget; a trust budget without trust runs; a run missing.
+  EXPECT_THROW(run_gate(db, "base", "quant", GateBudget{}), Error);
+  GateBudget t;
+  t.max_trust_drop = 5;
+  EXPECT_THROW(run_gate(db, "base", "quant", t), Error);
+  EXPECT_THROW(run_gate(db, "base", "nobody", b), Error);
+}
+
+TEST(Gate, CliExitStatus) {
+  if (!fs::exists(test::ctrust_bin())) GTEST_SKIP() << "no ctrust binary at " << test::ctrust_bin();
+  const std::string db = make_db();
+  auto gate = [&](const std::string& args) { return test::run_ctrust("gate base quant --db " + db + " " + args, "gate"); };
+  test::CliResult ok = gate("--max-flips 75 --rule point");
+  EXPECT_EQ(ok.status, 0) << ok.out << ok.err;
+  EXPECT_EQ(ok.out.rfind("gate base -> quant: PASS: all 2 checks within budget (rule point)", 0), 0u) << ok.out;
+  test::CliResult over = gate("--max-flips 75 --json");
+  EXPECT_EQ(over.status, 1) << over.out << over.err;
+  const auto j = nlohmann::json::parse(over.out);
+  EXPECT_FALSE(j["pass"].get<bool>());
+  EXPECT_EQ(j["rule"], "strict");
+  EXPECT_EQ(j["checks"].size(), 2u);
+  test::CliResult none = gate("");
+  EXPECT_EQ(none.status, 2);
+  EXPECT_NE(none.err.find("gate: no budget given"), std::string::npos) << none.err;
+  test::CliResult nodb = test::run_ctrust("gate base quant --max-flips 5 --db " + db + ".missing", "gate");
+  EXPECT_EQ(nodb.status, 2);
+  EXPECT_NE(nodb.err.find("does not exist"), std::string::npos) << nodb.err;
 }

@@ -86,7 +86,14 @@ TEST(EvalMetrics, PairMetricsOnHandTable) {
   EXPECT_GE(m.flips_ci[1], m.flips);
   EXPECT_GE(m.flips_ci[0], 0.0);
   EXPECT_LE(m.flips_ci[1], 1.0);
+  // KL(A||B) is non-zero on one item of the ten (k1 = 0.5 log(25/9)), so a resample's mean KL is
+  // (copies of that item drawn) x k1 / 10, copies ~ Binomial(10, 0.1): P(0) = 0.349 puts the 2.5% point at 0;
+  // P(>= 4) = 1.3% and P(>= 3) = 7.0% put the 97.5% point at 3 copies.
+  const double k1 = 0.5 * std::log(25.0 / 9.0);
+  EXPECT_EQ(m.kl_ab_ci[0], 0.0);
+  EXPECT_NEAR(m.kl_ab_ci[1], 3 * k1 / 10, 1e-12);
   PairMetrics m2 = compare_items(a, b);
+  EXPECT_EQ(m.kl_ab_ci, m2.kl_ab_ci);
   EXPECT_EQ(m.delta_acc_ci, m2.delta_acc_ci);
   EXPECT_EQ(m.flips_ci, m2.flips_ci);
   PairMetrics m3 = compare_items(a, b, BootstrapOptions{1000, 7, 0.95});
@@ -103,6 +110,8 @@ TEST(EvalMetrics, BootstrapDegenerateAndIdentity) {
   PairMetrics m = compare_items(a, b);
   EXPECT_EQ(m.delta_acc_ci, (std::array<double, 2>{1.0, 1.0}));
   EXPECT_EQ(m.flips_ci, (std::array<double, 2>{1.0, 1.0}));
+  EXPECT_NEAR(m.kl_ab_ci[0], m.kl_ab, 1e-15);  // every item has the same KL
+  EXPECT_NEAR(m.kl_ab_ci[1], m.kl_ab, 1e-15);
   EXPECT_DOUBLE_EQ(m.agreement, 0.0);
   EXPECT_DOUBLE_EQ(m.mcnemar_p, 2.0 / double(1 << 20));
   // A run against itself: nothing changes.
@@ -111,6 +120,7 @@ TEST(EvalMetrics, BootstrapDegenerateAndIdentity) {
   EXPECT_DOUBLE_EQ(s.agreement, 1.0);
   EXPECT_DOUBLE_EQ(s.kl_ab, 0.0);
   EXPECT_EQ(s.delta_acc_ci, (std::array<double, 2>{0.0, 0.0}));
+  EXPECT_EQ(s.kl_ab_ci, (std::array<double, 2>{0.0, 0.0}));
 }
 
 TEST(EvalMetrics, MismatchedRunsAreErrors) {

@@ -355,6 +355,17 @@ TEST(TrustCli, EndToEndOnStories260KWithReportAndCompare) {
   CliResult cmpt = run_cli("compare a b --db " + db);
   ASSERT_EQ(cmpt.status, 0);
   EXPECT_NE(cmpt.out.find("0 item(s) with a different parsed answer"), std::string::npos) << cmpt.out;
+
+  // ctrust gate: identical runs have paired differences of 0 with intervals [0, 0]: a budget of 0 points passes
+  // for all eight perspectives, even under the strict rule; flips/KL budgets need evaluation runs (exit 2).
+  CliResult g = run_cli("gate a b --db " + db + " --max-trust-drop 0 --json");
+  ASSERT_EQ(g.status, 0) << g.out << g.err;
+  json jg = json::parse(g.out);
+  EXPECT_TRUE(jg["pass"].get<bool>());
+  EXPECT_EQ(jg["checks"].size(), 8u);
+  CliResult ge = run_cli("gate a b --db " + db + " --max-flips 5");
+  EXPECT_EQ(ge.status, 2);
+  EXPECT_NE(ge.err.find("need an evaluation run of both models"), std::string::npos) << ge.err;
 }
 
 TEST(TrustCli, BadInputGivesClearErrors) {

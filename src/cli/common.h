@@ -67,12 +67,21 @@ class ProgressLine {
 };
 void print_json(const nlohmann::json& j);
 
+// A command that ends with a status other than 0 without an error (ctrust gate: 1 = over budget) throws
+// ExitStatus; main() returns its code. error_exit_status() is the status main() returns for an error (1; ctrust
+// gate sets 2 so that a CI job can tell "over budget" from "could not check").
+struct ExitStatus {
+  int code;
+};
+int& error_exit_status();
+
 // Registration functions, one per command family (each file in src/cli/ registers its commands).
 void register_model_commands(CLI::App& app);  // info, tokenize, generate, perplexity, convert
 void register_eval_commands(CLI::App& app);   // eval, runs, compare, kld
 void register_compress_commands(CLI::App& app);  // compress
 void register_trust_commands(CLI::App& app);     // trust, trust-report (trust_cmds.cpp)
 void register_toxicity_commands(CLI::App& app);  // toxicity-eval (toxicity_cmds.cpp)
+void register_gate_commands(CLI::App& app);      // gate (gate_cmds.cpp)
 // ctrust compare on two trust runs (trust_cmds.cpp): prints and returns true if the runs are trust runs;
 // false if neither is (the caller compares eval runs); Error if only one is.
 bool try_trust_compare(const std::string& db, const std::string& a, const std::string& b, bool json, bool csv);

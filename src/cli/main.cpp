@@ -35,6 +35,10 @@ void catch_interrupt() {
   sigaction(SIGINT, &sa, nullptr);
 }
 bool interrupted() { return g_interrupted != 0; }
+int& error_exit_status() {
+  static int status = 1;
+  return status;
+}
 
 ProgressLine::ProgressLine(double every)
     : tty_(isatty(STDERR_FILENO)), every_(every), t0_(std::chrono::steady_clock::now()) {}
@@ -85,23 +89,27 @@ int main(int argc, char** argv) {
   ctrust::cli::register_compress_commands(app);
   ctrust::cli::register_trust_commands(app);
   ctrust::cli::register_toxicity_commands(app);
+  ctrust::cli::register_gate_commands(app);
+  const int& err = ctrust::cli::error_exit_status();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const ctrust::cli::ExitStatus& e) {
+    return e.code;
   } catch (const ctrust::cli::Interrupted& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "ctrust: %s\n", e.what());
     return 130;
   } catch (const ctrust::Error& e) {
     std::fprintf(stderr, "ctrust: error: %s\n", e.what());
-    return 1;
+    return err;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "ctrust: error: out of memory\n");
-    return 1;
+    return err;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ctrust: error: %s\n", e.what());
-    return 1;
+    return err;
   }
   return 0;
 }

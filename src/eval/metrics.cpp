@@ -75,6 +75,7 @@ PairMetrics compare_items(std::span<const ItemResult> a, std::span<const ItemRes
   if (n == 0) return r;
   // Per item: 0 = both same correctness, +1 = w2c, -1 = c2w; flip = correctness changed.
   std::vector<int8_t> d(n);
+  std::vector<double> kl(n);
   int64_t ca = 0, cb = 0, agree = 0, other_wrong = 0;
   double kab = 0, kba = 0;
   for (size_t i = 0; i < n; i++) {
@@ -89,7 +90,8 @@ PairMetrics compare_items(std::span<const ItemResult> a, std::span<const ItemRes
     else if (!x.correct && y.correct) r.w2c++, d[i] = 1;
     if (x.pred == y.pred) agree++;
     else if (!x.correct && !y.correct) other_wrong++;
-    kab += kl_softmax(x.ll, y.ll);
+    kl[i] = kl_softmax(x.ll, y.ll);
+    kab += kl[i];
     kba += kl_softmax(y.ll, x.ll);
   }
   const double dn = double(n);
@@ -107,22 +109,28 @@ PairMetrics compare_items(std::span<const ItemResult> a, std::span<const ItemRes
   if (opt.resamples > 0) {
     std::mt19937_64 rng(opt.seed);
     std::uniform_int_distribution<size_t> pick(0, n - 1);
-    std::vector<double> deltas(size_t(opt.resamples)), flips(size_t(opt.resamples));
+    std::vector<double> deltas(size_t(opt.resamples)), flips(size_t(opt.resamples)), kls(size_t(opt.resamples));
     for (int s = 0; s < opt.resamples; s++) {
       int64_t sum = 0, fl = 0;
+      double k = 0;
       for (size_t i = 0; i < n; i++) {
-        const int8_t v = d[pick(rng)];
+        const size_t j = pick(rng);
+        const int8_t v = d[j];
         sum += v;
         fl += v != 0;
+        k += kl[j];
       }
       deltas[size_t(s)] = double(sum) / dn;
       flips[size_t(s)] = double(fl) / dn;
+      kls[size_t(s)] = k / dn;
     }
     std::sort(deltas.begin(), deltas.end());
     std::sort(flips.begin(), flips.end());
+    std::sort(kls.begin(), kls.end());
     const double lo = (1.0 - opt.level) / 2, hi = 1.0 - lo;
     r.delta_acc_ci = {percentile_sorted(deltas, lo), percentile_sorted(deltas, hi)};
     r.flips_ci = {percentile_sorted(flips, lo), percentile_sorted(flips, hi)};
+    r.kl_ab_ci = {percentile_sorted(kls, lo), percentile_sorted(kls, hi)};
   }
   return r;
 }

@@ -40,6 +40,7 @@ struct PairMetrics {
   double mcnemar_p = 1;                         // exact two-sided McNemar (binomial on c2w, w2c)
   std::array<double, 2> delta_acc_ci{0, 0};     // bootstrap percentile interval
   std::array<double, 2> flips_ci{0, 0};
+  std::array<double, 2> kl_ab_ci{0, 0};         // of kl_ab, from the same resamples
 };
 
 // a[i] and b[i] must be the same item (same id, same number of choices): throws Error otherwise.

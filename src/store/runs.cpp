@@ -324,7 +324,8 @@ json TaskComparison::to_json() const {
             {"kl_ba", m.kl_ba},
             {"mcnemar_p", m.mcnemar_p},
             {"delta_acc_ci", {m.delta_acc_ci[0], m.delta_acc_ci[1]}},
-            {"flips_ci", {m.flips_ci[0], m.flips_ci[1]}}};
+            {"flips_ci", {m.flips_ci[0], m.flips_ci[1]}},
+            {"kl_ab_ci", {m.kl_ab_ci[0], m.kl_ab_ci[1]}}};
   if (only_a || only_b) {
     j["only_a"] = only_a;
     j["only_b"] = only_b;
@@ -379,7 +380,8 @@ static std::vector<RunInfo> select_runs(Store& s, const std::string& sel) {
   std::set<std::string> names;
   for (auto& r : s.list_runs()) {
     names.insert(r.name);
-    if (r.name == sel) newest[r.task] = r;  // ids ascend: the last one wins
+    // Trust runs (task "trust", trust_runs.cpp) are compared by compare_trust_runs, not item by item here.
+    if (r.name == sel && r.task != "trust") newest[r.task] = r;  // ids ascend: the last one wins
   }
   if (newest.empty()) {
     std::string known;
