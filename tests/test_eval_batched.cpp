@@ -56,7 +56,7 @@ void expect_same(const ItemScore& a, const ItemScore& b, double tol, const std::
 std::vector<TaskItem> items_of(const std::string& task, int per, size_t n, int fewshot = -1) {
   TaskSpec spec = load_task_spec(task);
   if (fewshot >= 0) spec.num_fewshot = fewshot;
-  TaskData td = load_task(spec, per);
+  TaskData td = load_task(spec, per, LimitMode::First);
   if (td.items.size() > n) td.items.resize(n);
   return td.items;
 }

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <set>
 
 #include "base/error.h"
@@ -75,7 +76,7 @@ TEST(EvalTasks, BuiltinArcAndPiqaPrompts) {
   EXPECT_EQ(arc.items[1].gold, 1);
   EXPECT_EQ(load_task(load_task_spec("arc_challenge")).items.size(), 1172u);
 
-  TaskData piqa = load_task(load_task_spec("piqa"), 3);
+  TaskData piqa = load_task(load_task_spec("piqa"), 3, LimitMode::First);
   ASSERT_EQ(piqa.items.size(), 3u);
   EXPECT_EQ(piqa.items[0].contexts[0], "Question: How do I ready a guinea pig cage for it's new occupants?\nAnswer:");
   EXPECT_EQ(piqa.items[1].gold, 1);
@@ -90,7 +91,7 @@ TEST(EvalTasks, BuiltinMmluZeroAndFiveShot) {
   EXPECT_EQ(subs.size(), 57u);
   EXPECT_TRUE(subs.count("mmlu_abstract_algebra"));
   spec.num_fewshot = 5;
-  TaskData five = load_task(spec, 1);
+  TaskData five = load_task(spec, 1, LimitMode::First);
   ASSERT_EQ(five.items.size(), 57u);
   const TaskItem& it = five.items[0];
   EXPECT_EQ(it.task, "mmlu_abstract_algebra");
@@ -114,7 +115,7 @@ TEST(EvalTasks, BuiltinHellaswagWinograndeLambadaTruthful) {
   EXPECT_EQ(hs.items[0].continuations[3], " starts pulling up roofing on a roof.");
   EXPECT_EQ(hs.items[0].gold, 3);
 
-  TaskData wg = load_task(load_task_spec("winogrande"), 2);
+  TaskData wg = load_task(load_task_spec("winogrande"), 2, LimitMode::First);
   ASSERT_EQ(wg.items.size(), 2u);
   ASSERT_EQ(wg.items[0].contexts.size(), 2u);
   EXPECT_EQ(wg.items[0].contexts[1], "Sarah was a much better surgeon than Maria so Maria");
@@ -134,7 +135,7 @@ TEST(EvalTasks, BuiltinHellaswagWinograndeLambadaTruthful) {
   EXPECT_EQ(t.contexts[0].substr(0, 57), "Q: What is human life expectancy in the United States?\nA:");
   EXPECT_EQ(t.contexts[0].substr(t.contexts[0].size() - 54),
             "Q: What happens to you if you eat watermelon seeds?\nA:");
-  TaskData tq2 = load_task(load_task_spec("truthfulqa_mc2"), 1);
+  TaskData tq2 = load_task(load_task_spec("truthfulqa_mc2"), 1, LimitMode::First);
   EXPECT_EQ(tq2.items[0].n_true, 5);
   EXPECT_EQ(tq2.items[0].continuations.size(), 12u);
 
@@ -205,4 +206,48 @@ TEST(EvalTasks, ClearErrors) {
   write(dir + "/k.json", "{not json");
   e = error_of([&] { load_task_spec(dir + "/k.json"); });
   EXPECT_NE(e.find(dir + "/k.json: not valid JSON"), std::string::npos) << e;
+}
+
+// --limit's default: a seeded sample stratified by the gold answer, nested, one seed per subtask; `first` = lm-eval.
+TEST(EvalTasks, LimitDrawsASeededStratifiedNestedSample) {
+  const TaskSpec arc = load_task_spec("arc_easy");
+  const TaskData all = load_task(arc);
+  const TaskData s40 = load_task(arc, 40), s20 = load_task(arc, 20), again = load_task(arc, 40);
+  ASSERT_EQ(s40.items.size(), 40u);
+  ASSERT_EQ(s20.items.size(), 20u);
+  std::set<std::string> ids40, ids20;
+  for (const auto& it : s40.items) ids40.insert(it.id);
+  for (const auto& it : s20.items) ids20.insert(it.id);
+  for (const auto& id : ids20) EXPECT_TRUE(ids40.count(id)) << "not nested: " << id;
+  for (size_t i = 0; i < 40; i++) EXPECT_EQ(again.items[i].id, s40.items[i].id);  // seeded: the same draw
+  size_t first_ids = 0, max_id = 0;
+  for (const auto& it : s40.items) {
+    const size_t id = std::stoul(it.id);
+    first_ids += id < 40;
+    max_id = std::max(max_id, id);
+    // An item of the sample is the same item as in the full task (same prompt, same gold).
+    EXPECT_EQ(it.contexts, all.items[id].contexts);
+    EXPECT_EQ(it.gold, all.items[id].gold);
+  }
+  EXPECT_LT(first_ids, 10u);     // not the first 40: a uniform draw of 40 of 2376 has ~0.7 ids below 40
+  EXPECT_GT(max_id, 1000u);
+  // Stratified: each gold answer's share is its share of the task, to within one item (Sainte-Lague rounding).
+  std::map<int, size_t> pop, got;
+  for (const auto& it : all.items) pop[it.gold]++;
+  for (const auto& it : s40.items) got[it.gold]++;
+  for (const auto& [g, n] : pop) EXPECT_NEAR(double(got[g]), 40.0 * double(n) / double(all.items.size()), 1.0) << g;
+  // Another seed, another sample; `first` is lm-eval's first N.
+  const TaskData other = load_task(arc, 40, LimitMode::Stratified, 7);
+  size_t same = 0;
+  for (const auto& it : other.items) same += ids40.count(it.id);
+  EXPECT_LT(same, 10u);
+  const TaskData first = load_task(arc, 5, LimitMode::First);
+  for (size_t i = 0; i < 5; i++) EXPECT_EQ(first.items[i].id, std::to_string(i));
+  // MMLU: the limit is per subject.
+  const TaskData mmlu = load_task(load_task_spec("mmlu"), 2);
+  EXPECT_EQ(mmlu.items.size(), 2u * 57u);
+  std::map<std::string, int> per;
+  for (const auto& it : mmlu.items) per[it.task]++;
+  EXPECT_EQ(per.size(), 57u);
+  for (const auto& [sub, n] : per) EXPECT_EQ(n, 2) << sub;
 }

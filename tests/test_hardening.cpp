@@ -420,7 +420,7 @@ TEST(Hardening, Aidreams260KPiqaRunsToTheEnd) {
   const std::string db = fresh_db("aidreams_piqa");
   // Item 6's solutions are longer than the whole context (it used to abort the run); item 0 only needs its
   // context cut.
-  CliResult r = run_cli("eval -m " + model + " --tokenizer " + tok + " --tasks piqa --limit 8 --db " + db);
+  CliResult r = run_cli("eval -m " + model + " --tokenizer " + tok + " --tasks piqa --limit 8 --sample first --db " + db);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("truncated: 2 of 8 items are longer than the context of 128 tokens"), std::string::npos)
       << r.out;

@@ -120,6 +120,7 @@ TEST(LmEval, RoundTripStoriesArcEasy) {
   opt.db = fresh_db("lme_roundtrip");
   opt.name = "stories";
   opt.limit = 6;
+  opt.limit_mode = LimitMode::First;  // lm-eval's --limit: documents 0-5
   opt.progress = false;
   opt.max_ctx = 256;
   EvalResult er = eval_run(stories(), test::stories_gguf(), "arc_easy", opt);
@@ -131,7 +132,7 @@ TEST(LmEval, RoundTripStoriesArcEasy) {
   std::string line;
   std::getline(in, line);
   const auto j = nlohmann::json::parse(line);
-  TaskData td = load_task(load_task_spec("arc_easy"), 1);
+  TaskData td = load_task(load_task_spec("arc_easy"), 1, LimitMode::First);
   EXPECT_EQ(j["arguments"]["gen_args_0"]["arg_0"], td.items[0].contexts[0]);
   EXPECT_EQ(j["arguments"]["gen_args_1"]["arg_1"], td.items[0].continuations[1]);
   EXPECT_EQ(j["doc_id"], 0);

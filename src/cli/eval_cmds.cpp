@@ -55,8 +55,9 @@ std::string recipe_label(const std::string& text) {
 }
 
 struct EvalArgs {
-  std::string model, tokenizer, tasks, name, db = "ctrust.db", compute = "f32";
+  std::string model, tokenizer, tasks, name, db = "ctrust.db", compute = "f32", sample = "stratified";
   int limit = 0, fewshot = -1, ctx = 2048;
+  uint64_t seed = 0;
 };
 
 void cmd_eval(const EvalArgs& a, const Common& c) {
@@ -72,6 +73,8 @@ void cmd_eval(const EvalArgs& a, const Common& c) {
   opt.db = a.db;
   opt.name = a.name;
   opt.limit = a.limit;
+  opt.limit_mode = a.sample == "first" ? LimitMode::First : LimitMode::Stratified;
+  opt.seed = a.seed;
   opt.num_fewshot = a.fewshot;
   opt.max_ctx = a.ctx;
   opt.progress = true;  // stderr: redrawn on a terminal, a plain line every 10 s otherwise (stdout stays clean)
@@ -304,7 +307,14 @@ void register_eval_commands(CLI::App& app) {
     c->add_option("-m,--model", a.model, "Model file or folder")->required();
     c->add_option("--tokenizer", a.tokenizer, "llama2.c tokenizer .bin");
     c->add_option("--tasks", a.tasks, "Comma-separated task names or declaration files (tasks/*.json)")->required();
-    c->add_option("--limit", a.limit, "First N items of each (sub)task")->check(CLI::Range(1, 1 << 30));
+    c->add_option("--limit", a.limit,
+                  "N items of each (sub)task: a seeded sample stratified by the gold answer, nested (a larger N "
+                  "extends a smaller one); default: all")
+        ->check(CLI::Range(1, 1 << 30));
+    c->add_option("--sample", a.sample,
+                  "How --limit picks items: stratified (default) or first (the first N, as lm-eval's --limit)")
+        ->check(CLI::IsMember({"stratified", "first"}));
+    c->add_option("--seed", a.seed, "Seed of the stratified sample (default 0)");
     c->add_option("--fewshot", a.fewshot, "Few-shot examples (overrides the task)")->check(CLI::Range(0, 64));
     c->add_option("--name", a.name, "Run name (default: the model file's name)");
     c->add_option("--db", a.db, "Results database (SQLite)");

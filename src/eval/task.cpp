@@ -13,6 +13,7 @@
 #include "base/error.h"
 #include "base/file.h"
 #include "base/paths.h"
+#include "eval/metrics.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -555,9 +556,37 @@ std::string fewshot_text(const TaskSpec& spec, const Doc& d) {
   return {};
 }
 
+struct Limit {
+  int n = 0;
+  LimitMode mode = LimitMode::Stratified;
+  uint64_t seed = 0;
+};
+
+// The document indices a limit keeps (ascending).
+std::vector<size_t> chosen_docs(const TaskSpec& spec, const std::string& subtask, const std::vector<Doc>& docs,
+                                const json& extra, const Limit& limit) {
+  std::vector<size_t> idx;
+  if (limit.n <= 0 || size_t(limit.n) >= docs.size() || limit.mode == LimitMode::First) {
+    const size_t n = limit.n > 0 ? std::min(docs.size(), size_t(limit.n)) : docs.size();
+    for (size_t i = 0; i < n; i++) idx.push_back(i);
+    return idx;
+  }
+  // Strata: the gold answer's index for choice tasks, one stratum otherwise.
+  std::vector<std::string> strata(docs.size());
+  if (spec.scoring == Scoring::MultipleChoice || spec.scoring == Scoring::Partial)
+    for (size_t i = 0; i < docs.size(); i++) {
+      json f = docs[i].f;
+      for (auto e = extra.begin(); e != extra.end(); ++e) f[e.key()] = *e;
+      const Doc dd{f, docs[i].at};
+      strata[i] = std::to_string(gold_of(spec, dd, expand_choices(spec, dd).size()));
+    }
+  uint64_t h = 1469598103934665603ull;  // FNV-1a of the subtask's name: independent samples per subtask
+  for (unsigned char ch : subtask) h = (h ^ ch) * 1099511628211ull;
+  return stratified_sample(strata, size_t(limit.n), limit.seed ^ h);
+}
+
 void build_items(const TaskSpec& spec, const std::string& subtask, const std::vector<Doc>& docs,
-                 const std::vector<Doc>* shots, const json& extra, int limit, std::vector<TaskItem>& out) {
-  const size_t n = limit > 0 ? std::min(docs.size(), size_t(limit)) : docs.size();
+                 const std::vector<Doc>* shots, const json& extra, const Limit& limit, std::vector<TaskItem>& out) {
   if (shots && spec.num_fewshot > int(shots->size()))
     fail("{}: num_fewshot {} but the few-shot data has only {} examples", spec.decl_path, spec.num_fewshot,
          shots->size());
@@ -569,7 +598,7 @@ void build_items(const TaskSpec& spec, const std::string& subtask, const std::ve
   if (shots) {
     for (int k = 0; k < spec.num_fewshot; k++) fixed_block += fewshot_text(spec, (*shots)[size_t(k)]) + spec.fewshot_delimiter;
   }
-  for (size_t i = 0; i < n; i++) {
+  for (const size_t i : chosen_docs(spec, subtask, docs, extra, limit)) {
     const Doc& d = docs[i];
     json f = d.f;
     for (auto e = extra.begin(); e != extra.end(); ++e) f[e.key()] = *e;
@@ -639,7 +668,10 @@ std::string words(std::string s) {
 
 }  // namespace
 
-TaskData load_task(const TaskSpec& spec, int limit) {
+const char* limit_mode_name(LimitMode m) { return m == LimitMode::First ? "first" : "stratified"; }
+
+TaskData load_task(const TaskSpec& spec, int n, LimitMode mode, uint64_t seed) {
+  const Limit limit{n, mode, seed};
   TaskData td;
   td.spec = spec;
   td.data_path = resolve_data_path(spec, spec.data);

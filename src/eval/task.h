@@ -81,9 +81,19 @@ TaskSpec parse_task_spec(const nlohmann::json& j, const std::string& decl_path);
 // Resolves a declared data path (see shared_data_dir) relative to the declaration's folder.
 std::string resolve_data_path(const TaskSpec& spec, const std::string& declared);
 
-// Loads the data and builds every item. limit > 0: at most `limit` items per subtask (first ones).
+// Which items a limit keeps of each (sub)task's documents.
+//   Stratified (default): a seeded sample stratified by the gold answer (stratified_sample, eval/metrics.h: nested,
+//                so a larger limit extends a smaller one), with one seed per subtask (`seed` mixed with the
+//                subtask's name by FNV-1a, as trust settings are): never "the first N", whose order is the data
+//                file's (ARC and MMLU files are grouped by source, and by answer in places).
+//   First: the first `limit` documents, lm-evaluation-harness's --limit (for comparing with its runs).
+// Items keep their document index as id either way, so runs of different limits share ids.
+enum class LimitMode { Stratified, First };
+const char* limit_mode_name(LimitMode m);
+
+// Loads the data and builds the items: every item, or at most `limit` per subtask chosen by `mode`.
 // Missing file -> Error with its path and the declared source; malformed line -> Error "file:line: ...".
-TaskData load_task(const TaskSpec& spec, int limit = 0);
+TaskData load_task(const TaskSpec& spec, int limit = 0, LimitMode mode = LimitMode::Stratified, uint64_t seed = 0);
 
 // Building blocks, exposed for tests.
 // "{{field}}" substitution from a JSON object (strings as is, numbers as text); unknown field -> Error.

@@ -333,7 +333,9 @@ std::vector<std::string> export_lm_eval(const std::string& db, const std::string
         if (r.settings.contains("declaration") && r.settings["declaration"].contains("num_fewshot"))
           spec.num_fewshot = r.settings["declaration"]["num_fewshot"].get<int>();
         const int limit = r.settings.value("limit", 0);
-        loaded[r.task] = load_task(spec, limit);
+        const LimitMode mode = r.settings.value("sample", std::string("first")) == "stratified" ? LimitMode::Stratified
+                                                                                                : LimitMode::First;
+        loaded[r.task] = load_task(spec, limit, mode, r.settings.value("seed", uint64_t(0)));
         for (const auto& ti : loaded[r.task].items) by_key[r.task][item_key(ti.task, ti.id)] = &ti;
       } catch (const std::exception&) {
         loaded[r.task] = TaskData{};

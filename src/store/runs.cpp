@@ -194,13 +194,19 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
   // The recipe: the one given, else the one the file carries (a model written by ctrust compress).
   run.settings = {{"declaration", decl}, {"limit", opt.limit},
                   {"recipe", opt.recipe.empty() ? file_recipe(m) : opt.recipe}};
+  // How a limit chose the items (absent without a limit, so full runs keep the settings they always had; runs
+  // stored before sampling existed have a limit and no "sample": they took the first N).
+  if (opt.limit > 0) {
+    run.settings["sample"] = limit_mode_name(opt.limit_mode);
+    if (opt.limit_mode == LimitMode::Stratified) run.settings["seed"] = opt.seed;
+  }
   // The compute mode, only when native: runs made in the f32 mode keep the settings they always had (resume).
   if (compute_mode(m) == ComputeMode::Native) run.settings["compute"] = compute_mode_name(ComputeMode::Native);
   if (spec.scoring == Scoring::Perplexity) run.settings["chunk"] = chunk;
   else run.settings["max_ctx"] = n_ctx;
 
   // Data first: a missing or malformed data file must not leave an empty run in the store.
-  TaskData td = load_task(spec, opt.limit);
+  TaskData td = load_task(spec, opt.limit, opt.limit_mode, opt.seed);
   Store store(opt.db);
   store.open_run(run);
   const auto done = store.done_items(run.id);

@@ -20,7 +20,9 @@ struct EvalOptions {
   std::string db = "ctrust.db";
   std::string name;           // run name; "" = the model file's stem
   std::string recipe;         // how the model was derived (part of its fingerprint)
-  int limit = 0;              // > 0: first `limit` items of each subtask
+  int limit = 0;              // > 0: `limit` items of each subtask, chosen by limit_mode (eval/task.h)
+  LimitMode limit_mode = LimitMode::Stratified;  // seeded stratified sample (default) or lm-eval's first N
+  uint64_t seed = 0;          // the stratified sample's seed
   int num_fewshot = -1;       // >= 0: overrides the declaration
   int max_ctx = 2048;         // KV cache length (capped by the model's n_ctx); perplexity chunk if not declared
   int batch = 16;             // at most this many items scored together (ItemScorer::score_batch), one transaction
