@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
     auto m = open_model(path);
     TaskSpec spec = load_task_spec(task);
     if (fewshot >= 0) spec.num_fewshot = fewshot;
-    TaskData td = load_task(spec, limit);
+    TaskData td = load_task(spec, limit, LimitMode::First);  // the first items, as the recorded figures used
     if (int(td.items.size()) > n + 1) td.items.resize(size_t(n) + 1);
     if (td.items.size() < 2) fail("{}: too few items", task);
     if (scorer != "batched" && scorer != "seq") fail("--scorer: batched or seq, not '{}'", scorer);
