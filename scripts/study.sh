@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# The seed papers' findings on the models here (issue 17, docs/study.md): every number of the study from scratch,
+# resumable at every step (compressed files are kept, evaluations and trust runs resume from their stores, each
+# comparison is written once). Run it again after an interruption: finished work is skipped.
+#
+#   bash scripts/study.sh [flips|trust|all]     (default all)
+#
+# Part 1, flips (Dutta et al.): per model, the base and its variants GPTQ 4-bit, GPTQ 3-bit, AWQ 4-bit (group 128),
+#   SmoothQuant W8A8 and Wanda 2:4, evaluated on ARC-Easy, ARC-Challenge, HellaSwag, PIQA, WinoGrande, BoolQ and
+#   MMLU (a seeded sample stratified by answer: STUDY_LIMIT items per task, STUDY_MMLU_LIMIT per MMLU subject;
+#   the full sets when both are 0), compared item by item with the base (Δacc, flips, KL over choices, with 95%
+#   intervals), and token-level KL on WikiText-2 test (STUDY_KLD_CHUNKS chunks of 512 tokens).
+# Part 2, trust (Hong et al.): the eight perspectives at STUDY_TRUST_PRESET for STUDY_TRUST_MODELS, the same
+#   variants plus GPTQ 8-bit, with paired differences (ctrust compare on trust runs).
+# Outputs: $STUDY_DIR/out/*.json (one file per comparison), the stores $STUDY_DIR/eval.db and trust.db, the
+#   variants in $STUDY_DIR/variants/. Wall time of each step on stderr and in $STUDY_DIR/out/times.tsv.
+# Environment (defaults): STUDY_DIR (~/.cache/ctrust/study), STUDY_MODELS ("smollm2 qwen0.5b qwen1.5b"),
+#   STUDY_TRUST_MODELS ("smollm2 qwen1.5b"), STUDY_LIMIT (500), STUDY_MMLU_LIMIT (10), STUDY_SEED (0),
+#   STUDY_KLD_CHUNKS (40), STUDY_TRUST_PRESET (standard), THREADS (2).
+# Models: SmolLM2-135M-Instruct (its F32 copy is the base: scripts/setup.sh); Qwen2.5-Coder-0.5B/1.5B-Instruct
+#   exist here only as Q4_K_M files (scripts/fetch_models.sh): their base is that file, and compression starts
+#   from its dequantized F16 copy (so a variant's difference is the compression's, on top of Q4_K_M).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${CTRUST_CACHE:-$HOME/.cache/ctrust}
+dir=${STUDY_DIR:-$cache/study}
+models=${STUDY_MODELS:-smollm2 qwen0.5b qwen1.5b}
+trust_models=${STUDY_TRUST_MODELS:-smollm2 qwen1.5b}
+limit=${STUDY_LIMIT:-500}
+mmlu_limit=${STUDY_MMLU_LIMIT:-10}
+seed=${STUDY_SEED:-0}
+kld_chunks=${STUDY_KLD_CHUNKS:-40}
+preset=${STUDY_TRUST_PRESET:-standard}
+threads=${THREADS:-2}
+part=${1:-all}
+ctrust="$root/build/ctrust"
+wiki="$root/../shared/data/wikitext-2-raw/wiki.test.raw"
+[ -f "$wiki" ] || wiki=$(cd "$root/.." && pwd)/shared/data/wikitext-2-raw/wiki.test.raw
+mkdir -p "$dir/variants" "$dir/out"
+times="$dir/out/times.tsv"
+[ -s "$times" ] || printf 'step\tseconds\tload_at_start\tfinished\n' > "$times"
+
+case "$part" in flips|trust|all) ;; *) echo "usage: bash scripts/study.sh [flips|trust|all]" >&2; exit 2 ;; esac
+CTRUST_TARGETS=ctrust bash "$root/scripts/setup.sh"
+
+timed() {  # timed NAME command...: runs it, logs wall time and load
+  local name=$1; shift
+  local load t0=$SECONDS
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  echo "[study] $(date +%T) $name (load $load)" >&2
+  "$@"
+  printf '%s\t%d\t%s\t%s\n' "$name" $((SECONDS - t0)) "$load" "$(date -u +%FT%TZ)" >> "$times"
+}
+
+# once OUT command...: runs the command with stdout to OUT unless OUT exists (written through OUT.part).
+once() {
+  local out=$1; shift
+  [ -s "$out" ] && return 0
+  "$@" > "$out.part"
+  mv "$out.part" "$out"
+}
+
+base_file() {  # the file evaluated as the model's baseline
+  case "$1" in
+    smollm2) echo "$cache/models/SmolLM2-135M-Instruct.F32.gguf" ;;
+    qwen0.5b) echo "$cache/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf" ;;
+    qwen1.5b) echo "$cache/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf" ;;
+    *) echo "ctrust: error: unknown study model '$1' (smollm2, qwen0.5b, qwen1.5b)" >&2; exit 2 ;;
+  esac
+}
+
+source_file() {  # what compression reads: an F16 copy for the Q4_K_M files
+  local m=$1 b
+  b=$(base_file "$m")
+  if [ "$m" = smollm2 ]; then echo "$b"; return; fi
+  local f16="$dir/variants/$m-base-f16.gguf"
+  if [ ! -s "$f16" ]; then
+    timed "$m convert f16" "$ctrust" convert -m "$b" -o "$f16.part" --type f16 >&2
+    mv "$f16.part" "$f16"
+  fi
+  echo "$f16"
+}
+
+# Variant name -> compress arguments.
+declare -A recipe=(
+  [gptq-w4g128]="--method gptq --bits 4 --group-size 128"
+  [gptq-w3g128]="--method gptq --bits 3 --group-size 128"
+  [gptq-w8g128]="--method gptq --bits 8 --group-size 128"
+  [awq-w4g128]="--method awq --bits 4 --group-size 128"
+  [smoothquant-w8a8]="--method smoothquant"
+  [wanda-2of4]="--method wanda --nm 2:4"
+)
+flip_variants="gptq-w4g128 gptq-w3g128 awq-w4g128 smoothquant-w8a8 wanda-2of4"
+trust_variants="gptq-w8g128 $flip_variants"
+
+variant_file() {  # variant_file MODEL VARIANT: compresses once
+  local m=$1 v=$2 f="$dir/variants/$1-$2.gguf"
+  if [ ! -s "$f" ]; then
+    local src
+    src=$(source_file "$m")
+    # shellcheck disable=SC2086
+    timed "$m compress $v" "$ctrust" compress -m "$src" ${recipe[$v]} --seed "$seed" -t "$threads" -o "$f.part" >&2
+    mv "$f.part" "$f"
+  fi
+  echo "$f"
+}
+
+model_file() { if [ "$2" = base ]; then base_file "$1"; else variant_file "$1" "$2"; fi; }
+
+ensure_model() {
+  local m=$1
+  [ "$m" = smollm2 ] && return 0
+  [ -s "$(base_file "$m")" ] || bash "$root/scripts/fetch_models.sh" "$m"
+}
+
+tasks=arc_easy,arc_challenge,hellaswag,piqa,winogrande,boolq
+eval_model() {  # eval_model MODEL VARIANT
+  local m=$1 v=$2 f lim=() mlim=()
+  f=$(model_file "$m" "$v")
+  [ "$limit" -gt 0 ] && lim=(--limit "$limit" --seed "$seed")
+  [ "$mmlu_limit" -gt 0 ] && mlim=(--limit "$mmlu_limit" --seed "$seed")
+  timed "$m eval $v" "$ctrust" eval -m "$f" --tasks "$tasks" "${lim[@]}" --name "$m-$v" --db "$dir/eval.db" \
+    -t "$threads" --json > "$dir/out/eval-$m-$v.json"
+  timed "$m eval-mmlu $v" "$ctrust" eval -m "$f" --tasks mmlu "${mlim[@]}" --name "$m-$v" --db "$dir/eval.db" \
+    -t "$threads" --json > "$dir/out/eval-mmlu-$m-$v.json"
+}
+
+flips() {
+  for m in $models; do
+    ensure_model "$m"
+    eval_model "$m" base
+    local base_kld="$dir/variants/$m-base.kld"
+    if [ ! -s "$base_kld" ]; then
+      timed "$m kld-base" "$ctrust" kld --base "$(base_file "$m")" --save-base "$base_kld.part" -f "$wiki" \
+        --ctx 512 --chunks "$kld_chunks" -t "$threads" > /dev/null
+      mv "$base_kld.part" "$base_kld"
+    fi
+    for v in $flip_variants; do
+      eval_model "$m" "$v"
+      once "$dir/out/compare-$m-$v.json" "$ctrust" compare "$m-base" "$m-$v" --db "$dir/eval.db" --json
+      timed "$m kld $v" once "$dir/out/kld-$m-$v.json" "$ctrust" kld --load-base "$base_kld" -m "$(model_file "$m" "$v")" \
+        -f "$wiki" --ctx 512 --chunks "$kld_chunks" -t "$threads" --json
+    done
+  done
+}
+
+trust() {
+  "$ctrust" trust-plan --preset "$preset" --json > "$dir/out/trust-plan-$preset.json"
+  for m in $trust_models; do
+    ensure_model "$m"
+    for v in base $trust_variants; do
+      timed "$m trust $v" "$ctrust" trust -m "$(model_file "$m" "$v")" --preset "$preset" --name "$m-$v" \
+        --db "$dir/trust.db" -t "$threads" --json > "$dir/out/trust-$m-$v.json"
+      [ "$v" = base ] && continue
+      once "$dir/out/trust-compare-$m-$v.json" "$ctrust" compare "$m-base" "$m-$v" --db "$dir/trust.db" --json
+    done
+  done
+}
+
+t_all=$SECONDS
+[ "$part" = trust ] || flips
+[ "$part" = flips ] || trust
+echo "[study] done in $((SECONDS - t_all)) s; outputs in $dir/out (times: $times)" >&2
