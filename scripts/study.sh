@@ -16,7 +16,8 @@
 #   variants in $STUDY_DIR/variants/. Wall time of each step on stderr and in $STUDY_DIR/out/times.tsv.
 # Environment (defaults): STUDY_DIR (~/.cache/ctrust/study), STUDY_MODELS ("smollm2 qwen0.5b qwen1.5b"),
 #   STUDY_TRUST_MODELS ("smollm2 qwen1.5b"), STUDY_LIMIT (500), STUDY_MMLU_LIMIT (10), STUDY_SEED (0),
-#   STUDY_KLD_CHUNKS (40), STUDY_TRUST_PRESET (standard), THREADS (2).
+#   STUDY_KLD_CHUNKS (40), STUDY_TRUST_PRESET (standard), THREADS (2), CTRUST_BIN (default build/ctrust after
+#   scripts/setup.sh; give a copied binary for a study that spans rebuilds).
 # Models: SmolLM2-135M-Instruct (its F32 copy is the base: scripts/setup.sh); Qwen2.5-Coder-0.5B/1.5B-Instruct
 #   exist here only as Q4_K_M files (scripts/fetch_models.sh): their base is that file, and compression starts
 #   from its dequantized F16 copy (so a variant's difference is the compression's, on top of Q4_K_M).
@@ -33,7 +34,7 @@ kld_chunks=${STUDY_KLD_CHUNKS:-40}
 preset=${STUDY_TRUST_PRESET:-standard}
 threads=${THREADS:-2}
 part=${1:-all}
-ctrust="$root/build/ctrust"
+ctrust=${CTRUST_BIN:-$root/build/ctrust}  # CTRUST_BIN: a fixed copy, so a rebuild mid-study changes nothing
 wiki="$root/../shared/data/wikitext-2-raw/wiki.test.raw"
 [ -f "$wiki" ] || wiki=$(cd "$root/.." && pwd)/shared/data/wikitext-2-raw/wiki.test.raw
 mkdir -p "$dir/variants" "$dir/out"
@@ -41,7 +42,7 @@ times="$dir/out/times.tsv"
 [ -s "$times" ] || printf 'step\tseconds\tload_at_start\tfinished\n' > "$times"
 
 case "$part" in flips|trust|all) ;; *) echo "usage: bash scripts/study.sh [flips|trust|all]" >&2; exit 2 ;; esac
-CTRUST_TARGETS=ctrust bash "$root/scripts/setup.sh"
+[ -n "${CTRUST_BIN:-}" ] || CTRUST_TARGETS=ctrust bash "$root/scripts/setup.sh"
 
 timed() {  # timed NAME command...: runs it, logs wall time and load
   local name=$1; shift
