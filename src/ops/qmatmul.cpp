@@ -210,6 +210,20 @@ void unpack_k(GgmlType t, const uint8_t* x, KBlock& k) {
   }
 }
 
+// Whether the k-quant type has a min term (value = d sc u - dmin mn: Q2_K, Q4_K, Q5_K) rather than an offset
+// (value = d sc (u - off): Q3_K, Q6_K).
+constexpr bool k_has_min(GgmlType t) { return t == GgmlType::Q2_K || t == GgmlType::Q4_K || t == GgmlType::Q5_K; }
+
+// The f32 step of one k-quant block, shared by every version of the dot product: the block's exact integer sums
+// isum = sum_s sc_s (u . q8 - off * bsum)_s and msum = sum_s mn_s bsum_s enter the running sum through two
+// explicit FMAs (sumf + d dy isum, then - dmin dy msum), so the compiler has no contraction choice and the
+// SIMD versions, which do the same per lane, give the same bits.
+inline float k_block_f32(float sumf, float d, float dmin, float dy, int isum, int msum, bool has_min) {
+  sumf = std::fma(d * dy, (float)isum, sumf);
+  if (has_min) sumf = std::fma(-(dmin * dy), (float)msum, sumf);
+  return sumf;
+}
+
 float ref_dot_k(GgmlType t, const uint8_t* w, const uint8_t* xq, int64_t n, size_t wbs) {
   float sumf = 0.0f;
   KBlock k;
@@ -227,7 +241,7 @@ float ref_dot_k(GgmlType t, const uint8_t* w, const uint8_t* xq, int64_t n, size
       isum += k.sc[s] * (dot - k.off * bsum);
       msum += k.mn[s] * bsum;
     }
-    sumf += k.d * dy * (float)isum - k.dmin * dy * (float)msum;
+    sumf = k_block_f32(sumf, k.d, k.dmin, dy, isum, msum, k_has_min(t));
   }
   return sumf;
 }
