@@ -450,6 +450,24 @@ DotFn dot_fn(KernelIsa isa) {
   return ref_vec_dot;
 }
 
+using Dot8Fn = bool (*)(GgmlType, const uint8_t*, const uint8_t* const*, int64_t, float*);
+
+bool ref_vec_dot8_k(GgmlType t, const uint8_t* w, const uint8_t* const* x, int64_t n, float* out) {
+  if (native_act_type(t) != GgmlType::Q8_K) return false;
+  for (int r = 0; r < 8; ++r) out[r] = ref_vec_dot(t, w, x[r], n);
+  return true;
+}
+
+// Eight activation rows against one weight row, k-quants only (the same result as eight single dot products).
+Dot8Fn dot8_fn(KernelIsa isa) {
+  switch (isa) {
+    case KernelIsa::Ref: return ref_vec_dot8_k;
+    case KernelIsa::Avx2: return avx2::vec_dot8_k;
+    case KernelIsa::Avx512: return avx512::vec_dot8_k;
+  }
+  return ref_vec_dot8_k;
+}
+
 // Four activation rows against one weight row (the same result as four single dot products).
 Dot4Fn dot4_fn(KernelIsa isa) {
   switch (isa) {
@@ -487,6 +505,8 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
   uint8_t* xq = g_act.fit(arow * (size_t)rows);
   const DotFn dot = dot_fn(isa);
   const Dot4Fn dot4 = dot4_fn(isa);
+  const Dot8Fn dot8 = dot8_fn(isa);
+  const bool kq = native_act_type(t) == GgmlType::Q8_K;
   const bool par = threads && (int64_t)rows * in * out >= kParallelMin && omp_get_max_threads() > 1;
   const GgmlType at = native_act_type(t);
   const bool legacy = rows >= 4 && (at == GgmlType::Q8_0 || at == GgmlType::Q8_1);
@@ -555,6 +575,15 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
           for (int o = o0; o < o1; ++o) {
             avx512::dotg_packed(t, w + wrow * o, pq + gb * G * 32, pd + gb * G * 8, ps + gb * G, in, v);
             for (int k = 0; k < G; ++k) y[(int64_t)(r + k) * out + o] = v[k];
+          }
+        }
+        for (; kq && r + 8 <= rows; r += 8) {  // k-quants: eight activation rows per pass over a weight row
+          const uint8_t* xs[8];
+          for (int k = 0; k < 8; ++k) xs[k] = xq + arow * (r + k);
+          float v[8];
+          for (int o = o0; o < o1; ++o) {
+            dot8(t, w + wrow * o, xs, in, v);
+            for (int k = 0; k < 8; ++k) y[(int64_t)(r + k) * out + o] = v[k];
           }
         }
         for (; r + 4 <= rows; r += 4) {  // four activation rows per pass over a weight row
