@@ -228,7 +228,8 @@ TEST(QMatmul, RoundedActivationsWithinHalfAStep) {
 // ---------------------------------------------------------------- matrix drivers
 
 // native_matmul (threaded, several rows at once) gives exactly the single dot products of the dispatched ISA,
-// whatever the number of rows: decode (1 row), a prefill-sized block, and a ragged row count.
+// whatever the number of rows: decode (1 row), a prefill-sized block, and ragged row counts (13 = 8 + 4 + 1 for
+// the k-quants on AVX-512), for every ISA the CPU has.
 TEST(QMatmul, MatmulEqualsDotProductsForAnyRowCount) {
   std::mt19937 rng(3);
   const int in = 256, out = 53;
@@ -237,18 +238,20 @@ TEST(QMatmul, MatmulEqualsDotProductsForAnyRowCount) {
     SCOPED_TRACE(ggml_type_name(t));
     auto w = random_weights(t, out, in, rng);
     const size_t wrow = ggml_nbytes(t, in);
-    for (int rows : {1, 7, 40}) {
+    for (int rows : {1, 7, 13, 40}) {
       auto x = random_acts((int64_t)rows * in, rng);
       std::vector<float> y((size_t)rows * out), y1((size_t)rows * out);
       native_matmul(t, w.data(), in, out, x.data(), y.data(), rows);
-      native_matmul_isa(t, w.data(), in, out, x.data(), y1.data(), rows, kernel_isa());
       std::vector<uint8_t> xq(native_act_bytes(t, in));
-      for (int r = 0; r < rows; ++r) {
-        native_quantize_row(t, x.data() + (size_t)r * in, xq.data(), in);
-        for (int o = 0; o < out; ++o) {
-          const float d = native_vec_dot(t, w.data() + wrow * o, xq.data(), in, kernel_isa());
-          ASSERT_EQ(y[(size_t)r * out + o], d) << rows << " rows, r " << r << " o " << o;
-          ASSERT_EQ(y1[(size_t)r * out + o], d);
+      for (KernelIsa isa : isas()) {  // every ISA's driver (AVX-512: 8-row k-quant and 16-row packed passes)
+        native_matmul_isa(t, w.data(), in, out, x.data(), y1.data(), rows, isa);
+        for (int r = 0; r < rows; ++r) {
+          native_quantize_row(t, x.data() + (size_t)r * in, xq.data(), in);
+          for (int o = 0; o < out; ++o) {
+            const float d = native_vec_dot(t, w.data() + wrow * o, xq.data(), in, isa);
+            ASSERT_EQ(y1[(size_t)r * out + o], d) << kernel_isa_name(isa) << ", " << rows << " rows, r " << r << " o " << o;
+            if (isa == kernel_isa()) ASSERT_EQ(y[(size_t)r * out + o], d) << rows << " rows, r " << r << " o " << o;
+          }
         }
       }
     }

@@ -450,23 +450,11 @@ DotFn dot_fn(KernelIsa isa) {
   return ref_vec_dot;
 }
 
-using Dot8Fn = bool (*)(GgmlType, const uint8_t*, const uint8_t* const*, int64_t, float*);
+using Dot8Fn = void (*)(GgmlType, const uint8_t*, const uint8_t* const*, int64_t, float*);
 
-bool ref_vec_dot8_k(GgmlType t, const uint8_t* w, const uint8_t* const* x, int64_t n, float* out) {
-  if (native_act_type(t) != GgmlType::Q8_K) return false;
-  for (int r = 0; r < 8; ++r) out[r] = ref_vec_dot(t, w, x[r], n);
-  return true;
-}
-
-// Eight activation rows against one weight row, k-quants only (the same result as eight single dot products).
-Dot8Fn dot8_fn(KernelIsa isa) {
-  switch (isa) {
-    case KernelIsa::Ref: return ref_vec_dot8_k;
-    case KernelIsa::Avx2: return avx2::vec_dot8_k;
-    case KernelIsa::Avx512: return avx512::vec_dot8_k;
-  }
-  return ref_vec_dot8_k;
-}
+// Eight activation rows against one weight row, k-quants on AVX-512 only (the same result as eight single dot
+// products); null where the ISA has no 8-row kernel.
+Dot8Fn dot8_fn(KernelIsa isa) { return isa == KernelIsa::Avx512 ? avx512::vec_dot8_k : nullptr; }
 
 // Four activation rows against one weight row (the same result as four single dot products).
 Dot4Fn dot4_fn(KernelIsa isa) {
@@ -506,7 +494,7 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
   const DotFn dot = dot_fn(isa);
   const Dot4Fn dot4 = dot4_fn(isa);
   const Dot8Fn dot8 = dot8_fn(isa);
-  const bool kq = native_act_type(t) == GgmlType::Q8_K;
+  const bool kq8 = native_act_type(t) == GgmlType::Q8_K && dot8 != nullptr;
   const bool par = threads && (int64_t)rows * in * out >= kParallelMin && omp_get_max_threads() > 1;
   const GgmlType at = native_act_type(t);
   const bool legacy = rows >= 4 && (at == GgmlType::Q8_0 || at == GgmlType::Q8_1);
@@ -577,7 +565,7 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
             for (int k = 0; k < G; ++k) y[(int64_t)(r + k) * out + o] = v[k];
           }
         }
-        for (; kq && r + 8 <= rows; r += 8) {  // k-quants: eight activation rows per pass over a weight row
+        for (; kq8 && r + 8 <= rows; r += 8) {  // k-quants (AVX-512): eight activation rows per pass over a weight row
           const uint8_t* xs[8];
           for (int k = 0; k < 8; ++k) xs[k] = xq + arow * (r + k);
           float v[8];
