@@ -456,6 +456,22 @@ using Dot8Fn = void (*)(GgmlType, const uint8_t*, const uint8_t* const*, int64_t
 // products); null where the ISA has no 8-row kernel.
 Dot8Fn dot8_fn(KernelIsa isa) { return isa == KernelIsa::Avx512 ? avx512::vec_dot8_k : nullptr; }
 
+using DotW4Fn = void (*)(GgmlType, const uint8_t*, size_t, const uint8_t*, int64_t, float*);
+
+void ref_vec_dot_k_w4(GgmlType t, const uint8_t* w, size_t wrow, const uint8_t* x, int64_t n, float* out) {
+  for (int k = 0; k < 4; ++k) out[k] = ref_vec_dot(t, w + wrow * k, x, n);
+}
+
+// Four weight rows against one activation row, k-quants (decode; the same results as four single products).
+DotW4Fn dotw4_fn(KernelIsa isa) {
+  switch (isa) {
+    case KernelIsa::Ref: return ref_vec_dot_k_w4;
+    case KernelIsa::Avx2: return avx2::vec_dot_k_w4;
+    case KernelIsa::Avx512: return avx512::vec_dot_k_w4;
+  }
+  return ref_vec_dot_k_w4;
+}
+
 // Four activation rows against one weight row (the same result as four single dot products).
 Dot4Fn dot4_fn(KernelIsa isa) {
   switch (isa) {
@@ -548,7 +564,14 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
           }
         }
     }
-    if (rows == 1) {
+    if (rows == 1 && native_act_type(t) == GgmlType::Q8_K) {  // k-quants: four weight rows per pass
+      const DotW4Fn dotw4 = dotw4_fn(isa);
+      const int n4 = out / 4;
+#pragma omp for schedule(static)
+      for (int g = 0; g < n4; ++g) dotw4(t, w + wrow * 4 * g, wrow, xq, in, y + 4 * g);
+#pragma omp for schedule(static)
+      for (int o = 4 * n4; o < out; ++o) y[o] = dot(t, w + wrow * o, xq, in);
+    } else if (rows == 1) {
 #pragma omp for schedule(static)
       for (int o = 0; o < out; ++o) y[o] = dot(t, w + wrow * o, xq, in);
     } else {
