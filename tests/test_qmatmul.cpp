@@ -1,6 +1,7 @@
 // Native (typed-weight) kernels, ops/qmatmul.h: activation rounding on hand-computed cases; every ISA's dot
 // product against the reference loop and against the f32 product of the dequantized operands; the threaded
-// matrix drivers against single dot products; the native model against llama.cpp's own Q4_1 logits.
+// matrix drivers against single dot products; the native model against llama.cpp's own logits on the Q4_1
+// (SmolLM2) and Q4_K_M (Qwen2.5-1.5B) files.
 #include <gtest/gtest.h>
 
 #include <cmath>
