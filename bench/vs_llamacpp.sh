@@ -71,7 +71,8 @@ if [[ "${SUMMARY_ONLY:-0}" != 1 ]]; then
 say "results in $out; llama.cpp: $(head -1 "$cache/llamacpp/VERSION" 2>/dev/null || echo unknown)"
 {
   echo "date_start=$(date -u +%FT%TZ)"
-  echo "ctrust_commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "ctrust_commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"  # of the worktree; CTRUST_BUILD may hold another build
+  echo "ctrust_build=$build"
   echo "llamacpp=$(head -1 "$cache/llamacpp/VERSION" 2>/dev/null || echo unknown)"
   echo "cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
 } >>"$out/meta.txt"

@@ -1,6 +1,7 @@
 // Native (typed-weight) kernels, ops/qmatmul.h: activation rounding on hand-computed cases; every ISA's dot
 // product against the reference loop and against the f32 product of the dequantized operands; the threaded
-// matrix drivers against single dot products; the native model against llama.cpp's own Q4_1 logits.
+// matrix drivers against single dot products; the native model against llama.cpp's own logits on the Q4_1
+// (SmolLM2) and Q4_K_M (Qwen2.5-1.5B) files.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -190,9 +191,15 @@ TEST(QMatmul, DotProductsMatchReferenceAndDequantizedProduct) {
       ASSERT_GT(mag, 0.0);
       const float ref = native_vec_dot(t, w.data(), xq.data(), n, KernelIsa::Ref);
       EXPECT_NEAR(ref, exact, 2e-6 * mag + 1e-30) << "trial " << trial;
+      // The k-quants' SIMD versions compute the reference's exact integer block sums and its f32 steps (two
+      // explicit FMAs per block): equal bits. The other types sum f32 lanes in another order: within f32 rounding.
+      const bool kquant = native_act_type(t) == GgmlType::Q8_K;
       for (KernelIsa isa : isas()) {
         const float v = native_vec_dot(t, w.data(), xq.data(), n, isa);
-        EXPECT_NEAR(v, ref, 2e-6 * mag) << kernel_isa_name(isa) << " trial " << trial;
+        if (kquant)
+          EXPECT_EQ(v, ref) << kernel_isa_name(isa) << " trial " << trial;
+        else
+          EXPECT_NEAR(v, ref, 2e-6 * mag) << kernel_isa_name(isa) << " trial " << trial;
       }
     }
   }
@@ -222,26 +229,30 @@ TEST(QMatmul, RoundedActivationsWithinHalfAStep) {
 // ---------------------------------------------------------------- matrix drivers
 
 // native_matmul (threaded, several rows at once) gives exactly the single dot products of the dispatched ISA,
-// whatever the number of rows: decode (1 row), a prefill-sized block, and a ragged row count.
+// whatever the number of rows: decode (1 row), a prefill-sized block, and ragged row counts (13 = 8 + 4 + 1 for
+// the k-quants on AVX-512), for every ISA the CPU has.
 TEST(QMatmul, MatmulEqualsDotProductsForAnyRowCount) {
   std::mt19937 rng(3);
   const int in = 256, out = 53;
-  for (GgmlType t : {GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::F16}) {
+  for (GgmlType t : {GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K,
+                     GgmlType::Q6_K, GgmlType::F16}) {
     SCOPED_TRACE(ggml_type_name(t));
     auto w = random_weights(t, out, in, rng);
     const size_t wrow = ggml_nbytes(t, in);
-    for (int rows : {1, 7, 40}) {
+    for (int rows : {1, 7, 13, 40}) {
       auto x = random_acts((int64_t)rows * in, rng);
       std::vector<float> y((size_t)rows * out), y1((size_t)rows * out);
       native_matmul(t, w.data(), in, out, x.data(), y.data(), rows);
-      native_matmul_isa(t, w.data(), in, out, x.data(), y1.data(), rows, kernel_isa());
       std::vector<uint8_t> xq(native_act_bytes(t, in));
-      for (int r = 0; r < rows; ++r) {
-        native_quantize_row(t, x.data() + (size_t)r * in, xq.data(), in);
-        for (int o = 0; o < out; ++o) {
-          const float d = native_vec_dot(t, w.data() + wrow * o, xq.data(), in, kernel_isa());
-          ASSERT_EQ(y[(size_t)r * out + o], d) << rows << " rows, r " << r << " o " << o;
-          ASSERT_EQ(y1[(size_t)r * out + o], d);
+      for (KernelIsa isa : isas()) {  // every ISA's driver (AVX-512: 8-row k-quant and 16-row packed passes)
+        native_matmul_isa(t, w.data(), in, out, x.data(), y1.data(), rows, isa);
+        for (int r = 0; r < rows; ++r) {
+          native_quantize_row(t, x.data() + (size_t)r * in, xq.data(), in);
+          for (int o = 0; o < out; ++o) {
+            const float d = native_vec_dot(t, w.data() + wrow * o, xq.data(), in, isa);
+            ASSERT_EQ(y1[(size_t)r * out + o], d) << kernel_isa_name(isa) << ", " << rows << " rows, r " << r << " o " << o;
+            if (isa == kernel_isa()) ASSERT_EQ(y[(size_t)r * out + o], d) << rows << " rows, r " << r << " o " << o;
+          }
         }
       }
     }
@@ -296,6 +307,7 @@ struct NativeDiff {
   double mean_next = 0;      // mean |d log p(next token)|
   int first_off = -1;        // first position whose values differ by more than 1e-3
   int argmax_mismatch = 0, positions = 0;
+  std::vector<double> next_err;  // |d log p(next token)| per position
 };
 NativeDiff compare_to(const Model& m, const std::vector<int32_t>& tokens, const nlohmann::json& positions) {
   const int n = (int)tokens.size(), V = m.cfg.n_vocab;
@@ -321,6 +333,7 @@ NativeDiff compare_to(const Model& m, const std::vector<int32_t>& tokens, const 
       d.max_abs = std::max(d.max_abs, e);
       here = std::max(here, e);
       d.mean_next += e / (n - 1);
+      d.next_err.push_back(e);
     }
     if (here > 1e-3 && d.first_off < 0) d.first_off = i;
     if (am != p["top"][0][0].get<int>()) d.argmax_mismatch++;
@@ -365,6 +378,51 @@ TEST(QMatmul, SmolLM2NativeMatchesLlamaCppQ4_1) {
     EXPECT_GE(d.first_off, 3) << key;
     EXPECT_EQ(e.first_off, 0) << key;
     EXPECT_LT(d.mean_next, e.mean_next) << key;
+  }
+}
+
+// ctrust native on Qwen2.5-Coder-1.5B-Instruct Q4_K_M (Q4_K and Q6_K matrices: the k-quant kernels, Q8_K
+// activations) against llama.cpp running the same file (tests/golden/logits_qwen1.5b.json, "q4_k_m_positions").
+// llama.cpp's own Q4_K_M run is far from its F32 run on this model (3-6 nats at position 0, where the hidden
+// state carries very large outlier activations that the 8-bit activation rounding distorts; docs/correctness.md),
+// which makes the comparison sharp: computing llama.cpp's numbers means landing near its Q4_K_M values, not its
+// F32 ones. Measured (1.5B; docs/correctness.md): position 0 within 9e-6 (code) and 5e-3 (English) nats of
+// llama.cpp Q4_K_M where its F32 run is 5.7 and 3.0 away; max |d| over all positions 0.48 / 0.44 against 5.7 / 3.0.
+TEST(QMatmul, Qwen15NativeMatchesLlamaCppQ4_K_M) {
+  CTRUST_REQUIRE_QWEN("1.5b");
+  std::ifstream in(test::golden_dir() + "/logits_qwen1.5b.json");
+  const nlohmann::json g = nlohmann::json::parse(in);
+  LoadOptions o;
+  o.compute = ComputeMode::Native;
+  auto m = open_model(test::qwen_q4_k_m("1.5b"), o);
+  ASSERT_EQ(m->layers[0].wq.wtype, GgmlType::Q4_K);
+  ASSERT_EQ(m->output.wtype, GgmlType::Q6_K);
+  for (const auto& [key, t] : g["texts"].items()) {
+    auto tokens = t["tokens"].get<std::vector<int32_t>>();
+    const auto& q = g["q4_k_m_positions"][key];
+    const auto& f = t["positions"];
+    NativeDiff d = compare_to(*m, tokens, q);
+    // llama.cpp's F32 run against its Q4_K_M run, from the golden file alone
+    double gap_mean = 0, gap_max = 0;
+    const int n = (int)tokens.size();
+    for (int i = 0; i + 1 < n; ++i) {
+      const double e = std::fabs(f[i]["next"].get<double>() - q[i]["next"].get<double>());
+      gap_mean += e / (n - 1);
+      gap_max = std::max(gap_max, e);
+    }
+    const double gap0 = std::fabs(f[0]["next"].get<double>() - q[0]["next"].get<double>());
+    std::printf("[ golden ] Qwen1.5B %s, %d positions: native vs llama.cpp Q4_K_M: max |dlogprob| %.3g, mean "
+                "|dlogp(next)| %.3g (position 0: %.3g), first position off by > 1e-3: %d, argmax mismatches %d | "
+                "llama.cpp F32 vs Q4_K_M: max |dlogp(next)| %.3g, mean %.3g (position 0: %.3g)\n", key.c_str(),
+                d.positions, d.max_abs, d.mean_next, d.next_err[0], d.first_off, d.argmax_mismatch, gap_max, gap_mean,
+                gap0);
+    // Position 0 (no attention history, the largest outliers) is llama.cpp's Q4_K_M value to 1e-2, where its own
+    // F32 run is 3-6 nats away; later positions drift chaotically (8-bit rounding flips, see the SmolLM2 test) but
+    // stay far closer to llama.cpp Q4_K_M than its F32 run is.
+    EXPECT_LT(d.next_err[0], 1e-2) << key;
+    EXPECT_LT(d.next_err[0], gap0 / 100) << key;
+    EXPECT_LT(d.max_abs, gap_max / 3) << key;
+    EXPECT_LT(d.mean_next, gap_mean) << key;
   }
 }
 

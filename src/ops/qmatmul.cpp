@@ -210,6 +210,20 @@ void unpack_k(GgmlType t, const uint8_t* x, KBlock& k) {
   }
 }
 
+// Whether the k-quant type has a min term (value = d sc u - dmin mn: Q2_K, Q4_K, Q5_K) rather than an offset
+// (value = d sc (u - off): Q3_K, Q6_K).
+constexpr bool k_has_min(GgmlType t) { return t == GgmlType::Q2_K || t == GgmlType::Q4_K || t == GgmlType::Q5_K; }
+
+// The f32 step of one k-quant block, shared by every version of the dot product: the block's exact integer sums
+// isum = sum_s sc_s (u . q8 - off * bsum)_s and msum = sum_s mn_s bsum_s enter the running sum through two
+// explicit FMAs (sumf + d dy isum, then - dmin dy msum), so the compiler has no contraction choice and the
+// SIMD versions, which do the same per lane, give the same bits.
+inline float k_block_f32(float sumf, float d, float dmin, float dy, int isum, int msum, bool has_min) {
+  sumf = std::fma(d * dy, (float)isum, sumf);
+  if (has_min) sumf = std::fma(-(dmin * dy), (float)msum, sumf);
+  return sumf;
+}
+
 float ref_dot_k(GgmlType t, const uint8_t* w, const uint8_t* xq, int64_t n, size_t wbs) {
   float sumf = 0.0f;
   KBlock k;
@@ -227,7 +241,7 @@ float ref_dot_k(GgmlType t, const uint8_t* w, const uint8_t* xq, int64_t n, size
       isum += k.sc[s] * (dot - k.off * bsum);
       msum += k.mn[s] * bsum;
     }
-    sumf += k.d * dy * (float)isum - k.dmin * dy * (float)msum;
+    sumf = k_block_f32(sumf, k.d, k.dmin, dy, isum, msum, k_has_min(t));
   }
   return sumf;
 }
@@ -436,6 +450,28 @@ DotFn dot_fn(KernelIsa isa) {
   return ref_vec_dot;
 }
 
+using Dot8Fn = void (*)(GgmlType, const uint8_t*, const uint8_t* const*, int64_t, float*);
+
+// Eight activation rows against one weight row, k-quants on AVX-512 only (the same result as eight single dot
+// products); null where the ISA has no 8-row kernel.
+Dot8Fn dot8_fn(KernelIsa isa) { return isa == KernelIsa::Avx512 ? avx512::vec_dot8_k : nullptr; }
+
+using DotW4Fn = void (*)(GgmlType, const uint8_t*, size_t, const uint8_t*, int64_t, float*);
+
+void ref_vec_dot_k_w4(GgmlType t, const uint8_t* w, size_t wrow, const uint8_t* x, int64_t n, float* out) {
+  for (int k = 0; k < 4; ++k) out[k] = ref_vec_dot(t, w + wrow * k, x, n);
+}
+
+// Four weight rows against one activation row, k-quants (decode; the same results as four single products).
+DotW4Fn dotw4_fn(KernelIsa isa) {
+  switch (isa) {
+    case KernelIsa::Ref: return ref_vec_dot_k_w4;
+    case KernelIsa::Avx2: return avx2::vec_dot_k_w4;
+    case KernelIsa::Avx512: return avx512::vec_dot_k_w4;
+  }
+  return ref_vec_dot_k_w4;
+}
+
 // Four activation rows against one weight row (the same result as four single dot products).
 Dot4Fn dot4_fn(KernelIsa isa) {
   switch (isa) {
@@ -473,6 +509,8 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
   uint8_t* xq = g_act.fit(arow * (size_t)rows);
   const DotFn dot = dot_fn(isa);
   const Dot4Fn dot4 = dot4_fn(isa);
+  const Dot8Fn dot8 = dot8_fn(isa);
+  const bool kq8 = native_act_type(t) == GgmlType::Q8_K && dot8 != nullptr;
   const bool par = threads && (int64_t)rows * in * out >= kParallelMin && omp_get_max_threads() > 1;
   const GgmlType at = native_act_type(t);
   const bool legacy = rows >= 4 && (at == GgmlType::Q8_0 || at == GgmlType::Q8_1);
@@ -526,7 +564,14 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
           }
         }
     }
-    if (rows == 1) {
+    if (rows == 1 && native_act_type(t) == GgmlType::Q8_K) {  // k-quants: four weight rows per pass
+      const DotW4Fn dotw4 = dotw4_fn(isa);
+      const int n4 = out / 4;
+#pragma omp for schedule(static)
+      for (int g = 0; g < n4; ++g) dotw4(t, w + wrow * 4 * g, wrow, xq, in, y + 4 * g);
+#pragma omp for schedule(static)
+      for (int o = 4 * n4; o < out; ++o) y[o] = dot(t, w + wrow * o, xq, in);
+    } else if (rows == 1) {
 #pragma omp for schedule(static)
       for (int o = 0; o < out; ++o) y[o] = dot(t, w + wrow * o, xq, in);
     } else {
@@ -541,6 +586,15 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
           for (int o = o0; o < o1; ++o) {
             avx512::dotg_packed(t, w + wrow * o, pq + gb * G * 32, pd + gb * G * 8, ps + gb * G, in, v);
             for (int k = 0; k < G; ++k) y[(int64_t)(r + k) * out + o] = v[k];
+          }
+        }
+        for (; kq8 && r + 8 <= rows; r += 8) {  // k-quants (AVX-512): eight activation rows per pass over a weight row
+          const uint8_t* xs[8];
+          for (int k = 0; k < 8; ++k) xs[k] = xq + arow * (r + k);
+          float v[8];
+          for (int o = o0; o < o1; ++o) {
+            dot8(t, w + wrow * o, xs, in, v);
+            for (int k = 0; k < 8; ++k) y[(int64_t)(r + k) * out + o] = v[k];
           }
         }
         for (; r + 4 <= rows; r += 4) {  // four activation rows per pass over a weight row

@@ -9,7 +9,10 @@
 // Every dot product exists three times: a plain reference loop (KernelIsa::Ref), an AVX2 version and an
 // AVX-512 version (AVX-512 F/BW/VL + VNNI, compiled with a target attribute); the best one the CPU has is
 // chosen at run time (__builtin_cpu_supports). Tests run all three against each other and against the
-// dequantized f32 product.
+// dequantized f32 product. The k-quant versions (ggml's scheme: VPMADDUBSW of the unsigned quants with the
+// activation bytes, VPMADDWD / VPDPWSSD with the int16 sub-block scales, the min or offset term from the
+// activations' per-16 sums) keep the reference's exact integer sum per block and add it to the f32 sum with the
+// same two FMAs, so all three give the same bits.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -42,10 +45,11 @@ float native_vec_dot(GgmlType t, const uint8_t* w, const uint8_t* xq, int64_t n,
 
 // y[rows][out] = x[rows][in] W^T, W = out rows of `in` values in type t, stored row after row (ggml layout).
 // Rows of x are rounded (native_quantize_row), then each output is native_vec_dot with kernel_isa(); OpenMP
-// threads split the output rows (decode, rows == 1) or blocks of output rows (several rows). With AVX-512 the
-// legacy block types (Q4_0 ... Q8_0) take full groups of 16 rows through a packed kernel (two rows per 512-bit
-// register, the same per-lane operations). The result does not depend on the thread count or on how many rows
-// are multiplied together.
+// threads split the output rows (decode, rows == 1) or blocks of output rows (several rows). Each weight block
+// is unpacked once for 4 activation rows; with AVX-512 the legacy block types (Q4_0 ... Q8_0) take full groups
+// of 16 rows through a packed kernel (two rows per 512-bit register, the same per-lane operations) and the
+// k-quants groups of 8 rows (512-bit registers, 64 quants each). The result does not depend on the thread
+// count or on how many rows are multiplied together.
 void native_matmul(GgmlType t, const uint8_t* w, int in, int out, const float* x, float* y, int rows);
 // The same with a given ISA, single-threaded (reference twin for tests).
 void native_matmul_isa(GgmlType t, const uint8_t* w, int in, int out, const float* x, float* y, int rows,
