@@ -65,7 +65,7 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;margin-top:1.8em;borde
 table{border-collapse:collapse;margin:.6em 0;font-size:.86em}
 th,td{border:1px solid #d8d8d8;padding:3px 7px;vertical-align:top}
 th{background:#f3f4f6;text-align:left}td.n{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
-.ci{color:#666;font-size:.92em}.sig{background:#fde8e8}.better{background:#e6f4ea}
+.ci{color:#666;font-size:.92em}td .ci{display:block}.sig{background:#fde8e8}.better{background:#e6f4ea}
 .muted{color:#666}.note{color:#8a4b00}pre{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:.8em;margin:.3em 0}
 svg{background:#fff;border:1px solid #e2e2e2;margin:4px 8px 4px 0}svg text{font-size:11px;fill:#333}
 .plots{display:flex;flex-wrap:wrap}details{margin:.4em 0}
@@ -221,10 +221,11 @@ std::string hist_svg(const Report& r, size_t k) {
   };
   for (size_t b = 0; b < nb; ++b) {
     const double x = L + double(b) * bw, y = ay.map(double(h.counts[b]));
-    o += fmt::format("<g class=\"mark\"><title>[{}, {}): {} items</title>", edge(h.edges[b]), edge(h.edges[b + 1]),
-                     h.counts[b]);
+    // An empty bin draws nothing (a mark is something drawn: the browser test checks each has a size).
+    o += fmt::format("<g{}><title>[{}, {}): {} items</title>", h.counts[b] > 0 ? " class=\"mark\"" : "",
+                     edge(h.edges[b]), edge(h.edges[b + 1]), h.counts[b]);
     o += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"/>", x + 1, y, bw - 2,
-                     (H - B) - y, color(h.run - 1));
+                     (H - B) - y, color(h.run));
     o += "</g>";
     if (b % 2 == 0 || b + 1 == nb)
       o += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>", x, H - B + 14, edge(h.edges[b]));
