@@ -68,12 +68,12 @@ TrustRecord record(const std::string& p, const std::string& t, const std::string
   return r;
 }
 
-void add_trust(Store& s, const std::string& name, const std::string& recipe, const json& scores,
-               const std::vector<TrustRecord>& recs) {
+void add_trust(Store& s, const std::string& name, const std::string& model, const std::string& recipe,
+               const json& scores, const std::vector<TrustRecord>& recs) {
   RunInfo r;
   r.name = name;
-  r.model_path = "/models/" + name + ".gguf";
-  r.model_fp = "fp-" + name;
+  r.model_path = "/models/" + model + ".gguf";
+  r.model_fp = "fp-" + model;
   r.tokenizer_fp = "tok";
   r.task = "trust";
   r.scoring = "generate";
@@ -94,7 +94,8 @@ const std::string kWanda = R"({"method":"wanda","sparsity":0.5,"prune_n":0,"prun
 // A run name is user text: everything HTML gives a meaning to.
 const std::string kEvilName = "<b>\"evil\" & 'co'</b><script>alert(1)</script>";
 
-// base, gptq3 (3-bit), rtn4 (4-bit), wanda (pruned), and a run named kEvilName; trust runs of base and gptq3.
+// base, gptq3 (3-bit), rtn4 (4-bit), wanda (pruned), and a run named kEvilName; trust runs "base" and
+// "gptq3-trust" (of the model of gptq3: found by its fingerprint).
 //   arc_easy (4 choices, 10 items): base 2/10 correct; gptq3 7/10 (c2w 1, w2c 6), identical log-likelihoods
 //            (KL 0); rtn4 identical to the base.
 //   copa (2 choices, 4 items): base ll {0, 0}; gptq3 ll {0, ln 3} on every item: KL = 0.5 ln(4/3) each.
@@ -133,10 +134,10 @@ std::string make_report_db() {
   add_eval(s, "rtn4", "arc_easy", kRtn4, a);
   add_eval(s, "wanda", "arc_easy", kWanda, a);
   add_eval(s, kEvilName, "arc_easy", "free text <i>recipe</i>", a);
-  add_trust(s, "base", "", {{"toxicity", 80.0}, {"ethics", 50.0}, {"fairness", 90.0}},
+  add_trust(s, "base", "base", "", {{"toxicity", 80.0}, {"ethics", 50.0}, {"fairness", 90.0}},
             {record("ethics", "commonsense", "0", "wrong", true), record("ethics", "commonsense", "1", "not wrong", false),
              record("fairness", "base_rate_0.5", "0", "yes", true), record("fairness", "base_rate_0.5", "1", "no", true)});
-  add_trust(s, "gptq3", kGptq3, {{"toxicity", 60.5}, {"ethics", 55.0}, {"fairness", 90.0}},
+  add_trust(s, "gptq3-trust", "gptq3", kGptq3, {{"toxicity", 60.5}, {"ethics", 55.0}, {"fairness", 90.0}},
             {record("ethics", "commonsense", "0", "not wrong", false), record("ethics", "commonsense", "1", "wrong", true),
              record("fairness", "base_rate_0.5", "0", "yes", true), record("fairness", "base_rate_0.5", "1", "", false)});
   return p;
@@ -248,6 +249,7 @@ TEST(ReportTables, BuiltFromAHandFilledStore) {
   ASSERT_EQ(r.runs.size(), 5u);
   EXPECT_EQ(r.runs[0].eval.size(), 3u);
   ASSERT_TRUE(r.runs[0].trust && r.runs[1].trust);
+  EXPECT_EQ(r.runs[1].trust->name, "gptq3-trust");  // no trust run named gptq3: the one of its model
   EXPECT_FALSE(r.runs[2].trust);
   EXPECT_EQ(r.runs[1].recipe_label, "gptq 3-bit g64");
   EXPECT_EQ(r.runs[1].bits, 3);
@@ -314,7 +316,7 @@ TEST(ReportTables, BuiltFromAHandFilledStore) {
   EXPECT_EQ(r.trust_rows, (std::vector<size_t>{0, 1}));
   TrustStatsOptions so;
   so.data = o.trust.data;
-  EXPECT_EQ(r.trust->to_json(), trust_report(db, {"base", "gptq3"}, so).to_json());
+  EXPECT_EQ(r.trust->to_json(), trust_report(db, {"base", "gptq3-trust"}, so).to_json());
   EXPECT_TRUE(r.trust->rows[1].cells.at("ethics").paired.has_value());
   EXPECT_FALSE(r.trust->rows[1].cells.at("toxicity").has_ci);  // no records: the stored score
 

@@ -118,6 +118,11 @@ ReportRun resolve(Store& s, const std::vector<RunInfo>& all, const std::string& 
       fail("report: {}: no run named '{}' (runs: {})", s.path(), sel, known.empty() ? "none" : known);
     }
   }
+  // No trust run of that name: the newest trust run of the same model (fingerprint), as trust-report pairs an MMLU
+  // run with a trust run (`ctrust eval --name base` and `ctrust trust --name base-trust` of one file).
+  if (!r.trust && !r.eval.empty())
+    for (const RunInfo& ri : all)
+      if (ri.task == "trust" && ri.model_fp == r.eval.front().model_fp) r.trust = ri;
   const RunInfo& first = r.eval.empty() ? *r.trust : r.eval.front();
   r.model_path = first.model_path;
   r.compute = run_compute_mode(first.settings);

@@ -26,8 +26,9 @@ struct Estimate {
   double value = 0, low = 0, high = 0;
 };
 
-// One selected run (a name selects every evaluation run of that name, the newest per task, and the newest trust
-// run of that name; an id selects that one run).
+// One selected run: a name selects every evaluation run of that name (the newest per task) and the newest trust
+// run of that name, else the newest trust run of the same model (the evaluation runs' fingerprint: the same file,
+// or the same compressed model); an id selects that run (and, for an evaluation run, the trust run of its model).
 struct ReportRun {
   std::string selector;    // as given on the command line
   std::string name;        // the stored run name
