@@ -455,3 +455,49 @@ TEST(ReportBrowser, PageLoadsPlotsRenderNumbersEqualJson) {
   ASSERT_GT(shot.size(), 20000u);
   EXPECT_EQ(shot.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
 }
+
+// End to end on a real model: stories260K compressed by `ctrust compress` (RTN 4 and 3 bits, magnitude 50%),
+// evaluated on 12 arc_easy items; the report takes the bits from the recipes the compressor wrote into the files,
+// and its figures are `ctrust compare`'s.
+TEST(ReportCli, RealCompressedModelsOfOneBase) {
+  const std::string dir = test::scratch_dir();
+  const std::string db = dir + "/report_real.db";
+  for (const char* suf : {"", "-wal", "-shm"}) fs::remove(db + suf);
+  auto run = [&](const std::string& args) {
+    auto r = test::run_ctrust(args, "report_real");
+    EXPECT_EQ(r.status, 0) << args << "\n" << r.err;
+    return r;
+  };
+  run("compress -m " + test::stories_gguf() + " --method rtn --bits 4 --group-size 4 -o " + dir + "/report_rtn4.gguf");
+  run("compress -m " + test::stories_gguf() + " --method rtn --bits 3 --group-size 4 -o " + dir + "/report_rtn3.gguf");
+  run("compress -m " + test::stories_gguf() + " --method magnitude --sparsity 0.5 -o " + dir + "/report_mag50.gguf");
+  run("eval -m " + test::stories_gguf() + " --tasks arc_easy --limit 12 --name base --db " + db);
+  for (const char* v : {"rtn4", "rtn3", "mag50"})
+    run(std::string("eval -m ") + dir + "/report_" + v + ".gguf --tasks arc_easy --limit 12 --name " + v + " --db " + db);
+  const std::string out = dir + "/report_real.html";
+  const json j = json::parse(run("report base rtn4 rtn3 mag50 --db " + db + " -o " + out + " --json").out);
+  ASSERT_EQ(j["runs"].size(), 4u);
+  EXPECT_EQ(j["runs"][1]["recipe_label"], "rtn 4-bit g4");
+  EXPECT_EQ(j["runs"][1]["bits"], 4.0);
+  EXPECT_EQ(j["runs"][2]["bits"], 3.0);
+  EXPECT_TRUE(j["runs"][3]["bits"].is_null());  // pruned: no bit width
+  EXPECT_EQ(j["runs"][3]["method"], "magnitude");
+  ASSERT_TRUE(j["bits_plot"]["shown"].get<bool>());
+  EXPECT_EQ(j["bits_plot"]["points"].size(), 2u);
+  ASSERT_EQ(j["eval"].size(), 3u);
+  ASSERT_EQ(j["kl_hist"].size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    const json& row = j["eval"][i];
+    const json c = json::parse(run("compare base " + row["variant"].get<std::string>() + " --db " + db + " --json").out);
+    const json& t = c["tasks"]["arc_easy"];
+    EXPECT_EQ(row["n"], 12);
+    EXPECT_EQ(row["flips"]["value"], t["flips"]) << row["variant"];
+    EXPECT_EQ(row["kl"]["value"], t["kl_ab"]) << row["variant"];
+    EXPECT_EQ(row["c2w"], t["c2w"]);
+    EXPECT_EQ(j["kl_hist"][i]["n"], 12);
+    EXPECT_NEAR(j["kl_hist"][i]["mean"].get<double>(), t["kl_ab"].get<double>(), 1e-12);
+  }
+  // RTN 3-bit moves the answer distributions more than RTN 4-bit.
+  EXPECT_GT(j["eval"][1]["kl"]["value"].get<double>(), j["eval"][0]["kl"]["value"].get<double>());
+  EXPECT_NE(read_all(out).find("id=\"plot-bits-kl\""), std::string::npos);
+}
