@@ -47,6 +47,7 @@ std::string fixed(double x, int dec) {
 
 // A number tied to the JSON output: data-j = its JSON pointer, data-s = the factor it is shown with.
 std::string v(const std::string& ptr, double x, int dec, double scale = 1) {
+  if (!std::isfinite(x)) return "<span class=\"na\">-</span>";  // NaN / inf are null in the JSON
   return fmt::format("<span class=\"v\" data-j=\"{}\" data-s=\"{}\">{}</span>", esc(ptr), scale == 1 ? "1" : "100",
                      fixed(x * scale, dec));
 }
