@@ -82,6 +82,7 @@ void register_compress_commands(CLI::App& app);  // compress
 void register_trust_commands(CLI::App& app);     // trust, trust-report (trust_cmds.cpp)
 void register_toxicity_commands(CLI::App& app);  // toxicity-eval (toxicity_cmds.cpp)
 void register_gate_commands(CLI::App& app);      // gate (gate_cmds.cpp)
+void register_report_commands(CLI::App& app);    // report (report_cmds.cpp)
 // ctrust compare on two trust runs (trust_cmds.cpp): prints and returns true if the runs are trust runs;
 // false if neither is (the caller compares eval runs); Error if only one is.
 bool try_trust_compare(const std::string& db, const std::string& a, const std::string& b, bool json, bool csv);

@@ -12,6 +12,7 @@
 #include "cli/common.h"
 #include "eval/kld.h"
 #include "model/model.h"
+#include "report/tables.h"
 #include "store/lmeval.h"
 #include "store/runs.h"
 
@@ -34,25 +35,6 @@ constexpr const char* kCompareLegend =
     "agree%: items with the same chosen answer; KL(A‖B): mean KL divergence (nats) between the softmaxes of "
     "the choices' log-likelihoods\n"
     "McNemar: exact two-sided p-value of c2w against w2c (small: B's accuracy differs from A's beyond chance)\n";
-
-// A short label of a stored recipe ("gptq 3-bit g64", "wanda 50%", "sparsegpt 2:4"); "-" when there is none;
-// free text (trust --recipe) as given, cut to 22 characters.
-std::string recipe_label(const std::string& text) {
-  if (text.empty()) return "-";
-  const json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("method"))
-    return text.size() > 22 ? text.substr(0, 21) + "…" : text;
-  std::string s = j.value("method", "?");
-  if (j.contains("bits")) {
-    s += fmt::format(" {}-bit", j.value("bits", 0));
-    if (j.value("group", 0) > 0) s += fmt::format(" g{}", j.value("group", 0));
-  } else if (j.value("prune_m", 0) > 0) {
-    s += fmt::format(" {}:{}", j.value("prune_n", 0), j.value("prune_m", 0));
-  } else if (j.contains("sparsity")) {
-    s += fmt::format(" {:.0f}%", 100 * j.value("sparsity", 0.0));
-  }
-  return s;
-}
 
 struct EvalArgs {
   std::string model, tokenizer, tasks, name, db = "ctrust.db", compute = "f32", sample = "stratified";

@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
   ctrust::cli::register_trust_commands(app);
   ctrust::cli::register_toxicity_commands(app);
   ctrust::cli::register_gate_commands(app);
+  ctrust::cli::register_report_commands(app);
   const int& err = ctrust::cli::error_exit_status();
   try {
     app.parse(argc, argv);

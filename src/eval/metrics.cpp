@@ -132,6 +132,7 @@ PairMetrics compare_items(std::span<const ItemResult> a, std::span<const ItemRes
     r.flips_ci = {percentile_sorted(flips, lo), percentile_sorted(flips, hi)};
     r.kl_ab_ci = {percentile_sorted(kls, lo), percentile_sorted(kls, hi)};
   }
+  r.kl_item = std::move(kl);
   return r;
 }
 

@@ -41,6 +41,7 @@ struct PairMetrics {
   std::array<double, 2> delta_acc_ci{0, 0};     // bootstrap percentile interval
   std::array<double, 2> flips_ci{0, 0};
   std::array<double, 2> kl_ab_ci{0, 0};         // of kl_ab, from the same resamples
+  std::vector<double> kl_item;                  // KL(a||b) of each item, in input order (the report's histogram)
 };
 
 // a[i] and b[i] must be the same item (same id, same number of choices): throws Error otherwise.
