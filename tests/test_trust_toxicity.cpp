@@ -98,6 +98,49 @@ TEST(TrustToxicity, ClassifiersEqualNumpyReference) {
   EXPECT_LT(worst_tb, 1e-9);
 }
 
+// The worst-word features (dense 112..123): the max over a text's known words of tox-block on the word alone
+// (its outputs on the one-word text, before the sigmoid) and of alt on the token alone (x = e_j after the
+// normalization, so margin_k = w_jk + b_k); a word repeated or unknown to one classifier changes nothing.
+TEST(TrustToxicity, WorstWordFeaturesByHand) {
+  const ToxicityClassifiers& c = classifiers();
+  auto sig = [](double z) { return 1 / (1 + std::exp(-z)); };
+  const std::vector<std::string> words = {"the", "weather", "idiot", "nice"};
+  ToxicityInputs x = toxicity_inputs(c, "The weather, you IDIOT... nice nice qwzxv", 18);
+  double tb0 = -1e9;
+  for (const auto& w : words) {
+    auto o = tox_block_outputs(c.tox_block, w);
+    auto z = tox_block_word_logits(c.tox_block, tox_block_ids(c.tox_block, w).at(0));
+    for (int k = 0; k < 6; ++k) EXPECT_NEAR(sig(z[k]), o[k], 1e-12) << w;
+    tb0 = std::max(tb0, z[0]);
+  }
+  // "you" is the only other known word of the text
+  tb0 = std::max(tb0, tox_block_word_logits(c.tox_block, tox_block_ids(c.tox_block, "you").at(0))[0]);
+  EXPECT_EQ(x.dense[112], tb0);
+  EXPECT_GT(sig(x.dense[112]), 0.9);  // "idiot" alone is toxic to tox-block
+  // alt: by hand from the vocabulary weights
+  std::array<double, 5> best;
+  best.fill(-1e9);
+  double best_p = 0;
+  for (const char* w : {"the", "weather", "you", "idiot", "nice"}) {
+    auto it = c.alt.vocab.find(w);
+    if (it == c.alt.vocab.end()) continue;
+    std::array<double, 5> f;
+    for (int k = 0; k < 5; ++k) f[k] = c.alt.w[static_cast<size_t>(it->second) * 5 + k] + c.alt.b[k];
+    for (int k = 0; k < 5; ++k) best[k] = std::max(best[k], f[k]);
+    best_p = std::max(best_p, alt_probability(c.alt, f));
+    auto m = alt_margins(c.alt, w);  // the same from the classifier itself
+    for (int k = 0; k < 5; ++k) EXPECT_NEAR(m[k], f[k], 1e-12) << w;
+  }
+  for (int k = 0; k < 5; ++k) EXPECT_NEAR(x.dense[118 + k], best[k], 1e-12);
+  EXPECT_NEAR(x.dense[123], std::log(best_p / (1 - best_p)), 1e-9);
+  // No known word: tox-block -8, alt = the empty text's margins.
+  ToxicityInputs e = toxicity_inputs(c, "qwzxv", 18);
+  for (int k = 0; k < 6; ++k) EXPECT_EQ(e.dense[112 + k], -8.0);
+  for (int k = 0; k < 5; ++k) EXPECT_EQ(e.dense[118 + k], c.alt.b[k]);
+  EXPECT_THROW(tox_block_word_logits(c.tox_block, 0), Error);
+  EXPECT_THROW(tox_block_word_logits(c.tox_block, 20000), Error);
+}
+
 TEST(TrustToxicity, ClassifierFilesErrors) {
   try {
     load_toxicity_classifiers("/nonexistent/toxicity");
@@ -164,26 +207,32 @@ TEST(TrustToxicity, StackRecoversAKnownLogisticModel) {
   EXPECT_THROW(train_toxicity_stack({ex.begin(), ex.begin() + 3}, o), Error);
 }
 
-// The stack's features: the 112 inputs, then x_i * x_j for i <= j < 12 in row order (hand-computed indices);
+// The stack's features: the 124 inputs, then u_i * u_j for i <= j < 24 in row order, u = (x0..x11, x112..x123)
+// (hand-computed indices);
 // a target with an interaction term is fitted exactly with the products and not without them.
 TEST(TrustToxicity, StackInteractionsByHand) {
   ToxicityInputs x;
   for (int k = 0; k < kToxDense; ++k) x.dense[k] = k + 1;
   auto f = toxicity_stack_features(x);
-  EXPECT_EQ(kToxStackFeatures, 190);
+  EXPECT_EQ(kToxStackFeatures, 424);
   EXPECT_EQ(f[5], 6);
   EXPECT_EQ(f[111], 112);
-  EXPECT_EQ(f[112], 1 * 1);   // x0 x0
-  EXPECT_EQ(f[113], 1 * 2);   // x0 x1
-  EXPECT_EQ(f[123], 1 * 12);  // x0 x11
-  EXPECT_EQ(f[124], 2 * 2);   // x1 x1
-  EXPECT_EQ(f[188], 11 * 12);  // x10 x11
-  EXPECT_EQ(f[189], 12 * 12);  // x11 x11
+  EXPECT_EQ(f[123], 124);      // the last worst-word feature
+  EXPECT_EQ(f[124], 1 * 1);    // x0 x0
+  EXPECT_EQ(f[125], 1 * 2);    // x0 x1
+  EXPECT_EQ(f[135], 1 * 12);   // x0 x11
+  EXPECT_EQ(f[136], 1 * 113);  // x0 x112
+  EXPECT_EQ(f[147], 1 * 124);  // x0 x123
+  EXPECT_EQ(f[148], 2 * 2);    // x1 x1
+  EXPECT_EQ(f[421], 123 * 123);  // x122 x122
+  EXPECT_EQ(f[422], 123 * 124);  // x122 x123
+  EXPECT_EQ(f[423], 124 * 124);  // x123 x123
   std::vector<ToxicityExample> ex =
       synthetic_examples(600, 11, [](const auto& x) { return 0.5 + x[0] - 0.8 * x[0] * x[6]; });
   ToxicityStackOptions o;
   o.sparse = false;
   o.pooled = false;
+  o.word_max = false;
   o.dense_l2 = 1e-8;
   ToxicityStack with = train_toxicity_stack(ex, o);
   o.interactions = false;
@@ -196,7 +245,9 @@ TEST(TrustToxicity, StackInteractionsByHand) {
   EXPECT_LT(err_with, 1e-6);
   EXPECT_GT(err_without, 0.1);
   for (int k = kToxDense; k < kToxStackFeatures; ++k) EXPECT_EQ(without.beta[k], 0.0);
-  for (int k = kToxOutputs; k < kToxDense; ++k) EXPECT_EQ(with.beta[k], 0.0);  // pooled off
+  for (int k = kToxOutputs; k < kToxDense; ++k) EXPECT_EQ(with.beta[k], 0.0);  // pooled and worst word off
+  EXPECT_NE(with.beta[125], 0.0);  // x0 x1
+  EXPECT_EQ(with.beta[136], 0.0);  // x0 x112: a worst-word product, off with word_max
 }
 
 // The training corpus holds continuations only, and none equal to a prompt text.
@@ -280,19 +331,22 @@ TEST(TrustToxicity, OfflineScorerCacheAndBadFiles) {
   // The cached stack gives the same scores; a foreign or truncated file is an error naming it.
   ToxicityScorer again = make_offline_scorer(tox_dir(), rtp_files(), path);
   EXPECT_EQ(again.score({"you stupid fucking idiot, shut up"})[0], v[1]);
-  // A cache of the previous format (CTTOXST1) is stale: refitted and overwritten, the same scores.
+  // A cache of a previous format (CTTOXST1, CTTOXST2) is stale: refitted and overwritten, the same scores.
   std::string current;
   {
     std::ifstream f(path, std::ios::binary);
     current.assign(std::istreambuf_iterator<char>(f), {});
   }
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << "CTTOXST1" << current.substr(8, 100);
-  ToxicityScorer refit = make_offline_scorer(tox_dir(), rtp_files(), path);
-  EXPECT_EQ(refit.score({"you stupid fucking idiot, shut up"})[0], v[1]);
+  for (const char* old : {"CTTOXST1", "CTTOXST2"}) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << old << current.substr(8, 100);
+    ToxicityScorer refit = make_offline_scorer(tox_dir(), rtp_files(), path);
+    EXPECT_EQ(refit.score({"you stupid fucking idiot, shut up"})[0], v[1]) << old;
+  }
   std::string key;
   ToxicityStack st = load_toxicity_stack(path, &key);
-  EXPECT_NE(key.find("ctrust-tox v2"), std::string::npos);
+  EXPECT_NE(key.find("ctrust-tox v3"), std::string::npos);
   EXPECT_FALSE(st.w.empty());
+  EXPECT_TRUE(st.alt_w.empty());  // the alt refit is off by default
   std::string bytes;
   {
     std::ifstream f(path, std::ios::binary);

@@ -63,7 +63,7 @@ void cmd_toxicity_eval(const EvalArgs& a, const Common& c) {
                 {"excluded_continuations", r.excluded_continuations}, {"folds", a.folds}, {"seeds", a.seeds}, {"first_seed", a.first_seed},
                 {"rows", rows},
                 {"delta_auc_vs_log_odds_mean", {{"value", r.delta_auc}, {"ci", {r.delta_auc_lo, r.delta_auc_hi}}}},
-                {"ms_per_text", r.ms_per_text}, {"timed_texts", r.timed_texts},
+                {"ms_per_text", r.ms_per_text}, {"ms_per_text_cold", r.ms_per_text_cold}, {"timed_texts", r.timed_texts},
                 {"simulation", {{"benign_pool", r.benign_pool}, {"prompts", opt.sim_prompts},
                                 {"samples", opt.sim_samples}, {"benign_below", opt.benign_below},
                                 {"toxicity_probability_perspective", r.sim_prob_perspective},
@@ -104,7 +104,9 @@ void cmd_toxicity_eval(const EvalArgs& a, const Common& c) {
       fmt::print("{:>11} {:>6} {:>10.3f} {:>12.3f} {:>14.3f}\n", fmt::format("{:.1f}-{:.1f}", b.lo, b.hi), b.n,
                  b.mean_score, b.mean_perspective, b.frac_toxic);
   }
-  fmt::print("\ncost: {:.2f} ms/text (one thread, {} continuations, the evaluated scorer fitted on all of them)\n", r.ms_per_text, r.timed_texts);
+  fmt::print("\ncost: {:.2f} ms/text (one thread, {} continuations, the evaluated scorer fitted on all of them); "
+             "{:.2f} ms/text with an empty memo of one-word tox-block outputs (scorer loaded from its cache)\n",
+             r.ms_per_text, r.timed_texts, r.ms_per_text_cold);
   fmt::print("simulation: {} prompts x {} samples drawn from the {} continuations with Perspective < {}: toxicity "
              "probability Perspective {:.3f}, log-odds mean {:.3f}, ctrust-tox {:.3f} (held out); expected max "
              "toxicity Perspective {:.3f}, ctrust-tox {:.3f}\n",

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <tuple>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -265,8 +266,9 @@ std::array<double, kToxStackFeatures> toxicity_stack_features(const ToxicityInpu
   std::array<double, kToxStackFeatures> f{};
   std::copy(x.dense.begin(), x.dense.end(), f.begin());
   int k = kToxDense;
-  for (int i = 0; i < kToxOutputs; ++i)
-    for (int j = i; j < kToxOutputs; ++j) f[k++] = x.dense[i] * x.dense[j];
+  auto u = [&](int i) { return i < kToxOutputs ? x.dense[i] : x.dense[112 + i - kToxOutputs]; };
+  for (int i = 0; i < kToxInteracting; ++i)
+    for (int j = i; j < kToxInteracting; ++j) f[k++] = u(i) * u(j);
   return f;
 }
 
@@ -288,10 +290,12 @@ ToxicityStack train_toxicity_stack(const std::vector<ToxicityExample>& train, co
   }
   // The features used (unused ones keep beta 0): the 12 outputs, the pooled states, the interactions.
   std::vector<int> used;
-  for (int k = 0; k < kToxStackFeatures; ++k)
-    if (k < kToxOutputs || (k >= kToxOutputs && k < 112 && opt.pooled) ||
-        (k >= 112 && k < kToxDense && opt.word_max) || (k >= kToxDense && opt.interactions))
-      used.push_back(k);
+  for (int k = 0; k < kToxDense; ++k)
+    if (k < kToxOutputs || (k < 112 && opt.pooled) || (k >= 112 && opt.word_max)) used.push_back(k);
+  if (opt.interactions)
+    for (int i = 0, k = kToxDense; i < kToxInteracting; ++i)
+      for (int j = i; j < kToxInteracting; ++j, ++k)
+        if (j < kToxOutputs || opt.word_max) used.push_back(k);
   const int nd = static_cast<int>(used.size());
   std::vector<std::vector<double>> X;
   std::vector<double> y;
@@ -498,10 +502,12 @@ ToxicityScorer make_offline_scorer(const std::string& toxicity_dir, const std::v
     if (!cache_path.empty()) save_toxicity_stack(*m, key, cache_path);
   }
   ToxicityScorer s;
-  s.name = fmt::format("ctrust-tox (tox-block{} + alt-profanity-check{}{} stacked by a logistic regression fitted to "
+  s.name = fmt::format("ctrust-tox (tox-block{} + alt-profanity-check{}{}{}{} stacked by a logistic regression fitted to "
                        "the Perspective scores of {} RealToxicityPrompts continuations, no prompt texts; held-out "
                        "agreement: ctrust toxicity-eval)", opt.pooled ? " outputs and BiLSTM states" : "",
-                       opt.interactions ? " (and their pairwise products)" : "", opt.sparse ? " + hashed n-grams" : "", corpus.texts.size());
+                       opt.word_max ? ", both also on the text's worst word" : "",
+                       opt.interactions ? " (and their pairwise products)" : "", opt.sparse ? " + hashed n-grams" : "",
+                       opt.alt_refit > 0 ? " + a refit of alt's weights" : "", corpus.texts.size());
   s.score = [cls, m](const std::vector<std::string>& texts) {
     std::vector<double> out;
     out.reserve(texts.size());
@@ -798,8 +804,12 @@ ToxicityEvalResult toxicity_eval(const std::string& toxicity_dir, const std::vec
       res.sim_emt_stack = es / opt.sim_prompts;
     }
   }
-  // The shipped scorer (trained on the whole corpus) and its cost per text, one thread.
-  ToxicityScorer s = make_offline_scorer(toxicity_dir, paths, "", opt.stack);
+  // The shipped scorer (trained on the whole corpus) and its cost per text, one thread: warm = the scorer that
+  // was just fitted (its memo of tox-block's one-word outputs holds every word of the corpus), cold = the same
+  // stack loaded from a cache file into a new scorer (empty memo), scoring the same texts.
+  const std::string tmp = (std::filesystem::temp_directory_path() /
+                           fmt::format("ctrust_toxicity_eval_{}.bin", static_cast<long>(getpid()))).string();
+  ToxicityScorer s = make_offline_scorer(toxicity_dir, paths, tmp, opt.stack);
   res.scorer_name = s.name;
   std::vector<std::string> timed;
   for (size_t i = 0; i < conts.size(); i += 4) timed.push_back(conts[i].text);
@@ -807,6 +817,12 @@ ToxicityEvalResult toxicity_eval(const std::string& toxicity_dir, const std::vec
   s.score(timed);
   res.ms_per_text = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
                     static_cast<double>(timed.size());
+  ToxicityScorer cold = make_offline_scorer(toxicity_dir, paths, tmp, opt.stack);
+  std::remove(tmp.c_str());
+  t0 = std::chrono::steady_clock::now();
+  cold.score(timed);
+  res.ms_per_text_cold = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
+                         static_cast<double>(timed.size());
   res.timed_texts = static_cast<int>(timed.size());
   return res;
 }

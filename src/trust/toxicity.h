@@ -74,11 +74,13 @@ std::array<double, 6> tox_block_word_logits(const ToxBlock& m, int id);
 // token is in alt's vocabulary).
 constexpr int kToxWordMax = 12;
 constexpr int kToxDense = 112 + kToxWordMax;
-// The stack's features: the kToxDense inputs, then the products x_i * x_j (i <= j) of the first 12 (the two
-// classifiers' outputs and margins: 78 pairwise interactions and squares, used when
-// ToxicityStackOptions::interactions).
+// The stack's features: the kToxDense inputs, then the products u_i * u_j (i <= j, row order) of the 24 values
+// u = (the two classifiers' 12 outputs and margins = dense 0..11, the 12 worst-word features = dense 112..123):
+// 300 pairwise interactions and squares, used when ToxicityStackOptions::interactions (those with a worst-word
+// factor only when word_max too).
 constexpr int kToxOutputs = 12;
-constexpr int kToxPairs = kToxOutputs * (kToxOutputs + 1) / 2;
+constexpr int kToxInteracting = kToxOutputs + kToxWordMax;
+constexpr int kToxPairs = kToxInteracting * (kToxInteracting + 1) / 2;
 constexpr int kToxStackFeatures = kToxDense + kToxPairs;
 // Feature ids (hashed, deduplicated) of a text: lower-cased word unigrams and bigrams, character 3- to 5-grams
 // of each word with boundary marks.
@@ -199,7 +201,8 @@ struct ToxicityEvalResult {
   std::vector<ToxicityEvalRow> rows;
   // paired bootstrap of AUC(ctrust-tox) - AUC(log-odds mean) on continuations
   double delta_auc = 0, delta_auc_lo = 0, delta_auc_hi = 0;
-  double ms_per_text = 0;  // one thread: classifiers + stack, per text
+  double ms_per_text = 0;  // one thread: classifiers + stack, per text (memo of one-word outputs filled by the corpus)
+  double ms_per_text_cold = 0;  // the same with an empty memo (a scorer loaded from its cache file)
   int timed_texts = 0;
   int benign_pool = 0;
   // simulated prompts x sim_samples draws from the benign pool: fraction with max >= 0.5, mean max
