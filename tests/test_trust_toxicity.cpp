@@ -193,9 +193,10 @@ TEST(TrustToxicity, AgreementFormulasByHand) {
 
 TEST(TrustToxicity, StackRecoversAKnownLogisticModel) {
   // Dense part only; y = sigmoid(0.5 + 1.5 x0 - 1 x1) as soft targets, the other features noise: with a tiny
-  // L2 the fit recovers the coefficients (on the standardized scale, so compare predictions).
+  // L2 the fit recovers the coefficients (on the standardized scale, so compare predictions). 1,000 examples:
+  // more than the 425 parameters of the dense part with all its features.
   std::vector<ToxicityExample> ex =
-      synthetic_examples(400, 7, [](const auto& x) { return 0.5 + 1.5 * x[0] - x[1]; });
+      synthetic_examples(1000, 7, [](const auto& x) { return 0.5 + 1.5 * x[0] - x[1]; });
   ToxicityStackOptions o;
   o.sparse = false;
   o.dense_l2 = 1e-8;
