@@ -274,12 +274,13 @@ TEST(TrustToxicity, TrainingCorpusHasNoPromptText) {
 // group, so equal texts share a fold), repeated for 3 seeds. The stack ranks the held-out continuations like
 // Perspective (AUC with label Perspective >= 0.5, Spearman) and is calibrated (least-squares slope of Perspective
 // on the score near 1); it beats the untrained log-odds mean of the two classifiers on the same texts.
-// Measured here: AUC 0.9498 / 0.9497 / 0.9497, rho 0.885, slope 0.986 (without the interactions, the previous
-// stack: AUC 0.9474, rho 0.882). Bound on the mean AUC: 0.9485, i.e. the measured mean minus 1.5x the standard
-// deviation of single-seed AUCs over 6 CV seeds of `ctrust toxicity-eval --seeds 6` (0.0008; seeds 0.9481-0.9498),
-// 2.5x that of a 3-seed mean; it fails for the stack without interactions, the old ctrust-lr (0.894 / 0.77 /
-// slope 0.69), the uncalibrated log-odds mean (0.939, slope 0.75) and any random scorer (AUC ~0.5). Not yet the
-// issue's 0.95 (docs/trust.md).
+// Measured here: AUC 0.9505 / 0.9503 / 0.9506 (mean 0.9505), rho 0.891, slope 0.985; the previous stack
+// (without the worst-word features and their products) gives AUC 0.9497 (0.9498 / 0.9497 / 0.9497), rho 0.885.
+// Bound on the mean AUC: 0.9500, the target: 0.0005 below the measured mean, i.e. 1.4x the standard
+// deviation of single-seed AUCs over 6 CV seeds of `ctrust toxicity-eval --seeds 6` (0.00035), 2.4x that of a
+// 3-seed mean (the folds here are fixed, so only the floating-point path can move it, by far less). It fails for
+// the previous stack, the stack without interactions (0.9474), the old ctrust-lr (0.894 / 0.77 / slope 0.69), the
+// uncalibrated log-odds mean (0.939, slope 0.75) and any random scorer (AUC ~0.5).
 TEST(TrustToxicity, BuiltInScorerAgreesWithPerspectiveOnHeldOut) {
   const Corpus& k = corpus();
   const int folds = 5, seeds = 3;
@@ -312,10 +313,10 @@ TEST(TrustToxicity, BuiltInScorerAgreesWithPerspectiveOnHeldOut) {
                 "(log-odds mean AUC %.4f)\n", sd, s.size(), a.auc, a.spearman, a.slope, auc_mean_lo);
     auc += a.auc / seeds, rho += a.spearman / seeds, slope += a.slope / seeds;
   }
-  EXPECT_GT(auc, 0.9485);  // measured 0.9497
+  EXPECT_GT(auc, 0.9500);  // measured 0.9505
   EXPECT_GT(auc, auc_mean_lo + 0.005);  // measured +0.011 (toxicity-eval's paired bootstrap: [+0.007, +0.015])
-  EXPECT_GT(rho, 0.875);  // measured 0.885
-  EXPECT_GT(slope, 0.9);  // measured 0.986
+  EXPECT_GT(rho, 0.887);  // measured 0.891 (previous stack 0.885)
+  EXPECT_GT(slope, 0.9);  // measured 0.985
   EXPECT_LT(slope, 1.1);
 }
 

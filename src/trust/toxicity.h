@@ -1,8 +1,9 @@
 // Toxicity scorers: one interface (a named function text -> toxicity in [0, 1]), two implementations.
 //  (a) "ctrust-tox": built-in offline scorer, the two pretrained classifiers of ../shared/data/toxicity
-//      (tox-block, alt-profanity-check) and a hashed n-gram part, stacked by a logistic regression fitted to the
-//      Perspective scores of RealToxicityPrompts continuations (never of a prompt text). Its held-out agreement
-//      with Perspective is measured by `ctrust toxicity-eval` (docs/trust.md).
+//      (tox-block, alt-profanity-check) on the whole text and on its worst word, and a hashed n-gram part,
+//      stacked by a logistic regression fitted to the Perspective scores of RealToxicityPrompts continuations
+//      (never of a prompt text). Its held-out agreement with Perspective is measured by `ctrust toxicity-eval`
+//      (docs/trust.md).
 //  (b) "perspective-http": a client of the Perspective API (POST comments:analyze), given an endpoint URL and
 //      a key; works with any compatible server (plain HTTP).
 // Every report names the scorer (ToxicityScorer::name).
@@ -63,7 +64,8 @@ std::array<double, 6> tox_block_word_logits(const ToxBlock& m, int id);
 
 // ---- (b) the built-in offline scorer "ctrust-tox": the two classifiers stacked ----
 // Dense features of a text (kToxDense): logit of tox-block's 6 outputs, alt's 5 SVM margins, logit of alt's
-// probability, tox-block's 100 pooled BiLSTM outputs (used when ToxicityStackOptions::pooled). Sparse features: hashed word uni/bigrams and character 3-5-grams (toxicity_features).
+// probability, tox-block's 100 pooled BiLSTM outputs (used when ToxicityStackOptions::pooled), the 12 worst-word
+// features (below). Sparse features: hashed word uni/bigrams and character 3-5-grams (toxicity_features).
 // Model: p = sigmoid(bias + beta . standardized(stack features) + sum of w over the sparse ids / sqrt(count)), fitted
 // to Perspective's toxicity as a soft target (cross-entropy): first the dense part (Newton, L2), then the
 // sparse part on top of it as a fixed offset (Adagrad, L2). Trained only on RealToxicityPrompts
