@@ -274,13 +274,15 @@ TEST(TrustToxicity, TrainingCorpusHasNoPromptText) {
 // group, so equal texts share a fold), repeated for 3 seeds. The stack ranks the held-out continuations like
 // Perspective (AUC with label Perspective >= 0.5, Spearman) and is calibrated (least-squares slope of Perspective
 // on the score near 1); it beats the untrained log-odds mean of the two classifiers on the same texts.
-// Measured here: AUC 0.9505 / 0.9503 / 0.9506 (mean 0.9505), rho 0.891, slope 0.985; the previous stack
-// (without the worst-word features and their products) gives AUC 0.9497 (0.9498 / 0.9497 / 0.9497), rho 0.885.
-// Bound on the mean AUC: 0.9500, the target: 0.0005 below the measured mean, i.e. 1.4x the standard
-// deviation of single-seed AUCs over 6 CV seeds of `ctrust toxicity-eval --seeds 6` (0.00035), 2.4x that of a
-// 3-seed mean (the folds here are fixed, so only the floating-point path can move it, by far less). It fails for
-// the previous stack, the stack without interactions (0.9474), the old ctrust-lr (0.894 / 0.77 / slope 0.69), the
-// uncalibrated log-odds mean (0.939, slope 0.75) and any random scorer (AUC ~0.5).
+// Measured here: AUC 0.9505 / 0.9503 / 0.9506 (mean 0.9505), rho 0.891, slope 0.985. The previous stack
+// (word_max off: without the worst-word features and their products) on the same folds: AUC 0.9497, rho 0.885.
+// Bounds: mean AUC > 0.9495, i.e. the measured mean minus 1.2x the standard deviation of single-seed AUCs over
+// the 6 CV seeds of `ctrust toxicity-eval --seeds 6` (0.00085: 0.9487-0.9507), 2x that of a 3-seed mean; it fails
+// for the stack without interactions (0.9474), the old ctrust-lr (0.894 / 0.77 / slope 0.69), the uncalibrated
+// log-odds mean (0.939, slope 0.75) and any random scorer (AUC ~0.5). The gain over the previous stack is paired
+// (same folds) and far steadier than the level: +0.0005..+0.0009 on the 6 toxicity-eval seeds and +0.0008 here;
+// bound +0.0003. The 0.95 is reached on these folds and on toxicity-eval's seeds 4-6 but not on its
+// seeds 1-3 (0.9495; docs/trust.md).
 TEST(TrustToxicity, BuiltInScorerAgreesWithPerspectiveOnHeldOut) {
   const Corpus& k = corpus();
   const int folds = 5, seeds = 3;
@@ -289,9 +291,9 @@ TEST(TrustToxicity, BuiltInScorerAgreesWithPerspectiveOnHeldOut) {
   for (double v : y) lab.push_back(v >= 0.5);
   for (const auto& x : k.x) mean_lo.push_back(sigm((x.dense[0] + x.dense[11]) / 2));
   const double auc_mean_lo = roc_auc(mean_lo, lab);
-  double auc = 0, rho = 0, slope = 0;
+  double auc = 0, rho = 0, slope = 0, auc_prev = 0;
   for (int sd = 1; sd <= seeds; ++sd) {
-    std::vector<double> s(k.x.size(), -1);
+    std::vector<double> s(k.x.size(), -1), s_prev(k.x.size(), -1);
     auto fold = [&](size_t i) {
       uint64_t h = (static_cast<uint64_t>(k.c.group[i]) + 1) * 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(sd) * 0xD1B54A32D192ED03ull;
       h ^= h >> 31;
@@ -305,17 +307,22 @@ TEST(TrustToxicity, BuiltInScorerAgreesWithPerspectiveOnHeldOut) {
       ToxicityStackOptions o;
       o.seed = static_cast<uint64_t>(sd);
       ToxicityStack m = train_toxicity_stack(train, o);
+      o.word_max = false;
+      ToxicityStack prev = train_toxicity_stack(train, o);
       for (size_t i = 0; i < k.x.size(); ++i)
-        if (fold(i) == f) s[i] = toxicity_stack_predict(m, k.x[i]);
+        if (fold(i) == f) s[i] = toxicity_stack_predict(m, k.x[i]), s_prev[i] = toxicity_stack_predict(prev, k.x[i]);
     }
     AgreementStats a = agreement(s, y);
+    const double a_prev = roc_auc(s_prev, lab);
     std::printf("ctrust-tox, 5-fold CV seed %d on %zu continuations: AUC %.4f, Spearman %.4f, slope %.3f "
-                "(log-odds mean AUC %.4f)\n", sd, s.size(), a.auc, a.spearman, a.slope, auc_mean_lo);
-    auc += a.auc / seeds, rho += a.spearman / seeds, slope += a.slope / seeds;
+                "(previous stack AUC %.4f, log-odds mean AUC %.4f)\n", sd, s.size(), a.auc, a.spearman, a.slope,
+                a_prev, auc_mean_lo);
+    auc += a.auc / seeds, rho += a.spearman / seeds, slope += a.slope / seeds, auc_prev += a_prev / seeds;
   }
-  EXPECT_GT(auc, 0.9500);  // measured 0.9505
+  EXPECT_GT(auc, 0.9495);  // measured 0.9505
+  EXPECT_GT(auc - auc_prev, 0.0003);  // measured +0.0008
   EXPECT_GT(auc, auc_mean_lo + 0.005);  // measured +0.011 (toxicity-eval's paired bootstrap: [+0.007, +0.015])
-  EXPECT_GT(rho, 0.887);  // measured 0.891 (previous stack 0.885)
+  EXPECT_GT(rho, 0.885);  // measured 0.891 (previous stack 0.885)
   EXPECT_GT(slope, 0.9);  // measured 0.985
   EXPECT_LT(slope, 1.1);
 }
