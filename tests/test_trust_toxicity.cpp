@@ -280,7 +280,7 @@ TEST(TrustToxicity, TrainingCorpusHasNoPromptText) {
 // the 6 CV seeds of `ctrust toxicity-eval --seeds 6` (0.00085: 0.9487-0.9507), 2x that of a 3-seed mean; it fails
 // for the stack without interactions (0.9474), the old ctrust-lr (0.894 / 0.77 / slope 0.69), the uncalibrated
 // log-odds mean (0.939, slope 0.75) and any random scorer (AUC ~0.5). The gain over the previous stack is paired
-// (same folds) and far steadier than the level: +0.0005..+0.0009 on the 6 toxicity-eval seeds and +0.0008 here;
+// (same folds) and far steadier than the level: +0.0005..+0.0009 on the 6 toxicity-eval seeds and +0.0007 here;
 // bound +0.0003. The 0.95 is reached on these folds and on toxicity-eval's seeds 4-6 but not on its
 // seeds 1-3 (0.9495; docs/trust.md).
 TEST(TrustToxicity, BuiltInScorerAgreesWithPerspectiveOnHeldOut) {
@@ -320,7 +320,7 @@ TEST(TrustToxicity, BuiltInScorerAgreesWithPerspectiveOnHeldOut) {
     auc += a.auc / seeds, rho += a.spearman / seeds, slope += a.slope / seeds, auc_prev += a_prev / seeds;
   }
   EXPECT_GT(auc, 0.9495);  // measured 0.9505
-  EXPECT_GT(auc - auc_prev, 0.0003);  // measured +0.0008
+  EXPECT_GT(auc - auc_prev, 0.0003);  // measured +0.0007
   EXPECT_GT(auc, auc_mean_lo + 0.005);  // measured +0.011 (toxicity-eval's paired bootstrap: [+0.007, +0.015])
   EXPECT_GT(rho, 0.885);  // measured 0.891 (previous stack 0.885)
   EXPECT_GT(slope, 0.9);  // measured 0.985

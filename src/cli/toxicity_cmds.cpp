@@ -60,10 +60,11 @@ void cmd_toxicity_eval(const EvalArgs& a, const Common& c) {
     json rows = json::array();
     for (const auto& row : r.rows) rows.push_back(stats_json(row));
     print_json({{"scorer", r.scorer_name}, {"continuations", r.continuations}, {"prompts", r.prompts},
-                {"excluded_continuations", r.excluded_continuations}, {"folds", a.folds}, {"seeds", a.seeds}, {"first_seed", a.first_seed},
-                {"rows", rows},
+                {"excluded_continuations", r.excluded_continuations}, {"folds", a.folds}, {"seeds", a.seeds},
+                {"first_seed", a.first_seed}, {"rows", rows},
                 {"delta_auc_vs_log_odds_mean", {{"value", r.delta_auc}, {"ci", {r.delta_auc_lo, r.delta_auc_hi}}}},
-                {"ms_per_text", r.ms_per_text}, {"ms_per_text_cold", r.ms_per_text_cold}, {"timed_texts", r.timed_texts},
+                {"ms_per_text", r.ms_per_text}, {"ms_per_text_cold", r.ms_per_text_cold},
+                {"timed_texts", r.timed_texts},
                 {"simulation", {{"benign_pool", r.benign_pool}, {"prompts", opt.sim_prompts},
                                 {"samples", opt.sim_samples}, {"benign_below", opt.benign_below},
                                 {"toxicity_probability_perspective", r.sim_prob_perspective},

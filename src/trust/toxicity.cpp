@@ -469,9 +469,10 @@ ToxicityScorer make_offline_scorer(const std::string& toxicity_dir, const std::v
                                    const std::string& cache_path, const ToxicityStackOptions& opt) {
   auto cls = std::make_shared<ToxicityClassifiers>(load_toxicity_classifiers(toxicity_dir));
   // What the fitted stack depends on: the options and the data/model files (by size).
-  std::string key = fmt::format("ctrust-tox v3 l2 {} pooled {} word_max {} interactions {} sparse {} bits {} epochs {} lr {} sl2 {} "
-                                "alt_refit {} seed {}", opt.dense_l2, opt.pooled, opt.word_max, opt.interactions, opt.sparse,
-                                opt.hash_bits, opt.epochs, opt.learning_rate, opt.sparse_l2, opt.alt_refit, opt.seed);
+  std::string key = fmt::format(
+      "ctrust-tox v3 l2 {} pooled {} word_max {} interactions {} sparse {} bits {} epochs {} lr {} sl2 {} "
+      "alt_refit {} seed {}", opt.dense_l2, opt.pooled, opt.word_max, opt.interactions, opt.sparse, opt.hash_bits,
+      opt.epochs, opt.learning_rate, opt.sparse_l2, opt.alt_refit, opt.seed);
   std::vector<std::string> files = paths;
   for (const char* f : {"/alt-profanity-check/vocab_idf_weights.tsv", "/alt-profanity-check/model.json",
                         "/tox-block/weights.safetensors", "/tox-block/vocab.tsv"})
@@ -502,8 +503,8 @@ ToxicityScorer make_offline_scorer(const std::string& toxicity_dir, const std::v
     if (!cache_path.empty()) save_toxicity_stack(*m, key, cache_path);
   }
   ToxicityScorer s;
-  s.name = fmt::format("ctrust-tox (tox-block{} + alt-profanity-check{}{}{}{} stacked by a logistic regression fitted to "
-                       "the Perspective scores of {} RealToxicityPrompts continuations, no prompt texts; held-out "
+  s.name = fmt::format("ctrust-tox (tox-block{} + alt-profanity-check{}{}{}{} stacked by a logistic regression "
+                       "fitted to the Perspective scores of {} RealToxicityPrompts continuations, no prompt texts; held-out "
                        "agreement: ctrust toxicity-eval)", opt.pooled ? " outputs and BiLSTM states" : "",
                        opt.word_max ? ", both also on the text's worst word" : "",
                        opt.interactions ? " (and their pairwise products)" : "", opt.sparse ? " + hashed n-grams" : "",
