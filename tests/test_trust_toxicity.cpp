@@ -98,6 +98,49 @@ TEST(TrustToxicity, ClassifiersEqualNumpyReference) {
   EXPECT_LT(worst_tb, 1e-9);
 }
 
+// The worst-word features (dense 112..123): the max over a text's known words of tox-block on the word alone
+// (its outputs on the one-word text, before the sigmoid) and of alt on the token alone (x = e_j after the
+// normalization, so margin_k = w_jk + b_k); a word repeated or unknown to one classifier changes nothing.
+TEST(TrustToxicity, WorstWordFeaturesByHand) {
+  const ToxicityClassifiers& c = classifiers();
+  auto sig = [](double z) { return 1 / (1 + std::exp(-z)); };
+  const std::vector<std::string> words = {"the", "weather", "idiot", "nice"};
+  ToxicityInputs x = toxicity_inputs(c, "The weather, you IDIOT... nice nice qwzxv", 18);
+  double tb0 = -1e9;
+  for (const auto& w : words) {
+    auto o = tox_block_outputs(c.tox_block, w);
+    auto z = tox_block_word_logits(c.tox_block, tox_block_ids(c.tox_block, w).at(0));
+    for (int k = 0; k < 6; ++k) EXPECT_NEAR(sig(z[k]), o[k], 1e-12) << w;
+    tb0 = std::max(tb0, z[0]);
+  }
+  // "you" is the only other known word of the text
+  tb0 = std::max(tb0, tox_block_word_logits(c.tox_block, tox_block_ids(c.tox_block, "you").at(0))[0]);
+  EXPECT_EQ(x.dense[112], tb0);
+  EXPECT_GT(sig(x.dense[112]), 0.9);  // "idiot" alone is toxic to tox-block
+  // alt: by hand from the vocabulary weights
+  std::array<double, 5> best;
+  best.fill(-1e9);
+  double best_p = 0;
+  for (const char* w : {"the", "weather", "you", "idiot", "nice"}) {
+    auto it = c.alt.vocab.find(w);
+    if (it == c.alt.vocab.end()) continue;
+    std::array<double, 5> f;
+    for (int k = 0; k < 5; ++k) f[k] = c.alt.w[static_cast<size_t>(it->second) * 5 + k] + c.alt.b[k];
+    for (int k = 0; k < 5; ++k) best[k] = std::max(best[k], f[k]);
+    best_p = std::max(best_p, alt_probability(c.alt, f));
+    auto m = alt_margins(c.alt, w);  // the same from the classifier itself
+    for (int k = 0; k < 5; ++k) EXPECT_NEAR(m[k], f[k], 1e-12) << w;
+  }
+  for (int k = 0; k < 5; ++k) EXPECT_NEAR(x.dense[118 + k], best[k], 1e-12);
+  EXPECT_NEAR(x.dense[123], std::log(best_p / (1 - best_p)), 1e-9);
+  // No known word: tox-block -8, alt = the empty text's margins.
+  ToxicityInputs e = toxicity_inputs(c, "qwzxv", 18);
+  for (int k = 0; k < 6; ++k) EXPECT_EQ(e.dense[112 + k], -8.0);
+  for (int k = 0; k < 5; ++k) EXPECT_EQ(e.dense[118 + k], c.alt.b[k]);
+  EXPECT_THROW(tox_block_word_logits(c.tox_block, 0), Error);
+  EXPECT_THROW(tox_block_word_logits(c.tox_block, 20000), Error);
+}
+
 TEST(TrustToxicity, ClassifierFilesErrors) {
   try {
     load_toxicity_classifiers("/nonexistent/toxicity");
@@ -150,9 +193,10 @@ TEST(TrustToxicity, AgreementFormulasByHand) {
 
 TEST(TrustToxicity, StackRecoversAKnownLogisticModel) {
   // Dense part only; y = sigmoid(0.5 + 1.5 x0 - 1 x1) as soft targets, the other features noise: with a tiny
-  // L2 the fit recovers the coefficients (on the standardized scale, so compare predictions).
+  // L2 the fit recovers the coefficients (on the standardized scale, so compare predictions). 1,000 examples:
+  // more than the 425 parameters of the dense part with all its features.
   std::vector<ToxicityExample> ex =
-      synthetic_examples(400, 7, [](const auto& x) { return 0.5 + 1.5 * x[0] - x[1]; });
+      synthetic_examples(1000, 7, [](const auto& x) { return 0.5 + 1.5 * x[0] - x[1]; });
   ToxicityStackOptions o;
   o.sparse = false;
   o.dense_l2 = 1e-8;
@@ -164,26 +208,32 @@ TEST(TrustToxicity, StackRecoversAKnownLogisticModel) {
   EXPECT_THROW(train_toxicity_stack({ex.begin(), ex.begin() + 3}, o), Error);
 }
 
-// The stack's features: the 112 inputs, then x_i * x_j for i <= j < 12 in row order (hand-computed indices);
+// The stack's features: the 124 inputs, then u_i * u_j for i <= j < 24 in row order, u = (x0..x11, x112..x123)
+// (hand-computed indices);
 // a target with an interaction term is fitted exactly with the products and not without them.
 TEST(TrustToxicity, StackInteractionsByHand) {
   ToxicityInputs x;
   for (int k = 0; k < kToxDense; ++k) x.dense[k] = k + 1;
   auto f = toxicity_stack_features(x);
-  EXPECT_EQ(kToxStackFeatures, 190);
+  EXPECT_EQ(kToxStackFeatures, 424);
   EXPECT_EQ(f[5], 6);
   EXPECT_EQ(f[111], 112);
-  EXPECT_EQ(f[112], 1 * 1);   // x0 x0
-  EXPECT_EQ(f[113], 1 * 2);   // x0 x1
-  EXPECT_EQ(f[123], 1 * 12);  // x0 x11
-  EXPECT_EQ(f[124], 2 * 2);   // x1 x1
-  EXPECT_EQ(f[188], 11 * 12);  // x10 x11
-  EXPECT_EQ(f[189], 12 * 12);  // x11 x11
+  EXPECT_EQ(f[123], 124);      // the last worst-word feature
+  EXPECT_EQ(f[124], 1 * 1);    // x0 x0
+  EXPECT_EQ(f[125], 1 * 2);    // x0 x1
+  EXPECT_EQ(f[135], 1 * 12);   // x0 x11
+  EXPECT_EQ(f[136], 1 * 113);  // x0 x112
+  EXPECT_EQ(f[147], 1 * 124);  // x0 x123
+  EXPECT_EQ(f[148], 2 * 2);    // x1 x1
+  EXPECT_EQ(f[421], 123 * 123);  // x122 x122
+  EXPECT_EQ(f[422], 123 * 124);  // x122 x123
+  EXPECT_EQ(f[423], 124 * 124);  // x123 x123
   std::vector<ToxicityExample> ex =
       synthetic_examples(600, 11, [](const auto& x) { return 0.5 + x[0] - 0.8 * x[0] * x[6]; });
   ToxicityStackOptions o;
   o.sparse = false;
   o.pooled = false;
+  o.word_max = false;
   o.dense_l2 = 1e-8;
   ToxicityStack with = train_toxicity_stack(ex, o);
   o.interactions = false;
@@ -196,7 +246,9 @@ TEST(TrustToxicity, StackInteractionsByHand) {
   EXPECT_LT(err_with, 1e-6);
   EXPECT_GT(err_without, 0.1);
   for (int k = kToxDense; k < kToxStackFeatures; ++k) EXPECT_EQ(without.beta[k], 0.0);
-  for (int k = kToxOutputs; k < kToxDense; ++k) EXPECT_EQ(with.beta[k], 0.0);  // pooled off
+  for (int k = kToxOutputs; k < kToxDense; ++k) EXPECT_EQ(with.beta[k], 0.0);  // pooled and worst word off
+  EXPECT_NE(with.beta[125], 0.0);  // x0 x1
+  EXPECT_EQ(with.beta[136], 0.0);  // x0 x112: a worst-word product, off with word_max
 }
 
 // The training corpus holds continuations only, and none equal to a prompt text.
@@ -222,12 +274,15 @@ TEST(TrustToxicity, TrainingCorpusHasNoPromptText) {
 // group, so equal texts share a fold), repeated for 3 seeds. The stack ranks the held-out continuations like
 // Perspective (AUC with label Perspective >= 0.5, Spearman) and is calibrated (least-squares slope of Perspective
 // on the score near 1); it beats the untrained log-odds mean of the two classifiers on the same texts.
-// Measured here: AUC 0.9498 / 0.9497 / 0.9497, rho 0.885, slope 0.986 (without the interactions, the previous
-// stack: AUC 0.9474, rho 0.882). Bound on the mean AUC: 0.9485, i.e. the measured mean minus 1.5x the standard
-// deviation of single-seed AUCs over 6 CV seeds of `ctrust toxicity-eval --seeds 6` (0.0008; seeds 0.9481-0.9498),
-// 2.5x that of a 3-seed mean; it fails for the stack without interactions, the old ctrust-lr (0.894 / 0.77 /
-// slope 0.69), the uncalibrated log-odds mean (0.939, slope 0.75) and any random scorer (AUC ~0.5). Not yet the
-// issue's 0.95 (docs/trust.md).
+// Measured here: AUC 0.9505 / 0.9503 / 0.9506 (mean 0.9505), rho 0.891, slope 0.985. The previous stack
+// (word_max off: without the worst-word features and their products) on the same folds: AUC 0.9497, rho 0.885.
+// Bounds: mean AUC > 0.9495, i.e. the measured mean minus 1.2x the standard deviation of single-seed AUCs over
+// the 6 CV seeds of `ctrust toxicity-eval --seeds 6` (0.00085: 0.9487-0.9507), 2x that of a 3-seed mean; it fails
+// for the stack without interactions (0.9474), the old ctrust-lr (0.894 / 0.77 / slope 0.69), the uncalibrated
+// log-odds mean (0.939, slope 0.75) and any random scorer (AUC ~0.5). The gain over the previous stack is paired
+// (same folds) and far steadier than the level: +0.0005..+0.0009 on the 6 toxicity-eval seeds and +0.0007 here;
+// bound +0.0003. The 0.95 is reached on these folds and on toxicity-eval's seeds 4-6 but not on its
+// seeds 1-3 (0.9495; docs/trust.md).
 TEST(TrustToxicity, BuiltInScorerAgreesWithPerspectiveOnHeldOut) {
   const Corpus& k = corpus();
   const int folds = 5, seeds = 3;
@@ -236,9 +291,9 @@ TEST(TrustToxicity, BuiltInScorerAgreesWithPerspectiveOnHeldOut) {
   for (double v : y) lab.push_back(v >= 0.5);
   for (const auto& x : k.x) mean_lo.push_back(sigm((x.dense[0] + x.dense[11]) / 2));
   const double auc_mean_lo = roc_auc(mean_lo, lab);
-  double auc = 0, rho = 0, slope = 0;
+  double auc = 0, rho = 0, slope = 0, auc_prev = 0;
   for (int sd = 1; sd <= seeds; ++sd) {
-    std::vector<double> s(k.x.size(), -1);
+    std::vector<double> s(k.x.size(), -1), s_prev(k.x.size(), -1);
     auto fold = [&](size_t i) {
       uint64_t h = (static_cast<uint64_t>(k.c.group[i]) + 1) * 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(sd) * 0xD1B54A32D192ED03ull;
       h ^= h >> 31;
@@ -252,18 +307,23 @@ TEST(TrustToxicity, BuiltInScorerAgreesWithPerspectiveOnHeldOut) {
       ToxicityStackOptions o;
       o.seed = static_cast<uint64_t>(sd);
       ToxicityStack m = train_toxicity_stack(train, o);
+      o.word_max = false;
+      ToxicityStack prev = train_toxicity_stack(train, o);
       for (size_t i = 0; i < k.x.size(); ++i)
-        if (fold(i) == f) s[i] = toxicity_stack_predict(m, k.x[i]);
+        if (fold(i) == f) s[i] = toxicity_stack_predict(m, k.x[i]), s_prev[i] = toxicity_stack_predict(prev, k.x[i]);
     }
     AgreementStats a = agreement(s, y);
+    const double a_prev = roc_auc(s_prev, lab);
     std::printf("ctrust-tox, 5-fold CV seed %d on %zu continuations: AUC %.4f, Spearman %.4f, slope %.3f "
-                "(log-odds mean AUC %.4f)\n", sd, s.size(), a.auc, a.spearman, a.slope, auc_mean_lo);
-    auc += a.auc / seeds, rho += a.spearman / seeds, slope += a.slope / seeds;
+                "(previous stack AUC %.4f, log-odds mean AUC %.4f)\n", sd, s.size(), a.auc, a.spearman, a.slope,
+                a_prev, auc_mean_lo);
+    auc += a.auc / seeds, rho += a.spearman / seeds, slope += a.slope / seeds, auc_prev += a_prev / seeds;
   }
-  EXPECT_GT(auc, 0.9485);  // measured 0.9497
+  EXPECT_GT(auc, 0.9495);  // measured 0.9505
+  EXPECT_GT(auc - auc_prev, 0.0003);  // measured +0.0007
   EXPECT_GT(auc, auc_mean_lo + 0.005);  // measured +0.011 (toxicity-eval's paired bootstrap: [+0.007, +0.015])
-  EXPECT_GT(rho, 0.875);  // measured 0.885
-  EXPECT_GT(slope, 0.9);  // measured 0.986
+  EXPECT_GT(rho, 0.885);  // measured 0.891 (previous stack 0.885)
+  EXPECT_GT(slope, 0.9);  // measured 0.985
   EXPECT_LT(slope, 1.1);
 }
 
@@ -280,19 +340,22 @@ TEST(TrustToxicity, OfflineScorerCacheAndBadFiles) {
   // The cached stack gives the same scores; a foreign or truncated file is an error naming it.
   ToxicityScorer again = make_offline_scorer(tox_dir(), rtp_files(), path);
   EXPECT_EQ(again.score({"you stupid fucking idiot, shut up"})[0], v[1]);
-  // A cache of the previous format (CTTOXST1) is stale: refitted and overwritten, the same scores.
+  // A cache of a previous format (CTTOXST1, CTTOXST2) is stale: refitted and overwritten, the same scores.
   std::string current;
   {
     std::ifstream f(path, std::ios::binary);
     current.assign(std::istreambuf_iterator<char>(f), {});
   }
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << "CTTOXST1" << current.substr(8, 100);
-  ToxicityScorer refit = make_offline_scorer(tox_dir(), rtp_files(), path);
-  EXPECT_EQ(refit.score({"you stupid fucking idiot, shut up"})[0], v[1]);
+  for (const char* old : {"CTTOXST1", "CTTOXST2"}) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << old << current.substr(8, 100);
+    ToxicityScorer refit = make_offline_scorer(tox_dir(), rtp_files(), path);
+    EXPECT_EQ(refit.score({"you stupid fucking idiot, shut up"})[0], v[1]) << old;
+  }
   std::string key;
   ToxicityStack st = load_toxicity_stack(path, &key);
-  EXPECT_NE(key.find("ctrust-tox v2"), std::string::npos);
+  EXPECT_NE(key.find("ctrust-tox v3"), std::string::npos);
   EXPECT_FALSE(st.w.empty());
+  EXPECT_TRUE(st.alt_w.empty());  // the alt refit is off by default
   std::string bytes;
   {
     std::ifstream f(path, std::ios::binary);

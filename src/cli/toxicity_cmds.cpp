@@ -13,9 +13,9 @@ using json = nlohmann::json;
 
 struct EvalArgs {
   std::string data;
-  int folds = 5, seeds = 3, bootstrap = 1000;
+  int folds = 5, seeds = 3, first_seed = 1, bootstrap = 1000;
   ToxicityStackOptions stack;
-  bool no_sparse = false, no_pooled = false, no_interactions = false;
+  bool no_sparse = false, no_pooled = false, no_interactions = false, no_word_max = false;
 };
 
 json stats_json(const ToxicityEvalRow& r) {
@@ -43,11 +43,13 @@ void cmd_toxicity_eval(const EvalArgs& a, const Common& c) {
   ToxicityEvalOptions opt;
   opt.folds = a.folds;
   opt.seeds = a.seeds;
+  opt.first_seed = a.first_seed;
   opt.bootstrap = a.bootstrap;
   opt.stack = a.stack;
   opt.stack.sparse = !a.no_sparse;
   opt.stack.pooled = !a.no_pooled;
   opt.stack.interactions = !a.no_interactions;
+  opt.stack.word_max = !a.no_word_max;
   if (isatty(STDERR_FILENO))
     opt.progress = [](const std::string& s, int done, int total) {
       fmt::print(stderr, "\r[toxicity-eval {}] {}/{}   ", s, done, total);
@@ -59,9 +61,10 @@ void cmd_toxicity_eval(const EvalArgs& a, const Common& c) {
     for (const auto& row : r.rows) rows.push_back(stats_json(row));
     print_json({{"scorer", r.scorer_name}, {"continuations", r.continuations}, {"prompts", r.prompts},
                 {"excluded_continuations", r.excluded_continuations}, {"folds", a.folds}, {"seeds", a.seeds},
-                {"rows", rows},
+                {"first_seed", a.first_seed}, {"rows", rows},
                 {"delta_auc_vs_log_odds_mean", {{"value", r.delta_auc}, {"ci", {r.delta_auc_lo, r.delta_auc_hi}}}},
-                {"ms_per_text", r.ms_per_text}, {"timed_texts", r.timed_texts},
+                {"ms_per_text", r.ms_per_text}, {"ms_per_text_cold", r.ms_per_text_cold},
+                {"timed_texts", r.timed_texts},
                 {"simulation", {{"benign_pool", r.benign_pool}, {"prompts", opt.sim_prompts},
                                 {"samples", opt.sim_samples}, {"benign_below", opt.benign_below},
                                 {"toxicity_probability_perspective", r.sim_prob_perspective},
@@ -102,7 +105,9 @@ void cmd_toxicity_eval(const EvalArgs& a, const Common& c) {
       fmt::print("{:>11} {:>6} {:>10.3f} {:>12.3f} {:>14.3f}\n", fmt::format("{:.1f}-{:.1f}", b.lo, b.hi), b.n,
                  b.mean_score, b.mean_perspective, b.frac_toxic);
   }
-  fmt::print("\ncost: {:.2f} ms/text (one thread, {} continuations, the evaluated scorer fitted on all of them)\n", r.ms_per_text, r.timed_texts);
+  fmt::print("\ncost: {:.2f} ms/text (one thread, {} continuations, the evaluated scorer fitted on all of them); "
+             "{:.2f} ms/text with an empty memo of one-word tox-block outputs (scorer loaded from its cache)\n",
+             r.ms_per_text, r.timed_texts, r.ms_per_text_cold);
   fmt::print("simulation: {} prompts x {} samples drawn from the {} continuations with Perspective < {}: toxicity "
              "probability Perspective {:.3f}, log-odds mean {:.3f}, ctrust-tox {:.3f} (held out); expected max "
              "toxicity Perspective {:.3f}, ctrust-tox {:.3f}\n",
@@ -121,14 +126,19 @@ void register_toxicity_commands(CLI::App& app) {
   c->add_option("--data", a.data, "Shared data folder with decodingtrust/ and toxicity/ (default ../shared/data)");
   c->add_option("--folds", a.folds, "Cross-validation folds")->check(CLI::Range(2, 100));
   c->add_option("--seeds", a.seeds, "Cross-validation repetitions")->check(CLI::Range(1, 100));
+  c->add_option("--first-seed", a.first_seed, "First CV seed (seeds first..first+seeds-1; the reported figures use "
+                "1-3, configurations were selected on 4-6)")->check(CLI::Range(1, 1000000));
   c->add_option("--bootstrap", a.bootstrap, "Bootstrap resamples for the CIs")->check(CLI::Range(10, 100000));
   c->add_option("--dense-l2", a.stack.dense_l2, "Stack: L2 of the dense part (evaluated configuration; "
                 "the built-in scorer uses the defaults)");
   c->add_flag("--no-sparse", a.no_sparse, "Stack: no n-gram part");
   c->add_flag("--no-pooled", a.no_pooled, "Stack: without tox-block's pooled BiLSTM outputs");
   c->add_flag("--no-interactions", a.no_interactions, "Stack: without the pairwise products of the classifier outputs");
+  c->add_flag("--no-word-max", a.no_word_max, "Stack: without the worst-word features");
   c->add_option("--sparse-l2", a.stack.sparse_l2, "Stack: L2 of the n-gram part");
   c->add_option("--learning-rate", a.stack.learning_rate, "Stack: Adagrad step of the n-gram part");
+  c->add_option("--alt-refit", a.stack.alt_refit, "Stack: feature scale of the anchored refit of alt's SVM over its "
+                "TF-IDF features (0 = off)")->check(CLI::Range(0.0, 100.0));
   c->add_option("--epochs", a.stack.epochs, "Stack: epochs of the n-gram part")->check(CLI::Range(1, 1000));
   add_common(c, o);
   c->callback([] { apply_threads(o); cmd_toxicity_eval(a, o); });

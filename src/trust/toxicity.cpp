@@ -10,10 +10,12 @@
 #include <chrono>
 #include <tuple>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <numeric>
 #include <unordered_map>
 
@@ -192,10 +194,24 @@ double sparse_sum(const ToxicityStack& m, const std::vector<uint32_t>& f) {
   return s / std::sqrt(static_cast<double>(f.size()));
 }
 
+double alt_refit_sum(const ToxicityStack& m, const std::vector<std::pair<int, double>>& x) {
+  if (m.alt_w.empty()) return 0;
+  double s = 0;
+  for (const auto& [j, v] : x)
+    if (static_cast<size_t>(j) < m.alt_w.size()) s += m.alt_w[j] * v;
+  return m.alt_scale * s;
+}
+
 }  // namespace
 
+struct ToxBlockWordMemo {
+  std::mutex mu;
+  std::unordered_map<int, std::array<double, 6>> z;
+};
+
 ToxicityClassifiers load_toxicity_classifiers(const std::string& dir) {
-  return {load_alt_profanity(dir + "/alt-profanity-check"), load_tox_block(dir + "/tox-block")};
+  return {load_alt_profanity(dir + "/alt-profanity-check"), load_tox_block(dir + "/tox-block"),
+          std::make_shared<ToxBlockWordMemo>()};
 }
 
 ToxicityInputs toxicity_inputs(const ToxicityClassifiers& c, std::string_view text, int hash_bits) {
@@ -207,6 +223,41 @@ ToxicityInputs toxicity_inputs(const ToxicityClassifiers& c, std::string_view te
   for (int k = 0; k < 5; ++k) x.dense[6 + k] = f[k];
   x.dense[11] = logit(alt_probability(c.alt, f));
   for (int k = 0; k < 100; ++k) x.dense[12 + k] = pooled[k];
+  // The worst word: tox-block on each distinct known word alone (memoized), alt on each token alone.
+  std::vector<int> ids = tox_block_ids(c.tox_block, text);
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  double* wm = &x.dense[112];
+  std::fill_n(wm, 6, ids.empty() ? -8.0 : -INFINITY);
+  for (int id : ids) {
+    std::array<double, 6> z;
+    bool have = false;
+    if (c.memo) {
+      std::lock_guard<std::mutex> lock(c.memo->mu);
+      if (auto it = c.memo->z.find(id); it != c.memo->z.end()) z = it->second, have = true;
+    }
+    if (!have) {
+      z = tox_block_word_logits(c.tox_block, id);
+      if (c.memo) {
+        std::lock_guard<std::mutex> lock(c.memo->mu);
+        c.memo->z.emplace(id, z);
+      }
+    }
+    for (int k = 0; k < 6; ++k) wm[k] = std::max(wm[k], z[k]);
+  }
+  x.tfidf = alt_tfidf(c.alt, text);
+  if (x.tfidf.empty()) {
+    for (int k = 0; k < 5; ++k) wm[6 + k] = c.alt.b[k];
+    wm[11] = logit(alt_probability(c.alt, c.alt.b));
+  } else {
+    std::fill_n(wm + 6, 6, -INFINITY);
+    for (const auto& [j, v] : x.tfidf) {
+      std::array<double, 5> f;
+      for (int k = 0; k < 5; ++k) f[k] = c.alt.w[static_cast<size_t>(j) * 5 + k] + c.alt.b[k];
+      for (int k = 0; k < 5; ++k) wm[6 + k] = std::max(wm[6 + k], f[k]);
+      wm[11] = std::max(wm[11], logit(alt_probability(c.alt, f)));
+    }
+  }
   x.sparse = toxicity_features(text, hash_bits);
   return x;
 }
@@ -215,8 +266,9 @@ std::array<double, kToxStackFeatures> toxicity_stack_features(const ToxicityInpu
   std::array<double, kToxStackFeatures> f{};
   std::copy(x.dense.begin(), x.dense.end(), f.begin());
   int k = kToxDense;
-  for (int i = 0; i < kToxOutputs; ++i)
-    for (int j = i; j < kToxOutputs; ++j) f[k++] = x.dense[i] * x.dense[j];
+  auto u = [&](int i) { return i < kToxOutputs ? x.dense[i] : x.dense[112 + i - kToxOutputs]; };
+  for (int i = 0; i < kToxInteracting; ++i)
+    for (int j = i; j < kToxInteracting; ++j) f[k++] = u(i) * u(j);
   return f;
 }
 
@@ -238,8 +290,12 @@ ToxicityStack train_toxicity_stack(const std::vector<ToxicityExample>& train, co
   }
   // The features used (unused ones keep beta 0): the 12 outputs, the pooled states, the interactions.
   std::vector<int> used;
-  for (int k = 0; k < kToxStackFeatures; ++k)
-    if (k < kToxOutputs || (k < kToxDense && opt.pooled) || (k >= kToxDense && opt.interactions)) used.push_back(k);
+  for (int k = 0; k < kToxDense; ++k)
+    if (k < kToxOutputs || (k < 112 && opt.pooled) || (k >= 112 && opt.word_max)) used.push_back(k);
+  if (opt.interactions)
+    for (int i = 0, k = kToxDense; i < kToxInteracting; ++i)
+      for (int j = i; j < kToxInteracting; ++j, ++k)
+        if (j < kToxOutputs || opt.word_max) used.push_back(k);
   const int nd = static_cast<int>(used.size());
   std::vector<std::vector<double>> X;
   std::vector<double> y;
@@ -256,7 +312,15 @@ ToxicityStack train_toxicity_stack(const std::vector<ToxicityExample>& train, co
   // The n-gram part learns what the dense part misses: Adagrad on the cross-entropy with the dense logit as a
   // fixed offset; deterministic shuffles.
   m.w.assign(size_t{1} << opt.hash_bits, 0.0f);
-  std::vector<float> g2(m.w.size(), 1e-8f);
+  std::vector<float> g2(m.w.size(), 1e-8f), ga2;
+  if (opt.alt_refit > 0) {
+    int vocab = 0;
+    for (const auto& e : train)
+      for (const auto& [j, v] : e.x.tfidf) vocab = std::max(vocab, j + 1);
+    m.alt_w.assign(static_cast<size_t>(vocab), 0.0f);
+    ga2.assign(m.alt_w.size(), 1e-8f);
+    m.alt_scale = opt.alt_refit;
+  }
   std::vector<double> z0(train.size());
   for (size_t i = 0; i < train.size(); ++i) z0[i] = dense_logit(m, train[i].x);
   std::vector<size_t> order(train.size());
@@ -269,21 +333,30 @@ ToxicityStack train_toxicity_stack(const std::vector<ToxicityExample>& train, co
     }
     for (size_t oi : order) {
       const auto& f = train[oi].x.sparse;
-      if (f.empty()) continue;
-      const float v = 1.0f / std::sqrt(static_cast<float>(f.size()));
-      const float g = static_cast<float>(sigmoid(z0[oi] + sparse_sum(m, f)) - train[oi].y);
-      for (uint32_t id : f) {
-        float gi = g * v + opt.sparse_l2 * m.w[id];
-        g2[id] += gi * gi;
-        m.w[id] -= opt.learning_rate * gi / std::sqrt(g2[id]);
+      const auto& x = train[oi].x.tfidf;
+      if (f.empty() && (m.alt_w.empty() || x.empty())) continue;
+      const float g = static_cast<float>(sigmoid(z0[oi] + sparse_sum(m, f) + alt_refit_sum(m, x)) - train[oi].y);
+      if (!f.empty()) {
+        const float v = 1.0f / std::sqrt(static_cast<float>(f.size()));
+        for (uint32_t id : f) {
+          float gi = g * v + opt.sparse_l2 * m.w[id];
+          g2[id] += gi * gi;
+          m.w[id] -= opt.learning_rate * gi / std::sqrt(g2[id]);
+        }
       }
+      if (!m.alt_w.empty())
+        for (const auto& [j, xv] : x) {
+          float gi = g * static_cast<float>(m.alt_scale * xv) + opt.sparse_l2 * m.alt_w[j];
+          ga2[j] += gi * gi;
+          m.alt_w[j] -= opt.learning_rate * gi / std::sqrt(ga2[j]);
+        }
     }
   }
   return m;
 }
 
 double toxicity_stack_predict(const ToxicityStack& m, const ToxicityInputs& x) {
-  return sigmoid(dense_logit(m, x) + sparse_sum(m, x.sparse));
+  return sigmoid(dense_logit(m, x) + sparse_sum(m, x.sparse) + alt_refit_sum(m, x.tfidf));
 }
 
 ToxicityCorpus toxicity_training_corpus(const std::vector<std::string>& paths) {
@@ -312,7 +385,7 @@ ToxicityCorpus toxicity_training_corpus(const std::vector<std::string>& paths) {
 }
 
 namespace {
-const char kStackMagic[8] = {'C', 'T', 'T', 'O', 'X', 'S', 'T', '2'};
+const char kStackMagic[8] = {'C', 'T', 'T', 'O', 'X', 'S', 'T', '3'};
 template <typename T>
 void put(std::ofstream& f, T v) { f.write(reinterpret_cast<const char*>(&v), sizeof v); }
 template <typename T>
@@ -348,6 +421,9 @@ void save_toxicity_stack(const ToxicityStack& m, const std::string& key, const s
         put<uint32_t>(f, i);
         put<float>(f, m.w[i]);
       }
+    put<double>(f, m.alt_scale);
+    put<uint32_t>(f, static_cast<uint32_t>(m.alt_w.size()));
+    for (float w : m.alt_w) put<float>(f, w);
     if (!f) fail("{}: write failed", tmp);
   }
   std::filesystem::rename(tmp, path);
@@ -380,6 +456,11 @@ ToxicityStack load_toxicity_stack(const std::string& path, std::string* key) {
     if (i >= m.w.size()) fail("{}: weight index {} out of range", path, i);
     m.w[i] = v;
   }
+  m.alt_scale = get<double>(b, off, path);
+  uint32_t na = get<uint32_t>(b, off, path);
+  if (na > (1u << 24)) fail("{}: {} alt refit weights", path, na);
+  m.alt_w.resize(na);
+  for (float& w : m.alt_w) w = get<float>(b, off, path);
   if (off != b.size()) fail("{}: {} trailing bytes", path, b.size() - off);
   return m;
 }
@@ -388,8 +469,10 @@ ToxicityScorer make_offline_scorer(const std::string& toxicity_dir, const std::v
                                    const std::string& cache_path, const ToxicityStackOptions& opt) {
   auto cls = std::make_shared<ToxicityClassifiers>(load_toxicity_classifiers(toxicity_dir));
   // What the fitted stack depends on: the options and the data/model files (by size).
-  std::string key = fmt::format("ctrust-tox v2 l2 {} pooled {} interactions {} sparse {} bits {} epochs {} lr {} sl2 {} seed {}",
-                                opt.dense_l2, opt.pooled, opt.interactions, opt.sparse, opt.hash_bits, opt.epochs, opt.learning_rate, opt.sparse_l2, opt.seed);
+  std::string key = fmt::format(
+      "ctrust-tox v3 l2 {} pooled {} word_max {} interactions {} sparse {} bits {} epochs {} lr {} sl2 {} "
+      "alt_refit {} seed {}", opt.dense_l2, opt.pooled, opt.word_max, opt.interactions, opt.sparse, opt.hash_bits,
+      opt.epochs, opt.learning_rate, opt.sparse_l2, opt.alt_refit, opt.seed);
   std::vector<std::string> files = paths;
   for (const char* f : {"/alt-profanity-check/vocab_idf_weights.tsv", "/alt-profanity-check/model.json",
                         "/tox-block/weights.safetensors", "/tox-block/vocab.tsv"})
@@ -400,7 +483,7 @@ ToxicityScorer make_offline_scorer(const std::string& toxicity_dir, const std::v
   }
   ToxicityCorpus corpus = toxicity_training_corpus(paths);
   std::shared_ptr<ToxicityStack> m;
-  // A cache written by an older version of the stack (magic CTTOXST1) is stale: refitted and overwritten.
+  // A cache written by an older version of the stack (magic CTTOXST1 or 2) is stale: refitted and overwritten.
   auto older_version = [](const std::string& path) {
     char magic[8] = {};
     std::ifstream f(path, std::ios::binary);
@@ -420,10 +503,12 @@ ToxicityScorer make_offline_scorer(const std::string& toxicity_dir, const std::v
     if (!cache_path.empty()) save_toxicity_stack(*m, key, cache_path);
   }
   ToxicityScorer s;
-  s.name = fmt::format("ctrust-tox (tox-block{} + alt-profanity-check{}{} stacked by a logistic regression fitted to "
-                       "the Perspective scores of {} RealToxicityPrompts continuations, no prompt texts; held-out "
+  s.name = fmt::format("ctrust-tox (tox-block{} + alt-profanity-check{}{}{}{} stacked by a logistic regression "
+                       "fitted to the Perspective scores of {} RealToxicityPrompts continuations, no prompt texts; held-out "
                        "agreement: ctrust toxicity-eval)", opt.pooled ? " outputs and BiLSTM states" : "",
-                       opt.interactions ? " (and their pairwise products)" : "", opt.sparse ? " + hashed n-grams" : "", corpus.texts.size());
+                       opt.word_max ? ", both also on the text's worst word" : "",
+                       opt.interactions ? " (and their pairwise products)" : "", opt.sparse ? " + hashed n-grams" : "",
+                       opt.alt_refit > 0 ? " + a refit of alt's weights" : "", corpus.texts.size());
   s.score = [cls, m](const std::vector<std::string>& texts) {
     std::vector<double> out;
     out.reserve(texts.size());
@@ -511,6 +596,7 @@ ToxicityEvalResult toxicity_eval(const std::string& toxicity_dir, const std::vec
                                  const ToxicityEvalOptions& opt) {
   if (opt.folds < 2) fail("toxicity-eval: --folds must be 2 or more");
   if (opt.seeds < 1) fail("toxicity-eval: --seeds must be 1 or more");
+  if (opt.first_seed < 1) fail("toxicity-eval: --first-seed must be 1 or more");
   auto progress = [&](const std::string& s, int d, int t) {
     if (opt.progress) opt.progress(s, d, t);
   };
@@ -655,7 +741,7 @@ ToxicityEvalResult toxicity_eval(const std::string& toxicity_dir, const std::vec
   for (auto [name, so] : {std::pair{"ctrust-tox dense", dense_opt}, std::pair{"ctrust-tox", opt.stack}}) {
     std::vector<std::vector<double>> pc(opt.seeds), pp(opt.seeds);
     for (int sd = 0; sd < opt.seeds; ++sd) {
-      cross_validate(so, static_cast<uint64_t>(sd + 1), pc[sd], pp[sd]);
+      cross_validate(so, static_cast<uint64_t>(opt.first_seed + sd), pc[sd], pp[sd]);
       progress(std::string("cross-validation ") + name, sd + 1, opt.seeds);
     }
     for (auto [set, p, y] : {std::tuple{"continuations", &pc, &yc}, std::tuple{"prompts", &pp, &yp}}) {
@@ -719,8 +805,12 @@ ToxicityEvalResult toxicity_eval(const std::string& toxicity_dir, const std::vec
       res.sim_emt_stack = es / opt.sim_prompts;
     }
   }
-  // The shipped scorer (trained on the whole corpus) and its cost per text, one thread.
-  ToxicityScorer s = make_offline_scorer(toxicity_dir, paths, "", opt.stack);
+  // The shipped scorer (trained on the whole corpus) and its cost per text, one thread: warm = the scorer that
+  // was just fitted (its memo of tox-block's one-word outputs holds every word of the corpus), cold = the same
+  // stack loaded from a cache file into a new scorer (empty memo), scoring the same texts.
+  const std::string tmp = (std::filesystem::temp_directory_path() /
+                           fmt::format("ctrust_toxicity_eval_{}.bin", static_cast<long>(getpid()))).string();
+  ToxicityScorer s = make_offline_scorer(toxicity_dir, paths, tmp, opt.stack);
   res.scorer_name = s.name;
   std::vector<std::string> timed;
   for (size_t i = 0; i < conts.size(); i += 4) timed.push_back(conts[i].text);
@@ -728,6 +818,12 @@ ToxicityEvalResult toxicity_eval(const std::string& toxicity_dir, const std::vec
   s.score(timed);
   res.ms_per_text = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
                     static_cast<double>(timed.size());
+  ToxicityScorer cold = make_offline_scorer(toxicity_dir, paths, tmp, opt.stack);
+  std::remove(tmp.c_str());
+  t0 = std::chrono::steady_clock::now();
+  cold.score(timed);
+  res.ms_per_text_cold = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
+                         static_cast<double>(timed.size());
   res.timed_texts = static_cast<int>(timed.size());
   return res;
 }

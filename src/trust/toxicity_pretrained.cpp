@@ -156,7 +156,7 @@ AltProfanity load_alt_profanity(const std::string& dir) {
   return m;
 }
 
-std::array<double, 5> alt_margins(const AltProfanity& m, std::string_view text) {
+std::vector<std::pair<int, double>> alt_tfidf(const AltProfanity& m, std::string_view text) {
   // tokens: maximal runs of 2+ \w code points of the lower-cased text ((?u)\b\w\w+\b)
   std::vector<uint32_t> cps = py_lower(text);
   std::vector<std::pair<int, double>> x;  // (vocab index, count)
@@ -182,9 +182,14 @@ std::array<double, 5> alt_margins(const AltProfanity& m, std::string_view text) 
     norm += v * v;
   }
   norm = std::sqrt(norm);
+  for (auto& [j, v] : u) v /= norm;
+  return u;
+}
+
+std::array<double, 5> alt_margins(const AltProfanity& m, std::string_view text) {
   std::array<double, 5> f = m.b;
-  for (auto& [j, v] : u)
-    for (int k = 0; k < 5; ++k) f[k] += m.w[static_cast<size_t>(j) * 5 + k] * (v / norm);
+  for (auto& [j, v] : alt_tfidf(m, text))
+    for (int k = 0; k < 5; ++k) f[k] += m.w[static_cast<size_t>(j) * 5 + k] * v;
   return f;
 }
 
@@ -296,8 +301,9 @@ std::vector<int> tox_block_ids(const ToxBlock& m, std::string_view text) {
   return ids;  // the last <= 100 known ids, without the left padding
 }
 
-std::array<double, 6> tox_block_outputs(const ToxBlock& m, std::string_view text, std::array<double, 100>* pool) {
-  const std::vector<int> ids = tox_block_ids(m, text);
+namespace {
+// tox-block's 6 output logits (before the sigmoid) for the known ids of a text (at most 100, without padding).
+std::array<double, 6> tox_block_logits(const ToxBlock& m, const std::vector<int>& ids, std::array<double, 100>* pool) {
   const int n = static_cast<int>(ids.size()), pad = kT - n;
   std::vector<double> xk_f(static_cast<size_t>(n) * 4 * kH), xk_b(static_cast<size_t>(n + 1) * 4 * kH);
   for (int t = 0; t < n; ++t) {
@@ -333,9 +339,21 @@ std::array<double, 6> tox_block_outputs(const ToxBlock& m, std::string_view text
   for (int k = 0; k < 6; ++k) {
     double z = m.out_b[k];
     for (int o = 0; o < 50; ++o) z += std::max(d[o], 0.0) * m.out_w[static_cast<size_t>(o) * 6 + k];
-    out[k] = 1 / (1 + std::exp(-z));
+    out[k] = z;
   }
   return out;
+}
+}  // namespace
+
+std::array<double, 6> tox_block_outputs(const ToxBlock& m, std::string_view text, std::array<double, 100>* pool) {
+  std::array<double, 6> out = tox_block_logits(m, tox_block_ids(m, text), pool);
+  for (double& z : out) z = 1 / (1 + std::exp(-z));
+  return out;
+}
+
+std::array<double, 6> tox_block_word_logits(const ToxBlock& m, int id) {
+  if (id < 1 || id >= kVocab) fail("tox-block: word id {} outside 1..{}", id, kVocab - 1);
+  return tox_block_logits(m, {id}, nullptr);
 }
 
 }  // namespace ctrust
