@@ -444,7 +444,13 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
   const ModelConfig& c = m.cfg;
   // The block forward is the engine's own (any registered family); the fold groups come from the family's spec,
   // and AWQ's search losses model a SiLU MLP and attention without q/k-norm (io/arch.h, ArchSpec::awq).
-  if (r.method == Method::AWQ && !arch_spec(c.arch).awq)
+  const ArchSpec* spec = nullptr;
+  try {
+    spec = &arch_spec(c.arch);
+  } catch (const Error&) {
+    fail("{}: compression does not know architecture '{}' (supported: {})", f.path, c.arch, supported_archs());
+  }
+  if (r.method == Method::AWQ && !spec->awq)
     fail("{}: AWQ's scale search models SiLU MLPs and attention without q/k-norm; architecture '{}' is not "
          "supported (use rtn, gptq, smoothquant, llm.int8 or a pruning method)", f.path, c.arch);
   // Compression reads and rewrites f32 weights (Tensor::data) and calibrates with the f32 forward pass.
