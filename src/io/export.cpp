@@ -66,7 +66,20 @@ std::vector<GgufKV> gguf_metadata(const LoadedModel& m) {
   };
   if (c.head_dim * c.n_heads != c.dim) set.push_back({a + ".attention.key_length", GgufValue::u32(c.head_dim)});
   if (c.head_dim * c.n_heads != c.dim) set.push_back({a + ".attention.value_length", GgufValue::u32(c.head_dim)});
-  if (c.sliding_window > 0) set.push_back({a + ".attention.sliding_window", GgufValue::u32(c.sliding_window)});
+  if (c.sliding_window > 0) {
+    set.push_back({a + ".attention.sliding_window", GgufValue::u32(c.sliding_window)});
+    const ArchSpec& spec = arch_spec(a);
+    ModelConfig d = c;  // the family's default layer pattern; another one is written per layer (bool array)
+    set_swa_pattern(d, spec.swa_pattern);
+    if (d.swa_layers != c.swa_layers) {
+      GgufValue v;
+      v.type = GgufType::ARRAY;
+      v.elem = GgufType::BOOL;
+      for (unsigned char x : c.swa_layers) v.arr.push_back(GgufValue::boolean(x != 0));
+      set.push_back({a + ".attention.sliding_window_pattern", v});
+    }
+    if (c.rope_theta_swa != spec.swa_rope_base) set.push_back({a + ".rope.freq_base_swa", GgufValue::f32(c.rope_theta_swa)});
+  }
   if (c.logit_softcap > 0) set.push_back({a + ".final_logit_softcapping", GgufValue::f32(c.logit_softcap)});
   if (c.rope_freq_scale != 1.0f) {
     set.push_back({a + ".rope.scaling.type", GgufValue::str("linear")});

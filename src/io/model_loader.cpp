@@ -573,11 +573,7 @@ LoadedModel load_hf_model(const std::string& dir) {
       {a + ".rope.freq_base", GgufValue::f32(c.rope_theta)},
   };
   if (c.head_dim * c.n_heads != c.dim) m.meta.push_back({a + ".attention.key_length", GgufValue::u32(c.head_dim)});
-  if (c.sliding_window > 0) {
-    m.meta.push_back({a + ".attention.sliding_window", GgufValue::u32(c.sliding_window)});
-    m.meta.push_back({a + ".rope.freq_base_swa", GgufValue::f32(c.rope_theta_swa)});
-  }
-  return m;
+  return m;  // (the window, its layers and the local RoPE base are written by gguf_metadata from the config)
 }
 
 LoadedModel load_model(const std::string& path, const LoadOptions& opts) {
