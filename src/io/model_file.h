@@ -144,8 +144,8 @@ LoadedModel load_hf_model(const std::string& dir);
 LoadedModel load_llama2c_model(const std::string& path, const std::string& tokenizer_path);
 
 // Checks the config (positive sizes, KV heads divide heads, even head_dim) and that every tensor the
-// Llama-family graph needs is present with its expected shape (token_embd rows = n_vocab, q/k/v/o,
-// biases if cfg.qkv_bias, output.weight unless cfg.tied_output). Throws Error("<path>: ...").
+// graph needs is present with its expected shape (token_embd rows = n_vocab, q/k/v/o, biases if cfg.qkv_bias,
+// q/k-norms if cfg.qk_norm, post-norms if cfg.post_norms, output.weight unless cfg.tied_output). Throws Error("<path>: ...").
 void validate_model_shapes(const std::string& path, const ModelConfig& cfg,
                            const std::map<std::string, std::vector<int64_t>>& shapes);
 void validate_model(const LoadedModel& m);  // the same, on a loaded model's tensors
