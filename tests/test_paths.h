@@ -37,6 +37,14 @@ inline std::string qwen_q4_k_m(const std::string& size) {
   GTEST_SKIP() << "optional model " << ctrust::test::qwen_q4_k_m(size)                                   \
                << " is absent (fetch it with: bash scripts/fetch_models.sh qwen" << size << ")"
 
+// The optional Gemma-3-270M base Q4_K_M file (bash scripts/fetch_models.sh gemma3-270m). Tests that need it
+// skip with a message naming the fetch command.
+inline std::string gemma3_q4_k_m() { return cache_dir() + "/models/gemma-3-270m-q4_k_m.gguf"; }
+#define CTRUST_REQUIRE_GEMMA3()                                                                             \
+  if (!std::filesystem::exists(ctrust::test::gemma3_q4_k_m()))                                             \
+  GTEST_SKIP() << "optional model " << ctrust::test::gemma3_q4_k_m()                                      \
+               << " is absent (fetch it with: bash scripts/fetch_models.sh gemma3-270m)"
+
 // A scratch folder for files a test writes, one per checkout: test runs of several checkouts on one machine
 // must not share databases (two runs writing the same trust_cli.db mixed their records).
 inline std::string scratch_dir() {

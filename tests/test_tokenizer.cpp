@@ -228,6 +228,30 @@ TEST(TokenizerQwen2, Qwen15WikitextMatchesLlamaCpp) {
   check_wikitext(qwen("1.5b"), golden("qwen1.5b"));
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Gemma-3-270M (SentencePiece BPE with byte fallback, 262,144 pieces, no space prefix, BOS); optional file.
+
+const Tokenizer& gemma3() {
+  static Tokenizer t(tokenizer_from_gguf(read_gguf(test::gemma3_q4_k_m())));
+  return t;
+}
+
+TEST(TokenizerGemma3, GgufMatchesLlamaCpp) {
+  CTRUST_REQUIRE_GEMMA3();
+  const Tokenizer& t = gemma3();
+  EXPECT_EQ(t.data().model, "llama");
+  EXPECT_FALSE(t.data().add_space_prefix);
+  EXPECT_TRUE(t.adds_bos());
+  EXPECT_EQ(t.n_vocab(), 262144);
+  EXPECT_EQ(t.data().bos_id, 2);
+  EXPECT_EQ(t.data().eos_id, 1);
+  check_cases(t, golden("gemma3-270m"));
+}
+TEST(TokenizerGemma3, WikitextMatchesLlamaCpp) {
+  CTRUST_REQUIRE_GEMMA3();
+  check_wikitext(gemma3(), golden("gemma3-270m"));
+}
+
 // tokenizer.json written from the GGUF's vocabulary and merges (both merge spellings) must tokenize
 // identically to the GGUF.
 TEST(TokenizerSmolLM2, TokenizerJsonMatchesGguf) {

@@ -29,7 +29,12 @@ file (bit-identical, else the script stops), so llama.cpp runs on independently 
 logits_qwen0.5b.json / logits_qwen1.5b.json, with llama.cpp's values on the Q4_K_M file ("q4_k_m_positions",
 8-bit activations, reported only) and 4 (0.5B) or 2 (1.5B) perplexity chunks.
 
-Usage: python3 scripts/ref/make_logits_golden.py [--only smollm2|stories260k|qwen0.5b|qwen1.5b]
+Gemma-3-270M base (optional, bash scripts/fetch_models.sh gemma3-270m): as Qwen, the Q4_K_M file's F32 copy
+gemma-3-270m.F32.gguf (ctrust convert, checked against the gguf package), stored as logits_gemma3-270m.json with a
+third text of 700 tokens of wiki.test.raw ("wiki_long", beyond the 512-token sliding window of 15 of its 18
+layers; llama.cpp runs it with n_ctx 1024), "q4_k_m_positions", and 4 perplexity chunks.
+
+Usage: python3 scripts/ref/make_logits_golden.py [--only smollm2|stories260k|qwen0.5b|qwen1.5b|gemma3-270m]
 """
 import argparse
 import json
@@ -175,10 +180,10 @@ def write_v3_copy(src_v1, dst):
 
 
 # ------------------------------------------------------------------------------------------------ llama.cpp
-def open_llama(path):
+def open_llama(path, n_ctx=PPL_CTX):
     import llama_cpp
 
-    return llama_cpp.Llama(model_path=path, n_ctx=PPL_CTX, n_batch=PPL_CTX, n_ubatch=PPL_CTX, n_threads=2,
+    return llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=2,
                            n_threads_batch=2, logits_all=True, type_k=0, type_v=0, flash_attn=False,
                            verbose=False)
 
@@ -269,13 +274,19 @@ def ctrust_f32_copy(src, dst):
     os.replace(dst + ".part", dst)
 
 
-def golden_for(name, ref_path, extra_paths, out_path):
+def golden_for(name, ref_path, extra_paths, out_path, long_tokens=0):
     import llama_cpp
 
     print(f"{name}: llama.cpp {llama_cpp.__version__} on {ref_path}", file=sys.stderr)
-    llm = open_llama(ref_path)
+    n_ctx = PPL_CTX if long_tokens <= PPL_CTX else 2 * PPL_CTX
+    llm = open_llama(ref_path, n_ctx)
     texts = {}
-    for key, text in (("english", TEXT_EN), ("code_unicode", TEXT_CODE)):
+    inputs = [("english", TEXT_EN), ("code_unicode", TEXT_CODE)]
+    if long_tokens:  # the first long_tokens tokens of wiki.test.raw (past a sliding window)
+        wiki_text = open(os.path.join(SHARED, "data", "wikitext-2-raw", "wiki.test.raw"), "rb").read()
+        ids = llm.tokenize(wiki_text[:20000], add_bos=True, special=False)[:long_tokens]
+        inputs.append(("wiki_long", llm.detokenize(ids[1:]).decode("utf-8")))
+    for key, text in inputs:
         toks = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
         t0 = time.time()
         texts[key] = {"text": text, "tokens": toks, "positions": position_stats(all_logits(llm, toks), toks)}
@@ -292,12 +303,13 @@ def golden_for(name, ref_path, extra_paths, out_path):
         "generator": "scripts/ref/make_logits_golden.py",
         "llama_cpp_python": llama_cpp.__version__,
         "reference_model": os.path.basename(ref_path),
-        "settings": "F32 weights, type_k=type_v=F32, flash_attn off, logits_all, n_threads 2, n_batch 512",
+        "settings": f"F32 weights, type_k=type_v=F32, flash_attn off, logits_all, n_threads 2, n_batch {n_ctx}",
         "texts": texts,
         "perplexity": ppl,
     }
+    del llm
     for label, path in extra_paths:
-        llm2 = open_llama(path)
+        llm2 = open_llama(path, n_ctx)
         golden[label] = {k: position_stats(all_logits(llm2, v["tokens"]), v["tokens"]) for k, v in texts.items()}
         del llm2
     with open(out_path, "w") as f:
@@ -308,7 +320,7 @@ def golden_for(name, ref_path, extra_paths, out_path):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=["smollm2", "stories260k", "qwen0.5b", "qwen1.5b"])
+    ap.add_argument("--only", choices=["smollm2", "stories260k", "qwen0.5b", "qwen1.5b", "gemma3-270m"])
     args = ap.parse_args()
     models = os.path.join(CACHE, "models")
     os.makedirs(GOLDEN, exist_ok=True)
@@ -341,6 +353,18 @@ def main():
         verify_f32_copy(q, f32)
         golden_for(f"Qwen2.5-Coder-{size.upper()}-Instruct", f32, [("q4_k_m_positions", q)],
                    os.path.join(GOLDEN, f"logits_{key}.json"))
+    if args.only in (None, "gemma3-270m"):
+        PPL_CHUNKS = 4
+        q = os.path.join(models, "gemma-3-270m-q4_k_m.gguf")
+        f32 = os.path.join(models, "gemma-3-270m.F32.gguf")
+        if not os.path.exists(q):
+            print(f"note: {q} is missing (bash scripts/fetch_models.sh gemma3-270m); skipped", file=sys.stderr)
+        else:
+            if not os.path.exists(f32):
+                ctrust_f32_copy(q, f32)
+            verify_f32_copy(q, f32)
+            golden_for("Gemma-3-270M", f32, [("q4_k_m_positions", q)],
+                       os.path.join(GOLDEN, "logits_gemma3-270m.json"), long_tokens=700)
 
 
 if __name__ == "__main__":

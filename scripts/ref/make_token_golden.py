@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Regenerates tests/golden/tokens_*.json: llama.cpp's tokenization (through llama-cpp-python) of tricky
 strings and of the whole WikiText-2 test file, for stories260K (SentencePiece BPE), SmolLM2-135M and the
-two Qwen2.5-Coder models (byte-level BPE; Qwen2's pre-tokenizer regex). ctrust's tests compare their own ids
+two Qwen2.5-Coder models (byte-level BPE; Qwen2's pre-tokenizer regex) and Gemma-3-270M (SentencePiece BPE with
+byte fallback, 262,144 pieces, no space prefix, user-defined pieces matched in plain text). ctrust's tests compare their own ids
 against these, so llama.cpp is not needed to test.
 
-    bash scripts/setup_ref.sh; bash scripts/fetch_models.sh qwen0.5b qwen1.5b
+    bash scripts/setup_ref.sh; bash scripts/fetch_models.sh qwen0.5b qwen1.5b gemma3-270m
     python3 scripts/ref/make_token_golden.py [--shared ../shared] [--smollm ~/.cache/ctrust/models/...gguf]
-                                             [--only stories260K,smollm2,qwen0.5b,qwen1.5b]
+                                             [--only stories260K,smollm2,qwen0.5b,qwen1.5b,gemma3-270m]
 
 stories260K ships as GGUF version 1, which current llama.cpp cannot read: this script parses it itself and
 writes a version-3 copy (gguf.GGUFWriter) to a temporary folder first.
@@ -247,8 +248,8 @@ def main():
     ap.add_argument("--shared", default=os.path.join(root, "..", "shared"))
     ap.add_argument("--smollm", default=os.path.expanduser("~/.cache/ctrust/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--out", default=os.path.join(root, "tests", "golden"))
-    ap.add_argument("--only", default="stories260K,smollm2,qwen0.5b,qwen1.5b",
-                    help="comma-separated subset of stories260K,smollm2,qwen0.5b,qwen1.5b")
+    ap.add_argument("--only", default="stories260K,smollm2,qwen0.5b,qwen1.5b,gemma3-270m",
+                    help="comma-separated subset of stories260K,smollm2,qwen0.5b,qwen1.5b,gemma3-270m")
     a = ap.parse_args()
     only = set(a.only.split(","))
     wiki = os.path.join(a.shared, "data", "wikitext-2-raw", "wiki.test.raw")
@@ -270,6 +271,12 @@ def main():
             print(f"note: {path} is missing (bash scripts/fetch_models.sh {key}); skipped", file=sys.stderr)
             continue
         make(path, wiki, os.path.join(a.out, f"tokens_{key}.json"), name)
+    if "gemma3-270m" in only:
+        path = os.path.join(models, "gemma-3-270m-q4_k_m.gguf")
+        if not os.path.exists(path):
+            print(f"note: {path} is missing (bash scripts/fetch_models.sh gemma3-270m); skipped", file=sys.stderr)
+        else:
+            make(path, wiki, os.path.join(a.out, "tokens_gemma3-270m.json"), "Gemma-3-270M")
 
 
 if __name__ == "__main__":

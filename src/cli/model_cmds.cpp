@@ -83,7 +83,11 @@ void cmd_info(const ModelArgs& a, const Common& c) {
                    {"hidden_dim", g.hidden_dim}, {"n_ctx", g.n_ctx}, {"norm_eps", g.norm_eps},
                    {"rope_theta", g.rope_theta}, {"rope_freq_scale", g.rope_freq_scale},
                    {"rope_layout", g.rope == RopeLayout::NeoX ? "neox" : "interleaved"},
-                   {"qkv_bias", g.qkv_bias}, {"tied_output", g.tied_output}};
+                   {"qkv_bias", g.qkv_bias}, {"tied_output", g.tied_output}, {"post_norms", g.post_norms},
+                   {"activation", activation_name(g.act)}, {"qk_norm", g.qk_norm}, {"embed_scale", g.embed_scale},
+                   {"attn_scale", g.attn_scale}, {"sliding_window", g.sliding_window},
+                   {"local_layers", g.swa_layers}, {"rope_theta_local", g.rope_theta_swa},
+                   {"logit_softcap", g.logit_softcap}};
     j["tokenizer"] = {{"model", m.tok.model}, {"pre", m.tok.pre}, {"n_tokens", m.tok.tokens.size()},
                       {"bos_id", m.tok.bos_id}, {"eos_id", m.tok.eos_id}, {"add_bos", m.tok.add_bos}};
     j["n_params"] = params;
@@ -105,6 +109,15 @@ void cmd_info(const ModelArgs& a, const Common& c) {
              g.n_layers, g.n_heads, g.n_kv_heads, g.head_dim, g.hidden_dim, g.n_ctx);
   fmt::print("norm_eps {}  rope theta {} scale {} ({})  qkv_bias {}  tied_output {}\n", g.norm_eps, g.rope_theta,
              g.rope_freq_scale, g.rope == RopeLayout::NeoX ? "neox" : "interleaved", g.qkv_bias, g.tied_output);
+  if (g.post_norms || g.qk_norm || g.act != Activation::SiLU || g.embed_scale != 1.0f || g.sliding_window > 0 ||
+      g.logit_softcap > 0) {
+    int local = 0;
+    for (unsigned char x : g.swa_layers) local += x;
+    fmt::print("post_norms {}  activation {}  qk_norm {}  embed_scale {}  sliding_window {} ({} local layers, rope "
+               "theta {})  softcap {}\n",
+               g.post_norms, activation_name(g.act), g.qk_norm, g.embed_scale, g.sliding_window, local,
+               g.rope_theta_swa, g.logit_softcap);
+  }
   fmt::print("tokenizer    {}{} ({} tokens, bos {}, eos {}, add_bos {})\n", m.tok.model,
              m.tok.pre.empty() ? "" : "/" + m.tok.pre, m.tok.tokens.size(), m.tok.bos_id, m.tok.eos_id,
              m.tok.add_bos);

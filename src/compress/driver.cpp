@@ -40,13 +40,15 @@ void block_forward(const Model& m, int l, float* x, int n, const LinearObserver*
   std::vector<float> xb(size_t(n) * dim), q(size_t(n) * qdim), k(size_t(n) * kvdim), v(size_t(n) * kvdim),
       att(size_t(n) * qdim), o(size_t(n) * dim), gate(size_t(n) * hid), up(size_t(n) * hid),
       cos_t(size_t(n) * hd / 2), sin_t(size_t(n) * hd / 2);
-  rope_tables(0, n, hd, c.rope_theta, c.rope_freq_scale, cos_t.data(), sin_t.data());
+  const bool local = has_local_rope(c) && c.is_local(l);  // a local layer's own RoPE base (Gemma 3)
+  rope_tables(0, n, hd, local ? c.rope_theta_swa : c.rope_theta, local ? c.rope_freq_scale_swa : c.rope_freq_scale,
+              cos_t.data(), sin_t.data());
   const BlockBuffers bufs{.xb = xb.data(), .q = q.data(), .k = k.data(), .v = v.data(), .att = att.data(),
                           .proj = o.data(), .gate = gate.data(), .up = up.data(), .cos_t = cos_t.data(),
                           .sin_t = sin_t.data()};
   auto lin = [n](const Linear& L, const float* in, float* out) { linear(L, in, out, n); };
-  auto attend = [&](const float* queries, float* out) {  // causal, over this sequence's keys/values only
-    attention(AttentionShape{c.n_heads, c.n_kv_heads, hd}, queries, k.data(), v.data(), kvdim, 0, n, out);
+  auto attend = [&](const AttentionShape& shape, const float* queries, float* out) {
+    attention(shape, queries, k.data(), v.data(), kvdim, 0, n, out);  // causal, over this sequence only
   };
   transformer_block(m, l, x, n, bufs, lin, attend, obs);
 }
@@ -208,18 +210,23 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
   };
 
   if (r.method == Method::AWQ || r.method == Method::SmoothQuant) {
+    // The family's fold groups (io/arch.h): Linears sharing an input, and the tensor absorbing 1/s.
     struct Group {
       std::vector<const char*> lins;
       Kind kind;
       std::string prev;  // 1-D norm, or a Linear whose rows absorb the scales
       bool prev_rows;
     };
-    std::vector<Group> groups = {{{"attn_q", "attn_k", "attn_v"}, AttnIn, fmt::format("blk.{}.attn_norm.weight", l), false},
-                                 {{"ffn_gate", "ffn_up"}, FfnIn, fmt::format("blk.{}.ffn_norm.weight", l), false}};
-    if (r.method == Method::AWQ) {
-      if (m.cfg.n_kv_heads == m.cfg.n_heads)
-        groups.insert(groups.begin() + 1, Group{{"attn_output"}, AttnOut, weight_name(l, "attn_v"), true});
-      groups.push_back(Group{{"ffn_down"}, FfnDown, weight_name(l, "ffn_up"), true});
+    std::vector<Group> groups;
+    for (const FoldGroup& fg : arch_spec(m.cfg.arch).folds) {
+      if (fg.awq_only && r.method != Method::AWQ) continue;
+      if (fg.needs_mha && m.cfg.n_kv_heads != m.cfg.n_heads) continue;
+      const LinDef* first = nullptr;
+      for (const LinDef& d : kLinears)
+        if (std::strcmp(d.name, fg.linears[0]) == 0) first = &d;
+      if (!first) fail("{}: fold group of unknown Linear {}", f.path, fg.linears[0]);
+      groups.push_back(Group{{fg.linears.begin(), fg.linears.end()}, first->kind,
+                             weight_name(l, fg.prev), fg.prev_rows});
     }
     for (const Group& g : groups) {
       std::vector<Item*> its;
@@ -435,9 +442,17 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
   validate_recipe(r);
   LoadedModel& f = m.file;
   const ModelConfig& c = m.cfg;
-  // The driver's block forward and scale folding are those of the Llama family (RMSNorm, RoPE, SwiGLU).
-  if (c.arch != "llama" && c.arch != "mistral" && c.arch != "qwen2")
-    fail("{}: compression supports the Llama family (llama, mistral, qwen2), not architecture '{}'", f.path, c.arch);
+  // The block forward is the engine's own (any registered family); the fold groups come from the family's spec,
+  // and AWQ's search losses model a SiLU MLP and attention without q/k-norm (io/arch.h, ArchSpec::awq).
+  const ArchSpec* spec = nullptr;
+  try {
+    spec = &arch_spec(c.arch);
+  } catch (const Error&) {
+    fail("{}: compression does not know architecture '{}' (supported: {})", f.path, c.arch, supported_archs());
+  }
+  if (r.method == Method::AWQ && !spec->awq)
+    fail("{}: AWQ's scale search models SiLU MLPs and attention without q/k-norm; architecture '{}' is not "
+         "supported (use rtn, gptq, smoothquant, llm.int8 or a pruning method)", f.path, c.arch);
   // Compression reads and rewrites f32 weights (Tensor::data) and calibrates with the f32 forward pass.
   if (compute_mode(m) != ComputeMode::F32)
     fail("{}: compression needs the model loaded in the f32 compute mode (it was loaded as {})", f.path,
@@ -498,9 +513,7 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
     const int N = int(calib->seqs.size()), L = int(calib->seqs[0].size()), dim = c.dim;
     const int widths[NKinds] = {dim, c.n_heads * c.head_dim, dim, c.hidden_dim};
     std::vector<float> X(size_t(N) * L * dim);
-    for (int s = 0; s < N; ++s)
-      for (int i = 0; i < L; ++i)
-        std::memcpy(&X[(size_t(s) * L + i) * dim], m.tok_embd + size_t(calib->seqs[s][i]) * dim, sizeof(float) * dim);
+    for (int s = 0; s < N; ++s) embed_tokens(m, calib->seqs[s].data(), L, &X[size_t(s) * L * dim]);  // (scaled)
     const bool want_x = r.method == Method::AWQ;
     const bool fp_feed = r.method == Method::AWQ && r.awq_fp_feed;
     // The N sequences run in parallel (one OpenMP thread per sequence, BLAS single-threaded inside the

@@ -36,8 +36,9 @@ std::vector<float> neox_to_interleaved(const float* w, int64_t rows, int64_t col
   return out;
 }
 
+// An HF checkpoint (NeoX pairs) written as a family whose GGUF files use interleaved pairs (io/arch.h).
 bool needs_permute(const LoadedModel& m) {
-  return m.cfg.rope == RopeLayout::NeoX && (m.cfg.arch == "llama" || m.cfg.arch == "mistral");
+  return m.cfg.rope == RopeLayout::NeoX && arch_spec(m.cfg.arch).export_permute_qk;
 }
 
 }  // namespace
@@ -65,6 +66,21 @@ std::vector<GgufKV> gguf_metadata(const LoadedModel& m) {
   };
   if (c.head_dim * c.n_heads != c.dim) set.push_back({a + ".attention.key_length", GgufValue::u32(c.head_dim)});
   if (c.head_dim * c.n_heads != c.dim) set.push_back({a + ".attention.value_length", GgufValue::u32(c.head_dim)});
+  if (c.sliding_window > 0) {
+    set.push_back({a + ".attention.sliding_window", GgufValue::u32(c.sliding_window)});
+    const ArchSpec& spec = arch_spec(a);
+    ModelConfig d = c;  // the family's default layer pattern; another one is written per layer (bool array)
+    set_swa_pattern(d, spec.swa_pattern);
+    if (d.swa_layers != c.swa_layers) {
+      GgufValue v;
+      v.type = GgufType::ARRAY;
+      v.elem = GgufType::BOOL;
+      for (unsigned char x : c.swa_layers) v.arr.push_back(GgufValue::boolean(x != 0));
+      set.push_back({a + ".attention.sliding_window_pattern", v});
+    }
+    if (c.rope_theta_swa != spec.swa_rope_base) set.push_back({a + ".rope.freq_base_swa", GgufValue::f32(c.rope_theta_swa)});
+  }
+  if (c.logit_softcap > 0) set.push_back({a + ".final_logit_softcapping", GgufValue::f32(c.logit_softcap)});
   if (c.rope_freq_scale != 1.0f) {
     set.push_back({a + ".rope.scaling.type", GgufValue::str("linear")});
     set.push_back({a + ".rope.scaling.factor", GgufValue::f32(1.0f / c.rope_freq_scale)});

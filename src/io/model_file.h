@@ -12,16 +12,15 @@
 #include <vector>
 
 #include "base/mmap.h"
+#include "io/arch.h"
 #include "io/gguf.h"
 
 namespace ctrust {
 
-// How RoPE pairs the dimensions of a head. GGUF "llama" files and llama2.c checkpoints use
-// interleaved pairs (2i, 2i+1); Hugging Face checkpoints and GGUF qwen2/gemma use NeoX pairs (i, i+d/2).
-enum class RopeLayout { Interleaved, NeoX };
-
+// The hyper-parameters, and the architecture's differences as the forward pass reads them: the loaders fill the
+// fields below `tied_output` from the family's ArchSpec (io/arch.h) and the file's keys.
 struct ModelConfig {
-  std::string arch = "llama";  // llama, mistral, qwen2 (Llama family)
+  std::string arch = "llama";  // a GGUF architecture name of io/arch.h (llama, mistral, qwen2, gemma3)
   int n_vocab = 0;
   int dim = 0;         // embedding width
   int n_layers = 0;
@@ -36,7 +35,26 @@ struct ModelConfig {
   RopeLayout rope = RopeLayout::Interleaved;
   bool qkv_bias = false;    // Qwen2: biases on q, k, v
   bool tied_output = false; // output head shares token_embd.weight
+  bool post_norms = false;  // sandwich norms (post_attention_norm, post_ffw_norm)
+  Activation act = Activation::SiLU;
+  bool qk_norm = false;     // attn_q_norm / attn_k_norm over each head before RoPE
+  float embed_scale = 1.0f; // embedding rows times this (Gemma: sqrtf(dim))
+  float attn_scale = 0.0f;  // q.k scale; 0 = 1/sqrt(head_dim)
+  int sliding_window = 0;   // local layers see the keys of the last sliding_window positions (0 = none)
+  std::vector<unsigned char> swa_layers;  // [n_layers], 1 = local (sliding-window) layer; empty = all global
+  float rope_theta_swa = 10000.0f;        // RoPE base / linear scale of the local layers
+  float rope_freq_scale_swa = 1.0f;
+  float logit_softcap = 0.0f;  // final logits = c * tanh(logits / c) (0 = none)
+
+  bool is_local(int layer) const { return !swa_layers.empty() && swa_layers[layer]; }
 };
+// Fills the architecture fields of c from the family's spec: activation, norms, embedding scale, RoPE layout
+// of GGUF files, attention scale rule (c.n_layers, dim, heads and head_dim must be set). Sliding windows and
+// the soft-cap stay off: the loaders set them from the file's keys.
+void apply_arch_defaults(ModelConfig& c, const ArchSpec& spec);
+// Sets c.swa_layers from a window pattern as llama.cpp's set_swa_pattern: layer l is local iff pattern == 0 or
+// l % pattern < pattern - 1 (so 1 = no local layer, 0 = every layer local).
+void set_swa_pattern(ModelConfig& c, int pattern);
 
 struct TokenizerData {
   std::string model;  // "llama" = SentencePiece BPE with byte fallback; "gpt2" = byte-level BPE
@@ -126,8 +144,8 @@ LoadedModel load_hf_model(const std::string& dir);
 LoadedModel load_llama2c_model(const std::string& path, const std::string& tokenizer_path);
 
 // Checks the config (positive sizes, KV heads divide heads, even head_dim) and that every tensor the
-// Llama-family graph needs is present with its expected shape (token_embd rows = n_vocab, q/k/v/o,
-// biases if cfg.qkv_bias, output.weight unless cfg.tied_output). Throws Error("<path>: ...").
+// graph needs is present with its expected shape (token_embd rows = n_vocab, q/k/v/o, biases if cfg.qkv_bias,
+// q/k-norms if cfg.qk_norm, post-norms if cfg.post_norms, output.weight unless cfg.tied_output). Throws Error("<path>: ...").
 void validate_model_shapes(const std::string& path, const ModelConfig& cfg,
                            const std::map<std::string, std::vector<int64_t>>& shapes);
 void validate_model(const LoadedModel& m);  // the same, on a loaded model's tensors

@@ -80,6 +80,14 @@ void validate_model_shapes(const std::string& path, const ModelConfig& c,
       expect(p + "attn_v.bias", {kv_dim});
     }
     expect(p + "ffn_norm.weight", {c.dim});
+    if (c.post_norms) {
+      expect(p + "post_attention_norm.weight", {c.dim});
+      expect(p + "post_ffw_norm.weight", {c.dim});
+    }
+    if (c.qk_norm) {
+      expect(p + "attn_q_norm.weight", {c.head_dim});
+      expect(p + "attn_k_norm.weight", {c.head_dim});
+    }
     expect(p + "ffn_gate.weight", {c.dim, c.hidden_dim});
     expect(p + "ffn_up.weight", {c.dim, c.hidden_dim});
     expect(p + "ffn_down.weight", {c.hidden_dim, c.dim});
@@ -90,6 +98,28 @@ void validate_model(const LoadedModel& m) {
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& [name, t] : m.tensors) shapes[name] = t.ne;
   validate_model_shapes(m.path, m.cfg, shapes);
+}
+
+void set_swa_pattern(ModelConfig& c, int pattern) {
+  c.swa_layers.assign(c.n_layers, 0);
+  for (int l = 0; l < c.n_layers; ++l) c.swa_layers[l] = pattern == 0 || l % pattern < pattern - 1;
+}
+
+void apply_arch_defaults(ModelConfig& c, const ArchSpec& spec) {
+  c.arch = spec.name;
+  c.rope = spec.gguf_rope;
+  c.post_norms = spec.post_norms;
+  c.act = spec.act;
+  c.qk_norm = spec.qk_norm;
+  c.embed_scale = spec.embed_scale ? std::sqrt((float)c.dim) : 1.0f;
+  c.attn_scale = 0.0f;
+  if (spec.attn_scale == AttnScaleRule::Gemma3 && c.n_layers == 62 && c.n_heads > 0)  // llama.cpp: the 27B shape
+    c.attn_scale = 1.0f / std::sqrt((float)(c.dim / c.n_heads));
+  c.sliding_window = 0;
+  c.swa_layers.clear();
+  c.rope_theta_swa = spec.swa_rope_base > 0 ? spec.swa_rope_base : c.rope_theta;
+  c.rope_freq_scale_swa = 1.0f;
+  c.logit_softcap = 0.0f;
 }
 
 const char* compute_mode_name(ComputeMode m) { return m == ComputeMode::Native ? "native" : "f32"; }
@@ -139,8 +169,12 @@ LoadedModel load_gguf_model(const std::string& path, ComputeMode compute) {
   ModelConfig& c = m.cfg;
   const std::string arch = f.get_str("general.architecture");
   if (arch.empty()) fail("{}: no general.architecture key", path);
-  if (arch != "llama" && arch != "mistral" && arch != "qwen2")
-    fail("{}: unsupported architecture {} (supported: llama, mistral, qwen2)", path, arch);
+  const ArchSpec* spec = nullptr;
+  try {
+    spec = &arch_spec(arch);
+  } catch (const Error& e) {
+    fail("{}: {}", path, e.what());
+  }
   c.arch = arch;
   auto req = [&](const std::string& suffix) -> int {
     const std::string key = arch + "." + suffix;
@@ -179,7 +213,35 @@ LoadedModel load_gguf_model(const std::string& path, ComputeMode compute) {
   } else if (scaling != "none") {
     fail("{}: unsupported rope scaling type {} (supported: none, linear)", path, scaling);
   }
-  c.rope = arch == "qwen2" ? RopeLayout::NeoX : RopeLayout::Interleaved;
+  apply_arch_defaults(c, *spec);
+  // Sliding windows (llama.cpp: only for families that have them, and only when the file gives a window).
+  if (spec->swa_pattern > 0 && f.find(arch + ".attention.sliding_window")) {
+    const int64_t w = f.get_int(arch + ".attention.sliding_window", 0);
+    if (w < 0 || w > (int64_t)1 << 30) fail("{}: key {}.attention.sliding_window has invalid value {}", path, arch, w);
+    c.sliding_window = (int)w;
+  }
+  if (c.sliding_window > 0) {
+    const std::string pk = arch + ".attention.sliding_window_pattern";
+    const GgufValue* pat = f.find(pk);
+    if (pat && pat->type == GgufType::ARRAY) {  // one flag per layer
+      if ((int64_t)pat->arr.size() != c.n_layers)
+        fail("{}: {} has {} entries for {} layers", path, pk, pat->arr.size(), c.n_layers);
+      c.swa_layers.assign(c.n_layers, 0);
+      for (int l = 0; l < c.n_layers; ++l) c.swa_layers[l] = pat->arr[l].as_int() != 0;
+    } else {
+      const int64_t n = pat ? f.get_int(pk, spec->swa_pattern) : spec->swa_pattern;
+      if (n < 0 || n > (int64_t)1 << 30) fail("{}: key {} has invalid value {}", path, pk, n);
+      set_swa_pattern(c, (int)n);
+    }
+    if (f.find(arch + ".rope.freq_base_swa"))
+      c.rope_theta_swa = (float)positive_real(f.get_float(arch + ".rope.freq_base_swa", 10000.0), path,
+                                              arch + ".rope.freq_base_swa");
+  }
+  if (spec->softcap && f.find(arch + ".final_logit_softcapping")) {
+    const double cap = f.get_float(arch + ".final_logit_softcapping", 0.0);
+    if (!(cap >= 0 && cap < 3e38)) fail("{}: {}.final_logit_softcapping = {} must be >= 0 and finite", path, arch, cap);
+    c.logit_softcap = (float)cap;
+  }
   c.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
   c.tied_output = f.find_tensor("output.weight") == nullptr;
 
@@ -270,8 +332,9 @@ nlohmann::json read_json(const std::string& path) {
   }
 }
 
-// GGUF name of a Hugging Face tensor name; empty if the tensor is not used (e.g. rotary_emb.inv_freq).
-std::string gguf_name(const std::string& hf) {
+// GGUF name of a Hugging Face tensor name (the family's per-layer map); empty if the tensor is not used
+// (e.g. rotary_emb.inv_freq).
+std::string gguf_name(const std::string& hf, const ArchSpec& spec) {
   if (hf == "model.embed_tokens.weight") return "token_embd.weight";
   if (hf == "model.norm.weight") return "output_norm.weight";
   if (hf == "lm_head.weight") return "output.weight";
@@ -282,22 +345,8 @@ std::string gguf_name(const std::string& hf) {
   const std::string layer = hf.substr(pre.size(), dot - pre.size());
   if (layer.empty() || layer.find_first_not_of("0123456789") != std::string::npos) return "";
   const std::string rest = hf.substr(dot + 1);
-  static const std::pair<const char*, const char*> map[] = {
-      {"input_layernorm.weight", "attn_norm.weight"},
-      {"post_attention_layernorm.weight", "ffn_norm.weight"},
-      {"self_attn.q_proj.weight", "attn_q.weight"},
-      {"self_attn.k_proj.weight", "attn_k.weight"},
-      {"self_attn.v_proj.weight", "attn_v.weight"},
-      {"self_attn.q_proj.bias", "attn_q.bias"},
-      {"self_attn.k_proj.bias", "attn_k.bias"},
-      {"self_attn.v_proj.bias", "attn_v.bias"},
-      {"self_attn.o_proj.weight", "attn_output.weight"},
-      {"mlp.gate_proj.weight", "ffn_gate.weight"},
-      {"mlp.up_proj.weight", "ffn_up.weight"},
-      {"mlp.down_proj.weight", "ffn_down.weight"},
-  };
-  for (const auto& [h, g] : map)
-    if (rest == h) return "blk." + layer + "." + g;
+  for (const HfTensorName& n : spec.hf_layer_names)
+    if (rest == n.hf) return "blk." + layer + "." + n.gguf;
   return "";
 }
 
@@ -329,12 +378,13 @@ LoadedModel load_hf_model(const std::string& dir) {
   if (cj.contains("architectures") && cj["architectures"].is_array() && !cj["architectures"].empty() &&
       cj["architectures"][0].is_string())
     hf_arch = cj["architectures"][0].get<std::string>();
-  if (hf_arch == "LlamaForCausalLM") c.arch = "llama";
-  else if (hf_arch == "MistralForCausalLM") c.arch = "mistral";
-  else if (hf_arch == "Qwen2ForCausalLM") c.arch = "qwen2";
-  else
-    fail("{}: unsupported architecture {} (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)",
-         cfg_path, hf_arch.empty() ? "(none)" : hf_arch);
+  const ArchSpec* spec = nullptr;
+  try {
+    spec = &arch_spec_hf(hf_arch);
+  } catch (const Error& e) {
+    fail("{}: {}", cfg_path, e.what());
+  }
+  c.arch = spec->name;
 
   auto num = [&](const char* key, double def, bool required) -> double {
     if (!cj.contains(key) || cj[key].is_null()) {
@@ -371,7 +421,29 @@ LoadedModel load_hf_model(const std::string& dir) {
     if (!(factor > 0 && factor < 3e38)) fail("{}: rope_scaling.factor must be a positive finite number", cfg_path);
     c.rope_freq_scale = (float)(1.0 / factor);
   }
+  apply_arch_defaults(c, *spec);
   c.rope = RopeLayout::NeoX;  // Hugging Face q/k layout, not permuted
+  if (spec->attn_scale == AttnScaleRule::Gemma3 && cj.contains("query_pre_attn_scalar"))
+    c.attn_scale = 1.0f / std::sqrt((float)positive_real(num("query_pre_attn_scalar", 0, true), cfg_path,
+                                                         "query_pre_attn_scalar"));
+  if (spec->swa_pattern > 0 && cj.contains("sliding_window") && !cj["sliding_window"].is_null()) {
+    c.sliding_window = count("sliding_window", 0, true);
+    if (cj.contains("layer_types") && cj["layer_types"].is_array()) {  // newer configs: one entry per layer
+      const auto& lt = cj["layer_types"];
+      if ((int)lt.size() != c.n_layers) fail("{}: layer_types has {} entries for {} layers", cfg_path, lt.size(), c.n_layers);
+      c.swa_layers.assign(c.n_layers, 0);
+      for (int l = 0; l < c.n_layers; ++l)
+        c.swa_layers[l] = lt[l].is_string() && lt[l].get<std::string>() == "sliding_attention";
+    } else {
+      const int pattern = cj.contains("sliding_window_pattern") ? count("sliding_window_pattern", 0, true)
+                                                                 : spec->swa_pattern;
+      set_swa_pattern(c, pattern);
+    }
+    if (cj.contains("rope_local_base_freq"))
+      c.rope_theta_swa = (float)positive_real(num("rope_local_base_freq", 0, true), cfg_path, "rope_local_base_freq");
+  }
+  if (spec->softcap && cj.contains("final_logit_softcapping") && !cj["final_logit_softcapping"].is_null())
+    c.logit_softcap = (float)positive_real(num("final_logit_softcapping", 0, true), cfg_path, "final_logit_softcapping");
 
   // Weights: one file or shards listed by the index.
   std::map<std::string, std::vector<std::string>> shard_names;  // shard file -> tensor names it must hold
@@ -401,7 +473,7 @@ LoadedModel load_hf_model(const std::string& dir) {
     for (const auto& n : names)
       if (!sf.find(n)) fail("{}: tensor {} listed in the index is missing", sp, n);
     for (const auto& t : sf.tensors) {
-      std::string g = gguf_name(t.name);
+      std::string g = gguf_name(t.name, *spec);
       if (g.empty()) continue;
       if (t.dtype != "F32" && t.dtype != "F16" && t.dtype != "BF16")
         fail("{}: tensor {} has dtype {} (supported: F32, F16, BF16)", sp, t.name, t.dtype);
@@ -474,6 +546,15 @@ LoadedModel load_hf_model(const std::string& dir) {
       dequantize(t.src_type, st.data, t.owned.data(), n);
       t.data = t.owned.data();
     }
+    // Gemma's RMSNorm computes x * (1 + w): stored as w + 1, as llama.cpp's converter writes GGUF files.
+    if (spec->hf_norm_offset != 0.0f && g.ends_with("norm.weight")) {
+      if (t.owned.empty()) t.owned.assign(t.data, t.data + n);
+      for (float& v : t.owned) v += spec->hf_norm_offset;
+      t.data = t.owned.data();
+      t.raw = nullptr;  // the bytes in the file are not these values
+      t.raw_bytes = 0;
+      t.src_type = GgmlType::F32;
+    }
     m.tensors.emplace(g, std::move(t));
   }
 
@@ -491,7 +572,8 @@ LoadedModel load_hf_model(const std::string& dir) {
       {a + ".attention.layer_norm_rms_epsilon", GgufValue::f32(c.norm_eps)},
       {a + ".rope.freq_base", GgufValue::f32(c.rope_theta)},
   };
-  return m;
+  if (c.head_dim * c.n_heads != c.dim) m.meta.push_back({a + ".attention.key_length", GgufValue::u32(c.head_dim)});
+  return m;  // (the window, its layers and the local RoPE base are written by gguf_metadata from the config)
 }
 
 LoadedModel load_model(const std::string& path, const LoadOptions& opts) {

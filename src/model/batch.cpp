@@ -16,7 +16,7 @@ namespace ctrust {
 namespace {
 
 struct BatchScratch {
-  std::vector<float> x, xb, q, k, v, att, gate, up, cos_t, sin_t;
+  std::vector<float> x, xb, q, k, v, att, gate, up, cos_t, sin_t, cos_l, sin_l;
   static float* fit(std::vector<float>& b, int64_t n) {
     if ((int64_t)b.size() < n) b.resize(n);
     return b.data();
@@ -100,6 +100,9 @@ void forward_batch(const Model& m, std::span<const BatchSeq> seqs, float* logits
   float* up = BatchScratch::fit(b.up, R * c.hidden_dim);
   float* cos_t = BatchScratch::fit(b.cos_t, R * half);
   float* sin_t = BatchScratch::fit(b.sin_t, R * half);
+  const bool local_rope = has_local_rope(c);
+  float* cos_l = local_rope ? BatchScratch::fit(b.cos_l, R * half) : nullptr;
+  float* sin_l = local_rope ? BatchScratch::fit(b.sin_l, R * half) : nullptr;
 
   // Embeddings, and RoPE tables: row r of the batch gets the angles of its own position in its own sequence.
   {
@@ -108,18 +111,20 @@ void forward_batch(const Model& m, std::span<const BatchSeq> seqs, float* logits
       embed_tokens(m, s.tokens, s.n, x + r0 * dim);
       rope_tables(s.cache->n_past, s.n, c.head_dim, c.rope_theta, c.rope_freq_scale, cos_t + r0 * half,
                   sin_t + r0 * half);
+      if (local_rope)
+        rope_tables(s.cache->n_past, s.n, c.head_dim, c.rope_theta_swa, c.rope_freq_scale_swa, cos_l + r0 * half,
+                    sin_l + r0 * half);
       r0 += s.n;
     }
   }
-  const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim};
   auto lin = [&](const Linear& L, const float* in, float* out) { batch_linear(L, in, out, seqs, R); };
   // The new keys/values of all rows in kb/vb (attend copies them to the caches), the projections in xb.
   const BlockBuffers bufs{.xb = xb, .q = q, .k = kb, .v = vb, .att = att, .proj = xb, .gate = gate, .up = up,
-                          .cos_t = cos_t, .sin_t = sin_t};
+                          .cos_t = cos_t, .sin_t = sin_t, .cos_l = cos_l, .sin_l = sin_l};
 
   for (int l = 0; l < c.n_layers; ++l) {
     // Each sequence: its new keys/values into its cache, then attention over that cache.
-    auto attend = [&](const float* queries, float* out) {
+    auto attend = [&](const AttentionShape& shape, const float* queries, float* out) {
       int64_t r0 = 0;
       for (const BatchSeq& s : seqs) {
         KVCache& cache = *s.cache;
@@ -156,6 +161,7 @@ void forward_batch(const Model& m, std::span<const BatchSeq> seqs, float* logits
   } else {
     linear(m.output, xb, logits, (int)out_rows);
   }
+  finish_logits(c, logits, out_rows);
 }
 
 BatchStats& BatchStats::operator+=(const BatchStats& o) {

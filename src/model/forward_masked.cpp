@@ -13,7 +13,7 @@ namespace ctrust {
 
 namespace {
 struct MaskedScratch {
-  std::vector<float> x, xb, attn, gate, up, cos_t, sin_t, sel;
+  std::vector<float> x, xb, attn, gate, up, cos_t, sin_t, cos_l, sin_l, sel;
   static float* fit(std::vector<float>& v, int64_t n) {
     if ((int64_t)v.size() < n) v.resize(n);
     return v.data();
@@ -52,7 +52,13 @@ void forward_masked(const Model& m, KVCache& cache, const int32_t* tokens, const
   for (int i = 0; i < n; ++i)
     rope_tables(pos[i], 1, c.head_dim, c.rope_theta, c.rope_freq_scale, cos_t + (int64_t)i * half,
                 sin_t + (int64_t)i * half);
-  const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim};
+  const bool local_rope = has_local_rope(c);
+  float* cos_l = local_rope ? MaskedScratch::fit(s.cos_l, (int64_t)n * half) : nullptr;
+  float* sin_l = local_rope ? MaskedScratch::fit(s.sin_l, (int64_t)n * half) : nullptr;
+  if (local_rope)
+    for (int i = 0; i < n; ++i)
+      rope_tables(pos[i], 1, c.head_dim, c.rope_theta_swa, c.rope_freq_scale_swa, cos_l + (int64_t)i * half,
+                  sin_l + (int64_t)i * half);
   auto lin = [n](const Linear& L, const float* in, float* out) { linear(L, in, out, n); };
 
   for (int l = 0; l < c.n_layers; ++l) {
@@ -60,9 +66,10 @@ void forward_masked(const Model& m, KVCache& cache, const int32_t* tokens, const
     float* vc = cache.v.data() + (int64_t)l * cache.n_ctx * kvdim;
     // As in forward(): new keys/values into the cache, q and the projections in `attn`, the heads' outputs in xb.
     const BlockBuffers bufs{.xb = xb, .q = att, .k = kc + (int64_t)n_past * kvdim, .v = vc + (int64_t)n_past * kvdim,
-                            .att = xb, .proj = att, .gate = gate, .up = up, .cos_t = cos_t, .sin_t = sin_t};
-    auto attend = [&](const float* q, float* out) {
-      attention_masked(shape, q, kc, vc, kvdim, n_past, n, mask, out);
+                            .att = xb, .proj = att, .gate = gate, .up = up, .cos_t = cos_t, .sin_t = sin_t,
+                            .cos_l = cos_l, .sin_l = sin_l};
+    auto attend = [&](const AttentionShape& shape, const float* q, float* out) {
+      attention_masked(shape, q, kc, vc, kvdim, n_past, n, mask, out, pos);
     };
     transformer_block(m, l, x, n, bufs, lin, attend);
   }
@@ -74,6 +81,7 @@ void forward_masked(const Model& m, KVCache& cache, const int32_t* tokens, const
     std::memcpy(sel + (int64_t)r * dim, x + (int64_t)out_rows[r] * dim, sizeof(float) * dim);
   rmsnorm(sel, m.output_norm, sel, n_out, dim, c.norm_eps);
   linear(m.output, sel, logits, n_out);
+  finish_logits(c, logits, n_out);
 }
 
 }  // namespace ctrust

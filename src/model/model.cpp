@@ -53,7 +53,7 @@ void bind_linear(Linear& L, const LoadedModel& f, const std::string& base, int64
 
 // The scratch buffers of forward(), reused across calls (grown, never shrunk) to avoid per-call allocations.
 struct Scratch {
-  std::vector<float> x, xb, attn, gate, up, cos_t, sin_t;
+  std::vector<float> x, xb, attn, gate, up, cos_t, sin_t, cos_l, sin_l;
   static void fit(std::vector<float>& v, int64_t n) {
     if ((int64_t)v.size() < n) v.resize(n);
   }
@@ -73,6 +73,13 @@ void rebind_weights(Model& m) {
     fail("{}: n_kv_heads {} does not divide n_heads {}", f.path, c.n_kv_heads, c.n_heads);
   if (c.head_dim % 2 != 0) fail("{}: head_dim {} is odd (RoPE needs pairs)", f.path, c.head_dim);
   if (c.n_ctx <= 0) fail("{}: context length {} is not positive", f.path, c.n_ctx);
+  if (!c.swa_layers.empty() && (int)c.swa_layers.size() != c.n_layers)
+    fail("{}: sliding-window layer flags: {} for {} layers", f.path, c.swa_layers.size(), c.n_layers);
+  if (c.sliding_window < 0 || !(c.embed_scale > 0) || !(c.attn_scale >= 0) || !(c.logit_softcap >= 0) ||
+      !(c.rope_theta_swa > 0) || !(c.rope_freq_scale_swa > 0))
+    fail("{}: bad sliding window {} / embedding scale {} / attention scale {} / soft-cap {} / local RoPE {} x {}",
+         f.path, c.sliding_window, c.embed_scale, c.attn_scale, c.logit_softcap, c.rope_theta_swa,
+         c.rope_freq_scale_swa);
   if (!(c.norm_eps > 0) || !(c.rope_theta > 0) || !(c.rope_freq_scale > 0))
     fail("{}: bad norm eps {} / rope theta {} / rope freq scale {}", f.path, c.norm_eps, c.rope_theta,
          c.rope_freq_scale);
@@ -104,6 +111,14 @@ void rebind_weights(Model& m) {
     bind_linear(L.w_gate, f, p + "ffn_gate", c.dim, c.hidden_dim);
     bind_linear(L.w_up, f, p + "ffn_up", c.dim, c.hidden_dim);
     bind_linear(L.w_down, f, p + "ffn_down", c.hidden_dim, c.dim);
+    if (c.qk_norm) {
+      L.q_norm = shaped(f, p + "attn_q_norm.weight", c.head_dim, -1).data;
+      L.k_norm = shaped(f, p + "attn_k_norm.weight", c.head_dim, -1).data;
+    }
+    if (c.post_norms) {
+      L.attn_post_norm = shaped(f, p + "post_attention_norm.weight", c.dim, -1).data;
+      L.ffn_post_norm = shaped(f, p + "post_ffw_norm.weight", c.dim, -1).data;
+    }
     if (c.qkv_bias && (!L.wq.b || !L.wk.b || !L.wv.b))
       fail("{}: the config asks for q/k/v biases but blk.{} lacks attn_q/k/v.bias", f.path, l);
     if (l < (int)old.size()) {  // keep the inference modes a compression stage chose
@@ -257,7 +272,12 @@ void forward(const Model& m, KVCache& cache, const int32_t* tokens, int n, float
 
   embed_tokens(m, tokens, n, x);
   rope_tables(pos0, n, c.head_dim, c.rope_theta, c.rope_freq_scale, s.cos_t.data(), s.sin_t.data());
-  const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim};
+  const bool local_rope = has_local_rope(c);
+  if (local_rope) {
+    Scratch::fit(s.cos_l, (int64_t)n * c.head_dim / 2);
+    Scratch::fit(s.sin_l, (int64_t)n * c.head_dim / 2);
+    rope_tables(pos0, n, c.head_dim, c.rope_theta_swa, c.rope_freq_scale_swa, s.cos_l.data(), s.sin_l.data());
+  }
 
   auto lin = [n](const Linear& L, const float* in, float* out) { linear(L, in, out, n); };
 
@@ -267,8 +287,11 @@ void forward(const Model& m, KVCache& cache, const int32_t* tokens, int n, float
     // The new keys/values go straight into the cache; q and the projections share `attn`, the heads' outputs xb.
     const BlockBuffers bufs{.xb = xb, .q = att, .k = kc + (int64_t)pos0 * kvdim, .v = vc + (int64_t)pos0 * kvdim,
                             .att = xb, .proj = att, .gate = gate, .up = up, .cos_t = s.cos_t.data(),
-                            .sin_t = s.sin_t.data()};
-    auto attend = [&](const float* q, float* out) { attention(shape, q, kc, vc, kvdim, pos0, n, out); };
+                            .sin_t = s.sin_t.data(), .cos_l = local_rope ? s.cos_l.data() : nullptr,
+                            .sin_l = local_rope ? s.sin_l.data() : nullptr};
+    auto attend = [&](const AttentionShape& shape, const float* q, float* out) {
+      attention(shape, q, kc, vc, kvdim, pos0, n, out);
+    };
     transformer_block(m, l, x, n, bufs, lin, attend, obs);
   }
   cache.n_past = pos0 + n;
@@ -277,9 +300,11 @@ void forward(const Model& m, KVCache& cache, const int32_t* tokens, int n, float
   if (opt.all_logits) {
     rmsnorm(x, m.output_norm, xb, n, dim, c.norm_eps);
     linear(m.output, xb, logits, n);
+    finish_logits(c, logits, n);
   } else {
     rmsnorm(x + (int64_t)(n - 1) * dim, m.output_norm, xb, 1, dim, c.norm_eps);
     linear(m.output, xb, logits, 1);
+    finish_logits(c, logits, 1);
   }
 }
 

@@ -20,7 +20,12 @@ struct LayerWeights {
   const float* attn_norm = nullptr;  // [dim]
   Linear wq, wk, wv, wo;             // q: dim -> n_heads*head_dim, k/v: dim -> n_kv_heads*head_dim, o: back to dim
   const float* ffn_norm = nullptr;   // [dim]
-  Linear w_gate, w_up, w_down;       // SwiGLU: down(silu(gate(x)) * up(x))
+  Linear w_gate, w_up, w_down;       // gated FFN: down(act(gate(x)) * up(x)), act = cfg.act (SiLU, GELU)
+  // Only when the config asks for them (cfg.qk_norm, cfg.post_norms), else null:
+  const float* q_norm = nullptr;     // [head_dim] attn_q_norm, RMSNorm of each query head before RoPE
+  const float* k_norm = nullptr;     // [head_dim] attn_k_norm
+  const float* attn_post_norm = nullptr;  // [dim] post_attention_norm, on the attention output before the add
+  const float* ffn_post_norm = nullptr;   // [dim] post_ffw_norm, on the FFN output before the add
 };
 
 // The seven Linears of a block in the order the forward pass runs them, with their GGUF tensor names

@@ -19,9 +19,12 @@ void attention(const AttentionShape& s, const float* q, const float* k, const fl
   const int hd = s.head_dim;
   const int group = s.n_heads / s.n_kv_heads;
   const int q_stride = s.n_heads * hd;
-  const float scale = 1.0f / std::sqrt((float)hd);
+  const float scale = s.scale > 0 ? s.scale : 1.0f / std::sqrt((float)hd);
+  const int window = s.window;
   const int n_blocks = (n + kBlock - 1) / kBlock;
   const int n_tasks = s.n_heads * n_blocks;
+  // First key a query at position p sees.
+  auto first_key = [window](int p) { return window > 0 ? std::max(0, p - window + 1) : 0; };
 
   // Threads only pay off when there is enough work (their start-up costs microseconds).
   const int64_t work = (int64_t)s.n_heads * n * (pos0 + n) * hd;
@@ -33,31 +36,33 @@ void attention(const AttentionShape& s, const float* q, const float* k, const fl
       const int h = t / n_blocks, blk = t % n_blocks;
       const int i0 = blk * kBlock, i1 = std::min(n, i0 + kBlock);
       const int rows = i1 - i0;
-      const int L = pos0 + i1;  // keys needed by the last row of the block
-      const float* kh = k + (int64_t)(h / group) * hd;
-      const float* vh = v + (int64_t)(h / group) * hd;
+      const int kb = first_key(pos0 + i0);  // first key any row of the block sees
+      const int L = pos0 + i1 - kb;          // keys kb .. pos0+i1-1: those needed by the block's rows
+      const float* kh = k + (int64_t)(h / group) * hd + (int64_t)kb * kv_stride;
+      const float* vh = v + (int64_t)(h / group) * hd + (int64_t)kb * kv_stride;
       const float* qh = q + (int64_t)i0 * q_stride + (int64_t)h * hd;
       float* oh = out + (int64_t)i0 * q_stride + (int64_t)h * hd;
       if ((int64_t)scores.size() < (int64_t)rows * L) scores.resize((int64_t)rows * L);
       float* S = scores.data();
       if (rows <= 2) {
         for (int r = 0; r < rows; ++r) {
-          const int len = pos0 + i0 + r + 1;
+          const int p = pos0 + i0 + r;
+          const int lo = first_key(p) - kb, len = p + 1 - kb;  // visible columns [lo, len)
           const float* qr = qh + (int64_t)r * q_stride;
           float* sr = S + (int64_t)r * L;
-          for (int j = 0; j < len; ++j) {
+          for (int j = lo; j < len; ++j) {
             const float* kj = kh + (int64_t)j * kv_stride;
             float d = 0.0f;
             for (int c = 0; c < hd; ++c) d += qr[c] * kj[c];
             sr[j] = d * scale;
           }
-          softmax(sr, len);
+          softmax(sr + lo, len - lo);
           float* orow = oh + (int64_t)r * q_stride;
           for (int c = 0; c < hd; ++c) orow[c] = 0.0f;
-          for (int j = 0; j < len; ++j) {
-            const float p = sr[j];
+          for (int j = lo; j < len; ++j) {
+            const float pj = sr[j];
             const float* vj = vh + (int64_t)j * kv_stride;
-            for (int c = 0; c < hd; ++c) orow[c] += p * vj[c];
+            for (int c = 0; c < hd; ++c) orow[c] += pj * vj[c];
           }
         }
         continue;
@@ -66,9 +71,11 @@ void attention(const AttentionShape& s, const float* q, const float* k, const fl
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, L, hd, scale, qh, q_stride, kh, kv_stride, 0.0f,
                   S, L);
       for (int r = 0; r < rows; ++r) {
-        const int len = pos0 + i0 + r + 1;  // causal: keys 0 .. pos0+i0+r
+        const int p = pos0 + i0 + r;
+        const int lo = first_key(p) - kb, len = p + 1 - kb;  // causal (and window): keys kb+lo .. p
         float* sr = S + (int64_t)r * L;
-        softmax(sr, len);
+        for (int j = 0; j < lo; ++j) sr[j] = 0.0f;
+        softmax(sr + lo, len - lo);
         for (int j = len; j < L; ++j) sr[j] = 0.0f;
       }
       // O_blk = S V : [rows x hd]
@@ -83,11 +90,14 @@ void attention(const AttentionShape& s, const float* q, const float* k, const fl
 namespace ctrust {
 
 void attention_masked(const AttentionShape& s, const float* q, const float* k, const float* v, int kv_stride,
-                      int n_past, int n, const unsigned char* mask, float* out) {
+                      int n_past, int n, const unsigned char* mask, float* out, const int* pos) {
   const int hd = s.head_dim;
   const int group = s.n_heads / s.n_kv_heads;
   const int q_stride = s.n_heads * hd;
-  const float scale = 1.0f / std::sqrt((float)hd);
+  const float scale = s.scale > 0 ? s.scale : 1.0f / std::sqrt((float)hd);
+  const int window = pos ? s.window : 0;
+  // Within the window: key position kp is visible from a query at position qp (0 = no window).
+  auto near = [window](int qp, int kp) { return window <= 0 || qp - kp < window; };
   const int n_blocks = (n + kBlock - 1) / kBlock;
   const int n_tasks = s.n_heads * n_blocks;
   const int64_t work = (int64_t)s.n_heads * n * (n_past + n) * hd;
@@ -130,18 +140,20 @@ void attention_masked(const AttentionShape& s, const float* q, const float* k, c
         const unsigned char* mr = mask + (int64_t)i * n;
         float* sr = S + (int64_t)r * W;
         // softmax over the visible keys (sum in double, as softmax() does); hidden keys get weight 0
+        const int qp = window > 0 ? pos[i] : 0;
         float mx = -INFINITY;
-        for (int j = 0; j < n_past; ++j) mx = std::max(mx, sr[j]);
+        for (int j = 0; j < n_past; ++j)
+          if (near(qp, j)) mx = std::max(mx, sr[j]);
         for (int j = jmin; j <= i; ++j)
-          if (mr[j]) mx = std::max(mx, sr[n_past + j - jmin]);
+          if (mr[j] && (window <= 0 || near(qp, pos[j]))) mx = std::max(mx, sr[n_past + j - jmin]);
         double sum = 0.0;
         for (int j = 0; j < n_past; ++j) {
-          sr[j] = std::exp(sr[j] - mx);
+          sr[j] = near(qp, j) ? std::exp(sr[j] - mx) : 0.0f;
           sum += sr[j];
         }
         for (int j = jmin; j < i1; ++j) {
           float& x = sr[n_past + j - jmin];
-          x = (j <= i && mr[j]) ? std::exp(x - mx) : 0.0f;
+          x = (j <= i && mr[j] && (window <= 0 || near(qp, pos[j]))) ? std::exp(x - mx) : 0.0f;
           sum += x;
         }
         const float inv = (float)(1.0 / sum);

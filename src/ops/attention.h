@@ -7,11 +7,14 @@ struct AttentionShape {
   int n_heads = 0;     // query heads
   int n_kv_heads = 0;  // key/value heads; n_heads % n_kv_heads == 0, query head h uses kv head h / (n_heads/n_kv_heads)
   int head_dim = 0;
+  float scale = 0.0f;  // scores are scale * q.k; 0 = 1/sqrt(head_dim)
+  int window = 0;      // sliding window: a query at position p sees keys at positions p - window + 1 .. p (0 = all)
 };
 
 // q: [n][n_heads*head_dim], the queries of positions pos0 .. pos0+n-1 (RoPE applied).
 // k, v: [pos0+n][n_kv_heads*head_dim] (row stride kv_stride), keys/values of positions 0 .. pos0+n-1.
-// out: [n][n_heads*head_dim]. Query i attends to positions 0 .. pos0+i with scale 1/sqrt(head_dim).
+// out: [n][n_heads*head_dim]. Query i attends to positions 0 .. pos0+i (only the last s.window of them when
+// s.window > 0), with the scale s.scale (1/sqrt(head_dim) when 0).
 // Parallel over heads (OpenMP); long blocks use one sgemm per head for the scores and the weighted sum.
 void attention(const AttentionShape& s, const float* q, const float* k, const float* v, int kv_stride, int pos0,
                int n, float* out);
@@ -25,7 +28,9 @@ namespace ctrust {
 // The mask must be lower-triangular (mask[i][j] == 0 for j > i) and have mask[i][i] != 0. With the causal mask
 // (mask[i][j] = j <= i) this equals attention(s, q, k, v, kv_stride, n_past, n, out). Used to score several
 // continuations of one context in one batch (each continuation sees the context and its own earlier tokens).
+// With s.window > 0, pos[i] gives the position of new row i (cached key j has position j), and a query also
+// hides the keys whose position is s.window or more below its own (pos may be null when s.window == 0).
 void attention_masked(const AttentionShape& s, const float* q, const float* k, const float* v, int kv_stride,
-                      int n_past, int n, const unsigned char* mask, float* out);
+                      int n_past, int n, const unsigned char* mask, float* out, const int* pos = nullptr);
 
 }  // namespace ctrust

@@ -1,5 +1,7 @@
 #include "ops/ops.h"
 
+#include <vector>
+
 #include <cmath>
 
 namespace ctrust {
@@ -72,6 +74,41 @@ void softmax(float* x, int n) {
 
 void swiglu(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = silu(gate[i]) * up[i];
+}
+
+namespace {
+const uint16_t* gelu_f16_table() {
+  static const std::vector<uint16_t> table = [] {
+    std::vector<uint16_t> t(65536);
+    const float kSqrt2OverPi = 0.79788456080286535587989211986876f, kCoefA = 0.044715f;  // ggml's constants
+    for (uint32_t i = 0; i < 65536; ++i) {
+      const float x = ggml_fp16_to_fp32((uint16_t)i);
+      t[i] = ggml_fp32_to_fp16(0.5f * x * (1.0f + tanhf(kSqrt2OverPi * x * (1.0f + kCoefA * x * x))));
+    }
+    return t;
+  }();
+  return table.data();
+}
+}  // namespace
+
+float gelu_ggml(float x) {
+  if (x <= -10.0f) return 0.0f;
+  if (x >= 10.0f) return x;
+  return ggml_fp16_to_fp32(gelu_f16_table()[ggml_fp32_to_fp16(x)]);
+}
+
+void geglu(const float* gate, const float* up, float* out, int64_t n) {
+  const uint16_t* t = gelu_f16_table();
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = gate[i];
+    const float g = x <= -10.0f ? 0.0f : x >= 10.0f ? x : ggml_fp16_to_fp32(t[ggml_fp32_to_fp16(x)]);
+    out[i] = x <= -10.0f ? 0.0f : g * up[i];
+  }
+}
+
+void gated_act(Activation a, const float* gate, const float* up, float* out, int64_t n) {
+  if (a == Activation::GeluTanh) geglu(gate, up, out, n);
+  else swiglu(gate, up, out, n);
 }
 
 }  // namespace ctrust

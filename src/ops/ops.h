@@ -1,4 +1,4 @@
-// Elementwise and row kernels of the transformer: RMSNorm, RoPE (both pair layouts), softmax, SiLU.
+// Elementwise and row kernels of the transformer: RMSNorm, RoPE (both pair layouts), softmax, SiLU, GELU.
 // All work on contiguous float rows; accumulations that feed a normalization are done in double,
 // as ggml does (rms_norm, soft_max), so results track llama.cpp closely.
 #pragma once
@@ -28,5 +28,15 @@ void softmax(float* x, int n);
 inline float silu(float x) { return x / (1.0f + __builtin_expf(-x)); }
 // out[i] = silu(gate[i]) * up[i]  (SwiGLU); out may equal gate.
 void swiglu(const float* gate, const float* up, float* out, int64_t n);
+
+// GELU (tanh approximation) as ggml's CPU backend computes it (GGML_GELU_FP16, ggml_vec_gelu_f32): x <= -10 -> 0,
+// x >= 10 -> x, otherwise x is rounded to f16 and the f16 value of 0.5 x (1 + tanhf(sqrt(2/pi) x (1 + 0.044715 x^2)))
+// at that f16 point is looked up (a 65,536-entry table made once). Its error against exact GELU is the f16
+// rounding (relative ~5e-4): kept, so that ctrust computes llama.cpp's numbers.
+float gelu_ggml(float x);
+// out[i] = gelu_ggml(gate[i]) * up[i]  (GeGLU, ggml_vec_geglu_f32); out may equal gate.
+void geglu(const float* gate, const float* up, float* out, int64_t n);
+// The gated activation of the model's FFN (swiglu or geglu).
+void gated_act(Activation a, const float* gate, const float* up, float* out, int64_t n);
 
 }  // namespace ctrust
