@@ -187,6 +187,42 @@ TEST(CompressKQuant, RtnMatchesLlamaQuantizeBytes) {
     EXPECT_EQ(compared, 30);
     std::filesystem::remove(out);
   }
+  // Legacy types (--legacy-fit ggml): the scale ggml_legacy_scale picks is the block scale llama-quantize writes
+  // (Q4_0 without, Q5_0 with the imatrix; the levels use ggml's truncating rounding there, so only d is compared).
+  for (const bool with_im : {false, true}) {
+    const GgmlType t = with_im ? GgmlType::Q5_0 : GgmlType::Q4_0;
+    const std::string tname = with_im ? "Q5_0" : "Q4_0";
+    const std::string out = test::scratch_dir() + "/kquant-" + tname + ".gguf";
+    const std::string cmd = quantize + " --pure " + (with_im ? "--imatrix " + imf + " " : std::string()) +
+                            test::smollm_f32() + " " + out + " " + tname + " 2";
+    std::string log;
+    ASSERT_EQ(run(cmd, &log), 0) << cmd << "\n" << log;
+    const GgufFile ref = read_gguf(out);
+    for (int l = 0; l < 30; l += 7) {
+      const std::string name = fmt::format("blk.{}.ffn_down.weight", l);
+      const GgufTensorInfo* a = src.find_tensor(name);
+      const GgufTensorInfo* b = ref.find_tensor(name);
+      ASSERT_TRUE(a && b && b->type == t) << name;
+      const int64_t in = a->ne[0], rows = a->ne[1];
+      const size_t bs = ggml_type_info(uint32_t(t))->type_size;
+      const std::vector<float> w = imatrix_weights(im.entries.at(name));
+      const float* x = reinterpret_cast<const float*>(a->data);
+      int64_t diff = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        float sigma2 = 0;
+        for (int64_t j = 0; j < in; ++j) sigma2 += x[r * in + j] * x[r * in + j];
+        sigma2 /= float(in);
+        for (int64_t g = 0; g < in / 32; ++g) {
+          const uint16_t d = f32_to_f16(ggml_legacy_scale(t, x + r * in + g * 32, with_im ? w.data() + g * 32 : nullptr, sigma2));
+          uint16_t e;
+          std::memcpy(&e, b->data + (size_t(r) * (in / 32) + g) * bs, 2);
+          diff += d != e;
+        }
+      }
+      EXPECT_EQ(diff, 0) << tname << " " << name;
+    }
+    std::filesystem::remove(out);
+  }
   std::filesystem::remove(imf);
 }
 

@@ -24,7 +24,8 @@ namespace {
 using json = nlohmann::json;
 
 struct CompressArgs {
-  std::string model, tokenizer, out, method, nm, calib, grid, calib_chat, awq_loss, awq_feed, types_from, imatrix;
+  std::string model, tokenizer, out, method, nm, calib, grid, calib_chat, awq_loss, awq_feed, types_from, imatrix,
+      legacy_fit;
   std::vector<std::string> tensor_type;
   Recipe r;
   bool sym = false, asym = false, calib_raw = false;
@@ -97,6 +98,10 @@ void add_type_rules(CompressArgs& a) {
 void cmd_compress(CompressArgs& a, const Common& c) {
   Recipe& r = a.r;
   add_type_rules(a);
+  if (!a.legacy_fit.empty()) {
+    if (a.legacy_fit != "ggml" && a.legacy_fit != "gptq") fail("--legacy-fit '{}': expected ggml or gptq", a.legacy_fit);
+    r.legacy_ggml_fit = a.legacy_fit == "ggml";
+  }
   if (!a.imatrix.empty()) {
     r.imatrix_file = a.imatrix;
     r.imatrix_hash = file_hash(a.imatrix);
@@ -313,6 +318,9 @@ void register_compress_commands(CLI::App& app) {
   c->add_option("--imatrix", a.imatrix,
                 "imatrix file (llama.cpp GGUF format, `ctrust imatrix`): weight the K-quant fits as llama-quantize "
                 "--imatrix does");
+  c->add_option("--legacy-fit", a.legacy_fit,
+                "Output types q4_0/q5_0/q8_0: gptq (default: the GPTQ reference grid) or ggml (the scale ggml's own "
+                "quantizer picks, imatrix-weighted with --imatrix; the quantizer rounds on it)");
   c->add_option("--skip", r.skip, "Regex of tensor names to leave alone");
   c->add_option("--only", r.only, "Regex of tensor names to compress (others left alone)");
   add_common(c, o);

@@ -164,6 +164,7 @@ QuantSpec spec_for(const Recipe& r, const std::string& name) {
   q.group = 32;
   q.fp16_scales = true;
   q.minmax = false;
+  q.ggml_fit = r.legacy_ggml_fit && (g == GgmlType::Q4_0 || g == GgmlType::Q5_0 || g == GgmlType::Q8_0);
   switch (g) {
     case GgmlType::Q4_0: q.bits = 4; q.sym = true; break;
     case GgmlType::Q4_1: q.bits = 4; q.sym = false; break;
@@ -376,7 +377,8 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
     const int out = rows_of(it), in = cols_of(it);
     const Kind k = it.def->kind;
     QuantSpec qs = spec_for(r, it.t->name);
-    const std::vector<float> imat = qs.ktype != GgmlType::F32 ? imatrix_for(w.imatrix, it.t->name, in) : std::vector<float>();
+    const std::vector<float> imat =
+        qs.ktype != GgmlType::F32 || qs.ggml_fit ? imatrix_for(w.imatrix, it.t->name, in) : std::vector<float>();
     if (!imat.empty()) qs.kweights = imat.data();
     TensorReport tr;
     tr.name = it.t->name;

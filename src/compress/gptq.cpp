@@ -158,6 +158,13 @@ QuantResult gptq_quantize_h(const float* W, int out, int in, std::vector<double>
   int B = std::min(o.block, in);
   if (grouped && !o.static_groups) B = G <= B ? (B / G) * G : G;
 
+  // ggml's legacy fits weight by the row's mean x^2 (of the original row, as ggml sees it).
+  std::vector<float> sigma2(out, 0.0f);
+  if (s.ggml_fit)
+    for (int i = 0; i < out; ++i) {
+      for (int k = 0; k < in; ++k) sigma2[i] += W[size_t(i) * in + k] * W[size_t(i) * in + k];
+      sigma2[i] /= float(in);
+    }
   std::vector<double> Qp(size_t(out) * in);
   std::vector<double> Err;
   for (int i1 = 0; i1 < in; i1 += B) {
@@ -192,7 +199,7 @@ QuantResult gptq_quantize_h(const float* W, int out, int in, std::vector<double>
           } else if (i % G == 0) {
             tmp.resize(G);
             for (int j = 0; j < G; ++j) tmp[j] = float(w[i + j]);
-            grid = fit_grid(tmp.data(), G, s);
+            grid = fit_grid_for(tmp.data(), G, s, s.kweights ? s.kweights + i : nullptr, sigma2[row]);
             r.grids[size_t(row) * r.n_groups + i / G] = grid;
           }
         }

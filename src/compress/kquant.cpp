@@ -543,6 +543,28 @@ inline int sub_of(GgmlType t, int j) { return (t == GgmlType::Q4_K || t == GgmlT
 
 }  // namespace
 
+float ggml_legacy_scale(GgmlType t, const float* x, const float* qw, float sigma2) {
+  float amax = 0.0f, max = 0.0f;
+  for (int j = 0; j < 32; ++j)
+    if (amax < std::fabs(x[j])) {
+      amax = std::fabs(x[j]);
+      max = x[j];
+    }
+  switch (t) {
+    case GgmlType::Q8_0: return amax / 127.0f;
+    case GgmlType::Q4_0:
+    case GgmlType::Q5_0: {
+      const int nmax = t == GgmlType::Q4_0 ? 8 : 16;
+      if (!qw) return max / float(-nmax);
+      float weight[32];
+      int8_t L[32];
+      for (int j = 0; j < 32; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
+      return make_qx_quants(32, nmax, x, L, 1, weight);
+    }
+    default: fail("ggml_legacy_scale: {} is not Q4_0, Q5_0 or Q8_0", ggml_type_name(t));
+  }
+}
+
 bool is_kquant(GgmlType t) {
   return t == GgmlType::Q2_K || t == GgmlType::Q3_K || t == GgmlType::Q4_K || t == GgmlType::Q5_K ||
          t == GgmlType::Q6_K;

@@ -21,6 +21,9 @@ struct QuantSpec {
   // A llama.cpp K-quant type (Q2_K..Q6_K, compress/kquant.h): the grid is that type's super-block of 256 input
   // columns (bits/sym/group/fp16_scales/minmax are then ignored); F32 = the grid above.
   GgmlType ktype = GgmlType::F32;
+  // Symmetric group-32 grids of Q4_0/Q5_0/Q8_0 (bits 4/5/8): the scale chosen by ggml's own quantizer for that
+  // type (ggml_legacy_scale, weighted by kweights when set) instead of the GPTQ reference's absmax grid.
+  bool ggml_fit = false;
   const float* kweights = nullptr;  // [in] importance of each input column for the K-quant fit (an imatrix:
                                     // ggml's quantize_row_*_impl); null = ggml's quantize_row_*_ref
 };
@@ -39,6 +42,9 @@ int quant_maxq(int bits);
 // The grid fitted to values x[0..n): min/max including 0 with an integer zero point, as the GPTQ reference
 // does; with s.minmax (asymmetric) min/max of the values themselves, as ggml's Q4_1 quantizer does.
 QuantGrid fit_grid(const float* x, int64_t n, const QuantSpec& s);
+// With s.ggml_fit (symmetric, group 32, 4/5/8 bits): the grid of ggml's legacy quantizer for x[0..32), fp16
+// scale; qw = the importance of these 32 columns (or null), sigma2 = the row's mean x^2. Else fit_grid.
+QuantGrid fit_grid_for(const float* x, int64_t n, const QuantSpec& s, const float* qw, float sigma2);
 inline float grid_q(const QuantGrid& g, float x, float maxq);  // integer level (as float)
 // The affine form is one fused multiply-add, explicitly: a compiler may or may not contract `q * scale + min`
 // (g++ does for C++ with FMA hardware), and the stored-type decoder (CTRUST_QX) must give the same bits. With

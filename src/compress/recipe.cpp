@@ -111,6 +111,7 @@ nlohmann::json recipe_to_json(const Recipe& r) {
       for (const auto& [re, t] : r.tensor_types) a.push_back({re, t});
       j["tensor_types"] = a;
     }
+    if (r.legacy_ggml_fit) j["legacy_fit"] = "ggml";
     if (!r.imatrix_file.empty()) {
       j["imatrix"] = r.imatrix_file;
       j["imatrix_hash"] = r.imatrix_hash;
@@ -165,6 +166,10 @@ Recipe recipe_from_json(const nlohmann::json& j) {
           if (!e.is_array() || e.size() != 2) fail("recipe: key 'tensor_types' must be an array of [regex, type] pairs");
           r.tensor_types.emplace_back(e[0].get<std::string>(), e[1].get<std::string>());
         }
+      } else if (k == "legacy_fit") {
+        const std::string f = v.get<std::string>();
+        if (f != "ggml" && f != "gptq") fail("recipe: legacy_fit must be 'ggml' or 'gptq', got '{}'", f);
+        r.legacy_ggml_fit = f == "ggml";
       } else if (k == "imatrix") r.imatrix_file = v.get<std::string>();
       else if (k == "imatrix_hash") r.imatrix_hash = v.get<std::string>();
       else if (k == "damp") r.damp = v.get<double>();
@@ -234,8 +239,8 @@ void validate_recipe(const Recipe& r) {
   if (!(r.alpha >= 0.0 && r.alpha <= 1.0)) fail("recipe: SmoothQuant alpha must be in [0, 1], got {}", r.alpha);
   if (!(r.threshold > 0.0)) fail("recipe: LLM.int8() threshold must be > 0, got {}", r.threshold);
   const bool quantizer = r.method == Method::RTN || r.method == Method::GPTQ || r.method == Method::AWQ;
-  if ((!r.type.empty() || !r.tensor_types.empty() || !r.imatrix_file.empty()) && !quantizer)
-    fail("recipe: --type, --types-from and --imatrix apply to rtn, gptq and awq only, not {}", method_name(r.method));
+  if ((!r.type.empty() || !r.tensor_types.empty() || !r.imatrix_file.empty() || r.legacy_ggml_fit) && !quantizer)
+    fail("recipe: --type, --types-from, --imatrix and --legacy-fit apply to rtn, gptq and awq only, not {}", method_name(r.method));
   if (!r.type.empty()) check_output_type(r.type, "--type");
   for (const auto& [re, t] : r.tensor_types) {
     compile(re, "tensor type");

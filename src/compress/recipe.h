@@ -47,6 +47,10 @@ struct Recipe {
   // it (llama-quantize --imatrix). JSON "imatrix", "imatrix_hash" (written only when set).
   std::string imatrix_file;
   std::string imatrix_hash;
+  // Legacy output types q4_0|q5_0|q8_0 (from type / tensor_types): false = the GPTQ reference grid packed into
+  // the type; true = the scale ggml's own quantizer chooses (imatrix-weighted with imatrix_file), GPTQ/RTN rounding
+  // on it. JSON "legacy_fit": "ggml" (written only when true).
+  bool legacy_ggml_fit = false;
   // GPTQ / SparseGPT.
   double damp = 0.01;
   int block = 128;

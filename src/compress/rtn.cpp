@@ -128,6 +128,16 @@ QuantGrid fit_grid(const float* x, int64_t n, const QuantSpec& s) {
   return g;
 }
 
+QuantGrid fit_grid_for(const float* x, int64_t n, const QuantSpec& s, const float* qw, float sigma2) {
+  if (!s.ggml_fit || !s.sym || n != 32 || (s.bits != 4 && s.bits != 5 && s.bits != 8)) return fit_grid(x, n, s);
+  const GgmlType t = s.bits == 4 ? GgmlType::Q4_0 : s.bits == 5 ? GgmlType::Q5_0 : GgmlType::Q8_0;
+  QuantGrid g;
+  g.scale = round_f16(ggml_legacy_scale(t, x, qw, sigma2));
+  if (g.scale == 0.0f || !std::isfinite(g.scale)) g.scale = f16_to_f32(1);  // all-zero group: every value 0
+  g.zero = float(1 << (s.bits - 1));
+  return g;
+}
+
 float quantize_value(const QuantGrid& g, float x, int bits) {
   return grid_value(g, grid_q(g, x, float(quant_maxq(bits))));
 }
@@ -154,10 +164,15 @@ QuantResult rtn_quantize(const float* W, int out, int in, const QuantSpec& s) {
   const float maxq = float(quant_maxq(s.bits));
 #pragma omp parallel for schedule(static) if (size_t(out) * in >= (1u << 16))
   for (int o = 0; o < out; ++o) {
+    float sigma2 = 0.0f;
+    if (s.ggml_fit) {
+      for (int j = 0; j < in; ++j) sigma2 += W[size_t(o) * in + j] * W[size_t(o) * in + j];
+      sigma2 /= float(in);
+    }
     for (int g = 0; g < r.n_groups; ++g) {
       const float* src = W + size_t(o) * in + size_t(g) * r.group;
       float* dst = r.w.data() + size_t(o) * in + size_t(g) * r.group;
-      QuantGrid grid = fit_grid(src, r.group, s);
+      QuantGrid grid = fit_grid_for(src, r.group, s, s.kweights ? s.kweights + size_t(g) * r.group : nullptr, sigma2);
       r.grids[size_t(o) * r.n_groups + g] = grid;
       for (int j = 0; j < r.group; ++j) dst[j] = grid_value(grid, grid_q(grid, src[j], maxq));
     }
