@@ -2,12 +2,14 @@
 # K-quant comparison of issue 12, point 2 (docs/compression_results.md, "GPTQ into K-quants vs llama-quantize"):
 # llama-quantize Q4_K_M / Q3_K_M with and without an imatrix (written by `ctrust imatrix` from ctrust's default
 # calibration sample) against ctrust GPTQ into exactly the same per-tensor types (--types-from the llama-quantize
-# file), with and without the same imatrix for the K-quant fits. Measures, for every file: its size, WikiText-2
+# file), with and without the same imatrix for the K-quant fits, and with it plus ggml's legacy-type fits
+# (--legacy-fit ggml). Measures, for every file: its size, WikiText-2
 # test perplexity and token KL to the base with llama-perplexity (--kl-divergence, llama.cpp's own arithmetic)
 # and with ctrust kld (f32 compute). Files already made are reused (delete OUT to start over).
 #
 #   BASE    full-precision model (default: SmolLM2-135M-Instruct.F32.gguf in the cache)
-#   CHUNKS  chunks of 512 tokens for perplexity/KL (default 40; the second half of each chunk is scored)
+#   CHUNKS  chunks of 512 tokens for perplexity/KL (default 8, as docs/compression_results.md; the second half of
+#           each chunk is scored)
 #   OUT     folder (default ~/.cache/ctrust/kquant_compare/<base name>)
 #   TYPES   llama.cpp mixes to compare (default "Q4_K_M Q3_K_M")
 #   THREADS threads for every tool (default 2)
@@ -19,7 +21,7 @@ CACHE=${CTRUST_CACHE:-$HOME/.cache/ctrust}
 SHARED=${CTRUST_SHARED:-$ROOT/../shared}
 LLAMA=${CTRUST_LLAMACPP:-$CACHE/llamacpp}/bin
 BASE=${BASE:-$CACHE/models/SmolLM2-135M-Instruct.F32.gguf}
-CHUNKS=${CHUNKS:-40}
+CHUNKS=${CHUNKS:-8}
 OUT=${OUT:-$CACHE/kquant_compare/$(basename "$BASE" .gguf)}
 TYPES=${TYPES:-"Q4_K_M Q3_K_M"}
 T=${THREADS:-2}
@@ -42,7 +44,8 @@ for ty in $TYPES; do
   [[ -f $OUT/llama-$l-im.gguf ]] || { log "llama-quantize $ty --imatrix"; nice -n 5 "$LLAMA/llama-quantize" --imatrix "$IM" "$BASE" "$OUT/llama-$l-im.gguf" "$ty" "$T" > "$OUT/llama-$l-im.log" 2>&1; }
   [[ -f $OUT/gptq-$l.gguf ]] || { log "ctrust gptq --types-from llama-$l"; nice -n 5 "$BIN" compress -m "$BASE" --method gptq --types-from "$OUT/llama-$l.gguf" -o "$OUT/gptq-$l.gguf" -t "$T" --json > "$OUT/gptq-$l.json" 2> "$OUT/gptq-$l.err"; }
   [[ -f $OUT/gptq-$l-im.gguf ]] || { log "ctrust gptq --types-from llama-$l --imatrix"; nice -n 5 "$BIN" compress -m "$BASE" --method gptq --types-from "$OUT/llama-$l.gguf" --imatrix "$IM" -o "$OUT/gptq-$l-im.gguf" -t "$T" --json > "$OUT/gptq-$l-im.json" 2> "$OUT/gptq-$l-im.err"; }
-  files+=("llama-$l" "llama-$l-im" "gptq-$l" "gptq-$l-im")
+  [[ -f $OUT/gptq-$l-im-lf.gguf ]] || { log "ctrust gptq --types-from llama-$l --imatrix --legacy-fit ggml"; nice -n 5 "$BIN" compress -m "$BASE" --method gptq --types-from "$OUT/llama-$l.gguf" --imatrix "$IM" --legacy-fit ggml -o "$OUT/gptq-$l-im-lf.gguf" -t "$T" --json > "$OUT/gptq-$l-im-lf.json" 2> "$OUT/gptq-$l-im-lf.err"; }
+  files+=("llama-$l" "llama-$l-im" "gptq-$l" "gptq-$l-im" "gptq-$l-im-lf")
 done
 
 # Baselines: llama.cpp's logits of the base (its KL file) and ctrust's (top-k baseline).
