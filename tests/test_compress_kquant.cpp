@@ -459,3 +459,31 @@ TEST(CompressKQuant, CliTensorTypeRules) {
   EXPECT_NE(err.find("ctrust: error:"), std::string::npos) << err;
   EXPECT_NE(err.find("multiple of 256"), std::string::npos) << err;
 }
+
+// --legacy-fit ggml on Q4_0/Q8_0 without an imatrix: RTN's block scales are ggml's reference quantizer's
+// (io/quant.cpp's quantize_row_q4_0_ref / q8_0_ref port) and the result packs into the ggml type exactly.
+TEST(CompressKQuant, LegacyGgmlFitUsesGgmlScales) {
+  std::mt19937_64 rng(3);
+  std::normal_distribution<float> nd(0.0f, 0.05f);
+  const int out = 8, in = 128;
+  std::vector<float> W(size_t(out) * in);
+  for (float& v : W) v = nd(rng);
+  W[5] = 0.9f;  // a positive extreme: ggml's Q4_0 scale is negative then (max / -8)
+  for (int bits : {4, 8}) {
+    const GgmlType t = bits == 4 ? GgmlType::Q4_0 : GgmlType::Q8_0;
+    QuantSpec s;
+    s.bits = bits;
+    s.sym = true;
+    s.group = 32;
+    s.fp16_scales = true;
+    s.ggml_fit = true;
+    const QuantResult r = rtn_quantize(W.data(), out, in, s);
+    const PackedTensor p = pack_quant(r);
+    ASSERT_EQ(p.type, t);
+    std::vector<uint8_t> ref(ggml_nbytes(t, int64_t(out) * in));
+    quantize(t, W.data(), ref.data(), int64_t(out) * in);
+    const size_t bs = ggml_type_info(uint32_t(t))->type_size;
+    for (size_t b = 0; b < ref.size() / bs; ++b)
+      EXPECT_EQ(std::memcmp(&p.bytes[b * bs], &ref[b * bs], 2), 0) << ggml_type_name(t) << " block " << b;
+  }
+}
