@@ -1,4 +1,5 @@
 // ctrust compress
+#include <cctype>
 #include <chrono>
 #include <filesystem>
 #include <set>
@@ -10,6 +11,7 @@
 #include "base/file.h"
 #include "cli/common.h"
 #include "compress/driver.h"
+#include "compress/imatrix.h"
 #include "compress/recipe.h"
 #include "io/ctrust_types.h"
 #include "io/export.h"
@@ -22,7 +24,9 @@ namespace {
 using json = nlohmann::json;
 
 struct CompressArgs {
-  std::string model, tokenizer, out, method, nm, calib, grid, calib_chat, awq_loss, awq_feed;
+  std::string model, tokenizer, out, method, nm, calib, grid, calib_chat, awq_loss, awq_feed, types_from, imatrix,
+      legacy_fit;
+  std::vector<std::string> tensor_type;
   Recipe r;
   bool sym = false, asym = false, calib_raw = false;
 };
@@ -61,8 +65,47 @@ Sizes sizes_of(const Model& m, const CompressReport& rep, const std::string& in,
   return s;
 }
 
+// A regex matching exactly `name` (PCRE2: every non-alphanumeric character escaped).
+std::string exact_regex(const std::string& name) {
+  std::string re = "^";
+  for (char ch : name) {
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '_') re += '\\';
+    re += ch;
+  }
+  return re + "$";
+}
+
+// --tensor-type RE=TYPE rules, then --types-from FILE: every 2-D tensor of FILE stored in a quantized type gets
+// that type (exact name); tensors FILE keeps in F32/F16/BF16 are left alone ("none").
+void add_type_rules(CompressArgs& a) {
+  for (const std::string& tt : a.tensor_type) {
+    const size_t eq = tt.rfind('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == tt.size())
+      fail("--tensor-type '{}': expected REGEX=TYPE such as 'attn_v=q6_k'", tt);
+    a.r.tensor_types.emplace_back(tt.substr(0, eq), tt.substr(eq + 1));
+  }
+  if (a.types_from.empty()) return;
+  const GgufFile ref = read_gguf(a.types_from);
+  for (const GgufTensorInfo& t : ref.tensors) {
+    if (t.ne.size() != 2) continue;
+    const bool plain = t.type == GgmlType::F32 || t.type == GgmlType::F16 || t.type == GgmlType::BF16;
+    const std::string type = plain ? "none" : ggml_type_name(t.type);
+    if (!plain) check_output_type(type, fmt::format("--types-from {}: tensor {}", a.types_from, t.name).c_str());
+    a.r.tensor_types.emplace_back(exact_regex(t.name), type);
+  }
+}
+
 void cmd_compress(CompressArgs& a, const Common& c) {
   Recipe& r = a.r;
+  add_type_rules(a);
+  if (!a.legacy_fit.empty()) {
+    if (a.legacy_fit != "ggml" && a.legacy_fit != "gptq") fail("--legacy-fit '{}': expected ggml or gptq", a.legacy_fit);
+    r.legacy_ggml_fit = a.legacy_fit == "ggml";
+  }
+  if (!a.imatrix.empty()) {
+    r.imatrix_file = a.imatrix;
+    r.imatrix_hash = file_hash(a.imatrix);
+  }
   r.method = method_from_name(a.method);
   if (a.sym && a.asym) fail("--sym and --asym exclude each other");
   if (a.sym) r.sym = true;
@@ -116,9 +159,11 @@ void cmd_compress(CompressArgs& a, const Common& c) {
   // Progress on stderr: redrawn on a terminal, a plain line every 10 s otherwise (also with --json: stdout
   // stays clean).
   ProgressLine progress(10);
+  Imatrix imat;
+  if (!a.imatrix.empty()) imat = read_imatrix(a.imatrix);
   CompressReport rep = compress_model(*model, r, cal, [&](const std::string& msg) {
     progress.show(fmt::format("[{:.0f} s] {}", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), msg));
-  });
+  }, a.imatrix.empty() ? nullptr : &imat);
   progress.finish();
   SaveOptions so;
   so.extra_meta = recipe_metadata(rep.recipe);
@@ -173,7 +218,58 @@ void cmd_compress(CompressArgs& a, const Common& c) {
 
 }  // namespace
 
+struct ImatrixArgs {
+  std::string model, tokenizer, out, calib;
+  int n = 32, len = 256;
+  uint64_t seed = 0;
+  bool calib_raw = false;
+};
+
+void cmd_imatrix(const ImatrixArgs& a, const Common& c) {
+  check_output_path(a.out);
+  auto t0 = std::chrono::steady_clock::now();
+  auto model = open_model(a.model, LoadOptions{a.tokenizer});
+  CalibOptions co;
+  co.n = a.n;
+  co.len = a.len;
+  co.seed = a.seed;
+  co.clean = !a.calib_raw;
+  if (co.n < 1 || co.len < 2) fail("imatrix: --nsamples must be >= 1 and --seqlen >= 2");
+  const std::string file = a.calib.empty() ? default_calibration_file() : a.calib;
+  const Calibration calib = load_calibration(model->tok, file, co);
+  ProgressLine progress(10);
+  Imatrix im = collect_imatrix(*model, calib, [&](const std::string& msg) { progress.show(msg); });
+  progress.finish();
+  write_imatrix(a.out, im);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (c.json) {
+    print_json({{"model", a.model}, {"output", a.out}, {"calib_file", file}, {"calib_hash", calib.hash},
+                {"calib_clean", co.clean}, {"n_samples", co.n}, {"seq_len", co.len}, {"seed", co.seed},
+                {"entries", im.entries.size()}, {"seconds", secs}});
+    return;
+  }
+  fmt::print("wrote {} ({} entries, {} x {} calibration tokens of {}) in {:.1f} s\n", a.out, im.entries.size(), co.n,
+             co.len, file, secs);
+}
+
 void register_compress_commands(CLI::App& app) {
+  {
+    static ImatrixArgs a;
+    static Common o;
+    auto* c = app.add_subcommand("imatrix",
+                                 "Write an importance matrix (llama.cpp's GGUF imatrix format, for llama-quantize "
+                                 "--imatrix and ctrust compress --imatrix) from the calibration text");
+    c->add_option("-m,--model", a.model, "Model")->required();
+    c->add_option("--tokenizer", a.tokenizer, "llama2.c tokenizer .bin");
+    c->add_option("-o,--output", a.out, "Output imatrix file (.gguf)")->required();
+    c->add_option("--calib", a.calib, "Calibration text (default as compress, cleaned; see --calib-raw)");
+    c->add_flag("--calib-raw", a.calib_raw, "Use the calibration text as it is (no WikiText clean-up)");
+    c->add_option("--nsamples", a.n, "Calibration sequences");
+    c->add_option("--seqlen", a.len, "Tokens per calibration sequence");
+    c->add_option("--seed", a.seed, "Calibration sampling seed");
+    add_common(c, o);
+    c->callback([] { apply_threads(o); cmd_imatrix(a, o); });
+  }
   static CompressArgs a;
   static Common o;
   Recipe& r = a.r;
@@ -211,6 +307,20 @@ void register_compress_commands(CLI::App& app) {
   c->add_flag("--static-groups", r.static_groups, "GPTQ: group scales from the original weights");
   c->add_option("--alpha", r.alpha, "SmoothQuant migration strength");
   c->add_option("--threshold", r.threshold, "LLM.int8() outlier threshold");
+  c->add_option("--type", r.type,
+                "Output type of every selected tensor (rtn/gptq/awq): q2_k|q3_k|q4_k|q5_k|q6_k (llama.cpp K-quant "
+                "super-blocks, the quantizer works in that grid) or q4_0|q4_1|q5_0|q5_1|q8_0 (sets bits/sym/group 32)");
+  c->add_option("--tensor-type", a.tensor_type,
+                "REGEX=TYPE: output type of the tensors the regex matches (first match wins; TYPE none = leave alone; "
+                "a rule naming token_embd/output selects it, stored with ggml's own quantizer); repeatable");
+  c->add_option("--types-from", a.types_from,
+                "GGUF file (e.g. llama-quantize's Q4_K_M output): store every tensor in the type it has there");
+  c->add_option("--imatrix", a.imatrix,
+                "imatrix file (llama.cpp GGUF format, `ctrust imatrix`): weight the K-quant fits as llama-quantize "
+                "--imatrix does");
+  c->add_option("--legacy-fit", a.legacy_fit,
+                "Output types q4_0/q5_0/q8_0: gptq (default: the GPTQ reference grid) or ggml (the scale ggml's own "
+                "quantizer picks, imatrix-weighted with --imatrix; the quantizer rounds on it)");
   c->add_option("--skip", r.skip, "Regex of tensor names to leave alone");
   c->add_option("--only", r.only, "Regex of tensor names to compress (others left alone)");
   add_common(c, o);

@@ -20,6 +20,8 @@
 #include "compress/awq.h"
 #include "compress/blas_serial.h"
 #include "compress/gptq.h"
+#include "compress/imatrix.h"
+#include "compress/kquant.h"
 #include "compress/prune.h"
 #include "compress/quant.h"
 #include "model/block.h"
@@ -150,9 +152,46 @@ double layer_error(const std::vector<float>& Hf, int64_t tokens, const float* W,
 
 QuantSpec spec_of(const Recipe& r) { return QuantSpec{r.bits, r.sym, r.group, r.fp16_scales, r.minmax}; }
 
+// The grid of tensor `name`: its output type (Recipe::tensor_types / type) or the recipe's bits/group grid.
+// Legacy ggml types map to the GPTQ grid that packs into them exactly (fp16 scales, group 32).
+QuantSpec spec_for(const Recipe& r, const std::string& name) {
+  QuantSpec q = spec_of(r);
+  const std::string t = tensor_type(r, name);
+  if (t.empty()) return q;
+  const GgmlType g = ggml_type_from_name(t);
+  if (is_kquant(g)) {
+    q.ktype = g;
+    return q;
+  }
+  q.group = 32;
+  q.fp16_scales = true;
+  q.minmax = false;
+  q.ggml_fit = r.legacy_ggml_fit && (g == GgmlType::Q4_0 || g == GgmlType::Q5_0 || g == GgmlType::Q8_0);
+  switch (g) {
+    case GgmlType::Q4_0: q.bits = 4; q.sym = true; break;
+    case GgmlType::Q4_1: q.bits = 4; q.sym = false; break;
+    case GgmlType::Q5_0: q.bits = 5; q.sym = true; break;
+    case GgmlType::Q5_1: q.bits = 5; q.sym = false; break;
+    case GgmlType::Q8_0: q.bits = 8; q.sym = true; break;
+    default: fail("{}: unsupported output type {}", name, t);
+  }
+  return q;
+}
+
+// The K-quant fit weights of tensor `name` from the imatrix (empty: none, ggml's unweighted fit).
+std::vector<float> imatrix_for(const Imatrix* im, const std::string& name, int in) {
+  if (!im) return {};
+  auto e = im->entries.find(name);
+  if (e == im->entries.end()) return {};
+  if (int(e->second.sum2.size()) != in)
+    fail("imatrix: entry '{}' has {} values, the tensor has {} input columns", name, e->second.sum2.size(), in);
+  return imatrix_weights(e->second);
+}
+
 struct Work {
   Model& m;
   const Recipe& r;
+  const Imatrix* imatrix;
   CompressReport& rep;
   const CompressProgress& progress;
 };
@@ -171,7 +210,6 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
   Model& m = w.m;
   const Recipe& r = w.r;
   LoadedModel& f = m.file;
-  const QuantSpec qs = spec_of(r);
   struct Item {
     const LinDef* def;
     Tensor* t;
@@ -233,6 +271,9 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
       for (const char* n : g.lins)
         if (Item* it = find(n)) its.push_back(it);
       if (its.empty()) continue;
+      // The scale search quantizes the group with its first Linear's grid (a mixed-type group, e.g. q/k Q4_K and
+      // v Q6_K, searches with q's type; each Linear is then stored in its own type).
+      const QuantSpec qs = spec_for(r, its[0]->t->name);
       const int in = cols_of(*its[0]);
       std::vector<const float*> Ws;
       std::vector<int> outs;
@@ -341,12 +382,16 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
 
   for (Item& it : items) {
     const int out = rows_of(it), in = cols_of(it);
+    const Kind k = it.def->kind;
+    QuantSpec qs = spec_for(r, it.t->name);
+    const std::vector<float> imat =
+        qs.ktype != GgmlType::F32 || qs.ggml_fit ? imatrix_for(w.imatrix, it.t->name, in) : std::vector<float>();
+    if (!imat.empty()) qs.kweights = imat.data();
     TensorReport tr;
     tr.name = it.t->name;
     tr.out = out;
     tr.in = in;
     tr.awq_alpha = it.awq_alpha;
-    const Kind k = it.def->kind;
     const std::vector<float> cur(it.t->data, it.t->data + size_t(out) * in);
     bool quant = false;
     QuantResult q;
@@ -369,6 +414,13 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
         if (r.awq_clip && !qk) {
           AwqOptions o;
           o.q = qs;
+          if (qs.ktype != GgmlType::F32) {  // clipping search on the nearest plain grid (sub-block size groups)
+            const GgmlType kt = qs.ktype;
+            o.q = QuantSpec{};
+            o.q.bits = kt == GgmlType::Q2_K ? 2 : kt == GgmlType::Q3_K ? 3 : kt == GgmlType::Q4_K ? 4 : kt == GgmlType::Q5_K ? 5 : 6;
+            o.q.sym = kt == GgmlType::Q3_K || kt == GgmlType::Q6_K;
+            o.q.group = kt == GgmlType::Q4_K || kt == GgmlType::Q5_K ? 32 : 16;
+          }
           o.max_shrink = r.awq_max_shrink;
           awq_clip(wc.data(), out, in, cap[k].x.data(), int(cap[k].x.size() / in), o);
         }
@@ -434,7 +486,7 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
 }  // namespace
 
 CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration* calib,
-                              const CompressProgress& progress) {
+                              const CompressProgress& progress, const Imatrix* imatrix) {
   const auto t0 = std::chrono::steady_clock::now();
   CompressReport rep;
   rep.recipe = recipe;
@@ -469,6 +521,7 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
     any = true;
   }
   if (!any) fail("{}: no tensor is selected for compression (check --only / --skip)", f.path);
+  if (!r.imatrix_file.empty() && !imatrix) fail("compress: the recipe names an imatrix file but none was given");
   if (method_needs_calibration(r.method) && !calib)
     fail("compress: method {} needs calibration data", method_name(r.method));
   if (calib) {
@@ -484,7 +537,7 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
     r.calib_file.clear();
     r.calib_hash.clear();
   }
-  Work w{m, r, rep, progress};
+  Work w{m, r, r.imatrix_file.empty() ? nullptr : imatrix, rep, progress};
 
   // Tensors outside the blocks (only when --only names them): RTN / magnitude directly.
   for (const char* name : {"token_embd.weight", "output.weight"}) {
@@ -495,8 +548,24 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
     tr.name = name;
     tr.out = int(t->rows());
     tr.in = int(t->cols());
-    if (r.method == Method::RTN) {
-      QuantResult q = rtn_quantize(t->data, tr.out, tr.in, spec_of(r));
+    const std::string type = tensor_type(r, name);
+    const GgmlType g = type.empty() ? GgmlType::F32 : ggml_type_from_name(type);
+    if (g == GgmlType::Q8_0 || g == GgmlType::Q4_0 || g == GgmlType::Q4_1) {
+      // ggml's own quantizer (io/quant.cpp), as llama-quantize stores these tensors (they have no imatrix).
+      const int64_t n = int64_t(tr.out) * tr.in;
+      PackedTensor p;
+      p.type = g;
+      p.bytes.resize(ggml_nbytes(g, n));
+      quantize(g, t->data, p.bytes.data(), n);
+      std::vector<float> v(static_cast<size_t>(n));
+      dequantize(g, p.bytes.data(), v.data(), n);
+      set_tensor(*t, std::move(v), &p);
+      tr.stored = g;
+    } else if (r.method == Method::RTN || !type.empty()) {
+      QuantSpec qs = spec_for(r, name);
+      const std::vector<float> imat = qs.ktype != GgmlType::F32 ? imatrix_for(w.imatrix, name, tr.in) : std::vector<float>();
+      if (!imat.empty()) qs.kweights = imat.data();
+      QuantResult q = rtn_quantize(t->data, tr.out, tr.in, qs);
       store_quant(*t, q, tr);
     } else {
       PruneResult p = prune_magnitude(t->data, tr.out, tr.in, PruneSpec{r.sparsity, r.prune_n, r.prune_m});

@@ -33,6 +33,8 @@ struct CompressReport {
   double seconds = 0;
 };
 
+struct Imatrix;  // compress/imatrix.h
+
 using CompressProgress = std::function<void(const std::string& message)>;
 
 // Validates everything first (recipe, every selected tensor, calibration size), then compresses m in place:
@@ -41,8 +43,10 @@ using CompressProgress = std::function<void(const std::string& message)>;
 // type or ctrust's CTRUST_QX / CTRUST_SPARSE, compress/pack.cpp; Tensor::raw, src_type, perm), so
 // save_gguf(m.file, path, {.extra_meta = recipe_metadata(report.recipe)}) writes them losslessly. calib may be
 // null only for methods that need none (RTN, magnitude, LLM.int8()).
+// imatrix (with Recipe::imatrix_file): the K-quant fits are weighted by its entries (llama-quantize --imatrix);
+// a selected tensor without an entry uses ggml's unweighted fit, as llama-quantize does.
 CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration* calib,
-                              const CompressProgress& progress = {});
+                              const CompressProgress& progress = {}, const Imatrix* imatrix = nullptr);
 
 // SmoothQuant -> LinearMode::W8A8 on the compressed Linears; LLM.int8() -> Int8Outlier with the threshold.
 // To be called again after re-loading a saved compressed model (the mode is not a tensor property).

@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "compress/blas_serial.h"
+#include "compress/kquant.h"
 
 namespace ctrust {
 
@@ -90,8 +91,14 @@ QuantResult gptq_quantize_h(const float* W, int out, int in, std::vector<double>
   check_quant_spec(s, out, in, "gptq");
   BlasSerial serial(double(out) * in * in < 8 * kBlasSmall);
   if (o.block <= 0) fail("gptq: block size must be positive, got {}", o.block);
-  const int G = s.group > 0 ? s.group : in;
-  const bool grouped = s.group > 0;
+  // K-quant target: the super-block of 256 columns plays the dynamic group (its scales/mins are fitted when the
+  // column loop reaches it, from the error-compensated weights); docs/compression.md, "K-quants".
+  const GgmlType kt = s.ktype;
+  const bool kq = kt != GgmlType::F32;
+  if (kq && (o.act_order || o.static_groups))
+    fail("gptq: {} output does not support act-order or static groups", ggml_type_name(kt));
+  const int G = kq ? kQK_K : s.group > 0 ? s.group : in;
+  const bool grouped = kq || s.group > 0;
   const float maxq = float(quant_maxq(s.bits));
 
   QuantResult r;
@@ -100,7 +107,9 @@ QuantResult gptq_quantize_h(const float* W, int out, int in, std::vector<double>
   r.spec = s;
   r.group = G;
   r.n_groups = in / G;
-  r.grids.resize(size_t(out) * r.n_groups);
+  if (!kq) r.grids.resize(size_t(out) * r.n_groups);
+  std::vector<KBlock> kblocks(kq ? size_t(out) * r.n_groups : 0);
+  std::vector<uint8_t> klev(kq ? size_t(out) * in : 0);
 
   // Per-channel grids come from the original W (the reference calls find_params before zeroing dead inputs).
   if (!grouped) {
@@ -149,6 +158,13 @@ QuantResult gptq_quantize_h(const float* W, int out, int in, std::vector<double>
   int B = std::min(o.block, in);
   if (grouped && !o.static_groups) B = G <= B ? (B / G) * G : G;
 
+  // ggml's legacy fits weight by the row's mean x^2 (of the original row, as ggml sees it).
+  std::vector<float> sigma2(out, 0.0f);
+  if (s.ggml_fit)
+    for (int i = 0; i < out; ++i) {
+      for (int k = 0; k < in; ++k) sigma2[i] += W[size_t(i) * in + k] * W[size_t(i) * in + k];
+      sigma2[i] /= float(in);
+    }
   std::vector<double> Qp(size_t(out) * in);
   std::vector<double> Err;
   for (int i1 = 0; i1 < in; i1 += B) {
@@ -160,13 +176,30 @@ QuantResult gptq_quantize_h(const float* W, int out, int in, std::vector<double>
       std::vector<float> tmp;
       QuantGrid grid = grouped ? QuantGrid{} : r.grids[row];
       for (int i = i1; i < i2; ++i) {
+        if (kq) {
+          KBlock& kb = kblocks[size_t(row) * r.n_groups + i / G];
+          if (i % G == 0) {
+            tmp.resize(G);
+            for (int j = 0; j < G; ++j) tmp[j] = float(w[i + j]);
+            kb = kquant_fit(kt, tmp.data(), s.kweights ? s.kweights + i : nullptr);
+          }
+          const int L = kquant_level(kb, i % G, float(w[i]));
+          klev[size_t(row) * in + i] = uint8_t(L);
+          const double q = kquant_value(kb, i % G, L);
+          Qp[size_t(row) * in + i] = q;
+          const double err = (w[i] - q) / U[size_t(i) * in + i];
+          Err[size_t(row) * cnt + (i - i1)] = err;
+          const double* u = U.data() + size_t(i) * in;
+          for (int j = i + 1; j < i2; ++j) w[j] -= err * u[j];
+          continue;
+        }
         if (grouped) {
           if (o.static_groups) {
             grid = r.grids[size_t(row) * r.n_groups + perm[i] / G];
           } else if (i % G == 0) {
             tmp.resize(G);
             for (int j = 0; j < G; ++j) tmp[j] = float(w[i + j]);
-            grid = fit_grid(tmp.data(), G, s);
+            grid = fit_grid_for(tmp.data(), G, s, s.kweights ? s.kweights + i : nullptr, sigma2[row]);
             r.grids[size_t(row) * r.n_groups + i / G] = grid;
           }
         }
@@ -186,6 +219,14 @@ QuantResult gptq_quantize_h(const float* W, int out, int in, std::vector<double>
   r.w.resize(size_t(out) * in);
   for (int i = 0; i < out; ++i)
     for (int k = 0; k < in; ++k) r.w[size_t(i) * in + perm[k]] = float(Qp[size_t(i) * in + k]);
+  if (kq) {  // the ggml blocks (no permutation: act-order is rejected above)
+    const size_t bs = ggml_type_info(uint32_t(kt))->type_size;
+    r.kbytes.resize(size_t(out) * r.n_groups * bs);
+    for (int i = 0; i < out; ++i)
+      for (int b = 0; b < r.n_groups; ++b)
+        kquant_encode(kblocks[size_t(i) * r.n_groups + b], &klev[size_t(i) * in + size_t(b) * G],
+                      r.kbytes.data() + (size_t(i) * r.n_groups + b) * bs);
+  }
   if (o.act_order && grouped && !o.static_groups) {
     r.g_idx.resize(in);
     for (int k = 0; k < in; ++k) r.g_idx[perm[k]] = k / G;

@@ -28,6 +28,14 @@ bool round_trips(GgmlType t, const std::vector<uint8_t>& bytes, const std::vecto
 
 PackedTensor pack_quant(const QuantResult& r) {
   PackedTensor p;
+  if (r.spec.ktype != GgmlType::F32) {  // K-quant blocks written by the quantizer itself
+    if (r.kbytes.size() == ggml_nbytes(r.spec.ktype, int64_t(r.out) * r.in) &&
+        round_trips(r.spec.ktype, r.kbytes, {}, r.w.data(), r.out, r.in)) {
+      p.type = r.spec.ktype;
+      p.bytes = r.kbytes;
+    }
+    return p;
+  }
   const GgmlType g = packable_type(r);
   if (g != GgmlType::F32) {
     p.type = g;

@@ -18,6 +18,14 @@ struct QuantSpec {
   bool fp16_scales = false; // round scale (and the asymmetric minimum) to fp16 as GGUF stores them
   bool minmax = false;      // asymmetric only: the grid spans the group's [min, max] exactly (ggml's Q4_1 form:
                             // a real-valued minimum, 0 not forced onto the grid) instead of the GPTQ grid
+  // A llama.cpp K-quant type (Q2_K..Q6_K, compress/kquant.h): the grid is that type's super-block of 256 input
+  // columns (bits/sym/group/fp16_scales/minmax are then ignored); F32 = the grid above.
+  GgmlType ktype = GgmlType::F32;
+  // Symmetric group-32 grids of Q4_0/Q5_0/Q8_0 (bits 4/5/8): the scale chosen by ggml's own quantizer for that
+  // type (ggml_legacy_scale, weighted by kweights when set) instead of the GPTQ reference's absmax grid.
+  bool ggml_fit = false;
+  const float* kweights = nullptr;  // [in] importance of each input column for the K-quant fit (an imatrix:
+                                    // ggml's quantize_row_*_impl); null = ggml's quantize_row_*_ref
 };
 
 // The grid of one group. q is an integer in [0, 2^bits - 1].
@@ -34,6 +42,9 @@ int quant_maxq(int bits);
 // The grid fitted to values x[0..n): min/max including 0 with an integer zero point, as the GPTQ reference
 // does; with s.minmax (asymmetric) min/max of the values themselves, as ggml's Q4_1 quantizer does.
 QuantGrid fit_grid(const float* x, int64_t n, const QuantSpec& s);
+// With s.ggml_fit (symmetric, group 32, 4/5/8 bits): the grid of ggml's legacy quantizer for x[0..32), fp16
+// scale; qw = the importance of these 32 columns (or null), sigma2 = the row's mean x^2. Else fit_grid.
+QuantGrid fit_grid_for(const float* x, int64_t n, const QuantSpec& s, const float* qw, float sigma2);
 inline float grid_q(const QuantGrid& g, float x, float maxq);  // integer level (as float)
 // The affine form is one fused multiply-add, explicitly: a compiler may or may not contract `q * scale + min`
 // (g++ does for C++ with FMA hardware), and the stored-type decoder (CTRUST_QX) must give the same bits. With
@@ -51,10 +62,12 @@ struct QuantResult {
   std::vector<float> w;          // [out][in] dequantized values, exactly on the grids
   std::vector<QuantGrid> grids;  // [out][n_groups]
   std::vector<int32_t> g_idx;    // [in] group of each input column; empty = column / group (contiguous)
+  std::vector<uint8_t> kbytes;   // K-quant results (spec.ktype): the ggml blocks (grids is empty)
   int group_of(int col) const { return g_idx.empty() ? col / group : g_idx[col]; }
 };
 
-// Throws Error if bits are outside 2..8 or the group size does not divide `in` (group 0 is always valid).
+// Throws Error if bits are outside 2..8 or the group size does not divide `in` (group 0 is always valid), or,
+// for a K-quant type, if 256 does not divide `in`.
 void check_quant_spec(const QuantSpec& s, int out, int in, const char* what = "weight");
 QuantResult rtn_quantize(const float* W, int out, int in, const QuantSpec& s);
 

@@ -8,6 +8,7 @@
 #include <pcre2.h>
 
 #include "base/error.h"
+#include "io/gguf.h"
 
 namespace ctrust {
 
@@ -104,6 +105,17 @@ nlohmann::json recipe_to_json(const Recipe& r) {
     j["group"] = r.group;
     j["fp16_scales"] = r.fp16_scales;
     j["grid"] = r.minmax ? "minmax" : "gptq";
+    if (!r.type.empty()) j["type"] = r.type;
+    if (!r.tensor_types.empty()) {
+      nlohmann::json a = nlohmann::json::array();
+      for (const auto& [re, t] : r.tensor_types) a.push_back({re, t});
+      j["tensor_types"] = a;
+    }
+    if (r.legacy_ggml_fit) j["legacy_fit"] = "ggml";
+    if (!r.imatrix_file.empty()) {
+      j["imatrix"] = r.imatrix_file;
+      j["imatrix_hash"] = r.imatrix_hash;
+    }
   }
   j["damp"] = r.damp;
   j["block"] = r.block;
@@ -147,6 +159,19 @@ Recipe recipe_from_json(const nlohmann::json& j) {
       else if (k == "group") r.group = v.get<int>();
       else if (k == "fp16_scales") r.fp16_scales = v.get<bool>();
       else if (k == "grid") r.minmax = grid_from_name(v.get<std::string>());
+      else if (k == "type") r.type = v.get<std::string>();
+      else if (k == "tensor_types") {
+        if (!v.is_array()) fail("recipe: key 'tensor_types' must be an array of [regex, type] pairs");
+        for (const auto& e : v) {
+          if (!e.is_array() || e.size() != 2) fail("recipe: key 'tensor_types' must be an array of [regex, type] pairs");
+          r.tensor_types.emplace_back(e[0].get<std::string>(), e[1].get<std::string>());
+        }
+      } else if (k == "legacy_fit") {
+        const std::string f = v.get<std::string>();
+        if (f != "ggml" && f != "gptq") fail("recipe: legacy_fit must be 'ggml' or 'gptq', got '{}'", f);
+        r.legacy_ggml_fit = f == "ggml";
+      } else if (k == "imatrix") r.imatrix_file = v.get<std::string>();
+      else if (k == "imatrix_hash") r.imatrix_hash = v.get<std::string>();
       else if (k == "damp") r.damp = v.get<double>();
       else if (k == "block") r.block = v.get<int>();
       else if (k == "act_order") r.act_order = v.get<bool>();
@@ -213,6 +238,18 @@ void validate_recipe(const Recipe& r) {
     fail("recipe: AWQ max shrink must be in [0, 1), got {}", r.awq_max_shrink);
   if (!(r.alpha >= 0.0 && r.alpha <= 1.0)) fail("recipe: SmoothQuant alpha must be in [0, 1], got {}", r.alpha);
   if (!(r.threshold > 0.0)) fail("recipe: LLM.int8() threshold must be > 0, got {}", r.threshold);
+  const bool quantizer = r.method == Method::RTN || r.method == Method::GPTQ || r.method == Method::AWQ;
+  if ((!r.type.empty() || !r.tensor_types.empty() || !r.imatrix_file.empty() || r.legacy_ggml_fit) && !quantizer)
+    fail("recipe: --type, --types-from, --imatrix and --legacy-fit apply to rtn, gptq and awq only, not {}", method_name(r.method));
+  if (!r.type.empty()) check_output_type(r.type, "--type");
+  for (const auto& [re, t] : r.tensor_types) {
+    compile(re, "tensor type");
+    if (t != "none") check_output_type(t, "tensor type");
+  }
+  if (!r.imatrix_file.empty() && r.type.empty() && r.tensor_types.empty())
+    fail("recipe: --imatrix weights the K-quant fit; it needs --type q2_k..q6_k or --types-from");
+  if ((!r.type.empty() || !r.tensor_types.empty()) && (r.act_order || r.static_groups))
+    fail("recipe: --type/--types-from cannot be combined with --act-order or --static-groups");
   if (method_needs_calibration(r.method)) {
     if (r.n_samples < 1) fail("recipe: number of calibration sequences must be >= 1, got {}", r.n_samples);
     if (r.seq_len < 2) fail("recipe: calibration sequence length must be >= 2, got {}", r.seq_len);
@@ -225,7 +262,8 @@ void validate_tensor(const Recipe& r, const std::string& name, int64_t out, int6
   const char* m = method_name(r.method);
   if (n_dims != 2) fail("{}: method {} applies to 2-D weight matrices, '{}' has {} dimension(s)", name, m, name, n_dims);
   const bool block_linear = name.rfind("blk.", 0) == 0;
-  if (method_needs_calibration(r.method) && !block_linear)
+  const bool typed_outside = !block_linear && !tensor_type(r, name).empty();  // RTN with ggml's quantizer
+  if (method_needs_calibration(r.method) && !block_linear && !typed_outside)
     fail("{}: method {} needs the inputs of a transformer-block Linear; it does not apply to '{}'", name, m, name);
   if (r.method == Method::LLMInt8 && !block_linear)
     fail("{}: method {} changes how a transformer-block Linear runs at inference; it does not apply to '{}'", name,
@@ -233,6 +271,13 @@ void validate_tensor(const Recipe& r, const std::string& name, int64_t out, int6
   if (method_is_pruning(r.method)) {
     if (r.prune_m > 0 && in % r.prune_m != 0)
       fail("{}: M = {} does not divide the input dimension {}", name, r.prune_m, in);
+  } else if (!tensor_type(r, name).empty()) {
+    const std::string t = tensor_type(r, name);
+    const GgmlType g = ggml_type_from_name(t);
+    const int64_t bs = ggml_type_info(uint32_t(g))->block_size;
+    if (in % bs != 0)
+      fail("{}: type {} needs the input dimension to be a multiple of {}, got {} (llama-quantize falls back to "
+           "another type for such tensors: use --types-from with its output, or a tensor type rule)", name, t, bs, in);
   } else if (r.method == Method::RTN || r.method == Method::GPTQ || r.method == Method::AWQ) {
     if (r.group > 0 && in % r.group != 0)
       fail("{}: group size {} does not divide the input dimension {} (use a divisor or 0 = per channel)", name,
@@ -248,10 +293,35 @@ void validate_calibration_size(const Recipe& r, int64_t n_tokens, const std::str
          r.seq_len, need);
 }
 
+namespace {
+// The first tensor_types rule matching `name`, or null.
+const std::string* type_rule(const Recipe& r, const std::string& name) {
+  for (const auto& [re, t] : r.tensor_types)
+    if (search(re, name, "tensor type")) return &t;
+  return nullptr;
+}
+}  // namespace
+
+std::string tensor_type(const Recipe& r, const std::string& name) {
+  const std::string* t = type_rule(r, name);
+  if (t) return *t == "none" ? std::string() : *t;
+  return r.type;
+}
+
+void check_output_type(const std::string& type, const char* what) {
+  static const char* kOk[] = {"q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0"};
+  for (const char* k : kOk)
+    if (type == k) return;
+  fail("{}: unsupported output type '{}' (valid: q2_k, q3_k, q4_k, q5_k, q6_k, q4_0, q4_1, q5_0, q5_1, q8_0)", what,
+       type);
+}
+
 bool tensor_selected(const Recipe& r, const std::string& name) {
+  const std::string* rule = type_rule(r, name);
+  if (rule && *rule == "none") return false;
   if (!r.only.empty()) {
     if (!search(r.only, name, "--only")) return false;
-  } else if (name == "token_embd.weight" || name == "output.weight") {
+  } else if ((name == "token_embd.weight" || name == "output.weight") && !rule) {
     return false;
   }
   if (!r.skip.empty() && search(r.skip, name, "--skip")) return false;

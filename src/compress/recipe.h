@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -31,6 +33,24 @@ struct Recipe {
   bool fp16_scales = true;   // grids GGUF can store exactly
   bool minmax = false;       // asymmetric grid over each group's [min, max] (ggml Q4_1 style) instead of the
                              // GPTQ reference grid (integer zero point, 0 on the grid); JSON "grid": "minmax"|"gptq"
+  // Output type (RTN, GPTQ, AWQ): "" = the grid of bits/sym/group above; a ggml type name stores every selected
+  // tensor in that type: q2_k|q3_k|q4_k|q5_k|q6_k (K-quant super-blocks, docs/compression.md "K-quants") or
+  // q4_0|q4_1|q5_0|q5_1|q8_0 (bits/sym/group 32 set from the type). JSON "type" (written only when set).
+  std::string type;
+  // Per-tensor output types, first matching regex wins over `type`: {regex, type name or "none" (left alone)}.
+  // `ctrust compress --types-from FILE.gguf` fills it with every quantized tensor of FILE (exact names), so that
+  // a llama.cpp mix such as Q4_K_M is reproduced tensor by tensor. A rule naming token_embd/output selects it
+  // (stored with ggml's own quantizer: those tensors have no calibration inputs). JSON "tensor_types".
+  std::vector<std::pair<std::string, std::string>> tensor_types;
+  // K-quant fit: no imatrix = ggml's quantize_row_*_ref (llama-quantize without an imatrix); an imatrix file
+  // (compress --imatrix FILE, llama.cpp's GGUF format, compress/imatrix.h) = ggml's quantize_row_*_impl weighted by
+  // it (llama-quantize --imatrix). JSON "imatrix", "imatrix_hash" (written only when set).
+  std::string imatrix_file;
+  std::string imatrix_hash;
+  // Legacy output types q4_0|q5_0|q8_0 (from type / tensor_types): false = the GPTQ reference grid packed into
+  // the type; true = the scale ggml's own quantizer chooses (imatrix-weighted with imatrix_file), GPTQ/RTN rounding
+  // on it. JSON "legacy_fit": "ggml" (written only when true).
+  bool legacy_ggml_fit = false;
   // GPTQ / SparseGPT.
   double damp = 0.01;
   int block = 128;
@@ -85,6 +105,10 @@ void validate_calibration_size(const Recipe& r, int64_t n_tokens, const std::str
 // Whether the recipe compresses the 2-D tensor `name`: `only` (if set) must match and `skip` must not;
 // token_embd.weight and output.weight are skipped unless `only` matches them explicitly.
 bool tensor_selected(const Recipe& r, const std::string& name);
+// The output type name for tensor `name` (tensor_types, else type); "" = the bits/group grid.
+std::string tensor_type(const Recipe& r, const std::string& name);
+// Output type names a quantizer can write: K-quants and q4_0/q4_1/q5_0/q5_1/q8_0. Error for any other name.
+void check_output_type(const std::string& type, const char* what);
 
 // FNV-1a 64 of a file's bytes, as 16 hex digits. Throws Error if it cannot be read.
 std::string file_hash(const std::string& path);

@@ -7,6 +7,7 @@
 
 #include "base/error.h"
 #include "compress/blas_serial.h"
+#include "compress/kquant.h"
 #include "compress/quant.h"
 
 namespace ctrust {
@@ -14,6 +15,14 @@ namespace ctrust {
 int quant_maxq(int bits) { return (1 << bits) - 1; }
 
 void check_quant_spec(const QuantSpec& s, int out, int in, const char* what) {
+  if (s.ktype != GgmlType::F32) {
+    if (!is_kquant(s.ktype)) fail("{}: {} is not a K-quant type", what, ggml_type_name(s.ktype));
+    if (out <= 0 || in <= 0) fail("{}: empty weight matrix ({} x {})", what, out, in);
+    if (in % kQK_K != 0)
+      fail("{}: {} needs the input dimension to be a multiple of {}, got {}", what, ggml_type_name(s.ktype), kQK_K,
+           in);
+    return;
+  }
   if (s.bits < 2 || s.bits > 8) fail("{}: quantization bits must be 2..8, got {}", what, s.bits);
   if (s.group < 0) fail("{}: group size must be >= 0 (0 = per output channel), got {}", what, s.group);
   if (out <= 0 || in <= 0) fail("{}: empty weight matrix ({} x {})", what, out, in);
@@ -119,6 +128,16 @@ QuantGrid fit_grid(const float* x, int64_t n, const QuantSpec& s) {
   return g;
 }
 
+QuantGrid fit_grid_for(const float* x, int64_t n, const QuantSpec& s, const float* qw, float sigma2) {
+  if (!s.ggml_fit || !s.sym || n != 32 || (s.bits != 4 && s.bits != 5 && s.bits != 8)) return fit_grid(x, n, s);
+  const GgmlType t = s.bits == 4 ? GgmlType::Q4_0 : s.bits == 5 ? GgmlType::Q5_0 : GgmlType::Q8_0;
+  QuantGrid g;
+  g.scale = round_f16(ggml_legacy_scale(t, x, qw, sigma2));
+  if (g.scale == 0.0f || !std::isfinite(g.scale)) g.scale = f16_to_f32(1);  // all-zero group: every value 0
+  g.zero = float(1 << (s.bits - 1));
+  return g;
+}
+
 float quantize_value(const QuantGrid& g, float x, int bits) {
   return grid_value(g, grid_q(g, x, float(quant_maxq(bits))));
 }
@@ -129,6 +148,15 @@ QuantResult rtn_quantize(const float* W, int out, int in, const QuantSpec& s) {
   r.out = out;
   r.in = in;
   r.spec = s;
+  if (s.ktype != GgmlType::F32) {  // ggml's own quantizer for the K type (what llama-quantize does)
+    r.group = kQK_K;
+    r.n_groups = in / kQK_K;
+    r.kbytes.resize(ggml_nbytes(s.ktype, int64_t(out) * in));
+    kquant_quantize_rows(s.ktype, W, r.kbytes.data(), out, in, s.kweights);
+    r.w.resize(size_t(out) * in);
+    dequantize(s.ktype, r.kbytes.data(), r.w.data(), int64_t(out) * in);
+    return r;
+  }
   r.group = s.group > 0 ? s.group : in;
   r.n_groups = in / r.group;
   r.w.resize(size_t(out) * in);
@@ -136,10 +164,15 @@ QuantResult rtn_quantize(const float* W, int out, int in, const QuantSpec& s) {
   const float maxq = float(quant_maxq(s.bits));
 #pragma omp parallel for schedule(static) if (size_t(out) * in >= (1u << 16))
   for (int o = 0; o < out; ++o) {
+    float sigma2 = 0.0f;
+    if (s.ggml_fit) {
+      for (int j = 0; j < in; ++j) sigma2 += W[size_t(o) * in + j] * W[size_t(o) * in + j];
+      sigma2 /= float(in);
+    }
     for (int g = 0; g < r.n_groups; ++g) {
       const float* src = W + size_t(o) * in + size_t(g) * r.group;
       float* dst = r.w.data() + size_t(o) * in + size_t(g) * r.group;
-      QuantGrid grid = fit_grid(src, r.group, s);
+      QuantGrid grid = fit_grid_for(src, r.group, s, s.kweights ? s.kweights + size_t(g) * r.group : nullptr, sigma2);
       r.grids[size_t(o) * r.n_groups + g] = grid;
       for (int j = 0; j < r.group; ++j) dst[j] = grid_value(grid, grid_q(grid, src[j], maxq));
     }
@@ -179,6 +212,7 @@ bool has_min(GgmlType t) { return t == GgmlType::Q4_1 || t == GgmlType::Q5_1; }
 
 // The ggml type r's grids have the shape of (without checking values), or F32.
 GgmlType candidate_type(const QuantResult& r) {
+  if (r.spec.ktype != GgmlType::F32) return GgmlType::F32;
   if (r.group != 32 || !r.g_idx.empty()) return GgmlType::F32;
   if (r.spec.bits == 4 && r.spec.sym) return GgmlType::Q4_0;
   if (r.spec.bits == 4 && !r.spec.sym) return GgmlType::Q4_1;
