@@ -15,15 +15,19 @@ for a in "$@"; do
   if [ "$a" = --quick ]; then quick=1; else args+=("$a"); fi
 done
 CTRUST_TARGETS="ctrust ctrust_tests" bash "$root/scripts/setup.sh"   # not the benchmark programs
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
+# One thread per test and one test per core (CTRUST_TEST_JOBS): the suite's tests are mostly small, and two
+# single-thread tests use both cores better than one test with two threads (docs/correctness.md, "Test tiers").
+# Tests that check thread-count independence set their own counts; each test has its own scratch folder.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}  # never spin-wait beside other work (docs/benchmarks.md)
+jobs=${CTRUST_TEST_JOBS:-$(nproc)}
 start=$SECONDS
 if ((quick)); then
-  ctest --test-dir "$root/build" --output-on-failure -j1 -LE slow "${args[@]}"
+  ctest --test-dir "$root/build" --output-on-failure -j"$jobs" -LE slow "${args[@]}"
   echo "[test] quick tiers done in $((SECONDS - start)) s (the slow tier and the sanitizer pass were not run)"
   exit 0
 fi
-ctest --test-dir "$root/build" --output-on-failure -j1 "${args[@]}"
+ctest --test-dir "$root/build" --output-on-failure -j"$jobs" "${args[@]}"
 echo "[test] release build: all tiers done in $((SECONDS - start)) s"
 if [ "${CTRUST_SKIP_ASAN:-0}" != 1 ] && ((${#args[@]} == 0)); then
   start=$SECONDS
@@ -31,7 +35,7 @@ if [ "${CTRUST_SKIP_ASAN:-0}" != 1 ] && ((${#args[@]} == 0)); then
   # Sanitizers make the 135M-model tests slow; they run in the release pass above (the slow tier, and every
   # test that loads SmolLM2).
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir "$root/build-asan" --output-on-failure -j1 -LE slow -E Smol
+    ctest --test-dir "$root/build-asan" --output-on-failure -j"$jobs" -LE slow -E Smol
   echo "[test] sanitizer pass (label sanitizer, without the slow tier) done in $((SECONDS - start)) s"
 fi
 if ((${#args[@]} == 0)); then
