@@ -12,6 +12,20 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 secs=${1:-10}
 shift || true
 say() { echo "[fuzz] $*" >&2; }
+# Wall and CPU time (user+sys of finished child processes, bash's `times`) of each step, as in scripts/test.sh.
+times_file=$(mktemp)
+trap 'rm -f "$times_file"' EXIT
+child_cpu() {
+  times > "$times_file"
+  tail -n 1 "$times_file" | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] } printf "%.0f", s }'
+}
+step_wall=$SECONDS step_cpu=$(child_cpu)
+step_done() {
+  local cpu
+  cpu=$(child_cpu)
+  say "$1: $((SECONDS - step_wall)) s wall, $((cpu - step_cpu)) s CPU (load $(cut -d' ' -f1-3 /proc/loadavg))"
+  step_wall=$SECONDS step_cpu=$cpu
+}
 
 # Packages (clang with it); the release build only as far as the ctrust program (already built by test.sh).
 CTRUST_FUZZ=1 CTRUST_TARGETS=${CTRUST_TARGETS:-ctrust} CTRUST_SETUP_F32=0 bash "$root/scripts/setup.sh"
@@ -31,6 +45,7 @@ if ! cmake --build "$build" --target fuzz -j"$(nproc)" > "$build/build.log" 2>&1
   say "error: build failed (full log: $build/build.log)"
   exit 1
 fi
+step_done "clang build of the harnesses"
 if [ ! -d "$build/seeds" ] || [ "$build/make_seeds" -nt "$build/seeds" ]; then
   rm -rf "$build/seeds.new"
   "$build/make_seeds" "$build/seeds.new" >&2
@@ -60,6 +75,7 @@ for t in "${targets[@]}"; do
   running=$((running + 1))
 done
 wait || true
+step_done "seeds and runs"
 failed=()
 printf '%-24s %10s %8s %8s %8s  %s\n' target execs exec/s cov ft result
 for t in "${targets[@]}"; do
