@@ -15,14 +15,16 @@ say() { echo "[fuzz] $*" >&2; }
 # Wall and CPU time (user+sys of finished child processes, bash's `times`) of each step, as in scripts/test.sh.
 times_file=$(mktemp)
 trap 'rm -f "$times_file"' EXIT
-child_cpu() {
+child_cpu() {  # sets cpu_now; called directly, not in $(...), whose subshell would have no children
   times > "$times_file"
-  tail -n 1 "$times_file" | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] } printf "%.0f", s }'
+  cpu_now=$(tail -n 1 "$times_file" | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] } printf "%.0f", s }')
 }
-step_wall=$SECONDS step_cpu=$(child_cpu)
+child_cpu
+step_wall=$SECONDS step_cpu=$cpu_now
 step_done() {
   local cpu
-  cpu=$(child_cpu)
+  child_cpu
+  cpu=$cpu_now
   say "$1: $((SECONDS - step_wall)) s wall, $((cpu - step_cpu)) s CPU (load $(cut -d' ' -f1-3 /proc/loadavg))"
   step_wall=$SECONDS step_cpu=$cpu
 }
