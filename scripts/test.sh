@@ -8,7 +8,7 @@
 #   bash scripts/test.sh -L unit   any other ctest arguments are passed on (e.g. -L golden, -R Regex); then
 #                                  the sanitizer pass and the fuzz smoke run are left out
 # CTRUST_SKIP_ASAN=1 skips the sanitizer pass. Tiers and measured durations: docs/correctness.md, "Test tiers".
-# A fresh clone on 2 cores (CI): 2,002 s before the build and scheduling changes of 2026-12-02, about 1,250-1,350 s
+# A fresh clone on 2 cores (CI): 2,002 s before the build and scheduling changes of 2026-12-02, about 1,200-1,300 s
 # estimated after them from measured CPU times (docs/correctness.md, "CI time").
 # Each step prints its wall time and the CPU time (user+sys) of its processes: on a machine shared with other
 # work the wall time grows with the load, the CPU time hardly does (quiet 2-core wall time ~ CPU time / 2).
