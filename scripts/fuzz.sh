@@ -42,7 +42,7 @@ if [ ! -f "$build/build.ninja" ]; then
     -DCTRUST_FUZZ=ON -DCTRUST_BENCH=OFF >/dev/null
 fi
 say "building the harnesses in $build"
-if ! cmake --build "$build" --target fuzz -j"$(nproc)" > "$build/build.log" 2>&1; then
+if ! cmake --build "$build" --target fuzz -j"$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)" > "$build/build.log" 2>&1; then
   tail -n 40 "$build/build.log" >&2
   say "error: build failed (full log: $build/build.log)"
   exit 1
@@ -59,7 +59,7 @@ if ((${#targets[@]} == 0)); then
   for f in "$root"/fuzz/fuzz_*.cpp; do targets+=("$(basename "$f" .cpp)"); done
 fi
 # Targets run $jobs at a time (default: one per core; each libFuzzer process is single-threaded).
-jobs=${CTRUST_FUZZ_JOBS:-$(nproc)}
+jobs=${CTRUST_FUZZ_JOBS:-$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)}
 run_target() {
   local t=$1 st=0
   mkdir -p "$build/corpus/$t" "$build/crashes/$t"

@@ -43,7 +43,8 @@ step_done "set-up and release build"
 # Tests that check thread-count independence set their own counts; each test has its own scratch folder.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}  # never spin-wait beside other work (docs/benchmarks.md)
-jobs=${CTRUST_TEST_JOBS:-$(nproc)}
+# The cores, not nproc alone: nproc answers OMP_NUM_THREADS (1 here).
+jobs=${CTRUST_TEST_JOBS:-$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)}
 if ((quick)); then
   ctest --test-dir "$root/build" --output-on-failure -j"$jobs" -LE slow "${args[@]}"
   step_done "quick tiers (the slow tier and the sanitizer pass were not run)"
