@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzing with libFuzzer: builds the harnesses in fuzz/ with clang (ASan + UBSan + float-cast-overflow) into
 # build-fuzz/, makes seed corpora from the repository's test files and small excerpts of ../shared, and runs
-# every target for SECONDS (default 10: the smoke run that scripts/test.sh calls). See docs/robustness.md.
+# every target for SECONDS (default 10: the smoke run that scripts/test.sh calls), one target per core at a time
+# (CTRUST_FUZZ_JOBS=N to change). See docs/robustness.md.
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     e.g. scripts/fuzz.sh 300 fuzz_gguf
 # Corpora grow in build-fuzz/corpus/<target>/ (kept between runs); a crash, sanitizer report, leak, timeout
 # (10 s per input) or out-of-memory (2 GB) is written to build-fuzz/crashes/<target>/ and fails the run.
@@ -11,6 +12,22 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 secs=${1:-10}
 shift || true
 say() { echo "[fuzz] $*" >&2; }
+# Wall and CPU time (user+sys of finished child processes, bash's `times`) of each step, as in scripts/test.sh.
+times_file=$(mktemp)
+trap 'rm -f "$times_file"' EXIT
+child_cpu() {  # sets cpu_now; called directly, not in $(...), whose subshell would have no children
+  times > "$times_file"
+  cpu_now=$(tail -n 1 "$times_file" | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] } printf "%.0f", s }')
+}
+child_cpu
+step_wall=$SECONDS step_cpu=$cpu_now
+step_done() {
+  local cpu
+  child_cpu
+  cpu=$cpu_now
+  say "$1: $((SECONDS - step_wall)) s wall, $((cpu - step_cpu)) s CPU (load $(cut -d' ' -f1-3 /proc/loadavg))"
+  step_wall=$SECONDS step_cpu=$cpu
+}
 
 # Packages (clang with it); the release build only as far as the ctrust program (already built by test.sh).
 CTRUST_FUZZ=1 CTRUST_TARGETS=${CTRUST_TARGETS:-ctrust} CTRUST_SETUP_F32=0 bash "$root/scripts/setup.sh"
@@ -25,11 +42,12 @@ if [ ! -f "$build/build.ninja" ]; then
     -DCTRUST_FUZZ=ON -DCTRUST_BENCH=OFF >/dev/null
 fi
 say "building the harnesses in $build"
-if ! cmake --build "$build" --target fuzz -j"$(nproc)" > "$build/build.log" 2>&1; then
+if ! cmake --build "$build" --target fuzz -j"$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)" > "$build/build.log" 2>&1; then
   tail -n 40 "$build/build.log" >&2
   say "error: build failed (full log: $build/build.log)"
   exit 1
 fi
+step_done "clang build of the harnesses"
 if [ ! -d "$build/seeds" ] || [ "$build/make_seeds" -nt "$build/seeds" ]; then
   rm -rf "$build/seeds.new"
   "$build/make_seeds" "$build/seeds.new" >&2
@@ -40,21 +58,37 @@ targets=("$@")
 if ((${#targets[@]} == 0)); then
   for f in "$root"/fuzz/fuzz_*.cpp; do targets+=("$(basename "$f" .cpp)"); done
 fi
+# Targets run $jobs at a time (default: one per core; each libFuzzer process is single-threaded).
+jobs=${CTRUST_FUZZ_JOBS:-$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)}
+run_target() {
+  local t=$1 st=0
+  mkdir -p "$build/corpus/$t" "$build/crashes/$t"
+  ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    "$build/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=262144 -print_final_stats=1 \
+    -artifact_prefix="$build/crashes/$t/" "$build/corpus/$t" "$build/seeds/$t" > "$build/crashes/$t/last.log" 2>&1 || st=$?
+  echo "$st" > "$build/crashes/$t/last.status"
+}
+say "running ${#targets[@]} target(s) for ${secs} s each, $jobs at a time"
+running=0
+for t in "${targets[@]}"; do
+  if ((running >= jobs)); then wait -n || true; running=$((running - 1)); fi
+  rm -f "$build/crashes/$t/last.status"
+  run_target "$t" &
+  running=$((running + 1))
+done
+wait || true
+step_done "seeds and runs"
 failed=()
 printf '%-24s %10s %8s %8s %8s  %s\n' target execs exec/s cov ft result
 for t in "${targets[@]}"; do
-  mkdir -p "$build/corpus/$t" "$build/crashes/$t"
   log="$build/crashes/$t/last.log"
-  st=0
-  ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    "$build/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=262144 -print_final_stats=1 \
-    -artifact_prefix="$build/crashes/$t/" "$build/corpus/$t" "$build/seeds/$t" > "$log" 2>&1 || st=$?
+  st=$(cat "$build/crashes/$t/last.status" 2>/dev/null || echo "no status")
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1 || true)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1 || true)
   cov=$( (grep -o 'cov: [0-9]*' "$log" || true) | tail -1 | cut -d' ' -f2)
   ft=$( (grep -o 'ft: [0-9]*' "$log" || true) | tail -1 | cut -d' ' -f2)
   result=ok
-  if [ "$st" -ne 0 ]; then
+  if [ "$st" != 0 ]; then
     result="FAILED (exit $st; log $log)"
     failed+=("$t")
   fi

@@ -77,7 +77,7 @@ targets=()
 for t in ${CTRUST_TARGETS:-}; do targets+=(--target "$t"); done
 say "building ${CTRUST_TARGETS:-all targets} in $build (log: $build/build.log)"
 start=$SECONDS
-cmake --build "$build" -j"$(nproc)" "${targets[@]}" > "$build/build.log" 2>&1 &
+cmake --build "$build" -j"$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)" "${targets[@]}" > "$build/build.log" 2>&1 &
 bpid=$!
 while kill -0 "$bpid" 2>/dev/null; do
   for _ in $(seq 20); do kill -0 "$bpid" 2>/dev/null && sleep 1; done

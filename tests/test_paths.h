@@ -47,9 +47,12 @@ inline std::string gemma3_q4_k_m() { return cache_dir() + "/models/gemma-3-270m-
 
 // A scratch folder for files a test writes, one per checkout: test runs of several checkouts on one machine
 // must not share databases (two runs writing the same trust_cli.db mixed their records).
+// Under ctest each test also gets its own subfolder (CTRUST_TEST_SCRATCH, set per test by CMakeLists.txt), so
+// tests that ctest runs at the same time (-j2 in scripts/test.sh) never share a file name.
 inline std::string scratch_dir() {
   auto p = std::filesystem::temp_directory_path() /
            ("ctrust-tests-" + std::to_string(std::hash<std::string>{}(source_dir()) % 1000000007ull));
+  if (const char* t = std::getenv("CTRUST_TEST_SCRATCH"); t && *t) p /= t;
   std::filesystem::create_directories(p);
   return p.string();
 }
