@@ -251,3 +251,17 @@ TEST(EvalTasks, LimitDrawsASeededStratifiedNestedSample) {
   EXPECT_EQ(per.size(), 57u);
   for (const auto& [sub, n] : per) EXPECT_EQ(n, 2) << sub;
 }
+
+// A data path the file system refuses (a name longer than NAME_MAX; found by fuzz_task_decl) is a clean
+// ctrust::Error naming the task, not a std::filesystem_error that ends the program.
+TEST(EvalTasks, OverlongDataPathIsAnError) {
+  const std::string decl = test::scratch_dir() + "/overlong.json";
+  const nlohmann::json j = {{"name", "t"}, {"format", "jsonl"}, {"data", "./" + std::string(300, 'x')},
+                            {"prompt", "{{q}}"}, {"choices", "{{c}}"}, {"gold", "g"}};
+  try {
+    (void)load_task(parse_task_spec(j, decl), 0);
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("data of task 't' not found"), std::string::npos) << e.what();
+  }
+}

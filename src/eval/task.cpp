@@ -373,7 +373,8 @@ struct Doc {
 };
 
 void require_exists(const TaskSpec& spec, const std::string& path) {
-  if (!fs::exists(path))
+  std::error_code ec;  // a path the file system refuses (too long) is "not found", not a filesystem_error
+  if (!fs::exists(path, ec))
     fail("{}: data of task '{}' not found ({}); data comes from: {}", path, spec.name, spec.decl_path,
          spec.source.empty() ? "(no source declared)" : spec.source);
 }
@@ -684,7 +685,8 @@ TaskData load_task(const TaskSpec& spec, int n, LimitMode mode, uint64_t seed) {
   }
   if (spec.format == "csv_folder") {
     require_exists(spec, td.data_path);
-    if (!fs::is_directory(td.data_path)) fail("{}: format csv_folder needs a folder", td.data_path);
+    std::error_code ec;
+    if (!fs::is_directory(td.data_path, ec)) fail("{}: format csv_folder needs a folder", td.data_path);
     std::vector<std::string> files;
     for (const auto& e : fs::directory_iterator(td.data_path)) {
       const std::string fn = e.path().filename().string();
