@@ -13,21 +13,8 @@ secs=${1:-10}
 shift || true
 say() { echo "[fuzz] $*" >&2; }
 # Wall and CPU time (user+sys of finished child processes, bash's `times`) of each step, as in scripts/test.sh.
-times_file=$(mktemp)
-trap 'rm -f "$times_file"' EXIT
-child_cpu() {  # sets cpu_now; called directly, not in $(...), whose subshell would have no children
-  times > "$times_file"
-  cpu_now=$(tail -n 1 "$times_file" | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] } printf "%.0f", s }')
-}
-child_cpu
-step_wall=$SECONDS step_cpu=$cpu_now
-step_done() {
-  local cpu
-  child_cpu
-  cpu=$cpu_now
-  say "$1: $((SECONDS - step_wall)) s wall, $((cpu - step_cpu)) s CPU (load $(cut -d' ' -f1-3 /proc/loadavg))"
-  step_wall=$SECONDS step_cpu=$cpu
-}
+steps_prefix="[fuzz]"
+source "$root/scripts/steps.sh"   # step_done NAME: wall and CPU time of each step
 
 # Packages (clang with it); the release build only as far as the ctrust program (already built by test.sh).
 CTRUST_FUZZ=1 CTRUST_TARGETS=${CTRUST_TARGETS:-ctrust} CTRUST_SETUP_F32=0 bash "$root/scripts/setup.sh"

@@ -19,23 +19,9 @@ args=()
 for a in "$@"; do
   if [ "$a" = --quick ]; then quick=1; else args+=("$a"); fi
 done
-# CPU seconds (user+sys) of every finished child process so far (bash's `times`, second line; written to a file
-# because `times` in a pipe or $(...) would report that subshell's children).
-times_file=$(mktemp)
-trap 'rm -f "$times_file"' EXIT
-child_cpu() {  # sets cpu_now; called directly, not in $(...), whose subshell would have no children
-  times > "$times_file"
-  cpu_now=$(tail -n 1 "$times_file" | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] } printf "%.0f", s }')
-}
-child_cpu
-step_wall=$SECONDS step_cpu=$cpu_now total_wall=$SECONDS total_cpu=$cpu_now
-step_done() {  # step_done NAME: prints the step's wall and CPU time and starts the next step
-  local cpu
-  child_cpu
-  cpu=$cpu_now
-  echo "[test] $1: $((SECONDS - step_wall)) s wall, $((cpu - step_cpu)) s CPU (load $(cut -d' ' -f1-3 /proc/loadavg))"
-  step_wall=$SECONDS step_cpu=$cpu
-}
+steps_prefix="[test]"
+source "$root/scripts/steps.sh"   # step_done NAME: wall and CPU time of each step
+total_wall=$step_wall total_cpu=$step_cpu
 CTRUST_TARGETS="ctrust ctrust_tests" bash "$root/scripts/setup.sh"   # not the benchmark programs
 step_done "set-up and release build"
 # One thread per test and one test per core (CTRUST_TEST_JOBS): most tests are small and partly serial, so two
