@@ -36,17 +36,22 @@ inline int nearest_int(float fval) {
 inline float h2f(uint16_t h) { return f16_to_f32(h); }
 inline uint16_t f2h(float f) { return f32_to_f16(f); }
 
-float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, const float* qw) {
-  float max = 0;
-  float amax = 0;
+// The value of largest magnitude in x[0..n) (the first one on ties), with its sign, as ggml's make_q*_quants find it.
+inline float signed_absmax(int n, const float* x) {
+  float max = 0, amax = 0;
   for (int i = 0; i < n; ++i) {
-    float ax = std::fabs(x[i]);
+    const float ax = std::fabs(x[i]);
     if (ax > amax) {
       amax = ax;
       max = x[i];
     }
   }
-  if (amax < kGroupMaxEps) {
+  return max;
+}
+
+float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, const float* qw) {
+  const float max = signed_absmax(n, x);  // the value of largest magnitude, with its sign
+  if (std::fabs(max) < kGroupMaxEps) {
     for (int i = 0; i < n; ++i) L[i] = 0;
     return 0.f;
   }
@@ -107,16 +112,8 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, 
 }
 
 float make_q3_quants(int n, int nmax, const float* x, int8_t* L, bool do_rmse) {
-  float max = 0;
-  float amax = 0;
-  for (int i = 0; i < n; ++i) {
-    float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
-  }
-  if (amax < kGroupMaxEps) {
+  const float max = signed_absmax(n, x);  // the value of largest magnitude, with its sign
+  if (std::fabs(max) < kGroupMaxEps) {
     for (int i = 0; i < n; ++i) L[i] = 0;
     return 0.f;
   }
