@@ -20,6 +20,7 @@
 #include "report/tables.h"
 #include "store/runs.h"
 #include "store/trust_runs.h"
+#include "trust_fixtures.h"
 #include "test_paths.h"
 
 using namespace ctrust;
@@ -55,18 +56,7 @@ void add_eval(Store& s, const std::string& name, const std::string& task, const 
   s.add_items(r.id, items);
 }
 
-TrustRecord record(const std::string& p, const std::string& t, const std::string& id, const std::string& parsed,
-                   bool correct) {
-  TrustRecord r;
-  r.perspective = p;
-  r.task = t;
-  r.item_id = id;
-  r.prompt = "prompt " + id;
-  r.output = "output " + parsed;
-  r.parsed = parsed;
-  r.correct = correct;
-  return r;
-}
+constexpr auto record = test::trust_record;
 
 void add_trust(Store& s, const std::string& name, const std::string& model, const std::string& recipe,
                const json& scores, const std::vector<TrustRecord>& recs) {

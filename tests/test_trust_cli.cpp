@@ -17,6 +17,7 @@
 #include "base/error.h"
 #include "store/store.h"
 #include "store/trust_runs.h"
+#include "trust_fixtures.h"
 #include "fake_http.h"
 #include "cli_run.h"
 #include "test_paths.h"
@@ -48,18 +49,7 @@ TrustOptions small_options() {
   return o;
 }
 
-TrustRecord record(const std::string& p, const std::string& t, const std::string& id, const std::string& parsed,
-                   bool correct) {
-  TrustRecord r;
-  r.perspective = p;
-  r.task = t;
-  r.item_id = id;
-  r.prompt = "prompt " + id;
-  r.output = "output " + parsed;
-  r.parsed = parsed;
-  r.correct = correct;
-  return r;
-}
+constexpr auto record = test::trust_record;
 
 // A stored trust run made by hand: scores and items.
 int64_t put_run(Store& s, const std::string& name, const json& scores, const std::vector<TrustRecord>& recs) {
