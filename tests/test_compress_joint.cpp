@@ -197,12 +197,12 @@ TEST(CompressJoint, SparseGptJointBlockedEqualsUnblocked) {
 // fasterprune + quant.py, 2:4, 4-bit per-channel asymmetric, f32 scales) on SmolLM2's layer-0 attn_q, 96 rows,
 // the 4 x 256 calibration tokens of awq_smollm2_l0.json.
 TEST(CompressJoint, SparseGptJointMatchesReferenceOnSmolLM2) {
-  if (!std::filesystem::exists(smollm_f32())) GTEST_SKIP() << "no F32 SmolLM2 (scripts/setup.sh)";
+  if (!std::filesystem::exists(smollm_q4_1())) GTEST_SKIP() << "SmolLM2 not set up (scripts/setup.sh)";
   std::ifstream gin(golden_dir() + "/sparsegpt_joint_smollm2_l0.json");
   const nlohmann::json g = nlohmann::json::parse(gin);
   std::ifstream ain(golden_dir() + "/awq_smollm2_l0.json");
   const auto seqs = nlohmann::json::parse(ain)["seqs"].get<std::vector<std::vector<int32_t>>>();
-  auto m = open_model(smollm_f32());
+  auto m = open_model(smollm_q4_1());  // dequantized at load: the values the reference reads
   const ModelConfig& c = m->cfg;
   const int dim = c.dim;
   int n_tok = 0;

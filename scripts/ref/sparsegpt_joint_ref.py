@@ -22,7 +22,7 @@ the rows are independent, so a row subset is the same computation as the full la
 
 Writes tests/golden/sparsegpt_joint_smollm2_l0.json: the rows, each row's scale and zero, the kept mask (hex, one
 bit per weight, row-major, LSB first) and the levels q (hex, one nibble per weight), and the layer output error.
-Usage: python3 scripts/ref/sparsegpt_joint_ref.py   (needs numpy, gguf; the F32 SmolLM2 in ~/.cache/ctrust/models)
+Usage: python3 scripts/ref/sparsegpt_joint_ref.py   (needs numpy, gguf==0.19.0; SmolLM2 Q4_1 in ~/.cache/ctrust/models)
 """
 import json
 import os
@@ -33,7 +33,9 @@ import gguf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CACHE = os.environ.get("CTRUST_CACHE", os.path.expanduser("~/.cache/ctrust"))
-MODEL = os.path.join(CACHE, "models", "SmolLM2-135M-Instruct.F32.gguf")
+# The Q4_1 file (the only SmolLM2 download): its tensors dequantized by gguf-py are the values ctrust loads (and
+# what its F32 copy holds).
+MODEL = os.path.join(CACHE, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
 f32 = np.float32
 
 
@@ -106,7 +108,11 @@ def main():
     golden_awq = json.load(open(os.path.join(ROOT, "tests", "golden", "awq_smollm2_l0.json")))
     seqs = golden_awq["seqs"]
     r = gguf.GGUFReader(MODEL)
-    T = {t.name: np.array(t.data, dtype=f32) for t in r.tensors if t.name.startswith(("blk.0.", "token_embd"))}
+    T = {}
+    for t in r.tensors:
+        if t.name.startswith(("blk.0.", "token_embd")):
+            v = gguf.quants.dequantize(t.data, t.tensor_type).astype(f32)
+            T[t.name] = v.reshape([int(x) for x in reversed(t.shape)]) if v.ndim > 1 or len(t.shape) > 1 else v
     fld = lambda k: r.fields[k].parts[r.fields[k].data[0]][0]
     eps = float(fld("llama.attention.layer_norm_rms_epsilon"))
     emb = T["token_embd.weight"]
@@ -129,7 +135,7 @@ def main():
     nib = levels.reshape(-1).astype(np.uint8)
     out = {
         "generator": "scripts/ref/sparsegpt_joint_ref.py (numpy transcription of sparsegpt.py fasterprune + quant.py)",
-        "model": "SmolLM2-135M-Instruct.F32.gguf", "tensor": "blk.0.attn_q.weight", "rows": rows,
+        "model": "SmolLM2-135M-Instruct.Q4_1.gguf (dequantized)", "tensor": "blk.0.attn_q.weight", "rows": rows,
         "cols": int(W.shape[1]), "bits": bits, "prune_n": n, "prune_m": m, "damp": 0.01, "block": 128,
         "seqs_from": "awq_smollm2_l0.json", "n_tokens": int(X.shape[0]),
         "scale": [float(x) for x in scale], "zero": [float(x) for x in zero],

@@ -313,6 +313,13 @@ Recipe recipe_from_file(const std::string& path) {
   ss << in.rdbuf();
   nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false, true);  // comments allowed
   if (j.is_discarded()) fail("{}: not valid JSON", path);
+  // A recipe file's missing keys take today's defaults (recipe_from_json reads a *stored* recipe without these
+  // keys as one written before they existed).
+  if (j.is_object()) {
+    if (!j.contains("calib_clean")) j["calib_clean"] = true;
+    if (!j.contains("awq_qkv_loss")) j["awq_qkv_loss"] = "attention";
+    if (!j.contains("awq_feed")) j["awq_feed"] = "fp";
+  }
   try {
     return recipe_from_json(j);
   } catch (const Error& e) {
