@@ -196,7 +196,7 @@ TEST(CompressRecipe, RuleErrors) {
   EXPECT_TRUE(has(err(R"({"rules": [{"match": "x", "sparsity": "4:2"}]})"), "invalid N:M"));
   EXPECT_TRUE(has(err(R"({"rules": [{"match": "x", "sparsity": "most"}]})"), "neither a fraction nor N:M"));
   EXPECT_TRUE(has(err(R"({"rules": {"match": "x"}})"), "must be an array"));
-  EXPECT_TRUE(has(err(R"({"method": "sparsegpt", "bits": 4, "grid": "minmax"})"), "needs 0 on the grid"));
+  EXPECT_TRUE(has(err(R"({"method": "sparsegpt", "bits": 4, "grid": "minmax"})"), "--grid applies to rtn, gptq and awq only"));
   EXPECT_EQ(err(R"({"method": "awq", "rules": [{"match": "blk.0.*", "bits": 8}, {"match": "x", "skip": true}]})"),
             "no error");
   // Files: unreadable, not JSON (the path is named).
