@@ -82,4 +82,10 @@ done
 for b in 3 4; do for m in rtn gptq awq; do run $m-w$b-pc --method $m --bits $b --group-size 0; done; done
 run rtn-w4-g32 --method rtn --bits 4 --group-size 32
 run rtn-w4-g32-minmax --method rtn --bits 4 --group-size 32 --grid minmax
+# Joint sparsity + quantization (issue 12, point 3): 2:4 alone, 4-bit alone, both (SparseGPT's joint sweep;
+# per channel = the reference's configuration; group 32), and magnitude 2:4 + RTN 4-bit of the kept weights.
+run sparsegpt-2of4-w4-g32 --method sparsegpt --sparsity 2:4 --bits 4 --group-size 32
+run gptq-w4-g32 --method gptq --bits 4 --group-size 32
+run magnitude-2of4-w4-g32 --method magnitude --sparsity 2:4 --bits 4 --group-size 32
+run sparsegpt-2of4-w4-pc --method sparsegpt --sparsity 2:4 --bits 4 --group-size 0
 column -t -s $'\t' "$RES"

@@ -62,6 +62,11 @@ TEST(CompressCli, BadInputErrorsBeforeWork) {
       {"--method rtn --grid zero", "unknown quantization grid 'zero'"},
       {"--method wanda --grid minmax", "--grid applies to rtn, gptq and awq only"},
       {"--method bogus", "unknown compression method"},
+      {"--method sparsegpt --sparsity 2:3", "M = 3 does not divide"},
+      {"--method magnitude --sparsity half", "expected a fraction such as 0.5 or N:M"},
+      {"--method sparsegpt --sparsity 2:4 --bits 4 --group-size 48", "group size 48 does not divide"},
+      {"--bits 4", "--method (or --recipe FILE) is required"},
+      {"--recipe " + small, "not valid JSON"},
   };
   for (const Case& c : cases) {
     fs::remove(out);

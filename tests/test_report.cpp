@@ -216,6 +216,10 @@ TEST(ReportTables, RecipeLabelsAndBits) {
   EXPECT_EQ(m, "wanda");
   EXPECT_EQ(bits, -1);
   EXPECT_EQ(recipe_label(R"({"method":"sparsegpt","sparsity":0.5,"prune_n":2,"prune_m":4})"), "sparsegpt 2:4");
+  EXPECT_EQ(recipe_label(R"({"method":"sparsegpt","sparsity":0.5,"prune_n":2,"prune_m":4,"bits":4,"group":32})"),
+            "sparsegpt 2:4 4-bit g32");  // joint sparsity + quantization
+  EXPECT_EQ(recipe_label(R"({"method":"gptq","bits":4,"group":32,"rules":[{"match":"x","bits":8}]})"),
+            "gptq 4-bit g32 +1 rule");
   EXPECT_EQ(recipe_label(""), "-");
   recipe_bits("", m, bits);
   EXPECT_EQ(m, "");

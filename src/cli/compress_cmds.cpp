@@ -20,7 +20,7 @@ using json = nlohmann::json;
 
 struct CompressArgs {
   std::string model, tokenizer, out, method, nm, calib, grid, calib_chat, awq_loss, awq_feed, types_from, imatrix,
-      legacy_fit;
+      legacy_fit, recipe, sparsity;
   std::vector<std::string> tensor_type;
   Recipe r;
   bool sym = false, asym = false, calib_raw = false;
@@ -38,8 +38,41 @@ void add_type_rules(CompressArgs& a) {
   if (!a.types_from.empty()) add_types_from(a.r, a.types_from);
 }
 
-void cmd_compress(CompressArgs& a, const Common& c) {
+// --recipe FILE: the file is the whole recipe; only the options that say where things are (model, output,
+// tokenizer, calibration file, threads, --json) may be given beside it.
+void load_recipe_file(CompressArgs& a, const CLI::App& app) {
+  static const char* kWith[] = {"--model", "--output", "--tokenizer", "--recipe", "--calib", "--threads", "--json",
+                                "--help"};
+  for (const CLI::Option* o : app.get_options()) {
+    if (o->count() == 0) continue;
+    bool ok = false;
+    for (const char* w : kWith) ok = ok || o->check_lname(std::string(w).substr(2));
+    if (!ok)
+      fail("--recipe {}: option {} cannot be combined with a recipe file (put it in the file)", a.recipe,
+           o->get_name());
+  }
+  const std::string calib = a.calib;
+  a.r = recipe_from_file(a.recipe);
+  a.method = method_name(a.r.method);
+  a.calib = calib.empty() ? a.r.calib_file : calib;
+  a.calib_raw = !a.r.calib_clean;
+  a.calib_chat = a.r.calib_chat;
+  a.r.calib_hash.clear();
+  a.r.ctrust_version = CTRUST_VERSION;
+  if (!a.r.imatrix_file.empty()) a.imatrix = a.r.imatrix_file;
+}
+
+void cmd_compress(CompressArgs& a, const Common& c, const CLI::App& app) {
   Recipe& r = a.r;
+  if (!a.recipe.empty()) {
+    load_recipe_file(a, app);
+  } else {
+    if (a.method.empty()) fail("compress: --method (or --recipe FILE) is required");
+    r.method = method_from_name(a.method);
+    if (!a.sparsity.empty()) set_sparsity(r, a.sparsity);
+    // --bits on a pruning method: quantize the kept weights (SparseGPT's joint mode; RTN after magnitude/Wanda).
+    if (method_is_pruning(r.method) && app.get_option("--bits")->count() > 0) r.prune_quant = true;
+  }
   add_type_rules(a);
   if (!a.legacy_fit.empty()) {
     if (a.legacy_fit != "ggml" && a.legacy_fit != "gptq") fail("--legacy-fit '{}': expected ggml or gptq", a.legacy_fit);
@@ -49,7 +82,6 @@ void cmd_compress(CompressArgs& a, const Common& c) {
     r.imatrix_file = a.imatrix;
     r.imatrix_hash = file_hash(a.imatrix);
   }
-  r.method = method_from_name(a.method);
   if (a.sym && a.asym) fail("--sym and --asym exclude each other");
   if (a.sym) r.sym = true;
   if (a.asym) r.sym = false;
@@ -64,7 +96,7 @@ void cmd_compress(CompressArgs& a, const Common& c) {
     r.prune_n = n;
     r.prune_m = m;
   }
-  if (method_needs_calibration(r.method)) r.calib_file = a.calib.empty() ? default_calibration_file() : a.calib;
+  if (recipe_needs_calibration(r)) r.calib_file = a.calib.empty() ? default_calibration_file() : a.calib;
   r.calib_clean = !a.calib_raw;
   if (!a.calib_chat.empty() && a.calib_chat != "auto") chat_template_by_name(a.calib_chat);  // unknown: error now
   validate_recipe(r);  // every option problem is reported before the model is even loaded
@@ -149,8 +181,12 @@ void register_compress_commands(CLI::App& app) {
   c->add_option("-m,--model", a.model, "Model to compress")->required();
   c->add_option("--tokenizer", a.tokenizer, "llama2.c tokenizer .bin");
   c->add_option("-o,--output", a.out, "Output GGUF file")->required();
-  c->add_option("--method", a.method, "rtn|gptq|awq|smoothquant|llm_int8 (or int8)|magnitude|sparsegpt|wanda")->required();
-  c->add_option("--bits", r.bits, "Bits per weight (2-8)");
+  c->add_option("--method", a.method, "rtn|gptq|awq|smoothquant|llm_int8 (or int8)|magnitude|sparsegpt|wanda");
+  c->add_option("--recipe", a.recipe,
+                "Recipe file (JSON: the keys of a written recipe, plus per-tensor \"rules\"; docs/compression.md, "
+                "\"Recipe files\"); replaces --method and the other recipe options");
+  c->add_option("--bits", r.bits,
+                "Bits per weight (2-8); with a pruning method: also quantize the kept weights (SparseGPT: jointly)");
   c->add_option("--group-size", r.group, "Input columns per scale (0 = one scale per output channel)");
   c->add_flag("--sym", a.sym, "Symmetric grid");
   c->add_flag("--asym", a.asym, "Asymmetric grid (with a zero point; default)");
@@ -162,7 +198,7 @@ void register_compress_commands(CLI::App& app) {
                 "(the q, k, v outputs; ctrust before issue 12)");
   c->add_option("--awq-feed", a.awq_feed,
                 "AWQ: feed each block the fp (default, as llm-awq) or the quantized outputs of the block before");
-  c->add_option("--sparsity", r.sparsity, "Unstructured target sparsity in [0,1)");
+  c->add_option("--sparsity", a.sparsity, "Unstructured target sparsity in [0,1), or N:M such as 2:4");
   c->add_option("--nm", a.nm, "Semi-structured N:M pruning, e.g. 2:4");
   c->add_option("--calib", a.calib,
                 "Calibration text (default ../shared/data/wikitext-2-tokens/wiki.valid.tokens; sentences with <unk> "
@@ -196,7 +232,7 @@ void register_compress_commands(CLI::App& app) {
   c->add_option("--skip", r.skip, "Regex of tensor names to leave alone");
   c->add_option("--only", r.only, "Regex of tensor names to compress (others left alone)");
   add_common(c, o);
-  c->callback([] { apply_threads(o); cmd_compress(a, o); });
+  c->callback([c] { apply_threads(o); cmd_compress(a, o, *c); });
 }
 
 }  // namespace ctrust::cli

@@ -213,6 +213,7 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
   struct Item {
     const LinDef* def;
     Tensor* t;
+    Recipe er;                // the recipe of this tensor (rules applied)
     std::vector<float> orig;  // the weight before compression
     std::vector<float> col_div, row_mul;
     double awq_alpha = -1;  // AWQ: the alpha chosen for this Linear's group
@@ -222,7 +223,7 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
     std::string name = weight_name(l, d.name);
     if (!tensor_selected(r, name)) continue;
     Tensor& t = f.tensors.at(name);
-    items.push_back(Item{&d, &t, std::vector<float>(t.data, t.data + t.numel()), {}, {}});
+    items.push_back(Item{&d, &t, recipe_for_tensor(r, name), std::vector<float>(t.data, t.data + t.numel()), {}, {}});
   }
   if (items.empty()) return;
   auto find = [&](const char* n) -> Item* {
@@ -273,7 +274,7 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
       if (its.empty()) continue;
       // The scale search quantizes the group with its first Linear's grid (a mixed-type group, e.g. q/k Q4_K and
       // v Q6_K, searches with q's type; each Linear is then stored in its own type).
-      const QuantSpec qs = spec_for(r, its[0]->t->name);
+      const QuantSpec qs = spec_for(its[0]->er, its[0]->t->name);
       const int in = cols_of(*its[0]);
       std::vector<const float*> Ws;
       std::vector<int> outs;
@@ -383,6 +384,7 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
   for (Item& it : items) {
     const int out = rows_of(it), in = cols_of(it);
     const Kind k = it.def->kind;
+    const Recipe& r = it.er;  // this tensor's method and grid
     QuantSpec qs = spec_for(r, it.t->name);
     const std::vector<float> imat =
         qs.ktype != GgmlType::F32 || qs.ggml_fit ? imatrix_for(w.imatrix, it.t->name, in) : std::vector<float>();
@@ -442,16 +444,26 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
       case Method::SparseGPT: {
         PruneSpec p{r.sparsity, r.prune_n, r.prune_m};
         PruneResult pr;
-        if (r.method == Method::Magnitude) {
-          pr = prune_magnitude(cur.data(), out, in, p);
-        } else if (r.method == Method::Wanda) {
-          pr = prune_wanda(cur.data(), out, in, act_col_norm(cap[k].st).data(), p);
-        } else {
+        if (r.method == Method::SparseGPT) {
           SparseGptOptions o;
           o.p = p;
           o.damp = r.damp;
           o.block = r.block;
+          if (r.prune_quant) {  // SparseGPT's joint mode: mask and grid in one sweep
+            q = sparsegpt_quantize_h(cur.data(), out, in, H[k], o, qs);
+            quant = true;
+            break;
+          }
           pr = sparsegpt_prune_h(cur.data(), out, in, H[k], o);
+        } else if (r.method == Method::Magnitude) {
+          pr = prune_magnitude(cur.data(), out, in, p);
+        } else {
+          pr = prune_wanda(cur.data(), out, in, act_col_norm(cap[k].st).data(), p);
+        }
+        if (r.prune_quant) {
+          q = prune_then_quantize(pr, p, qs);
+          quant = true;
+          break;
         }
         store_pruned(*it.t, std::move(pr.w), tr);
         break;
@@ -517,12 +529,20 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
     for (int l = 0; l < c.n_layers && !linear; ++l)
       for (const LinDef& d : kLinears) linear = linear || name == weight_name(l, d.name);
     if (!linear || !tensor_selected(r, name)) continue;
-    validate_tensor(r, name, t.rows(), t.cols(), int(t.ne.size()));
+    const Recipe er = recipe_for_tensor(r, name);
+    if (!r.rules.empty()) {
+      try {
+        validate_recipe(er);
+      } catch (const Error& e) {
+        fail("{}: {}", name, e.what());
+      }
+    }
+    validate_tensor(er, name, t.rows(), t.cols(), int(t.ne.size()));
     any = true;
   }
   if (!any) fail("{}: no tensor is selected for compression (check --only / --skip)", f.path);
   if (!r.imatrix_file.empty() && !imatrix) fail("compress: the recipe names an imatrix file but none was given");
-  if (method_needs_calibration(r.method) && !calib)
+  if (recipe_needs_calibration(r) && !calib)
     fail("compress: method {} needs calibration data", method_name(r.method));
   if (calib) {
     if (calib->seqs.empty()) fail("{}: no calibration sequences", calib->file);
@@ -544,11 +564,12 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
     auto found = f.tensors.find(name);
     if (found == f.tensors.end() || !tensor_selected(r, name)) continue;
     Tensor* t = &found->second;
+    const Recipe er = recipe_for_tensor(r, name);
     TensorReport tr;
     tr.name = name;
     tr.out = int(t->rows());
     tr.in = int(t->cols());
-    const std::string type = tensor_type(r, name);
+    const std::string type = er.type;
     const GgmlType g = type.empty() ? GgmlType::F32 : ggml_type_from_name(type);
     if (g == GgmlType::Q8_0 || g == GgmlType::Q4_0 || g == GgmlType::Q4_1) {
       // ggml's own quantizer (io/quant.cpp), as llama-quantize stores these tensors (they have no imatrix).
@@ -561,16 +582,18 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
       dequantize(g, p.bytes.data(), v.data(), n);
       set_tensor(*t, std::move(v), &p);
       tr.stored = g;
-    } else if (r.method == Method::RTN || !type.empty()) {
-      QuantSpec qs = spec_for(r, name);
+    } else if (er.method == Method::RTN || !type.empty()) {
+      QuantSpec qs = spec_for(er, name);
       const std::vector<float> imat = qs.ktype != GgmlType::F32 ? imatrix_for(w.imatrix, name, tr.in) : std::vector<float>();
       if (!imat.empty()) qs.kweights = imat.data();
       QuantResult q = rtn_quantize(t->data, tr.out, tr.in, qs);
       store_quant(*t, q, tr);
     } else {
-      PruneResult p = prune_magnitude(t->data, tr.out, tr.in, PruneSpec{r.sparsity, r.prune_n, r.prune_m});
+      const PruneSpec ps{er.sparsity, er.prune_n, er.prune_m};
+      PruneResult p = prune_magnitude(t->data, tr.out, tr.in, ps);
       tr.sparsity = p.sparsity;
-      store_pruned(*t, std::move(p.w), tr);
+      if (er.prune_quant) store_quant(*t, prune_then_quantize(p, ps, spec_of(er)), tr);
+      else store_pruned(*t, std::move(p.w), tr);
     }
     rep.tensors.push_back(std::move(tr));
   }

@@ -36,7 +36,8 @@ PackedTensor pack_quant(const QuantResult& r) {
     }
     return p;
   }
-  const GgmlType g = packable_type(r);
+  const bool nm = !r.keep.empty() && r.prune_m > 0;  // N:M pruned: the mask form below is smaller than a ggml type
+  const GgmlType g = nm ? GgmlType::F32 : packable_type(r);
   if (g != GgmlType::F32) {
     p.type = g;
     p.bytes = pack_ggml(r, g);
@@ -67,6 +68,42 @@ PackedTensor pack_quant(const QuantResult& r) {
     bool identity = true;
     for (int k = 0; k < r.in; ++k) identity = identity && cols[k] == k;
     if (!identity) p.perm = cols;
+  }
+  if (nm && r.g_idx.empty() && r.group % r.prune_m == 0 && r.group <= 16383 &&
+      r.prune_m <= 16) {
+    // N:M pruned + quantized: mask and the kept columns' levels (CTRUST_NMQX).
+    NmqxParams np;
+    np.q = qp;
+    np.n = r.prune_n;
+    np.m = r.prune_m;
+    bool exact_nm = true;  // every group of M keeps exactly N
+    for (size_t k = 0; k < r.keep.size() && exact_nm; k += r.prune_m) {
+      int c = 0;
+      for (int j = 0; j < r.prune_m; ++j) c += r.keep[k + j] != 0;
+      exact_nm = c == r.prune_n;
+    }
+    if (exact_nm) {
+      const GgmlType t = nmqx_type(np);
+      const size_t bs = nmqx_block_bytes(np);
+      std::vector<uint8_t> bytes(size_t(r.out) * r.n_groups * bs);
+      const float maxq = float(quant_maxq(qp.bits));
+#pragma omp parallel for schedule(static) if (size_t(r.out) * r.in >= (1u << 16))
+      for (int o = 0; o < r.out; ++o) {
+        std::vector<int> q(size_t(r.group));
+        for (int gi = 0; gi < r.n_groups; ++gi) {
+          const QuantGrid& gr = r.grids[size_t(o) * r.n_groups + gi];
+          const size_t off = size_t(o) * r.in + size_t(gi) * r.group;
+          for (int j = 0; j < r.group; ++j) q[j] = int(grid_q(gr, r.w[off + j], maxq));
+          nmqx_encode_block(np, gr.scale, qp.form == QxForm::Affine ? gr.min : gr.zero, &r.keep[off], q.data(),
+                            bytes.data() + (size_t(o) * r.n_groups + gi) * bs);
+        }
+      }
+      if (round_trips(t, bytes, {}, r.w.data(), r.out, r.in)) {
+        p.type = t;
+        p.bytes = std::move(bytes);
+        return p;
+      }
+    }
   }
   const GgmlType t = qx_type(qp);
   const size_t bs = qx_block_bytes(qp);

@@ -65,8 +65,11 @@ PruneResult apply_scores(const float* W, int out, int in, const std::vector<doub
     const int64_t n = int64_t(out) * in;
     select_smallest(score.data(), n, prune_count(p.sparsity, n), mask.data());
   }
-  for (size_t i = 0; i < mask.size(); ++i)
+  r.keep.resize(mask.size());
+  for (size_t i = 0; i < mask.size(); ++i) {
     if (mask[i]) r.w[i] = 0.0f;
+    r.keep[i] = !mask[i];
+  }
   count_sparsity(r);
   return r;
 }
@@ -93,11 +96,38 @@ PruneResult sparsegpt_prune(const float* W, int out, int in, const Hessian& H, c
   return sparsegpt_prune_h(W, out, in, hessian_matrix(H), o);
 }
 
-PruneResult sparsegpt_prune_h(const float* W, int out, int in, std::vector<double> H, const SparseGptOptions& o) {
+namespace {
+
+// SparseGPT's column sweep (the reference's fasterprune). With qs (its `wbits < 16` path) every column is
+// quantized after the mask is applied — q = quantize(mask ? 0 : w) — and the OBS error of the pruned *and*
+// quantized column is what is propagated, so mask and quantization are decided in the same sweep. Grids: per
+// output channel fitted to the original W (the reference's find_params(W) before the sweep), or, with groups
+// (ctrust's addition, as GPTQ's dynamic groups), fitted to the current weights of the group's G columns when its
+// first column is reached; the lazy block is then a multiple of G (and of M) so those weights are fully updated.
+void sparsegpt_sweep(const float* W, int out, int in, std::vector<double> H, const SparseGptOptions& o,
+                     const QuantSpec* qs, PruneResult& pr, QuantResult* qr) {
   const PruneSpec& p = o.p;
   check_prune_spec(p, out, in, "sparsegpt");
   BlasSerial serial(double(out) * in * in < 8 * kBlasSmall);
   if (o.block <= 0) fail("sparsegpt: block size must be positive, got {}", o.block);
+  const bool grouped = qs && qs->group > 0;
+  const int G = qs ? (grouped ? qs->group : in) : 0;
+  if (qs) {
+    check_quant_spec(*qs, out, in, "sparsegpt");
+    if (qs->ktype != GgmlType::F32 || qs->minmax || qs->ggml_fit)
+      fail("sparsegpt: pruning + quantization uses the GPTQ grid (no K-quant / minmax / ggml fit)");
+    qr->out = out;
+    qr->in = in;
+    qr->spec = *qs;
+    qr->group = G;
+    qr->n_groups = in / G;
+    qr->grids.resize(size_t(out) * qr->n_groups);
+    qr->prune_n = p.n;
+    qr->prune_m = p.m;
+    if (!grouped)
+      for (int i = 0; i < out; ++i) qr->grids[i] = fit_grid(W + size_t(i) * in, in, *qs);
+  }
+  const float maxq = qs ? float(quant_maxq(qs->bits)) : 0.0f;
   std::vector<double> Wd(W, W + size_t(out) * in);
   std::vector<uint8_t> dead;
   inverse_cholesky_upper(H, in, o.damp, dead, "sparsegpt");
@@ -108,7 +138,12 @@ PruneResult sparsegpt_prune_h(const float* W, int out, int in, std::vector<doubl
 
   int B = std::min(o.block, in);
   if (p.m > 0) B = std::max(p.m, (B / p.m) * p.m);  // N:M groups never straddle a block
+  if (grouped) {  // and quantization groups neither (a multiple of lcm(G, M))
+    const int L = std::lcm(G, std::max(p.m, 1));
+    B = L <= B ? (B / L) * L : L;
+  }
   const bool nm = p.m > 0;
+  std::vector<uint8_t> keep(size_t(out) * in, 1);
 
   std::vector<double> Err, score;
   std::vector<uint8_t> mask;
@@ -132,6 +167,8 @@ PruneResult sparsegpt_prune_h(const float* W, int out, int in, std::vector<doubl
       uint8_t* m = mask.data() + size_t(r) * cnt;
       double s[256];
       std::vector<double> sv;
+      std::vector<float> tmp;
+      QuantGrid grid = qs && !grouped ? qr->grids[r] : QuantGrid{};
       for (int i = i1; i < i2; ++i) {
         if (nm && (i - i1) % p.m == 0) {
           double* sc = s;
@@ -142,7 +179,17 @@ PruneResult sparsegpt_prune_h(const float* W, int out, int in, std::vector<doubl
           }
           select_smallest(sc, p.m, p.m - p.n, m + (i - i1));
         }
-        const double q = m[i - i1] ? 0.0 : w[i];
+        double q = m[i - i1] ? 0.0 : w[i];
+        if (qs) {
+          if (grouped && i % G == 0) {
+            tmp.resize(G);
+            for (int j = 0; j < G; ++j) tmp[j] = float(w[i + j]);
+            grid = fit_grid(tmp.data(), G, *qs);
+            qr->grids[size_t(r) * qr->n_groups + i / G] = grid;
+          }
+          q = grid_value(grid, grid_q(grid, float(q), maxq));  // a pruned weight: quantize(0) = 0 on this grid
+        }
+        keep[size_t(r) * in + i] = !m[i - i1];
         const double err = (w[i] - q) / U[size_t(i) * in + i];
         w[i] = q;
         Err[size_t(r) * cnt + (i - i1)] = err;
@@ -154,13 +201,46 @@ PruneResult sparsegpt_prune_h(const float* W, int out, int in, std::vector<doubl
       cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in - i2, cnt, -1.0, Err.data(), cnt,
                   U.data() + size_t(i1) * in + i2, in, 1.0, Wd.data() + i2, in);
   }
+  pr.out = out;
+  pr.in = in;
+  pr.w.resize(Wd.size());
+  for (size_t i = 0; i < Wd.size(); ++i) pr.w[i] = float(Wd[i]);
+  count_sparsity(pr);
+  pr.keep = std::move(keep);
+  if (qr) {
+    qr->w = pr.w;
+    qr->keep = pr.keep;
+  }
+}
+
+}  // namespace
+
+PruneResult sparsegpt_prune_h(const float* W, int out, int in, std::vector<double> H, const SparseGptOptions& o) {
   PruneResult r;
-  r.out = out;
-  r.in = in;
-  r.w.resize(Wd.size());
-  for (size_t i = 0; i < Wd.size(); ++i) r.w[i] = float(Wd[i]);
-  count_sparsity(r);
+  sparsegpt_sweep(W, out, in, std::move(H), o, nullptr, r, nullptr);
   return r;
+}
+
+QuantResult sparsegpt_quantize_h(const float* W, int out, int in, std::vector<double> H, const SparseGptOptions& o,
+                                 const QuantSpec& qs) {
+  QuantSpec s = qs;
+  s.zero_point = true;  // 0 on the grid: pruned weights stay exactly 0 (the reference's grid)
+  PruneResult pr;
+  QuantResult q;
+  sparsegpt_sweep(W, out, in, std::move(H), o, &s, pr, &q);
+  return q;
+}
+
+QuantResult prune_then_quantize(const PruneResult& pr, const PruneSpec& p, const QuantSpec& qs) {
+  QuantSpec s = qs;
+  s.zero_point = true;
+  if (s.ktype != GgmlType::F32 || s.minmax || s.ggml_fit)
+    fail("prune + quantize: the kept weights use the GPTQ grid (no K-quant / minmax / ggml fit)");
+  QuantResult q = rtn_quantize(pr.w.data(), pr.out, pr.in, s);
+  q.keep = pr.keep;
+  q.prune_n = p.n;
+  q.prune_m = p.m;
+  return q;
 }
 
 }  // namespace ctrust

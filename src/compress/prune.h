@@ -17,6 +17,7 @@ struct PruneSpec {
 struct PruneResult {
   int out = 0, in = 0;
   std::vector<float> w;   // [out][in], pruned (and, for SparseGPT, updated) weights
+  std::vector<uint8_t> keep;  // [out][in] 1 = kept by the mask (0 = pruned; a kept weight may still be 0)
   int64_t zeros = 0;      // weights that are exactly zero in w
   double sparsity = 0.0;  // zeros / (out * in): the achieved sparsity
 };
@@ -40,6 +41,15 @@ struct SparseGptOptions {
 // the block is reached; N:M: per group of M columns of a row when its first column is reached.
 PruneResult sparsegpt_prune(const float* W, int out, int in, const Hessian& H, const SparseGptOptions& o);
 PruneResult sparsegpt_prune_h(const float* W, int out, int in, std::vector<double> H, const SparseGptOptions& o);
+// SparseGPT's joint mode (the reference's fasterprune with a quantizer, `--wbits`): mask and quantization in the
+// same column sweep; the kept weights land on the GPTQ grid of qs (per channel: fitted to the original W, as the
+// reference; groups: fitted to the current weights at the group's first column, as GPTQ's dynamic groups), the
+// pruned ones are exactly 0 (qs.zero_point is forced: 0 on the grid). Result: w, grids, keep and the N:M pattern.
+QuantResult sparsegpt_quantize_h(const float* W, int out, int in, std::vector<double> H, const SparseGptOptions& o,
+                                 const QuantSpec& qs);
+// Magnitude / Wanda + quantization: RTN of the pruned weights on the GPTQ grid of qs (zero_point forced), the
+// mask kept (what llm-compressor does when a sparsity stage is followed by a quantization stage, without GPTQ).
+QuantResult prune_then_quantize(const PruneResult& pr, const PruneSpec& p, const QuantSpec& qs);
 
 // Number of weights removed from n at the given sparsity: floor(sparsity * n), robust to the rounding of
 // sparsity * n (0.7 * 1920 = 1343.9999...).

@@ -24,6 +24,11 @@ struct QuantSpec {
   // Symmetric group-32 grids of Q4_0/Q5_0/Q8_0 (bits 4/5/8): the scale chosen by ggml's own quantizer for that
   // type (ggml_legacy_scale, weighted by kweights when set) instead of the GPTQ reference's absmax grid.
   bool ggml_fit = false;
+  // Asymmetric with fp16 scales: keep the GPTQ form (q - zero) * scale with an integer zero point (0 exactly on the
+  // grid; CTRUST_QX "zp" with an f16 scale) instead of ggml's affine q * d + m (m = fp16(-zero * d), where 0 is
+  // not exactly a level). Pruning + quantization uses it: a pruned weight is quantize(0) = 0 as in SparseGPT's
+  // reference.
+  bool zero_point = false;
   const float* kweights = nullptr;  // [in] importance of each input column for the K-quant fit (an imatrix:
                                     // ggml's quantize_row_*_impl); null = ggml's quantize_row_*_ref
 };
@@ -63,6 +68,10 @@ struct QuantResult {
   std::vector<QuantGrid> grids;  // [out][n_groups]
   std::vector<int32_t> g_idx;    // [in] group of each input column; empty = column / group (contiguous)
   std::vector<uint8_t> kbytes;   // K-quant results (spec.ktype): the ggml blocks (grids is empty)
+  // Pruning + quantization: keep[out][in] = 1 for the kept weights (the others are exactly 0) and the N:M pattern
+  // (prune_m = 0: unstructured). An N:M result is stored as CTRUST_NMQX (mask + levels of the kept weights).
+  std::vector<uint8_t> keep;
+  int prune_n = 0, prune_m = 0;
   int group_of(int col) const { return g_idx.empty() ? col / group : g_idx[col]; }
 };
 
@@ -93,6 +102,8 @@ struct PackedTensor {
 // act-order results with their column permutation. The bytes are dequantized with the loader's own code and
 // compared with r.w bit for bit; a mismatch gives F32.
 PackedTensor pack_quant(const QuantResult& r);
+// (A result with an N:M keep mask: CTRUST_NMQX when the group is a multiple of M, verified the same way; else as
+// above: the pruned zeros are then grid levels.)
 // A pruned matrix w [out][in]: CTRUST_SPARSE (bit mask + the f32 values that are not +0.0) when that is smaller
 // than f32 and exact (checked by dequantizing), else F32.
 PackedTensor pack_sparse(const float* w, int out, int in);

@@ -1,8 +1,11 @@
 // Recipe: names, JSON round trip, validation, tensor selection.
 #include "compress/recipe.h"
 
+#include <fnmatch.h>
+
 #include <fstream>
 #include <memory>
+#include <sstream>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -49,6 +52,84 @@ bool search(const std::string& pattern, const std::string& s, const char* what) 
   pcre2_match_data_free(md);
   return rc >= 0;
 }
+
+bool rule_matches(const TensorRule& t, const std::string& name) {
+  if (t.match.rfind("re:", 0) == 0) return search(t.match.substr(3), name, "rule");
+  return fnmatch(t.match.c_str(), name.c_str(), 0) == 0;
+}
+
+bool per_tensor_method(Method m) {
+  return m == Method::RTN || m == Method::GPTQ || m == Method::Magnitude || m == Method::Wanda ||
+         m == Method::SparseGPT;
+}
+
+nlohmann::json rule_to_json(const TensorRule& t) {
+  nlohmann::json j;
+  j["match"] = t.match;
+  if (t.skip) j["skip"] = *t.skip;
+  if (t.method) j["method"] = method_name(*t.method);
+  if (t.bits) j["bits"] = *t.bits;
+  if (t.group) j["group"] = *t.group;
+  if (t.sym) j["sym"] = *t.sym;
+  if (t.act_order) j["act_order"] = *t.act_order;
+  if (t.minmax) j["grid"] = *t.minmax ? "minmax" : "gptq";
+  if (t.type) j["type"] = *t.type;
+  if (t.nm) j["sparsity"] = fmt::format("{}:{}", t.nm->first, t.nm->second);
+  else if (t.sparsity) j["sparsity"] = *t.sparsity;
+  return j;
+}
+
+// "N:M" -> {N, M}; nullopt if s is not of that form.
+std::optional<std::pair<int, int>> parse_nm(std::string_view s) {
+  const size_t c = s.find(':');
+  if (c == std::string_view::npos) return std::nullopt;
+  try {
+    size_t a = 0, b = 0;
+    const std::string n(s.substr(0, c)), m(s.substr(c + 1));
+    const int N = std::stoi(n, &a), M = std::stoi(m, &b);
+    if (a != n.size() || b != m.size() || n.empty() || m.empty()) return std::nullopt;
+    return std::make_pair(N, M);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+TensorRule rule_from_json(const nlohmann::json& j, size_t idx) {
+  if (!j.is_object()) fail("recipe: rule {} must be a JSON object", idx);
+  TensorRule t;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& k = it.key();
+    const nlohmann::json& v = it.value();
+    try {
+      if (k == "match") t.match = v.get<std::string>();
+      else if (k == "skip") t.skip = v.get<bool>();
+      else if (k == "method") t.method = method_from_name(v.get<std::string>());
+      else if (k == "bits") t.bits = v.get<int>();
+      else if (k == "group") t.group = v.get<int>();
+      else if (k == "sym") t.sym = v.get<bool>();
+      else if (k == "act_order") t.act_order = v.get<bool>();
+      else if (k == "grid") t.minmax = grid_from_name(v.get<std::string>());
+      else if (k == "type") t.type = v.get<std::string>();
+      else if (k == "sparsity") {
+        if (v.is_string()) {
+          auto nm = parse_nm(v.get<std::string>());
+          if (!nm) fail("recipe: rule {}: sparsity '{}' is neither a fraction nor N:M", idx, v.get<std::string>());
+          t.nm = nm;
+        } else {
+          t.sparsity = v.get<double>();
+        }
+      } else fail("recipe: rule {}: unknown key '{}' (valid: match, skip, method, bits, group, sym, act_order, grid, "
+                  "type, sparsity)", idx, k);
+    } catch (const nlohmann::json::exception&) {
+      fail("recipe: rule {}: key '{}' has the wrong type ({})", idx, k, v.type_name());
+    }
+  }
+  if (t.match.empty()) fail("recipe: rule {} has no 'match' (a glob, or re:REGEX)", idx);
+  return t;
+}
+
+// tensor_types (first matching regex) else the global type.
+std::string legacy_type(const Recipe& r, const std::string& name);
 
 }  // namespace
 
@@ -99,7 +180,14 @@ nlohmann::json recipe_to_json(const Recipe& r) {
     j["sparsity"] = r.prune_m > 0 ? 1.0 - double(r.prune_n) / r.prune_m : r.sparsity;
     j["prune_n"] = r.prune_n;
     j["prune_m"] = r.prune_m;
-  } else {
+  }
+  if (method_is_pruning(r.method) && r.prune_quant) {  // joint mode: the kept weights' grid
+    j["bits"] = r.bits;
+    j["sym"] = r.sym;
+    j["group"] = r.group;
+    j["fp16_scales"] = r.fp16_scales;
+    j["grid"] = r.minmax ? "minmax" : "gptq";
+  } else if (!method_is_pruning(r.method)) {
     j["bits"] = r.bits;
     j["sym"] = r.sym;
     j["group"] = r.group;
@@ -138,6 +226,11 @@ nlohmann::json recipe_to_json(const Recipe& r) {
   j["seed"] = r.seed;
   j["skip"] = r.skip;
   j["only"] = r.only;
+  if (!r.rules.empty()) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const TensorRule& t : r.rules) a.push_back(rule_to_json(t));
+    j["rules"] = a;
+  }
   j["ctrust_version"] = r.ctrust_version;
   return j;
 }
@@ -184,7 +277,10 @@ Recipe recipe_from_json(const nlohmann::json& j) {
       else if (k == "awq_feed") r.awq_fp_feed = awq_feed_from_name(v.get<std::string>());
       else if (k == "alpha") r.alpha = v.get<double>();
       else if (k == "threshold") r.threshold = v.get<double>();
-      else if (k == "sparsity") r.sparsity = v.get<double>();
+      else if (k == "sparsity") {
+        if (v.is_string()) set_sparsity(r, v.get<std::string>());
+        else r.sparsity = v.get<double>();
+      }
       else if (k == "prune_n") r.prune_n = v.get<int>();
       else if (k == "prune_m") r.prune_m = v.get<int>();
       else if (k == "calib_file") r.calib_file = v.get<std::string>();
@@ -196,13 +292,97 @@ Recipe recipe_from_json(const nlohmann::json& j) {
       else if (k == "seed") r.seed = v.get<uint64_t>();
       else if (k == "skip") r.skip = v.get<std::string>();
       else if (k == "only") r.only = v.get<std::string>();
-      else if (k == "ctrust_version") r.ctrust_version = v.get<std::string>();
+      else if (k == "rules") {
+        if (!v.is_array()) fail("recipe: key 'rules' must be an array of rule objects");
+        for (size_t i = 0; i < v.size(); ++i) r.rules.push_back(rule_from_json(v[i], i));
+      } else if (k == "ctrust_version") r.ctrust_version = v.get<std::string>();
       else fail("recipe: unknown key '{}'", k);
     } catch (const nlohmann::json::exception&) {
       fail("recipe: key '{}' has the wrong type ({})", k, v.type_name());
     }
   }
+  // A pruning recipe with bits quantizes the kept weights (recipe_to_json writes bits only then).
+  r.prune_quant = method_is_pruning(r.method) && j.contains("bits");
   return r;
+}
+
+Recipe recipe_from_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: cannot open recipe file", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false, true);  // comments allowed
+  if (j.is_discarded()) fail("{}: not valid JSON", path);
+  // A recipe file's missing keys take today's defaults (recipe_from_json reads a *stored* recipe without these
+  // keys as one written before they existed).
+  if (j.is_object()) {
+    if (!j.contains("calib_clean")) j["calib_clean"] = true;
+    if (!j.contains("awq_qkv_loss")) j["awq_qkv_loss"] = "attention";
+    if (!j.contains("awq_feed")) j["awq_feed"] = "fp";
+  }
+  try {
+    return recipe_from_json(j);
+  } catch (const Error& e) {
+    fail("{}: {}", path, e.what());
+  }
+}
+
+void set_sparsity(Recipe& r, std::string_view spec) {
+  if (auto nm = parse_nm(spec)) {
+    r.prune_n = nm->first;
+    r.prune_m = nm->second;
+    return;
+  }
+  try {
+    size_t used = 0;
+    const std::string s(spec);
+    const double v = std::stod(s, &used);
+    if (used != s.size()) throw std::invalid_argument("trailing");
+    r.sparsity = v;
+    r.prune_n = r.prune_m = 0;
+  } catch (const std::exception&) {
+    fail("sparsity '{}': expected a fraction such as 0.5 or N:M such as 2:4", spec);
+  }
+}
+
+bool recipe_needs_calibration(const Recipe& r) {
+  if (method_needs_calibration(r.method)) return true;
+  for (const TensorRule& t : r.rules)
+    if (t.method && method_needs_calibration(*t.method)) return true;
+  return false;
+}
+
+Recipe recipe_for_tensor(const Recipe& r, const std::string& name) {
+  Recipe e = r;
+  e.type = legacy_type(r, name);
+  e.tensor_types.clear();
+  e.rules.clear();
+  for (const TensorRule& t : r.rules) {
+    if (!rule_matches(t, name)) continue;
+    if (t.method) e.method = *t.method;
+    if (t.bits) e.bits = *t.bits;
+    if (t.group) e.group = *t.group;
+    if (t.sym) e.sym = *t.sym;
+    if (t.act_order) e.act_order = *t.act_order;
+    if (t.minmax) e.minmax = *t.minmax;
+    if (t.type) e.type = *t.type == "none" ? std::string() : *t.type;
+    else if (t.bits || t.group || t.sym || t.minmax) e.type.clear();  // a plain grid for this tensor
+    if (t.bits && method_is_pruning(e.method)) e.prune_quant = true;
+    if (t.nm) {
+      e.prune_n = t.nm->first;
+      e.prune_m = t.nm->second;
+    } else if (t.sparsity) {
+      e.sparsity = *t.sparsity;
+      e.prune_n = e.prune_m = 0;
+    }
+  }
+  if (method_is_pruning(e.method)) e.type.clear();
+  if (e.type.empty()) {  // the K-quant/legacy fit options apply to typed tensors only
+    e.imatrix_file.clear();
+    e.imatrix_hash.clear();
+    e.legacy_ggml_fit = false;
+  }
+  return e;
 }
 
 std::string recipe_to_string(const Recipe& r) { return recipe_to_json(r).dump(); }
@@ -256,6 +436,34 @@ void validate_recipe(const Recipe& r) {
   }
   if (!r.skip.empty()) compile(r.skip, "--skip");
   if (!r.only.empty()) compile(r.only, "--only");
+  if (r.prune_quant) {
+    if (!prune) fail("recipe: quantizing the kept weights applies to the pruning methods only");
+    if (r.bits < 2 || r.bits > 8) fail("recipe: bits must be 2..8, got {}", r.bits);
+    if (r.group < 0) fail("recipe: group size must be >= 0 (0 = per output channel), got {}", r.group);
+    if (r.minmax) fail("recipe: pruning + quantization needs 0 on the grid: --grid minmax is not allowed");
+    if (r.act_order || r.static_groups) fail("recipe: pruning + quantization has no act-order / static groups");
+  }
+  const bool global_per_tensor = per_tensor_method(r.method);
+  for (size_t i = 0; i < r.rules.size(); ++i) {
+    const TensorRule& t = r.rules[i];
+    if (t.match.empty()) fail("recipe: rule {} has no 'match'", i);
+    if (t.match.rfind("re:", 0) == 0) compile(t.match.substr(3), "rule");
+    if (t.method) {
+      if (!per_tensor_method(*t.method))
+        fail("recipe: rule {} ('{}'): method {} works on whole blocks and cannot be set per tensor (per-tensor "
+             "methods: rtn, gptq, magnitude, wanda, sparsegpt)", i, t.match, method_name(*t.method));
+      if (!global_per_tensor)
+        fail("recipe: rule {} ('{}') sets a method, but the recipe's method {} works on whole blocks", i, t.match,
+             method_name(r.method));
+    }
+    if (t.bits && (*t.bits < 2 || *t.bits > 8)) fail("recipe: rule {} ('{}'): bits must be 2..8, got {}", i, t.match, *t.bits);
+    if (t.group && *t.group < 0) fail("recipe: rule {} ('{}'): group size must be >= 0, got {}", i, t.match, *t.group);
+    if (t.type && *t.type != "none") check_output_type(*t.type, fmt::format("recipe: rule {} ('{}')", i, t.match).c_str());
+    if (t.sparsity && !(*t.sparsity >= 0.0 && *t.sparsity < 1.0))
+      fail("recipe: rule {} ('{}'): sparsity must be in [0, 1), got {}", i, t.match, *t.sparsity);
+    if (t.nm && (t.nm->second <= 0 || t.nm->first < 1 || t.nm->first > t.nm->second))
+      fail("recipe: rule {} ('{}'): invalid N:M pattern {}:{}", i, t.match, t.nm->first, t.nm->second);
+  }
 }
 
 void validate_tensor(const Recipe& r, const std::string& name, int64_t out, int64_t in, int n_dims) {
@@ -271,6 +479,9 @@ void validate_tensor(const Recipe& r, const std::string& name, int64_t out, int6
   if (method_is_pruning(r.method)) {
     if (r.prune_m > 0 && in % r.prune_m != 0)
       fail("{}: M = {} does not divide the input dimension {}", name, r.prune_m, in);
+    if (r.prune_quant && r.group > 0 && in % r.group != 0)
+      fail("{}: group size {} does not divide the input dimension {} (use a divisor or 0 = per channel)", name,
+           r.group, in);
   } else if (!tensor_type(r, name).empty()) {
     const std::string t = tensor_type(r, name);
     const GgmlType g = ggml_type_from_name(t);
@@ -300,12 +511,16 @@ const std::string* type_rule(const Recipe& r, const std::string& name) {
     if (search(re, name, "tensor type")) return &t;
   return nullptr;
 }
-}  // namespace
-
-std::string tensor_type(const Recipe& r, const std::string& name) {
+std::string legacy_type(const Recipe& r, const std::string& name) {
   const std::string* t = type_rule(r, name);
   if (t) return *t == "none" ? std::string() : *t;
   return r.type;
+}
+}  // namespace
+
+std::string tensor_type(const Recipe& r, const std::string& name) {
+  if (r.rules.empty()) return legacy_type(r, name);
+  return recipe_for_tensor(r, name).type;
 }
 
 void check_output_type(const std::string& type, const char* what) {
@@ -318,14 +533,14 @@ void check_output_type(const std::string& type, const char* what) {
 
 bool tensor_selected(const Recipe& r, const std::string& name) {
   const std::string* rule = type_rule(r, name);
-  if (rule && *rule == "none") return false;
-  if (!r.only.empty()) {
-    if (!search(r.only, name, "--only")) return false;
-  } else if ((name == "token_embd.weight" || name == "output.weight") && !rule) {
-    return false;
-  }
-  if (!r.skip.empty() && search(r.skip, name, "--skip")) return false;
-  return true;
+  bool selected = true;
+  if (rule && *rule == "none") selected = false;
+  else if (!r.only.empty()) selected = search(r.only, name, "--only");
+  else if ((name == "token_embd.weight" || name == "output.weight") && !rule) selected = false;
+  if (selected && !r.skip.empty() && search(r.skip, name, "--skip")) selected = false;
+  for (const TensorRule& t : r.rules)
+    if (t.skip && rule_matches(t, name)) selected = !*t.skip;
+  return selected;
 }
 
 std::string file_hash(const std::string& path) {

@@ -3,6 +3,7 @@
 // validate_recipe() runs before any work, so bad options fail at once with one clear line.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -23,6 +24,27 @@ bool awq_qkv_loss_from_name(std::string_view name);  // "attention" -> true, "qk
 bool awq_feed_from_name(std::string_view name);      // "fp" -> true, "quantized" -> false; Error otherwise      // "gptq" -> false, "minmax" -> true (Recipe::minmax); Error otherwise
 
 inline constexpr const char* kRecipeKey = "ctrust.recipe";
+
+// One rule of a recipe's "rules" array (`compress --recipe FILE.json`; docs/compression.md, "Recipe files").
+// Rules are applied in order to every tensor they match, each setting only the fields it names: for every field
+// the LAST matching rule that names it wins (a general rule first, its exceptions after it). They apply on top of
+// the recipe's global options and of `tensor_types` (--tensor-type / --types-from).
+struct TensorRule {
+  std::string match;                     // "re:REGEX" (PCRE2, searched in the name, as --tensor-type) or a glob
+                                         // (fnmatch over the whole name: "blk.*.attn_?.weight")
+  std::optional<bool> skip;              // true: left alone; false: compressed (the only way a rule selects
+                                         // token_embd.weight / output.weight)
+  std::optional<Method> method;          // rtn | gptq | magnitude | wanda | sparsegpt (per-tensor methods)
+  std::optional<int> bits;               // 2..8; on a pruned tensor: quantize the kept weights (joint mode)
+  std::optional<int> group;              // 0 = per output channel
+  std::optional<bool> sym;
+  std::optional<bool> act_order;
+  std::optional<bool> minmax;            // JSON "grid": "gptq" | "minmax"
+  std::optional<std::string> type;       // llama.cpp output type (q4_k, q8_0, ...) or "none" (the bits/group grid);
+                                         // a rule naming bits/group/sym/grid without type also means "none"
+  std::optional<double> sparsity;        // unstructured fraction in [0, 1) ...
+  std::optional<std::pair<int, int>> nm; // ... or N:M (JSON "sparsity": "2:4")
+};
 
 struct Recipe {
   Method method = Method::GPTQ;
@@ -73,6 +95,12 @@ struct Recipe {
   // Pruning: unstructured sparsity, or N:M (keep N of every M consecutive inputs) when prune_m > 0.
   double sparsity = 0.5;
   int prune_n = 0, prune_m = 0;
+  // Joint sparsity + quantization (SparseGPT's reference with wbits < 16): the kept weights are quantized with the
+  // bits/sym/group grid (SparseGPT: in the same column sweep that chooses the mask; magnitude/Wanda: RTN after
+  // pruning). JSON: a pruning recipe with "bits" (written only when set).
+  bool prune_quant = false;
+  // Per-tensor rules (see TensorRule). JSON "rules" (written only when set).
+  std::vector<TensorRule> rules;
   // Calibration.
   std::string calib_file;  // text file (default: ../shared/data/wikitext-2-tokens/wiki.valid.tokens)
   std::string calib_hash;  // FNV-1a 64 of its bytes, hex (filled by the calibration step)
@@ -92,6 +120,16 @@ nlohmann::json recipe_to_json(const Recipe& r);
 Recipe recipe_from_json(const nlohmann::json& j);
 std::string recipe_to_string(const Recipe& r);  // compact JSON
 Recipe recipe_from_string(std::string_view s);
+// A recipe file (JSON object with the keys of recipe_to_json, "rules" included). Error on unreadable/invalid files.
+Recipe recipe_from_file(const std::string& path);
+// "0.5" (unstructured fraction) or "N:M" into r.sparsity / r.prune_n, r.prune_m. Error otherwise.
+void set_sparsity(Recipe& r, std::string_view spec);
+
+// The recipe that applies to tensor `name`: the global options, `tensor_types` resolved into `type`, then every
+// matching rule in order. The result has no rules and no tensor_types (its `type` is the tensor's output type).
+Recipe recipe_for_tensor(const Recipe& r, const std::string& name);
+// Whether the method or any rule's method needs calibration inputs.
+bool recipe_needs_calibration(const Recipe& r);
 
 // Option checks independent of the model: bits outside 2..8, negative group, sparsity outside [0, 1),
 // N > M, damp < 0, alpha outside [0, 1], threshold <= 0, N or L < 1, invalid regexes.
@@ -103,9 +141,10 @@ void validate_tensor(const Recipe& r, const std::string& name, int64_t out, int6
 void validate_calibration_size(const Recipe& r, int64_t n_tokens, const std::string& file);
 
 // Whether the recipe compresses the 2-D tensor `name`: `only` (if set) must match and `skip` must not;
-// token_embd.weight and output.weight are skipped unless `only` matches them explicitly.
+// token_embd.weight and output.weight are skipped unless `only` (or a type rule) matches them explicitly; then the
+// matching rules' "skip" fields in order (the last one wins).
 bool tensor_selected(const Recipe& r, const std::string& name);
-// The output type name for tensor `name` (tensor_types, else type); "" = the bits/group grid.
+// The output type name for tensor `name` (rules, else tensor_types, else type); "" = the bits/group grid.
 std::string tensor_type(const Recipe& r, const std::string& name);
 // Output type names a quantizer can write: K-quants and q4_0/q4_1/q5_0/q5_1/q8_0. Error for any other name.
 void check_output_type(const std::string& type, const char* what);

@@ -120,7 +120,7 @@ QuantGrid fit_grid(const float* x, int64_t n, const QuantSpec& s) {
     g.zero = (maxq + 1.0f) / 2.0f;
   } else {
     g.zero = std::nearbyint(-xmin / g.scale);
-    if (s.fp16_scales) {
+    if (s.fp16_scales && !s.zero_point) {
       g.affine = true;
       g.min = round_f16(-g.zero * g.scale);
     }

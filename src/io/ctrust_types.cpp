@@ -1,5 +1,5 @@
-// ctrust's own GGUF tensor types: CTRUST_QX (uniform grids of any bit width and group size) and CTRUST_SPARSE
-// (bit mask + f32 values). Layouts in ctrust_types.h.
+// ctrust's own GGUF tensor types: CTRUST_QX (uniform grids of any bit width and group size), CTRUST_SPARSE
+// (bit mask + f32 values) and CTRUST_NMQX (N:M mask + grid levels of the kept values). Layouts in ctrust_types.h.
 #pragma GCC optimize("fp-contract=off")
 
 #include "io/ctrust_types.h"
@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "base/error.h"
 
@@ -19,7 +20,7 @@ namespace ctrust {
 namespace {
 
 constexpr uint32_t kKindShift = 28, kKindMask = 0x7u;
-constexpr uint32_t kKindQx = 0, kKindSparse = 1;
+constexpr uint32_t kKindQx = 0, kKindSparse = 1, kKindNmqx = 2;
 constexpr uint32_t kMaxGroup = (1u << 22) - 1, kMaxSparse = (1u << 14) - 1;
 
 uint32_t kind_of(uint32_t id) { return (id >> kKindShift) & kKindMask; }
@@ -92,6 +93,42 @@ std::optional<SparseParams> sparse_params(GgmlType t) {
 
 size_t qx_block_bytes(const QxParams& p) { return qx_head_bytes(p) + qx_levels_bytes(p); }
 
+GgmlType nmqx_type(const NmqxParams& p) {
+  const QxParams& q = p.q;
+  if (q.bits < 2 || q.bits > 8) fail("ctrust_nmqx: bits must be 2..8, got {}", q.bits);
+  if (uint32_t(q.form) > 2) fail("ctrust_nmqx: bad form {}", uint32_t(q.form));
+  if (p.m < 1 || p.m > 16 || p.n < 1 || p.n > p.m) fail("ctrust_nmqx: invalid N:M {}:{} (1 <= N <= M <= 16)", p.n, p.m);
+  if (q.group < 1 || uint32_t(q.group) > kMaxSparse || q.group % p.m != 0)
+    fail("ctrust_nmqx: group size must be 1..{} and a multiple of M = {}, got {}", kMaxSparse, p.m, q.group);
+  return static_cast<GgmlType>(kCtrustTypeBit | (kKindNmqx << kKindShift) | (uint32_t(q.bits - 1) << 25) |
+                               (uint32_t(q.form) << 23) | (uint32_t(q.f16) << 22) | (uint32_t(p.m - 1) << 18) |
+                               (uint32_t(p.n - 1) << 14) | uint32_t(q.group));
+}
+
+std::optional<NmqxParams> nmqx_params(GgmlType t) {
+  const uint32_t id = uint32_t(t);
+  if (!(id & kCtrustTypeBit) || kind_of(id) != kKindNmqx) return std::nullopt;
+  NmqxParams p;
+  p.q.bits = int((id >> 25) & 7u) + 1;
+  p.q.form = QxForm((id >> 23) & 3u);
+  p.q.f16 = (id >> 22) & 1u;
+  p.m = int((id >> 18) & 15u) + 1;
+  p.n = int((id >> 14) & 15u) + 1;
+  p.q.group = int(id & kMaxSparse);
+  if (p.q.bits < 2 || uint32_t(p.q.form) > 2 || p.q.group < 1 || p.n > p.m || p.q.group % p.m != 0)
+    return std::nullopt;
+  return p;
+}
+
+namespace {
+int nmqx_kept(const NmqxParams& p) { return p.q.group / p.m * p.n; }
+size_t nmqx_mask_bytes(const NmqxParams& p) { return size_t(p.q.group + 7) / 8; }
+}  // namespace
+
+size_t nmqx_block_bytes(const NmqxParams& p) {
+  return qx_head_bytes(p.q) + nmqx_mask_bytes(p) + (size_t(nmqx_kept(p)) * p.q.bits + 7) / 8;
+}
+
 const GgmlTypeInfo* ctrust_type_info(uint32_t id) {
   if (!(id & kCtrustTypeBit)) return nullptr;
   static std::mutex mu;
@@ -105,6 +142,11 @@ const GgmlTypeInfo* ctrust_type_info(uint32_t id) {
   if (auto q = qx_params(t)) {
     names.push_back(fmt::format("ctrust_q{}_{}_g{}_{}", q->bits, form_name(q->form), q->group, q->f16 ? "f16" : "f32"));
     infos.push_back(GgmlTypeInfo{names.back().c_str(), q->group, qx_block_bytes(*q), true, false});
+    info = &infos.back();
+  } else if (auto nq = nmqx_params(t)) {
+    names.push_back(fmt::format("ctrust_{}of{}_q{}_{}_g{}_{}", nq->n, nq->m, nq->q.bits, form_name(nq->q.form),
+                                nq->q.group, nq->q.f16 ? "f16" : "f32"));
+    infos.push_back(GgmlTypeInfo{names.back().c_str(), nq->q.group, nmqx_block_bytes(*nq), true, false});
     info = &infos.back();
   } else if (auto s = sparse_params(t)) {
     names.push_back(fmt::format("ctrust_sparse_c{}_k{}", s->cols, s->capacity));
@@ -132,6 +174,49 @@ void qx_encode_block(const QxParams& p, float d, float zm, const int* q, uint8_t
     b[byte] |= uint8_t(v << sh);
     if (sh + p.bits > 8) b[byte + 1] |= uint8_t(v >> (8 - sh));
   }
+}
+
+namespace {
+// Writes `count` values of `bits` bits as a little-endian bit stream (b zeroed first).
+void put_levels(uint8_t* b, const int* q, int count, int bits, size_t nbytes) {
+  std::memset(b, 0, nbytes);
+  uint64_t pos = 0;
+  for (int j = 0; j < count; ++j, pos += bits) {
+    const uint32_t v = uint32_t(q[j]) & ((1u << bits) - 1);
+    const uint64_t byte = pos >> 3, sh = pos & 7;
+    b[byte] |= uint8_t(v << sh);
+    if (sh + bits > 8) b[byte + 1] |= uint8_t(v >> (8 - sh));
+  }
+}
+uint32_t get_level(const uint8_t* b, uint64_t pos, int bits) {
+  const uint64_t byte = pos >> 3, sh = pos & 7;
+  uint32_t v = uint32_t(b[byte]) >> sh;
+  if (sh + bits > 8) v |= uint32_t(b[byte + 1]) << (8 - sh);
+  return v & ((1u << bits) - 1);
+}
+}  // namespace
+
+void nmqx_encode_block(const NmqxParams& p, float d, float zm, const uint8_t* keep, const int* q, uint8_t* dst) {
+  const QxParams& qp = p.q;
+  wr_scale(dst, d, qp.f16);
+  uint8_t* b = dst + (qp.f16 ? 2 : 4);
+  if (qp.form == QxForm::Zero) *b++ = uint8_t(int(zm));
+  if (qp.form == QxForm::Affine) {
+    wr_scale(b, zm, qp.f16);
+    b += qp.f16 ? 2 : 4;
+  }
+  const size_t mb = nmqx_mask_bytes(p);
+  std::memset(b, 0, mb);
+  std::vector<int> lev;
+  lev.reserve(size_t(nmqx_kept(p)));
+  for (int j = 0; j < qp.group; ++j)
+    if (keep[j]) {
+      b[j >> 3] |= uint8_t(1u << (j & 7));
+      lev.push_back(q[j]);
+    }
+  if (int(lev.size()) != nmqx_kept(p))
+    fail("ctrust_nmqx: a block keeps {} values, the type {} ({}:{} of {})", lev.size(), nmqx_kept(p), p.n, p.m, qp.group);
+  put_levels(b + mb, lev.data(), int(lev.size()), qp.bits, (lev.size() * qp.bits + 7) / 8);
 }
 
 int64_t sparse_stored_count(const float* w, int64_t n) {
@@ -187,6 +272,35 @@ void ctrust_dequantize_blocks(GgmlType t, const uint8_t* src, float* dst, int64_
     }
     return;
   }
+  if (auto p = nmqx_params(t)) {
+    const QxParams& qp = p->q;
+    const size_t bs = nmqx_block_bytes(*p), mb = nmqx_mask_bytes(*p);
+    const int K = nmqx_kept(*p);
+    const float half = float(1 << (qp.bits - 1));
+    for (int64_t i = 0; i < nb; ++i) {
+      const uint8_t* blk = src + size_t(i) * bs;
+      const float d = rd_scale(blk, qp.f16);
+      const uint8_t* b = blk + (qp.f16 ? 2 : 4);
+      float z = half, m = 0.0f;
+      if (qp.form == QxForm::Zero) z = float(*b++);
+      if (qp.form == QxForm::Affine) {
+        m = rd_scale(b, qp.f16);
+        b += qp.f16 ? 2 : 4;
+      }
+      const uint8_t* lev = b + mb;
+      float* y = dst + i * qp.group;
+      int k = 0;
+      for (int j = 0; j < qp.group; ++j) {
+        if (!((b[j >> 3] >> (j & 7)) & 1u) || k >= K) {  // a corrupt mask never reads past the block
+          y[j] = 0.0f;
+          continue;
+        }
+        const float q = float(get_level(lev, uint64_t(k++) * qp.bits, qp.bits));
+        y[j] = qp.form == QxForm::Affine ? std::fma(q, d, m) : (q - z) * d;
+      }
+    }
+    return;
+  }
   if (auto p = sparse_params(t)) {
     const size_t mask_bytes = size_t(p->cols + 7) / 8, bs = mask_bytes + size_t(p->capacity) * 4;
     for (int64_t i = 0; i < nb; ++i) {
@@ -208,6 +322,20 @@ void ctrust_dequantize_blocks(GgmlType t, const uint8_t* src, float* dst, int64_
 }
 
 void check_ctrust_tensor(GgmlType t, const uint8_t* data, size_t nbytes, const std::string& what) {
+  if (auto q = nmqx_params(t)) {
+    const size_t bs = nmqx_block_bytes(*q), head = qx_head_bytes(q->q);
+    for (size_t r = 0; r + bs <= nbytes; r += bs) {
+      const uint8_t* mask = data + r + head;
+      for (int g = 0; g < q->q.group; g += q->m) {
+        int c = 0;
+        for (int j = g; j < g + q->m; ++j) c += (mask[j >> 3] >> (j & 7)) & 1;
+        if (c != q->n)
+          fail("{}: N:M block {} keeps {} of the {} columns from {}, the type {}: corrupt file", what, r / bs, c,
+               q->m, g, q->n);
+      }
+    }
+    return;
+  }
   auto p = sparse_params(t);
   if (!p) return;
   const size_t mask_bytes = size_t(p->cols + 7) / 8, bs = mask_bytes + size_t(p->capacity) * 4;

@@ -79,7 +79,7 @@ CompressRunResult compress_run(Recipe& r, const CompressRunOptions& o) {
   auto model = open_model(o.model, LoadOptions{o.tokenizer});
   Calibration calib;
   const Calibration* cal = nullptr;
-  if (method_needs_calibration(r.method)) {
+  if (recipe_needs_calibration(r)) {
     CalibOptions co;
     co.n = r.n_samples;
     co.len = r.seq_len;

@@ -22,14 +22,18 @@ std::string recipe_label(const std::string& text) {
     return text.size() > 22 ? text.substr(0, 21) + "…" : text;
   std::string s = j["method"].get<std::string>();
   auto num = [&](const char* k, double d) { return j.contains(k) && j[k].is_number() ? j[k].get<double>() : d; };
+  // Pruning: the sparsity first; a pruning recipe with bits also quantizes the kept weights ("sparsegpt 2:4 4-bit").
+  if (num("prune_m", 0) > 0) {
+    s += fmt::format(" {}:{}", int(num("prune_n", 0)), int(num("prune_m", 0)));
+  } else if (j.contains("sparsity")) {  // written for pruning recipes only
+    s += fmt::format(" {:.0f}%", 100 * num("sparsity", 0.0));
+  }
   if (j.contains("bits")) {
     s += fmt::format(" {}-bit", int(num("bits", 0)));
     if (num("group", 0) > 0) s += fmt::format(" g{}", int(num("group", 0)));
-  } else if (num("prune_m", 0) > 0) {
-    s += fmt::format(" {}:{}", int(num("prune_n", 0)), int(num("prune_m", 0)));
-  } else if (j.contains("sparsity")) {
-    s += fmt::format(" {:.0f}%", 100 * num("sparsity", 0.0));
   }
+  if (j.contains("rules") && j["rules"].is_array() && !j["rules"].empty())
+    s += fmt::format(" +{} rule{}", j["rules"].size(), j["rules"].size() == 1 ? "" : "s");
   return s;
 }
 
