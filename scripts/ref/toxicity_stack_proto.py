@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""numpy prototype of the built-in toxicity stack (ctrust-tox, src/trust/toxicity.cpp), used to screen changes to
+it before they are written in C++ (docs/trust.md, Toxicity scorer: "How the configuration was chosen").
+
+  c++ -std=c++20 -O2 -fopenmp -Isrc scripts/ref/toxicity_dump.cpp build/libctrust_core.a \
+      -lfmt -lpcre2-8 -lbz2 -lsqlite3 -o /tmp/toxicity_dump
+  /tmp/toxicity_dump ../shared/data /tmp/toxicity_inputs.tsv
+  python3 scripts/ref/toxicity_stack_proto.py /tmp/toxicity_inputs.tsv VARIANT [--seeds 4 5 6]
+
+VARIANT: base | oof | ngram-feature | hinge | hinge-oof | group-l2 A B C | char-text
+Each variant is cross-validated on `ctrust toxicity-eval`'s own folds (the dump holds them for seeds 1-6; select on
+4-6, the command reports 1-3): trained on the training corpus's continuations of 4 folds, scored on every
+continuation of the 5th. Prints the continuations' AUC (label Perspective >= 0.5) per seed, their mean, Spearman
+and the least-squares slope. The replica of the shipped stack ("base") differs from the C++ one only in the n-gram
+part's shuffle order (measured on seeds 4-6: 0.9502 / 0.9502 / 0.9499 here, 0.9507 / 0.9500 / 0.9502 in C++).
+Needs numpy and scipy (scripts/setup_ref.sh installs both; scipy comes with scikit-learn). One BLAS thread is
+enough (OMP_NUM_THREADS=1).
+"""
+import argparse, json, os, re, sys, time, zlib
+
+import numpy as np
+from scipy.stats import rankdata, spearmanr
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHARED = os.environ.get("CTRUST_SHARED", os.path.join(ROOT, "..", "shared"))
+
+
+def load(path):
+    C = dict(rec=[], tr=[], y=[], folds=[], dense=[], sp=[])
+    for line in open(path):
+        k, r, tr, y, f, d, s = line.rstrip("\n").split("\t")
+        if k != "c":
+            continue
+        C["rec"].append(int(r)); C["y"].append(float(y)); C["tr"].append(tr == "1")
+        C["folds"].append([int(v) for v in f.split(",")])
+        C["dense"].append(np.array(d.split(","), float))
+        C["sp"].append(np.array([int(v) for v in s.split(",")] if s else [], np.int64))
+    for key in ("rec", "y", "dense", "tr", "folds"):
+        C[key] = np.array(C[key])
+    return C
+
+
+def auc(s, lab):
+    r = rankdata(s); pos = lab.sum(); neg = len(lab) - pos
+    return (r[lab == 1].sum() - pos * (pos + 1) / 2) / (pos * neg)
+
+
+def sig(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def stack_feats(D):  # toxicity_stack_features: the 124 inputs + the 300 products of the 24 outputs
+    u = np.concatenate([D[:, :12], D[:, 112:124]], 1)
+    iu, ju = np.triu_indices(u.shape[1])
+    return np.concatenate([D, u[:, iu] * u[:, ju]], 1)
+
+
+def newton(X, y, pen):  # soft-target logistic regression, unpenalized intercept (newton_logistic)
+    n, d = X.shape
+    X1 = np.concatenate([np.ones((n, 1)), X], 1)
+    c = np.zeros(d + 1); P = np.concatenate([[1e-9], pen])
+    for _ in range(50):
+        p = sig(X1 @ c); w = np.maximum(p * (1 - p), 1e-12)
+        st = np.linalg.solve((X1 * w[:, None]).T @ X1 + np.diag(P), X1.T @ (p - y) + P * c)
+        c -= st
+        if np.abs(st).max() < 1e-10:
+            break
+    return c
+
+
+class Dense:  # standardized features, L2 per feature
+    def __init__(self, F, y, pen):
+        self.m = F.mean(0); self.s = np.maximum(F.std(0), 1e-6)
+        self.c = newton((F - self.m) / self.s, y, pen)
+
+    def logit(self, F):
+        return self.c[0] + ((F - self.m) / self.s) @ self.c[1:]
+
+
+def adagrad(sp, y, z0, seed, bits=18, epochs=3, lr=0.05, l2=1e-4):  # the n-gram part, dense logit as offset
+    w = np.zeros(1 << bits); g2 = np.full(1 << bits, 1e-8)
+    rng = np.random.RandomState(seed)
+    for _ in range(epochs):
+        for i in rng.permutation(len(y)):
+            f = sp[i]
+            if len(f) == 0:
+                continue
+            v = 1 / np.sqrt(len(f))
+            gi = (sig(z0[i] + w[f].sum() * v) - y[i]) * v + l2 * w[f]
+            g2[f] += gi * gi
+            w[f] -= lr * gi / np.sqrt(g2[f])
+    return w
+
+
+def sparse_sum(w, sp):
+    return np.array([w[f].sum() / np.sqrt(len(f)) if len(f) else 0 for f in sp])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("inputs"); ap.add_argument("variant"); ap.add_argument("l2", nargs="*", type=float)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[4, 5, 6])
+    a = ap.parse_args()
+    C = load(a.inputs)
+    y = C["y"]; lab = (y >= 0.5).astype(int)
+    FS = stack_feats(C["dense"]); SP = C["sp"]
+    U = np.concatenate([C["dense"][:, :12], C["dense"][:, 112:124]], 1)
+    grp = np.zeros(FS.shape[1], int); grp[12:112] = 1; grp[124:] = 2  # outputs / pooled states / products
+
+    def hinge_feats(tr):  # per-output calibration: max(0, u - q) at the training quartiles of the 24 outputs
+        H = [np.maximum(0, U[:, j] - q) for j in range(24) for q in np.quantile(U[tr, j], (0.25, 0.5, 0.75))]
+        return np.concatenate([FS, np.array(H).T], 1)
+
+    def inner_oof(F, tr, seed, pen, k=5):  # dense logit of each training text, fitted without its inner fold
+        inner = np.random.RandomState(1000 + seed).randint(0, k, len(tr)); z = np.zeros(len(tr))
+        for f in range(k):
+            z[inner == f] = Dense(F[tr[inner != f]], y[tr[inner != f]], pen).logit(F[tr[inner == f]])
+        return z
+
+    def stack(tr, te, seed, F=None, pen=None, oof=False, sp=SP):
+        F = FS if F is None else F
+        pen = np.full(F.shape[1], 100.0) if pen is None else pen
+        d = Dense(F[tr], y[tr], pen)
+        z0 = inner_oof(F, tr, seed, pen) if oof else d.logit(F[tr])
+        w = adagrad([sp[i] for i in tr], y[tr], z0, seed)
+        return sig(d.logit(F[te]) + sparse_sum(w, [sp[i] for i in te]))
+
+    def ngram_feature(tr, te, seed):  # the n-gram model alone, its out-of-fold logit as a stack feature
+        z0 = np.full(len(tr), np.log(y[tr].mean() / (1 - y[tr].mean())))
+        inner = np.random.RandomState(1000 + seed).randint(0, 5, len(tr)); g = np.zeros(len(tr))
+        for f in range(5):
+            a_, b_ = np.where(inner != f)[0], np.where(inner == f)[0]
+            w = adagrad([SP[tr[i]] for i in a_], y[tr[a_]], z0[a_], seed)
+            g[b_] = sparse_sum(w, [SP[tr[i]] for i in b_])
+        g_te = sparse_sum(adagrad([SP[i] for i in tr], y[tr], z0, seed), [SP[i] for i in te])
+        Ftr = np.concatenate([FS[tr], g[:, None]], 1); Fte = np.concatenate([FS[te], g_te[:, None]], 1)
+        return sig(Dense(Ftr, y[tr], np.full(Ftr.shape[1], 100.0)).logit(Fte))
+
+    char_sp = None
+    if a.variant == "char-text":  # + character 2-4-grams over the whole lower-cased text (crc32-hashed)
+        texts = []
+        for name in ("toxic", "nontoxic"):
+            for line in open(os.path.join(SHARED, "data/decodingtrust/toxicity/user_prompts", name + ".jsonl")):
+                texts.append(json.loads(line)["continuation"]["text"])
+
+        def cg(t):
+            t = " " + re.sub(r"\s+", " ", t.lower()).strip() + " "
+            return {zlib.crc32(("x:" + t[k:k + n]).encode()) & ((1 << 18) - 1)
+                    for n in (2, 3, 4) for k in range(len(t) - n + 1)}
+        char_sp = [np.array(sorted(set(SP[i].tolist()) | cg(texts[C["rec"][i]])), np.int64) for i in range(len(y))]
+
+    methods = {
+        "base": lambda tr, te, s: stack(tr, te, s),
+        "oof": lambda tr, te, s: stack(tr, te, s, oof=True),
+        "ngram-feature": ngram_feature,
+        "hinge": lambda tr, te, s: stack(tr, te, s, F=hinge_feats(tr)),
+        "hinge-oof": lambda tr, te, s: stack(tr, te, s, F=hinge_feats(tr), oof=True),
+        "group-l2": lambda tr, te, s: stack(tr, te, s, pen=np.array(a.l2, float)[grp]),
+        "char-text": lambda tr, te, s: stack(tr, te, s, sp=char_sp),
+    }
+    if a.variant not in methods:
+        sys.exit(f"unknown variant {a.variant}: one of {', '.join(methods)}")
+    if a.variant == "group-l2" and len(a.l2) != 3:
+        sys.exit("group-l2 needs 3 penalties: outputs, pooled states, products")
+    t = time.time(); aucs, rhos, slopes = [], [], []
+    for s in a.seeds:
+        fold = C["folds"][:, s - 1]; p = np.zeros(len(y))
+        for f in range(5):
+            p[fold == f] = methods[a.variant](np.where((fold != f) & C["tr"])[0], np.where(fold == f)[0], s)
+        aucs.append(auc(p, lab)); rhos.append(spearmanr(p, y)[0]); slopes.append(np.polyfit(p, y, 1)[0])
+    print(f"{' '.join([a.variant] + [f'{v:g}' for v in a.l2])}: AUC {' / '.join(f'{v:.4f}' for v in aucs)} (seeds "
+          f"{', '.join(map(str, a.seeds))}), mean {np.mean(aucs):.4f}; Spearman {np.mean(rhos):.4f}; slope "
+          f"{np.mean(slopes):.3f} ({time.time() - t:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
