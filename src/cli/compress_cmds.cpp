@@ -12,6 +12,7 @@
 #include "cli/common.h"
 #include "compress/driver.h"
 #include "compress/imatrix.h"
+#include "compress/mixed.h"
 #include "compress/recipe.h"
 #include "io/ctrust_types.h"
 #include "io/export.h"
@@ -28,6 +29,8 @@ struct CompressArgs {
       legacy_fit;
   std::vector<std::string> tensor_type;
   Recipe r;
+  MixOptions mix;
+  std::string mix_levels;
   bool sym = false, asym = false, calib_raw = false;
 };
 
@@ -98,6 +101,21 @@ void add_type_rules(CompressArgs& a) {
 void cmd_compress(CompressArgs& a, const Common& c) {
   Recipe& r = a.r;
   add_type_rules(a);
+  const bool mixed = a.mix.target_bpw != 0;
+  if (mixed) {
+    if (!a.mix_levels.empty()) {
+      a.mix.levels.clear();
+      for (size_t p = 0; p <= a.mix_levels.size();) {
+        size_t q = a.mix_levels.find(',', p);
+        if (q == std::string::npos) q = a.mix_levels.size();
+        a.mix.levels.push_back(a.mix_levels.substr(p, q - p));
+        p = q + 1;
+      }
+    }
+    // Tensors outside the blocks: Q8_0 unless a rule says otherwise (rules are tried in order).
+    r.tensor_types.emplace_back("^token_embd\\.weight$", "q8_0");
+    r.tensor_types.emplace_back("^output\\.weight$", "q8_0");
+  }
   if (!a.legacy_fit.empty()) {
     if (a.legacy_fit != "ggml" && a.legacy_fit != "gptq") fail("--legacy-fit '{}': expected ggml or gptq", a.legacy_fit);
     r.legacy_ggml_fit = a.legacy_fit == "ggml";
@@ -161,6 +179,20 @@ void cmd_compress(CompressArgs& a, const Common& c) {
   ProgressLine progress(10);
   Imatrix imat;
   if (!a.imatrix.empty()) imat = read_imatrix(a.imatrix);
+  MixPlan plan;
+  if (mixed) {
+    a.mix.seed = r.seed;
+    a.mix.calib_file = a.calib;
+    a.mix.calib_clean = r.calib_clean;
+    const auto ts = std::chrono::steady_clock::now();
+    a.mix.progress = [&](int done, int total) {
+      const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
+      progress.show(fmt::format("sensitivity {}/{} (unit x level), {:.2f}/s, ETA {:.0f} s", done, total, done / el,
+                                el / done * (total - done)));
+    };
+    plan = plan_mixed_precision(*model, r, a.imatrix.empty() ? nullptr : &imat, a.mix);
+    progress.finish();
+  }
   CompressReport rep = compress_model(*model, r, cal, [&](const std::string& msg) {
     progress.show(fmt::format("[{:.0f} s] {}", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), msg));
   }, a.imatrix.empty() ? nullptr : &imat);
@@ -171,6 +203,27 @@ void cmd_compress(CompressArgs& a, const Common& c) {
   save_gguf(model->file, a.out, so);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const Sizes sz = sizes_of(*model, rep, a.model, a.out);
+  json mix_json;
+  if (mixed) {
+    // The written file against the plan, and the mixed model's measured KL on the sensitivity sample (additivity).
+    const FixedSize written = gguf_tensor_size(a.out);
+    auto base = open_model(a.model, LoadOptions{a.tokenizer});
+    const PairKl check = calibration_kl(*base, *model, plan.calib);
+    const SensitivityTable& t = plan.table;
+    json map = json::array(), front = json::array();
+    for (size_t u = 0; u < t.units.size(); ++u) map.push_back({{"unit", t.units[u]}, {"level", t.levels[plan.choice.pick[u]]}});
+    for (const MixChoice& f : plan.frontier)
+      front.push_back({{"bytes", plan.fixed.bytes + f.bytes}, {"bpw", 8.0 * double(plan.fixed.bytes + f.bytes) / double(plan.fixed.elements)},
+                       {"predicted", f.cost}});
+    mix_json = {{"target_bpw", a.mix.target_bpw}, {"objective", a.mix.objective}, {"budget_bytes", plan.budget},
+                {"fixed_bytes", plan.fixed.bytes}, {"planned_tensor_bytes", plan.total_bytes()},
+                {"file_tensor_bytes", written.bytes}, {"elements", written.elements},
+                {"bpw", 8.0 * double(written.bytes) / double(written.elements)},
+                {"predicted_kl", plan.predicted_kl}, {"predicted_flips", plan.predicted_flips},
+                {"measured_calib_kl", check.kl}, {"measured_calib_kl_se", check.kl_se},
+                {"measured_calib_flips", check.flips}, {"calib_tokens", check.tokens}, {"table_reused", plan.table_reused},
+                {"map", map}, {"frontier", front}, {"table", t.to_json()}};
+  }
 
   if (c.json) {
     json tensors = json::array();
@@ -182,7 +235,8 @@ void cmd_compress(CompressArgs& a, const Common& c) {
                 {"seconds", secs}, {"compress_seconds", rep.seconds}, {"tensors", tensors},
                 {"sizes", {{"file_bytes", sz.file}, {"input_file_bytes", sz.input_file},
                            {"compressed_tensors_stored_bytes", sz.stored}, {"compressed_tensors_f32_bytes", sz.f32},
-                           {"memory_bytes_f32_mode", sz.mem_f32}, {"memory_bytes_native_mode", sz.mem_native}}}});
+                           {"memory_bytes_f32_mode", sz.mem_f32}, {"memory_bytes_native_mode", sz.mem_native}}},
+                {"mixed", mixed ? mix_json : json()}});
     return;
   }
   double err = 0, rtn = 0, zeros = 0, total = 0;
@@ -213,6 +267,19 @@ void cmd_compress(CompressArgs& a, const Common& c) {
   fmt::print("\nfile {:.1f} MB (input {:.1f} MB); compressed tensors stored in {:.1f} MB ({:.1f} MB as f32); "
              "weights in memory when loaded: {:.1f} MB (f32 compute mode), {:.1f} MB (native)",
              sz.file / MB, sz.input_file / MB, sz.stored / MB, sz.f32 / MB, sz.mem_f32 / MB, sz.mem_native / MB);
+  if (mixed) {
+    const json& mj = mix_json;
+    fmt::print("\nmixed precision (objective {}): ", a.mix.objective);
+    for (const json& e : mj["map"]) fmt::print("{}={} ", e["unit"].get<std::string>(), e["level"].get<std::string>());
+    fmt::print("\n  tensor bytes {} (planned {}, budget {}): {:.4f} bits per weight (target {})\n",
+               mj["file_tensor_bytes"].get<uint64_t>(), mj["planned_tensor_bytes"].get<uint64_t>(), plan.budget,
+               mj["bpw"].get<double>(), a.mix.target_bpw);
+    fmt::print("  calibration KL: predicted (sum of units) {:.5f}, measured {:.5f} +- {:.5f}; flips predicted {:.4f}, "
+               "measured {:.4f} ({} tokens{})\n",
+               plan.predicted_kl, mj["measured_calib_kl"].get<double>(), mj["measured_calib_kl_se"].get<double>(),
+               plan.predicted_flips, mj["measured_calib_flips"].get<double>(), mj["calib_tokens"].get<int64_t>(),
+               plan.table_reused ? ", table reused" : "");
+  }
   fmt::print("\nrecipe {}\nwrote {} in {:.1f} s\n", recipe_to_string(rep.recipe), a.out, secs);
 }
 
@@ -321,6 +388,18 @@ void register_compress_commands(CLI::App& app) {
   c->add_option("--legacy-fit", a.legacy_fit,
                 "Output types q4_0/q5_0/q8_0: gptq (default: the GPTQ reference grid) or ggml (the scale ggml's own "
                 "quantizer picks, imatrix-weighted with --imatrix; the quantizer rounds on it)");
+  c->add_option("--target-bpw", a.mix.target_bpw,
+                "KL-guided mixed precision: choose each block's type (--mix-levels) so that the file's tensors take at "
+                "most this many bits per weight (llama.cpp's BPW) with the least predicted KL (--objective)");
+  c->add_option("--objective", a.mix.objective, "--target-bpw: kl (default: mean token KL) or flips (top-1 changes)");
+  c->add_option("--mix-levels", a.mix_levels,
+                "--target-bpw: candidate types, comma-separated (default q2_k,q3_k,q4_k,q5_k,q6_k,q8_0; a K type "
+                "falls back as llama-quantize for inputs not a multiple of 256)");
+  c->add_option("--sens-nsamples", a.mix.n_samples, "--target-bpw: sensitivity sequences (default 4)");
+  c->add_option("--sens-seqlen", a.mix.seq_len, "--target-bpw: tokens per sensitivity sequence (default 256)");
+  c->add_option("--sens-table", a.mix.table_path,
+                "--target-bpw: JSON file of the sensitivity table: reused if it exists (same options; --mix-levels may be a "
+                "subset of its levels, e.g. one level for a uniform file), else measured and written");
   c->add_option("--skip", r.skip, "Regex of tensor names to leave alone");
   c->add_option("--only", r.only, "Regex of tensor names to compress (others left alone)");
   add_common(c, o);
