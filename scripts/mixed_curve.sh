@@ -62,7 +62,7 @@ for lv in ${LEVELS//,/ }; do files+=("uniform-$lv"); done
 files+=("${llama[@]}")
 for f in "${files[@]}"; do
   [[ -f $OUT/$f.kld.json ]] || { log "ctrust kld $f"; nice -n 10 "$BIN" kld --load-base "$OUT/base.ctrust" -m "$OUT/$f.gguf" -f "$TEXT" --ctx 512 --chunks "$CHUNKS" -t "$T" --json > "$OUT/$f.kld.json" 2> "$OUT/$f.kld.err"; }
-  [[ -f $OUT/$f.info.json ]] || "$BIN" info -m "$OUT/$f.gguf" --json > "$OUT/$f.info.json"
+  [[ -f $OUT/$f.info.json ]] || "$BIN" info "$OUT/$f.gguf" --json > "$OUT/$f.info.json"
   python3 - "$OUT" "$f" >> "$RES" <<'PY'
 import json, os, sys
 out, f = sys.argv[1:3]
