@@ -127,7 +127,7 @@ TEST(CompressMixed, SmolLM2BudgetMetAndMapWritten) {
   test::CliResult r = test::run_ctrust(common + " --target-bpw 6.5", "mixed1");
   ASSERT_EQ(r.status, 0) << r.err;
   json j = json::parse(r.out);
-  const json& mx = j.at("mixed");
+  const json mx = j.at("mixed");  // a copy: j is re-assigned below
   EXPECT_FALSE(mx.at("table_reused").get<bool>());
   const uint64_t file_bytes = mx.at("file_tensor_bytes").get<uint64_t>();
   EXPECT_EQ(file_bytes, mx.at("planned_tensor_bytes").get<uint64_t>());
@@ -168,7 +168,7 @@ TEST(CompressMixed, SmolLM2BudgetMetAndMapWritten) {
   r = test::run_ctrust(common + " --target-bpw 6.0", "mixed2");
   ASSERT_EQ(r.status, 0) << r.err;
   j = json::parse(r.out);
-  const json& m2 = j.at("mixed");
+  const json m2 = j.at("mixed");
   EXPECT_TRUE(m2.at("table_reused").get<bool>());
   EXPECT_LT(m2.at("file_tensor_bytes").get<uint64_t>(), file_bytes);
   EXPECT_GT(m2.at("predicted_kl").get<double>(), mx.at("predicted_kl").get<double>());
