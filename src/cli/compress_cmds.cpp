@@ -23,6 +23,8 @@ struct CompressArgs {
       legacy_fit, recipe, sparsity;
   std::vector<std::string> tensor_type;
   Recipe r;
+  MixOptions mix;
+  std::string mix_levels;
   bool sym = false, asym = false, calib_raw = false;
 };
 
@@ -62,6 +64,25 @@ void load_recipe_file(CompressArgs& a, const CLI::App& app) {
   if (!a.r.imatrix_file.empty()) a.imatrix = a.r.imatrix_file;
 }
 
+// The --target-bpw part of the report.
+json mix_json(const MixRunResult& m, const MixOptions& o) {
+  const MixPlan& p = m.plan;
+  const SensitivityTable& t = p.table;
+  json map = json::array(), front = json::array();
+  for (size_t u = 0; u < t.units.size(); ++u) map.push_back({{"unit", t.units[u]}, {"level", t.levels[p.choice.pick[u]]}});
+  for (const MixChoice& f : p.frontier)
+    front.push_back({{"bytes", p.fixed.bytes + f.bytes},
+                     {"bpw", 8.0 * double(p.fixed.bytes + f.bytes) / double(p.fixed.elements)}, {"predicted", f.cost}});
+  return {{"target_bpw", o.target_bpw}, {"objective", o.objective}, {"budget_bytes", p.budget},
+          {"fixed_bytes", p.fixed.bytes}, {"planned_tensor_bytes", p.total_bytes()},
+          {"file_tensor_bytes", m.written.bytes}, {"elements", m.written.elements},
+          {"bpw", 8.0 * double(m.written.bytes) / double(m.written.elements)},
+          {"predicted_kl", p.predicted_kl}, {"predicted_flips", p.predicted_flips},
+          {"measured_calib_kl", m.check.kl}, {"measured_calib_kl_se", m.check.kl_se},
+          {"measured_calib_flips", m.check.flips}, {"calib_tokens", m.check.tokens}, {"table_reused", p.table_reused},
+          {"map", map}, {"frontier", front}, {"table", t.to_json()}};
+}
+
 void cmd_compress(CompressArgs& a, const Common& c, const CLI::App& app) {
   Recipe& r = a.r;
   if (!a.recipe.empty()) {
@@ -74,6 +95,21 @@ void cmd_compress(CompressArgs& a, const Common& c, const CLI::App& app) {
     if (method_is_pruning(r.method) && app.get_option("--bits")->count() > 0) r.prune_quant = true;
   }
   add_type_rules(a);
+  const bool mixed = a.mix.target_bpw != 0;
+  if (mixed) {
+    if (!a.mix_levels.empty()) {
+      a.mix.levels.clear();
+      for (size_t p = 0; p <= a.mix_levels.size();) {
+        size_t q = a.mix_levels.find(',', p);
+        if (q == std::string::npos) q = a.mix_levels.size();
+        a.mix.levels.push_back(a.mix_levels.substr(p, q - p));
+        p = q + 1;
+      }
+    }
+    // Tensors outside the blocks: Q8_0 unless a rule says otherwise (rules are tried in order).
+    r.tensor_types.emplace_back("^token_embd\\.weight$", "q8_0");
+    r.tensor_types.emplace_back("^output\\.weight$", "q8_0");
+  }
   if (!a.legacy_fit.empty()) {
     if (a.legacy_fit != "ggml" && a.legacy_fit != "gptq") fail("--legacy-fit '{}': expected ggml or gptq", a.legacy_fit);
     r.legacy_ggml_fit = a.legacy_fit == "ggml";
@@ -115,10 +151,38 @@ void cmd_compress(CompressArgs& a, const Common& c, const CLI::App& app) {
   o.progress = [&](const std::string& msg) {
     progress.show(fmt::format("[{:.0f} s] {}", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), msg));
   };
+  if (mixed) {
+    o.mix = a.mix;
+    o.mix.seed = r.seed;
+    o.mix.calib_file = a.calib;
+    o.mix.calib_clean = r.calib_clean;
+    o.mix.progress = [&](int done, int total) {
+      const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      progress.show(fmt::format("sensitivity {}/{} (unit x level), {:.2f}/s, ETA {:.0f} s", done, total, done / el,
+                                el / done * (total - done)));
+    };
+  }
   const CompressRunResult res = compress_run(r, o);
   progress.finish();
-  if (c.json) print_json(compress_report_json(res, a.model, a.out));
-  else fmt::print("{}", compress_report_text(res, a.out));
+  if (c.json) {
+    json j = compress_report_json(res, a.model, a.out);
+    j["mixed"] = mixed ? mix_json(res.mix, a.mix) : json();
+    print_json(j);
+    return;
+  }
+  fmt::print("{}", compress_report_text(res, a.out));
+  if (mixed) {
+    const json mj = mix_json(res.mix, a.mix);
+    fmt::print("mixed precision (objective {}): ", a.mix.objective);
+    for (const json& e : mj["map"]) fmt::print("{}={} ", e["unit"].get<std::string>(), e["level"].get<std::string>());
+    fmt::print("\n  tensor bytes {} (planned {}, budget {}): {:.4f} bits per weight (target {})\n",
+               mj["file_tensor_bytes"].get<uint64_t>(), mj["planned_tensor_bytes"].get<uint64_t>(),
+               res.mix.plan.budget, mj["bpw"].get<double>(), a.mix.target_bpw);
+    fmt::print("  calibration KL: predicted (sum of units) {:.5f}, measured {:.5f} +- {:.5f}; flips predicted {:.4f}, "
+               "measured {:.4f} ({} tokens{})\n",
+               res.mix.plan.predicted_kl, res.mix.check.kl, res.mix.check.kl_se, res.mix.plan.predicted_flips,
+               res.mix.check.flips, res.mix.check.tokens, res.mix.plan.table_reused ? ", table reused" : "");
+  }
 }
 
 }  // namespace
@@ -229,6 +293,18 @@ void register_compress_commands(CLI::App& app) {
   c->add_option("--legacy-fit", a.legacy_fit,
                 "Output types q4_0/q5_0/q8_0: gptq (default: the GPTQ reference grid) or ggml (the scale ggml's own "
                 "quantizer picks, imatrix-weighted with --imatrix; the quantizer rounds on it)");
+  c->add_option("--target-bpw", a.mix.target_bpw,
+                "KL-guided mixed precision: choose each block's type (--mix-levels) so that the file's tensors take at "
+                "most this many bits per weight (llama.cpp's BPW) with the least predicted KL (--objective)");
+  c->add_option("--objective", a.mix.objective, "--target-bpw: kl (default: mean token KL) or flips (top-1 changes)");
+  c->add_option("--mix-levels", a.mix_levels,
+                "--target-bpw: candidate types, comma-separated (default q2_k,q3_k,q4_k,q5_k,q6_k,q8_0; a K type "
+                "falls back as llama-quantize for inputs not a multiple of 256)");
+  c->add_option("--sens-nsamples", a.mix.n_samples, "--target-bpw: sensitivity sequences (default 4)");
+  c->add_option("--sens-seqlen", a.mix.seq_len, "--target-bpw: tokens per sensitivity sequence (default 256)");
+  c->add_option("--sens-table", a.mix.table_path,
+                "--target-bpw: JSON file of the sensitivity table: reused if it exists (same options; --mix-levels may be a "
+                "subset of its levels, e.g. one level for a uniform file), else measured and written");
   c->add_option("--skip", r.skip, "Regex of tensor names to leave alone");
   c->add_option("--only", r.only, "Regex of tensor names to compress (others left alone)");
   add_common(c, o);

@@ -66,9 +66,11 @@ void cmd_info(const ModelArgs& a, const Common& c) {
   { Tokenizer check(m.tok); }  // a tokenizer that cannot be built fails here, as it would when the model runs
   const ModelConfig& g = m.cfg;
   int64_t params = 0;
+  uint64_t tensor_bytes = 0;  // what llama.cpp's "model size" counts (BPW = 8 x this / params)
   std::map<std::string, int> types;
   for (const auto& [name, t] : m.tensors) {
     params += t.numel();
+    tensor_bytes += ggml_nbytes(t.src_type, t.numel());
     types[ggml_type_name(t.src_type)]++;
   }
   std::string recipe;
@@ -91,6 +93,8 @@ void cmd_info(const ModelArgs& a, const Common& c) {
     j["tokenizer"] = {{"model", m.tok.model}, {"pre", m.tok.pre}, {"n_tokens", m.tok.tokens.size()},
                       {"bos_id", m.tok.bos_id}, {"eos_id", m.tok.eos_id}, {"add_bos", m.tok.add_bos}};
     j["n_params"] = params;
+    j["tensor_bytes"] = tensor_bytes;
+    j["bpw"] = params > 0 ? 8.0 * double(tensor_bytes) / double(params) : 0.0;
     j["n_tensors"] = m.tensors.size();
     j["tensor_types"] = types;
     json meta = json::object();

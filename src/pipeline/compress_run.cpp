@@ -107,11 +107,21 @@ CompressRunResult compress_run(Recipe& r, const CompressRunOptions& o) {
   Imatrix imat;
   if (!o.imatrix.empty()) imat = read_imatrix(o.imatrix);
   CompressRunResult res;
+  if (o.mix.target_bpw != 0) {
+    res.mix.on = true;
+    res.mix.plan = plan_mixed_precision(*model, r, o.imatrix.empty() ? nullptr : &imat, o.mix);
+  }
   res.report = compress_model(*model, r, cal, o.progress, o.imatrix.empty() ? nullptr : &imat);
   SaveOptions so;
   so.extra_meta = recipe_metadata(res.report.recipe);
   for (GgufKV& kv : linear_mode_metadata(*model)) so.extra_meta.push_back(std::move(kv));
   save_gguf(model->file, o.out, so);
+  if (res.mix.on) {
+    // The written file against the plan, and the mixed model's KL on the sensitivity sample (additivity check).
+    res.mix.written = gguf_tensor_size(o.out);
+    auto base = open_model(o.model, LoadOptions{o.tokenizer});
+    res.mix.check = calibration_kl(*base, *model, res.mix.plan.calib);
+  }
   res.seconds = seconds_since(t0);
   res.sizes = sizes_of(*model, res.report, o.model, o.out);
   return res;

@@ -7,6 +7,7 @@
 
 #include "compress/calib.h"
 #include "compress/driver.h"
+#include "compress/mixed.h"
 #include "compress/recipe.h"
 
 namespace ctrust {
@@ -20,6 +21,7 @@ struct CompressRunOptions {
   std::string calib_chat;  // "": plain calibration text; "auto": the model's chat template; else a template name
   std::string imatrix;     // imatrix file weighting the K-quant fits ("": none)
   CompressProgress progress;  // messages of the compression driver
+  MixOptions mix;             // target_bpw > 0: KL-guided mixed precision (compress/mixed.h) chooses the block types
 };
 
 // Sizes in bytes: the files; the compressed tensors as stored and as f32; the tensor data a load of the written
@@ -29,9 +31,18 @@ struct CompressSizes {
   uint64_t file = 0, input_file = 0, stored = 0, f32 = 0, mem_f32 = 0, mem_native = 0;
 };
 
+// --target-bpw: the plan, the written file's tensor size and the mixed model's KL on the sensitivity sample.
+struct MixRunResult {
+  bool on = false;
+  MixPlan plan;
+  FixedSize written;  // tensor bytes / elements of the written file
+  PairKl check;       // measured KL of the written model against the input on plan.calib (additivity check)
+};
+
 struct CompressRunResult {
   CompressReport report;  // report.recipe: the recipe as applied and written into the file
   CompressSizes sizes;
+  MixRunResult mix;
   double seconds = 0;     // load + calibration + compression + writing
 };
 
