@@ -25,7 +25,8 @@ say() { echo "[setup] $*" >&2; }
 # 1. Debian packages.
 pkgs=(g++ cmake ninja-build pkg-config python3 python3-pip libopenblas-openmp-dev liblapacke-dev
       nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libsqlite3-dev libbz2-dev libgtest-dev
-      libbenchmark-dev chromium)
+      libbenchmark-dev chromium libcurl4-openssl-dev)
+# libcurl4-openssl-dev: HTTP(S) of the remote backend (--backend openai, src/backend/http.cpp)
 # chromium: the headless browser of the HTML report's test (ReportBrowser.*, tests/report_browser.py)
 # clang, its libFuzzer/sanitizer runtime and OpenMP: only for scripts/fuzz.sh, which sets CTRUST_FUZZ=1.
 if [ "${CTRUST_FUZZ:-0}" = 1 ]; then pkgs+=(clang-14 libclang-rt-14-dev libomp-14-dev); fi
