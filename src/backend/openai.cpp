@@ -216,8 +216,11 @@ PromptLogprobs OpenAIBackend::parse_echo(const json& choice, const std::vector<i
   if (mode_ == "echo-text" && strs && piece) {
     for (size_t e = 0; e < n_prompt && e < strs->size(); e++) {
       if (!(*strs)[e].is_string()) continue;
-      const std::string theirs = valid_utf8((*strs)[e].get<std::string>());
-      const std::string ours = valid_utf8(piece(tokens[e + off]));
+      std::string theirs = valid_utf8((*strs)[e].get<std::string>());
+      std::string ours = valid_utf8(piece(tokens[e + off]));
+      // The first token's text may lose the space a SentencePiece tokenizer prefixes (llama.cpp's detokenizer
+      // drops it at the start of a text).
+      if (e == 0 && !ours.empty() && ours[0] == ' ' && (theirs.empty() || theirs[0] != ' ')) ours.erase(0, 1);
       if (theirs != ours)
         fail("openai backend: the server tokenized a prompt differently from the local tokenizer (token {}: "
              "server '{}', local '{}'); use the served model's own tokenizer file with --tokenizer", e + off,

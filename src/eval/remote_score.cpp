@@ -11,7 +11,15 @@
 namespace ctrust {
 
 RemoteScorer::RemoteScorer(const OpenAIBackend& backend, const Tokenizer& tok, int n_ctx)
-    : b_(&backend), tok_(&tok), n_ctx_(n_ctx) {}
+    : b_(&backend), tok_(&tok), n_ctx_(std::max(4, n_ctx - 2)) {
+  // A server evaluates every token it is sent, the last one included, and needs a slot for the one token it
+  // generates (max_tokens 1): requests are cut to n_ctx - 2 inputs, two fewer than the engine's (only items longer
+  // than the context are affected).
+  if (b_->mode() == "echo-text" && !tok_->adds_bos() && b_->server_kind() == "llama-cpp-python")
+    fail("openai backend: llama-cpp-python's echo log-probabilities are shifted by one token for a model that adds "
+         "no BOS (its _create_completion pairs each echoed token with the previous position's distribution), so "
+         "they cannot score this model; serve it with vLLM, or score it with ctrust's own engine");
+}
 
 PromptLogprobs RemoteScorer::logprobs(const std::vector<int32_t>& tokens) const {
   const bool bos = tok_->adds_bos() && !tokens.empty() && tokens[0] == tok_->bos();
