@@ -209,11 +209,8 @@ TEST(Remote, TrustGenerationSendsTheProtocolsSamplingSettings) {
                            "remote_trust", "CTRUST_TEST_KEY=sk-test-123");
   ASSERT_EQ(r.status, 0) << r.err;
   ASSERT_FALSE(bodies.empty());
-  const json out = json::parse(r.out);
-  EXPECT_EQ(out["run"]["settings"]["compute"], "remote");
-  EXPECT_EQ(out["run"]["settings"]["backend"]["served_model"], "stub");
-  EXPECT_EQ(out["run"]["settings"]["backend"]["server"], "llama-cpp-python");
-  std::set<int64_t> seeds;
+  EXPECT_EQ(json::parse(r.out)["generated"], 18);  // 3 stereotype settings x 2 items x 3 samples
+  std::map<std::string, std::set<int64_t>> seeds;  // prompt -> the seeds of its samples
   for (size_t i = 0; i < bodies.size(); i++) {
     const json& b = bodies[i];
     EXPECT_EQ(b["model"], "stub");
@@ -227,13 +224,18 @@ TEST(Remote, TrustGenerationSendsTheProtocolsSamplingSettings) {
     EXPECT_EQ(b["repeat_penalty"], 1.0);
     EXPECT_NE(b["prompt"].get<std::string>().find("<|im_start|>user"), std::string::npos);
     EXPECT_EQ(auth[i], "sk-test-123");
-    seeds.insert(b["seed"].get<int64_t>());
+    seeds[b["prompt"].get<std::string>()].insert(b["seed"].get<int64_t>());
   }
-  EXPECT_EQ(seeds.size(), bodies.size()) << "every sample has its own seed";
+  ASSERT_FALSE(seeds.empty());
+  for (const auto& [prompt, ss] : seeds) EXPECT_EQ(ss.size(), 3u) << "each of 3 samples has its own seed: " << prompt;
   Store st(db, StoreMode::ReadOnly);
   auto runs = st.list_runs();
   ASSERT_EQ(runs.size(), 1u);
   EXPECT_EQ(runs[0].model_path, base_url(s) + " stub");
+  EXPECT_EQ(runs[0].settings["compute"], "remote");
+  EXPECT_EQ(runs[0].settings["backend"]["served_model"], "stub");
+  EXPECT_EQ(runs[0].settings["backend"]["server"], "llama-cpp-python");
+  EXPECT_EQ(runs[0].n_items, 18);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -413,14 +415,13 @@ TEST(RemoteServer, TrustThroughTheServerAndNoBosEchoRefused) {
                              "remote_srv_trust");
   ASSERT_EQ(rem.status, 0) << rem.err << "\nserver log:\n" << srv.tail();
   EXPECT_NE(rem.err.find("tokenizer agrees with the local one"), std::string::npos) << rem.err;
-  const json rj = json::parse(rem.out);
-  EXPECT_EQ(rj["run"]["settings"]["compute"], "remote");
-  EXPECT_GT(rj["generated"].get<int>(), 0);
+  EXPECT_GT(json::parse(rem.out)["generated"].get<int>(), 0);
   CliResult loc = run_ctrust("trust -m " + test::smollm_q4_1() + " -t 1 --name native" + common, "remote_srv_trust_loc");
   ASSERT_EQ(loc.status, 0) << loc.err;
   Store st(db, StoreMode::ReadOnly);
   auto runs = st.list_runs();
   ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].name == "remote" ? runs[0].settings["compute"] : runs[1].settings["compute"], "remote");
   auto ia = st.items(runs[0].id), ib = st.items(runs[1].id);
   ASSERT_EQ(ia.size(), ib.size());
   ASSERT_GT(ia.size(), 0u);

@@ -134,11 +134,17 @@ void OpenAIBackend::probe(bool needs_logprobs) {
     return;
   }
   // Probes, cheapest to most widely supported. A server that rejects a probe (4xx) simply lacks that mode.
+  // A server that cannot reach us fails at once; one that rejects a probe (4xx, or 5xx for a parameter it does not
+  // support, as llama-server does for echo) lacks that mode: its message is kept for the final error.
+  std::string refused;
   auto try_post = [&](const json& body) -> std::optional<json> {
     const std::string u = url_join(api_base(opt_.base_url), "/completions");
     HttpResponse pr = http_.post_json(u, body.dump());
-    if (pr.status == 0 || pr.status >= 500) fail("openai backend: {}", server_error(u, pr));
-    if (pr.status < 200 || pr.status >= 300) return std::nullopt;
+    if (pr.status == 0) fail("openai backend: {}", server_error(u, pr));
+    if (pr.status < 200 || pr.status >= 300) {
+      refused += "; " + server_error(u, pr);
+      return std::nullopt;
+    }
     try {
       json j = json::parse(pr.body);
       if (j.contains("choices") && j["choices"].is_array() && !j["choices"].empty()) return j["choices"][0];
@@ -186,7 +192,7 @@ void OpenAIBackend::probe(bool needs_logprobs) {
   }
   fail("openai backend: the server at {} ({}) returns no log-probabilities of the prompt (tried vLLM's "
        "prompt_logprobs and echo with logprobs, as token ids and as text); log-likelihood scoring (eval, kld) needs "
-       "them. Generation (trust) works without them.", opt_.base_url, kind_);
+       "them. Generation (trust) works without them.{}", opt_.base_url, kind_, refused);
 }
 
 json OpenAIBackend::settings() const {
