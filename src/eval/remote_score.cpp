@@ -47,6 +47,26 @@ std::vector<ItemScore> RemoteScorer::score_batch(const std::vector<const TaskIte
     reqs[a] = item_requests(*tok_, n_ctx_, *items[a]);
     for (size_t i = 0; i < reqs[a].size(); i++) jobs.push_back({a, i});
   }
+  // Per-job results first (ItemScore::greedy is a vector<bool>: its bits must not be written from two threads).
+  struct Res {
+    double ll = 0;
+    bool greedy = true;
+  };
+  std::vector<Res> res(jobs.size());
+  parallel_for(jobs.size(), b_->options().max_inflight, [&](size_t j) {
+    const Job& jb = jobs[j];
+    const Request& r = reqs[jb.item][jb.choice];
+    const TaskItem& item = *items[jb.item];
+    PromptLogprobs lp = logprobs(r.tokens);
+    for (size_t t = size_t(r.ctx_len); t < r.tokens.size(); t++) {
+      if (!std::isfinite(lp.logp[t]))
+        fail("openai backend: item {}/{}: the server gave no log-probability for token {} of the prompt (the first "
+             "token after BOS has none in the echo APIs: an empty context cannot be scored this way)",
+             item.task, item.id, t);
+      res[j].ll += lp.logp[t];
+      if (lp.logp[t] < lp.top_logp[t]) res[j].greedy = false;
+    }
+  });
   std::vector<ItemScore> out(items.size());
   for (size_t a = 0; a < items.size(); a++) {
     const size_t nc = reqs[a].size();
@@ -55,27 +75,15 @@ std::vector<ItemScore> RemoteScorer::score_batch(const std::vector<const TaskIte
     out[a].n_bytes.assign(nc, 0);
     out[a].greedy.assign(nc, true);
   }
-  parallel_for(jobs.size(), b_->options().max_inflight, [&](size_t j) {
+  for (size_t j = 0; j < jobs.size(); j++) {
     const Job& jb = jobs[j];
     const Request& r = reqs[jb.item][jb.choice];
-    const TaskItem& item = *items[jb.item];
-    PromptLogprobs lp = logprobs(r.tokens);
-    double ll = 0;
-    bool greedy = true;
-    for (size_t t = size_t(r.ctx_len); t < r.tokens.size(); t++) {
-      if (!std::isfinite(lp.logp[t]))
-        fail("openai backend: item {}/{}: the server gave no log-probability for token {} of the prompt (the first "
-             "token after BOS has none in the echo APIs: an empty context cannot be scored this way)",
-             item.task, item.id, t);
-      ll += lp.logp[t];
-      if (lp.logp[t] < lp.top_logp[t]) greedy = false;
-    }
-    ItemScore& s = out[jb.item];  // each job writes its own choice's slots
-    s.ll[jb.choice] = ll;
+    ItemScore& s = out[jb.item];
+    s.ll[jb.choice] = res[j].ll;
     s.n_tokens[jb.choice] = int(r.tokens.size()) - r.ctx_len;
-    s.n_bytes[jb.choice] = bytes_of_choice(item, jb.choice);
-    s.greedy[jb.choice] = greedy;
-  });
+    s.n_bytes[jb.choice] = bytes_of_choice(*items[jb.item], jb.choice);
+    s.greedy[jb.choice] = res[j].greedy;
+  }
   requests_ += int64_t(jobs.size());
   for (size_t a = 0; a < items.size(); a++) finish_score(out[a], *items[a], reqs[a]);
   return out;
