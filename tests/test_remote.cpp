@@ -23,7 +23,7 @@
 #include "cli_run.h"
 #include "fake_http.h"
 #include "store/store.h"
-#include "store/trust_runs.h"
+#include "pipeline/trust_runs.h"
 #include "test_paths.h"
 
 namespace ctrust {
