@@ -6,6 +6,8 @@
 #   CTRUST_TARGETS build only these targets (default: all; the demo builds only "ctrust")
 #   CTRUST_SETUP_F32=0  do not write the F32 copy of SmolLM2 (only the tests use it)
 #   CTRUST_FUZZ=1  also installs clang-14 + libFuzzer (scripts/fuzz.sh)
+#   CTRUST_REMOTE=1  also installs llama-cpp-python's OpenAI-compatible server (the RemoteServer.* tests of the
+#                  remote backend, docs/remote.md; pip builds llama.cpp from source: see docs/remote.md for its cost)
 # Option: --models qwen0.5b,qwen1.5b,gemma3-270m also fetches these optional models (scripts/fetch_models.sh; not done by
 # default: 0.5 and 1.1 GB). The tests that use them skip when they are absent.
 set -euo pipefail
@@ -25,7 +27,8 @@ say() { echo "[setup] $*" >&2; }
 # 1. Debian packages.
 pkgs=(g++ cmake ninja-build pkg-config python3 python3-pip libopenblas-openmp-dev liblapacke-dev
       nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libsqlite3-dev libbz2-dev libgtest-dev
-      libbenchmark-dev chromium)
+      libbenchmark-dev chromium libcurl4-openssl-dev)
+# libcurl4-openssl-dev: HTTP(S) of the remote backend (--backend openai, src/backend/http.cpp)
 # chromium: the headless browser of the HTML report's test (ReportBrowser.*, tests/report_browser.py)
 # clang, its libFuzzer/sanitizer runtime and OpenMP: only for scripts/fuzz.sh, which sets CTRUST_FUZZ=1.
 if [ "${CTRUST_FUZZ:-0}" = 1 ]; then pkgs+=(clang-14 libclang-rt-14-dev libomp-14-dev); fi
@@ -100,4 +103,11 @@ f32="$cache/models/SmolLM2-135M-Instruct.F32.gguf"
 if [ "${CTRUST_SETUP_F32:-1}" = 1 ] && [ ! -s "$f32" ]; then
   say "writing $f32 (dequantized copy, about 540 MB)"
   "$build/ctrust" convert -m "$model" -o "$f32" --type f32 >/dev/null
+fi
+
+# 5. Optional: llama-cpp-python's server for the remote backend's real-server tests (RemoteServer.*; they skip
+#    without it). pip builds llama.cpp from source.
+if [ "${CTRUST_REMOTE:-0}" = 1 ] && ! python3 -c 'import llama_cpp.server.app' 2>/dev/null; then
+  say "pip install llama-cpp-python[server]==0.3.36 (builds llama.cpp from source)"
+  python3 -m pip install --quiet --disable-pip-version-check "llama-cpp-python[server]==0.3.36"
 fi

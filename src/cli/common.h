@@ -1,6 +1,7 @@
 // Shared pieces of the command-line front end: options every command has, output helpers.
 #pragma once
 #include <chrono>
+#include <memory>
 #include <cstdio>
 #include <sstream>
 #include <stdexcept>
@@ -82,5 +83,32 @@ inline std::vector<std::string> split_list(const std::string& s) {
     if (!item.empty()) out.push_back(item);
   return out;
 }
+
+}  // namespace ctrust::cli
+
+namespace ctrust {
+class OpenAIBackend;
+class Tokenizer;
+struct Model;
+}  // namespace ctrust
+
+namespace ctrust::cli {
+
+// --backend openai --base-url URL [--api-key-env VAR] --served-model NAME [--max-inflight N] [--timeout S]
+// [--retries N] on eval, trust and kld (docs/remote.md).
+struct RemoteArgs {
+  std::string backend = "local", base_url, api_key_env, served_model, logprobs_mode;
+  int max_inflight = 4, retries = 4;
+  double timeout = 600;
+  bool on() const { return backend == "openai"; }
+};
+void add_remote(CLI::App* app, RemoteArgs& r);
+// Connects (probe: the served model exists, which log-probability mode the server has), then checks the server's
+// tokenizer against the local one on a sample; one line on stderr says what was found.
+std::unique_ptr<OpenAIBackend> open_backend(const RemoteArgs& r, const Tokenizer& tok, bool needs_logprobs);
+// The model that supplies the tokenizer (and the context length, chat template) of a remote run: --tokenizer FILE
+// (the served model's GGUF file or Hugging Face folder), loaded without dequantizing; -m must be empty.
+std::unique_ptr<Model> open_tokenizer_model(const std::string& cmd, const std::string& tokenizer,
+                                            const std::string& model);
 
 }  // namespace ctrust::cli

@@ -8,9 +8,11 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "backend/openai.h"
 #include "base/file.h"
 #include "cli/common.h"
 #include "eval/kld.h"
+#include "eval/remote_score.h"
 #include "model/model.h"
 #include "report/eval_text.h"
 
@@ -23,7 +25,9 @@ struct EvalArgs {
   std::string model, tokenizer, tasks, name, db = "ctrust.db", compute = "f32", sample = "stratified";
   int limit = 0, fewshot = -1, ctx = 2048;
   uint64_t seed = 0;
+  RemoteArgs remote;
 };
+
 
 void cmd_eval(const EvalArgs& a, const Common& c) {
   // Everything that can be checked without the model is checked first: the task names (or declaration files),
@@ -31,10 +35,19 @@ void cmd_eval(const EvalArgs& a, const Common& c) {
   std::vector<std::string> tasks = split_list(a.tasks);
   if (tasks.empty()) fail("--tasks: give at least one task");
   for (const std::string& t : tasks) load_task_spec(t);
-  if (!std::filesystem::exists(a.model)) fail("{}: model not found", a.model);
+  if (!a.remote.on() && a.model.empty()) fail("eval: -m/--model is required (or --backend openai)");
+  if (!a.remote.on() && !std::filesystem::exists(a.model)) fail("{}: model not found", a.model);
   { Store probe(a.db); }
-  auto model = open_model(a.model, LoadOptions{a.tokenizer, compute_mode_from_name(a.compute)});
+  std::unique_ptr<Model> model;
+  std::unique_ptr<OpenAIBackend> backend;
+  if (a.remote.on()) {
+    model = open_tokenizer_model("eval", a.tokenizer, a.model);
+    backend = open_backend(a.remote, model->tok, /*needs_logprobs=*/true);
+  } else {
+    model = open_model(a.model, LoadOptions{a.tokenizer, compute_mode_from_name(a.compute)});
+  }
   EvalOptions opt;
+  opt.remote = backend.get();
   opt.db = a.db;
   opt.name = a.name;
   opt.limit = a.limit;
@@ -52,7 +65,7 @@ void cmd_eval(const EvalArgs& a, const Common& c) {
                                       "are complete); the same command resumes from there",
                                       done, total, t, a.db));
     };
-    EvalResult r = eval_run(*model, a.model, t, opt);
+    EvalResult r = eval_run(*model, a.remote.on() ? a.remote.served_model : a.model, t, opt);
     if (c.json) {
       all.push_back(r.to_json());
       continue;
@@ -90,6 +103,7 @@ void cmd_compare(const std::string& db, const std::string& a, const std::string&
 struct KldArgs {
   std::string base, model, tokenizer, file, save_base, load_base, compute = "f32";
   int ctx = 512, chunks = -1, top_k = 0;
+  RemoteArgs remote;
 };
 
 std::string read_text(const std::string& path) { return read_regular_file(path, "text file"); }
@@ -103,7 +117,54 @@ std::function<void(int, int)> chunk_progress() {
   };
 }
 
+// kld with --backend openai: the served model is the base. The server returns top-k log-probabilities only, so
+// the KL is the top-k lower bound (as --load-base); -m is the local model compared with it, whose tokenizer
+// builds the chunks (checked against the server's).
+void cmd_kld_remote(const KldArgs& a, const Common& c) {
+  if (!a.base.empty() || !a.load_base.empty())
+    fail("kld: with --backend openai the served model is the base: drop --base / --load-base");
+  if (a.file.empty()) fail("kld: -f/--file is required");
+  if (a.save_base.empty() && a.model.empty()) fail("kld: -m/--model is required (unless --save-base)");
+  if (!a.save_base.empty()) check_output_path(a.save_base);
+  const std::string text = read_text(a.file);
+  std::unique_ptr<Model> b = a.model.empty() ? open_tokenizer_model("kld", a.tokenizer, "")
+                                             : open_model(a.model, LoadOptions{a.tokenizer, compute_mode_from_name(a.compute)});
+  auto backend = open_backend(a.remote, b->tok, /*needs_logprobs=*/true);
+  KldOptions opt;
+  opt.n_ctx = a.ctx;
+  opt.max_chunks = a.chunks;
+  opt.progress = chunk_progress();
+  const int k = a.top_k > 0 ? a.top_k : 20;
+  fmt::print(stderr, "kld: the server returns top-{} log-probabilities only: KL is computed on the top-{} tokens + "
+             "the rest, a lower bound of the full-vocabulary KL\n", k, k);
+  KldBase kb = make_kld_base_remote(*backend, b->tok, b->cfg.n_vocab, text, k, opt);
+  if (!a.save_base.empty()) {
+    save_kld_base(kb, a.save_base);
+    if (!c.json) fmt::print("saved {}: {} chunks of {}, {} scored tokens, top-{} log-probs of {}\n", a.save_base,
+                            kb.n_chunks, a.ctx, kb.n_scored(), k, a.remote.served_model);
+    if (a.model.empty()) {
+      if (c.json) print_json({{"base", a.remote.served_model}, {"saved", a.save_base}, {"top_k", k},
+                              {"n_chunks", kb.n_chunks}, {"n_tokens", kb.n_scored()}});
+      return;
+    }
+  }
+  opt.progress = chunk_progress();
+  KldStats s = kl_divergence(kb, *b, text, opt);
+  if (c.json) {
+    json j = s.to_json();
+    j["base"] = a.remote.served_model;
+    j["backend"] = backend->settings();
+    j["model"] = a.model;
+    j["file"] = a.file;
+    j["compute"] = a.compute;
+    print_json(j);
+    return;
+  }
+  fmt::print("{}", kld_text(s, a.remote.served_model + " (served, top-" + std::to_string(k) + ")", a.model));
+}
+
 void cmd_kld(const KldArgs& a, const Common& c) {
+  if (a.remote.on()) return cmd_kld_remote(a, c);
   if (a.base.empty() == a.load_base.empty()) fail("kld: give either --base MODEL or --load-base FILE");
   if (!a.load_base.empty() && !a.save_base.empty()) fail("kld: --save-base and --load-base exclude each other");
   if (a.save_base.empty() && a.model.empty()) fail("kld: -m/--model is required (unless --save-base)");
@@ -188,8 +249,10 @@ void register_eval_commands(CLI::App& app) {
     static EvalArgs a;
     static Common o;
     auto* c = app.add_subcommand("eval", "Evaluate a model on tasks; every item goes to the results store");
-    c->add_option("-m,--model", a.model, "Model file or folder")->required();
-    c->add_option("--tokenizer", a.tokenizer, "llama2.c tokenizer .bin");
+    c->add_option("-m,--model", a.model, "Model file or folder");
+    c->add_option("--tokenizer", a.tokenizer,
+                  "llama2.c tokenizer .bin; with --backend openai: the served model's GGUF file or HF folder");
+    add_remote(c, a.remote);
     c->add_option("--tasks", a.tasks, "Comma-separated task names or declaration files (tasks/*.json)")->required();
     c->add_option("--limit", a.limit,
                   "N items of each (sub)task: a seeded sample stratified by the gold answer, nested (a larger N "
@@ -243,6 +306,7 @@ void register_eval_commands(CLI::App& app) {
     c->add_option("--save-base", a.save_base, "Write a compact baseline (top-k log-probs + rest mass) of --base");
     c->add_option("--load-base", a.load_base, "Compare -m against a baseline written by --save-base");
     c->add_option("--tokenizer", a.tokenizer, "llama2.c tokenizer .bin (both models)");
+    add_remote(c, a.remote);
     add_compute(c, a.compute, "f32");
     add_common(c, o);
     c->callback([] { apply_threads(o); cmd_kld(a, o); });

@@ -8,7 +8,9 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "backend/openai.h"
 #include "cli/common.h"
+#include "trust/remote_gen.h"
 #include "model/model.h"
 #include "report/trust_text.h"
 #include "trust/run.h"
@@ -33,6 +35,7 @@ struct TrustArgs {
   std::string preset;
   int limit = 0, batch = 8, max_new_tokens = 0, bootstrap = 1000, min_shared_prefix = 16;
   uint64_t seed = 0, bootstrap_seed = 42;
+  RemoteArgs remote;
 };
 
 void cmd_trust(const TrustArgs& a, const Common& c) {
@@ -77,8 +80,17 @@ void cmd_trust(const TrustArgs& a, const Common& c) {
 
   // Everything checkable without the model is checked above; the results database last (opened, and created
   // if new, as the run will).
-  if (!std::filesystem::exists(a.model)) fail("{}: model not found", a.model);
+  if (!a.remote.on() && a.model.empty()) fail("trust: -m/--model is required (or --backend openai)");
+  if (!a.remote.on() && !std::filesystem::exists(a.model)) fail("{}: model not found", a.model);
   { Store probe(a.db); }
+  std::unique_ptr<Model> model;
+  std::unique_ptr<OpenAIBackend> backend;
+  if (a.remote.on()) {
+    model = open_tokenizer_model("trust", a.tokenizer, a.model);
+    backend = open_backend(a.remote, model->tok, /*needs_logprobs=*/false);
+    opt.generate = remote_generate(*backend);
+    so.remote = backend.get();
+  }
 
   // Progress: "[ethics commonsense/jailbreak_1] 3/10, 123 records, 0.85/s, ETA 8 s" (this task's ETA); redrawn on
   // a terminal, a plain line every 10 s otherwise.
@@ -101,8 +113,8 @@ void cmd_trust(const TrustArgs& a, const Common& c) {
     progress.show(fmt::format("[{}] {}/{}, {} generated{}", label, done, total, generated,
                               rate_eta(generated, total - done, s, "items")), done == total);
   };
-  auto model = open_model(a.model, LoadOptions{a.tokenizer, compute_mode_from_name(a.compute)});
-  TrustRunResult r = trust_run(*model, a.model, opt, so);
+  if (!model) model = open_model(a.model, LoadOptions{a.tokenizer, compute_mode_from_name(a.compute)});
+  TrustRunResult r = trust_run(*model, a.remote.on() ? a.remote.served_model : a.model, opt, so);
   progress.finish();
   if (c.json) {
     json j = r.to_json();
@@ -188,8 +200,10 @@ void register_trust_commands(CLI::App& app) {
     static Common o;
     auto* c = app.add_subcommand("trust", "Trustworthiness on the eight DecodingTrust perspectives (0-100 scores); "
                                           "every answer goes to the results store");
-    c->add_option("-m,--model", a.model, "Model file or folder")->required();
-    c->add_option("--tokenizer", a.tokenizer, "llama2.c tokenizer .bin");
+    c->add_option("-m,--model", a.model, "Model file or folder");
+    c->add_option("--tokenizer", a.tokenizer,
+                  "llama2.c tokenizer .bin; with --backend openai: the served model's GGUF file or HF folder");
+    add_remote(c, a.remote);
     c->add_option("--perspectives", a.perspectives,
                   "Comma-separated: toxicity,stereotype,adv_robustness,ood,adv_demonstration,privacy,ethics,fairness "
                   "(default: all)");

@@ -53,17 +53,14 @@ static int argmax_of(const std::vector<double>& v) {
   return int(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
-namespace {
-
-// The requests of an item's choices, cut from the left to fit a cache of n_ctx slots.
-std::vector<Request> item_requests(const Model& m, int n_ctx, const TaskItem& item) {
+std::vector<Request> item_requests(const Tokenizer& tok, int n_ctx, const TaskItem& item) {
   const size_t nc = item.continuations.size();
   if (nc == 0) fail("item {}/{}: no choices", item.task, item.id);
   if (item.contexts.size() != 1 && item.contexts.size() != nc)
     fail("item {}/{}: {} contexts for {} choices", item.task, item.id, item.contexts.size(), nc);
   std::vector<Request> req(nc);
   for (size_t i = 0; i < nc; i++) {
-    req[i] = make_request(m.tok, item.contexts[std::min(i, item.contexts.size() - 1)], item.continuations[i]);
+    req[i] = make_request(tok, item.contexts[std::min(i, item.contexts.size() - 1)], item.continuations[i]);
     // Only tokens[0..n-1) are run (the last one is predicted, never an input): lm-eval's
     // (context + continuation)[-(max_length + 1):][:-1].
     const int over = int(req[i].tokens.size()) - 1 - n_ctx;
@@ -80,6 +77,8 @@ std::vector<Request> item_requests(const Model& m, int n_ctx, const TaskItem& it
   return req;
 }
 
+namespace {
+
 // Shared prefix of every request, no longer than the shortest context.
 size_t shared_prefix(const std::vector<Request>& req) {
   size_t L = size_t(req[0].ctx_len);
@@ -92,7 +91,8 @@ size_t shared_prefix(const std::vector<Request>& req) {
   return L;
 }
 
-// acc / acc_norm / token-mean predictions, correctness and mc2 from the per-choice sums in s.ll.
+}  // namespace
+
 void finish_score(ItemScore& s, const TaskItem& item, const std::vector<Request>& req) {
   const size_t nc = s.ll.size();
   for (const Request& r : req) {
@@ -132,12 +132,10 @@ int bytes_of_choice(const TaskItem& item, size_t i) {
                                                                     : item.continuations[i].size());
 }
 
-}  // namespace
-
 ItemScore score_item(const Model& m, KVCache& cache, const TaskItem& item) {
   const size_t nc = item.continuations.size();
   const int n_vocab = m.cfg.n_vocab;
-  std::vector<Request> req = item_requests(m, cache.n_ctx, item);
+  std::vector<Request> req = item_requests(m.tok, cache.n_ctx, item);
   const size_t L = shared_prefix(req);
   cache.truncate(0);
   std::vector<float> last;  // log-probs after the prefix (predicting position L)
@@ -224,7 +222,7 @@ ItemScore ItemScorer::score(const TaskItem& item) {
   const Model& m = *m_;
   const size_t nc = item.continuations.size();
   const int n_vocab = m.cfg.n_vocab;
-  std::vector<Request> req = item_requests(m, cache_.n_ctx, item);
+  std::vector<Request> req = item_requests(m.tok, cache_.n_ctx, item);
   const int L = int(shared_prefix(req));
   const std::vector<int32_t>& ctx = req[0].tokens;  // its first L tokens are the shared context
 
@@ -335,7 +333,7 @@ std::vector<ItemScore> ItemScorer::score_batch(const std::vector<const TaskItem*
   std::vector<Work> w(items.size());
   for (size_t a = 0; a < items.size(); a++) {
     Work& x = w[a];
-    x.req = item_requests(m, cache_.n_ctx, *items[a]);
+    x.req = item_requests(m.tok, cache_.n_ctx, *items[a]);
     x.L = int(shared_prefix(x.req));
     for (const Request& r : x.req) {
       x.run += std::max(0, int(r.tokens.size()) - 1 - x.L);

@@ -40,6 +40,14 @@ struct ItemScore {
   nlohmann::json extra() const;  // everything but ll/pred/correct, for the results store
 };
 
+// The requests of an item's choices, cut from the left to fit a cache of n_ctx slots (see score_item).
+std::vector<Request> item_requests(const Tokenizer& tok, int n_ctx, const TaskItem& item);
+// acc / acc_norm / token-mean predictions, correctness and mc2 of an item from the per-choice sums in s.ll
+// (s.n_tokens, s.n_bytes, s.greedy filled), and the truncation counts of its requests.
+void finish_score(ItemScore& s, const TaskItem& item, const std::vector<Request>& req);
+// Bytes of choice i's bare text (the acc_norm divisor).
+int bytes_of_choice(const TaskItem& item, size_t i);
+
 // Scores one item. `cache` must have been made for `m`; it is reset (truncate(0)) first.
 // Requests longer than the cache are cut from the left like lm-evaluation-harness's _loglikelihood_tokens:
 // the model sees the last n_ctx tokens of (context + continuation)[:-1], i.e. (context + continuation) keeps

@@ -5,10 +5,12 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <set>
 
 #include "base/error.h"
 #include "base/progress.h"
+#include "eval/remote_score.h"
 #include "eval/score.h"
 #include "pipeline/fingerprint.h"
 
@@ -174,7 +176,13 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
   RunInfo& run = res.run;
   run.name = opt.name.empty() ? std::filesystem::path(model_path).stem().string() : opt.name;
   run.model_path = model_path;
-  run.model_fp = model_fingerprint(m, opt.recipe);
+  if (opt.remote) {  // the served model: its name, the recipe and the local tokenizer identify it
+    run.model_path = opt.remote->options().base_url + " " + opt.remote->options().model;
+    const std::string id = "openai:" + opt.remote->options().model + ":" + opt.recipe + ":" + tokenizer_fingerprint(m);
+    run.model_fp = hex64(hash_bytes(id.data(), id.size()));
+  } else {
+    run.model_fp = model_fingerprint(m, opt.recipe);
+  }
   run.tokenizer_fp = tokenizer_fingerprint(m);
   run.task = spec.name;
   run.scoring = scoring_name(spec.scoring);
@@ -189,6 +197,12 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
   }
   // The compute mode, only when native: runs made in the f32 mode keep the settings they always had (resume).
   if (compute_mode(m) == ComputeMode::Native) run.settings["compute"] = compute_mode_name(ComputeMode::Native);
+  if (opt.remote) {
+    run.settings["compute"] = "remote";
+    run.settings["backend"] = opt.remote->settings();
+  }
+  std::optional<RemoteScorer> remote;
+  if (opt.remote) remote.emplace(*opt.remote, m.tok, n_ctx);
   if (spec.scoring == Scoring::Perplexity) run.settings["chunk"] = chunk;
   else run.settings["max_ctx"] = n_ctx;
 
@@ -232,7 +246,7 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
         res.n_skipped++;
         continue;
       }
-      ChunkScore cs = score_chunk(m, tokens, chunk, c);
+      ChunkScore cs = remote ? remote->score_chunk(tokens, chunk, c) : score_chunk(m, tokens, chunk, c);
       StoredItem it;
       it.task = spec.name;
       it.item_id = id;
@@ -250,7 +264,8 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
     prog.total = res.n_total;
     for (const auto& item : td.items) prog.resumed += done.count(item_key(item.task, item.id));
     prog.start();
-    ItemScorer scorer(m, n_ctx);
+    std::optional<ItemScorer> scorer;
+    if (!remote) scorer.emplace(m, n_ctx);
     // Items are scored a batch at a time (the scorer packs as many as fit into each forward pass) and committed
     // together. The batch starts at 1 item and doubles up to opt.batch, but stops growing while a batch takes
     // longer than opt.commit_seconds (and halves past twice that): the first items are stored at once and an
@@ -261,7 +276,7 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
     auto flush = [&]() {
       if (todo.empty()) return;
       const auto t_batch = std::chrono::steady_clock::now();
-      std::vector<ItemScore> scores = scorer.score_batch(todo);
+      std::vector<ItemScore> scores = remote ? remote->score_batch(todo) : scorer->score_batch(todo);
       const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_batch).count();
       if (took > 2 * opt.commit_seconds) batch = std::max(1, batch / 2);
       else if (took <= opt.commit_seconds) batch = std::min(opt.batch, 2 * batch);
@@ -407,6 +422,8 @@ Comparison compare_runs(const std::string& db, const std::string& sel_a, const s
     sb.erase("recipe");
     sa.erase("compute");  // its own warning below
     sb.erase("compute");
+    sa.erase("backend");  // a remote run's server: part of its compute mode ("remote")
+    sb.erase("backend");
     if (sa != sb)
       cmp.notes.push_back(fmt::format("{}: runs {} and {} have different task settings", ra.task, ra.id, rb->id));
     if (run_compute_mode(ra.settings) != run_compute_mode(rb->settings))

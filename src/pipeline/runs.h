@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend/openai.h"
 #include "eval/metrics.h"
 #include "eval/task.h"
 #include "model/model.h"
@@ -31,6 +32,9 @@ struct EvalOptions {
   // Called after each committed batch (items stored so far, items of the run). Throwing stops the run;
   // everything committed stays.
   std::function<void(int64_t done, int64_t total)> on_commit;
+  // Score through a served model (eval/remote_score.h) instead of the engine; the model then supplies only the
+  // tokenizer and context length. The run's settings record it ("compute": "remote", "backend": {...}).
+  const OpenAIBackend* remote = nullptr;
 };
 
 struct TaskSummary {

@@ -131,7 +131,13 @@ TrustRunResult trust_run(const Model& m, const std::string& model_path, TrustOpt
   RunInfo& run = res.run;
   run.name = so.name.empty() ? std::filesystem::path(model_path).stem().string() : so.name;
   run.model_path = model_path;
-  run.model_fp = model_fingerprint(m, so.recipe);
+  if (so.remote) {
+    run.model_path = so.remote->options().base_url + " " + so.remote->options().model;
+    const std::string id = "openai:" + so.remote->options().model + ":" + so.recipe + ":" + tokenizer_fingerprint(m);
+    run.model_fp = hex64(hash_bytes(id.data(), id.size()));
+  } else {
+    run.model_fp = model_fingerprint(m, so.recipe);
+  }
   run.tokenizer_fp = tokenizer_fingerprint(m);
   run.task = kTrustTask;
   run.scoring = "generate";
@@ -139,6 +145,10 @@ TrustRunResult trust_run(const Model& m, const std::string& model_path, TrustOpt
   if (so.recipe.empty()) run.settings["recipe"] = file_recipe(m);  // the recipe the file carries, if any
   // Only when native (f32 runs keep the settings they always had, so they resume).
   if (compute_mode(m) == ComputeMode::Native) run.settings["compute"] = compute_mode_name(ComputeMode::Native);
+  if (so.remote) {
+    run.settings["compute"] = "remote";
+    run.settings["backend"] = so.remote->settings();
+  }
 
   Store store(so.db);
   store.open_run(run);

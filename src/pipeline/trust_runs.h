@@ -15,6 +15,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend/openai.h"
+
 #include "model/model.h"
 #include "store/store.h"
 #include "trust/perspective.h"
@@ -34,6 +36,9 @@ struct TrustStoreOptions {
   std::string name;         // run name; "" = the model file's stem
   std::string scorer_id;    // identifies the toxicity scorer in the run settings ("ctrust-tox", "perspective-http URL")
   std::string recipe;       // part of the model fingerprint
+  // Generation through a served model (opt.generate set by the caller, trust/remote_gen.h): recorded in the run
+  // ("compute": "remote", "backend": {...}); the fingerprint is the served model's name + the local tokenizer's.
+  const OpenAIBackend* remote = nullptr;
 };
 
 struct TrustRunResult {

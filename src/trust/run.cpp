@@ -52,14 +52,17 @@ GenerateOptions with_template_stops(const ChatTemplate& t, const GenerateOptions
   for (const auto& s : t.stop_strings) go.stop_strings.push_back(s);
   return go;
 }
-// Decoded output, cut at the first stop string.
-std::string chat_output(const Model& m, const GenerateOptions& go, const std::vector<int32_t>& out) {
-  std::string s = m.tok.decode(out);
+// Output text cut at the first stop string.
+std::string cut_stops(std::string s, const GenerateOptions& go) {
   for (const auto& stop : go.stop_strings) {
     size_t p = s.find(stop);
     if (!stop.empty() && p != std::string::npos) s.erase(p);
   }
   return s;
+}
+// Decoded output, cut at the first stop string.
+std::string chat_output(const Model& m, const GenerateOptions& go, const std::vector<int32_t>& out) {
+  return cut_stops(m.tok.decode(out), go);
 }
 }  // namespace
 
@@ -100,6 +103,7 @@ TaskRun run_task(Ctx& c, const TrustTaskSpec& spec) {
   std::vector<char> ready(total, 0), fresh(total, 0);
   std::vector<GenRequest> reqs;
   std::vector<size_t> req_first;  // record index of each request's sample 0
+  std::vector<std::string> req_text;  // each request's prompt as text (a remote server tokenizes it itself)
   auto id_of = [](size_t i, int k) { return k == 0 ? std::to_string(i) : std::to_string(i) + "#s" + std::to_string(k); };
   for (size_t si = 0; si < n; ++si) {
     const size_t i = sel[si];
@@ -135,6 +139,13 @@ TaskRun run_task(Ctx& c, const TrustTaskSpec& spec) {
       rq.samples = cnt;
       reqs.push_back(std::move(rq));
       req_first.push_back(si * samples + k0);
+      if (c.opt.generate) {
+        // The text of the (possibly left-truncated) prompt ids, without the BOS the server adds itself.
+        const bool bos = !p.ids.empty() && c.m.tok.adds_bos() && p.ids[0] == c.m.tok.bos();
+        req_text.push_back(p.truncated ? c.m.tok.detokenize(std::span<const int32_t>(p.ids).subspan(bos ? 1 : 0),
+                                                            false, true)
+                                       : p.text);
+      }
       for (int k = k0; k < k0 + cnt; ++k) {
         TrustRecord& r = recs[si * samples + k];
         r.perspective = it.perspective;
@@ -173,7 +184,19 @@ TaskRun run_task(Ctx& c, const TrustTaskSpec& spec) {
     BatchStats st;
     bo.stats = &st;
     const auto t0 = std::chrono::steady_clock::now();
-    generate_batch(c.m, reqs, bo);
+    if (c.opt.generate) {
+      c.opt.generate(reqs, req_text, [&](size_t q, int j, const std::string& text) {
+        const size_t ri = req_first[q] + static_cast<size_t>(j);
+        recs[ri].output = cut_stops(text, reqs[q].opt);
+        ready[ri] = 1;
+        fresh[ri] = 1;
+        ++c.generated;
+        ++st.sequences;
+        flush();
+      });
+    } else {
+      generate_batch(c.m, reqs, bo);
+    }
     c.gen_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     c.gen += st;
   }

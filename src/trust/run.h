@@ -60,6 +60,12 @@ struct TrustOptions {
   // generating again.
   std::function<std::optional<TrustRecord>(const std::string&, const std::string&, const std::string&)> cached;
   std::function<void(const TrustRecord&)> on_item;
+  // Generation through a served model (trust/remote_gen.h) instead of the engine: called with a task's requests
+  // and their prompts as text; calls done(request, sample, generated text) once per sample, one call at a time.
+  // The model then supplies the tokenizer, the chat template and the context length.
+  std::function<void(const std::vector<GenRequest>& reqs, const std::vector<std::string>& prompts,
+                     const std::function<void(size_t request, int sample, const std::string& text)>& done)>
+      generate;
   int batch = 8;  // sequences generated at once (model/batch.h); results do not depend on it
   int min_shared_prefix = 16;  // BatchOptions::min_shared_prefix (0 = no prefix sharing); results do not depend on it
   // Progress of the current task: records done (generated or cached) of its total, after each record.
