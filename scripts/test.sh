@@ -46,7 +46,10 @@ if ((san_all)); then
   step_done "full sanitizer sweep"
   exit 0
 fi
-CTRUST_TARGETS="ctrust ctrust_tests" bash "$root/scripts/setup.sh"   # not the benchmark programs
+# Not the benchmark programs. When the sanitizer tree will run, its clang installs in the background meanwhile.
+clang=0
+if ((!quick)) && [ "${CTRUST_SKIP_ASAN:-0}" != 1 ] && ((${#args[@]} == 0)); then clang=1; fi
+CTRUST_CLANG=$clang CTRUST_TARGETS="ctrust ctrust_tests" bash "$root/scripts/setup.sh"
 step_done "set-up and release build"
 if ((quick)); then
   ctest --test-dir "$root/build" --output-on-failure -j"$jobs" -LE slow "${args[@]}"
