@@ -1,6 +1,6 @@
 // lm-evaluation-harness --log_samples files (import-lm-eval's reader).
 #include "fuzz_common.h"
-#include "store/lmeval.h"
+#include "pipeline/lmeval.h"
 
 using namespace ctrust;
 

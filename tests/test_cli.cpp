@@ -17,7 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/model.h"
-#include "store/runs.h"
+#include "pipeline/runs.h"
 #include "store/store.h"
 #include "cli_run.h"
 #include "test_paths.h"

@@ -13,7 +13,7 @@
 #include "eval/score.h"
 #include "model/forward_masked.h"
 #include "ops/attention.h"
-#include "store/runs.h"
+#include "pipeline/runs.h"
 #include "test_paths.h"
 
 using namespace ctrust;

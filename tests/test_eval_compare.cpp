@@ -7,7 +7,7 @@
 #include "base/error.h"
 #include "cli_run.h"
 #include "report/gate.h"
-#include "store/runs.h"
+#include "pipeline/runs.h"
 #include "test_paths.h"
 
 using namespace ctrust;

@@ -8,8 +8,8 @@
 #include "base/error.h"
 #include "eval/score.h"
 #include "model/perplexity.h"
-#include "store/fingerprint.h"
-#include "store/runs.h"
+#include "pipeline/fingerprint.h"
+#include "pipeline/runs.h"
 #include "test_paths.h"
 
 using namespace ctrust;

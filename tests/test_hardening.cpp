@@ -17,9 +17,9 @@
 #include "io/gguf.h"
 #include "io/model_file.h"
 #include "model/perplexity.h"
-#include "store/lmeval.h"
-#include "store/runs.h"
-#include "store/trust_runs.h"
+#include "pipeline/lmeval.h"
+#include "pipeline/runs.h"
+#include "pipeline/trust_runs.h"
 #include "cli_run.h"
 #include "test_paths.h"
 

@@ -6,8 +6,8 @@
 #include <fstream>
 
 #include "base/error.h"
-#include "store/lmeval.h"
-#include "store/runs.h"
+#include "pipeline/lmeval.h"
+#include "pipeline/runs.h"
 #include "test_paths.h"
 
 using namespace ctrust;

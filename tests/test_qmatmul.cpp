@@ -18,7 +18,7 @@
 #include "io/gguf.h"
 #include "compress/driver.h"
 #include "model/model.h"
-#include "store/fingerprint.h"
+#include "pipeline/fingerprint.h"
 #include "ops/linear.h"
 #include "ops/qmatmul.h"
 #include "test_paths.h"

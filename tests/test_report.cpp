@@ -18,8 +18,8 @@
 #include "eval/metrics.h"
 #include "report/html.h"
 #include "report/tables.h"
-#include "store/runs.h"
-#include "store/trust_runs.h"
+#include "pipeline/runs.h"
+#include "pipeline/trust_runs.h"
 #include "trust_fixtures.h"
 #include "test_paths.h"
 

@@ -9,7 +9,7 @@
 #include <fstream>
 
 #include "base/error.h"
-#include "store/fingerprint.h"
+#include "pipeline/fingerprint.h"
 #include "store/store.h"
 #include "test_paths.h"
 

@@ -16,7 +16,7 @@
 
 #include "base/error.h"
 #include "store/store.h"
-#include "store/trust_runs.h"
+#include "report/trust_text.h"
 #include "trust_fixtures.h"
 #include "fake_http.h"
 #include "cli_run.h"
@@ -198,10 +198,10 @@ TEST(TrustStore, ReportAndCompareOnStoredRuns) {
   EXPECT_FALSE(j["runs"][1]["paired"].contains("toxicity"));
   EXPECT_EQ(j["columns"].size(), 8u);  // no MMLU run: the average covers the 8 perspectives
   EXPECT_TRUE(j["runs"][1]["scores"]["privacy"].is_null());
-  const std::string text = rep.to_text();
+  const std::string text = trust_report_text(rep);
   EXPECT_NE(text.find("60.50 (-19.50)"), std::string::npos) << text;
   EXPECT_NE(text.find("Toxi"), std::string::npos);
-  const std::string csv = rep.to_csv();
+  const std::string csv = trust_report_csv(rep);
   EXPECT_EQ(csv.substr(0, csv.find(",toxicity_ci_low")),
             "id,name,toxicity,stereotype,adv_robustness,ood,adv_demonstration,privacy,ethics,fairness,toxicity_delta,"
             "stereotype_delta,adv_robustness_delta,ood_delta,adv_demonstration_delta,privacy_delta,ethics_delta,"
@@ -225,9 +225,9 @@ TEST(TrustStore, ReportAndCompareOnStoredRuns) {
   EXPECT_EQ(c.flips[2].parsed_b, "");
   json cj = c.to_json();
   EXPECT_DOUBLE_EQ(cj["perspectives"]["toxicity"]["delta"].get<double>(), -19.5);
-  EXPECT_TRUE(c.to_text().find("ethics/commonsense #0: 'wrong' -> 'not wrong'  (correct -> wrong)") !=
+  EXPECT_TRUE(trust_compare_text(c).find("ethics/commonsense #0: 'wrong' -> 'not wrong'  (correct -> wrong)") !=
               std::string::npos)
-      << c.to_text();
+      << trust_compare_text(c);
   EXPECT_THROW(trust_report(db, {"nope"}), Error);
   EXPECT_THROW(compare_trust_runs(db, "base", "99"), Error);
 }
@@ -270,7 +270,7 @@ TEST(TrustStore, ReportAddsMmluWhenEveryRunHasOne) {
   EXPECT_DOUBLE_EQ(j["runs"][1]["average"]["value"].get<double>(), (360.0 + 40.0) / 9);
   EXPECT_EQ(j["runs"][1]["paired"]["mmlu"]["flips"]["correct_to_wrong"], 1);
   EXPECT_NEAR(j["runs"][1]["paired"]["mmlu"]["delta"].get<double>(), -10.0, 1e-12);
-  EXPECT_NE(rep.to_text().find("AVG9 = mean of the 8 perspective scores and MMLU"), std::string::npos) << rep.to_text();
+  EXPECT_NE(trust_report_text(rep).find("AVG9 = mean of the 8 perspective scores and MMLU"), std::string::npos) << trust_report_text(rep);
   // Explicit --mmlu: one per trust run, and it must be an mmlu run.
   EXPECT_THROW(trust_report(db, {"base", "q"}, {}, {"mmlu-base"}), Error);
   EXPECT_THROW(trust_report(db, {"base", "q"}, {}, {"mmlu-base", "base"}), Error);

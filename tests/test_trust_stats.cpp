@@ -14,7 +14,7 @@
 #include "base/error.h"
 #include "eval/metrics.h"
 #include "store/store.h"
-#include "store/trust_runs.h"
+#include "pipeline/trust_runs.h"
 #include "trust/metrics.h"
 #include "trust/perspective.h"
 #include "trust/presets.h"

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/file.h"
+#include "base/progress.h"  // ProgressLine: the progress of every long command
 
 namespace ctrust::cli {
 
@@ -50,21 +51,6 @@ struct Interrupted : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Progress on stderr: on a terminal the line is redrawn in place; otherwise (a pipe, a log file) a plain line
-// is written at most every `every` seconds, plus the final one, so long steps show signs of life in logs.
-class ProgressLine {
- public:
-  explicit ProgressLine(double every = 10);
-  void show(const std::string& line, bool final = false);
-  void finish();  // ends a redrawn line with a newline (terminal only)
-  bool tty() const { return tty_; }
-
- private:
-  bool tty_;
-  double every_, last_ = -1e9;
-  bool open_ = false;
-  std::chrono::steady_clock::time_point t0_;
-};
 void print_json(const nlohmann::json& j);
 
 // A command that ends with a status other than 0 without an error (ctrust gate: 1 = over budget) throws

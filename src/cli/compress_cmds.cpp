@@ -10,12 +10,7 @@
 #include "base/error.h"
 #include "base/file.h"
 #include "cli/common.h"
-#include "compress/driver.h"
-#include "compress/imatrix.h"
-#include "compress/recipe.h"
-#include "io/ctrust_types.h"
-#include "io/export.h"
-#include "model/model.h"
+#include "report/compress_report.h"
 #include "trust/chat.h"
 
 namespace ctrust::cli {
@@ -31,50 +26,6 @@ struct CompressArgs {
   bool sym = false, asym = false, calib_raw = false;
 };
 
-// Sizes in bytes: the files; the compressed tensors as stored and as f32; the tensor data a load of the written
-// file holds in memory (f32 compute mode: everything f32; native: matrices stay packed, except act-order ones
-// with a column permutation and the Linears of SmoothQuant / LLM.int8() (their modes need f32); 1-D tensors f32).
-struct Sizes {
-  uint64_t file = 0, input_file = 0, stored = 0, f32 = 0, mem_f32 = 0, mem_native = 0;
-};
-
-Sizes sizes_of(const Model& m, const CompressReport& rep, const std::string& in, const std::string& out) {
-  Sizes s;
-  std::error_code ec;
-  s.file = std::filesystem::file_size(out, ec);
-  if (ec) s.file = 0;
-  if (std::filesystem::is_regular_file(in, ec)) s.input_file = std::filesystem::file_size(in, ec);
-  if (ec) s.input_file = 0;
-  for (const TensorReport& t : rep.tensors) {
-    const Tensor& x = m.file.get(t.name);
-    s.f32 += uint64_t(x.numel()) * 4;
-    s.stored += x.raw ? x.raw_bytes : uint64_t(x.numel()) * 4;  // LLM.int8() leaves the input's type
-  }
-  // SmoothQuant's and LLM.int8()'s inference modes work on f32 weights (materialize_mode_weights), in both modes.
-  const bool modes = rep.recipe.method == Method::SmoothQuant || rep.recipe.method == Method::LLMInt8;
-  std::set<std::string> moded;
-  if (modes)
-    for (const TensorReport& t : rep.tensors) moded.insert(t.name);
-  for (const auto& [name, t] : m.file.tensors) {
-    const uint64_t f = uint64_t(t.numel()) * 4;
-    s.mem_f32 += f;
-    const bool packed =
-        t.raw && t.ne.size() == 2 && t.src_type != GgmlType::F32 && t.perm.empty() && !moded.count(name);
-    s.mem_native += packed ? t.raw_bytes : f;
-  }
-  return s;
-}
-
-// A regex matching exactly `name` (PCRE2: every non-alphanumeric character escaped).
-std::string exact_regex(const std::string& name) {
-  std::string re = "^";
-  for (char ch : name) {
-    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '_') re += '\\';
-    re += ch;
-  }
-  return re + "$";
-}
-
 // --tensor-type RE=TYPE rules, then --types-from FILE: every 2-D tensor of FILE stored in a quantized type gets
 // that type (exact name); tensors FILE keeps in F32/F16/BF16 are left alone ("none").
 void add_type_rules(CompressArgs& a) {
@@ -84,15 +35,7 @@ void add_type_rules(CompressArgs& a) {
       fail("--tensor-type '{}': expected REGEX=TYPE such as 'attn_v=q6_k'", tt);
     a.r.tensor_types.emplace_back(tt.substr(0, eq), tt.substr(eq + 1));
   }
-  if (a.types_from.empty()) return;
-  const GgufFile ref = read_gguf(a.types_from);
-  for (const GgufTensorInfo& t : ref.tensors) {
-    if (t.ne.size() != 2) continue;
-    const bool plain = t.type == GgmlType::F32 || t.type == GgmlType::F16 || t.type == GgmlType::BF16;
-    const std::string type = plain ? "none" : ggml_type_name(t.type);
-    if (!plain) check_output_type(type, fmt::format("--types-from {}: tensor {}", a.types_from, t.name).c_str());
-    a.r.tensor_types.emplace_back(exact_regex(t.name), type);
-  }
+  if (!a.types_from.empty()) add_types_from(a.r, a.types_from);
 }
 
 void cmd_compress(CompressArgs& a, const Common& c) {
@@ -127,93 +70,23 @@ void cmd_compress(CompressArgs& a, const Common& c) {
   validate_recipe(r);  // every option problem is reported before the model is even loaded
   check_output_path(a.out);  // an unwritable -o fails now, not after the whole compression
 
-  auto t0 = std::chrono::steady_clock::now();
-  auto model = open_model(a.model, LoadOptions{a.tokenizer});
-  Calibration calib;
-  const Calibration* cal = nullptr;
-  if (method_needs_calibration(r.method)) {
-    CalibOptions co;
-    co.n = r.n_samples;
-    co.len = r.seq_len;
-    co.seed = r.seed;
-    co.clean = r.calib_clean;
-    ChatTemplate tmpl;
-    if (!a.calib_chat.empty()) {
-      tmpl = a.calib_chat == "auto" ? detect_chat_template(model->tok.data().chat_template)
-                                    : chat_template_by_name(a.calib_chat);
-      if (tmpl.format == ChatFormat::Raw)
-        fail("--calib-chat: {} has no chat template; name one (--calib-chat=NAME: {})", a.model,
-             fmt::join(chat_template_names(), ", "));
-      r.calib_chat = tmpl.name;
-      const bool bos = model->tok.adds_bos() && tmpl.bos_text.empty();
-      co.chat = [&](const std::vector<std::string>& turns) {
-        std::vector<ChatMessage> msgs;
-        for (size_t i = 0; i < turns.size(); ++i) msgs.push_back({i % 2 ? "assistant" : "user", turns[i]});
-        return model->tok.encode(render_chat(tmpl, msgs, false), bos, true);
-      };
-    }
-    calib = load_calibration(model->tok, r.calib_file, co);
-    r.calib_hash = calib.hash;
-    cal = &calib;
-  }
   // Progress on stderr: redrawn on a terminal, a plain line every 10 s otherwise (also with --json: stdout
   // stays clean).
   ProgressLine progress(10);
-  Imatrix imat;
-  if (!a.imatrix.empty()) imat = read_imatrix(a.imatrix);
-  CompressReport rep = compress_model(*model, r, cal, [&](const std::string& msg) {
+  const auto t0 = std::chrono::steady_clock::now();
+  CompressRunOptions o;
+  o.model = a.model;
+  o.tokenizer = a.tokenizer;
+  o.out = a.out;
+  o.calib_chat = a.calib_chat;
+  o.imatrix = a.imatrix;
+  o.progress = [&](const std::string& msg) {
     progress.show(fmt::format("[{:.0f} s] {}", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), msg));
-  }, a.imatrix.empty() ? nullptr : &imat);
+  };
+  const CompressRunResult res = compress_run(r, o);
   progress.finish();
-  SaveOptions so;
-  so.extra_meta = recipe_metadata(rep.recipe);
-  for (GgufKV& kv : linear_mode_metadata(*model)) so.extra_meta.push_back(std::move(kv));
-  save_gguf(model->file, a.out, so);
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const Sizes sz = sizes_of(*model, rep, a.model, a.out);
-
-  if (c.json) {
-    json tensors = json::array();
-    for (const TensorReport& t : rep.tensors)
-      tensors.push_back({{"name", t.name}, {"out", t.out}, {"in", t.in}, {"error", t.error},
-                         {"rel_error", t.rel_error}, {"rtn_error", t.rtn_error}, {"sparsity", t.sparsity}, {"awq_alpha", t.awq_alpha},
-                         {"stored", ggml_type_name(t.stored)}});
-    print_json({{"input", a.model}, {"output", a.out}, {"recipe", recipe_to_json(rep.recipe)},
-                {"seconds", secs}, {"compress_seconds", rep.seconds}, {"tensors", tensors},
-                {"sizes", {{"file_bytes", sz.file}, {"input_file_bytes", sz.input_file},
-                           {"compressed_tensors_stored_bytes", sz.stored}, {"compressed_tensors_f32_bytes", sz.f32},
-                           {"memory_bytes_f32_mode", sz.mem_f32}, {"memory_bytes_native_mode", sz.mem_native}}}});
-    return;
-  }
-  double err = 0, rtn = 0, zeros = 0, total = 0;
-  int n_err = 0, n_rtn = 0;
-  for (const TensorReport& t : rep.tensors) {
-    if (t.rel_error >= 0) { err += t.rel_error; ++n_err; }
-    if (t.rtn_error >= 0 && t.error >= 0 && t.rel_error > 0) { rtn += t.rel_error * t.rtn_error / t.error; ++n_rtn; }
-    zeros += t.sparsity * double(t.out) * t.in;
-    total += double(t.out) * t.in;
-  }
-  // Pruning methods set weights to zero on purpose (sparsity); quantizers only round some weights to the grid's
-  // zero, which is reported as such.
-  const bool pruning = method_is_pruning(r.method);
-  fmt::print("{:<36} {:>6} {:>6} {:>12} {:>12} {:>9} {:>6}\n", "tensor", "out", "in", "rel.error", "RTN rel.err",
-             pruning ? "sparsity" : "zeros", "type");
-  for (const TensorReport& t : rep.tensors)
-    fmt::print("{:<36} {:>6} {:>6} {:>12.6f} {:>12} {:>8.2f}% {:>6}\n", t.name, t.out, t.in, t.rel_error,
-               t.rtn_error >= 0 && t.error > 0 ? fmt::format("{:.6f}", t.rel_error * t.rtn_error / t.error) : "-",
-               100 * t.sparsity, ggml_type_name(t.stored));
-  fmt::print("\n{} tensors compressed with {}", rep.tensors.size(), method_name(r.method));
-  if (n_err) fmt::print("; mean relative output error {:.6f}", err / n_err);
-  if (n_rtn) fmt::print(" (RTN on the same inputs {:.6f})", rtn / n_rtn);
-  if (total > 0 && zeros > 0) {
-    if (pruning) fmt::print("; sparsity {:.2f}% (weights pruned)", 100 * zeros / total);
-    else fmt::print("; {:.2f}% of the weights rounded to zero (quantization, not pruning)", 100 * zeros / total);
-  }
-  constexpr double MB = 1e6;
-  fmt::print("\nfile {:.1f} MB (input {:.1f} MB); compressed tensors stored in {:.1f} MB ({:.1f} MB as f32); "
-             "weights in memory when loaded: {:.1f} MB (f32 compute mode), {:.1f} MB (native)",
-             sz.file / MB, sz.input_file / MB, sz.stored / MB, sz.f32 / MB, sz.mem_f32 / MB, sz.mem_native / MB);
-  fmt::print("\nrecipe {}\nwrote {} in {:.1f} s\n", recipe_to_string(rep.recipe), a.out, secs);
+  if (c.json) print_json(compress_report_json(res, a.model, a.out));
+  else fmt::print("{}", compress_report_text(res, a.out));
 }
 
 }  // namespace
@@ -227,29 +100,28 @@ struct ImatrixArgs {
 
 void cmd_imatrix(const ImatrixArgs& a, const Common& c) {
   check_output_path(a.out);
-  auto t0 = std::chrono::steady_clock::now();
-  auto model = open_model(a.model, LoadOptions{a.tokenizer});
-  CalibOptions co;
+  ImatrixRunOptions o;
+  o.model = a.model;
+  o.tokenizer = a.tokenizer;
+  o.out = a.out;
+  o.calib = a.calib;
+  CalibOptions& co = o.calib_opts;
   co.n = a.n;
   co.len = a.len;
   co.seed = a.seed;
   co.clean = !a.calib_raw;
-  if (co.n < 1 || co.len < 2) fail("imatrix: --nsamples must be >= 1 and --seqlen >= 2");
-  const std::string file = a.calib.empty() ? default_calibration_file() : a.calib;
-  const Calibration calib = load_calibration(model->tok, file, co);
   ProgressLine progress(10);
-  Imatrix im = collect_imatrix(*model, calib, [&](const std::string& msg) { progress.show(msg); });
+  o.progress = [&](const std::string& msg) { progress.show(msg); };
+  const ImatrixRunResult r = imatrix_run(o);
   progress.finish();
-  write_imatrix(a.out, im);
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (c.json) {
-    print_json({{"model", a.model}, {"output", a.out}, {"calib_file", file}, {"calib_hash", calib.hash},
+    print_json({{"model", a.model}, {"output", a.out}, {"calib_file", r.calib_file}, {"calib_hash", r.calib_hash},
                 {"calib_clean", co.clean}, {"n_samples", co.n}, {"seq_len", co.len}, {"seed", co.seed},
-                {"entries", im.entries.size()}, {"seconds", secs}});
+                {"entries", r.entries}, {"seconds", r.seconds}});
     return;
   }
-  fmt::print("wrote {} ({} entries, {} x {} calibration tokens of {}) in {:.1f} s\n", a.out, im.entries.size(), co.n,
-             co.len, file, secs);
+  fmt::print("wrote {} ({} entries, {} x {} calibration tokens of {}) in {:.1f} s\n", a.out, r.entries, co.n,
+             co.len, r.calib_file, r.seconds);
 }
 
 void register_compress_commands(CLI::App& app) {

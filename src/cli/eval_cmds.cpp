@@ -12,29 +12,12 @@
 #include "cli/common.h"
 #include "eval/kld.h"
 #include "model/model.h"
-#include "report/tables.h"
-#include "store/lmeval.h"
-#include "store/runs.h"
+#include "report/eval_text.h"
 
 namespace ctrust::cli {
 namespace {
 
 using json = nlohmann::json;
-
-std::string pct(double x) { return fmt::format("{:.2f}", 100.0 * x); }
-
-// p-values with a fixed number of decimals (1.0000, 0.5000, 0.0391), "<0.0001" below that.
-std::string p_value(double p) { return p < 1e-4 ? std::string("<0.0001") : fmt::format("{:.4f}", p); }
-
-// What the columns of `ctrust compare` mean (printed under the table).
-constexpr const char* kCompareLegend =
-    "n: items in both runs; acc: accuracy; Δacc = acc_B - acc_A with a 95% bootstrap interval (1000 resamples)\n"
-    "c2w / w2c: items correct in A and wrong in B / wrong in A and correct in B\n"
-    "flips%: (c2w + w2c) / n with a 95% bootstrap interval; allfl%: items whose chosen answer changed, "
-    "also from one wrong answer to another\n"
-    "agree%: items with the same chosen answer; KL(A‖B): mean KL divergence (nats) between the softmaxes of "
-    "the choices' log-likelihoods\n"
-    "McNemar: exact two-sided p-value of c2w against w2c (small: B's accuracy differs from A's beyond chance)\n";
 
 struct EvalArgs {
   std::string model, tokenizer, tasks, name, db = "ctrust.db", compute = "f32", sample = "stratified";
@@ -74,15 +57,7 @@ void cmd_eval(const EvalArgs& a, const Common& c) {
       all.push_back(r.to_json());
       continue;
     }
-    fmt::print("run {} '{}' task {}: {} items ({} resumed from the store, {} scored now)\n", r.run.id, r.run.name,
-               r.run.task, r.n_total, r.n_skipped, r.n_scored);
-    fmt::print("  {:<40} {:>6} {:>8} {:>8} {:>8} {:>10}\n", "task", "n", "acc%", "acc_norm%", "acc_mean%", "ppl");
-    for (const TaskSummary& s : r.tasks)
-      fmt::print("  {:<40} {:>6} {:>8} {:>8} {:>8} {:>10}\n", s.task, s.n, pct(s.acc), pct(s.acc_norm),
-                 pct(s.acc_mean), s.ppl >= 0 ? fmt::format("{:.4f}", s.ppl) : "-");
-    if (!r.tasks.empty() && r.tasks[0].n_truncated > 0)
-      fmt::print("  truncated: {} of {} items are longer than the context of {} tokens and were cut from the left "
-                 "(lm-eval's rule)\n", r.tasks[0].n_truncated, r.tasks[0].n, r.run.settings.value("max_ctx", 0));
+    fmt::print("{}", eval_result_text(r));
   }
   if (c.json) print_json({{"runs", all}});
 }
@@ -93,23 +68,7 @@ void cmd_runs(const std::string& db, const Common& c) {
     print_json(to_json(runs));
     return;
   }
-  // Control characters (ANSI escapes, newlines) in names stored by older versions are shown escaped.
-  auto shown = [](const std::string& s) {
-    std::string o;
-    for (unsigned char ch : s) o += ch < 0x20 || ch == 0x7f ? fmt::format("\\x{:02x}", ch) : std::string(1, char(ch));
-    return o;
-  };
-  fmt::print("{:>4}  {:<24} {:<16} {:>7}  {:<20} {:<22} {}\n", "id", "name", "task", "items", "created", "recipe",
-             "model");
-  for (const RunInfo& r : runs)
-    fmt::print("{:>4}  {:<24} {:<16} {:>7}  {:<20} {:<22} {}\n", r.id, shown(r.name), shown(r.task), r.n_items,
-               r.created,
-               shown(recipe_label(r.settings.value("recipe", json()).is_string()
-                                      ? r.settings["recipe"].get<std::string>()
-                                      : std::string())),
-               shown(r.model_path));
-  fmt::print("recipe: how the model was made (ctrust compress writes it into the file; '-' = as downloaded); "
-             "ctrust runs --json shows it in full\n");
+  fmt::print("{}", runs_text(runs));
 }
 
 void cmd_compare(const std::string& db, const std::string& a, const std::string& b, const Common& c, bool csv) {
@@ -120,33 +79,12 @@ void cmd_compare(const std::string& db, const std::string& a, const std::string&
     return;
   }
   if (csv) {
-    fmt::print("task,n,acc_a,acc_b,delta_acc,delta_acc_lo,delta_acc_hi,c2w,w2c,flips,flips_lo,flips_hi,all_flips,"
-               "agreement,kl_ab,kl_ba,mcnemar_p\n");
-    for (const auto& [name, t] : cmp.tasks) {
-      const PairMetrics& m = t.m;
-      fmt::print("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", name, m.n, m.acc_a, m.acc_b, m.delta_acc,
-                 m.delta_acc_ci[0], m.delta_acc_ci[1], m.c2w, m.w2c, m.flips, m.flips_ci[0], m.flips_ci[1],
-                 m.all_flips, m.agreement, m.kl_ab, m.kl_ba, m.mcnemar_p);
-    }
+    fmt::print("{}", compare_csv(cmp));
     // Notes (different item sets compared on their intersection, ...) go to stderr to keep the CSV clean.
-    for (const std::string& n : cmp.notes) fmt::print(stderr, "note: {}\n", n);
+    fmt::print(stderr, "{}", compare_notes_text(cmp));
     return;
   }
-  fmt::print("A = {}   B = {}\n", a, b);
-  fmt::print("{:<36} {:>6} {:>7} {:>7} {:>22} {:>5} {:>5} {:>20} {:>7} {:>7} {:>9} {:>9}\n", "task", "n", "acc_A%",
-             "acc_B%", "Δacc% [95% CI]", "c2w", "w2c", "flips% [95% CI]", "allfl%", "agree%", "KL(A‖B)", "McNemar p");
-  for (const auto& [name, t] : cmp.tasks) {
-    const PairMetrics& m = t.m;
-    fmt::print("{:<36} {:>6} {:>7} {:>7} {:>22} {:>5} {:>5} {:>20} {:>7} {:>7} {:>9.5f} {:>9}\n", name, m.n,
-               pct(m.acc_a), pct(m.acc_b),
-               fmt::format("{:+.2f} [{:+.2f},{:+.2f}]", 100 * m.delta_acc, 100 * m.delta_acc_ci[0],
-                           100 * m.delta_acc_ci[1]),
-               m.c2w, m.w2c,
-               fmt::format("{:.2f} [{:.2f},{:.2f}]", 100 * m.flips, 100 * m.flips_ci[0], 100 * m.flips_ci[1]),
-               pct(m.all_flips), pct(m.agreement), m.kl_ab, p_value(m.mcnemar_p));
-  }
-  fmt::print("{}", kCompareLegend);
-  for (const std::string& n : cmp.notes) fmt::print("note: {}\n", n);
+  fmt::print("{}", compare_text(cmp, a, b));
 }
 
 struct KldArgs {
@@ -156,46 +94,13 @@ struct KldArgs {
 
 std::string read_text(const std::string& path) { return read_regular_file(path, "text file"); }
 
-// "[3/40] chunks, 0.52 chunks/s, ETA 71 s" on stderr: redrawn on a terminal, a plain line every 10 s otherwise.
+// "[3/40] chunks, 0.52 chunks/s, ETA 71 s" on stderr (base/progress.h).
 std::function<void(int, int)> chunk_progress() {
-  auto t0 = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
   auto line = std::make_shared<ProgressLine>(10);
-  return [t0, line](int done, int total) {
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - *t0).count();
-    const double rate = s > 0 ? done / s : 0;
-    line->show(fmt::format("[{}/{}] chunks, {:.2f} chunks/s, ETA {:.0f} s", done, total, rate,
-                           rate > 0 ? (total - done) / rate : 0.0), done == total);
+  return [line](int done, int total) {
+    line->show(fmt::format("[{}/{}] chunks{}", done, total, rate_eta(done, total - done, line->seconds(), "chunks")),
+               done == total);
   };
-}
-
-void print_kld(const KldStats& s, const KldArgs& a) {
-  auto name = [](double q) {
-    return q >= 1 ? std::string("Maximum") : q <= 0 ? std::string("Minimum") : q == 0.5 ? std::string("Median")
-                                                                                        : fmt::format("{:.1f}%", 100 * q);
-  };
-  fmt::print("base  {}\nmodel {}\n{} tokens scored in {} chunks of {}{}\n\n", a.load_base.empty() ? a.base : a.load_base,
-             a.model, s.n_tokens, s.n_chunks, s.n_ctx,
-             s.mode == "topk" ? fmt::format(" (saved baseline, top-{} log-probs + rest: KL is a lower bound)", s.top_k)
-                              : "");
-  fmt::print("====== Perplexity statistics ======\n");
-  fmt::print("Mean PPL(Q)                   : {:10.6f} ± {:10.6f}\n", s.ppl_b, s.ppl_b_stderr);
-  fmt::print("Mean PPL(base)                : {:10.6f} ± {:10.6f}\n", s.ppl_base, s.ppl_base_stderr);
-  fmt::print("Cor(ln(PPL(Q)), ln(PPL(base))): {:6.2f}%\n", 100 * s.cor_ln_ppl);
-  fmt::print("Mean ln(PPL(Q)/PPL(base))     : {:10.6f} ± {:10.6f}\n", s.ln_ppl_ratio, s.ln_ppl_ratio_stderr);
-  fmt::print("Mean PPL(Q)/PPL(base)         : {:10.6f}\n\n", s.ppl_ratio);
-  fmt::print("====== KL divergence statistics ======\n");
-  fmt::print("Mean    KLD: {:10.6f} ± {:10.6f}\n", s.kl_mean, s.kl_stderr);
-  for (size_t i = 0; i < s.kl_pct.size(); ++i)
-    fmt::print("{:<7} KLD: {:10.6f}\n", name(kKldPercentiles[i]), s.kl_pct[i]);
-  if (s.topk_kl_mean >= 0)
-    fmt::print("Top-{} KLD : {:10.6f} (saved-baseline approximation; error mean {:.3g} = {:.2f}%, max {:.3g})\n",
-               s.top_k, s.topk_kl_mean, s.topk_err_mean, 100 * s.topk_err_rel, s.topk_err_max);
-  fmt::print("\n====== Token probability statistics ======\n");
-  fmt::print("Mean    Δp: {:6.3f} ± {:5.3f} %\n", 100 * s.dp_mean, 100 * s.dp_stderr);
-  for (size_t i = 0; i < s.dp_pct.size(); ++i)
-    fmt::print("{:<7} Δp: {:6.3f}%\n", name(kDpPercentiles[i]), 100 * s.dp_pct[i]);
-  fmt::print("RMS Δp    : {:6.3f} %\n", 100 * s.dp_rms);
-  fmt::print("Same top p: {:6.3f} ± {:5.3f} %\n", 100 * s.same_top, 100 * s.same_top_stderr);
 }
 
 void cmd_kld(const KldArgs& a, const Common& c) {
@@ -243,7 +148,7 @@ void cmd_kld(const KldArgs& a, const Common& c) {
     print_json(j);
     return;
   }
-  print_kld(s, a);
+  fmt::print("{}", kld_text(s, a.load_base.empty() ? a.base : a.load_base, a.model));
 }
 
 struct ImportArgs {
@@ -262,10 +167,7 @@ void cmd_import(const ImportArgs& a, const Common& c) {
     print_json(r.to_json());
     return;
   }
-  fmt::print("run {} '{}' task {}: {} items imported from {} file(s), {} items in the run\n", r.run.id, r.run.name,
-             r.run.task, r.n_items, a.files.size(), r.run.n_items);
-  for (const TaskSummary& t : summarize(r.run, Store(a.db).items(r.run.id)))
-    fmt::print("  {:<40} {:>6} acc {:>6}%  acc_norm {:>6}%\n", t.task, t.n, pct(t.acc), pct(t.acc_norm));
+  fmt::print("{}", lmeval_import_text(r, a.files.size(), summarize_run(a.db, r.run)));
 }
 
 void cmd_export(const std::string& db, const std::string& run, const std::string& format, const std::string& out,

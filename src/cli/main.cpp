@@ -40,27 +40,6 @@ int& error_exit_status() {
   return status;
 }
 
-ProgressLine::ProgressLine(double every)
-    : tty_(isatty(STDERR_FILENO)), every_(every), t0_(std::chrono::steady_clock::now()) {}
-
-void ProgressLine::show(const std::string& line, bool final) {
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
-  if (tty_) {
-    std::fprintf(stderr, "\r\033[K%s", line.c_str());
-    open_ = true;
-    if (final) finish();
-  } else if (final || s - last_ >= every_) {
-    std::fprintf(stderr, "%s\n", line.c_str());
-    last_ = s;
-  }
-  std::fflush(stderr);
-}
-
-void ProgressLine::finish() {
-  if (tty_ && open_) std::fprintf(stderr, "\n");
-  open_ = false;
-}
-
 }  // namespace ctrust::cli
 
 namespace {

@@ -237,9 +237,8 @@ void cmd_perplexity(const ModelArgs& a, const Common& c, const std::string& file
   std::vector<int32_t> tokens = model->tok.encode(text, true);
   ProgressLine progress(10);  // redrawn on a terminal, a plain line every 10 s otherwise
   PerplexityResult r = perplexity(*model, tokens, ctx, chunks, [&](int done, int total, double ppl) {
-    double el = seconds_since(t0);
-    progress.show(fmt::format("[{}/{}] ppl {:.4f}  {:.1f} chunks/s  ETA {:.0f} s", done, total, ppl, done / el,
-                              (total - done) * el / done), done == total);
+    progress.show(fmt::format("[{}/{}] ppl {:.4f}{}", done, total, ppl,
+                              rate_eta(done, total - done, seconds_since(t0), "chunks")), done == total);
   });
   progress.finish();
   double s = seconds_since(t0);

@@ -50,11 +50,10 @@ void cmd_toxicity_eval(const EvalArgs& a, const Common& c) {
   opt.stack.pooled = !a.no_pooled;
   opt.stack.interactions = !a.no_interactions;
   opt.stack.word_max = !a.no_word_max;
-  if (isatty(STDERR_FILENO))
-    opt.progress = [](const std::string& s, int done, int total) {
-      fmt::print(stderr, "\r[toxicity-eval {}] {}/{}   ", s, done, total);
-      if (done == total) fmt::print(stderr, "\n");
-    };
+  ProgressLine progress(10);
+  opt.progress = [&](const std::string& s, int done, int total) {
+    progress.show(fmt::format("[toxicity-eval {}] {}/{}", s, done, total), done == total);
+  };
   ToxicityEvalResult r = toxicity_eval(data + "/toxicity", {d + "toxic.jsonl", d + "nontoxic.jsonl"}, opt);
   if (c.json) {
     json rows = json::array();

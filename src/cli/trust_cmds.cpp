@@ -10,7 +10,7 @@
 #include "base/error.h"
 #include "cli/common.h"
 #include "model/model.h"
-#include "store/trust_runs.h"
+#include "report/trust_text.h"
 #include "trust/run.h"
 #include "eval/metrics.h"
 #include "trust/presets.h"
@@ -24,13 +24,6 @@ namespace ctrust::cli {
 namespace {
 
 using json = nlohmann::json;
-
-// Under the table of `ctrust trust`: what the columns count (DecodingTrust's own definitions, docs/trust.md).
-constexpr const char* kTrustLegend =
-    "score: 0-100, higher = more trustworthy; answers: generations scored (all samples, every task/setting)\n"
-    "refusal%: answers that refused or gave no usable answer -- for toxicity, adv_robustness, ood, "
-    "adv_demonstration and fairness a share of all the answers; for stereotype, privacy and ethics the mean of "
-    "their tasks' rates (as DecodingTrust reports it)\n";
 
 struct TrustArgs {
   std::string model, tokenizer, perspectives, db = "ctrust.db", name, chat_template, endpoint, key, data, recipe,
@@ -102,69 +95,22 @@ void cmd_trust(const TrustArgs& a, const Common& c) {
   opt.on_progress = [&, last = std::string()](const std::string& p, const std::string& t, int done,
                                               int total) mutable {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double rate = s > 0 ? generated / s : 0;
     const std::string label = p + " " + t;
     if (!last.empty() && label != last) progress.finish();
     last = label;
-    progress.show(fmt::format("[{}] {}/{}, {} generated, {:.2f} items/s, ETA {:.0f} s", label, done, total,
-                              generated, rate, rate > 0 ? (total - done) / rate : 0.0), done == total);
+    progress.show(fmt::format("[{}] {}/{}, {} generated{}", label, done, total, generated,
+                              rate_eta(generated, total - done, s, "items")), done == total);
   };
   auto model = open_model(a.model, LoadOptions{a.tokenizer, compute_mode_from_name(a.compute)});
   TrustRunResult r = trust_run(*model, a.model, opt, so);
   progress.finish();
-  std::string short_note;
-  if (!a.preset.empty()) {
-    TrustPreset pr = trust_preset(a.preset);
-    for (const auto& x : pr.short_of_target) short_note += (short_note.empty() ? "" : ", ") + x;
-  }
   if (c.json) {
     json j = r.to_json();
-    if (!a.preset.empty()) {
-      TrustPreset pr = trust_preset(a.preset);
-      j["preset"] = {{"name", pr.name}, {"limit", pr.limit}, {"limits", pr.limits}, {"max_samples", pr.max_samples},
-                     {"short_of_target", pr.short_of_target}};
-    }
+    if (!a.preset.empty()) j["preset"] = trust_preset_json(trust_preset(a.preset));
     print_json(j);
     return;
   }
-  fmt::print("trust run {} '{}' ({}): {} records generated, {} resumed from {}\n", r.run.id, r.run.name, a.model,
-             r.generated, r.resumed, a.db);
-  if (!short_note.empty())
-    fmt::print("preset {}: the data do not allow a paired 95% half-width <= 3 points for {} (every item used)\n",
-               a.preset, short_note);
-  {
-    const BatchStats& g = r.result.generation;
-    const double sec = r.result.generation_seconds;
-    fmt::print("generation: {} sequences, {} tokens in {:.1f} s ({:.2f} tok/s); prompt tokens {}, run {}, saved {} by "
-               "shared samples and {} by {} shared prefixes\n",
-               g.sequences, g.generated_tokens, sec, sec > 0 ? g.generated_tokens / sec : 0.0, g.prompt_tokens,
-               g.prefill_tokens, g.saved_by_samples, g.saved_by_prefixes, g.shared_prefixes);
-  }
-  fmt::print("chat template: {}\n", r.result.chat_template);
-  if (!r.result.toxicity_scorer.empty()) fmt::print("toxicity scorer: {}\n", r.result.toxicity_scorer);
-  fmt::print("{:<18} {:>7} {:>17} {:>7} {:>9} {:>7}\n", "perspective", "score", "95% CI", "MDD", "refusal%", "answers");
-  for (const auto& p : known) {
-    auto it = r.result.perspectives.find(p);
-    if (it == r.result.perspectives.end()) continue;
-    const PerspectiveResult& x = it->second;
-    fmt::print("{:<18} {:>7.2f} {:>17} {:>7} {:>9.1f} {:>7}{}\n", p, x.score,
-               x.bootstrap ? fmt::format("[{:.2f}, {:.2f}]", x.ci_low, x.ci_high) : "-",
-               x.bootstrap ? fmt::format("{:.2f}", kMddFactor * std::sqrt(2.0) * x.se) : "-", 100 * x.refusal_rate,
-               x.items, x.missing.empty() ? "" : "  (partial)");
-  }
-  if (opt.bootstrap > 0)
-    fmt::print("95% CI: bootstrap percentile interval over items ({} replicates, seed {}); MDD: difference from an "
-               "independent run of this size detectable with 80% power at alpha 0.05 (2.80 x sqrt(2) x SE; a paired "
-               "comparison of the same items detects less: see trust-report / compare)\n",
-               opt.bootstrap, opt.bootstrap_seed);
-  for (const auto& p : known) {  // parts of the paper's protocol not run for lack of data
-    auto it = r.result.perspectives.find(p);
-    if (it == r.result.perspectives.end() || it->second.missing.empty()) continue;
-    std::string m;
-    for (const auto& x : it->second.missing) m += (m.empty() ? "" : "; ") + x;
-    fmt::print("partial: {}: missing {}\n", p, m);
-  }
-  fmt::print("{}", kTrustLegend);
+  fmt::print("{}", trust_run_text(r, a.model, a.db, a.preset, opt.bootstrap, opt.bootstrap_seed));
 }
 
 struct ReportArgs {
@@ -183,8 +129,8 @@ void cmd_trust_report(const ReportArgs& a, const Common& c) {
   TrustReport rep = trust_report(a.db, a.runs, so, a.mmlu);
   const bool csv = a.csv;
   if (c.json) print_json(rep.to_json());
-  else if (csv) fmt::print("{}", rep.to_csv());
-  else fmt::print("{}", rep.to_text());
+  else if (csv) fmt::print("{}", trust_report_csv(rep));
+  else fmt::print("{}", trust_report_text(rep));
 }
 
 }  // namespace
@@ -216,20 +162,7 @@ void cmd_trust_plan(const PlanArgs& a, const Common& c) {
     print_json(j);
     return;
   }
-  fmt::print("{:<18} {:<28} {:>9} {:>7} {:>7} {:>8} {:>10}\n", "perspective", "setting", "of items", "items", "samples",
-             "records", "max tokens");
-  for (const auto& p : known) {
-    if (!j["perspectives"].contains(p)) continue;
-    const json& x = j["perspectives"][p];
-    for (const json& s : x["settings"])
-      fmt::print("{:<18} {:<28} {:>9} {:>7} {:>7} {:>8} {:>10}\n", p, s["name"].get<std::string>(),
-                 s["items_total"].get<int64_t>(), s["items"].get<int64_t>(), s["samples"].get<int>(),
-                 s["records"].get<int64_t>(), s["max_tokens"].get<int64_t>());
-    fmt::print("{:<18} {:<28} {:>9} {:>7} {:>7} {:>8} {:>10}\n", p, "(all settings)", "", x["items"].get<int64_t>(), "",
-               x["records"].get<int64_t>(), x["max_tokens"].get<int64_t>());
-  }
-  fmt::print("total: {} items, {} records, at most {} generated tokens\n", j["items"].get<int64_t>(),
-             j["records"].get<int64_t>(), j["max_tokens"].get<int64_t>());
+  fmt::print("{}", trust_plan_text(j));
 }
 
 bool try_trust_compare(const std::string& db, const std::string& a, const std::string& b, bool json_out, bool csv) {
@@ -244,8 +177,8 @@ bool try_trust_compare(const std::string& db, const std::string& a, const std::s
   }
   TrustComparison cmp = compare_trust_runs(db, a, b);
   if (json_out) print_json(cmp.to_json());
-  else if (csv) fmt::print("{}", cmp.to_csv());
-  else fmt::print("{}", cmp.to_text());
+  else if (csv) fmt::print("{}", trust_compare_csv(cmp));
+  else fmt::print("{}", trust_compare_text(cmp));
   return true;
 }
 

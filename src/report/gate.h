@@ -1,5 +1,5 @@
 // `ctrust gate BASE VARIANT`: a pass/fail decision on a compressed variant against budgets, for CI pipelines
-// (docs/gate.md). The checks are built from the item-by-item comparisons (store/runs.h, store/trust_runs.h) and
+// (docs/gate.md). The checks are built from the item-by-item comparisons (pipeline/runs.h, pipeline/trust_runs.h) and
 // decided with their 95% intervals by one of three rules.
 #pragma once
 #include <optional>
@@ -8,8 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "store/runs.h"
-#include "store/trust_runs.h"
+#include "pipeline/runs.h"
+#include "pipeline/trust_runs.h"
 
 namespace ctrust {
 

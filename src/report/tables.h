@@ -1,5 +1,5 @@
 // `ctrust report RUN...`: the tables of a report over stored runs, built once as data from the comparisons
-// (store/runs.h, store/trust_runs.h) and rendered as JSON (Report::to_json) and HTML (report/html.h).
+// (pipeline/runs.h, pipeline/trust_runs.h) and rendered as JSON (Report::to_json) and HTML (report/html.h).
 // The first run is the base; every other run is compared with it item by item. docs/report.md.
 #pragma once
 #include <cstdint>
@@ -10,8 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/metrics.h"
-#include "store/runs.h"
-#include "store/trust_runs.h"
+#include "pipeline/runs.h"
+#include "pipeline/trust_runs.h"
 
 namespace ctrust {
 

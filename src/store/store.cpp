@@ -1,91 +1,15 @@
 #include "store/store.h"
 
-#include <sqlite3.h>
-
 #include <algorithm>
-#include <cctype>
 #include <charconv>
-#include <filesystem>
-#include <chrono>
-#include <cstdlib>
 #include <ctime>
-#include <unistd.h>
+
+#include <fmt/format.h>
 
 #include "base/error.h"
 #include "eval/task.h"
 
 namespace ctrust {
-
-namespace {
-
-constexpr int kSchemaVersion = 1;
-
-const char* kSchema = R"sql(
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs(
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  name TEXT NOT NULL,
-  model_path TEXT NOT NULL,
-  model_fp TEXT NOT NULL,
-  tokenizer_fp TEXT NOT NULL,
-  task TEXT NOT NULL,
-  scoring TEXT NOT NULL,
-  settings TEXT NOT NULL,
-  version TEXT NOT NULL,
-  created TEXT NOT NULL,
-  UNIQUE(name, model_fp, task, settings));
-CREATE TABLE IF NOT EXISTS items(
-  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-  task TEXT NOT NULL,
-  item_id TEXT NOT NULL,
-  ll TEXT NOT NULL,
-  pred INTEGER NOT NULL,
-  gold INTEGER NOT NULL,
-  correct INTEGER NOT NULL,
-  extra TEXT NOT NULL,
-  UNIQUE(run_id, task, item_id));
-CREATE TABLE IF NOT EXISTS run_results(
-  run_id INTEGER PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
-  result TEXT NOT NULL);
-)sql";
-
-// A prepared statement, finalized on scope exit.
-struct Stmt {
-  sqlite3_stmt* s = nullptr;
-  const std::string& path;
-  Stmt(sqlite3* db, const char* sql, const std::string& p) : path(p) {
-    if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK)
-      fail("{}: SQL error: {}", path, sqlite3_errmsg(db));
-  }
-  ~Stmt() { sqlite3_finalize(s); }
-  void text(int i, const std::string& v) { sqlite3_bind_text(s, i, v.data(), int(v.size()), SQLITE_TRANSIENT); }
-  void integer(int i, int64_t v) { sqlite3_bind_int64(s, i, v); }
-  bool step() {
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    fail("{}: {}", path, sqlite3_errmsg(sqlite3_db_handle(s)));
-  }
-  void reset() {
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-  }
-  std::string col_text(int i) {
-    const unsigned char* t = sqlite3_column_text(s, i);
-    return t ? std::string(reinterpret_cast<const char*>(t), size_t(sqlite3_column_bytes(s, i))) : std::string();
-  }
-  int64_t col_int(int i) { return sqlite3_column_int64(s, i); }
-};
-
-nlohmann::json parse_json(const std::string& text, const std::string& path, const char* what) {
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: corrupt {} JSON in the database: {}", path, what, e.what());
-  }
-}
-
-}  // namespace
 
 std::string item_key(const std::string& task, const std::string& item_id) { return task + '\x1f' + item_id; }
 
@@ -116,247 +40,20 @@ std::string utc_now_iso8601() {
   return buf;
 }
 
-// file:<path>?immutable=1 — a database on a read-only file system whose WAL index (-shm) cannot be created.
-static std::string immutable_uri(const std::string& path) {
-  std::string u = "file:";
-  for (unsigned char c : path) {
-    if (std::isalnum(c) || c == '/' || c == '.' || c == '_' || c == '-') u += char(c);
-    else u += fmt::format("%{:02X}", c);
-  }
-  return u + "?immutable=1";
+std::unique_ptr<StoreBackend> open_store_backend(const std::string& db, StoreMode mode) {
+  // One line per backend that is not a file: its URL scheme and its constructor.
+  for (const char* scheme : {"postgresql://", "postgres://"})
+    if (db.rfind(scheme, 0) == 0)
+      fail("{}: this ctrust has no PostgreSQL store backend (--db takes a SQLite database file)", db);
+  return open_sqlite_store(db, mode);
 }
 
-namespace {
-// Opens `name` (a path or a URI) with `flags`, or fails with SQLite's message naming `path`; 10 s busy timeout.
-sqlite3* open_db(const std::string& path, const std::string& name, int flags) {
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(name.c_str(), &db, flags, nullptr) != SQLITE_OK) {
-    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
-    sqlite3_close(db);
-    fail("{}: cannot open results database: {}", path, msg);
-  }
-  sqlite3_busy_timeout(db, 10000);
-  return db;
-}
-}  // namespace
-
-Store::Store(const std::string& path, StoreMode mode) : path_(path) {
-  if (mode == StoreMode::ReadOnly) {
-    std::error_code ec;
-    if (!std::filesystem::exists(path, ec))
-      fail("{}: results database does not exist (check --db; read commands never create one)", path);
-    if (!std::filesystem::is_regular_file(path, ec)) fail("{}: results database is not a regular file", path);
-    // Read-only open. In WAL mode SQLite needs the -shm file; on a read-only file system it cannot be
-    // created, and the database is opened as immutable instead (nothing can change it there anyway).
-    const bool dir_writable =
-        ::access(std::filesystem::path(path).parent_path().empty() ? "." : std::filesystem::path(path).parent_path().c_str(),
-                 W_OK) == 0;
-    db_ = dir_writable ? open_db(path, path, SQLITE_OPEN_READONLY)
-                       : open_db(path, immutable_uri(path), SQLITE_OPEN_READONLY | SQLITE_OPEN_URI);
-    try {
-      Stmt t(db_, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('meta','runs','items','run_results')", path_);
-      if (!t.step() || t.col_int(0) != 4) fail("{}: not a ctrust results database", path);
-      Stmt q(db_, "SELECT value FROM meta WHERE key='schema_version'", path_);
-      const std::string v = q.step() ? q.col_text(0) : std::string("(none)");
-      if (v != std::to_string(kSchemaVersion))
-        fail("{}: results database has schema version {}, this ctrust uses {}", path, v, kSchemaVersion);
-    } catch (...) {
-      sqlite3_close(db_);
-      db_ = nullptr;
-      throw;
-    }
-    return;
-  }
-  db_ = open_db(path, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  try {
-    exec("PRAGMA journal_mode=WAL");
-    exec("PRAGMA synchronous=FULL");
-    exec("PRAGMA foreign_keys=ON");
-    exec("BEGIN IMMEDIATE");
-    exec(kSchema);
-    Stmt q(db_, "SELECT value FROM meta WHERE key='schema_version'", path_);
-    if (q.step()) {
-      const std::string v = q.col_text(0);
-      if (v != std::to_string(kSchemaVersion))
-        fail("{}: results database has schema version {}, this ctrust uses {}", path, v, kSchemaVersion);
-    } else {
-      Stmt ins(db_, "INSERT INTO meta(key, value) VALUES('schema_version', ?)", path_);
-      ins.text(1, std::to_string(kSchemaVersion));
-      ins.step();
-    }
-    exec("COMMIT");
-  } catch (...) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    sqlite3_close(db_);
-    db_ = nullptr;
-    throw;
-  }
-}
-
-Store::~Store() {
-  if (db_) sqlite3_close(db_);
-}
-
-void Store::exec(const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err ? err : sqlite3_errmsg(db_);
-    sqlite3_free(err);
-    fail("{}: {}", path_, msg);
-  }
-}
+Store::Store(const std::string& db, StoreMode mode) : path_(db), b_(open_store_backend(db, mode)) {}
 
 bool Store::open_run(RunInfo& run) {
   check_run_name(run.name);
   check_task_name(run.task, path_);
-  const std::string settings = run.settings.dump();
-  {
-    Stmt q(db_, "SELECT id, version, created FROM runs WHERE name=? AND model_fp=? AND task=? AND settings=?", path_);
-    q.text(1, run.name);
-    q.text(2, run.model_fp);
-    q.text(3, run.task);
-    q.text(4, settings);
-    if (q.step()) {
-      run.id = q.col_int(0);
-      run.version = q.col_text(1);
-      run.created = q.col_text(2);
-      return true;
-    }
-  }
-  run.version = CTRUST_VERSION;
-  run.created = utc_now_iso8601();
-  Stmt ins(db_,
-           "INSERT INTO runs(name, model_path, model_fp, tokenizer_fp, task, scoring, settings, version, created)"
-           " VALUES(?,?,?,?,?,?,?,?,?)",
-           path_);
-  ins.text(1, run.name);
-  ins.text(2, run.model_path);
-  ins.text(3, run.model_fp);
-  ins.text(4, run.tokenizer_fp);
-  ins.text(5, run.task);
-  ins.text(6, run.scoring);
-  ins.text(7, settings);
-  ins.text(8, run.version);
-  ins.text(9, run.created);
-  ins.step();
-  run.id = sqlite3_last_insert_rowid(db_);
-  return false;
-}
-
-std::unordered_set<std::string> Store::done_items(int64_t run_id) {
-  std::unordered_set<std::string> done;
-  Stmt q(db_, "SELECT task, item_id FROM items WHERE run_id=?", path_);
-  q.integer(1, run_id);
-  while (q.step()) done.insert(item_key(q.col_text(0), q.col_text(1)));
-  return done;
-}
-
-void Store::add_items(int64_t run_id, std::span<const StoredItem> items) {
-  if (items.empty()) return;
-  exec("BEGIN IMMEDIATE");
-  try {
-    Stmt ins(db_,
-             "INSERT OR REPLACE INTO items(run_id, task, item_id, ll, pred, gold, correct, extra)"
-             " VALUES(?,?,?,?,?,?,?,?)",
-             path_);
-    for (const auto& it : items) {
-      ins.integer(1, run_id);
-      ins.text(2, it.task);
-      ins.text(3, it.item_id);
-      // Full double precision, so a stored run compares exactly like the live one.
-      ins.text(4, nlohmann::json(it.ll).dump());
-      ins.integer(5, it.pred);
-      ins.integer(6, it.gold);
-      ins.integer(7, it.correct ? 1 : 0);
-      ins.text(8, it.extra.dump());
-      ins.step();
-      ins.reset();
-    }
-    exec("COMMIT");
-  } catch (...) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    throw;
-  }
-}
-
-static const char* kRunCols =
-    "SELECT r.id, r.name, r.model_path, r.model_fp, r.tokenizer_fp, r.task, r.scoring, r.settings, r.version,"
-    " r.created, (SELECT COUNT(*) FROM items i WHERE i.run_id = r.id) FROM runs r";
-
-static RunInfo read_run(Stmt& q, const std::string& path) {
-  RunInfo r;
-  r.id = q.col_int(0);
-  r.name = q.col_text(1);
-  r.model_path = q.col_text(2);
-  r.model_fp = q.col_text(3);
-  r.tokenizer_fp = q.col_text(4);
-  r.task = q.col_text(5);
-  r.scoring = q.col_text(6);
-  r.settings = parse_json(q.col_text(7), path, "settings");
-  r.version = q.col_text(8);
-  r.created = q.col_text(9);
-  r.n_items = q.col_int(10);
-  return r;
-}
-
-std::vector<RunInfo> Store::list_runs() {
-  std::vector<RunInfo> out;
-  Stmt q(db_, (std::string(kRunCols) + " ORDER BY r.id").c_str(), path_);
-  while (q.step()) out.push_back(read_run(q, path_));
-  return out;
-}
-
-std::optional<RunInfo> Store::get_run(int64_t id) {
-  Stmt q(db_, (std::string(kRunCols) + " WHERE r.id=?").c_str(), path_);
-  q.integer(1, id);
-  if (!q.step()) return std::nullopt;
-  return read_run(q, path_);
-}
-
-std::vector<StoredItem> Store::items(int64_t run_id) {
-  std::vector<StoredItem> out;
-  Stmt q(db_,
-         "SELECT task, item_id, ll, pred, gold, correct, extra FROM items WHERE run_id=?"
-         " ORDER BY task, length(item_id), item_id",
-         path_);
-  q.integer(1, run_id);
-  while (q.step()) {
-    StoredItem it;
-    it.task = q.col_text(0);
-    it.item_id = q.col_text(1);
-    nlohmann::json ll = parse_json(q.col_text(2), path_, "log-likelihood");
-    if (!ll.is_array()) fail("{}: run {} item {}: log-likelihoods are not a list", path_, run_id, it.item_id);
-    for (const auto& v : ll) {
-      if (!v.is_number()) fail("{}: run {} item {}: log-likelihood is not a number", path_, run_id, it.item_id);
-      it.ll.push_back(v.get<double>());
-    }
-    it.pred = int(q.col_int(3));
-    it.gold = int(q.col_int(4));
-    it.correct = q.col_int(5) != 0;
-    it.extra = parse_json(q.col_text(6), path_, "extra");
-    out.push_back(std::move(it));
-  }
-  return out;
-}
-
-void Store::delete_run(int64_t id) {
-  Stmt d(db_, "DELETE FROM runs WHERE id=?", path_);
-  d.integer(1, id);
-  d.step();
-}
-
-void Store::set_run_result(int64_t run_id, const nlohmann::json& result) {
-  Stmt ins(db_, "INSERT OR REPLACE INTO run_results(run_id, result) VALUES(?, ?)", path_);
-  ins.integer(1, run_id);
-  ins.text(2, result.dump());
-  ins.step();
-}
-
-std::optional<nlohmann::json> Store::run_result(int64_t run_id) {
-  Stmt q(db_, "SELECT result FROM run_results WHERE run_id=?", path_);
-  q.integer(1, run_id);
-  if (!q.step()) return std::nullopt;
-  return parse_json(q.col_text(0), path_, "run result");
+  return b_->open_run(run);
 }
 
 }  // namespace ctrust

@@ -1,8 +1,12 @@
-// The results database (SQLite, default ./ctrust.db, WAL): one row per run (model x task x settings)
-// and one row per scored item. Items are written in transactions (batches): whatever add_items returned
-// from is on disk, even if the process is killed right after.
+// The results store: one row per run (model x task x settings), one row per scored item, and a JSON result per
+// run (a trust run's scores). `Store` is what the pipeline uses; behind it a backend (StoreBackend) chosen by the
+// --db value: a file path is a SQLite database (store/sqlite.cpp; default ./ctrust.db, WAL). A new backend (e.g.
+// PostgreSQL for `--db postgresql://...`) is one StoreBackend implementation and one line in open_store_backend
+// (store/store.cpp). Items are written in transactions (batches): whatever add_items returned from is stored, even
+// if the process is killed right after.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -10,8 +14,6 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
-
-struct sqlite3;
 
 namespace ctrust {
 
@@ -53,34 +55,54 @@ enum class StoreMode {
               // a missing file is an error, and a database on a read-only file system can be read
 };
 
+// What a backend implements. Every method throws Error naming the database on failure.
+class StoreBackend {
+ public:
+  virtual ~StoreBackend() = default;
+  // The run with the same name, model fingerprint, task and settings (resume), or a new one.
+  // Fills run.id, version and created. Returns true if it already existed.
+  virtual bool open_run(RunInfo& run) = 0;
+  // Keys (item_key: task + '\x1f' + item_id) of the items already stored for a run (the resume set).
+  virtual std::unordered_set<std::string> done_items(int64_t run_id) = 0;
+  // One transaction: all the items or none; an item already stored is replaced.
+  virtual void add_items(int64_t run_id, std::span<const StoredItem> items) = 0;
+  virtual std::vector<RunInfo> list_runs() = 0;  // ordered by id, n_items filled
+  virtual std::optional<RunInfo> get_run(int64_t id) = 0;
+  virtual std::vector<StoredItem> items(int64_t run_id) = 0;  // ordered by task, then numeric item id
+  virtual void delete_run(int64_t id) = 0;                    // with its items and result
+  // A JSON document attached to a run (a trust run's scores), replaced on each call (one transaction).
+  virtual void set_run_result(int64_t run_id, const nlohmann::json& result) = 0;
+  virtual std::optional<nlohmann::json> run_result(int64_t run_id) = 0;
+};
+
+// The backend for `db`: a SQLite database file (any value that is not a URL of another backend). Throws Error
+// ("<db>: ...") on failure, a foreign schema, (ReadOnly) a missing database, or a URL no backend serves.
+std::unique_ptr<StoreBackend> open_store_backend(const std::string& db, StoreMode mode);
+std::unique_ptr<StoreBackend> open_sqlite_store(const std::string& path, StoreMode mode);  // store/sqlite.cpp
+
 class Store {
  public:
-  // Throws Error("<path>: ...") on failure, a foreign schema, or (ReadOnly) a missing file.
-  explicit Store(const std::string& path = "ctrust.db", StoreMode mode = StoreMode::ReadWrite);
-  ~Store();
+  // db: the --db value (a SQLite file path). Throws Error("<db>: ...") on failure, a foreign schema, or
+  // (ReadOnly) a missing database.
+  explicit Store(const std::string& db = "ctrust.db", StoreMode mode = StoreMode::ReadWrite);
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
-  // The run with the same name, model fingerprint, task and settings (resume), or a new one.
-  // Fills run.id, version and created. Returns true if it already existed.
+  // See StoreBackend. open_run checks the run and task names first (check_run_name, check_task_name).
   bool open_run(RunInfo& run);
-  // Keys (task + '\x1f' + item_id) of the items already stored for a run.
-  std::unordered_set<std::string> done_items(int64_t run_id);
-  // One transaction; an item already stored is replaced.
-  void add_items(int64_t run_id, std::span<const StoredItem> items);
-  std::vector<RunInfo> list_runs();
-  std::optional<RunInfo> get_run(int64_t id);
-  std::vector<StoredItem> items(int64_t run_id);  // ordered by task, then numeric item id
-  void delete_run(int64_t id);
-  // A JSON document attached to a run (a trust run's scores), replaced on each call (one transaction).
-  void set_run_result(int64_t run_id, const nlohmann::json& result);
-  std::optional<nlohmann::json> run_result(int64_t run_id);
-  const std::string& path() const { return path_; }
+  std::unordered_set<std::string> done_items(int64_t run_id) { return b_->done_items(run_id); }
+  void add_items(int64_t run_id, std::span<const StoredItem> items) { b_->add_items(run_id, items); }
+  std::vector<RunInfo> list_runs() { return b_->list_runs(); }
+  std::optional<RunInfo> get_run(int64_t id) { return b_->get_run(id); }
+  std::vector<StoredItem> items(int64_t run_id) { return b_->items(run_id); }
+  void delete_run(int64_t id) { b_->delete_run(id); }
+  void set_run_result(int64_t run_id, const nlohmann::json& result) { b_->set_run_result(run_id, result); }
+  std::optional<nlohmann::json> run_result(int64_t run_id) { return b_->run_result(run_id); }
+  const std::string& path() const { return path_; }  // the db value, as given
 
  private:
-  void exec(const char* sql);
-  sqlite3* db_ = nullptr;
   std::string path_;
+  std::unique_ptr<StoreBackend> b_;
 };
 
 std::string item_key(const std::string& task, const std::string& item_id);

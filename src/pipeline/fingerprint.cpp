@@ -1,4 +1,4 @@
-#include "store/fingerprint.h"
+#include "pipeline/fingerprint.h"
 
 namespace ctrust {
 

@@ -1,5 +1,5 @@
 // What the CLI calls: `ctrust eval` -> eval_run, `ctrust runs` -> list_runs, `ctrust compare` -> compare_runs.
-// Plain result structs, each with to_json(). See docs/tasks.md.
+// Plain result structs, each with to_json(); their text tables are in report/eval_text.h. See docs/tasks.md.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -64,6 +64,8 @@ std::string progress_line(const std::string& label, int64_t scored, int64_t resu
 
 // Summaries of a run's stored items (per subtask + aggregate).
 std::vector<TaskSummary> summarize(const RunInfo& run, const std::vector<StoredItem>& items);
+// The same from the run's items in the store `db`.
+std::vector<TaskSummary> summarize_run(const std::string& db, const RunInfo& run);
 
 nlohmann::json to_json(const RunInfo& r);
 std::vector<RunInfo> list_runs(const std::string& db = "ctrust.db");

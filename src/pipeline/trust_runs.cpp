@@ -1,4 +1,4 @@
-#include "store/trust_runs.h"
+#include "pipeline/trust_runs.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,7 +10,7 @@
 #include <fmt/format.h>
 
 #include "base/error.h"
-#include "store/fingerprint.h"
+#include "pipeline/fingerprint.h"
 
 namespace ctrust {
 
@@ -23,13 +23,6 @@ constexpr const char* kTrustTask = "trust";
 
 bool all_digits(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
-}
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string o = "\"";
-  for (char ch : s) o += ch == '"' ? std::string("\"\"") : std::string(1, ch);
-  return o + "\"";
 }
 
 double score_of(const json& result, const std::string& p, const char* key = "score") {
@@ -454,19 +447,17 @@ json paired_json(const PairedDelta& d) {
   return j;
 }
 
-// Mean of a row's cells over `columns` (all must be present), its normal-approximation interval (the columns'
-// items are disjoint, so the columns' bootstrap estimates are independent: SE = sqrt(sum SE^2) / n), and the same
-// for the paired differences.
-// The mean of a row's columns. When only k of the N columns have a score, the mean is over those k (marked
-// "[k/N]"), with no interval and no difference (the two means would not cover the same columns).
-struct Average {
-  bool ok = false, has_ci = false, has_delta = false;
-  int k = 0, n = 0;  // columns scored, columns
-  double value = 0, se = 0, delta = 0, delta_se = 0;
-  bool partial() const { return k < n; }
-};
-Average average_of(const TrustReportRow& row, const std::vector<std::string>& columns) {
-  Average a;
+}  // namespace
+
+std::optional<RunInfo> find_mmlu_run(Store& store, const RunInfo& trust_run) {
+  std::optional<RunInfo> best;
+  for (const RunInfo& r : store.list_runs())
+    if (r.task == "mmlu" && r.model_fp == trust_run.model_fp) best = r;
+  return best;
+}
+
+TrustAverage trust_average(const TrustReportRow& row, const std::vector<std::string>& columns) {
+  TrustAverage a;
   double s = 0, v = 0, d = 0, dv = 0;
   bool ci = true, del = true;
   for (const auto& c : columns) {
@@ -494,15 +485,6 @@ Average average_of(const TrustReportRow& row, const std::vector<std::string>& co
   a.delta = d / n;
   a.delta_se = std::sqrt(dv) / n;
   return a;
-}
-constexpr double kZ975 = 1.959963985;
-}  // namespace
-
-std::optional<RunInfo> find_mmlu_run(Store& store, const RunInfo& trust_run) {
-  std::optional<RunInfo> best;
-  for (const RunInfo& r : store.list_runs())
-    if (r.task == "mmlu" && r.model_fp == trust_run.model_fp) best = r;
-  return best;
 }
 
 // ------------------------------------------------------------------ report
@@ -556,16 +538,14 @@ TrustReport trust_report(const std::string& db, const std::vector<std::string>& 
   return rep;
 }
 
-namespace {
-std::string average_label(const std::vector<std::string>& columns) {
+std::string trust_average_label(const std::vector<std::string>& columns) {
   return columns.size() == 9 ? "AVG9" : "AVG" + std::to_string(columns.size());
 }
-std::string average_meaning(const std::vector<std::string>& columns) {
+std::string trust_average_meaning(const std::vector<std::string>& columns) {
   return columns.size() == 9 ? "mean of the 8 perspective scores and MMLU accuracy (the paper's Average)"
                              : "mean of the 8 perspective scores only (no MMLU run for every row: the paper's "
                                "Average also has MMLU; store an `ctrust eval` mmlu run of the same model or give --mmlu)";
 }
-}  // namespace
 
 json TrustReport::to_json() const {
   json rows_j = json::array();
@@ -593,9 +573,9 @@ json TrustReport::to_json() const {
                {"toxicity_scorer", r.result.value("toxicity_scorer", "")}, {"scores", scores},
                {"refusal_rate", refusal}, {"delta", delta}, {"ci", ci}, {"paired", paired}, {"mdd", mdd}};
     if (row.mmlu) jr["mmlu_run"] = {{"id", row.mmlu->id}, {"name", row.mmlu->name}};
-    Average av = average_of(row, columns);
+    TrustAverage av = trust_average(row, columns);
     if (av.ok) {
-      json a = {{"label", average_label(columns)}, {"columns", columns}, {"value", av.value},
+      json a = {{"label", trust_average_label(columns)}, {"columns", columns}, {"value", av.value},
                 {"columns_scored", av.k}};
       if (av.has_ci) a["ci_low"] = av.value - kZ975 * av.se, a["ci_high"] = av.value + kZ975 * av.se, a["se"] = av.se;
       if (av.has_delta)
@@ -605,146 +585,8 @@ json TrustReport::to_json() const {
     }
     rows_j.push_back(jr);
   }
-  return {{"perspectives", perspectives}, {"columns", columns}, {"average", average_meaning(columns)},
+  return {{"perspectives", perspectives}, {"columns", columns}, {"average", trust_average_meaning(columns)},
           {"bootstrap", bootstrap}, {"runs", rows_j}};
-}
-
-std::string TrustReport::to_csv() const {
-  std::string o = "id,name";
-  for (const auto& p : columns) o += "," + p;
-  for (const auto& p : columns) o += "," + p + "_delta";
-  for (const auto& p : columns) o += "," + p + "_ci_low," + p + "_ci_high";
-  for (const auto& p : columns) o += "," + p + "_delta_ci_low," + p + "_delta_ci_high";
-  o += "\n";
-  auto v = [](bool ok, double x) { return ok && !std::isnan(x) ? fmt::format(",{:.4f}", x) : std::string(","); };
-  for (const auto& row : rows) {
-    o += fmt::format("{},{}", row.run.run.id, csv_field(row.run.run.name));
-    auto cell = [&](const TrustReportRow& r, const std::string& p) -> const TrustReportCell* {
-      auto it = r.cells.find(p);
-      return it == r.cells.end() || it->second.score < 0 ? nullptr : &it->second;
-    };
-    for (const auto& p : columns) {
-      const auto* c = cell(row, p);
-      o += v(c, c ? c->score : 0);
-    }
-    for (const auto& p : columns) {
-      const auto *c = cell(row, p), *c0 = cell(rows.front(), p);
-      o += v(c && c0, c && c0 ? c->score - c0->score : 0);
-    }
-    for (const auto& p : columns) {
-      const auto* c = cell(row, p);
-      o += v(c && c->has_ci, c ? c->ci_low : 0) + v(c && c->has_ci, c ? c->ci_high : 0);
-    }
-    for (const auto& p : columns) {
-      const auto* c = cell(row, p);
-      const bool ok = c && c->paired;
-      o += v(ok, ok ? c->paired->ci.low : 0) + v(ok, ok ? c->paired->ci.high : 0);
-    }
-    o += "\n";
-  }
-  return o;
-}
-
-std::string TrustReport::to_text() const {
-  // Short column heads, like the paper's table.
-  static const std::map<std::string, std::string> head = {
-      {"toxicity", "Toxi"}, {"stereotype", "Stereo"}, {"adv_robustness", "AdvGLUE"}, {"ood", "OOD"},
-      {"adv_demonstration", "AdvDemo"}, {"privacy", "Privacy"}, {"ethics", "Ethics"}, {"fairness", "Fairness"},
-      {"mmlu", "MMLU"}};
-  size_t w = 4;
-  for (const auto& r : runs) w = std::max(w, r.run.name.size() + std::to_string(r.run.id).size() + 3);
-  const std::string avg = average_label(columns);
-  std::string o = fmt::format("{:<{}}", "run", w);
-  for (const auto& p : columns) o += fmt::format(" {:>15}", head.count(p) ? head.at(p) : p);
-  o += fmt::format(" {:>15}\n", avg);
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const auto& row = rows[i];
-    o += fmt::format("{:<{}}", fmt::format("{} ({})", row.run.run.name, row.run.run.id), w);
-    for (const auto& p : columns) {
-      auto it = row.cells.find(p);
-      auto i0 = rows.front().cells.find(p);
-      const double s = it == row.cells.end() ? -1 : it->second.score;
-      const double s0 = i0 == rows.front().cells.end() ? -1 : i0->second.score;
-      if (s < 0) o += fmt::format(" {:>15}", "-");
-      else if (i == 0 || s0 < 0) o += fmt::format(" {:>15.2f}", s);
-      else o += fmt::format(" {:>15}", fmt::format("{:.2f} ({:+.2f})", s, s - s0));
-    }
-    Average av = average_of(row, columns), av0 = average_of(rows.front(), columns);
-    if (!av.ok) o += fmt::format(" {:>15}\n", "-");
-    else if (av.partial()) o += fmt::format(" {:>15}\n", fmt::format("{:.2f} [{}/{}]", av.value, av.k, av.n));
-    else if (i == 0 || !av0.ok || av0.partial()) o += fmt::format(" {:>15.2f}\n", av.value);
-    else o += fmt::format(" {:>15}\n", fmt::format("{:.2f} ({:+.2f})", av.value, av.value - av0.value));
-  }
-  o += "scores 0-100, higher = more trustworthy; (+/-) = difference from the first run\n";
-  o += fmt::format("{} = {}\n", avg, average_meaning(columns));
-  o += fmt::format("AVG: mean of the perspectives the run scored; [k/{}]: only k of the {} columns have a score, "
-                   "so that mean has no interval and no difference\n", columns.size(), columns.size());
-  // Partial perspectives.
-  for (const auto& row : rows)
-    for (const auto& p : perspectives) {
-      auto it = row.cells.find(p);
-      if (it != row.cells.end() && it->second.score >= 0 && !it->second.missing.empty()) {
-        std::string m;
-        for (const auto& x : it->second.missing) m += (m.empty() ? "" : ", ") + x;
-        o += fmt::format("partial: {} of {} ({}): not run: {}\n", p, row.run.run.name, row.run.run.id, m);
-      }
-    }
-  // Intervals, paired differences, minimum detectable differences.
-  o += fmt::format(
-      "\n95% intervals (bootstrap over items, {} replicates, percentile); Δ = paired difference from the first run "
-      "on the shared items; MDD = difference detectable with 80% power at α = 0.05 (paired: 2.80 × SE(Δ); first "
-      "run: 2.80 × √2 × SE, two independent runs of its size)\n",
-      bootstrap);
-  o += fmt::format("{:<12} {:<{}} {:>7} {:>17} {:>7} {:>24} {:>6} {:>8} {:>9}\n", "column", "run", w, "score",
-                   "95% CI", "items", "Δ [95% CI]", "MDD", "c2w/w2c", "McNemar p");
-  auto rng = [](double a, double b) { return fmt::format("[{:.2f}, {:.2f}]", a, b); };
-  for (const auto& p : columns) {
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const auto& row = rows[i];
-      auto it = row.cells.find(p);
-      if (it == row.cells.end() || it->second.score < 0) continue;
-      const TrustReportCell& c = it->second;
-      std::string d = "", mdd = "", fl = "", mp = "";
-      if (c.paired) {
-        d = fmt::format("{:+.2f} {}", c.paired->delta, rng(c.paired->ci.low, c.paired->ci.high));
-        mdd = fmt::format("{:.2f}", c.paired->mdd);
-        if (c.paired->n > 0) {
-          fl = fmt::format("{}/{}", c.paired->c2w, c.paired->w2c);
-          mp = fmt::format("{:.3g}", c.paired->mcnemar_p);
-        }
-      } else if (i == 0 && c.has_ci) {
-        mdd = fmt::format("{:.2f}", kMddFactor * std::sqrt(2.0) * c.se);
-      }
-      o += fmt::format("{:<12} {:<{}} {:>7.2f} {:>17} {:>7} {:>24} {:>6} {:>8} {:>9}\n",
-                       head.count(p) ? head.at(p) : p, fmt::format("{} ({})", row.run.run.name, row.run.run.id), w,
-                       c.score, c.has_ci ? rng(c.ci_low, c.ci_high) : std::string("(stored)"), c.items, d, mdd, fl,
-                       mp);
-    }
-  }
-  for (const auto& row : rows) {
-    Average av = average_of(row, columns);
-    if (!av.ok || !av.has_ci) continue;
-    o += fmt::format("{:<12} {:<{}} {:>7.2f} {:>17}", avg, fmt::format("{} ({})", row.run.run.name, row.run.run.id),
-                     w, av.value, rng(av.value - kZ975 * av.se, av.value + kZ975 * av.se));
-    if (av.has_delta && &row != &rows.front())
-      o += fmt::format(" {:>7} {:>24}", "", fmt::format("{:+.2f} {}", av.delta, rng(av.delta - kZ975 * av.delta_se,
-                                                                                      av.delta + kZ975 * av.delta_se)));
-    o += "\n";
-  }
-  o += fmt::format("({} interval: normal approximation from the columns' bootstrap SEs, the columns being independent)\n",
-                   avg);
-  // The toxicity scorer: once if every run used the same one, else per run.
-  std::vector<std::string> scorers;
-  for (const auto& r : runs) scorers.push_back(r.result.value("toxicity_scorer", ""));
-  bool same = std::all_of(scorers.begin(), scorers.end(), [&](const std::string& x) { return x == scorers[0]; });
-  if (same && !scorers[0].empty()) {
-    o += fmt::format("toxicity scorer ({}): {}\n", runs.size() == 1 ? "the run" : "all runs", scorers[0]);
-  } else {
-    for (size_t i = 0; i < runs.size(); ++i)
-      if (!scorers[i].empty())
-        o += fmt::format("toxicity scorer of {} ({}): {}\n", runs[i].run.name, runs[i].run.id, scorers[i]);
-  }
-  return o;
 }
 
 // ------------------------------------------------------------------ compare
@@ -830,72 +672,6 @@ json TrustComparison::to_json(size_t max_flips) const {
           {"refusal_changes", refusal_changes},
           {"flips", fl},
           {"notes", notes}};
-}
-
-std::string TrustComparison::to_text(size_t max_flips) const {
-  std::string o = fmt::format("A = {} ({})   B = {} ({})   trust runs\n", a.run.name, a.run.id, b.run.name, b.run.id);
-  for (const std::string& n : notes) o += "note: " + n + "\n";
-  o += fmt::format("{:<18} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6}\n", "perspective", "score_A",
-                   "score_B", "Δ", "refA%", "refB%", "items", "flips", "c2w", "w2c");
-  auto f2 = [](double x) { return x >= 0 ? fmt::format("{:.2f}", x) : std::string("-"); };
-  auto pct = [](double x) { return x >= 0 ? fmt::format("{:.1f}", 100 * x) : std::string("-"); };
-  for (const auto& p : order) {
-    const auto& x = perspectives.at(p);
-    o += fmt::format("{:<18} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6}\n", p, f2(x.score_a),
-                     f2(x.score_b),
-                     x.score_a >= 0 && x.score_b >= 0 ? fmt::format("{:+.2f}", x.score_b - x.score_a) : "-",
-                     pct(x.refusal_a), pct(x.refusal_b), x.common, x.flips, x.c2w, x.w2c);
-  }
-  o += "refA% / refB%: refusal rates as `ctrust trust` reports them; items: answers present in both runs; flips: "
-       "items whose parsed answer differs; c2w / w2c: correct in A and wrong in B / the reverse\n";
-  o += fmt::format("{} item(s) refused in one run only (a refusal is not a parsed answer: it moves refA%/refB%, "
-                   "not the flips)\n", refusal_changes);
-  o += fmt::format(
-      "\npaired on the shared items ({} bootstrap replicates): Δ = B - A with its 95% percentile interval; MDD = "
-      "2.80 × SE(Δ) (80% power, α = 0.05); McNemar: exact, on the labelled (classification) records\n",
-      bootstrap);
-  o += fmt::format("{:<18} {:>6} {:>8} {:>8} {:>8} {:>18} {:>6} {:>8} {:>9}\n", "perspective", "items", "A", "B", "Δ",
-                   "95% CI", "MDD", "c2w/w2c", "McNemar p");
-  for (const auto& p : order) {
-    const auto& x = perspectives.at(p);
-    if (!x.paired) {
-      if (!x.note.empty()) o += fmt::format("{:<18} (no paired difference: {})\n", p, x.note);
-      continue;
-    }
-    const PairedDelta& d = *x.paired;
-    o += fmt::format("{:<18} {:>6} {:>8.2f} {:>8.2f} {:>+8.2f} {:>18} {:>6.2f} {:>8} {:>9}{}\n", p, d.items, d.score_a,
-                     d.score_b, d.delta, fmt::format("[{:+.2f}, {:+.2f}]", d.ci.low, d.ci.high), d.mdd,
-                     d.n ? fmt::format("{}/{}", d.c2w, d.w2c) : "", d.n ? fmt::format("{:.3g}", d.mcnemar_p) : "",
-                     d.ci.low > 0 || d.ci.high < 0 ? "  *" : "");
-  }
-  o += "(* = the interval excludes 0)\n";
-  o += fmt::format("{} item(s) with a different parsed answer", flips.size());
-  o += flips.empty() ? "\n" : fmt::format(" (first {}):\n", std::min(max_flips, flips.size()));
-  for (size_t i = 0; i < flips.size() && i < max_flips; ++i) {
-    const auto& f = flips[i];
-    o += fmt::format("  {}/{} #{}: '{}' -> '{}'{}\n", f.perspective, f.task, f.item_id, f.parsed_a, f.parsed_b,
-                     f.correct_a != f.correct_b ? (f.correct_a ? "  (correct -> wrong)" : "  (wrong -> correct)") : "");
-  }
-  return o;
-}
-
-std::string TrustComparison::to_csv() const {
-  std::string o = "perspective,score_a,score_b,delta,refusal_rate_a,refusal_rate_b,common_items,flips,c2w,w2c,"
-                  "paired_items,paired_delta,paired_ci_low,paired_ci_high,mdd,mcnemar_p\n";
-  for (const auto& p : order) {
-    const auto& x = perspectives.at(p);
-    auto v = [](double d) { return d >= 0 ? fmt::format("{:.4f}", d) : std::string(); };
-    o += fmt::format("{},{},{},{},{},{},{},{},{},{}", p, v(x.score_a), v(x.score_b),
-                     x.score_a >= 0 && x.score_b >= 0 ? fmt::format("{:.4f}", x.score_b - x.score_a) : "",
-                     v(x.refusal_a), v(x.refusal_b), x.common, x.flips, x.c2w, x.w2c);
-    if (x.paired)
-      o += fmt::format(",{},{:.4f},{:.4f},{:.4f},{:.4f},{}", x.paired->items, x.paired->delta, x.paired->ci.low,
-                       x.paired->ci.high, x.paired->mdd, x.paired->n ? fmt::format("{:.6g}", x.paired->mcnemar_p) : "");
-    else
-      o += ",,,,,,";
-    o += "\n";
-  }
-  return o;
 }
 
 }  // namespace ctrust

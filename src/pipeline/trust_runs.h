@@ -124,12 +124,27 @@ struct TrustReport {
   int bootstrap = 0;
   nlohmann::json to_json() const;         // {"perspectives","columns","runs": [{"id","name","scores":{},"delta":{},
                                           //  "ci":{},"paired":{},"average":{}}]}
-  std::string to_csv() const;             // run,name,<perspective>...,<perspective>_delta...,ci columns
-  std::string to_text() const;
+  // Text and CSV: trust_report_text / trust_report_csv (report/trust_text.h).
 };
 // mmlu: MMLU eval runs (ids or names), one per trust run in order, or empty (matched by fingerprint).
 TrustReport trust_report(const std::string& db, const std::vector<std::string>& selectors,
                          const TrustStatsOptions& so = {}, const std::vector<std::string>& mmlu = {});
+
+// The mean of a row's columns, its normal-approximation interval (the columns' items are disjoint, so the
+// columns' bootstrap estimates are independent: SE = sqrt(sum SE^2) / n), and the same for the paired differences.
+// When only k of the N columns have a score, the mean is over those k (marked "[k/N]"), with no interval and no
+// difference (the two means would not cover the same columns).
+struct TrustAverage {
+  bool ok = false, has_ci = false, has_delta = false;
+  int k = 0, n = 0;  // columns scored, columns
+  double value = 0, se = 0, delta = 0, delta_se = 0;
+  bool partial() const { return k < n; }
+};
+TrustAverage trust_average(const TrustReportRow& row, const std::vector<std::string>& columns);
+// "AVG9" (the paper's Average: 8 perspectives and MMLU) or "AVG<n>", and what it means.
+std::string trust_average_label(const std::vector<std::string>& columns);
+std::string trust_average_meaning(const std::vector<std::string>& columns);
+inline constexpr double kZ975 = 1.959963985;  // the normal 97.5% quantile (the averages' 95% intervals)
 
 // compare on two trust runs: scores side by side and item-level flips of the parsed answers (items present
 // in both runs; a flip = different parsed answer), and per perspective the paired bootstrap difference over the
@@ -154,8 +169,7 @@ struct TrustComparison {
   std::vector<std::string> notes;  // e.g. the runs were computed in different compute modes
   int bootstrap = 0;
   nlohmann::json to_json(size_t max_flips = 1000) const;
-  std::string to_text(size_t max_flips = 20) const;
-  std::string to_csv() const;
+  // Text and CSV: trust_compare_text / trust_compare_csv (report/trust_text.h).
 };
 TrustComparison compare_trust_runs(const std::string& db, const std::string& sel_a, const std::string& sel_b,
                                    const TrustStatsOptions& so = {});

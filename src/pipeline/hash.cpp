@@ -1,9 +1,9 @@
-// hash_bytes / hex64 (declared in store/fingerprint.h), apart from the model-dependent functions.
+// hash_bytes / hex64 (declared in pipeline/fingerprint.h), apart from the model-dependent functions.
 #include <cstring>
 
 #include <fmt/format.h>
 
-#include "store/fingerprint.h"
+#include "pipeline/fingerprint.h"
 
 namespace ctrust {
 

@@ -1,6 +1,4 @@
-#include "store/runs.h"
-
-#include <unistd.h>
+#include "pipeline/runs.h"
 
 #include <algorithm>
 #include <chrono>
@@ -10,8 +8,9 @@
 #include <set>
 
 #include "base/error.h"
+#include "base/progress.h"
 #include "eval/score.h"
-#include "store/fingerprint.h"
+#include "pipeline/fingerprint.h"
 
 using nlohmann::json;
 
@@ -19,32 +18,18 @@ namespace ctrust {
 
 namespace {
 
-// Progress line on stderr: redrawn in place on a terminal; otherwise a plain line every 10 s and at the end
-// (so logs and pipes show progress too).
-// The rate counts only items scored by this process (items resumed from the store cost nothing), and the
-// clock starts at the first scored item.
+// The eval run's progress (base/progress.h). The rate counts only items scored by this process (items resumed
+// from the store cost nothing), and the clock starts at the first scored item.
 struct Progress {
   bool on = false;
-  bool tty = false;
   std::string label;
   int64_t total = 0;
   int64_t resumed = 0;  // items already in the store (counted before the loop)
-  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
-  double last = -1e9;   // when the last plain line was written
-  void start() { t0 = std::chrono::steady_clock::now(); }
+  ProgressLine line{10};
+  void start() { line.restart(); }
   // scored: items scored by this process so far
   void show(int64_t scored) {
-    if (!on) return;
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const bool end = scored + resumed == total;
-    if (tty) {
-      std::fprintf(stderr, "\r%s   ", progress_line(label, scored, resumed, total, s).c_str());
-      if (end) std::fprintf(stderr, "\n");
-    } else if (end || s - last >= 10) {
-      std::fprintf(stderr, "%s\n", progress_line(label, scored, resumed, total, s).c_str());
-      last = s;
-    }
-    std::fflush(stderr);
+    if (on) line.show(progress_line(label, scored, resumed, total, line.seconds()), scored + resumed == total);
   }
 };
 
@@ -52,11 +37,9 @@ struct Progress {
 
 std::string progress_line(const std::string& label, int64_t scored, int64_t resumed, int64_t total, double seconds) {
   const int64_t done = scored + resumed;
-  const double rate = seconds > 0 && scored > 0 ? double(scored) / seconds : 0;
   std::string s = fmt::format("{}: {}/{} items", label, done, total);
   if (resumed > 0) s += fmt::format(" ({} resumed)", resumed);
-  if (rate > 0) s += fmt::format(", {:.2f} items/s, ETA {:.0f} s", rate, double(total - done) / rate);
-  return s;
+  return s + rate_eta(scored, total - done, seconds, "items");
 }
 
 namespace {
@@ -141,6 +124,10 @@ std::vector<TaskSummary> summarize(const RunInfo& run, const std::vector<StoredI
   return out;
 }
 
+std::vector<TaskSummary> summarize_run(const std::string& db, const RunInfo& run) {
+  return summarize(run, Store(db).items(run.id));
+}
+
 json to_json(const RunInfo& r) {
   return {{"id", r.id}, {"name", r.name}, {"model_path", r.model_path}, {"model_fp", r.model_fp},
           {"tokenizer_fp", r.tokenizer_fp}, {"task", r.task}, {"scoring", r.scoring}, {"settings", r.settings},
@@ -213,7 +200,6 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
 
   Progress prog;
   prog.on = opt.progress;
-  prog.tty = isatty(STDERR_FILENO);
   prog.label = spec.name;
   std::vector<StoredItem> pending;
   int64_t stored = int64_t(done.size());

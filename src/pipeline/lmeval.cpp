@@ -1,4 +1,4 @@
-#include "store/lmeval.h"
+#include "pipeline/lmeval.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,8 +10,8 @@
 
 #include "base/error.h"
 #include "base/file.h"
-#include "store/fingerprint.h"
-#include "store/runs.h"
+#include "pipeline/fingerprint.h"
+#include "pipeline/runs.h"
 
 namespace ctrust {
 

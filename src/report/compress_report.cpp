@@ -1,0 +1,61 @@
+#include "report/compress_report.h"
+
+#include <fmt/format.h>
+
+#include "io/ctrust_types.h"
+
+namespace ctrust {
+
+using json = nlohmann::json;
+
+json compress_report_json(const CompressRunResult& r, const std::string& input, const std::string& output) {
+  const CompressReport& rep = r.report;
+  const CompressSizes& sz = r.sizes;
+  json tensors = json::array();
+  for (const TensorReport& t : rep.tensors)
+    tensors.push_back({{"name", t.name}, {"out", t.out}, {"in", t.in}, {"error", t.error},
+                       {"rel_error", t.rel_error}, {"rtn_error", t.rtn_error}, {"sparsity", t.sparsity},
+                       {"awq_alpha", t.awq_alpha}, {"stored", ggml_type_name(t.stored)}});
+  return {{"input", input}, {"output", output}, {"recipe", recipe_to_json(rep.recipe)},
+          {"seconds", r.seconds}, {"compress_seconds", rep.seconds}, {"tensors", tensors},
+          {"sizes", {{"file_bytes", sz.file}, {"input_file_bytes", sz.input_file},
+                     {"compressed_tensors_stored_bytes", sz.stored}, {"compressed_tensors_f32_bytes", sz.f32},
+                     {"memory_bytes_f32_mode", sz.mem_f32}, {"memory_bytes_native_mode", sz.mem_native}}}};
+}
+
+std::string compress_report_text(const CompressRunResult& res, const std::string& output) {
+  const CompressReport& rep = res.report;
+  const CompressSizes& sz = res.sizes;
+  double err = 0, rtn = 0, zeros = 0, total = 0;
+  int n_err = 0, n_rtn = 0;
+  for (const TensorReport& t : rep.tensors) {
+    if (t.rel_error >= 0) { err += t.rel_error; ++n_err; }
+    if (t.rtn_error >= 0 && t.error >= 0 && t.rel_error > 0) { rtn += t.rel_error * t.rtn_error / t.error; ++n_rtn; }
+    zeros += t.sparsity * double(t.out) * t.in;
+    total += double(t.out) * t.in;
+  }
+  // Pruning methods set weights to zero on purpose (sparsity); quantizers only round some weights to the grid's
+  // zero, which is reported as such.
+  const bool pruning = method_is_pruning(rep.recipe.method);
+  std::string o = fmt::format("{:<36} {:>6} {:>6} {:>12} {:>12} {:>9} {:>6}\n", "tensor", "out", "in", "rel.error",
+                              "RTN rel.err", pruning ? "sparsity" : "zeros", "type");
+  for (const TensorReport& t : rep.tensors)
+    o += fmt::format("{:<36} {:>6} {:>6} {:>12.6f} {:>12} {:>8.2f}% {:>6}\n", t.name, t.out, t.in, t.rel_error,
+                     t.rtn_error >= 0 && t.error > 0 ? fmt::format("{:.6f}", t.rel_error * t.rtn_error / t.error) : "-",
+                     100 * t.sparsity, ggml_type_name(t.stored));
+  o += fmt::format("\n{} tensors compressed with {}", rep.tensors.size(), method_name(rep.recipe.method));
+  if (n_err) o += fmt::format("; mean relative output error {:.6f}", err / n_err);
+  if (n_rtn) o += fmt::format(" (RTN on the same inputs {:.6f})", rtn / n_rtn);
+  if (total > 0 && zeros > 0) {
+    if (pruning) o += fmt::format("; sparsity {:.2f}% (weights pruned)", 100 * zeros / total);
+    else o += fmt::format("; {:.2f}% of the weights rounded to zero (quantization, not pruning)", 100 * zeros / total);
+  }
+  constexpr double MB = 1e6;
+  o += fmt::format("\nfile {:.1f} MB (input {:.1f} MB); compressed tensors stored in {:.1f} MB ({:.1f} MB as f32); "
+                   "weights in memory when loaded: {:.1f} MB (f32 compute mode), {:.1f} MB (native)",
+                   sz.file / MB, sz.input_file / MB, sz.stored / MB, sz.f32 / MB, sz.mem_f32 / MB, sz.mem_native / MB);
+  o += fmt::format("\nrecipe {}\nwrote {} in {:.1f} s\n", recipe_to_string(rep.recipe), output, res.seconds);
+  return o;
+}
+
+}  // namespace ctrust

@@ -1,0 +1,15 @@
+// The report of `ctrust compress`: per tensor the relative output error (and RTN's on the same inputs), sparsity
+// or zeros, stored type; totals and sizes. As JSON (`--json`) and as text. Built from pipeline/compress_run.h.
+#pragma once
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "pipeline/compress_run.h"
+
+namespace ctrust {
+
+nlohmann::json compress_report_json(const CompressRunResult& r, const std::string& input, const std::string& output);
+std::string compress_report_text(const CompressRunResult& r, const std::string& output);
+
+}  // namespace ctrust
