@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Fuzzing with libFuzzer: builds the harnesses in fuzz/ with clang (ASan + UBSan + float-cast-overflow) into
-# build-fuzz/, makes seed corpora from the repository's test files and small excerpts of ../shared, and runs
-# every target for SECONDS (default 10: the smoke run that scripts/test.sh calls), one target per core at a time
-# (CTRUST_FUZZ_JOBS=N to change). See docs/robustness.md.
+# Fuzzing with libFuzzer: builds the harnesses in fuzz/ in the sanitizer tree build-san/ (clang, ASan + UBSan +
+# float-cast-overflow, the library instrumented for libFuzzer; the same tree builds the sanitizer tier's tests,
+# so after scripts/test.sh nothing is left to build), makes seed corpora from the repository's test files and
+# small excerpts of ../shared, and runs every target for SECONDS (default 10: the smoke run that scripts/test.sh
+# calls), one target per core at a time (CTRUST_FUZZ_JOBS=N to change). See docs/robustness.md.
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     e.g. scripts/fuzz.sh 300 fuzz_gguf
-# Corpora grow in build-fuzz/corpus/<target>/ (kept between runs); a crash, sanitizer report, leak, timeout
-# (10 s per input) or out-of-memory (2 GB) is written to build-fuzz/crashes/<target>/ and fails the run.
-# Without clang the run fails (it never skips): CTRUST_FUZZ=1 scripts/setup.sh installs it.
+# Corpora grow in build-san/corpus/<target>/ (kept between runs); a crash, sanitizer report, leak, timeout
+# (10 s per input) or out-of-memory (2 GB) is written to build-san/crashes/<target>/ and fails the run.
+# Without clang the run fails (it never skips): scripts/setup.sh installs it for the sanitizer tree.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 secs=${1:-10}
@@ -16,25 +17,10 @@ say() { echo "[fuzz] $*" >&2; }
 steps_prefix="[fuzz]"
 source "$root/scripts/steps.sh"   # step_done NAME: wall and CPU time of each step
 
-# Packages (clang with it); the release build only as far as the ctrust program (already built by test.sh).
-CTRUST_FUZZ=1 CTRUST_TARGETS=${CTRUST_TARGETS:-ctrust} CTRUST_SETUP_F32=0 bash "$root/scripts/setup.sh"
-cxx=$(command -v clang++-14 || command -v clang++ || true)
-if [ -z "$cxx" ]; then
-  say "error: clang++ not found; the fuzz run needs clang-14 and libclang-rt-14-dev (CTRUST_FUZZ=1 scripts/setup.sh)"
-  exit 1
-fi
-build=${CTRUST_FUZZ_BUILD:-$root/build-fuzz}
-if [ ! -f "$build/build.ninja" ]; then
-  CC=${cxx/clang++/clang} CXX=$cxx cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCTRUST_FUZZ=ON -DCTRUST_BENCH=OFF >/dev/null
-fi
-say "building the harnesses in $build"
-if ! cmake --build "$build" --target fuzz -j"$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)" > "$build/build.log" 2>&1; then
-  tail -n 40 "$build/build.log" >&2
-  say "error: build failed (full log: $build/build.log)"
-  exit 1
-fi
-step_done "clang build of the harnesses"
+# Packages (clang with them) and the harnesses in the sanitizer tree.
+build=${CTRUST_FUZZ_BUILD:-$root/build-san}
+CTRUST_BUILD=$build CTRUST_SANITIZE=ON CTRUST_TARGETS=fuzz CTRUST_SETUP_F32=0 bash "$root/scripts/setup.sh"
+step_done "sanitizer tree: the harnesses"
 if [ ! -d "$build/seeds" ] || [ "$build/make_seeds" -nt "$build/seeds" ]; then
   rm -rf "$build/seeds.new"
   "$build/make_seeds" "$build/seeds.new" >&2

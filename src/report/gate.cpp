@@ -138,9 +138,12 @@ std::string GateResult::to_text() const {
 void gate_eval(const Comparison& cmp, const GateBudget& b, GateResult& r) {
   std::set<std::string> run_tasks;
   for (const RunInfo& ra : cmp.runs_a) run_tasks.insert(ra.task);
-  for (const auto& [name, t] : cmp.tasks) {
-    if (!b.subtasks && !run_tasks.count(name)) continue;
+  for (const auto& entry : cmp.tasks) {
+    // Not a structured binding: clang 14 (the sanitizer tree's compiler) cannot capture one in a lambda.
+    const std::string& name = entry.first;
+    const auto& t = entry.second;
     const PairMetrics& m = t.m;
+    if (!b.subtasks && !run_tasks.count(name)) continue;
     auto add = [&](const char* metric, double budget, double v, double lo, double hi) {
       GateCheck c;
       c.metric = metric;
