@@ -187,8 +187,8 @@ TEST(GoldenEngine, Gemma3MatchesLlamaCppF32) {
 // The statistic is the mean full-vocabulary KL(f32 || mode) over the scored positions of the first chunks of
 // wiki.test.raw (llama.cpp's perplexity protocol, two calls of 256 tokens per chunk). Not the perplexity: the
 // perplexity change of these modes is chaotic in the last bits of the sums (see the script), while the KL moves
-// by ~3% under such perturbations. Rounding not applied (KL 0), int8 without the outlier decomposition, or
-// another threshold would fail.
+// by ~3% under such perturbations — but by up to 15% with another BLAS kernel set (below), so this is a sanity
+// check of the whole path; the formulas themselves are checked exactly layer by layer (the test before it).
 namespace {
 // Log-softmax of the scored rows (ctx/2 .. ctx-2) of each chunk, as the perplexity protocol computes them.
 std::vector<float> scored_log_softmax(const Model& m, const std::vector<int32_t>& tokens, int ctx, int chunks) {
@@ -209,6 +209,89 @@ std::vector<float> scored_log_softmax(const Model& m, const std::vector<int32_t>
   return out;
 }
 }  // namespace
+
+// The exact formulas of both modes, deterministically: real inputs of five Linears of SmolLM2 (captured by the numpy
+// reference in its f32 forward of chunk 0; four rows taken as one call) through ctrust's linear() against numpy's
+// outputs (tests/golden/int8_layers_smollm2.bin, scripts/ref/make_int8_golden.py --layers-only). The Linears are
+// chosen so that the threshold matters: inputs between 5 and 7 on both sides of 6 (blk.27.attn_q has 0 outlier
+// columns with max |x| 5.99; blk.29.attn_q 2 with max 6.54), and massive activations (blk.11.ffn_down, |x| 3,010).
+// The int8 values are the same (same f32 division and ties-to-even rounding), so only the summation order
+// differs: tolerance 2e-5 of the row's largest output. Thresholds 5 and 7 must miss it (they would change the
+// outlier set), as must the int8 split without outliers.
+TEST(GoldenEngine, SmolLM2Int8LinearsMatchNumpyReference) {
+  if (!std::filesystem::exists(test::smollm_q4_1())) GTEST_SKIP() << "no " << test::smollm_q4_1();
+  const json ref = load_golden("int8_smollm2.json");
+  ASSERT_TRUE(ref.contains("layers")) << "regenerate with scripts/ref/make_int8_golden.py --layers-only";
+  const json& layers = ref["layers"];
+  const std::string bin_path = test::golden_dir() + "/" + layers["file"].get<std::string>();
+  std::ifstream bin(bin_path, std::ios::binary);
+  ASSERT_TRUE(bin) << bin_path;
+  std::vector<float> blob(std::filesystem::file_size(bin_path) / 4);  // little-endian f32, as x86-64 holds it
+  bin.read(reinterpret_cast<char*>(blob.data()), std::streamsize(blob.size() * 4));
+  ASSERT_TRUE(bin) << bin_path;
+  auto m = open_model(test::smollm_q4_1());
+  const float threshold = ref["threshold"].get<float>();
+  // max |ctrust - numpy| / max |numpy| over each row, the worst row.
+  auto worst = [&](const std::vector<float>& y, const float* want, int rows, int out) {
+    double w = 0;
+    for (int r = 0; r < rows; ++r) {
+      double mx = 0, d = 0;
+      for (int o = 0; o < out; ++o) {
+        mx = std::max(mx, std::fabs((double)want[(size_t)r * out + o]));
+        d = std::max(d, std::fabs((double)y[(size_t)r * out + o] - want[(size_t)r * out + o]));
+      }
+      w = std::max(w, d / mx);
+    }
+    return w;
+  };
+  int checked = 0;
+  for (const json& e : layers["linears"]) {
+    const std::string name = e["tensor"];
+    const int rows = e["rows"], in = e["in"], out = e["out"];
+    const int l = std::stoi(name.substr(4));
+    LayerWeights& Lw = m->layers[l];
+    Linear* lin = name.find("attn_q") != std::string::npos ? &Lw.wq
+                  : name.find("ffn_down") != std::string::npos ? &Lw.w_down : nullptr;
+    ASSERT_NE(lin, nullptr) << name;
+    ASSERT_EQ(lin->in, in);
+    ASSERT_EQ(lin->out, out);
+    ASSERT_LE(e["llm_int8"].get<size_t>() + (size_t)rows * out, blob.size());
+    const float* x = blob.data() + e["x"].get<size_t>();
+    std::vector<float> y((size_t)rows * out);
+    Linear L = *lin;
+    L.b = nullptr;
+    for (const char* mode : {"w8a8_act", "llm_int8"}) {
+      L.mode = std::string(mode) == "w8a8_act" ? LinearMode::W8A8 : LinearMode::Int8Outlier;
+      L.threshold = threshold;
+      linear(L, x, y.data(), rows);
+      const float* want = blob.data() + e[mode].get<size_t>();
+      const double err = worst(y, want, rows, out);
+      std::printf("[ golden ] %s %s (%d outlier columns): max |ctrust - numpy| / max |y| = %.2e\n", name.c_str(), mode,
+                  e["outlier_columns"].get<int>(), err);
+      EXPECT_LT(err, 2e-5) << name << " " << mode;
+      ++checked;
+    }
+    // What a wrong threshold or no decomposition gives on the same inputs (only where it changes the outlier set).
+    int differing = 0;
+    for (float other : {5.0f, 7.0f, 1e30f}) {
+      L.mode = LinearMode::Int8Outlier;
+      L.threshold = other;
+      int n_out = 0;
+      for (int j = 0; j < in; ++j) {
+        bool o = false;
+        for (int r = 0; r < rows; ++r) o = o || std::fabs(x[(size_t)r * in + j]) > other;
+        n_out += o;
+      }
+      if (n_out == e["outlier_columns"].get<int>()) continue;
+      linear(L, x, y.data(), rows);
+      const double err = worst(y, blob.data() + e["llm_int8"].get<size_t>(), rows, out);
+      EXPECT_GT(err, 1e-3) << name << " threshold " << other << " is not told apart";
+      ++differing;
+    }
+    if (e["inputs_between_5_and_7"].get<int>() > 0) EXPECT_GT(differing, 0) << name;
+  }
+  EXPECT_EQ(checked, 10);
+}
 
 TEST(GoldenEngine, SmolLM2Int8ModesMatchNumpyReference) {
   if (!std::filesystem::exists(test::smollm_q4_1())) GTEST_SKIP() << "no " << test::smollm_q4_1();
@@ -241,6 +324,11 @@ TEST(GoldenEngine, SmolLM2Int8ModesMatchNumpyReference) {
     const double want = ref["modes"][mode]["kl_mean"].get<double>();
     std::printf("[ golden ] SmolLM2 %s, %zu positions: mean KL(f32 || mode) ctrust %.5f, numpy reference %.5f\n",
                 mode, rows, kl, want);
-    EXPECT_NEAR(kl / want, 1.0, 0.12) << mode;
+    // 25%: the spread of this statistic across BLAS kernels (summation orders) measured on one machine with
+    // OPENBLAS_CORETYPE = Haswell, Zen, SkylakeX, Cooperlake, Sandybridge, Nehalem, Core2, Barcelona, Prescott:
+    // w8a8_act 0.0261-0.0298 (numpy 0.0289: -9.7% .. +2.9%), llm_int8 0.0159-0.0183 (numpy 0.0159: +0.4% .. +15.3%).
+    // The exact formulas are pinned by SmolLM2Int8LinearsMatchNumpyReference; this end-to-end check still fails
+    // without rounding (KL 0) or without the outlier split (llm_int8 0.031, +94%).
+    EXPECT_NEAR(kl / want, 1.0, 0.25) << mode;
   }
 }

@@ -29,7 +29,11 @@ ctrust's f32 sums differ in the last bits, which is such a perturbation, so only
 
 The perturbation study: `--out - --jitter 1e-6` (and -1e-6, 3e-6), 8 chunks.
 
-Usage: python3 scripts/ref/make_int8_golden.py [--chunks N] [--kl-chunks K] [--out FILE|-] [--jitter EPS]
+The layer check (GoldenEngine.SmolLM2Int8LinearsMatchNumpyReference; --layers-only rewrites only it): the real
+inputs of four Linears (LAYER_LINEARS) in the f32 forward of chunk 0 and numpy's outputs of both modes on four of
+those rows taken as one call, in tests/golden/int8_layers_smollm2.bin (little-endian f32; offsets in "layers").
+
+Usage: python3 scripts/ref/make_int8_golden.py [--chunks N] [--kl-chunks K] [--out FILE|-] [--jitter EPS] [--layers-only]
 (needs numpy and gguf, and beyond 8 chunks llama-cpp-python: scripts/setup_ref.sh)
 """
 import argparse
@@ -174,6 +178,48 @@ def text_chunks(n, ctx):
     return chunks
 
 
+# The layer check (GoldenEngine.SmolLM2Int8LinearsMatchNumpyReference): real inputs of these Linears, captured in
+# the f32 forward of chunk 0 (its first call of 256 rows), and numpy's outputs of both modes on LAYER_ROWS of those
+# rows taken as one call (so the outlier columns are found over these rows). Deterministic, unlike the end-to-end
+# KL, which moves by up to ~17% with the BLAS kernels' summation order (docs/correctness.md).
+LAYER_LINEARS = ["blk.8.ffn_down.weight", "blk.11.ffn_down.weight", "blk.22.ffn_down.weight", "blk.27.attn_q.weight",
+                 "blk.29.attn_q.weight"]
+LAYER_ROWS = [0, 85, 170, 255]
+
+
+def layer_golden(cfg, w, chunks, ctx, out_bin):
+    names = {id(w[n]): n for n in LAYER_LINEARS}
+    seen = {}
+    f32 = make_linear("f32")
+
+    def capture(x, W):
+        n = names.get(id(W))
+        if n is not None and n not in seen:
+            seen[n] = x[LAYER_ROWS].astype(np.float32).copy()
+        return f32(x, W)
+
+    forward_chunk(cfg, w, np.array(chunks[0]), capture, ctx // 2)
+    index, blobs, off = [], [], 0
+    for n in LAYER_LINEARS:
+        x, W = seen[n], w[n]
+        ent = {"tensor": n, "rows": len(LAYER_ROWS), "in": int(W.shape[1]), "out": int(W.shape[0]),
+               "outlier_columns": int((np.abs(x) > 6.0).any(axis=0).sum()),
+               "inputs_between_5_and_7": int(((np.abs(x) > 5.0) & (np.abs(x) <= 7.0)).sum())}
+        for key, arr in (("x", x), ("w8a8_act", make_linear("w8a8_act")(x, W)),
+                         ("llm_int8", make_linear("llm_int8")(x, W))):
+            a = np.ascontiguousarray(arr, dtype="<f4")
+            ent[key] = off
+            blobs.append(a.tobytes())
+            off += a.size
+        index.append(ent)
+        print(f"layer golden {n}: {ent['outlier_columns']} outlier columns, "
+              f"{ent['inputs_between_5_and_7']} inputs with 5 < |x| <= 7", flush=True)
+    if out_bin:
+        with open(out_bin, "wb") as f:
+            f.write(b"".join(blobs))
+    return {"file": os.path.basename(out_bin) if out_bin else None, "row_of_call": LAYER_ROWS, "linears": index}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--chunks", type=int, default=8, help="chunks of 512 tokens for the perplexities")
@@ -181,6 +227,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(GOLDEN, "int8_smollm2.json"), help="'-': print only")
     ap.add_argument("--jitter", type=float, default=0.0,
                     help="scale every int8 scale by (1 + JITTER), e.g. 1e-6 (only with --out -)")
+    ap.add_argument("--layers-only", action="store_true",
+                    help="only (re)write the layer check's part of the golden (int8_layers_smollm2.bin, 'layers')")
     a = ap.parse_args()
     global JITTER
     JITTER = a.jitter
@@ -189,8 +237,19 @@ def main():
     ctx = 512
     chunks = text_chunks(a.chunks, ctx)
     cfg, w = load(MODEL)
+    layers = layer_golden(cfg, w, chunks, ctx,
+                          None if a.out == "-" else os.path.join(os.path.dirname(a.out), "int8_layers_smollm2.bin"))
+    if a.layers_only:
+        if a.out != "-":
+            res = json.load(open(a.out))
+            res["layers"] = layers
+            with open(a.out, "w") as f:
+                json.dump(res, f, indent=1)
+            print("wrote", a.out)
+        return
     res = {"generator": "scripts/ref/make_int8_golden.py", "numpy": np.__version__, "model": os.path.basename(MODEL),
-           "ctx": ctx, "chunks": a.chunks, "kl_chunks": a.kl_chunks, "threshold": 6.0, "modes": {}}
+           "ctx": ctx, "chunks": a.chunks, "kl_chunks": a.kl_chunks, "threshold": 6.0, "modes": {},
+           "layers": layers}
     nll = {}
     base = None
     for mode in ("f32", "w8a8_act", "llm_int8"):

@@ -37,10 +37,11 @@ void matmul_f32(const float* w, int in, int out, const float* x, float* y, int r
   }
 }
 
-// Symmetric int8 rounding of v[0..n) restricted to the entries with keep[i] (all if keep is null):
-// scale = max|v_i| / 127, v_i -> round(v_i / scale) * scale, rounding to nearest with ties to even (IEEE's
-// default, as torch.round in SmoothQuant's fake_quant.py; |q| <= 127). An all-zero selection stays zero.
-// Entries outside the selection are left unchanged. Branch-free loops, so that they vectorize (vroundps).
+// Symmetric int8 rounding of v[0..n) restricted to the entries with keep[i] (all if keep is null), as
+// SmoothQuant's fake_quant.py quantize_activation_per_token_absmax does it in f32: scale = max(max|v_i|, 1e-5) / 127,
+// v_i -> round(v_i / scale) * scale, a true division (not a multiplication by 1/scale, which rounds differently
+// at some half-way points), rounding to nearest with ties to even (IEEE's default, as torch.round; |q| <= 127).
+// Entries outside the selection are left unchanged. Branch-free loops, so that they vectorize (vdivps, vroundps).
 template <bool kSelect>
 void round_int8_impl(float* v, int n, const uint8_t* keep) {
   float amax = 0.0f;
@@ -48,11 +49,9 @@ void round_int8_impl(float* v, int n, const uint8_t* keep) {
     const float a = !kSelect || keep[i] ? std::fabs(v[i]) : 0.0f;
     amax = a > amax ? a : amax;
   }
-  if (amax == 0.0f) return;
-  const float scale = amax / 127.0f;
-  const float inv = 1.0f / scale;
+  const float scale = (amax > 1e-5f ? amax : 1e-5f) / 127.0f;
   for (int i = 0; i < n; ++i) {
-    float q = __builtin_nearbyintf(v[i] * inv);
+    float q = __builtin_nearbyintf(v[i] / scale);
     q = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q);
     v[i] = !kSelect || keep[i] ? q * scale : v[i];
   }
