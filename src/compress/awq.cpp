@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include <cblas.h>
+#include <exception>
 
 #include "base/error.h"
 #include "compress/blas_serial.h"
@@ -76,17 +77,32 @@ std::vector<float> awq_scales_for(const std::vector<float>& mean_abs, double alp
 AwqSearch awq_search(const std::vector<float>& mean_abs, int n_grid,
                      const std::function<double(const std::vector<float>& s)>& loss) {
   if (n_grid <= 0) fail("awq: the scale grid needs at least one point, got {}", n_grid);
+  // The grid points are independent: one OpenMP thread each, so the BLAS calls inside a loss run single-threaded
+  // (OpenBLAS does inside a parallel region) and every loss is computed by the same serial code whatever the
+  // thread count. (Multi-threaded OpenBLAS sgemm does not give the same bits as single-threaded with its
+  // Haswell/Zen kernels: CompressModel.ResultIndependentOfThreadCount.) The choice is made in grid order.
+  std::vector<std::vector<float>> cand(n_grid);
+  std::vector<double> losses(n_grid);
+  std::exception_ptr error;
+#pragma omp parallel for schedule(dynamic, 1) if (n_grid > 1)
+  for (int i = 0; i < n_grid; ++i) {
+    try {
+      cand[i] = awq_scales_for(mean_abs, double(i) / n_grid);
+      losses[i] = loss(cand[i]);
+    } catch (...) {
+#pragma omp critical(awq_search_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
   AwqSearch best;
   double best_loss = INFINITY;
   for (int i = 0; i < n_grid; ++i) {
-    const double alpha = double(i) / n_grid;
-    std::vector<float> s = awq_scales_for(mean_abs, alpha);
-    const double l = loss(s);
-    best.losses.push_back(l);
-    if (l < best_loss) {
-      best_loss = l;
-      best.alpha = alpha;
-      best.s = std::move(s);
+    best.losses.push_back(losses[i]);
+    if (losses[i] < best_loss) {
+      best_loss = losses[i];
+      best.alpha = double(i) / n_grid;
+      best.s = std::move(cand[i]);
     }
   }
   if (best.s.empty()) fail("awq: every scale candidate gave a non-finite loss");

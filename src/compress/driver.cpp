@@ -288,6 +288,9 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
         s = smoothquant_scales(c.st.max_abs, Ws, outs, in, r.alpha);
       } else {
         const int n = int(c.x.size() / in);
+        // The unquantized reference outputs below and the losses of the grid search (awq_search runs its grid
+        // points in parallel, so BLAS is serial inside) use single-threaded BLAS, so that the scales do not depend
+        // on the thread count.
         std::function<double(const std::vector<float>&)> loss;
         std::vector<float> xs, ref, gram;  // MLP: token sample and its unquantized output; else X^T X
         if (g.kind == FfnIn && its.size() == 2) {
@@ -298,7 +301,10 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
           for (int t = 0; t < n; t += step) xs.insert(xs.end(), &c.x[size_t(t) * in], &c.x[size_t(t) * in] + in);
           const int ns = int(xs.size() / in);
           const float *gw = find("ffn_gate")->t->data, *uw = find("ffn_up")->t->data, *dw = down.data;
-          ref = awq_mlp_forward(gw, uw, dw, in, m.cfg.hidden_dim, xs.data(), ns);
+          {
+            BlasSerial serial(true);
+            ref = awq_mlp_forward(gw, uw, dw, in, m.cfg.hidden_dim, xs.data(), ns);
+          }
           loss = [&, ns, gw, uw, dw](const std::vector<float>& sc) {
             return awq_mlp_loss_ref(gw, uw, dw, in, m.cfg.hidden_dim, xs.data(), ns, ref, sc, qs);
           };
@@ -330,7 +336,10 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
           att.bq = bias("attn_q");
           att.bk = bias("attn_k");
           att.bv = bias("attn_v");
-          ref = awq_attention_forward(att, xs.data(), ns, L);
+          {
+            BlasSerial serial(true);
+            ref = awq_attention_forward(att, xs.data(), ns, L);
+          }
           loss = [&, att, ns, L](const std::vector<float>& sc) {
             const bool quant[3] = {find("attn_q") != nullptr, find("attn_k") != nullptr, find("attn_v") != nullptr};
             return awq_attention_loss(att, quant, xs.data(), ns, L, ref, sc, qs);
@@ -632,6 +641,10 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
       }
       for (int s0 = 0; s0 < N; s0 += T) {
         const int cnt = std::min(T, N - s0);
+        // A wave of one sequence (N = 1, or the last wave) runs outside a parallel region: its BLAS calls are made
+        // single-threaded too, as inside one, so that every sequence's forward gives the same bits whatever the
+        // thread count (multi-threaded OpenBLAS sgemm differs in the last bits with its Haswell/Zen kernels).
+        BlasSerial serial(cnt == 1);
 #pragma omp parallel for schedule(static, 1) num_threads(cnt) if (cnt > 1)
         for (int t = 0; t < cnt; ++t) {
           const int s = s0 + t;
@@ -668,6 +681,7 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
       compress_block(w, l, cap, true);
       cap.clear();
       if (!fp_feed) {
+        BlasSerial serial(N == 1);  // as above
 #pragma omp parallel for schedule(dynamic, 1) if (N > 1)
         for (int s = 0; s < N; ++s) block_forward(m, l, &X[size_t(s) * L * dim], L, nullptr);
       }
