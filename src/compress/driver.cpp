@@ -631,7 +631,13 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
         sl.xtx[k].assign(size_t(widths[k]) * widths[k], 0.0f);
         sl.st[k] = make_act_stats(widths[k]);
       }
-    for (int l = 0; l < c.n_layers; ++l) {
+    // The calibration forward stops after the last block with a selected Linear (--only on early blocks):
+    // later blocks would only be run, not changed.
+    int last_block = -1;
+    for (int l = 0; l < c.n_layers; ++l)
+      for (const LinDef& d : kLinears)
+        if (tensor_selected(r, weight_name(l, d.name))) last_block = l;
+    for (int l = 0; l <= last_block; ++l) {
       std::vector<Capture> cap(NKinds);
       for (int k = 0; k < NKinds; ++k) {
         cap[k].width = widths[k];
