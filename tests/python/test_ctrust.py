@@ -2,9 +2,11 @@
 # the golden files and the CLI, an evaluate -> compare round trip through one results store shared with the CLI,
 # compress, trust, report, errors, and the GIL. stories260K from ../shared; SmolLM2-135M skips when absent.
 import json
+import os
+import signal
+import sqlite3
 import threading
 import time
-import sqlite3
 
 import numpy as np
 import pytest
@@ -238,3 +240,48 @@ def test_long_calls_release_the_gil(stories, tmp_path):
     t.join()
     assert "e" not in result, result.get("e")
     assert result["r"]["runs"][0]["n_scored"] == 2
+
+
+class Stop(Exception):
+    pass
+
+
+def test_ctrl_c_stops_evaluate_at_its_next_commit(stories, tmp_path):
+    # As Cli.CtrlCSaysWhatIsSavedAndTheSameCommandResumes: once the first item is stored, SIGINT; evaluate stops at its
+    # next commit with the exception of Python's signal handler, keeping what it stored. The handler raises only while
+    # the call runs (if the run had finished first, the test would prove nothing and says so).
+    db = str(tmp_path / "sigint.db")
+    state = {"in_call": True, "late": False}
+
+    def handler(signum, frame):
+        if state["in_call"]:
+            raise Stop()
+        state["late"] = True
+
+    def watch():
+        for _ in range(600):
+            runs = ctrust.runs(db)["runs"] if os.path.exists(db) else []
+            if runs and runs[0]["n_items"] > 0:
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.1)
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        t = threading.Thread(target=watch)
+        t.start()
+        finished = False
+        try:
+            ctrust.evaluate(stories, "hellaswag", limit=150, name="s", db=db, progress=False)
+            finished = True
+        except Stop:
+            pass
+        finally:
+            state["in_call"] = False
+            t.join()
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if finished:
+        pytest.skip("the run finished before Ctrl-C arrived")
+    (run,) = ctrust.runs(db)["runs"]
+    assert 0 < run["n_items"] < 150
