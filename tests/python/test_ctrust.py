@@ -260,7 +260,10 @@ def test_ctrl_c_stops_evaluate_at_its_next_commit(stories, tmp_path):
 
     def watch():
         for _ in range(600):
-            runs = ctrust.runs(db)["runs"] if os.path.exists(db) else []
+            try:
+                runs = ctrust.runs(db)["runs"] if os.path.exists(db) else []
+            except ctrust.Error:  # the store is being created
+                runs = []
             if runs and runs[0]["n_items"] > 0:
                 os.kill(os.getpid(), signal.SIGINT)
                 return
