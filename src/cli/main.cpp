@@ -15,7 +15,10 @@ void apply_threads(const Common& c) {
   if (c.threads > 0) omp_set_num_threads(c.threads);
 }
 
-void print_json(const nlohmann::json& j) { std::printf("%s\n", j.dump(2).c_str()); }
+// Invalid UTF-8 in a string (a byte-fallback token's piece, a model's partial output) is shown as U+FFFD, not an error.
+void print_json(const nlohmann::json& j) {
+  std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+}
 
 namespace {
 volatile sig_atomic_t g_interrupted = 0;

@@ -11,6 +11,7 @@
 #include "base/file.h"
 #include "cli/common.h"
 #include "io/export.h"
+#include "io/config_json.h"
 #include "io/model_file.h"
 #include "model/model.h"
 #include "model/perplexity.h"
@@ -80,16 +81,7 @@ void cmd_info(const ModelArgs& a, const Common& c) {
     json j;
     j["path"] = m.path;
     j["format"] = m.format;
-    j["config"] = {{"arch", g.arch}, {"n_vocab", g.n_vocab}, {"dim", g.dim}, {"n_layers", g.n_layers},
-                   {"n_heads", g.n_heads}, {"n_kv_heads", g.n_kv_heads}, {"head_dim", g.head_dim},
-                   {"hidden_dim", g.hidden_dim}, {"n_ctx", g.n_ctx}, {"norm_eps", g.norm_eps},
-                   {"rope_theta", g.rope_theta}, {"rope_freq_scale", g.rope_freq_scale},
-                   {"rope_layout", g.rope == RopeLayout::NeoX ? "neox" : "interleaved"},
-                   {"qkv_bias", g.qkv_bias}, {"tied_output", g.tied_output}, {"post_norms", g.post_norms},
-                   {"activation", activation_name(g.act)}, {"qk_norm", g.qk_norm}, {"embed_scale", g.embed_scale},
-                   {"attn_scale", g.attn_scale}, {"sliding_window", g.sliding_window},
-                   {"local_layers", g.swa_layers}, {"rope_theta_local", g.rope_theta_swa},
-                   {"logit_softcap", g.logit_softcap}};
+    j["config"] = model_config_json(g);
     j["tokenizer"] = {{"model", m.tok.model}, {"pre", m.tok.pre}, {"n_tokens", m.tok.tokens.size()},
                       {"bos_id", m.tok.bos_id}, {"eos_id", m.tok.eos_id}, {"add_bos", m.tok.add_bos}};
     j["n_params"] = params;

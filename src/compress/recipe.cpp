@@ -313,18 +313,22 @@ Recipe recipe_from_file(const std::string& path) {
   ss << in.rdbuf();
   nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false, true);  // comments allowed
   if (j.is_discarded()) fail("{}: not valid JSON", path);
-  // A recipe file's missing keys take today's defaults (recipe_from_json reads a *stored* recipe without these
-  // keys as one written before they existed).
+  try {
+    return recipe_from_user_json(std::move(j));
+  } catch (const Error& e) {
+    fail("{}: {}", path, e.what());
+  }
+}
+
+Recipe recipe_from_user_json(nlohmann::json j) {
+  // A recipe's missing keys take today's defaults (recipe_from_json reads a *stored* recipe without these keys as
+  // one written before they existed).
   if (j.is_object()) {
     if (!j.contains("calib_clean")) j["calib_clean"] = true;
     if (!j.contains("awq_qkv_loss")) j["awq_qkv_loss"] = "attention";
     if (!j.contains("awq_feed")) j["awq_feed"] = "fp";
   }
-  try {
-    return recipe_from_json(j);
-  } catch (const Error& e) {
-    fail("{}: {}", path, e.what());
-  }
+  return recipe_from_json(j);
 }
 
 void set_sparsity(Recipe& r, std::string_view spec) {

@@ -122,6 +122,9 @@ std::string recipe_to_string(const Recipe& r);  // compact JSON
 Recipe recipe_from_string(std::string_view s);
 // A recipe file (JSON object with the keys of recipe_to_json, "rules" included). Error on unreadable/invalid files.
 Recipe recipe_from_file(const std::string& path);
+// A recipe written by a user (a recipe file's JSON, or the Python module's dict): as recipe_from_json, but missing
+// keys take today's defaults, not those of a stored recipe written before the key existed.
+Recipe recipe_from_user_json(nlohmann::json j);
 // "0.5" (unstructured fraction) or "N:M" into r.sparsity / r.prune_n, r.prune_m. Error otherwise.
 void set_sparsity(Recipe& r, std::string_view spec);
 

@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "base/file.h"
+#include "io/config_json.h"
 #include "io/ctrust_types.h"
 #include "io/model_file.h"
 #include "io/safetensors.h"
@@ -595,5 +596,17 @@ LoadedModel load_model(const std::string& path, const LoadOptions& opts) {
   return load_llama2c_model(path, tok);
 }
 
-}  // namespace ctrust
+nlohmann::json model_config_json(const ModelConfig& g) {
+  return {{"arch", g.arch}, {"n_vocab", g.n_vocab}, {"dim", g.dim}, {"n_layers", g.n_layers},
+         {"n_heads", g.n_heads}, {"n_kv_heads", g.n_kv_heads}, {"head_dim", g.head_dim},
+         {"hidden_dim", g.hidden_dim}, {"n_ctx", g.n_ctx}, {"norm_eps", g.norm_eps},
+         {"rope_theta", g.rope_theta}, {"rope_freq_scale", g.rope_freq_scale},
+         {"rope_layout", g.rope == RopeLayout::NeoX ? "neox" : "interleaved"},
+         {"qkv_bias", g.qkv_bias}, {"tied_output", g.tied_output}, {"post_norms", g.post_norms},
+         {"activation", activation_name(g.act)}, {"qk_norm", g.qk_norm}, {"embed_scale", g.embed_scale},
+         {"attn_scale", g.attn_scale}, {"sliding_window", g.sliding_window},
+         {"local_layers", g.swa_layers}, {"rope_theta_local", g.rope_theta_swa},
+         {"logit_softcap", g.logit_softcap}};
+}
 
+}  // namespace ctrust
