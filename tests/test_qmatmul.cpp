@@ -259,6 +259,35 @@ TEST(QMatmul, MatmulEqualsDotProductsForAnyRowCount) {
   }
 }
 
+// The AVX-512 k-quant prefill kernel takes groups of 16 or 8 rows (transposed bsums and scales) and a weight row's
+// blocks in chunks of 4 (the running sums carried between chunks): rows longer than one chunk (6 blocks = 4 + 2)
+// and row counts that take a 16-row group, an 8-row group and the 4- and 1-row paths (16 + 8 + 4 + 1 = 29) still
+// give exactly the one-row product of every ISA.
+TEST(QMatmul, KQuantGroupsAndChunksEqualDotProducts) {
+  std::mt19937 rng(17);
+  const int in = 6 * 256, out = 19;
+  for (GgmlType t : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
+    SCOPED_TRACE(ggml_type_name(t));
+    auto w = random_weights(t, out, in, rng);
+    const size_t wrow = ggml_nbytes(t, in);
+    for (int rows : {8, 29}) {
+      auto x = random_acts((int64_t)rows * in, rng);
+      std::vector<float> y((size_t)rows * out);
+      std::vector<uint8_t> xq(native_act_bytes(t, in));
+      for (KernelIsa isa : isas()) {
+        native_matmul_isa(t, w.data(), in, out, x.data(), y.data(), rows, isa);
+        for (int r = 0; r < rows; ++r) {
+          native_quantize_row(t, x.data() + (size_t)r * in, xq.data(), in);
+          for (int o = 0; o < out; ++o) {
+            const float ref = native_vec_dot(t, w.data() + wrow * o, xq.data(), in, KernelIsa::Ref);
+            ASSERT_EQ(y[(size_t)r * out + o], ref) << kernel_isa_name(isa) << ", " << rows << " rows, r " << r << " o " << o;
+          }
+        }
+      }
+    }
+  }
+}
+
 // A Linear holding a typed weight runs the native kernels (bias added), and its result is within the 8-bit
 // activation error of the f32 product with the dequantized weight.
 TEST(QMatmul, LinearDispatchesOnStorageType) {

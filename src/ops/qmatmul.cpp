@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "base/error.h"
@@ -450,11 +451,22 @@ DotFn dot_fn(KernelIsa isa) {
   return ref_vec_dot;
 }
 
-using Dot8Fn = void (*)(GgmlType, const uint8_t*, const uint8_t* const*, int64_t, float*);
-
-// Eight activation rows against one weight row, k-quants on AVX-512 only (the same result as eight single dot
-// products); null where the ISA has no 8-row kernel.
-Dot8Fn dot8_fn(KernelIsa isa) { return isa == KernelIsa::Avx512 ? avx512::vec_dot8_k : nullptr; }
+// Groups of 8 activation rows (AVX-512, k-quants): the rows' bsums and block scales transposed once per product
+// (avx512::vec_dot_kq_g8's layout): per group and block, bst 256 bytes (register k, lane j < 8: row j's
+// bsum[4k], bsum[4k+1]; lane 8 + j: bsum[4k+2], bsum[4k+3]) and dyt 8 floats.
+void kq_group_layout(const uint8_t* xq, size_t arow, int64_t nb, uint8_t* bst, float* dyt) {
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* bs = bst + b * 256;
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t* blk = xq + arow * j + b * kQ8_K;
+      std::memcpy(dyt + b * 8 + j, blk, 4);
+      for (int k = 0; k < 4; ++k) {
+        std::memcpy(bs + 64 * k + 4 * j, blk + 260 + 2 * (4 * k), 4);
+        std::memcpy(bs + 64 * k + 32 + 4 * j, blk + 260 + 2 * (4 * k + 2), 4);
+      }
+    }
+  }
+}
 
 using DotW4Fn = void (*)(GgmlType, const uint8_t*, size_t, const uint8_t*, int64_t, float*);
 
@@ -489,6 +501,9 @@ struct ActScratch {
   // [nb][G][32], scales d spread [nb][G/2][16], s [nb][G].
   std::vector<uint8_t> pq;
   std::vector<float> pd, ps;
+  // k-quants on AVX-512: kq_group_layout per group of 8 rows
+  std::vector<uint8_t> kbs;
+  std::vector<float> kdy;
   uint8_t* fit(size_t n) {
     if (buf.size() < n) buf.resize(n);
     return buf.data();
@@ -500,6 +515,8 @@ thread_local ActScratch g_act;
 constexpr int64_t kParallelMin = 1 << 17;
 // Output rows per task of a multi-row product (their weights stay in L1/L2 while every activation row passes).
 constexpr int kRowBlock = 16;
+// Weight blocks per chunk of the AVX-512 k-quant group kernel (16 rows x 4 blocks of Q8_K = 19 KB of activations).
+constexpr int kKChunk = 4;
 
 void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, float* y, int rows, KernelIsa isa,
                  bool threads) {
@@ -509,12 +526,21 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
   uint8_t* xq = g_act.fit(arow * (size_t)rows);
   const DotFn dot = dot_fn(isa);
   const Dot4Fn dot4 = dot4_fn(isa);
-  const Dot8Fn dot8 = dot8_fn(isa);
-  const bool kq8 = native_act_type(t) == GgmlType::Q8_K && dot8 != nullptr;
+  // k-quants on AVX-512: full groups of 8 rows through avx512::vec_dot_kq_g8 (two groups per pass where they exist)
+  const bool kq8 = native_act_type(t) == GgmlType::Q8_K && isa == KernelIsa::Avx512 && rows >= 8;
   const bool par = threads && (int64_t)rows * in * out >= kParallelMin && omp_get_max_threads() > 1;
   const GgmlType at = native_act_type(t);
   const bool legacy = rows >= 4 && (at == GgmlType::Q8_0 || at == GgmlType::Q8_1);
   const int nb = in / 32;
+  const int kgroups = kq8 ? rows / 8 : 0, knb = in / QK_K;
+  uint8_t* kbs = nullptr;
+  float* kdy = nullptr;
+  if (kq8) {
+    if (g_act.kbs.size() < (size_t)kgroups * knb * 256) g_act.kbs.resize((size_t)kgroups * knb * 256);
+    if (g_act.kdy.size() < (size_t)kgroups * knb * 8) g_act.kdy.resize((size_t)kgroups * knb * 8);
+    kbs = g_act.kbs.data();
+    kdy = g_act.kdy.data();
+  }
   float* scales = nullptr;
   if (legacy) {
     if (g_act.scales.size() < (size_t)rows * nb * 2) g_act.scales.resize((size_t)rows * nb * 2);
@@ -564,6 +590,11 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
           }
         }
     }
+    if (kq8) {
+#pragma omp for schedule(static)
+      for (int g = 0; g < kgroups; ++g)
+        kq_group_layout(xq + arow * 8 * g, arow, knb, kbs + (size_t)g * knb * 256, kdy + (size_t)g * knb * 8);
+    }
     if (rows == 1 && native_act_type(t) == GgmlType::Q8_K) {  // k-quants: four weight rows per pass
       const DotW4Fn dotw4 = dotw4_fn(isa);
       const int n4 = out / 4;
@@ -588,14 +619,21 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
             for (int k = 0; k < G; ++k) y[(int64_t)(r + k) * out + o] = v[k];
           }
         }
-        for (; kq8 && r + 8 <= rows; r += 8) {  // k-quants (AVX-512): eight activation rows per pass over a weight row
-          const uint8_t* xs[8];
-          for (int k = 0; k < 8; ++k) xs[k] = xq + arow * (r + k);
-          float v[8];
-          for (int o = o0; o < o1; ++o) {
-            dot8(t, w + wrow * o, xs, in, v);
-            for (int k = 0; k < 8; ++k) y[(int64_t)(r + k) * out + o] = v[k];
+        // k-quants (AVX-512): 16 or 8 activation rows per pass over a weight row, in the transposed group layout,
+        // the row's blocks in chunks of kKChunk so that the rows' activations and the weight rows' chunks stay in
+        // L1 across the output rows (an 8960-value activation row is 10 KB: 16 of them would not)
+        for (int ng; kq8 && (ng = std::min(2, (rows - r) / 8)) > 0; r += 8 * ng) {
+          const uint8_t* xs[16];
+          for (int k = 0; k < 8 * ng; ++k) xs[k] = xq + arow * (r + k);
+          const size_t g0 = (size_t)(r / 8) * knb;
+          float acc[kRowBlock][16] = {};
+          for (int b0 = 0; b0 < knb; b0 += kKChunk) {
+            const int b1 = std::min(knb, b0 + kKChunk);
+            for (int o = o0; o < o1; ++o)
+              avx512::vec_dot_kq_g8(t, w + wrow * o, xs, kbs + g0 * 256, kdy + g0 * 8, knb, b0, b1, ng, acc[o - o0]);
           }
+          for (int o = o0; o < o1; ++o)
+            for (int k = 0; k < 8 * ng; ++k) y[(int64_t)(r + k) * out + o] = acc[o - o0][k];
         }
         for (; r + 4 <= rows; r += 4) {  // four activation rows per pass over a weight row
           const uint8_t* xs[4] = {xq + arow * r, xq + arow * (r + 1), xq + arow * (r + 2), xq + arow * (r + 3)};
