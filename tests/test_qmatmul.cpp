@@ -262,7 +262,8 @@ TEST(QMatmul, MatmulEqualsDotProductsForAnyRowCount) {
 // The AVX-512 k-quant prefill kernel takes groups of 16 or 8 rows (transposed bsums and scales) and a weight row's
 // blocks in chunks of 4 (the running sums carried between chunks): rows longer than one chunk (6 blocks = 4 + 2)
 // and row counts that take a 16-row group, an 8-row group and the 4- and 1-row paths (16 + 8 + 4 + 1 = 29) still
-// give exactly the one-row product of every ISA.
+// give exactly the reference's one-row product on every ISA; so does decode (1 row: four weight rows per pass,
+// 19 = 4 x 4 + 3 single rows; Q4_K on AVX-512 with the activations in the weight's nibble order).
 TEST(QMatmul, KQuantGroupsAndChunksEqualDotProducts) {
   std::mt19937 rng(17);
   const int in = 6 * 256, out = 19;
@@ -270,7 +271,7 @@ TEST(QMatmul, KQuantGroupsAndChunksEqualDotProducts) {
     SCOPED_TRACE(ggml_type_name(t));
     auto w = random_weights(t, out, in, rng);
     const size_t wrow = ggml_nbytes(t, in);
-    for (int rows : {8, 29}) {
+    for (int rows : {1, 8, 29}) {  // 1: decode (Q4_K on AVX-512: the permuted-activation four-row kernel)
       auto x = random_acts((int64_t)rows * in, rng);
       std::vector<float> y((size_t)rows * out);
       std::vector<uint8_t> xq(native_act_bytes(t, in));

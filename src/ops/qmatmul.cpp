@@ -454,6 +454,18 @@ DotFn dot_fn(KernelIsa isa) {
 // Groups of 8 activation rows (AVX-512, k-quants): the rows' bsums and block scales transposed once per product
 // (avx512::vec_dot_kq_g8's layout): per group and block, bst 256 bytes (register k, lane j < 8: row j's
 // bsum[4k], bsum[4k+1]; lane 8 + j: bsum[4k+2], bsum[4k+3]) and dyt 8 floats.
+// Q4_K decode on AVX-512 (avx512::vec_dot_q4k_w4p): a Q8_K row with the quants of each 128-element half in the
+// order [0..31, 64..95, 32..63, 96..127] (the weight's nibble order); d and the bsums stay as they are.
+void q4k_permute_act(const uint8_t* src, uint8_t* dst, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, src += kQ8_K, dst += kQ8_K) {
+    std::memcpy(dst, src, kQ8_K);
+    for (int h = 0; h < 2; ++h) {
+      std::memcpy(dst + 4 + 128 * h + 32, src + 4 + 128 * h + 64, 32);
+      std::memcpy(dst + 4 + 128 * h + 64, src + 4 + 128 * h + 32, 32);
+    }
+  }
+}
+
 void kq_group_layout(const uint8_t* xq, size_t arow, int64_t nb, uint8_t* bst, float* dyt) {
   for (int64_t b = 0; b < nb; ++b) {
     uint8_t* bs = bst + b * 256;
@@ -504,6 +516,7 @@ struct ActScratch {
   // k-quants on AVX-512: kq_group_layout per group of 8 rows
   std::vector<uint8_t> kbs;
   std::vector<float> kdy;
+  std::vector<uint8_t> kperm;  // Q4_K decode: the row in the weight's nibble order (q4k_permute_act)
   uint8_t* fit(size_t n) {
     if (buf.size() < n) buf.resize(n);
     return buf.data();
@@ -540,6 +553,11 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
     if (g_act.kdy.size() < (size_t)kgroups * knb * 8) g_act.kdy.resize((size_t)kgroups * knb * 8);
     kbs = g_act.kbs.data();
     kdy = g_act.kdy.data();
+  }
+  uint8_t* kperm = nullptr;
+  if (rows == 1 && t == GgmlType::Q4_K && isa == KernelIsa::Avx512) {
+    if (g_act.kperm.size() < arow) g_act.kperm.resize(arow);
+    kperm = g_act.kperm.data();
   }
   float* scales = nullptr;
   if (legacy) {
@@ -590,6 +608,10 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
           }
         }
     }
+    if (kperm) {
+#pragma omp single
+      q4k_permute_act(xq, kperm, in / QK_K);
+    }
     if (kq8) {
 #pragma omp for schedule(static)
       for (int g = 0; g < kgroups; ++g)
@@ -598,8 +620,14 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
     if (rows == 1 && native_act_type(t) == GgmlType::Q8_K) {  // k-quants: four weight rows per pass
       const DotW4Fn dotw4 = dotw4_fn(isa);
       const int n4 = out / 4;
+      if (t == GgmlType::Q4_K && isa == KernelIsa::Avx512) {
+        const uint8_t* xp = kperm;
 #pragma omp for schedule(static)
-      for (int g = 0; g < n4; ++g) dotw4(t, w + wrow * 4 * g, wrow, xq, in, y + 4 * g);
+        for (int g = 0; g < n4; ++g) avx512::vec_dot_q4k_w4p(w + wrow * 4 * g, wrow, xp, in, y + 4 * g);
+      } else {
+#pragma omp for schedule(static)
+        for (int g = 0; g < n4; ++g) dotw4(t, w + wrow * 4 * g, wrow, xq, in, y + 4 * g);
+      }
 #pragma omp for schedule(static)
       for (int o = 4 * n4; o < out; ++o) y[o] = dot(t, w + wrow * o, xq, in);
     } else if (rows == 1) {
