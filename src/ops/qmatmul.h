@@ -48,8 +48,11 @@ float native_vec_dot(GgmlType t, const uint8_t* w, const uint8_t* xq, int64_t n,
 // threads split the output rows (decode, rows == 1) or blocks of output rows (several rows). Each weight block
 // is unpacked once for 4 activation rows; with AVX-512 the legacy block types (Q4_0 ... Q8_0) take full groups
 // of 16 rows through a packed kernel (two rows per 512-bit register, the same per-lane operations) and the
-// k-quants groups of 8 rows (512-bit registers, 64 quants each). The result does not depend on the thread
-// count or on how many rows are multiplied together.
+// k-quants groups of 16 or 8 rows (512-bit registers, 64 quants each; the rows' bsums and scales transposed
+// once per product, their integer block sums reduced together, a weight row's blocks taken in chunks of 4).
+// k-quant decode multiplies four weight rows per pass (Q4_K on AVX-512: with the activation row in the
+// weight's nibble order). The result does not depend on the thread count or on how many rows are multiplied
+// together.
 void native_matmul(GgmlType t, const uint8_t* w, int in, int out, const float* x, float* y, int rows);
 // The same with a given ISA, single-threaded (reference twin for tests).
 void native_matmul_isa(GgmlType t, const uint8_t* w, int in, int out, const float* x, float* y, int rows,
