@@ -266,15 +266,16 @@ TEST(QMatmul, MatmulEqualsDotProductsForAnyRowCount) {
 // 19 = 4 x 4 + 3 single rows; Q4_K on AVX-512 with the activations in the weight's nibble order).
 TEST(QMatmul, KQuantGroupsAndChunksEqualDotProducts) {
   std::mt19937 rng(17);
-  const int in = 6 * 256, out = 19;
+  const int in = 6 * 256, out = 90;  // 90 x 1536: decode too runs threaded in native_matmul (22 x 4 + 2 rows)
   for (GgmlType t : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
     SCOPED_TRACE(ggml_type_name(t));
     auto w = random_weights(t, out, in, rng);
     const size_t wrow = ggml_nbytes(t, in);
     for (int rows : {1, 8, 29}) {  // 1: decode (Q4_K on AVX-512: the permuted-activation four-row kernel)
       auto x = random_acts((int64_t)rows * in, rng);
-      std::vector<float> y((size_t)rows * out);
+      std::vector<float> y((size_t)rows * out), yt((size_t)rows * out);
       std::vector<uint8_t> xq(native_act_bytes(t, in));
+      native_matmul(t, w.data(), in, out, x.data(), yt.data(), rows);  // threaded (OpenMP), the dispatched ISA
       for (KernelIsa isa : isas()) {
         native_matmul_isa(t, w.data(), in, out, x.data(), y.data(), rows, isa);
         for (int r = 0; r < rows; ++r) {
@@ -282,6 +283,7 @@ TEST(QMatmul, KQuantGroupsAndChunksEqualDotProducts) {
           for (int o = 0; o < out; ++o) {
             const float ref = native_vec_dot(t, w.data() + wrow * o, xq.data(), in, KernelIsa::Ref);
             ASSERT_EQ(y[(size_t)r * out + o], ref) << kernel_isa_name(isa) << ", " << rows << " rows, r " << r << " o " << o;
+            ASSERT_EQ(yt[(size_t)r * out + o], ref) << "threaded, " << rows << " rows, r " << r << " o " << o;
           }
         }
       }
