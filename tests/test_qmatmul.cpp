@@ -4,6 +4,7 @@
 // (SmolLM2) and Q4_K_M (Qwen2.5-1.5B) files.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -150,6 +151,35 @@ TEST(QMatmul, Q8_KActivationsHandComputed) {
   std::vector<float> z(256, 0.0f);
   native_quantize_row(GgmlType::Q6_K, z.data(), q.data(), 256);
   for (uint8_t b : q) EXPECT_EQ(b, 0);
+}
+
+// The AVX2 / AVX-512 activation rounding (the matrix drivers' path) writes exactly the reference's bytes: random
+// rows with an outlier, an all-zero block, a block whose extreme occurs with both signs (the first one sets the
+// sign of the Q8_K scale), and ties (x * scale exactly k + 0.5: rounded to even).
+TEST(QMatmul, SimdActivationRoundingEqualsReference) {
+  std::mt19937 rng(23);
+  const int64_t n = 1024;
+  for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K}) {
+    SCOPED_TRACE(ggml_type_name(t));
+    for (int trial = 0; trial < 8; ++trial) {
+      auto x = random_acts(n, rng);
+      std::fill(x.begin() + 256, x.begin() + 512, 0.0f);  // a zero block (Q8_K) / eight zero blocks (Q8_0/Q8_1)
+      x[520] = 3.0f;                                      // +3 first, then -3: the first extreme counts
+      x[530] = -3.0f;
+      for (int j = 512; j < 768; ++j)
+        if (j != 520 && j != 530) x[j] = std::clamp(x[j], -2.9f, 2.9f);
+      // ties: a block whose extreme is 127 (scale 1), values k + 0.5
+      x[768] = -127.0f;
+      for (int j = 769; j < 800; ++j) x[j] = (float)((j % 17) - 8) + 0.5f;
+      std::vector<uint8_t> a(native_act_bytes(t, n)), b(native_act_bytes(t, n));
+      native_quantize_row(t, x.data(), a.data(), n);
+      for (KernelIsa isa : isas()) {
+        std::fill(b.begin(), b.end(), 0xAB);
+        native_quantize_row_isa(t, x.data(), b.data(), n, isa);
+        ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size()), 0) << kernel_isa_name(isa) << " trial " << trial;
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------- dot products

@@ -411,6 +411,20 @@ size_t native_act_bytes(GgmlType t, int64_t n) {
   return (size_t)(n / info->block_size) * info->type_size;
 }
 
+void native_quantize_row_isa(GgmlType t, const float* x, uint8_t* dst, int64_t n, KernelIsa isa) {
+  if (isa == KernelIsa::Ref) return native_quantize_row(t, x, dst, n);
+  const GgmlType a = native_act_type(t);
+  const bool avx512 = isa == KernelIsa::Avx512;
+  if (a == GgmlType::Q8_K) {
+    avx512 ? avx512::quant_q8_k_x86(x, dst, n) : avx2::quant_q8_k_x86(x, dst, n);
+  } else if (a == GgmlType::Q8_0 || a == GgmlType::Q8_1) {
+    const bool s = a == GgmlType::Q8_1;
+    avx512 ? avx512::quant_q8_01_x86(x, dst, n, s) : avx2::quant_q8_01_x86(x, dst, n, s);
+  } else {
+    native_quantize_row(t, x, dst, n);
+  }
+}
+
 void native_quantize_row(GgmlType t, const float* x, uint8_t* dst, int64_t n) {
   switch (native_act_type(t)) {
     case GgmlType::Q8_0: quant_q8_01(x, dst, n, false); break;
@@ -583,7 +597,7 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
 #pragma omp for schedule(static)
     for (int r = 0; r < rows; ++r) {
       uint8_t* q = xq + arow * r;
-      native_quantize_row(t, x + (int64_t)r * in, q, in);
+      native_quantize_row_isa(t, x + (int64_t)r * in, q, in, isa);
       if (legacy) {  // the blocks' f16 d (and s) as f32, once per row (exact conversions)
         const size_t bs = at == GgmlType::Q8_1 ? kQ8_1 : kQ8_0;
         for (int b = 0; b < nb; ++b) {

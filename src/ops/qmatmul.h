@@ -40,6 +40,9 @@ size_t native_act_bytes(GgmlType t, int64_t n);
 // max|x|/127 stored as f16, x * (127/max|x|) rounded to nearest even; Q8_K: quantize_row_q8_K_ref; F16 / BF16:
 // round to nearest even).
 void native_quantize_row(GgmlType t, const float* x, uint8_t* dst, int64_t n);
+// The same with the AVX2 / AVX-512 versions (Q8_0, Q8_1, Q8_K; the others as native_quantize_row): the same
+// bytes (the matrix drivers use it with their ISA; reference twin: native_quantize_row).
+void native_quantize_row_isa(GgmlType t, const float* x, uint8_t* dst, int64_t n, KernelIsa isa);
 // One dot product: a weight row of n values in type t with an activation row from native_quantize_row.
 float native_vec_dot(GgmlType t, const uint8_t* w, const uint8_t* xq, int64_t n, KernelIsa isa);
 
