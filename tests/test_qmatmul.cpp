@@ -292,7 +292,8 @@ TEST(QMatmul, MatmulEqualsDotProductsForAnyRowCount) {
 // The AVX-512 k-quant prefill kernel takes groups of 16 or 8 rows (transposed bsums and scales) and a weight row's
 // blocks in chunks of 4 (the running sums carried between chunks): rows longer than one chunk (6 blocks = 4 + 2)
 // and row counts that take a 16-row group, an 8-row group and the 4- and 1-row paths (16 + 8 + 4 + 1 = 29) still
-// give exactly the reference's one-row product on every ISA; so does decode (1 row: four weight rows per pass,
+// give exactly the reference's one-row product on every ISA (single-threaded, and threaded with the ISA set by
+// set_kernel_isa as the dispatcher would choose it on that CPU); so does decode (1 row: four weight rows per pass,
 // 19 = 4 x 4 + 3 single rows; Q4_K on AVX-512 with the activations in the weight's nibble order).
 TEST(QMatmul, KQuantGroupsAndChunksEqualDotProducts) {
   std::mt19937 rng(17);
@@ -305,15 +306,22 @@ TEST(QMatmul, KQuantGroupsAndChunksEqualDotProducts) {
       auto x = random_acts((int64_t)rows * in, rng);
       std::vector<float> y((size_t)rows * out), yt((size_t)rows * out);
       std::vector<uint8_t> xq(native_act_bytes(t, in));
-      native_matmul(t, w.data(), in, out, x.data(), yt.data(), rows);  // threaded (OpenMP), the dispatched ISA
       for (KernelIsa isa : isas()) {
         native_matmul_isa(t, w.data(), in, out, x.data(), y.data(), rows, isa);
+        {  // the threaded driver (OpenMP) with this ISA dispatched, as a model on an AVX2-only machine runs it
+          struct Restore {
+            KernelIsa isa = kernel_isa();
+            ~Restore() { set_kernel_isa(isa); }
+          } restore;
+          set_kernel_isa(isa);
+          native_matmul(t, w.data(), in, out, x.data(), yt.data(), rows);
+        }
         for (int r = 0; r < rows; ++r) {
           native_quantize_row(t, x.data() + (size_t)r * in, xq.data(), in);
           for (int o = 0; o < out; ++o) {
             const float ref = native_vec_dot(t, w.data() + wrow * o, xq.data(), in, KernelIsa::Ref);
             ASSERT_EQ(y[(size_t)r * out + o], ref) << kernel_isa_name(isa) << ", " << rows << " rows, r " << r << " o " << o;
-            ASSERT_EQ(yt[(size_t)r * out + o], ref) << "threaded, " << rows << " rows, r " << r << " o " << o;
+            ASSERT_EQ(yt[(size_t)r * out + o], ref) << kernel_isa_name(isa) << " threaded, " << rows << " rows, r " << r << " o " << o;
           }
         }
       }
