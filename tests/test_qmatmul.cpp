@@ -4,6 +4,7 @@
 // (SmolLM2) and Q4_K_M (Qwen2.5-1.5B) files.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -152,6 +153,35 @@ TEST(QMatmul, Q8_KActivationsHandComputed) {
   for (uint8_t b : q) EXPECT_EQ(b, 0);
 }
 
+// The AVX2 / AVX-512 activation rounding (the matrix drivers' path) writes exactly the reference's bytes: random
+// rows with an outlier, an all-zero block, a block whose extreme occurs with both signs (the first one sets the
+// sign of the Q8_K scale), and ties (x * scale exactly k + 0.5: rounded to even).
+TEST(QMatmul, SimdActivationRoundingEqualsReference) {
+  std::mt19937 rng(23);
+  const int64_t n = 1024;
+  for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K}) {
+    SCOPED_TRACE(ggml_type_name(t));
+    for (int trial = 0; trial < 8; ++trial) {
+      auto x = random_acts(n, rng);
+      std::fill(x.begin() + 256, x.begin() + 512, 0.0f);  // a zero block (Q8_K) / eight zero blocks (Q8_0/Q8_1)
+      x[520] = 3.0f;                                      // +3 first, then -3: the first extreme counts
+      x[530] = -3.0f;
+      for (int j = 512; j < 768; ++j)
+        if (j != 520 && j != 530) x[j] = std::clamp(x[j], -2.9f, 2.9f);
+      // ties: a block whose extreme is 127 (scale 1), values k + 0.5
+      x[768] = -127.0f;
+      for (int j = 769; j < 800; ++j) x[j] = (float)((j % 17) - 8) + 0.5f;
+      std::vector<uint8_t> a(native_act_bytes(t, n)), b(native_act_bytes(t, n));
+      native_quantize_row(t, x.data(), a.data(), n);
+      for (KernelIsa isa : isas()) {
+        std::fill(b.begin(), b.end(), 0xAB);
+        native_quantize_row_isa(t, x.data(), b.data(), n, isa);
+        ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size()), 0) << kernel_isa_name(isa) << " trial " << trial;
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------- dot products
 
 // For every type: each ISA equals the reference loop, and the reference equals the f64 product of the
@@ -252,6 +282,46 @@ TEST(QMatmul, MatmulEqualsDotProductsForAnyRowCount) {
             const float d = native_vec_dot(t, w.data() + wrow * o, xq.data(), in, isa);
             ASSERT_EQ(y1[(size_t)r * out + o], d) << kernel_isa_name(isa) << ", " << rows << " rows, r " << r << " o " << o;
             if (isa == kernel_isa()) ASSERT_EQ(y[(size_t)r * out + o], d) << rows << " rows, r " << r << " o " << o;
+          }
+        }
+      }
+    }
+  }
+}
+
+// The AVX-512 k-quant prefill kernel takes groups of 16 or 8 rows (transposed bsums and scales) and a weight row's
+// blocks in chunks of 4 (the running sums carried between chunks): rows longer than one chunk (6 blocks = 4 + 2)
+// and row counts that take a 16-row group, an 8-row group and the 4- and 1-row paths (16 + 8 + 4 + 1 = 29) still
+// give exactly the reference's one-row product on every ISA (single-threaded, and threaded with the ISA set by
+// set_kernel_isa as the dispatcher would choose it on that CPU); so does decode (1 row: four weight rows per pass,
+// 19 = 4 x 4 + 3 single rows; Q4_K on AVX-512 with the activations in the weight's nibble order).
+TEST(QMatmul, KQuantGroupsAndChunksEqualDotProducts) {
+  std::mt19937 rng(17);
+  const int in = 6 * 256, out = 90;  // 90 x 1536: decode too runs threaded in native_matmul (22 x 4 + 2 rows)
+  for (GgmlType t : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
+    SCOPED_TRACE(ggml_type_name(t));
+    auto w = random_weights(t, out, in, rng);
+    const size_t wrow = ggml_nbytes(t, in);
+    for (int rows : {1, 8, 29}) {  // 1: decode (Q4_K on AVX-512: the permuted-activation four-row kernel)
+      auto x = random_acts((int64_t)rows * in, rng);
+      std::vector<float> y((size_t)rows * out), yt((size_t)rows * out);
+      std::vector<uint8_t> xq(native_act_bytes(t, in));
+      for (KernelIsa isa : isas()) {
+        native_matmul_isa(t, w.data(), in, out, x.data(), y.data(), rows, isa);
+        {  // the threaded driver (OpenMP) with this ISA dispatched, as a model on an AVX2-only machine runs it
+          struct Restore {
+            KernelIsa isa = kernel_isa();
+            ~Restore() { set_kernel_isa(isa); }
+          } restore;
+          set_kernel_isa(isa);
+          native_matmul(t, w.data(), in, out, x.data(), yt.data(), rows);
+        }
+        for (int r = 0; r < rows; ++r) {
+          native_quantize_row(t, x.data() + (size_t)r * in, xq.data(), in);
+          for (int o = 0; o < out; ++o) {
+            const float ref = native_vec_dot(t, w.data() + wrow * o, xq.data(), in, KernelIsa::Ref);
+            ASSERT_EQ(y[(size_t)r * out + o], ref) << kernel_isa_name(isa) << ", " << rows << " rows, r " << r << " o " << o;
+            ASSERT_EQ(yt[(size_t)r * out + o], ref) << kernel_isa_name(isa) << " threaded, " << rows << " rows, r " << r << " o " << o;
           }
         }
       }

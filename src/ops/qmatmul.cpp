@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "base/error.h"
@@ -410,6 +411,20 @@ size_t native_act_bytes(GgmlType t, int64_t n) {
   return (size_t)(n / info->block_size) * info->type_size;
 }
 
+void native_quantize_row_isa(GgmlType t, const float* x, uint8_t* dst, int64_t n, KernelIsa isa) {
+  if (isa == KernelIsa::Ref) return native_quantize_row(t, x, dst, n);
+  const GgmlType a = native_act_type(t);
+  const bool avx512 = isa == KernelIsa::Avx512;
+  if (a == GgmlType::Q8_K) {
+    avx512 ? avx512::quant_q8_k_x86(x, dst, n) : avx2::quant_q8_k_x86(x, dst, n);
+  } else if (a == GgmlType::Q8_0 || a == GgmlType::Q8_1) {
+    const bool s = a == GgmlType::Q8_1;
+    avx512 ? avx512::quant_q8_01_x86(x, dst, n, s) : avx2::quant_q8_01_x86(x, dst, n, s);
+  } else {
+    native_quantize_row(t, x, dst, n);
+  }
+}
+
 void native_quantize_row(GgmlType t, const float* x, uint8_t* dst, int64_t n) {
   switch (native_act_type(t)) {
     case GgmlType::Q8_0: quant_q8_01(x, dst, n, false); break;
@@ -450,11 +465,34 @@ DotFn dot_fn(KernelIsa isa) {
   return ref_vec_dot;
 }
 
-using Dot8Fn = void (*)(GgmlType, const uint8_t*, const uint8_t* const*, int64_t, float*);
+// Groups of 8 activation rows (AVX-512, k-quants): the rows' bsums and block scales transposed once per product
+// (avx512::vec_dot_kq_g8's layout): per group and block, bst 256 bytes (register k, lane j < 8: row j's
+// bsum[4k], bsum[4k+1]; lane 8 + j: bsum[4k+2], bsum[4k+3]) and dyt 8 floats.
+// Q4_K decode on AVX-512 (avx512::vec_dot_q4k_w4p): a Q8_K row with the quants of each 128-element half in the
+// order [0..31, 64..95, 32..63, 96..127] (the weight's nibble order); d and the bsums stay as they are.
+void q4k_permute_act(const uint8_t* src, uint8_t* dst, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, src += kQ8_K, dst += kQ8_K) {
+    std::memcpy(dst, src, kQ8_K);
+    for (int h = 0; h < 2; ++h) {
+      std::memcpy(dst + 4 + 128 * h + 32, src + 4 + 128 * h + 64, 32);
+      std::memcpy(dst + 4 + 128 * h + 64, src + 4 + 128 * h + 32, 32);
+    }
+  }
+}
 
-// Eight activation rows against one weight row, k-quants on AVX-512 only (the same result as eight single dot
-// products); null where the ISA has no 8-row kernel.
-Dot8Fn dot8_fn(KernelIsa isa) { return isa == KernelIsa::Avx512 ? avx512::vec_dot8_k : nullptr; }
+void kq_group_layout(const uint8_t* xq, size_t arow, int64_t nb, uint8_t* bst, float* dyt) {
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* bs = bst + b * 256;
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t* blk = xq + arow * j + b * kQ8_K;
+      std::memcpy(dyt + b * 8 + j, blk, 4);
+      for (int k = 0; k < 4; ++k) {
+        std::memcpy(bs + 64 * k + 4 * j, blk + 260 + 2 * (4 * k), 4);
+        std::memcpy(bs + 64 * k + 32 + 4 * j, blk + 260 + 2 * (4 * k + 2), 4);
+      }
+    }
+  }
+}
 
 using DotW4Fn = void (*)(GgmlType, const uint8_t*, size_t, const uint8_t*, int64_t, float*);
 
@@ -489,6 +527,10 @@ struct ActScratch {
   // [nb][G][32], scales d spread [nb][G/2][16], s [nb][G].
   std::vector<uint8_t> pq;
   std::vector<float> pd, ps;
+  // k-quants on AVX-512: kq_group_layout per group of 8 rows
+  std::vector<uint8_t> kbs;
+  std::vector<float> kdy;
+  std::vector<uint8_t> kperm;  // Q4_K decode: the row in the weight's nibble order (q4k_permute_act)
   uint8_t* fit(size_t n) {
     if (buf.size() < n) buf.resize(n);
     return buf.data();
@@ -500,6 +542,8 @@ thread_local ActScratch g_act;
 constexpr int64_t kParallelMin = 1 << 17;
 // Output rows per task of a multi-row product (their weights stay in L1/L2 while every activation row passes).
 constexpr int kRowBlock = 16;
+// Weight blocks per chunk of the AVX-512 k-quant group kernel (16 rows x 4 blocks of Q8_K = 19 KB of activations).
+constexpr int kKChunk = 4;
 
 void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, float* y, int rows, KernelIsa isa,
                  bool threads) {
@@ -509,12 +553,26 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
   uint8_t* xq = g_act.fit(arow * (size_t)rows);
   const DotFn dot = dot_fn(isa);
   const Dot4Fn dot4 = dot4_fn(isa);
-  const Dot8Fn dot8 = dot8_fn(isa);
-  const bool kq8 = native_act_type(t) == GgmlType::Q8_K && dot8 != nullptr;
+  // k-quants on AVX-512: full groups of 8 rows through avx512::vec_dot_kq_g8 (two groups per pass where they exist)
+  const bool kq8 = native_act_type(t) == GgmlType::Q8_K && isa == KernelIsa::Avx512 && rows >= 8;
   const bool par = threads && (int64_t)rows * in * out >= kParallelMin && omp_get_max_threads() > 1;
   const GgmlType at = native_act_type(t);
   const bool legacy = rows >= 4 && (at == GgmlType::Q8_0 || at == GgmlType::Q8_1);
   const int nb = in / 32;
+  const int kgroups = kq8 ? rows / 8 : 0, knb = in / QK_K;
+  uint8_t* kbs = nullptr;
+  float* kdy = nullptr;
+  if (kq8) {
+    if (g_act.kbs.size() < (size_t)kgroups * knb * 256) g_act.kbs.resize((size_t)kgroups * knb * 256);
+    if (g_act.kdy.size() < (size_t)kgroups * knb * 8) g_act.kdy.resize((size_t)kgroups * knb * 8);
+    kbs = g_act.kbs.data();
+    kdy = g_act.kdy.data();
+  }
+  uint8_t* kperm = nullptr;
+  if (rows == 1 && t == GgmlType::Q4_K && isa == KernelIsa::Avx512) {
+    if (g_act.kperm.size() < arow) g_act.kperm.resize(arow);
+    kperm = g_act.kperm.data();
+  }
   float* scales = nullptr;
   if (legacy) {
     if (g_act.scales.size() < (size_t)rows * nb * 2) g_act.scales.resize((size_t)rows * nb * 2);
@@ -539,7 +597,7 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
 #pragma omp for schedule(static)
     for (int r = 0; r < rows; ++r) {
       uint8_t* q = xq + arow * r;
-      native_quantize_row(t, x + (int64_t)r * in, q, in);
+      native_quantize_row_isa(t, x + (int64_t)r * in, q, in, isa);
       if (legacy) {  // the blocks' f16 d (and s) as f32, once per row (exact conversions)
         const size_t bs = at == GgmlType::Q8_1 ? kQ8_1 : kQ8_0;
         for (int b = 0; b < nb; ++b) {
@@ -564,11 +622,26 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
           }
         }
     }
+    if (kperm) {
+#pragma omp single
+      q4k_permute_act(xq, kperm, in / QK_K);
+    }
+    if (kq8) {
+#pragma omp for schedule(static)
+      for (int g = 0; g < kgroups; ++g)
+        kq_group_layout(xq + arow * 8 * g, arow, knb, kbs + (size_t)g * knb * 256, kdy + (size_t)g * knb * 8);
+    }
     if (rows == 1 && native_act_type(t) == GgmlType::Q8_K) {  // k-quants: four weight rows per pass
       const DotW4Fn dotw4 = dotw4_fn(isa);
       const int n4 = out / 4;
+      if (t == GgmlType::Q4_K && isa == KernelIsa::Avx512) {
+        const uint8_t* xp = kperm;
 #pragma omp for schedule(static)
-      for (int g = 0; g < n4; ++g) dotw4(t, w + wrow * 4 * g, wrow, xq, in, y + 4 * g);
+        for (int g = 0; g < n4; ++g) avx512::vec_dot_q4k_w4p(w + wrow * 4 * g, wrow, xp, in, y + 4 * g);
+      } else {
+#pragma omp for schedule(static)
+        for (int g = 0; g < n4; ++g) dotw4(t, w + wrow * 4 * g, wrow, xq, in, y + 4 * g);
+      }
 #pragma omp for schedule(static)
       for (int o = 4 * n4; o < out; ++o) y[o] = dot(t, w + wrow * o, xq, in);
     } else if (rows == 1) {
@@ -588,14 +661,21 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
             for (int k = 0; k < G; ++k) y[(int64_t)(r + k) * out + o] = v[k];
           }
         }
-        for (; kq8 && r + 8 <= rows; r += 8) {  // k-quants (AVX-512): eight activation rows per pass over a weight row
-          const uint8_t* xs[8];
-          for (int k = 0; k < 8; ++k) xs[k] = xq + arow * (r + k);
-          float v[8];
-          for (int o = o0; o < o1; ++o) {
-            dot8(t, w + wrow * o, xs, in, v);
-            for (int k = 0; k < 8; ++k) y[(int64_t)(r + k) * out + o] = v[k];
+        // k-quants (AVX-512): 16 or 8 activation rows per pass over a weight row, in the transposed group layout,
+        // the row's blocks in chunks of kKChunk so that the rows' activations and the weight rows' chunks stay in
+        // L1 across the output rows (an 8960-value activation row is 10 KB: 16 of them would not)
+        for (int ng; kq8 && (ng = std::min(2, (rows - r) / 8)) > 0; r += 8 * ng) {
+          const uint8_t* xs[16];
+          for (int k = 0; k < 8 * ng; ++k) xs[k] = xq + arow * (r + k);
+          const size_t g0 = (size_t)(r / 8) * knb;
+          float acc[kRowBlock][16] = {};
+          for (int b0 = 0; b0 < knb; b0 += kKChunk) {
+            const int b1 = std::min(knb, b0 + kKChunk);
+            for (int o = o0; o < o1; ++o)
+              avx512::vec_dot_kq_g8(t, w + wrow * o, xs, kbs + g0 * 256, kdy + g0 * 8, knb, b0, b1, ng, acc[o - o0]);
           }
+          for (int o = o0; o < o1; ++o)
+            for (int k = 0; k < 8 * ng; ++k) y[(int64_t)(r + k) * out + o] = acc[o - o0][k];
         }
         for (; r + 4 <= rows; r += 4) {  // four activation rows per pass over a weight row
           const uint8_t* xs[4] = {xq + arow * r, xq + arow * (r + 1), xq + arow * (r + 2), xq + arow * (r + 3)};

@@ -40,6 +40,9 @@ size_t native_act_bytes(GgmlType t, int64_t n);
 // max|x|/127 stored as f16, x * (127/max|x|) rounded to nearest even; Q8_K: quantize_row_q8_K_ref; F16 / BF16:
 // round to nearest even).
 void native_quantize_row(GgmlType t, const float* x, uint8_t* dst, int64_t n);
+// The same with the AVX2 / AVX-512 versions (Q8_0, Q8_1, Q8_K; the others as native_quantize_row): the same
+// bytes (the matrix drivers use it with their ISA; reference twin: native_quantize_row).
+void native_quantize_row_isa(GgmlType t, const float* x, uint8_t* dst, int64_t n, KernelIsa isa);
 // One dot product: a weight row of n values in type t with an activation row from native_quantize_row.
 float native_vec_dot(GgmlType t, const uint8_t* w, const uint8_t* xq, int64_t n, KernelIsa isa);
 
@@ -48,8 +51,11 @@ float native_vec_dot(GgmlType t, const uint8_t* w, const uint8_t* xq, int64_t n,
 // threads split the output rows (decode, rows == 1) or blocks of output rows (several rows). Each weight block
 // is unpacked once for 4 activation rows; with AVX-512 the legacy block types (Q4_0 ... Q8_0) take full groups
 // of 16 rows through a packed kernel (two rows per 512-bit register, the same per-lane operations) and the
-// k-quants groups of 8 rows (512-bit registers, 64 quants each). The result does not depend on the thread
-// count or on how many rows are multiplied together.
+// k-quants groups of 16 or 8 rows (512-bit registers, 64 quants each; the rows' bsums and scales transposed
+// once per product, their integer block sums reduced together, a weight row's blocks taken in chunks of 4).
+// k-quant decode multiplies four weight rows per pass (Q4_K on AVX-512: with the activation row in the
+// weight's nibble order). The result does not depend on the thread count or on how many rows are multiplied
+// together.
 void native_matmul(GgmlType t, const uint8_t* w, int in, int out, const float* x, float* y, int rows);
 // The same with a given ISA, single-threaded (reference twin for tests).
 void native_matmul_isa(GgmlType t, const uint8_t* w, int in, int out, const float* x, float* y, int rows,
