@@ -97,6 +97,8 @@ struct TrustResult {
   // storing of records done in them). Not part of to_json: it describes this invocation, not the run's results.
   BatchStats generation;
   double generation_seconds = 0;
+  double scoring_seconds = 0;    // the perspectives' scoring (toxicity: the scorer over every answer; its set-up too)
+  double bootstrap_seconds = 0;  // the confidence intervals
 };
 
 TrustResult run_trust(const Model& m, const TrustOptions& opt);
