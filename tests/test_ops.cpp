@@ -241,6 +241,16 @@ TEST(Ops, AttentionScoresKernelEqualsReference) {
         for (int c = 0; c < hd; ++c) d += (double)q[c] * k[(size_t)j * stride + c];
         EXPECT_NEAR(a[j], d * 0.125, 1e-5 * (1 + std::fabs(d))) << "hd " << hd << " key " << j;
       }
+      // Grouped heads: 1..6 query heads (rows of q, stride hd + 1) over the same keys, each equal to the reference.
+      for (int nh : {1, 2, 3, 4, 6}) {
+        auto qs = randn((size_t)nh * (hd + 1), 13 + hd + nh);
+        std::vector<float> g((size_t)nh * T, -1.0f), r((size_t)nh * T, -1.0f);
+        attention_scores_heads(qs.data(), hd + 1, nh, k.data(), stride, hd, lo, len, 0.125f, g.data(), T);
+        for (int i = 0; i < nh; ++i)
+          attention_scores_ref(qs.data() + (size_t)i * (hd + 1), k.data(), stride, hd, lo, len, 0.125f,
+                               r.data() + (size_t)i * T);
+        ASSERT_EQ(0, std::memcmp(g.data(), r.data(), sizeof(float) * g.size())) << "heads " << nh << " hd " << hd;
+      }
       for (int j = 0; j < T; ++j) {
         if (j < lo || j >= len) {
           EXPECT_EQ(a[j], -1.0f) << "kernel wrote outside [lo, len)";

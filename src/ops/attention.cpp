@@ -126,6 +126,47 @@ void attention_scores(const float* q, const float* k, int kv_stride, int hd, int
   attention_scores_ref(q, k, kv_stride, hd, j, len, scale, s);
 }
 
+namespace {
+// NH heads (query rows q + i * qs) against keys j .. j+7: each 8 x 8 tile of keys is transposed once and used by
+// every head; per head and lane the same sum as attention_scores_ref.
+template <int NH>
+void scores_heads8(const float* q, int qs, const float* k, int64_t ld, int hd, int lo, int len, float scale,
+                   float* s, int64_t ss) {
+  const __m256 vscale = _mm256_set1_ps(scale);
+  int j = lo;
+  for (; j + 8 <= len; j += 8) {
+    const float* kj = k + (int64_t)j * ld;
+    __m256 acc[NH], col[8];
+    for (int i = 0; i < NH; ++i) acc[i] = _mm256_setzero_ps();
+    for (int c0 = 0; c0 < hd; c0 += 8) {
+      transpose8(kj + c0, ld, col);
+      for (int i = 0; i < NH; ++i) acc[i] = add_products8(acc[i], q + (int64_t)i * qs + c0, col);
+    }
+    for (int i = 0; i < NH; ++i) _mm256_storeu_ps(s + i * ss + j, _mm256_mul_ps(acc[i], vscale));
+  }
+  for (int i = 0; i < NH; ++i) attention_scores_ref(q + (int64_t)i * qs, k, (int)ld, hd, j, len, scale, s + i * ss);
+}
+}  // namespace
+
+void attention_scores_heads(const float* q, int q_head_stride, int nh, const float* k, int kv_stride, int hd, int lo,
+                            int len, float scale, float* s, int64_t s_stride) {
+  if (hd % 8 != 0 || nh == 1) {
+    for (int i = 0; i < nh; ++i)
+      attention_scores(q + (int64_t)i * q_head_stride, k, kv_stride, hd, lo, len, scale, s + i * s_stride);
+    return;
+  }
+  for (int i0 = 0; i0 < nh; i0 += 4) {  // at most four heads per pass: their accumulators and a tile in registers
+    const float* qi = q + (int64_t)i0 * q_head_stride;
+    float* si = s + i0 * s_stride;
+    switch (std::min(4, nh - i0)) {
+      case 1: attention_scores(qi, k, kv_stride, hd, lo, len, scale, si); break;
+      case 2: scores_heads8<2>(qi, q_head_stride, k, kv_stride, hd, lo, len, scale, si, s_stride); break;
+      case 3: scores_heads8<3>(qi, q_head_stride, k, kv_stride, hd, lo, len, scale, si, s_stride); break;
+      default: scores_heads8<4>(qi, q_head_stride, k, kv_stride, hd, lo, len, scale, si, s_stride); break;
+    }
+  }
+}
+
 // out[c] = fma(p[j], v[j][c], out[c]) over j in order, as the reference, with the output in registers: 64
 // dimensions (eight registers) per pass over the values.
 void attention_weighted_sum(const float* p, const float* v, int kv_stride, int hd, int lo, int len, float* out) {
@@ -159,6 +200,11 @@ void attention_scores(const float* q, const float* k, int kv_stride, int hd, int
 void attention_weighted_sum(const float* p, const float* v, int kv_stride, int hd, int lo, int len, float* out) {
   attention_weighted_sum_ref(p, v, kv_stride, hd, lo, len, out);
 }
+void attention_scores_heads(const float* q, int q_head_stride, int nh, const float* k, int kv_stride, int hd, int lo,
+                            int len, float scale, float* s, int64_t s_stride) {
+  for (int i = 0; i < nh; ++i)
+    attention_scores_ref(q + (int64_t)i * q_head_stride, k, kv_stride, hd, lo, len, scale, s + i * s_stride);
+}
 #endif
 
 void attention(const AttentionShape& s, const float* q, const float* k, const float* v, int kv_stride, int pos0,
@@ -175,6 +221,33 @@ void attention(const AttentionShape& s, const float* q, const float* k, const fl
 
   // Threads only pay off when there is enough work (their start-up costs microseconds).
   const int64_t work = (int64_t)s.n_heads * n * (pos0 + n) * hd;
+  if (n <= 2) {
+    // Decode (one or two new rows): one task per kv head, whose query heads share each transposed key tile
+    // (attention_scores_heads); per head the same arithmetic as one head at a time.
+#pragma omp parallel if (work > (1 << 18))
+    {
+      thread_local std::vector<float> scores;
+#pragma omp for schedule(dynamic, 1)
+      for (int g = 0; g < s.n_kv_heads; ++g) {
+        const float* kg = k + (int64_t)g * hd;
+        const float* vg = v + (int64_t)g * hd;
+        for (int r = 0; r < n; ++r) {
+          const int p = pos0 + r;
+          const int lo = first_key(p), len = p + 1;  // visible keys [lo, len)
+          if ((int64_t)scores.size() < (int64_t)group * len) scores.resize((int64_t)group * len);
+          float* S = scores.data();
+          const float* qg = q + (int64_t)r * q_stride + (int64_t)g * group * hd;
+          attention_scores_heads(qg, hd, group, kg, kv_stride, hd, lo, len, scale, S, len);
+          for (int i = 0; i < group; ++i) {
+            float* sr = S + (int64_t)i * len;
+            softmax(sr + lo, len - lo);
+            attention_weighted_sum(sr, vg, kv_stride, hd, lo, len, out + (int64_t)r * q_stride + (int64_t)(g * group + i) * hd);
+          }
+        }
+      }
+    }
+    return;
+  }
 #pragma omp parallel if (work > (1 << 18))
   {
     thread_local std::vector<float> scores;

@@ -1,5 +1,6 @@
 // Causal multi-head attention with grouped-query heads, over a KV cache block.
 #pragma once
+#include <cstdint>
 
 namespace ctrust {
 
@@ -22,6 +23,11 @@ struct AttentionShape {
 void attention_scores(const float* q, const float* k, int kv_stride, int hd, int lo, int len, float scale, float* s);
 void attention_scores_ref(const float* q, const float* k, int kv_stride, int hd, int lo, int len, float scale,
                           float* s);
+// attention_scores for the nh query heads that share one kv head (grouped-query attention): head i's query at
+// q + i * q_head_stride, its scores at s + i * s_stride. Each transposed key tile serves up to four heads; per head
+// bit-identical to attention_scores_ref (test Ops.AttentionScoresKernelEqualsReference).
+void attention_scores_heads(const float* q, int q_head_stride, int nh, const float* k, int kv_stride, int hd, int lo,
+                            int len, float scale, float* s, int64_t s_stride);
 // The weighted sum of the values j = lo .. len-1 (the same path): out[c] = fma(p[j], v_j[c], out[c]) over j in
 // order from out = 0 (the earlier loop's arithmetic), v_j = v + j * kv_stride; out has hd floats. The kernel keeps
 // out in registers (AVX2); bit-identical to attention_weighted_sum_ref (test
