@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <cmath>
 #include <random>
 #include <vector>
@@ -218,6 +220,65 @@ TEST(Ops, AttentionMatchesNaiveGqa) {
           EXPECT_NEAR(o[(size_t)i * qd + h * 8 + c], acc, 1e-5) << "n " << n << " i " << i << " h " << h;
         }
       }
+  }
+}
+
+// The decode path's score kernel (eight keys per AVX2 register after a transpose) against its plain reference
+// twin: bit-identical (the same fma chain per key), for head sizes that are and are not multiples of 8, strided
+// keys, ranges with and without a remainder; and within float error of a double-precision dot product.
+TEST(Ops, AttentionScoresKernelEqualsReference) {
+  for (int hd : {64, 8, 128, 12, 3}) {
+    const int stride = 3 * hd + 5, T = 45;
+    auto q = randn((size_t)hd, 11 + hd), k = randn((size_t)T * stride, 12 + hd);
+    for (auto [lo, len] : {std::pair{0, 45}, std::pair{0, 8}, std::pair{3, 19}, std::pair{7, 7}, std::pair{44, 45},
+                           std::pair{0, 1}}) {
+      std::vector<float> a(T, -1.0f), b(T, -1.0f);
+      attention_scores(q.data(), k.data(), stride, hd, lo, len, 0.125f, a.data());
+      attention_scores_ref(q.data(), k.data(), stride, hd, lo, len, 0.125f, b.data());
+      ASSERT_EQ(0, std::memcmp(a.data(), b.data(), sizeof(float) * T)) << "hd " << hd << " lo " << lo << " len " << len;
+      for (int j = lo; j < len; ++j) {
+        double d = 0;
+        for (int c = 0; c < hd; ++c) d += (double)q[c] * k[(size_t)j * stride + c];
+        EXPECT_NEAR(a[j], d * 0.125, 1e-5 * (1 + std::fabs(d))) << "hd " << hd << " key " << j;
+      }
+      // Grouped heads: 1..6 query heads (rows of q, stride hd + 1) over the same keys, each equal to the reference.
+      for (int nh : {1, 2, 3, 4, 6}) {
+        auto qs = randn((size_t)nh * (hd + 1), 13 + hd + nh);
+        std::vector<float> g((size_t)nh * T, -1.0f), r((size_t)nh * T, -1.0f);
+        attention_scores_heads(qs.data(), hd + 1, nh, k.data(), stride, hd, lo, len, 0.125f, g.data(), T);
+        for (int i = 0; i < nh; ++i)
+          attention_scores_ref(qs.data() + (size_t)i * (hd + 1), k.data(), stride, hd, lo, len, 0.125f,
+                               r.data() + (size_t)i * T);
+        ASSERT_EQ(0, std::memcmp(g.data(), r.data(), sizeof(float) * g.size())) << "heads " << nh << " hd " << hd;
+      }
+      for (int j = 0; j < T; ++j) {
+        if (j < lo || j >= len) {
+          EXPECT_EQ(a[j], -1.0f) << "kernel wrote outside [lo, len)";
+        }
+      }
+    }
+  }
+}
+
+// The decode path's weighted sum of values (output in registers) against its plain reference twin: bit-identical
+// (the same fma per element, keys in order), and close to a double-precision sum.
+TEST(Ops, AttentionWeightedSumKernelEqualsReference) {
+  for (int hd : {64, 8, 128, 256, 72, 12, 3}) {
+    const int stride = 2 * hd + 3, T = 41;
+    auto p = randn((size_t)T, 21 + hd), v = randn((size_t)T * stride, 22 + hd);
+    for (auto [lo, len] : {std::pair{0, 41}, std::pair{5, 6}, std::pair{3, 40}, std::pair{7, 7}}) {
+      std::vector<float> a(hd + 4, -1.0f), b(hd + 4, -1.0f);
+      attention_weighted_sum(p.data(), v.data(), stride, hd, lo, len, a.data());
+      attention_weighted_sum_ref(p.data(), v.data(), stride, hd, lo, len, b.data());
+      ASSERT_EQ(0, std::memcmp(a.data(), b.data(), sizeof(float) * (hd + 4)))
+          << "hd " << hd << " lo " << lo << " len " << len;
+      for (int c = 0; c < hd; ++c) {
+        double d = 0;
+        for (int j = lo; j < len; ++j) d += (double)p[j] * v[(size_t)j * stride + c];
+        EXPECT_NEAR(a[c], d, 1e-5 * (1 + std::fabs(d))) << "hd " << hd << " dim " << c;
+      }
+      EXPECT_EQ(a[hd], -1.0f) << "kernel wrote past hd";
+    }
   }
 }
 

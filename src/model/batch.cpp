@@ -1,6 +1,7 @@
 #include "model/batch.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <random>
@@ -173,6 +174,13 @@ BatchStats& BatchStats::operator+=(const BatchStats& o) {
   shared_prefixes += o.shared_prefixes;
   peak_prefix_caches = std::max(peak_prefix_caches, o.peak_prefix_caches);
   generated_tokens += o.generated_tokens;
+  steps += o.steps;
+  prefill_steps += o.prefill_steps;
+  slot_steps += o.slot_steps;
+  prefill_seconds += o.prefill_seconds;
+  decode_seconds += o.decode_seconds;
+  sample_seconds += o.sample_seconds;
+  callback_seconds += o.callback_seconds;
   return *this;
 }
 
@@ -352,6 +360,8 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
       }
   };
 
+  using Clock = std::chrono::steady_clock;
+  auto seconds_since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
   std::map<size_t, Prefix> prefixes;
   std::vector<std::unique_ptr<Seq>> active;
   std::vector<BatchSeq> bs;
@@ -359,6 +369,8 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
   size_t next = 0;
   while (next < queue.size() || !active.empty()) {
     // Admit new sequences into free slots.
+    Clock::time_point t0 = Clock::now();
+    double prefix_s = 0;
     std::vector<size_t> prefilling;
     while ((int)active.size() < bopt.max_batch && next < queue.size()) {
       const auto [r, j] = queue[next];
@@ -379,7 +391,9 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
         const int k = tree.node_of[r];
         int shared = 0;
         if (k >= 0) {
+          const Clock::time_point tp = Clock::now();
           prepare(k);
+          prefix_s += seconds_since(tp);
           copy_cache(tree.nodes[k].cache, s->cache);
           shared = tree.nodes[k].len;
           release(k);
@@ -392,13 +406,24 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
       active.push_back(std::move(s));
       ++next;
     }
+    st.sample_seconds += seconds_since(t0) - prefix_s;
+    st.prefill_seconds += prefix_s;
     // One forward pass over every sequence that has tokens to run.
     bs.clear();
+    bool prompt_rows = false;
     for (auto& s : active)
-      if (!s->feed.empty()) bs.push_back({&s->cache, s->feed.data(), (int)s->feed.size(), false});
+      if (!s->feed.empty()) {
+        bs.push_back({&s->cache, s->feed.data(), (int)s->feed.size(), false});
+        prompt_rows = prompt_rows || s->out.empty();
+      }
     if (!bs.empty()) {
       logits.resize((size_t)bs.size() * V);
+      t0 = Clock::now();
       forward_batch(m, bs, logits.data());
+      (prompt_rows ? st.prefill_seconds : st.decode_seconds) += seconds_since(t0);
+      ++st.steps;
+      st.prefill_steps += prompt_rows;
+      st.slot_steps += (int64_t)active.size();
       size_t row = 0;
       for (auto& s : active) {
         if (s->feed.empty()) continue;
@@ -419,6 +444,8 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
     }
 
     // Pick the next token of every sequence; finished ones leave the batch.
+    t0 = Clock::now();
+    double callback_s = 0;
     for (auto& sp : active) {
       Seq& s = *sp;
       const GenerateOptions& o = reqs[s.r].opt;
@@ -442,13 +469,17 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
       }
       if (done) {
         result[s.r][s.j] = std::move(s.out);
+        const Clock::time_point tc = Clock::now();
         if (bopt.on_done) bopt.on_done(s.r, s.j, result[s.r][s.j]);
+        callback_s += seconds_since(tc);
         sp.reset();
       } else {
         s.feed.assign(1, t);
       }
     }
     active.erase(std::remove(active.begin(), active.end(), nullptr), active.end());
+    st.sample_seconds += seconds_since(t0) - callback_s;
+    st.callback_seconds += callback_s;
   }
   st.saved_by_prefixes = st.prompt_tokens - st.prefill_tokens - st.saved_by_samples;
   if (bopt.stats) *bopt.stats = st;

@@ -57,6 +57,15 @@ struct BatchStats {
   int64_t shared_prefixes = 0;    // prefix caches built (nodes of the prefix tree)
   int64_t peak_prefix_caches = 0; // most prefix caches held at once (the depth of the tree, not its size)
   int64_t generated_tokens = 0;   // tokens sampled (including an EOS that ended a sequence)
+  // Where the time went (wall clock, steady_clock). A step is one forward_batch over the active sequences;
+  // slot_steps sums the sequences in the batch over the steps (mean occupancy = slot_steps / steps, of max_batch).
+  int64_t steps = 0;              // forward passes of the generation loop
+  int64_t prefill_steps = 0;      // of them, passes with prompt rows (new sequences' prompts beside decode rows)
+  int64_t slot_steps = 0;
+  double prefill_seconds = 0;     // passes with prompt rows, and building the shared prefixes' caches
+  double decode_seconds = 0;      // passes of decode rows only
+  double sample_seconds = 0;      // sampling, stop checks, starting sequences (KV cache copies)
+  double callback_seconds = 0;    // on_done (a trust run decodes, parses and stores the record there)
   BatchStats& operator+=(const BatchStats& o);
 };
 

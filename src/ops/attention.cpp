@@ -1,6 +1,7 @@
 #include "ops/attention.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -13,6 +14,198 @@ namespace ctrust {
 namespace {
 constexpr int kBlock = 64;  // query rows per task in the sgemm path
 }
+
+// The product rounded to float on its own: the empty asm hides it from the compiler, which would otherwise fuse
+// it with the following addition into an fma (-ffp-contract=fast, GCC's default) and change the rounding.
+inline float rounded_product(float a, float b) {
+  float p = a * b;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  asm("" : "+x"(p));
+#else
+  volatile float v = p;
+  p = v;
+#endif
+  return p;
+}
+
+void attention_scores_ref(const float* q, const float* k, int kv_stride, int hd, int lo, int len, float scale,
+                          float* s) {
+  for (int j = lo; j < len; ++j) {
+    const float* kj = k + (int64_t)j * kv_stride;
+    float d = 0.0f;
+    for (int c = 0; c < hd; ++c) d += rounded_product(q[c], kj[c]);
+    s[j] = d * scale;
+  }
+}
+
+void attention_weighted_sum_ref(const float* p, const float* v, int kv_stride, int hd, int lo, int len, float* out) {
+  for (int c = 0; c < hd; ++c) out[c] = 0.0f;
+  for (int j = lo; j < len; ++j) {
+    const float* vj = v + (int64_t)j * kv_stride;
+    for (int c = 0; c < hd; ++c) out[c] = std::fma(p[j], vj[c], out[c]);
+  }
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+namespace {
+// Keys j .. j+7, dimensions c0 .. c0+7 of k (row stride ld), transposed: col[m] lane i = k[j+i][c0+m].
+inline void transpose8(const float* kj, int64_t ld, __m256 col[8]) {
+  const __m256 r0 = _mm256_loadu_ps(kj), r1 = _mm256_loadu_ps(kj + ld), r2 = _mm256_loadu_ps(kj + 2 * ld),
+               r3 = _mm256_loadu_ps(kj + 3 * ld), r4 = _mm256_loadu_ps(kj + 4 * ld),
+               r5 = _mm256_loadu_ps(kj + 5 * ld), r6 = _mm256_loadu_ps(kj + 6 * ld),
+               r7 = _mm256_loadu_ps(kj + 7 * ld);
+  const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+  const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+  const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+  const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  col[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  col[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  col[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  col[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  col[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  col[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  col[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  col[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+// acc += q[m] * col[m] for m = 0..7 in order, each product rounded before the addition (see rounded_product).
+inline __m256 add_products8(__m256 acc, const float* q, const __m256 col[8]) {
+  for (int m = 0; m < 8; ++m) {
+    __m256 p = _mm256_mul_ps(_mm256_set1_ps(q[m]), col[m]);
+    asm("" : "+x"(p));
+    acc = _mm256_add_ps(acc, p);
+  }
+  return acc;
+}
+}  // namespace
+
+// Eight keys per register, one per lane: their rows are transposed in 8 x 8 tiles so that lane i holds key j+i's
+// dimension c, and acc += q[c] * k[j+i][c] (product rounded, then added) runs over c in order -- per lane the
+// reference's sum. Four such blocks (32 keys) are interleaved: their addition chains are independent, so the
+// out-of-order core overlaps them (one chain is bound by the addition's latency).
+void attention_scores(const float* q, const float* k, int kv_stride, int hd, int lo, int len, float scale,
+                      float* s) {
+  if (hd % 8 != 0) return attention_scores_ref(q, k, kv_stride, hd, lo, len, scale, s);
+  const __m256 vscale = _mm256_set1_ps(scale);
+  const int64_t ld = kv_stride;
+  int j = lo;
+  for (; j + 32 <= len; j += 32) {
+    const float* kj = k + (int64_t)j * ld;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, col[8];
+    for (int c0 = 0; c0 < hd; c0 += 8) {
+      transpose8(kj + c0, ld, col);
+      a0 = add_products8(a0, q + c0, col);
+      transpose8(kj + 8 * ld + c0, ld, col);
+      a1 = add_products8(a1, q + c0, col);
+      transpose8(kj + 16 * ld + c0, ld, col);
+      a2 = add_products8(a2, q + c0, col);
+      transpose8(kj + 24 * ld + c0, ld, col);
+      a3 = add_products8(a3, q + c0, col);
+    }
+    _mm256_storeu_ps(s + j, _mm256_mul_ps(a0, vscale));
+    _mm256_storeu_ps(s + j + 8, _mm256_mul_ps(a1, vscale));
+    _mm256_storeu_ps(s + j + 16, _mm256_mul_ps(a2, vscale));
+    _mm256_storeu_ps(s + j + 24, _mm256_mul_ps(a3, vscale));
+  }
+  for (; j + 8 <= len; j += 8) {
+    const float* kj = k + (int64_t)j * ld;
+    __m256 acc = _mm256_setzero_ps(), col[8];
+    for (int c0 = 0; c0 < hd; c0 += 8) {
+      transpose8(kj + c0, ld, col);
+      acc = add_products8(acc, q + c0, col);
+    }
+    _mm256_storeu_ps(s + j, _mm256_mul_ps(acc, vscale));
+  }
+  attention_scores_ref(q, k, kv_stride, hd, j, len, scale, s);
+}
+
+namespace {
+// NH heads (query rows q + i * qs) against keys j .. j+7: each 8 x 8 tile of keys is transposed once and used by
+// every head; per head and lane the same sum as attention_scores_ref.
+template <int NH>
+void scores_heads8(const float* q, int qs, const float* k, int64_t ld, int hd, int lo, int len, float scale,
+                   float* s, int64_t ss) {
+  const __m256 vscale = _mm256_set1_ps(scale);
+  int j = lo;
+  for (; j + 8 <= len; j += 8) {
+    const float* kj = k + (int64_t)j * ld;
+    __m256 acc[NH], col[8];
+    for (int i = 0; i < NH; ++i) acc[i] = _mm256_setzero_ps();
+    for (int c0 = 0; c0 < hd; c0 += 8) {
+      transpose8(kj + c0, ld, col);
+      for (int i = 0; i < NH; ++i) acc[i] = add_products8(acc[i], q + (int64_t)i * qs + c0, col);
+    }
+    for (int i = 0; i < NH; ++i) _mm256_storeu_ps(s + i * ss + j, _mm256_mul_ps(acc[i], vscale));
+  }
+  for (int i = 0; i < NH; ++i) attention_scores_ref(q + (int64_t)i * qs, k, (int)ld, hd, j, len, scale, s + i * ss);
+}
+}  // namespace
+
+void attention_scores_heads(const float* q, int q_head_stride, int nh, const float* k, int kv_stride, int hd, int lo,
+                            int len, float scale, float* s, int64_t s_stride) {
+  if (hd % 8 != 0 || nh == 1) {
+    for (int i = 0; i < nh; ++i)
+      attention_scores(q + (int64_t)i * q_head_stride, k, kv_stride, hd, lo, len, scale, s + i * s_stride);
+    return;
+  }
+  for (int i0 = 0; i0 < nh; i0 += 4) {  // at most four heads per pass: their accumulators and a tile in registers
+    const float* qi = q + (int64_t)i0 * q_head_stride;
+    float* si = s + i0 * s_stride;
+    switch (std::min(4, nh - i0)) {
+      case 1: attention_scores(qi, k, kv_stride, hd, lo, len, scale, si); break;
+      case 2: scores_heads8<2>(qi, q_head_stride, k, kv_stride, hd, lo, len, scale, si, s_stride); break;
+      case 3: scores_heads8<3>(qi, q_head_stride, k, kv_stride, hd, lo, len, scale, si, s_stride); break;
+      default: scores_heads8<4>(qi, q_head_stride, k, kv_stride, hd, lo, len, scale, si, s_stride); break;
+    }
+  }
+}
+
+// out[c] = fma(p[j], v[j][c], out[c]) over j in order, as the reference, with the output in registers: 64
+// dimensions (eight registers) per pass over the values.
+void attention_weighted_sum(const float* p, const float* v, int kv_stride, int hd, int lo, int len, float* out) {
+  if (hd % 8 != 0) return attention_weighted_sum_ref(p, v, kv_stride, hd, lo, len, out);
+  for (int c0 = 0; c0 < hd; c0 += 64) {
+    const int nr = std::min(8, (hd - c0) / 8);
+    __m256 acc[8];
+    for (int m = 0; m < 8; ++m) acc[m] = _mm256_setzero_ps();
+    const float* vc = v + c0;
+    if (nr == 8) {
+      for (int j = lo; j < len; ++j) {
+        const __m256 pj = _mm256_set1_ps(p[j]);
+        const float* vj = vc + (int64_t)j * kv_stride;
+        for (int m = 0; m < 8; ++m) acc[m] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8 * m), acc[m]);
+      }
+    } else {
+      for (int j = lo; j < len; ++j) {
+        const __m256 pj = _mm256_set1_ps(p[j]);
+        const float* vj = vc + (int64_t)j * kv_stride;
+        for (int m = 0; m < nr; ++m) acc[m] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8 * m), acc[m]);
+      }
+    }
+    for (int m = 0; m < nr; ++m) _mm256_storeu_ps(out + c0 + 8 * m, acc[m]);
+  }
+}
+#else
+void attention_scores(const float* q, const float* k, int kv_stride, int hd, int lo, int len, float scale,
+                      float* s) {
+  attention_scores_ref(q, k, kv_stride, hd, lo, len, scale, s);
+}
+void attention_weighted_sum(const float* p, const float* v, int kv_stride, int hd, int lo, int len, float* out) {
+  attention_weighted_sum_ref(p, v, kv_stride, hd, lo, len, out);
+}
+void attention_scores_heads(const float* q, int q_head_stride, int nh, const float* k, int kv_stride, int hd, int lo,
+                            int len, float scale, float* s, int64_t s_stride) {
+  for (int i = 0; i < nh; ++i)
+    attention_scores_ref(q + (int64_t)i * q_head_stride, k, kv_stride, hd, lo, len, scale, s + i * s_stride);
+}
+#endif
 
 void attention(const AttentionShape& s, const float* q, const float* k, const float* v, int kv_stride, int pos0,
                int n, float* out) {
@@ -28,6 +221,33 @@ void attention(const AttentionShape& s, const float* q, const float* k, const fl
 
   // Threads only pay off when there is enough work (their start-up costs microseconds).
   const int64_t work = (int64_t)s.n_heads * n * (pos0 + n) * hd;
+  if (n <= 2) {
+    // Decode (one or two new rows): one task per kv head, whose query heads share each transposed key tile
+    // (attention_scores_heads); per head the same arithmetic as one head at a time.
+#pragma omp parallel if (work > (1 << 18))
+    {
+      thread_local std::vector<float> scores;
+#pragma omp for schedule(dynamic, 1)
+      for (int g = 0; g < s.n_kv_heads; ++g) {
+        const float* kg = k + (int64_t)g * hd;
+        const float* vg = v + (int64_t)g * hd;
+        for (int r = 0; r < n; ++r) {
+          const int p = pos0 + r;
+          const int lo = first_key(p), len = p + 1;  // visible keys [lo, len)
+          if ((int64_t)scores.size() < (int64_t)group * len) scores.resize((int64_t)group * len);
+          float* S = scores.data();
+          const float* qg = q + (int64_t)r * q_stride + (int64_t)g * group * hd;
+          attention_scores_heads(qg, hd, group, kg, kv_stride, hd, lo, len, scale, S, len);
+          for (int i = 0; i < group; ++i) {
+            float* sr = S + (int64_t)i * len;
+            softmax(sr + lo, len - lo);
+            attention_weighted_sum(sr, vg, kv_stride, hd, lo, len, out + (int64_t)r * q_stride + (int64_t)(g * group + i) * hd);
+          }
+        }
+      }
+    }
+    return;
+  }
 #pragma omp parallel if (work > (1 << 18))
   {
     thread_local std::vector<float> scores;
@@ -50,20 +270,9 @@ void attention(const AttentionShape& s, const float* q, const float* k, const fl
           const int lo = first_key(p) - kb, len = p + 1 - kb;  // visible columns [lo, len)
           const float* qr = qh + (int64_t)r * q_stride;
           float* sr = S + (int64_t)r * L;
-          for (int j = lo; j < len; ++j) {
-            const float* kj = kh + (int64_t)j * kv_stride;
-            float d = 0.0f;
-            for (int c = 0; c < hd; ++c) d += qr[c] * kj[c];
-            sr[j] = d * scale;
-          }
+          attention_scores(qr, kh, kv_stride, hd, lo, len, scale, sr);
           softmax(sr + lo, len - lo);
-          float* orow = oh + (int64_t)r * q_stride;
-          for (int c = 0; c < hd; ++c) orow[c] = 0.0f;
-          for (int j = lo; j < len; ++j) {
-            const float pj = sr[j];
-            const float* vj = vh + (int64_t)j * kv_stride;
-            for (int c = 0; c < hd; ++c) orow[c] += pj * vj[c];
-          }
+          attention_weighted_sum(sr, vh, kv_stride, hd, lo, len, oh + (int64_t)r * q_stride);
         }
         continue;
       }

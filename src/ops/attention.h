@@ -1,5 +1,6 @@
 // Causal multi-head attention with grouped-query heads, over a KV cache block.
 #pragma once
+#include <cstdint>
 
 namespace ctrust {
 
@@ -10,6 +11,29 @@ struct AttentionShape {
   float scale = 0.0f;  // scores are scale * q.k; 0 = 1/sqrt(head_dim)
   int window = 0;      // sliding window: a query at position p sees keys at positions p - window + 1 .. p (0 = all)
 };
+
+// Scores of one query row against the keys j = lo .. len-1 of one head: s[j] = (q . k_j) * scale, where q . k_j is
+// the float sum d += q[c] * k_j[c] over c = 0 .. hd-1 in order (from d = 0, each product rounded before it is
+// added: no fma), k_j = k + j * kv_stride. The one- and two-row path of attention() (decode). That is the
+// arithmetic GCC 12 gave the earlier plain loop for head sizes that are multiples of 4 and >= 8 (it vectorized
+// the products and added them in order), so results are unchanged for every model here (head sizes 8-256).
+// attention_scores is the vectorized kernel (AVX2: eight keys at a time, one per lane, after an 8 x 8
+// transpose), bit-identical to attention_scores_ref, the plain loop (its reference twin; test
+// Ops.AttentionScoresKernelEqualsReference).
+void attention_scores(const float* q, const float* k, int kv_stride, int hd, int lo, int len, float scale, float* s);
+void attention_scores_ref(const float* q, const float* k, int kv_stride, int hd, int lo, int len, float scale,
+                          float* s);
+// attention_scores for the nh query heads that share one kv head (grouped-query attention): head i's query at
+// q + i * q_head_stride, its scores at s + i * s_stride. Each transposed key tile serves up to four heads; per head
+// bit-identical to attention_scores_ref (test Ops.AttentionScoresKernelEqualsReference).
+void attention_scores_heads(const float* q, int q_head_stride, int nh, const float* k, int kv_stride, int hd, int lo,
+                            int len, float scale, float* s, int64_t s_stride);
+// The weighted sum of the values j = lo .. len-1 (the same path): out[c] = fma(p[j], v_j[c], out[c]) over j in
+// order from out = 0 (the earlier loop's arithmetic), v_j = v + j * kv_stride; out has hd floats. The kernel keeps
+// out in registers (AVX2); bit-identical to attention_weighted_sum_ref (test
+// Ops.AttentionWeightedSumKernelEqualsReference).
+void attention_weighted_sum(const float* p, const float* v, int kv_stride, int hd, int lo, int len, float* out);
+void attention_weighted_sum_ref(const float* p, const float* v, int kv_stride, int hd, int lo, int len, float* out);
 
 // q: [n][n_heads*head_dim], the queries of positions pos0 .. pos0+n-1 (RoPE applied).
 // k, v: [pos0+n][n_kv_heads*head_dim] (row stride kv_stride), keys/values of positions 0 .. pos0+n-1.

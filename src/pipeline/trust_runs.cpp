@@ -121,7 +121,16 @@ json TrustRunResult::to_json() const {
                      {"prefill_saved_by_samples", g.saved_by_samples},
                      {"prefill_saved_by_prefixes", g.saved_by_prefixes},
                      {"shared_prefixes", g.shared_prefixes},
-                     {"peak_prefix_caches", g.peak_prefix_caches}};
+                     {"peak_prefix_caches", g.peak_prefix_caches},
+                     {"steps", g.steps},
+                     {"prefill_steps", g.prefill_steps},
+                     {"mean_batch", g.steps > 0 ? (double)g.slot_steps / g.steps : 0.0},
+                     {"prefill_seconds", g.prefill_seconds},
+                     {"decode_seconds", g.decode_seconds},
+                     {"sample_seconds", g.sample_seconds},
+                     {"record_seconds", g.callback_seconds},
+                     {"scoring_seconds", result.scoring_seconds},
+                     {"bootstrap_seconds", result.bootstrap_seconds}};
   return j;
 }
 

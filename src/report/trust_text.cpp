@@ -45,6 +45,12 @@ std::string trust_run_text(const TrustRunResult& r, const std::string& model_pat
                      "{} by shared samples and {} by {} shared prefixes\n",
                      g.sequences, g.generated_tokens, sec, sec > 0 ? g.generated_tokens / sec : 0.0, g.prompt_tokens,
                      g.prefill_tokens, g.saved_by_samples, g.saved_by_prefixes, g.shared_prefixes);
+    if (g.steps > 0)
+      o += fmt::format("generation time: prefill {:.1f} s ({} of {} steps), decode {:.1f} s, sampling {:.1f} s, records "
+                       "{:.1f} s; mean batch {:.1f} sequences; scoring {:.1f} s, intervals {:.1f} s\n",
+                       g.prefill_seconds, g.prefill_steps, g.steps, g.decode_seconds, g.sample_seconds,
+                       g.callback_seconds, (double)g.slot_steps / g.steps, r.result.scoring_seconds,
+                       r.result.bootstrap_seconds);
   }
   o += fmt::format("chat template: {}\n", r.result.chat_template);
   if (!r.result.toxicity_scorer.empty()) o += fmt::format("toxicity scorer: {}\n", r.result.toxicity_scorer);

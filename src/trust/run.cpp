@@ -281,11 +281,15 @@ TrustResult run_trust(const Model& m, const TrustOptions& opt) {
     cap_samples(plan, opt);
     std::vector<TaskRun> runs;
     for (const TrustTaskSpec& t : plan.tasks) runs.push_back(run_task(c, t));
+    auto t0 = std::chrono::steady_clock::now();
     PerspectiveResult pr = plan.score(runs);
+    auto t1 = std::chrono::steady_clock::now();
+    res.scoring_seconds += std::chrono::duration<double>(t1 - t0).count();
     BootstrapOptions bo;
     bo.resamples = opt.bootstrap;
     bo.seed = opt.bootstrap_seed;
     add_confidence_intervals(plan.score, runs, pr, bo);
+    res.bootstrap_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
     if (p == "toxicity") pr.metrics["scorer"] = res.toxicity_scorer;
     res.perspectives[p] = std::move(pr);
   }

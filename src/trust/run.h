@@ -66,7 +66,7 @@ struct TrustOptions {
   std::function<void(const std::vector<GenRequest>& reqs, const std::vector<std::string>& prompts,
                      const std::function<void(size_t request, int sample, const std::string& text)>& done)>
       generate;
-  int batch = 8;  // sequences generated at once (model/batch.h); results do not depend on it
+  int batch = 32;  // sequences generated at once (model/batch.h); results do not depend on it
   int min_shared_prefix = 16;  // BatchOptions::min_shared_prefix (0 = no prefix sharing); results do not depend on it
   // Progress of the current task: records done (generated or cached) of its total, after each record.
   std::function<void(const std::string& perspective, const std::string& task, int done, int total)> on_progress;
@@ -97,6 +97,8 @@ struct TrustResult {
   // storing of records done in them). Not part of to_json: it describes this invocation, not the run's results.
   BatchStats generation;
   double generation_seconds = 0;
+  double scoring_seconds = 0;    // the perspectives' scoring (toxicity: the scorer over every answer; its set-up too)
+  double bootstrap_seconds = 0;  // the confidence intervals
 };
 
 TrustResult run_trust(const Model& m, const TrustOptions& opt);
