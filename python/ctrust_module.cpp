@@ -26,6 +26,7 @@
 #include "base/error.h"
 #include "base/file.h"
 #include "base/progress.h"
+#include "base/split.h"
 #include "compress/calib.h"
 #include "io/config_json.h"
 #include "model/model.h"
@@ -104,17 +105,7 @@ json from_py(nb::handle o, const std::string& where) {
 std::vector<std::string> name_list(nb::handle o, const char* what) {
   std::vector<std::string> out;
   if (o.is_none()) return out;
-  if (nb::isinstance<nb::str>(o)) {
-    const std::string s = nb::cast<std::string>(o);
-    size_t p = 0;
-    while (p <= s.size()) {
-      size_t q = s.find(',', p);
-      if (q == std::string::npos) q = s.size();
-      if (q > p) out.push_back(s.substr(p, q - p));
-      p = q + 1;
-    }
-    return out;
-  }
+  if (nb::isinstance<nb::str>(o)) return split_list(nb::cast<std::string>(o));
   try {
     return nb::cast<std::vector<std::string>>(o);
   } catch (const nb::cast_error&) {
@@ -250,13 +241,7 @@ nb::object trust(nb::handle model, nb::handle perspectives, const std::string& p
                  const std::string& compute, const std::string& tokenizer, bool progress) {
   TrustOptions opt;  // as `ctrust trust` (src/cli/trust_cmds.cpp)
   opt.perspectives = name_list(perspectives, "perspectives");
-  const auto known = trust_perspectives();
-  for (const auto& p : opt.perspectives)
-    if (std::find(known.begin(), known.end(), p) == known.end()) {
-      std::string k;
-      for (const auto& x : known) k += (k.empty() ? "" : ", ") + x;
-      fail("unknown trust perspective '{}' (known: {})", p, k);
-    }
+  check_trust_perspectives(opt.perspectives);
   opt.paths = trust_paths(data.empty() ? shared_data_dir() + "/data" : data);
   if (!preset.empty()) apply_preset(trust_preset(preset), opt);
   if (limit > 0) {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/file.h"
+#include "base/split.h"
 #include "base/progress.h"  // ProgressLine: the progress of every long command
 
 namespace ctrust::cli {
@@ -74,15 +75,7 @@ void register_report_commands(CLI::App& app);    // report (report_cmds.cpp)
 // false if neither is (the caller compares eval runs); Error if only one is.
 bool try_trust_compare(const std::string& db, const std::string& a, const std::string& b, bool json, bool csv);
 
-// "a,b,,c" -> {"a", "b", "c"} (option values such as --tasks and --perspectives).
-inline std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
+using ctrust::split_list;  // base/split.h
 
 }  // namespace ctrust::cli
 

@@ -41,14 +41,7 @@ struct TrustArgs {
 void cmd_trust(const TrustArgs& a, const Common& c) {
   TrustOptions opt;
   opt.perspectives = split_list(a.perspectives);
-  // Check the names before the model is loaded (run_trust checks again).
-  const auto known = trust_perspectives();
-  for (const auto& p : opt.perspectives)
-    if (std::find(known.begin(), known.end(), p) == known.end()) {
-      std::string k;
-      for (const auto& x : known) k += (k.empty() ? "" : ", ") + x;
-      fail("unknown trust perspective '{}' (known: {})", p, k);
-    }
+  check_trust_perspectives(opt.perspectives);  // before the model is loaded (run_trust checks again)
   if (a.endpoint.empty() != a.key.empty())
     fail("--perspective-endpoint and --perspective-key go together (the Perspective API needs both)");
   const std::string data = a.data.empty() ? shared_data_dir() + "/data" : a.data;
@@ -157,9 +150,7 @@ struct PlanArgs {
 void cmd_trust_plan(const PlanArgs& a, const Common& c) {
   TrustOptions opt;
   opt.perspectives = split_list(a.perspectives);
-  const auto known = trust_perspectives();
-  for (const auto& p : opt.perspectives)
-    if (std::find(known.begin(), known.end(), p) == known.end()) fail("unknown trust perspective '{}'", p);
+  check_trust_perspectives(opt.perspectives);
   opt.paths = trust_paths(a.data.empty() ? shared_data_dir() + "/data" : a.data);
   if (!a.preset.empty()) apply_preset(trust_preset(a.preset), opt);
   if (a.limit > 0) {

@@ -12,6 +12,7 @@
 
 #include "base/error.h"
 #include "base/file.h"
+#include "base/split.h"
 #include "base/paths.h"
 #include "eval/metrics.h"
 
@@ -39,16 +40,7 @@ std::string shared_data_dir() {
 
 std::vector<std::string> task_dirs() {
   std::vector<std::string> dirs;
-  if (const char* e = std::getenv("CTRUST_TASKS")) {
-    std::string s = e;
-    size_t start = 0;
-    while (start <= s.size()) {
-      size_t end = s.find(':', start);
-      if (end == std::string::npos) end = s.size();
-      if (end > start) dirs.push_back(s.substr(start, end - start));
-      start = end + 1;
-    }
-  }
+  if (const char* e = std::getenv("CTRUST_TASKS")) dirs = split_list(e, ':');
   dirs.push_back(project_root() + "/tasks");
   return dirs;
 }

@@ -250,15 +250,20 @@ PerspectivePlan make_plan(const std::string& p, const TrustOptions& opt, const T
   fail("unknown trust perspective '{}'", p);
 }
 
-TrustResult run_trust(const Model& m, const TrustOptions& opt) {
-  auto known = trust_perspectives();
-  std::vector<std::string> want = opt.perspectives.empty() ? known : opt.perspectives;
-  for (const auto& p : want)
+void check_trust_perspectives(const std::vector<std::string>& names) {
+  const auto known = trust_perspectives();
+  for (const auto& p : names)
     if (std::find(known.begin(), known.end(), p) == known.end()) {
       std::string k;
       for (const auto& x : known) k += (k.empty() ? "" : ", ") + x;
       fail("unknown trust perspective '{}' (known: {})", p, k);
     }
+}
+
+TrustResult run_trust(const Model& m, const TrustOptions& opt) {
+  auto known = trust_perspectives();
+  std::vector<std::string> want = opt.perspectives.empty() ? known : opt.perspectives;
+  check_trust_perspectives(want);
   Ctx c{m, opt, opt.chat_template.empty() ? detect_chat_template(m.tok.data().chat_template)
                                           : chat_template_by_name(opt.chat_template),
         0, {}, 0};

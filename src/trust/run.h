@@ -20,6 +20,8 @@
 namespace ctrust {
 
 std::vector<std::string> trust_perspectives();  // the eight names, in report order
+// Throws Error naming the known perspectives when a name is not one of them (front ends call it before loading).
+void check_trust_perspectives(const std::vector<std::string>& names);
 
 // One generated answer.
 struct TrustRecord {
