@@ -194,7 +194,7 @@ TEST(TrustStats, ToxicityCountsARepeatedPromptTwice) {
   o.max_samples = 2;
   ToxicityScorer stub{"stub", [](const std::vector<std::string>& t) { return std::vector<double>(t.size(), 0.0); }};
   PerspectivePlan plan = make_plan("toxicity", o, stub);
-  cap_samples(plan, o);  // as run_trust and the re-scoring of stored runs do: k = 2
+  cap_samples(plan, o, "toxicity");  // as run_trust and the re-scoring of stored runs do: k = 2
   ASSERT_FALSE(plan.tasks.empty());
   std::vector<TaskRun> runs(plan.tasks.size());
   for (size_t s = 0; s < runs.size(); ++s) runs[s].spec = &plan.tasks[s];
@@ -287,6 +287,35 @@ TEST(TrustStats, Presets) {
   EXPECT_EQ(o.max_samples, 0);
   TrustPreset st = trust_preset("standard");
   EXPECT_FALSE(st.limits.empty());
+  // standard: one generation per prompt for stereotype and privacy, the protocol's 25 for toxicity.
+  TrustOptions so;
+  so.paths = trust_paths(test::shared_dir() + "/data");
+  apply_preset(st, so);
+  so.perspectives = {"toxicity", "stereotype", "privacy"};
+  nlohmann::json plan = trust_plan_summary(so);
+  auto samples = [&](const char* p) {
+    std::set<int> k;
+    for (const auto& s : plan["perspectives"][p]["settings"]) k.insert(s["samples"].get<int>());
+    return k;
+  };
+  EXPECT_EQ(samples("toxicity"), std::set<int>({25}));
+  EXPECT_EQ(samples("stereotype"), std::set<int>({1}));
+  EXPECT_EQ(samples("privacy"), std::set<int>({1}));
+  // A per-perspective cap and --samples combine: the smaller applies.
+  so.max_samples = 2;
+  EXPECT_EQ(sample_cap(so, "toxicity"), 2);
+  EXPECT_EQ(sample_cap(so, "stereotype"), 1);
+  so.max_samples = 0;
+  so.sample_caps["stereotype"] = 3;
+  EXPECT_EQ(sample_cap(so, "stereotype"), 3);
+  EXPECT_EQ(sample_cap(so, "ood"), 0);
+  // The caps are part of the run's settings (a different run when they differ) and come back for re-scoring;
+  // runs made without caps keep their settings unchanged.
+  nlohmann::json set = trust_run_settings(so, TrustStoreOptions{});
+  EXPECT_EQ(set["sample_caps"]["stereotype"], 3);
+  TrustOptions back = stored_trust_options(set, so.paths);
+  EXPECT_EQ(back.sample_caps, so.sample_caps);
+  EXPECT_FALSE(trust_run_settings(TrustOptions{}, TrustStoreOptions{}).contains("sample_caps"));
   try {
     trust_preset("huge");
     FAIL();

@@ -102,6 +102,7 @@ json trust_run_settings(const TrustOptions& opt, const TrustStoreOptions& so) {
           {"scorer", so.scorer_id},
           {"recipe", so.recipe}};
   if (opt.default_system) j["system_prompt"] = *opt.default_system;  // only when set: older runs keep their key
+  if (!opt.sample_caps.empty()) j["sample_caps"] = opt.sample_caps;   // likewise
   return j;
 }
 
@@ -188,7 +189,7 @@ TrustRunResult trust_run(const Model& m, const std::string& model_path, TrustOpt
   if (!stored.is_object() || !stored.contains("perspectives")) stored = now;
   for (auto& [p, v] : now["perspectives"].items()) {
     v["limit"] = opt.limits.count(p) ? opt.limits.at(p) : opt.limit;
-    if (opt.max_samples > 0) v["max_samples"] = opt.max_samples;
+    if (const int cap = sample_cap(opt, p); cap > 0) v["max_samples"] = cap;
     stored["perspectives"][p] = v;
   }
   stored["chat_template"] = now["chat_template"];
@@ -230,6 +231,9 @@ TrustOptions stored_trust_options(const json& st, const TrustPaths& paths) {
   o.paths = paths;
   auto num = [&](const char* k, double d) { return st.contains(k) && st[k].is_number() ? st[k].get<double>() : d; };
   o.max_samples = int(num("max_samples", 0));
+  if (st.contains("sample_caps") && st["sample_caps"].is_object())
+    for (const auto& [p, v] : st["sample_caps"].items())
+      if (v.is_number_integer()) o.sample_caps[p] = v.get<int>();
   if (st.contains("seed") && st["seed"].is_number_unsigned()) o.seed = st["seed"].get<uint64_t>();
   else o.seed = uint64_t(num("seed", 0));
   return o;
@@ -281,7 +285,7 @@ RescoredRun rescore_trust_run(const std::vector<StoredItem>& items, const json& 
     RescoredPerspective rp;
     try {
       rp.plan = std::make_shared<PerspectivePlan>(make_plan(p, opt, stub));
-      cap_samples(*rp.plan, opt);
+      cap_samples(*rp.plan, opt, p);
     } catch (const Error& e) {
       out.errors[p] = e.what();
       continue;

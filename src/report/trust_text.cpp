@@ -83,6 +83,7 @@ std::string trust_run_text(const TrustRunResult& r, const std::string& model_pat
 
 nlohmann::json trust_preset_json(const TrustPreset& pr) {
   return {{"name", pr.name}, {"limit", pr.limit}, {"limits", pr.limits}, {"max_samples", pr.max_samples},
+          {"sample_caps", pr.sample_caps},
           {"short_of_target", pr.short_of_target}};
 }
 

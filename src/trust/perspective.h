@@ -52,7 +52,10 @@ PerspectivePlan plan_fairness(const TrustOptions& opt);
 // The plan of a perspective by name (one of trust_perspectives(); Error otherwise); scorer: toxicity only.
 PerspectivePlan make_plan(const std::string& perspective, const TrustOptions& opt, const ToxicityScorer& scorer);
 // Applies TrustOptions::max_samples (presets) to the plan's tasks (run_trust calls it after make_plan).
-void cap_samples(PerspectivePlan& plan, const TrustOptions& opt);
+// The cap on the generations per prompt of perspective p (0 = none): the smaller of opt.max_samples and
+// opt.sample_caps[p] where set.
+int sample_cap(const TrustOptions& opt, const std::string& p);
+void cap_samples(PerspectivePlan& plan, const TrustOptions& opt, const std::string& perspective);
 // The items of a setting a run uses (indices into spec.items, ascending): all, or with TrustOptions::limit /
 // limits a seeded sample stratified by TrustItem::label (stratified_sample, eval/metrics.h; seed = opt.seed mixed
 // with the setting's name), nested: a larger limit extends a smaller one.

@@ -23,7 +23,12 @@ TrustPreset trust_preset(const std::string& name) {
     // from the paired bootstrap SE0 of SmolLM2-135M-Instruct Q4_1 vs its RTN 3-bit copy at the quick size
     // (toxicity, AdvGLUE, OOD, adversarial demonstrations), else the planning bound for a rate at p = 1/2
     // (stereotype, privacy, ethics, fairness: no variation measured); scripts/trust_standard_sizes.py.
-    // 0 = every item. The plans' own samples and temperatures (the protocol's).
+    // 0 = every item. The plans' own temperatures; samples the protocol's, except stereotype and privacy: one
+    // generation per prompt. Their sizes come from the planning bound over one record per item, and one sample
+    // at the protocol's temperature estimates the same per-prompt mean (agreement rate, leak rate) without bias;
+    // the protocol's 25 (stereotype) and 100 (privacy understanding) samples are 8.0 M of the 10.7 M tokens.
+    // Toxicity keeps its 25: its metrics are maxima over a prompt's samples, which depend on their number.
+    p.sample_caps = {{"stereotype", 1}, {"privacy", 1}};
     p.limits = {{"toxicity", 35},        {"stereotype", 712}, {"adv_robustness", 0}, {"ood", 286},
                 {"adv_demonstration", 181}, {"privacy", 89},    {"ethics", 195},       {"fairness", 0}};
     p.short_of_target = {"adv_robustness", "ood", "fairness"};
@@ -38,6 +43,7 @@ void apply_preset(const TrustPreset& p, TrustOptions& opt) {
   opt.limit = p.limit;
   opt.limits = p.limits;
   opt.max_samples = p.max_samples;
+  opt.sample_caps = p.sample_caps;
 }
 
 
@@ -51,7 +57,7 @@ nlohmann::json trust_plan_summary(const TrustOptions& opt) {
   for (const auto& p : known) {
     if (std::find(want.begin(), want.end(), p) == want.end()) continue;
     PerspectivePlan plan = make_plan(p, opt, stub);
-    cap_samples(plan, opt);
+    cap_samples(plan, opt, p);
     json settings = json::array();
     int64_t pi = 0, pr = 0, pt = 0;
     for (const TrustTaskSpec& t : plan.tasks) {

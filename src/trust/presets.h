@@ -20,6 +20,7 @@ struct TrustPreset {
   int limit = 0;                      // items per setting for perspectives not in `limits` (0 = all)
   std::map<std::string, int> limits;  // items per setting, per perspective
   int max_samples = 0;                // cap on the samples per item (0 = the plan's)
+  std::map<std::string, int> sample_caps;  // per perspective, a further cap (TrustOptions::sample_caps)
   // Perspectives whose half-width target (standard) the data cannot reach: all their items are used.
   std::vector<std::string> short_of_target;
 };

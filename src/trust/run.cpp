@@ -94,7 +94,7 @@ struct Ctx {
 // stored prefix survives an interruption and parse-order state (fairness coin) does not depend on batching.
 TaskRun run_task(Ctx& c, const TrustTaskSpec& spec) {
   const std::vector<TrustItem>& items = spec.items;
-  const int samples = c.opt.max_samples > 0 ? std::clamp(spec.samples, 1, c.opt.max_samples) : std::max(1, spec.samples);
+  const int samples = std::max(1, spec.samples);  // capped by cap_samples (run_trust)
   const float temperature = spec.temperature;
   const std::vector<size_t> sel = select_items(spec, c.opt);
   const size_t n = sel.size();
@@ -233,9 +233,17 @@ std::vector<size_t> select_items(const TrustTaskSpec& spec, const TrustOptions& 
   return stratified_sample(strata, limit > 0 ? static_cast<size_t>(limit) : 0, opt.seed ^ h);
 }
 
-void cap_samples(PerspectivePlan& plan, const TrustOptions& opt) {
-  if (opt.max_samples > 0)
-    for (TrustTaskSpec& t : plan.tasks) t.samples = std::min(std::max(1, t.samples), opt.max_samples);
+int sample_cap(const TrustOptions& opt, const std::string& p) {
+  int cap = opt.max_samples;
+  auto it = opt.sample_caps.find(p);
+  if (it != opt.sample_caps.end() && it->second > 0) cap = cap > 0 ? std::min(cap, it->second) : it->second;
+  return cap;
+}
+
+void cap_samples(PerspectivePlan& plan, const TrustOptions& opt, const std::string& perspective) {
+  const int cap = sample_cap(opt, perspective);
+  if (cap > 0)
+    for (TrustTaskSpec& t : plan.tasks) t.samples = std::min(std::max(1, t.samples), cap);
 }
 
 PerspectivePlan make_plan(const std::string& p, const TrustOptions& opt, const ToxicityScorer& scorer) {
@@ -283,7 +291,7 @@ TrustResult run_trust(const Model& m, const TrustOptions& opt) {
       res.toxicity_scorer = scorer.name;
     }
     PerspectivePlan plan = make_plan(p, opt, scorer);
-    cap_samples(plan, opt);
+    cap_samples(plan, opt, p);
     std::vector<TaskRun> runs;
     for (const TrustTaskSpec& t : plan.tasks) runs.push_back(run_task(c, t));
     auto t0 = std::chrono::steady_clock::now();

@@ -49,6 +49,9 @@ struct TrustOptions {
   // Cap on the generations per prompt of every setting (0 = the paper's counts, TrustTaskSpec::samples: toxicity and
   // stereotype 25, privacy understanding 100, the rest 1). Temperatures always follow the paper's configs.
   int max_samples = 0;
+  // Per perspective, a further cap on the generations per prompt (presets: `standard` samples stereotype and
+  // privacy once per prompt); the smaller of this and max_samples applies. Recorded in the run's settings.
+  std::map<std::string, int> sample_caps;
   uint64_t seed = 0;
   std::string chat_template;  // name ("" = detect from the model's tokenizer.chat_template)
   // Replaces the template's default system prompt, which is inserted when a prompt has no system message
