@@ -89,6 +89,7 @@ int main(int argc, char** argv) {
       std::vector<std::vector<int32_t>> prompts;
       for (int b = 0; b < B; ++b) prompts.push_back(prompt_of(b));
       double best_pp = 1e30, best_tg = 1e30, best_gen = 1e30;
+      ForwardState st;  // the activations of forward_batch, kept across the runs
       for (int r = 0; r < reps; ++r) {
         // forward_batch: llama-batched-bench's loop.
         std::vector<KVCache> caches;
@@ -98,7 +99,7 @@ int main(int argc, char** argv) {
         for (int b = 0; b < B; ++b) seqs[b] = {&caches[b], prompts[b].data(), pp, false};
         std::vector<float> logits((size_t)B * n_vocab);
         double t0 = now();
-        forward_batch(*m, seqs, logits.data());
+        forward_batch(*m, st, seqs, logits.data());
         best_pp = std::min(best_pp, now() - t0);
         std::vector<int32_t> next(B);
         t0 = now();
@@ -108,7 +109,7 @@ int main(int argc, char** argv) {
             next[b] = (int32_t)(std::max_element(row, row + n_vocab) - row);
             seqs[b] = {&caches[b], &next[b], 1, false};
           }
-          forward_batch(*m, seqs, logits.data());
+          forward_batch(*m, st, seqs, logits.data());
         }
         best_tg = std::min(best_tg, now() - t0);
         caches.clear();

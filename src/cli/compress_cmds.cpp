@@ -64,25 +64,6 @@ void load_recipe_file(CompressArgs& a, const CLI::App& app) {
   if (!a.r.imatrix_file.empty()) a.imatrix = a.r.imatrix_file;
 }
 
-// The --target-bpw part of the report.
-json mix_json(const MixRunResult& m, const MixOptions& o) {
-  const MixPlan& p = m.plan;
-  const SensitivityTable& t = p.table;
-  json map = json::array(), front = json::array();
-  for (size_t u = 0; u < t.units.size(); ++u) map.push_back({{"unit", t.units[u]}, {"level", t.levels[p.choice.pick[u]]}});
-  for (const MixChoice& f : p.frontier)
-    front.push_back({{"bytes", p.fixed.bytes + f.bytes},
-                     {"bpw", 8.0 * double(p.fixed.bytes + f.bytes) / double(p.fixed.elements)}, {"predicted", f.cost}});
-  return {{"target_bpw", o.target_bpw}, {"objective", o.objective}, {"budget_bytes", p.budget},
-          {"fixed_bytes", p.fixed.bytes}, {"planned_tensor_bytes", p.total_bytes()},
-          {"file_tensor_bytes", m.written.bytes}, {"elements", m.written.elements},
-          {"bpw", 8.0 * double(m.written.bytes) / double(m.written.elements)},
-          {"predicted_kl", p.predicted_kl}, {"predicted_flips", p.predicted_flips},
-          {"measured_calib_kl", m.check.kl}, {"measured_calib_kl_se", m.check.kl_se},
-          {"measured_calib_flips", m.check.flips}, {"calib_tokens", m.check.tokens}, {"table_reused", p.table_reused},
-          {"map", map}, {"frontier", front}, {"table", t.to_json()}};
-}
-
 void cmd_compress(CompressArgs& a, const Common& c, const CLI::App& app) {
   Recipe& r = a.r;
   if (!a.recipe.empty()) {
@@ -97,15 +78,7 @@ void cmd_compress(CompressArgs& a, const Common& c, const CLI::App& app) {
   add_type_rules(a);
   const bool mixed = a.mix.target_bpw != 0;
   if (mixed) {
-    if (!a.mix_levels.empty()) {
-      a.mix.levels.clear();
-      for (size_t p = 0; p <= a.mix_levels.size();) {
-        size_t q = a.mix_levels.find(',', p);
-        if (q == std::string::npos) q = a.mix_levels.size();
-        a.mix.levels.push_back(a.mix_levels.substr(p, q - p));
-        p = q + 1;
-      }
-    }
+    if (!a.mix_levels.empty()) a.mix.levels = split_list(a.mix_levels);
     // Tensors outside the blocks: Q8_0 unless a rule says otherwise (rules are tried in order).
     r.tensor_types.emplace_back("^token_embd\\.weight$", "q8_0");
     r.tensor_types.emplace_back("^output\\.weight$", "q8_0");
@@ -166,23 +139,12 @@ void cmd_compress(CompressArgs& a, const Common& c, const CLI::App& app) {
   progress.finish();
   if (c.json) {
     json j = compress_report_json(res, a.model, a.out);
-    j["mixed"] = mixed ? mix_json(res.mix, a.mix) : json();
+    j["mixed"] = mixed ? mix_report_json(res.mix, a.mix) : json();
     print_json(j);
     return;
   }
   fmt::print("{}", compress_report_text(res, a.out));
-  if (mixed) {
-    const json mj = mix_json(res.mix, a.mix);
-    fmt::print("mixed precision (objective {}): ", a.mix.objective);
-    for (const json& e : mj["map"]) fmt::print("{}={} ", e["unit"].get<std::string>(), e["level"].get<std::string>());
-    fmt::print("\n  tensor bytes {} (planned {}, budget {}): {:.4f} bits per weight (target {})\n",
-               mj["file_tensor_bytes"].get<uint64_t>(), mj["planned_tensor_bytes"].get<uint64_t>(),
-               res.mix.plan.budget, mj["bpw"].get<double>(), a.mix.target_bpw);
-    fmt::print("  calibration KL: predicted (sum of units) {:.5f}, measured {:.5f} +- {:.5f}; flips predicted {:.4f}, "
-               "measured {:.4f} ({} tokens{})\n",
-               res.mix.plan.predicted_kl, res.mix.check.kl, res.mix.check.kl_se, res.mix.plan.predicted_flips,
-               res.mix.check.flips, res.mix.check.tokens, res.mix.plan.table_reused ? ", table reused" : "");
-  }
+  if (mixed) fmt::print("{}", mix_report_text(res.mix, a.mix));
 }
 
 }  // namespace

@@ -106,8 +106,6 @@ struct KldArgs {
   RemoteArgs remote;
 };
 
-std::string read_text(const std::string& path) { return read_regular_file(path, "text file"); }
-
 // "[3/40] chunks, 0.52 chunks/s, ETA 71 s" on stderr (base/progress.h).
 std::function<void(int, int)> chunk_progress() {
   auto line = std::make_shared<ProgressLine>(10);
@@ -126,7 +124,7 @@ void cmd_kld_remote(const KldArgs& a, const Common& c) {
   if (a.file.empty()) fail("kld: -f/--file is required");
   if (a.save_base.empty() && a.model.empty()) fail("kld: -m/--model is required (unless --save-base)");
   if (!a.save_base.empty()) check_output_path(a.save_base);
-  const std::string text = read_text(a.file);
+  const std::string text = read_regular_file(a.file, "text file");
   std::unique_ptr<Model> b = a.model.empty() ? open_tokenizer_model("kld", a.tokenizer, "")
                                              : open_model(a.model, LoadOptions{a.tokenizer, compute_mode_from_name(a.compute)});
   auto backend = open_backend(a.remote, b->tok, /*needs_logprobs=*/true);
@@ -174,7 +172,7 @@ void cmd_kld(const KldArgs& a, const Common& c) {
   opt.n_ctx = a.ctx;
   opt.max_chunks = a.chunks;
   opt.progress = chunk_progress();
-  const std::string text = a.file.empty() ? std::string() : read_text(a.file);
+  const std::string text = a.file.empty() ? std::string() : read_regular_file(a.file, "text file");
   if (!a.save_base.empty()) {
     auto base = open_model(a.base, LoadOptions{a.tokenizer, compute_mode_from_name(a.compute)});
     const int k = a.top_k > 0 ? a.top_k : 256;

@@ -15,6 +15,7 @@
 #include "io/model_file.h"
 #include "model/model.h"
 #include "model/perplexity.h"
+#include "report/model_info.h"
 #include "trust/chat.h"
 
 namespace ctrust::cli {
@@ -25,25 +26,6 @@ using clock_type = std::chrono::steady_clock;
 
 double seconds_since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
-}
-
-std::string read_text_file(const std::string& path) { return read_regular_file(path, "text file"); }
-
-// A metadata value as JSON (long arrays summarized: tokenizer vocabularies have ~50k entries).
-json value_json(const GgufValue& v, bool full) {
-  switch (v.type) {
-    case GgufType::STRING: return v.s;
-    case GgufType::BOOL: return v.u != 0;
-    case GgufType::FLOAT32: case GgufType::FLOAT64: return v.f;
-    case GgufType::INT8: case GgufType::INT16: case GgufType::INT32: case GgufType::INT64: return v.i;
-    case GgufType::ARRAY: {
-      if (!full && v.arr.size() > 16) return fmt::format("[array of {} values]", v.arr.size());
-      json a = json::array();
-      for (const auto& e : v.arr) a.push_back(value_json(e, full));
-      return a;
-    }
-    default: return v.u;
-  }
 }
 
 struct ModelArgs {
@@ -65,65 +47,11 @@ void cmd_info(const ModelArgs& a, const Common& c) {
   lo.compute = ComputeMode::Native;  // nothing is computed: no need to dequantize the weights
   LoadedModel m = load_model(a.model, lo);
   { Tokenizer check(m.tok); }  // a tokenizer that cannot be built fails here, as it would when the model runs
-  const ModelConfig& g = m.cfg;
-  int64_t params = 0;
-  uint64_t tensor_bytes = 0;  // what llama.cpp's "model size" counts (BPW = 8 x this / params)
-  std::map<std::string, int> types;
-  for (const auto& [name, t] : m.tensors) {
-    params += t.numel();
-    tensor_bytes += ggml_nbytes(t.src_type, t.numel());
-    types[ggml_type_name(t.src_type)]++;
-  }
-  std::string recipe;
-  for (const auto& kv : m.meta)
-    if (kv.key == "ctrust.recipe") recipe = kv.value.as_str();
   if (c.json) {
-    json j;
-    j["path"] = m.path;
-    j["format"] = m.format;
-    j["config"] = model_config_json(g);
-    j["tokenizer"] = {{"model", m.tok.model}, {"pre", m.tok.pre}, {"n_tokens", m.tok.tokens.size()},
-                      {"bos_id", m.tok.bos_id}, {"eos_id", m.tok.eos_id}, {"add_bos", m.tok.add_bos}};
-    j["n_params"] = params;
-    j["tensor_bytes"] = tensor_bytes;
-    j["bpw"] = params > 0 ? 8.0 * double(tensor_bytes) / double(params) : 0.0;
-    j["n_tensors"] = m.tensors.size();
-    j["tensor_types"] = types;
-    json meta = json::object();
-    for (const auto& kv : m.meta) meta[kv.key] = value_json(kv.value, false);
-    j["metadata"] = meta;
-    j["recipe"] = recipe.empty() ? json(nullptr) : json::parse(recipe, nullptr, false);
-    print_json(j);
+    print_json(model_info_json(m));
     return;
   }
-  fmt::print("model        {}\nformat       {}\narchitecture {}\n", m.path, m.format, g.arch);
-  fmt::print("parameters   {:.2f} M in {} tensors\n", params / 1e6, m.tensors.size());
-  std::string tl;
-  for (const auto& [k, n] : types) tl += fmt::format("{}{} x{}", tl.empty() ? "" : ", ", k, n);
-  fmt::print("tensor types {}\n", tl);
-  fmt::print("vocab {}  dim {}  layers {}  heads {}/{} (kv)  head_dim {}  ffn {}  ctx {}\n", g.n_vocab, g.dim,
-             g.n_layers, g.n_heads, g.n_kv_heads, g.head_dim, g.hidden_dim, g.n_ctx);
-  fmt::print("norm_eps {}  rope theta {} scale {} ({})  qkv_bias {}  tied_output {}\n", g.norm_eps, g.rope_theta,
-             g.rope_freq_scale, g.rope == RopeLayout::NeoX ? "neox" : "interleaved", g.qkv_bias, g.tied_output);
-  if (g.post_norms || g.qk_norm || g.act != Activation::SiLU || g.embed_scale != 1.0f || g.sliding_window > 0 ||
-      g.logit_softcap > 0) {
-    int local = 0;
-    for (unsigned char x : g.swa_layers) local += x;
-    fmt::print("post_norms {}  activation {}  qk_norm {}  embed_scale {}  sliding_window {} ({} local layers, rope "
-               "theta {})  softcap {}\n",
-               g.post_norms, activation_name(g.act), g.qk_norm, g.embed_scale, g.sliding_window, local,
-               g.rope_theta_swa, g.logit_softcap);
-  }
-  fmt::print("tokenizer    {}{} ({} tokens, bos {}, eos {}, add_bos {})\n", m.tok.model,
-             m.tok.pre.empty() ? "" : "/" + m.tok.pre, m.tok.tokens.size(), m.tok.bos_id, m.tok.eos_id,
-             m.tok.add_bos);
-  if (!recipe.empty()) fmt::print("recipe       {}\n", recipe);
-  fmt::print("metadata:\n");
-  for (const auto& kv : m.meta) {
-    std::string v = value_json(kv.value, false).dump();
-    if (v.size() > 100) v = v.substr(0, 97) + "...";
-    fmt::print("  {:<44} {}\n", kv.key, v);
-  }
+  fmt::print("{}", model_info_text(m));
 }
 
 void cmd_tokenize(const ModelArgs& a, const Common& c, const std::string& text, bool no_bos, bool special) {
@@ -228,9 +156,9 @@ void cmd_generate(const ModelArgs& a, const Common& c, const GenArgs& g) {
 
 void cmd_perplexity(const ModelArgs& a, const Common& c, const std::string& file, int ctx, int chunks) {
   auto model = open_model(a.model, a.opts());
-  std::string text = read_text_file(file);
+  std::string text = read_regular_file(file, "text file");
   auto t0 = clock_type::now();
-  std::vector<int32_t> tokens = model->tok.encode(text, true);
+  std::vector<int32_t> tokens = perplexity_tokens(*model, text);
   ProgressLine progress(10);  // redrawn on a terminal, a plain line every 10 s otherwise
   PerplexityResult r = perplexity(*model, tokens, ctx, chunks, [&](int done, int total, double ppl) {
     progress.show(fmt::format("[{}/{}] ppl {:.4f}{}", done, total, ppl,

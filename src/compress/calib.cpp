@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "base/file.h"
 #include "base/paths.h"
 #include "compress/recipe.h"
 
@@ -49,13 +50,7 @@ std::string drop_unk_sentences(std::string_view line) {
   return out;
 }
 
-std::string read_text(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) fail("{}: cannot open calibration text", file);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string read_text(const std::string& file) { return read_regular_file(file, "calibration text"); }
 
 }  // namespace
 

@@ -36,21 +36,33 @@ std::vector<GgufKV> recipe_metadata(const Recipe& r) {
 }
 
 void block_forward(const Model& m, int l, float* x, int n, const LinearObserver* obs) {
+  ForwardState st;
+  block_forward(m, st, l, x, n, obs);
+}
+
+void block_forward(const Model& m, ForwardState& st, int l, float* x, int n, const LinearObserver* obs) {
   const ModelConfig& c = m.cfg;
   (void)m.layers.at(l);  // std::out_of_range on a bad layer index
-  const int dim = c.dim, hd = c.head_dim, qdim = c.n_heads * hd, kvdim = c.n_kv_heads * hd, hid = c.hidden_dim;
-  std::vector<float> xb(size_t(n) * dim), q(size_t(n) * qdim), k(size_t(n) * kvdim), v(size_t(n) * kvdim),
-      att(size_t(n) * qdim), o(size_t(n) * dim), gate(size_t(n) * hid), up(size_t(n) * hid),
-      cos_t(size_t(n) * hd / 2), sin_t(size_t(n) * hd / 2);
+  const int64_t dim = c.dim, hd = c.head_dim, qdim = c.n_heads * hd, kvdim = c.n_kv_heads * hd, hid = c.hidden_dim;
+  using F = ForwardState;
+  float* xb = F::fit(st.xb, n * dim);
+  float* q = F::fit(st.q, n * qdim);
+  float* k = F::fit(st.k, n * kvdim);
+  float* v = F::fit(st.v, n * kvdim);
+  float* att = F::fit(st.att, n * qdim);
+  float* o = F::fit(st.proj, n * dim);
+  float* gate = F::fit(st.gate, n * hid);
+  float* up = F::fit(st.up, n * hid);
+  float* cos_t = F::fit(st.cos_t, n * hd / 2);
+  float* sin_t = F::fit(st.sin_t, n * hd / 2);
   const bool local = has_local_rope(c) && c.is_local(l);  // a local layer's own RoPE base (Gemma 3)
-  rope_tables(0, n, hd, local ? c.rope_theta_swa : c.rope_theta, local ? c.rope_freq_scale_swa : c.rope_freq_scale,
-              cos_t.data(), sin_t.data());
-  const BlockBuffers bufs{.xb = xb.data(), .q = q.data(), .k = k.data(), .v = v.data(), .att = att.data(),
-                          .proj = o.data(), .gate = gate.data(), .up = up.data(), .cos_t = cos_t.data(),
-                          .sin_t = sin_t.data()};
+  rope_tables(0, n, (int)hd, local ? c.rope_theta_swa : c.rope_theta,
+              local ? c.rope_freq_scale_swa : c.rope_freq_scale, cos_t, sin_t);
+  const BlockBuffers bufs{.xb = xb, .q = q, .k = k, .v = v, .att = att, .proj = o, .gate = gate, .up = up,
+                          .cos_t = cos_t, .sin_t = sin_t};
   auto lin = [n](const Linear& L, const float* in, float* out) { linear(L, in, out, n); };
   auto attend = [&](const AttentionShape& shape, const float* queries, float* out) {
-    attention(shape, queries, k.data(), v.data(), kvdim, 0, n, out);  // causal, over this sequence only
+    attention(shape, queries, k, v, (int)kvdim, 0, n, out);  // causal, over this sequence only
   };
   transformer_block(m, l, x, n, bufs, lin, attend, obs);
 }
@@ -624,6 +636,7 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
     struct Slot {
       std::vector<float> xtx[NKinds];  // upper triangle of X^T X of one sequence
       ActStats st[NKinds];
+      ForwardState fs;  // the block's activations, reused by this slot's sequences
     };
     std::vector<Slot> slots(T);
     for (Slot& sl : slots)
@@ -665,7 +678,7 @@ CompressReport compress_model(Model& m, const Recipe& recipe, const Calibration*
                 if (want_x) std::memcpy(&cap[k].x[size_t(s) * L * cols], in, sizeof(float) * size_t(rows) * cols);
               }
           };
-          block_forward(m, l, x.data(), L, &obs);
+          block_forward(m, sl.fs, l, x.data(), L, &obs);
           // AWQ (llm-awq's run_awq): the next block's inputs are this block's unquantized outputs.
           if (fp_feed) std::memcpy(&X[size_t(s) * L * dim], x.data(), sizeof(float) * size_t(L) * dim);
         }

@@ -58,5 +58,7 @@ std::vector<GgufKV> recipe_metadata(const Recipe& r);
 // One transformer block on one sequence at positions 0..n-1 (x [n][dim] in place), the same computation as
 // forward(); obs sees the Linear inputs. Exposed for tests.
 void block_forward(const Model& m, int layer, float* x, int n, const LinearObserver* obs = nullptr);
+// The same with the activations in st (model/forward_state.h), kept across calls by a calibration loop.
+void block_forward(const Model& m, ForwardState& st, int layer, float* x, int n, const LinearObserver* obs = nullptr);
 
 }  // namespace ctrust

@@ -108,9 +108,11 @@ PackedTensor pack_quant(const QuantResult& r);
 // than f32 and exact (checked by dequantizing), else F32.
 PackedTensor pack_sparse(const float* w, int out, int in);
 
-// IEEE half precision conversion (round to nearest even), used for fp16 scales.
-uint16_t f32_to_f16(float f);
-float f16_to_f32(uint16_t h);
+// IEEE half precision conversion (round to nearest even), used for fp16 scales: ggml's (io/gguf.h), the one
+// implementation (the same bits for every non-NaN input; checked over all 2^32 floats when the copy that
+// compression had was removed).
+inline uint16_t f32_to_f16(float f) { return ggml_fp32_to_fp16(f); }
+inline float f16_to_f32(uint16_t h) { return ggml_fp16_to_fp32(h); }
 inline float round_f16(float f) { return f16_to_f32(f32_to_f16(f)); }
 
 // ||W X^T - Q X^T||^2 summed over rows and tokens (X is [n][in]): the layer reconstruction error.

@@ -11,6 +11,7 @@
 #include <pcre2.h>
 
 #include "base/error.h"
+#include "base/file.h"
 #include "io/gguf.h"
 
 namespace ctrust {
@@ -307,11 +308,8 @@ Recipe recipe_from_json(const nlohmann::json& j) {
 }
 
 Recipe recipe_from_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open recipe file", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false, true);  // comments allowed
+  const std::string text = read_regular_file(path, "recipe file", kMaxJsonBytes);
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false, true);  // comments allowed
   if (j.is_discarded()) fail("{}: not valid JSON", path);
   try {
     return recipe_from_user_json(std::move(j));

@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "base/mmap.h"
 #include "eval/metrics.h"
+#include "model/perplexity.h"
 
 namespace ctrust {
 
@@ -58,7 +59,6 @@ void KldAccumulator::add_topk(const int32_t* ids, const float* logp, int k, floa
                               const float* lq, int n_vocab, int32_t target) {
   if (target < 0 || target >= n_vocab) fail("kl: target token {} out of range", target);
   if (k < 1) fail("kl: top-k baseline with k = {}", k);
-  thread_local std::vector<uint8_t> mark;
   kl.push_back(kl_topk_token(ids, logp, k, logp_rest, lq, n_vocab, mark));
   int top_q = 0;
   for (int i = 1; i < n_vocab; i++)
@@ -184,32 +184,26 @@ struct Chunks {
   int n_chunks = 0;
 };
 
+// The chunks of llama.cpp's protocol (model/perplexity.h), all at once: a saved baseline keeps them.
 Chunks make_chunks(const Model& m, const std::string& text, int n_ctx, int max_chunks) {
   if (n_ctx < 4) fail("kl: context {} is too small", n_ctx);
   if (m.cfg.n_ctx > 0 && n_ctx > m.cfg.n_ctx) fail("kl: context {} exceeds the model's context {}", n_ctx, m.cfg.n_ctx);
-  const std::vector<int32_t> all = m.tok.encode(text, /*add_bos=*/true);
+  const std::vector<int32_t> all = perplexity_tokens(m, text);
   Chunks c;
-  c.n_chunks = int(all.size() / size_t(n_ctx));
+  c.n_chunks = perplexity_chunks(all.size(), n_ctx);
   if (max_chunks >= 0) c.n_chunks = std::min(c.n_chunks, max_chunks);
   if (c.n_chunks == 0) fail("kl: text has {} tokens, fewer than one chunk of {}", all.size(), n_ctx);
-  c.tokens.assign(all.begin(), all.begin() + std::ptrdiff_t(c.n_chunks) * n_ctx);
-  if (m.tok.adds_bos() && m.tok.bos() >= 0)
-    for (int i = 0; i < c.n_chunks; i++) c.tokens[size_t(i) * size_t(n_ctx)] = m.tok.bos();
+  c.tokens.resize(size_t(c.n_chunks) * size_t(n_ctx));
+  for (int i = 0; i < c.n_chunks; i++) perplexity_chunk(m.tok, all, n_ctx, i, c.tokens.data() + size_t(i) * size_t(n_ctx));
   return c;
 }
 
-// Log-probabilities of positions n_ctx/2 .. n_ctx-2 of one chunk: (n_ctx - 1 - n_ctx/2) rows.
-void chunk_logprobs(const Model& m, KVCache& cache, const int32_t* chunk, int n_ctx, float* out,
-                    std::vector<float>& last) {
-  const int first = n_ctx / 2, n_out = n_ctx - 1 - first;
-  const int n_vocab = m.cfg.n_vocab;
-  last.resize(size_t(n_vocab));
-  ForwardOptions last_only;
-  last_only.all_logits = false;
-  cache.truncate(0);
-  forward(m, cache, chunk, first, last.data(), last_only);
-  forward(m, cache, chunk + first, n_out, out);
-  for (int j = 0; j < n_out; j++) log_softmax(out + size_t(j) * size_t(n_vocab), n_vocab);
+// Log-probabilities of positions n_ctx/2 .. n_ctx-2 of one chunk (perplexity_scored(n_ctx) rows), in the runner's
+// buffer (valid until its next run).
+const float* chunk_logprobs(PplChunkRunner& runner, const int32_t* chunk, int n_vocab) {
+  float* out = runner.run(chunk);
+  for (int j = 0; j < perplexity_scored(runner.n_ctx()); j++) log_softmax(out + size_t(j) * size_t(n_vocab), n_vocab);
+  return out;
 }
 
 // Top-k of one log-prob row (descending, ties by lower id) and the log of the mass outside it.
@@ -240,9 +234,8 @@ KldStats kl_divergence(const Model& base, const Model& b, const std::string& tex
   if (b.cfg.n_ctx > 0 && n_ctx > b.cfg.n_ctx) fail("kl: context {} exceeds the model's context {}", n_ctx, b.cfg.n_ctx);
   if (opt.top_k < 0 || opt.top_k > n_vocab) fail("kl: top-k {} outside 1..{}", opt.top_k, n_vocab);
   const Chunks ch = make_chunks(base, text, n_ctx, opt.max_chunks);
-  KVCache cb = make_cache(base, n_ctx), cq = make_cache(b, n_ctx);
-  const int first = n_ctx / 2, n_out = n_ctx - 1 - first;
-  std::vector<float> lb(size_t(n_out) * size_t(n_vocab)), lq(lb.size()), last;
+  PplChunkRunner run_base(base, n_ctx), run_b(b, n_ctx);
+  const int first = perplexity_first(n_ctx), n_out = perplexity_scored(n_ctx);
   const int k = opt.top_k;
   std::vector<int32_t> idx, ids(size_t(std::max(k, 1)));
   std::vector<float> tlp(ids.size());
@@ -250,11 +243,11 @@ KldStats kl_divergence(const Model& base, const Model& b, const std::string& tex
   KldAccumulator acc;
   for (int c = 0; c < ch.n_chunks; c++) {
     const int32_t* chunk = ch.tokens.data() + size_t(c) * size_t(n_ctx);
-    chunk_logprobs(base, cb, chunk, n_ctx, lb.data(), last);
-    chunk_logprobs(b, cq, chunk, n_ctx, lq.data(), last);
+    const float* lb = chunk_logprobs(run_base, chunk, n_vocab);
+    const float* lq = chunk_logprobs(run_b, chunk, n_vocab);
     for (int j = 0; j < n_out; j++) {
-      const float* rb = lb.data() + size_t(j) * size_t(n_vocab);
-      const float* rq = lq.data() + size_t(j) * size_t(n_vocab);
+      const float* rb = lb + size_t(j) * size_t(n_vocab);
+      const float* rq = lq + size_t(j) * size_t(n_vocab);
       acc.add(rb, rq, n_vocab, chunk[first + j + 1]);
       if (k > 0) {
         float rest;
@@ -285,21 +278,20 @@ KldBase make_kld_base(const Model& base, const std::string& text, int top_k, con
   kb.top_k = top_k;
   kb.tokenizer_fp = base.tok.fingerprint();
   kb.tokens = std::move(ch.tokens);
-  const int first = n_ctx / 2, n_out = n_ctx - 1 - first;
+  const int first = perplexity_first(n_ctx), n_out = perplexity_scored(n_ctx);
   const size_t n_scored = size_t(kb.n_chunks) * size_t(n_out);
   kb.logp_target.resize(n_scored);
   kb.logp_rest.resize(n_scored);
   kb.top_id.resize(n_scored * size_t(top_k));
   kb.top_logp.resize(n_scored * size_t(top_k));
-  KVCache cache = make_cache(base, n_ctx);
-  std::vector<float> lb(size_t(n_out) * size_t(n_vocab)), last;
+  PplChunkRunner runner(base, n_ctx);
   std::vector<int32_t> idx;
   for (int c = 0; c < kb.n_chunks; c++) {
     const int32_t* chunk = kb.tokens.data() + size_t(c) * size_t(n_ctx);
-    chunk_logprobs(base, cache, chunk, n_ctx, lb.data(), last);
+    const float* lb = chunk_logprobs(runner, chunk, n_vocab);
     for (int j = 0; j < n_out; j++) {
       const size_t t = size_t(c) * size_t(n_out) + size_t(j);
-      const float* row = lb.data() + size_t(j) * size_t(n_vocab);
+      const float* row = lb + size_t(j) * size_t(n_vocab);
       kb.logp_target[t] = row[chunk[first + j + 1]];
       top_k_row(row, n_vocab, top_k, idx, kb.top_id.data() + t * size_t(top_k), kb.top_logp.data() + t * size_t(top_k),
                 &kb.logp_rest[t]);
@@ -352,7 +344,7 @@ KldBase load_kld_base(const std::string& path) {
   kb.n_chunks = int(hdr[2]);
   kb.top_k = int(hdr[3]);
   const size_t n_tok = size_t(kb.n_chunks) * size_t(kb.n_ctx);
-  const size_t n_scored = size_t(kb.n_chunks) * size_t(kb.n_ctx - 1 - kb.n_ctx / 2);
+  const size_t n_scored = size_t(kb.n_chunks) * size_t(perplexity_scored(kb.n_ctx));
   const size_t k = size_t(kb.top_k);
   const size_t expect = head + n_tok * 4 + n_scored * (8 + 8 * k);
   if (size != expect) fail("{}: {} bytes, but its header implies {} (truncated or corrupt)", path, size, expect);
@@ -399,18 +391,17 @@ KldStats kl_divergence(const KldBase& kb, const Model& b, const std::string& tex
         !std::equal(ch.tokens.begin(), ch.tokens.end(), kb.tokens.begin()))
       fail("kl: the text's tokens differ from the ones the baseline was made with");
   }
-  KVCache cache = make_cache(b, n_ctx);
-  const int first = n_ctx / 2, n_out = n_ctx - 1 - first;
-  std::vector<float> lq(size_t(n_out) * size_t(n_vocab)), last;
+  PplChunkRunner runner(b, n_ctx);
+  const int first = perplexity_first(n_ctx), n_out = perplexity_scored(n_ctx);
   const size_t k = size_t(kb.top_k);
   KldAccumulator acc;
   for (int c = 0; c < n_chunks; c++) {
     const int32_t* chunk = kb.tokens.data() + size_t(c) * size_t(n_ctx);
-    chunk_logprobs(b, cache, chunk, n_ctx, lq.data(), last);
+    const float* lq = chunk_logprobs(runner, chunk, n_vocab);
     for (int j = 0; j < n_out; j++) {
       const size_t t = size_t(c) * size_t(n_out) + size_t(j);
       acc.add_topk(kb.top_id.data() + t * k, kb.top_logp.data() + t * k, kb.top_k, kb.logp_rest[t],
-                   kb.logp_target[t], lq.data() + size_t(j) * size_t(n_vocab), n_vocab, chunk[first + j + 1]);
+                   kb.logp_target[t], lq + size_t(j) * size_t(n_vocab), n_vocab, chunk[first + j + 1]);
     }
     if (opt.progress) opt.progress(c + 1, n_chunks);
   }

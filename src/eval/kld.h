@@ -61,6 +61,7 @@ struct KldAccumulator {
   void add_topk(const int32_t* ids, const float* logp, int k, float logp_rest, float logp_target,
                 const float* logp_b, int n_vocab, int32_t target);
   KldStats finish() const;
+  std::vector<uint8_t> mark;  // add_topk's scratch for kl_topk_token (n_vocab bytes, all zero between calls)
 };
 
 // The coarsened KL of one token: sum over the top-k of p (lp - lq) + r_p (log r_p - log r_q), where

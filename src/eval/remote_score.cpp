@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "base/error.h"
+#include "model/perplexity.h"
 
 namespace ctrust {
 
@@ -93,15 +94,12 @@ ChunkScore RemoteScorer::score_chunk(const std::vector<int32_t>& tokens, int n_c
   if (b_->mode() == "echo-text")
     fail("openai backend: perplexity chunks start inside the text and cannot be sent as text (mode echo-text); this "
          "server needs token-id prompts (vLLM) for perplexity tasks");
-  const size_t start = size_t(chunk) * size_t(n_ctx);
-  if (chunk < 0 || start + size_t(n_ctx) > tokens.size())
-    fail("perplexity chunk {} of {} tokens is outside the text ({} tokens)", chunk, n_ctx, tokens.size());
-  std::vector<int32_t> part(tokens.begin() + std::ptrdiff_t(start), tokens.begin() + std::ptrdiff_t(start) + n_ctx);
-  if (tok_->adds_bos() && tok_->bos() >= 0) part[0] = tok_->bos();  // llama.cpp: BOS starts every chunk
+  std::vector<int32_t> part(size_t(std::max(n_ctx, 0)));
+  perplexity_chunk(*tok_, tokens, n_ctx, chunk, part.data());
   PromptLogprobs lp = logprobs(part);
   requests_++;
   ChunkScore cs;
-  for (int j = n_ctx / 2 + 1; j < n_ctx; j++) {
+  for (int j = perplexity_first(n_ctx) + 1; j < n_ctx; j++) {
     if (!std::isfinite(lp.logp[size_t(j)])) fail("openai backend: no log-probability for chunk token {}", j);
     cs.nll_sum -= lp.logp[size_t(j)];
     cs.n_scored++;
@@ -118,19 +116,18 @@ KldBase make_kld_base_remote(const OpenAIBackend& backend, const Tokenizer& tok,
          backend.options().base_url, backend.server_kind(), backend.mode());
   if (top_k < 1 || top_k > n_vocab) fail("kld: top-k {} outside 1..{}", top_k, n_vocab);
   if (n_ctx < 4) fail("kl: context {} is too small", n_ctx);
-  const std::vector<int32_t> all = tok.encode(text, /*add_bos=*/true);
+  const std::vector<int32_t> all = perplexity_tokens(tok, text);
   KldBase kb;
-  kb.n_chunks = int(all.size() / size_t(n_ctx));
+  kb.n_chunks = perplexity_chunks(all.size(), n_ctx);
   if (opt.max_chunks >= 0) kb.n_chunks = std::min(kb.n_chunks, opt.max_chunks);
   if (kb.n_chunks == 0) fail("kl: text has {} tokens, fewer than one chunk of {}", all.size(), n_ctx);
   kb.n_ctx = n_ctx;
   kb.n_vocab = n_vocab;
   kb.top_k = top_k;
   kb.tokenizer_fp = tok.fingerprint();
-  kb.tokens.assign(all.begin(), all.begin() + std::ptrdiff_t(kb.n_chunks) * n_ctx);
-  if (tok.adds_bos() && tok.bos() >= 0)
-    for (int i = 0; i < kb.n_chunks; i++) kb.tokens[size_t(i) * size_t(n_ctx)] = tok.bos();
-  const int first = n_ctx / 2, n_out = n_ctx - 1 - first;
+  kb.tokens.resize(size_t(kb.n_chunks) * size_t(n_ctx));
+  for (int i = 0; i < kb.n_chunks; i++) perplexity_chunk(tok, all, n_ctx, i, kb.tokens.data() + size_t(i) * size_t(n_ctx));
+  const int first = perplexity_first(n_ctx), n_out = perplexity_scored(n_ctx);
   const size_t n_scored = size_t(kb.n_chunks) * size_t(n_out), k = size_t(top_k);
   kb.logp_target.resize(n_scored);
   kb.logp_rest.resize(n_scored);

@@ -138,12 +138,13 @@ ItemScore score_item(const Model& m, KVCache& cache, const TaskItem& item) {
   std::vector<Request> req = item_requests(m.tok, cache.n_ctx, item);
   const size_t L = shared_prefix(req);
   cache.truncate(0);
+  ForwardState st;           // the activations of this item's forward passes
   std::vector<float> last;  // log-probs after the prefix (predicting position L)
   if (L > 0) {
     last.resize(size_t(n_vocab));
     ForwardOptions fo;
     fo.all_logits = false;
-    forward(m, cache, req[0].tokens.data(), int(L), last.data(), fo);
+    forward(m, st, cache, req[0].tokens.data(), int(L), last.data(), fo);
     log_softmax(last.data(), n_vocab);
   }
   ItemScore s;
@@ -159,7 +160,7 @@ ItemScore score_item(const Model& m, KVCache& cache, const TaskItem& item) {
     const int n_run = n - 1 - int(L);  // positions L .. n-2 are run; they predict tokens L+1 .. n-1
     if (n_run > 0) {
       logits.resize(size_t(n_run) * size_t(n_vocab));
-      forward(m, cache, t.data() + L, n_run, logits.data());
+      forward(m, st, cache, t.data() + L, n_run, logits.data());
     }
     double ll = 0;
     bool greedy = true;
@@ -197,7 +198,7 @@ void ItemScorer::run_packed(const std::vector<int32_t>& tok, const std::vector<i
                             const std::vector<unsigned char>& mask, const std::vector<int32_t>& out_rows) {
   const int n = int(tok.size()), n_vocab = m_->cfg.n_vocab;
   if (logits_.size() < out_rows.size() * size_t(n_vocab)) logits_.resize(out_rows.size() * size_t(n_vocab));
-  forward_masked(*m_, cache_, tok.data(), pos.data(), n, mask.data(), out_rows.data(), int(out_rows.size()),
+  forward_masked(*m_, st_, cache_, tok.data(), pos.data(), n, mask.data(), out_rows.data(), int(out_rows.size()),
                  logits_.data());
   tokens_run_ += n;
   forwards_++;
@@ -234,7 +235,7 @@ ItemScore ItemScorer::score(const TaskItem& item) {
   cached_.resize(size_t(P));
   // A context longer than a batch runs ahead in causal chunks (no logits), leaving its last token.
   while (L - 1 - P > max_batch_) {
-    forward(m, cache_, ctx.data() + P, max_batch_, nullptr);
+    forward(m, st_, cache_, ctx.data() + P, max_batch_, nullptr);
     tokens_run_ += max_batch_;
     forwards_++;
     P += max_batch_;
@@ -433,34 +434,16 @@ std::vector<ItemScore> ItemScorer::score_batch(const std::vector<const TaskItem*
   return out;
 }
 
-std::vector<int32_t> perplexity_tokens(const Model& m, const std::string& text) {
-  return m.tok.encode(text, /*add_bos=*/true);
-}
-
-int perplexity_chunks(size_t n_tokens, int n_ctx) {
-  if (n_ctx < 4) fail("perplexity context {} is too small", n_ctx);
-  return int(n_tokens / size_t(n_ctx));
-}
-
 ChunkScore score_chunk(const Model& m, const std::vector<int32_t>& tokens, int n_ctx, int chunk) {
-  const size_t start = size_t(chunk) * size_t(n_ctx);
-  if (chunk < 0 || start + size_t(n_ctx) > tokens.size())
-    fail("perplexity chunk {} of {} tokens is outside the text ({} tokens)", chunk, n_ctx, tokens.size());
-  std::vector<int32_t> part(tokens.begin() + std::ptrdiff_t(start), tokens.begin() + std::ptrdiff_t(start) + n_ctx);
-  if (m.tok.adds_bos() && m.tok.bos() >= 0) part[0] = m.tok.bos();  // llama.cpp: BOS starts every chunk
+  std::vector<int32_t> part(size_t(std::max(n_ctx, 0)));
+  perplexity_chunk(m.tok, tokens, n_ctx, chunk, part.data());
   const int n_vocab = m.cfg.n_vocab;
-  const int first = n_ctx / 2;
-  const int n_out = n_ctx - 1 - first;  // positions first .. n_ctx-2 predict tokens first+1 .. n_ctx-1
-  KVCache cache = make_cache(m, n_ctx);
-  std::vector<float> last(static_cast<size_t>(n_vocab));
-  std::vector<float> logits(size_t(n_out) * size_t(n_vocab));
-  ForwardOptions last_only;
-  last_only.all_logits = false;
-  forward(m, cache, part.data(), first, last.data(), last_only);
-  forward(m, cache, part.data() + first, n_out, logits.data());
+  const int first = perplexity_first(n_ctx), n_out = perplexity_scored(n_ctx);
+  PplChunkRunner runner(m, n_ctx);
+  float* logits = runner.run(part.data());
   ChunkScore c;
   for (int j = 0; j < n_out; j++) {
-    float* row = logits.data() + size_t(j) * size_t(n_vocab);
+    float* row = logits + size_t(j) * size_t(n_vocab);
     log_softmax(row, n_vocab);
     c.nll_sum -= double(row[part[size_t(first + j + 1)]]);
   }

@@ -9,6 +9,7 @@
 
 #include "eval/task.h"
 #include "model/model.h"
+#include "model/perplexity.h"
 
 namespace ctrust {
 
@@ -86,6 +87,7 @@ class ItemScorer {
 
   const Model* m_;
   KVCache cache_;
+  ForwardState st_;              // the activations of every forward pass of this scorer (freed with it)
   std::vector<int32_t> cached_;  // the tokens in cache slots [0, cached_.size())
   std::vector<float> logits_;    // output rows of the last forward (kept to avoid re-allocating)
   int max_batch_;
@@ -95,9 +97,8 @@ class ItemScorer {
   int64_t tokens_run_ = 0, forwards_ = 0;
 };
 
-// llama.cpp perplexity protocol on a whole text: tokens with BOS, chunks of n_ctx tokens.
-std::vector<int32_t> perplexity_tokens(const Model& m, const std::string& text);
-int perplexity_chunks(size_t n_tokens, int n_ctx);
+// Chunk `chunk` of llama.cpp's perplexity protocol (model/perplexity.h): the negative log-likelihood of its
+// scored tokens (log_softmax rows).
 struct ChunkScore {
   double nll_sum = 0;  // -sum log p of the scored tokens (second half of the chunk)
   int64_t n_scored = 0;

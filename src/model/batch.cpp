@@ -16,15 +16,6 @@ namespace ctrust {
 
 namespace {
 
-struct BatchScratch {
-  std::vector<float> x, xb, q, k, v, att, gate, up, cos_t, sin_t, cos_l, sin_l;
-  static float* fit(std::vector<float>& b, int64_t n) {
-    if ((int64_t)b.size() < n) b.resize(n);
-    return b.data();
-  }
-};
-thread_local BatchScratch g_bs;
-
 // y = x W^T over the rows of all sequences: one call (one GEMM), except for the LLM.int8() outlier mode whose
 // outlier columns depend on the rows of the call -- there each sequence's rows are multiplied on their own so
 // that the result does not depend on which sequences share the batch.
@@ -65,6 +56,11 @@ void copy_cache(const KVCache& src, KVCache& dst) {
 }
 
 void forward_batch(const Model& m, std::span<const BatchSeq> seqs, float* logits) {
+  ForwardState st;
+  forward_batch(m, st, seqs, logits);
+}
+
+void forward_batch(const Model& m, ForwardState& b, std::span<const BatchSeq> seqs, float* logits) {
   const ModelConfig& c = m.cfg;
   const int kvdim = c.n_kv_heads * c.head_dim, qdim = c.n_heads * c.head_dim, dim = c.dim;
   const int half = c.head_dim / 2;
@@ -90,20 +86,19 @@ void forward_batch(const Model& m, std::span<const BatchSeq> seqs, float* logits
     R += s.n;
   }
 
-  BatchScratch& b = g_bs;
-  float* x = BatchScratch::fit(b.x, R * dim);
-  float* xb = BatchScratch::fit(b.xb, R * std::max(dim, qdim));
-  float* q = BatchScratch::fit(b.q, R * qdim);
-  float* kb = BatchScratch::fit(b.k, R * kvdim);
-  float* vb = BatchScratch::fit(b.v, R * kvdim);
-  float* att = BatchScratch::fit(b.att, R * std::max(dim, qdim));
-  float* gate = BatchScratch::fit(b.gate, R * c.hidden_dim);
-  float* up = BatchScratch::fit(b.up, R * c.hidden_dim);
-  float* cos_t = BatchScratch::fit(b.cos_t, R * half);
-  float* sin_t = BatchScratch::fit(b.sin_t, R * half);
+  float* x = ForwardState::fit(b.x, R * dim);
+  float* xb = ForwardState::fit(b.xb, R * std::max(dim, qdim));
+  float* q = ForwardState::fit(b.q, R * qdim);
+  float* kb = ForwardState::fit(b.k, R * kvdim);
+  float* vb = ForwardState::fit(b.v, R * kvdim);
+  float* att = ForwardState::fit(b.att, R * std::max(dim, qdim));
+  float* gate = ForwardState::fit(b.gate, R * c.hidden_dim);
+  float* up = ForwardState::fit(b.up, R * c.hidden_dim);
+  float* cos_t = ForwardState::fit(b.cos_t, R * half);
+  float* sin_t = ForwardState::fit(b.sin_t, R * half);
   const bool local_rope = has_local_rope(c);
-  float* cos_l = local_rope ? BatchScratch::fit(b.cos_l, R * half) : nullptr;
-  float* sin_l = local_rope ? BatchScratch::fit(b.sin_l, R * half) : nullptr;
+  float* cos_l = local_rope ? ForwardState::fit(b.cos_l, R * half) : nullptr;
+  float* sin_l = local_rope ? ForwardState::fit(b.sin_l, R * half) : nullptr;
 
   // Embeddings, and RoPE tables: row r of the batch gets the angles of its own position in its own sequence.
   {
@@ -293,6 +288,7 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
   std::vector<int> n_ctx(reqs.size(), 0);
   std::vector<size_t> generating;  // requests with at least one sequence to run
   BatchStats st;
+  ForwardState fs;  // the activations of every forward pass of this call
   for (size_t r = 0; r < reqs.size(); ++r) {
     const GenRequest& q = reqs[r];
     if (q.prompt.empty()) fail("{}: generate needs a non-empty prompt (at least BOS)", m.file.path);
@@ -345,7 +341,7 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
         base = tree.nodes[n.parent].len;
       }
       const BatchSeq one{&n.cache, reqs[n.rep].prompt.data() + base, n.len - base, false};
-      forward_batch(m, std::span<const BatchSeq>(&one, 1), nullptr);
+      forward_batch(m, fs, std::span<const BatchSeq>(&one, 1), nullptr);
       st.prefill_tokens += n.len - base;
       n.ready = true;
       st.peak_prefix_caches = std::max(st.peak_prefix_caches, ++live);
@@ -419,7 +415,7 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
     if (!bs.empty()) {
       logits.resize((size_t)bs.size() * V);
       t0 = Clock::now();
-      forward_batch(m, bs, logits.data());
+      forward_batch(m, fs, bs, logits.data());
       (prompt_rows ? st.prefill_seconds : st.decode_seconds) += seconds_since(t0);
       ++st.steps;
       st.prefill_steps += prompt_rows;

@@ -31,6 +31,9 @@ struct BatchSeq {
 // columns from the rows of the call, so for them each sequence is multiplied separately (batch-independent).
 // Throws Error on a cache that does not fit the model, overflow, an empty sequence or a bad token id;
 // nothing is appended to any cache then.
+// st: the activations of the call (model/forward_state.h), kept across calls by the caller (generate_batch holds
+// one for its whole loop); the overload without it makes a state for the call.
+void forward_batch(const Model& m, ForwardState& st, std::span<const BatchSeq> seqs, float* logits);
 void forward_batch(const Model& m, std::span<const BatchSeq> seqs, float* logits);
 
 // Rows forward_batch writes for these sequences.

@@ -14,6 +14,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 
 #include "base/error.h"
@@ -86,6 +87,36 @@ struct BlockBuffers {
   const float* cos_t, * sin_t;  // RoPE tables of the n rows, n x head_dim/2 each
   const float* cos_l = nullptr, * sin_l = nullptr;  // the local layers' tables (has_local_rope), else null
 };
+
+// The buffers of forward() and forward_masked() for n rows, from the caller's state: the residual stream x, the
+// normed rows xb (also the heads' outputs), att (queries, then the projections), the FFN's gate and up, the RoPE
+// tables (the local layers' own only when has_local_rope, else null). The new keys/values go straight into the
+// cache (cache_block_buffers).
+struct SeqBuffers {
+  float *x, *xb, *att, *gate, *up, *cos_t, *sin_t, *cos_l, *sin_l;
+};
+inline SeqBuffers fit_seq_buffers(ForwardState& s, const ModelConfig& c, int64_t n) {
+  const int64_t qdim = (int64_t)c.n_heads * c.head_dim, half = c.head_dim / 2;
+  const bool local = has_local_rope(c);
+  return SeqBuffers{.x = ForwardState::fit(s.x, n * c.dim),
+                    .xb = ForwardState::fit(s.xb, n * std::max<int64_t>(c.dim, qdim)),
+                    .att = ForwardState::fit(s.q, n * qdim),
+                    .gate = ForwardState::fit(s.gate, n * c.hidden_dim),
+                    .up = ForwardState::fit(s.up, n * c.hidden_dim),
+                    .cos_t = ForwardState::fit(s.cos_t, n * half),
+                    .sin_t = ForwardState::fit(s.sin_t, n * half),
+                    .cos_l = local ? ForwardState::fit(s.cos_l, n * half) : nullptr,
+                    .sin_l = local ? ForwardState::fit(s.sin_l, n * half) : nullptr};
+}
+// Layer l's BlockBuffers over b, the new keys/values written to the cache slots from `slot` on.
+inline BlockBuffers cache_block_buffers(const SeqBuffers& b, KVCache& cache, int l, int slot) {
+  const int64_t kvdim = cache.kv_dim;
+  float* kc = cache.k.data() + (int64_t)l * cache.n_ctx * kvdim;
+  float* vc = cache.v.data() + (int64_t)l * cache.n_ctx * kvdim;
+  return BlockBuffers{.xb = b.xb, .q = b.att, .k = kc + slot * kvdim, .v = vc + slot * kvdim, .att = b.xb,
+                      .proj = b.att, .gate = b.gate, .up = b.up, .cos_t = b.cos_t, .sin_t = b.sin_t,
+                      .cos_l = b.cos_l, .sin_l = b.sin_l};
+}
 
 // x (n rows of dim) <- layer l of m applied to x.
 //  lin(L, in, out):  out = in L^T (+ b) over the n rows (e.g. linear(L, in, out, n))

@@ -19,6 +19,10 @@ namespace ctrust {
 // Exception: with LLM.int8() Linears (LinearMode::Int8Outlier) the outlier columns are chosen from all n rows
 // of the call, so the rows of different sequences packed together change each other's results (the scorer
 // then runs each item alone, see eval/score.h); the same holds for how forward() is split into calls.
+// st: the activations (model/forward_state.h), kept by a caller that runs many batches (ItemScorer); the overload
+// without it makes a state for the call.
+void forward_masked(const Model& m, ForwardState& st, KVCache& cache, const int32_t* tokens, const int32_t* pos,
+                    int n, const unsigned char* mask, const int32_t* out_rows, int n_out, float* logits);
 void forward_masked(const Model& m, KVCache& cache, const int32_t* tokens, const int32_t* pos, int n,
                     const unsigned char* mask, const int32_t* out_rows, int n_out, float* logits);
 

@@ -51,14 +51,6 @@ void bind_linear(Linear& L, const LoadedModel& f, const std::string& base, int64
   }
 }
 
-// The scratch buffers of forward(), reused across calls (grown, never shrunk) to avoid per-call allocations.
-struct Scratch {
-  std::vector<float> x, xb, attn, gate, up, cos_t, sin_t, cos_l, sin_l;
-  static void fit(std::vector<float>& v, int64_t n) {
-    if ((int64_t)v.size() < n) v.resize(n);
-  }
-};
-thread_local Scratch g_scratch;
 
 }  // namespace
 
@@ -248,62 +240,60 @@ KVCache make_cache(const Model& m, int n_ctx) {
   return c;
 }
 
+void ForwardState::reserve(const ModelConfig& c, int64_t rows) { fit_seq_buffers(*this, c, rows); }
+
+size_t ForwardState::capacity_bytes() const {
+  size_t n = 0;
+  for (const std::vector<float>* b : {&x, &xb, &q, &k, &v, &att, &proj, &gate, &up, &cos_t, &sin_t, &cos_l, &sin_l, &sel})
+    n += b->capacity() * sizeof(float);
+  return n;
+}
+
+void ForwardState::release() {
+  for (std::vector<float>* b : {&x, &xb, &q, &k, &v, &att, &proj, &gate, &up, &cos_t, &sin_t, &cos_l, &sin_l, &sel})
+    std::vector<float>().swap(*b);
+}
+
 void forward(const Model& m, KVCache& cache, const int32_t* tokens, int n, float* logits, const ForwardOptions& opt) {
+  ForwardState st;
+  forward(m, st, cache, tokens, n, logits, opt);
+}
+
+void forward(const Model& m, ForwardState& s, KVCache& cache, const int32_t* tokens, int n, float* logits,
+             const ForwardOptions& opt) {
   const ModelConfig& c = m.cfg;
   if (n <= 0) return;
-  const int kvdim = c.n_kv_heads * c.head_dim, qdim = c.n_heads * c.head_dim, dim = c.dim;
+  const int kvdim = c.n_kv_heads * c.head_dim, dim = c.dim;
   check_forward_input(m, cache, tokens, n);
 
   const int pos0 = cache.n_past;
-  Scratch& s = g_scratch;
-  Scratch::fit(s.x, (int64_t)n * dim);
-  Scratch::fit(s.xb, (int64_t)n * std::max(dim, qdim));
-  Scratch::fit(s.attn, (int64_t)n * qdim);
-  Scratch::fit(s.gate, (int64_t)n * c.hidden_dim);
-  Scratch::fit(s.up, (int64_t)n * c.hidden_dim);
-  Scratch::fit(s.cos_t, (int64_t)n * c.head_dim / 2);
-  Scratch::fit(s.sin_t, (int64_t)n * c.head_dim / 2);
-  float* x = s.x.data();
-  float* xb = s.xb.data();
-  float* att = s.attn.data();
-  float* gate = s.gate.data();
-  float* up = s.up.data();
+  const SeqBuffers b = fit_seq_buffers(s, c, n);
+  float* x = b.x;
   const LinearObserver* obs = opt.observer && *opt.observer ? opt.observer : nullptr;
 
   embed_tokens(m, tokens, n, x);
-  rope_tables(pos0, n, c.head_dim, c.rope_theta, c.rope_freq_scale, s.cos_t.data(), s.sin_t.data());
-  const bool local_rope = has_local_rope(c);
-  if (local_rope) {
-    Scratch::fit(s.cos_l, (int64_t)n * c.head_dim / 2);
-    Scratch::fit(s.sin_l, (int64_t)n * c.head_dim / 2);
-    rope_tables(pos0, n, c.head_dim, c.rope_theta_swa, c.rope_freq_scale_swa, s.cos_l.data(), s.sin_l.data());
-  }
+  rope_tables(pos0, n, c.head_dim, c.rope_theta, c.rope_freq_scale, b.cos_t, b.sin_t);
+  if (b.cos_l) rope_tables(pos0, n, c.head_dim, c.rope_theta_swa, c.rope_freq_scale_swa, b.cos_l, b.sin_l);
 
   auto lin = [n](const Linear& L, const float* in, float* out) { linear(L, in, out, n); };
-
   for (int l = 0; l < c.n_layers; ++l) {
-    float* kc = cache.k.data() + (int64_t)l * cache.n_ctx * kvdim;
-    float* vc = cache.v.data() + (int64_t)l * cache.n_ctx * kvdim;
-    // The new keys/values go straight into the cache; q and the projections share `attn`, the heads' outputs xb.
-    const BlockBuffers bufs{.xb = xb, .q = att, .k = kc + (int64_t)pos0 * kvdim, .v = vc + (int64_t)pos0 * kvdim,
-                            .att = xb, .proj = att, .gate = gate, .up = up, .cos_t = s.cos_t.data(),
-                            .sin_t = s.sin_t.data(), .cos_l = local_rope ? s.cos_l.data() : nullptr,
-                            .sin_l = local_rope ? s.sin_l.data() : nullptr};
+    const float* kc = cache.k.data() + (int64_t)l * cache.n_ctx * kvdim;
+    const float* vc = cache.v.data() + (int64_t)l * cache.n_ctx * kvdim;
     auto attend = [&](const AttentionShape& shape, const float* q, float* out) {
       attention(shape, q, kc, vc, kvdim, pos0, n, out);
     };
-    transformer_block(m, l, x, n, bufs, lin, attend, obs);
+    transformer_block(m, l, x, n, cache_block_buffers(b, cache, l, pos0), lin, attend, obs);
   }
   cache.n_past = pos0 + n;
 
   if (!logits) return;
   if (opt.all_logits) {
-    rmsnorm(x, m.output_norm, xb, n, dim, c.norm_eps);
-    linear(m.output, xb, logits, n);
+    rmsnorm(x, m.output_norm, b.xb, n, dim, c.norm_eps);
+    linear(m.output, b.xb, logits, n);
     finish_logits(c, logits, n);
   } else {
-    rmsnorm(x + (int64_t)(n - 1) * dim, m.output_norm, xb, 1, dim, c.norm_eps);
-    linear(m.output, xb, logits, 1);
+    rmsnorm(x + (int64_t)(n - 1) * dim, m.output_norm, b.xb, 1, dim, c.norm_eps);
+    linear(m.output, b.xb, logits, 1);
     finish_logits(c, logits, 1);
   }
 }
@@ -326,6 +316,7 @@ std::vector<float> token_logprobs(const Model& m, std::span<const int32_t> token
   const int chunk = std::min(m.cfg.n_ctx, n);
   constexpr int kBatch = 128;  // logits of at most this many positions are held at once
   KVCache cache = make_cache(m, chunk);
+  ForwardState st;
   std::vector<float> logits((size_t)std::min(kBatch, chunk) * V);
   std::vector<float> carry;  // last row of the previous chunk: predicts the first token of the next chunk
   for (int c0 = 0; c0 < n; c0 += chunk) {
@@ -333,7 +324,7 @@ std::vector<float> token_logprobs(const Model& m, std::span<const int32_t> token
     cache.n_past = 0;
     for (int b0 = c0; b0 < c1; b0 += kBatch) {
       const int b1 = std::min(c1, b0 + kBatch);
-      forward(m, cache, tokens.data() + b0, b1 - b0, logits.data());
+      forward(m, st, cache, tokens.data() + b0, b1 - b0, logits.data());
       for (int i = b0; i < b1; ++i) {
         float* row = logits.data() + (size_t)(i - b0) * V;
         if (i == b0 && !carry.empty()) {  // position i-1 was the last of the previous batch
@@ -357,8 +348,7 @@ int32_t sample_token(float* logits, int n_vocab, float temperature, float top_p,
   }
   for (int i = 0; i < n_vocab; ++i) logits[i] /= temperature;
   softmax(logits, n_vocab);
-  static thread_local std::vector<int32_t> order;
-  order.resize(n_vocab);
+  std::vector<int32_t> order(n_vocab);
   std::iota(order.begin(), order.end(), 0);
   int kept = n_vocab;
   double mass = 1.0;
@@ -394,10 +384,11 @@ std::vector<int32_t> generate(const Model& m, const std::vector<int32_t>& prompt
   if (opt.max_tokens <= 0) return out;
   const int n_ctx = (int)std::min<int64_t>(m.cfg.n_ctx, (int64_t)prompt.size() + opt.max_tokens);
   KVCache cache = make_cache(m, n_ctx);
+  ForwardState st;  // the prompt's rows, then one row per step
   std::vector<float> logits(m.cfg.n_vocab);
   ForwardOptions fo;
   fo.all_logits = false;
-  forward(m, cache, prompt.data(), (int)prompt.size(), logits.data(), fo);
+  forward(m, st, cache, prompt.data(), (int)prompt.size(), logits.data(), fo);
   std::mt19937_64 rng(opt.seed);
   std::string text;
   size_t longest_stop = 0;
@@ -418,7 +409,7 @@ std::vector<int32_t> generate(const Model& m, const std::vector<int32_t>& prompt
       if (hit) break;
     }
     if ((int)out.size() >= opt.max_tokens || cache.n_past >= cache.n_ctx) break;
-    forward(m, cache, &t, 1, logits.data(), fo);
+    forward(m, st, cache, &t, 1, logits.data(), fo);
   }
   return out;
 }

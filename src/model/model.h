@@ -12,6 +12,7 @@
 
 #include "io/model_file.h"
 #include "io/tokenizer.h"
+#include "model/forward_state.h"
 #include "ops/linear.h"
 
 namespace ctrust {
@@ -91,6 +92,11 @@ struct ForwardOptions {
 // Runs tokens[0..n) at positions cache.n_past .. cache.n_past+n-1, appending to the cache.
 // logits (if not null) receives n x n_vocab values (all_logits) or n_vocab values (last only).
 // Throws Error if the cache would overflow or a token id is out of range.
+// st holds the activations (model/forward_state.h): a caller that runs forward passes in a loop keeps one state
+// for all of them. The overload without a state makes one for the call (its buffers are freed on return):
+// for one-off calls only.
+void forward(const Model& m, ForwardState& st, KVCache& cache, const int32_t* tokens, int n, float* logits,
+             const ForwardOptions& opt = {});
 void forward(const Model& m, KVCache& cache, const int32_t* tokens, int n, float* logits,
              const ForwardOptions& opt = {});
 

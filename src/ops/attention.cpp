@@ -226,7 +226,7 @@ void attention(const AttentionShape& s, const float* q, const float* k, const fl
     // (attention_scores_heads); per head the same arithmetic as one head at a time.
 #pragma omp parallel if (work > (1 << 18))
     {
-      thread_local std::vector<float> scores;
+      std::vector<float> scores;  // this thread's, for this call (grown to its largest task, freed on return)
 #pragma omp for schedule(dynamic, 1)
       for (int g = 0; g < s.n_kv_heads; ++g) {
         const float* kg = k + (int64_t)g * hd;
@@ -250,7 +250,7 @@ void attention(const AttentionShape& s, const float* q, const float* k, const fl
   }
 #pragma omp parallel if (work > (1 << 18))
   {
-    thread_local std::vector<float> scores;
+    std::vector<float> scores;  // this thread's, for this call (grown to its largest task, freed on return)
 #pragma omp for schedule(dynamic, 1)
     for (int t = 0; t < n_tasks; ++t) {
       const int h = t / n_blocks, blk = t % n_blocks;
@@ -312,7 +312,7 @@ void attention_masked(const AttentionShape& s, const float* q, const float* k, c
   const int64_t work = (int64_t)s.n_heads * n * (n_past + n) * hd;
 #pragma omp parallel if (work > (1 << 18))
   {
-    thread_local std::vector<float> scores;
+    std::vector<float> scores;  // this thread's, for this call (grown to its largest task, freed on return)
 #pragma omp for schedule(dynamic, 1)
     for (int t = 0; t < n_tasks; ++t) {
       const int h = t / n_blocks, blk = t % n_blocks;

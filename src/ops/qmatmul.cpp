@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -520,23 +521,15 @@ Dot4Fn dot4_fn(KernelIsa isa) {
   return ref_vec_dot4;
 }
 
-struct ActScratch {
-  std::vector<uint8_t> buf;
-  std::vector<float> scales;  // Q8_0 / Q8_1 rows: [d, s] per block as f32
-  // The AVX-512 G-row layout of avx512::dotg_packed (G = avx512::kPackRows), per group of G rows: quants
-  // [nb][G][32], scales d spread [nb][G/2][16], s [nb][G].
-  std::vector<uint8_t> pq;
-  std::vector<float> pd, ps;
-  // k-quants on AVX-512: kq_group_layout per group of 8 rows
-  std::vector<uint8_t> kbs;
-  std::vector<float> kdy;
-  std::vector<uint8_t> kperm;  // Q4_K decode: the row in the weight's nibble order (q4k_permute_act)
-  uint8_t* fit(size_t n) {
-    if (buf.size() < n) buf.resize(n);
-    return buf.data();
-  }
-};
-thread_local ActScratch g_act;
+// A buffer of one product, allocated (zeroed) by the call and freed when it returns, so that nothing stays
+// allocated between products. The largest, the activation rows rounded to the vec_dot type, is rows x in bytes
+// (about 1.1 per value): small beside the product's rows x in x out multiply-adds (docs/benchmarks.md measures
+// the per-call allocation against the per-thread pool it replaced).
+template <class T>
+T* call_buffer(std::unique_ptr<T[]>& b, size_t n) {
+  b.reset(new T[n]());
+  return b.get();
+}
 
 // Below this many multiply-adds a product runs on one thread: starting the team costs more.
 constexpr int64_t kParallelMin = 1 << 17;
@@ -550,7 +543,13 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
   if (!native_supported(t)) fail("native kernels: unsupported weight type {}", ggml_type_name(t));
   const size_t wrow = ggml_nbytes(t, in);
   const size_t arow = native_act_bytes(t, in);
-  uint8_t* xq = g_act.fit(arow * (size_t)rows);
+  // The call's buffers: rounded activation rows; Q8_0/Q8_1 block scales as f32 ([d, s] per block); the AVX-512
+  // G-row layout of avx512::dotg_packed (G = avx512::kPackRows; per group of G rows: quants [nb][G][32], scales d
+  // spread [nb][G/2][16], s [nb][G]); the k-quants' AVX-512 kq_group_layout per group of 8 rows (kbs, kdy); the
+  // Q4_K decode row in the weight's nibble order (q4k_permute_act).
+  std::unique_ptr<uint8_t[]> xq_buf, kbs_buf, kperm_buf, pq_buf;
+  std::unique_ptr<float[]> kdy_buf, scales_buf, pd_buf, ps_buf;
+  uint8_t* xq = call_buffer(xq_buf, arow * (size_t)rows);
   const DotFn dot = dot_fn(isa);
   const Dot4Fn dot4 = dot4_fn(isa);
   // k-quants on AVX-512: full groups of 8 rows through avx512::vec_dot_kq_g8 (two groups per pass where they exist)
@@ -563,20 +562,16 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
   uint8_t* kbs = nullptr;
   float* kdy = nullptr;
   if (kq8) {
-    if (g_act.kbs.size() < (size_t)kgroups * knb * 256) g_act.kbs.resize((size_t)kgroups * knb * 256);
-    if (g_act.kdy.size() < (size_t)kgroups * knb * 8) g_act.kdy.resize((size_t)kgroups * knb * 8);
-    kbs = g_act.kbs.data();
-    kdy = g_act.kdy.data();
+    kbs = call_buffer(kbs_buf, (size_t)kgroups * knb * 256);
+    kdy = call_buffer(kdy_buf, (size_t)kgroups * knb * 8);
   }
   uint8_t* kperm = nullptr;
   if (rows == 1 && t == GgmlType::Q4_K && isa == KernelIsa::Avx512) {
-    if (g_act.kperm.size() < arow) g_act.kperm.resize(arow);
-    kperm = g_act.kperm.data();
+    kperm = call_buffer(kperm_buf, arow);
   }
   float* scales = nullptr;
   if (legacy) {
-    if (g_act.scales.size() < (size_t)rows * nb * 2) g_act.scales.resize((size_t)rows * nb * 2);
-    scales = g_act.scales.data();
+    scales = call_buffer(scales_buf, (size_t)rows * nb * 2);
   }
   // AVX-512: the full groups of G rows also in the packed layout (two rows per 512-bit register).
   const bool packed = legacy && isa == KernelIsa::Avx512;
@@ -585,12 +580,9 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
   uint8_t* pq = nullptr;
   float *pd = nullptr, *ps = nullptr;
   if (packed) {
-    if (g_act.pq.size() < (size_t)groups * nb * G * 32) g_act.pq.resize((size_t)groups * nb * G * 32);
-    if (g_act.pd.size() < (size_t)groups * nb * G * 8) g_act.pd.resize((size_t)groups * nb * G * 8);
-    if (g_act.ps.size() < (size_t)groups * nb * G) g_act.ps.resize((size_t)groups * nb * G);
-    pq = g_act.pq.data();
-    pd = g_act.pd.data();
-    ps = g_act.ps.data();
+    pq = call_buffer(pq_buf, (size_t)groups * nb * G * 32);
+    pd = call_buffer(pd_buf, (size_t)groups * nb * G * 8);
+    ps = call_buffer(ps_buf, (size_t)groups * nb * G);
   }
 #pragma omp parallel if (par)
   {

@@ -58,4 +58,36 @@ std::string compress_report_text(const CompressRunResult& res, const std::string
   return o;
 }
 
+json mix_report_json(const MixRunResult& m, const MixOptions& o) {
+  const MixPlan& p = m.plan;
+  const SensitivityTable& t = p.table;
+  json map = json::array(), front = json::array();
+  for (size_t u = 0; u < t.units.size(); ++u) map.push_back({{"unit", t.units[u]}, {"level", t.levels[p.choice.pick[u]]}});
+  for (const MixChoice& f : p.frontier)
+    front.push_back({{"bytes", p.fixed.bytes + f.bytes},
+                     {"bpw", 8.0 * double(p.fixed.bytes + f.bytes) / double(p.fixed.elements)}, {"predicted", f.cost}});
+  return {{"target_bpw", o.target_bpw}, {"objective", o.objective}, {"budget_bytes", p.budget},
+          {"fixed_bytes", p.fixed.bytes}, {"planned_tensor_bytes", p.total_bytes()},
+          {"file_tensor_bytes", m.written.bytes}, {"elements", m.written.elements},
+          {"bpw", 8.0 * double(m.written.bytes) / double(m.written.elements)},
+          {"predicted_kl", p.predicted_kl}, {"predicted_flips", p.predicted_flips},
+          {"measured_calib_kl", m.check.kl}, {"measured_calib_kl_se", m.check.kl_se},
+          {"measured_calib_flips", m.check.flips}, {"calib_tokens", m.check.tokens}, {"table_reused", p.table_reused},
+          {"map", map}, {"frontier", front}, {"table", t.to_json()}};
+}
+
+std::string mix_report_text(const MixRunResult& m, const MixOptions& o) {
+  const json mj = mix_report_json(m, o);
+  std::string s = fmt::format("mixed precision (objective {}): ", o.objective);
+  for (const json& e : mj["map"]) s += fmt::format("{}={} ", e["unit"].get<std::string>(), e["level"].get<std::string>());
+  s += fmt::format("\n  tensor bytes {} (planned {}, budget {}): {:.4f} bits per weight (target {})\n",
+                   mj["file_tensor_bytes"].get<uint64_t>(), mj["planned_tensor_bytes"].get<uint64_t>(), m.plan.budget,
+                   mj["bpw"].get<double>(), o.target_bpw);
+  s += fmt::format("  calibration KL: predicted (sum of units) {:.5f}, measured {:.5f} +- {:.5f}; flips predicted "
+                   "{:.4f}, measured {:.4f} ({} tokens{})\n",
+                   m.plan.predicted_kl, m.check.kl, m.check.kl_se, m.plan.predicted_flips, m.check.flips,
+                   m.check.tokens, m.plan.table_reused ? ", table reused" : "");
+  return s;
+}
+
 }  // namespace ctrust

@@ -11,5 +11,9 @@ namespace ctrust {
 
 nlohmann::json compress_report_json(const CompressRunResult& r, const std::string& input, const std::string& output);
 std::string compress_report_text(const CompressRunResult& r, const std::string& output);
+// The --target-bpw part: the unit -> level map, the frontier, sizes and bits per weight, predicted and measured
+// calibration KL and flips, the sensitivity table. JSON ("mixed") and text.
+nlohmann::json mix_report_json(const MixRunResult& m, const MixOptions& o);
+std::string mix_report_text(const MixRunResult& m, const MixOptions& o);
 
 }  // namespace ctrust

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/file.h"
 #include "io/tokenizer_impl.h"  // append_utf8
 
 namespace ctrust {
@@ -40,11 +41,7 @@ std::string read_file(const std::string& path) {
   // Files over 300 KB of the shared DecodingTrust data are stored bzip2-compressed as NAME.bz2.
   if (!std::filesystem::exists(path) && std::filesystem::exists(path + ".bz2")) return read_text_file(path + ".bz2");
   if (!std::filesystem::exists(path)) fail("{}: file not found (part of the {})", path, origin_hint(path));
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail("{}: cannot open file", path);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+  return read_regular_file(path, "data file");
 }
 
 // The runners build several tasks from one file (OOD styles, ethics variants, privacy prompt types): the last
