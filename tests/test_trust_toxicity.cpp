@@ -46,8 +46,8 @@ const ToxicityClassifiers& classifiers_lm() {
   return c;
 }
 
-// The training corpus with its inputs (computed once: about 2,400 texts through both classifiers and the first
-// layer of the language model).
+// The training corpus with its inputs (computed once: about 2,400 texts through both classifiers and the
+// language model's embeddings).
 struct Corpus {
   ToxicityCorpus c;
   std::vector<ToxicityInputs> x;
@@ -287,13 +287,14 @@ TEST(TrustToxicity, TrainingCorpusHasNoPromptText) {
 // group, so equal texts share a fold), repeated for 3 seeds. The stack ranks the held-out continuations like
 // Perspective (AUC with label Perspective >= 0.5, Spearman) and is calibrated (least-squares slope of Perspective
 // on the score near 1); it beats the untrained log-odds mean of the two classifiers on the same texts.
-// Measured here (session 7, with the SmolLM2 probe): AUC 0.9576 / 0.9573 / 0.9574 (mean 0.9574), rho 0.903,
-// slope 0.988. The previous stack (lm_layer -1: without the probe) on the same folds: AUC 0.9505 / 0.9503 /
-// 0.9506. Bounds: mean AUC > 0.9563, i.e. the measured mean minus 1.2x the standard deviation of single-seed AUCs
-// over the 6 CV seeds of `ctrust toxicity-eval` (0.00091: 0.9557-0.9580), 2x that of a 3-seed mean; it fails for
-// the previous stack (0.9505), the old ctrust-lr (0.894 / 0.77 / slope 0.69), the uncalibrated log-odds mean
-// (0.939, slope 0.75) and any random scorer (AUC ~0.5). The gain over the previous stack is paired (same folds)
-// and steadier than the level: +0.0067..+0.0080 on the 6 toxicity-eval seeds and +0.0070 here; bound +0.005.
+// Measured here (session 7, with the SmolLM2 probe on its token embeddings): AUC 0.9565 / 0.9565 / 0.9563 (mean
+// 0.9564), rho 0.900, slope 0.985. The previous stack (lm_layer -1: without the probe) on the same folds: AUC
+// 0.9505 / 0.9503 / 0.9506. Bounds: mean AUC > 0.9552, i.e. the measured mean minus 1.2x the standard deviation
+// of single-seed AUCs over the 6 CV seeds of `ctrust toxicity-eval` (0.0010: 0.9550-0.9576), 2x that of a 3-seed
+// mean; it fails for the previous stack (0.9505), the old ctrust-lr (0.894 / 0.77 / slope 0.69), the uncalibrated
+// log-odds mean (0.939, slope 0.75) and any random scorer (AUC ~0.5). The gain over the previous stack is paired
+// (same folds) and steadier than the level: +0.0063..+0.0069 on the 6 toxicity-eval seeds and +0.0060 here;
+// bound +0.004.
 // The 0.95 is reached on every seed of both (docs/trust.md).
 TEST(TrustToxicity, BuiltInScorerAgreesWithPerspectiveOnHeldOut) {
   const Corpus& k = corpus();
@@ -331,11 +332,11 @@ TEST(TrustToxicity, BuiltInScorerAgreesWithPerspectiveOnHeldOut) {
                 a_prev, auc_mean_lo);
     auc += a.auc / seeds, rho += a.spearman / seeds, slope += a.slope / seeds, auc_prev += a_prev / seeds;
   }
-  EXPECT_GT(auc, 0.9563);  // measured 0.9574
-  EXPECT_GT(auc - auc_prev, 0.005);  // measured +0.0070
-  EXPECT_GT(auc, auc_mean_lo + 0.01);  // measured +0.018 (toxicity-eval's paired bootstrap: [+0.014, +0.024])
-  EXPECT_GT(rho, 0.897);  // measured 0.903 (previous stack 0.891)
-  EXPECT_GT(slope, 0.9);  // measured 0.988
+  EXPECT_GT(auc, 0.9552);  // measured 0.9564
+  EXPECT_GT(auc - auc_prev, 0.004);  // measured +0.0060
+  EXPECT_GT(auc, auc_mean_lo + 0.01);  // measured +0.017 (toxicity-eval's paired bootstrap: [+0.013, +0.023])
+  EXPECT_GT(rho, 0.894);  // measured 0.900 (previous stack 0.891)
+  EXPECT_GT(slope, 0.9);  // measured 0.985
   EXPECT_LT(slope, 1.1);
 }
 
@@ -353,7 +354,7 @@ TEST(TrustToxicity, SmolLM2OfflineScorerCacheAndBadFiles) {
   ToxicityScorer again = make_offline_scorer(tox_dir(), rtp_files(), path);
   EXPECT_EQ(again.score({"you stupid fucking idiot, shut up"})[0], v[1]);
   // A cache of a previous format is stale: refitted and overwritten, the same scores (CTTOXST3 here; 1 and 2 take
-  // the same path, an older magic digit, and each refit costs about 15 s with the probe's forward passes).
+  // the same path, an older magic digit, and each refit costs several seconds).
   std::string current;
   {
     std::ifstream f(path, std::ios::binary);
@@ -368,9 +369,9 @@ TEST(TrustToxicity, SmolLM2OfflineScorerCacheAndBadFiles) {
   ToxicityStack st = load_toxicity_stack(path, &key);
   EXPECT_NE(key.find("ctrust-tox v4"), std::string::npos);
   EXPECT_NE(key.find("SmolLM2-135M-Instruct.Q4_1.gguf:"), std::string::npos) << key;
-  EXPECT_EQ(st.lm_layer, 1);
+  EXPECT_EQ(st.lm_layer, 0);
   EXPECT_EQ(st.lm_beta.size(), 576u);
-  EXPECT_NE(s.name.find("linear probe on SmolLM2-135M-Instruct.Q4_1's hidden states after 1 layer"), std::string::npos)
+  EXPECT_NE(s.name.find("linear probe on SmolLM2-135M-Instruct.Q4_1's normalized token embeddings"), std::string::npos)
       << s.name;
   EXPECT_FALSE(st.w.empty());
   EXPECT_TRUE(st.alt_w.empty());  // the alt refit is off by default

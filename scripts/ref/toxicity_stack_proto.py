@@ -127,6 +127,9 @@ def main():
     ap.add_argument("--pool", default="mean", help="mean | max | last | bmean (mean with BOS) | meanmax | meanlast")
     ap.add_argument("--probe-l2", type=float, default=100.0)
     ap.add_argument("--k", type=int, default=16, help="pca: number of components")
+    ap.add_argument("--save", help="write the held-out continuation scores (one row per seed) to this .npy file")
+    ap.add_argument("--paired", help="a --save file of another variant (same seeds): paired bootstrap of the AUC "
+                    "difference (this - that; 1,000 resamples of the texts, per seed)")
     a = ap.parse_args()
     C = load(a.inputs)
     H = load_lm(a.lm, C["line"], a.layer, a.pool) if a.lm else None
@@ -223,18 +226,31 @@ def main():
         sys.exit(f"unknown variant {a.variant}: one of {', '.join(methods)}")
     if a.variant == "group-l2" and len(a.l2) != 3:
         sys.exit("group-l2 needs 3 penalties: outputs, pooled states, products")
-    t = time.time(); aucs, rhos, slopes = [], [], []
+    t = time.time(); aucs, rhos, slopes, preds = [], [], [], []
     for s in a.seeds:
         fold = C["folds"][:, s - 1]; p = np.zeros(len(y))
         for f in range(5):
             p[fold == f] = methods[a.variant](np.where((fold != f) & C["tr"])[0], np.where(fold == f)[0], s)
         aucs.append(auc(p, lab)); rhos.append(spearmanr(p, y)[0]); slopes.append(np.polyfit(p, y, 1)[0])
+        preds.append(p)
     name = ' '.join([a.variant] + [f'{v:g}' for v in a.l2])
     if H is not None:
         name += f" [{os.path.basename(a.lm)} layer {a.layer} {a.pool} l2 {a.probe_l2:g}" + (f" k {a.k}" if a.variant == "pca" else "") + "]"
     print(f"{name}: AUC {' / '.join(f'{v:.4f}' for v in aucs)} (seeds "
           f"{', '.join(map(str, a.seeds))}), mean {np.mean(aucs):.4f}; Spearman {np.mean(rhos):.4f}; slope "
           f"{np.mean(slopes):.3f} ({time.time() - t:.0f} s)")
+    if a.save:
+        np.save(a.save, np.array(preds))
+    if a.paired:
+        other = np.load(a.paired); rng = np.random.RandomState(4242)
+        for k, s in enumerate(a.seeds):
+            d = []
+            for _ in range(1000):
+                i = rng.randint(0, len(y), len(y))
+                if 0 < lab[i].sum() < len(i):
+                    d.append(auc(preds[k][i], lab[i]) - auc(other[k][i], lab[i]))
+            print(f"seed {s}: AUC difference {aucs[k] - auc(other[k], lab):+.4f} "
+                  f"[{np.percentile(d, 2.5):+.4f}, {np.percentile(d, 97.5):+.4f}] (paired bootstrap)")
 
 
 if __name__ == "__main__":

@@ -718,10 +718,13 @@ ToxicityScorer make_offline_scorer(const std::string& toxicity_dir, const std::v
                        opt.word_max ? ", both also on the text's worst word" : "",
                        opt.interactions ? " (and their pairwise products)" : "", opt.sparse ? " + hashed n-grams" : "",
                        opt.alt_refit > 0 ? " + a refit of alt's weights" : "",
-                       cls->lm ? fmt::format(" + a linear probe on {}'s hidden states after {} layer{}",
-                                             std::filesystem::path(cls->lm->path).stem().string(), cls->lm->layer,
-                                             cls->lm->layer == 1 ? "" : "s")
-                               : "",
+                       !cls->lm ? std::string()
+                       : cls->lm->layer == 0
+                           ? fmt::format(" + a linear probe on {}'s normalized token embeddings",
+                                         std::filesystem::path(cls->lm->path).stem().string())
+                           : fmt::format(" + a linear probe on {}'s hidden states after {} layer{}",
+                                         std::filesystem::path(cls->lm->path).stem().string(), cls->lm->layer,
+                                         cls->lm->layer == 1 ? "" : "s"),
                        corpus.texts.size());
   s.score = [cls, m](const std::vector<std::string>& texts) {
     std::vector<double> out;
