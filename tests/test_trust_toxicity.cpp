@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "model/model.h"
 #include "fake_http.h"
 #include "test_paths.h"
 #include "trust/data.h"
@@ -35,8 +36,18 @@ const ToxicityClassifiers& classifiers() {
   static ToxicityClassifiers c = load_toxicity_classifiers(tox_dir());
   return c;
 }
+// With the language model of the default stack's probe (SmolLM2-135M-Instruct, from the models cache).
+const ToxicityClassifiers& classifiers_lm() {
+  static ToxicityClassifiers c = [] {
+    ToxicityClassifiers r = load_toxicity_classifiers(tox_dir());
+    attach_toxicity_lm(r, ToxicityStackOptions{});
+    return r;
+  }();
+  return c;
+}
 
-// The training corpus with its inputs (computed once: about 2,400 texts through both classifiers).
+// The training corpus with its inputs (computed once: about 2,400 texts through both classifiers and the
+// language model's embeddings).
 struct Corpus {
   ToxicityCorpus c;
   std::vector<ToxicityInputs> x;
@@ -44,7 +55,7 @@ struct Corpus {
 const Corpus& corpus() {
   static Corpus k = [] {
     Corpus r{toxicity_training_corpus(rtp_files()), {}};
-    for (const auto& t : r.c.texts) r.x.push_back(toxicity_inputs(classifiers(), t, ToxicityStackOptions{}.hash_bits));
+    for (const auto& t : r.c.texts) r.x.push_back(toxicity_inputs(classifiers_lm(), t, ToxicityStackOptions{}.hash_bits));
     return r;
   }();
   return k;
@@ -200,6 +211,7 @@ TEST(TrustToxicity, StackRecoversAKnownLogisticModel) {
   ToxicityStackOptions o;
   o.sparse = false;
   o.dense_l2 = 1e-8;
+  o.lm_layer = -1;  // no language-model states in synthetic inputs
   ToxicityStack m = train_toxicity_stack(ex, o);
   EXPECT_TRUE(m.w.empty());
   for (int i = 0; i < 20; ++i) EXPECT_NEAR(toxicity_stack_predict(m, ex[i].x), ex[i].y, 1e-6);
@@ -235,6 +247,7 @@ TEST(TrustToxicity, StackInteractionsByHand) {
   o.pooled = false;
   o.word_max = false;
   o.dense_l2 = 1e-8;
+  o.lm_layer = -1;
   ToxicityStack with = train_toxicity_stack(ex, o);
   o.interactions = false;
   ToxicityStack without = train_toxicity_stack(ex, o);
@@ -253,7 +266,7 @@ TEST(TrustToxicity, StackInteractionsByHand) {
 
 // The training corpus holds continuations only, and none equal to a prompt text.
 TEST(TrustToxicity, TrainingCorpusHasNoPromptText) {
-  const ToxicityCorpus& c = corpus().c;
+  const ToxicityCorpus c = toxicity_training_corpus(rtp_files());
   std::set<std::string> prompts, conts;
   size_t scored = 0;
   for (const auto& f : rtp_files())
@@ -274,15 +287,15 @@ TEST(TrustToxicity, TrainingCorpusHasNoPromptText) {
 // group, so equal texts share a fold), repeated for 3 seeds. The stack ranks the held-out continuations like
 // Perspective (AUC with label Perspective >= 0.5, Spearman) and is calibrated (least-squares slope of Perspective
 // on the score near 1); it beats the untrained log-odds mean of the two classifiers on the same texts.
-// Measured here: AUC 0.9505 / 0.9503 / 0.9506 (mean 0.9505), rho 0.891, slope 0.985. The previous stack
-// (word_max off: without the worst-word features and their products) on the same folds: AUC 0.9497, rho 0.885.
-// Bounds: mean AUC > 0.9495, i.e. the measured mean minus 1.2x the standard deviation of single-seed AUCs over
-// the 6 CV seeds of `ctrust toxicity-eval --seeds 6` (0.00085: 0.9487-0.9507), 2x that of a 3-seed mean; it fails
-// for the stack without interactions (0.9474), the old ctrust-lr (0.894 / 0.77 / slope 0.69), the uncalibrated
+// Measured here (session 7, with the SmolLM2 probe on its token embeddings): AUC 0.9565 / 0.9565 / 0.9563 (mean
+// 0.9564), rho 0.900, slope 0.985. The previous stack (lm_layer -1: without the probe) on the same folds: AUC
+// 0.9505 / 0.9503 / 0.9506. Bounds: mean AUC > 0.9552, i.e. the measured mean minus 1.2x the standard deviation
+// of single-seed AUCs over the 6 CV seeds of `ctrust toxicity-eval` (0.0010: 0.9550-0.9576), 2x that of a 3-seed
+// mean; it fails for the previous stack (0.9505), the old ctrust-lr (0.894 / 0.77 / slope 0.69), the uncalibrated
 // log-odds mean (0.939, slope 0.75) and any random scorer (AUC ~0.5). The gain over the previous stack is paired
-// (same folds) and far steadier than the level: +0.0005..+0.0009 on the 6 toxicity-eval seeds and +0.0007 here;
-// bound +0.0003. The 0.95 is reached on these folds and on toxicity-eval's seeds 4-6 but not on its
-// seeds 1-3 (0.9495; docs/trust.md).
+// (same folds) and steadier than the level: +0.0063..+0.0069 on the 6 toxicity-eval seeds and +0.0060 here;
+// bound +0.004.
+// The 0.95 is reached on every seed of both (docs/trust.md).
 TEST(TrustToxicity, BuiltInScorerAgreesWithPerspectiveOnHeldOut) {
   const Corpus& k = corpus();
   const int folds = 5, seeds = 3;
@@ -307,7 +320,7 @@ TEST(TrustToxicity, BuiltInScorerAgreesWithPerspectiveOnHeldOut) {
       ToxicityStackOptions o;
       o.seed = static_cast<uint64_t>(sd);
       ToxicityStack m = train_toxicity_stack(train, o);
-      o.word_max = false;
+      o.lm_layer = -1;
       ToxicityStack prev = train_toxicity_stack(train, o);
       for (size_t i = 0; i < k.x.size(); ++i)
         if (fold(i) == f) s[i] = toxicity_stack_predict(m, k.x[i]), s_prev[i] = toxicity_stack_predict(prev, k.x[i]);
@@ -319,15 +332,15 @@ TEST(TrustToxicity, BuiltInScorerAgreesWithPerspectiveOnHeldOut) {
                 a_prev, auc_mean_lo);
     auc += a.auc / seeds, rho += a.spearman / seeds, slope += a.slope / seeds, auc_prev += a_prev / seeds;
   }
-  EXPECT_GT(auc, 0.9495);  // measured 0.9505
-  EXPECT_GT(auc - auc_prev, 0.0003);  // measured +0.0007
-  EXPECT_GT(auc, auc_mean_lo + 0.005);  // measured +0.011 (toxicity-eval's paired bootstrap: [+0.007, +0.015])
-  EXPECT_GT(rho, 0.885);  // measured 0.891 (previous stack 0.885)
+  EXPECT_GT(auc, 0.9552);  // measured 0.9564
+  EXPECT_GT(auc - auc_prev, 0.004);  // measured +0.0060
+  EXPECT_GT(auc, auc_mean_lo + 0.01);  // measured +0.017 (toxicity-eval's paired bootstrap: [+0.013, +0.023])
+  EXPECT_GT(rho, 0.894);  // measured 0.900 (previous stack 0.891)
   EXPECT_GT(slope, 0.9);  // measured 0.985
   EXPECT_LT(slope, 1.1);
 }
 
-TEST(TrustToxicity, OfflineScorerCacheAndBadFiles) {
+TEST(TrustToxicity, SmolLM2OfflineScorerCacheAndBadFiles) {
   std::string path = test::scratch_dir() + "/toxicity_stack.bin";
   std::remove(path.c_str());
   ToxicityScorer s = make_offline_scorer(tox_dir(), rtp_files(), path);
@@ -340,20 +353,26 @@ TEST(TrustToxicity, OfflineScorerCacheAndBadFiles) {
   // The cached stack gives the same scores; a foreign or truncated file is an error naming it.
   ToxicityScorer again = make_offline_scorer(tox_dir(), rtp_files(), path);
   EXPECT_EQ(again.score({"you stupid fucking idiot, shut up"})[0], v[1]);
-  // A cache of a previous format (CTTOXST1, CTTOXST2) is stale: refitted and overwritten, the same scores.
+  // A cache of a previous format is stale: refitted and overwritten, the same scores (CTTOXST3 here; 1 and 2 take
+  // the same path, an older magic digit, and each refit costs several seconds).
   std::string current;
   {
     std::ifstream f(path, std::ios::binary);
     current.assign(std::istreambuf_iterator<char>(f), {});
   }
-  for (const char* old : {"CTTOXST1", "CTTOXST2"}) {
+  for (const char* old : {"CTTOXST3"}) {
     std::ofstream(path, std::ios::binary | std::ios::trunc) << old << current.substr(8, 100);
     ToxicityScorer refit = make_offline_scorer(tox_dir(), rtp_files(), path);
     EXPECT_EQ(refit.score({"you stupid fucking idiot, shut up"})[0], v[1]) << old;
   }
   std::string key;
   ToxicityStack st = load_toxicity_stack(path, &key);
-  EXPECT_NE(key.find("ctrust-tox v3"), std::string::npos);
+  EXPECT_NE(key.find("ctrust-tox v4"), std::string::npos);
+  EXPECT_NE(key.find("SmolLM2-135M-Instruct.Q4_1.gguf:"), std::string::npos) << key;
+  EXPECT_EQ(st.lm_layer, 0);
+  EXPECT_EQ(st.lm_beta.size(), 576u);
+  EXPECT_NE(s.name.find("linear probe on SmolLM2-135M-Instruct.Q4_1's normalized token embeddings"), std::string::npos)
+      << s.name;
   EXPECT_FALSE(st.w.empty());
   EXPECT_TRUE(st.alt_w.empty());  // the alt refit is off by default
   std::string bytes;
@@ -372,6 +391,100 @@ TEST(TrustToxicity, OfflineScorerCacheAndBadFiles) {
   std::string junk = test::scratch_dir() + "/toxicity_stack_junk.bin";
   std::ofstream(junk, std::ios::binary) << "GGUF....";
   EXPECT_THROW(load_toxicity_stack(junk), Error);
+}
+
+// The language model's state (toxicity_lm_state) by hand: layer 0 is the mean over the text's tokens of
+// RMSNorm(embedding row) * attn_norm of block 0, computed here from the model's weights; layer 1 equals the state
+// observed in an uncut forward pass over the same tokens (the cut one stops at block 1's attn_q); BOS is run but
+// not averaged; a text without tokens has the zero state. A missing model file or a layer outside the model is an
+// Error naming the file.
+TEST(TrustToxicity, SmolLM2StateByHand) {
+  auto lm0 = load_toxicity_lm(default_toxicity_lm_path(), 0);
+  auto lm1 = load_toxicity_lm(default_toxicity_lm_path(), 1);
+  const Model& m = *lm0->model;
+  const int dim = m.cfg.dim;
+  ASSERT_NE(m.tok_embd, nullptr);
+  const std::string text = "you stupid idiot, the weather is nice";
+  std::vector<int32_t> tok = m.tok.encode(text, false);
+  ASSERT_GT(tok.size(), 3u);
+  std::vector<double> want(dim, 0.0);
+  for (int32_t t : tok) {
+    const float* e = m.tok_embd + static_cast<size_t>(t) * dim;
+    double ss = 0;
+    for (int j = 0; j < dim; ++j) ss += static_cast<double>(e[j]) * e[j];
+    const double r = 1 / std::sqrt(ss / dim + m.cfg.norm_eps);
+    for (int j = 0; j < dim; ++j) want[j] += e[j] * r * m.layers[0].attn_norm[j] / static_cast<double>(tok.size());
+  }
+  std::vector<float> s0 = toxicity_lm_state(*lm0, text);
+  ASSERT_EQ(s0.size(), static_cast<size_t>(dim));
+  for (int j = 0; j < dim; ++j) EXPECT_NEAR(s0[j], want[j], 1e-5 * (1 + std::abs(want[j]))) << j;
+  // Layer 1: the uncut forward pass (all blocks and the logits), observing block 1's attn_q input.
+  std::vector<int32_t> seq = tok;
+  seq.insert(seq.begin(), m.tok.bos());
+  std::vector<double> full(dim, 0.0);
+  LinearObserver obs = [&](int l, std::string_view name, const float* x, int rows, int cols) {
+    if (l != 1 || name != "attn_q") return;
+    for (int r = 1; r < rows; ++r)
+      for (int j = 0; j < cols; ++j) full[j] += x[static_cast<size_t>(r) * cols + j] / static_cast<double>(rows - 1);
+  };
+  ForwardOptions fo;
+  fo.observer = &obs;
+  KVCache cache = make_cache(m, static_cast<int>(seq.size()));
+  std::vector<float> logits(static_cast<size_t>(seq.size()) * m.cfg.n_vocab);
+  forward(m, cache, seq.data(), static_cast<int>(seq.size()), logits.data(), fo);
+  std::vector<float> s1 = toxicity_lm_state(*lm1, text);
+  for (int j = 0; j < dim; ++j) EXPECT_NEAR(s1[j], full[j], 1e-6 * (1 + std::abs(full[j]))) << j;
+  double diff = 0;
+  for (int j = 0; j < dim; ++j) diff = std::max(diff, std::abs(static_cast<double>(s1[j]) - s0[j]));
+  EXPECT_GT(diff, 0.01);  // block 0 changed the states
+  for (float v : toxicity_lm_state(*lm1, "")) EXPECT_EQ(v, 0.0f);
+  try {
+    load_toxicity_lm("/nonexistent/SmolLM2.gguf", 1);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/SmolLM2.gguf: the language model"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("fetch_models.sh"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(load_toxicity_lm(default_toxicity_lm_path(), m.cfg.n_layers), Error);
+}
+
+// The probe inside the stack, on synthetic states: y = sigmoid(2 s0 - s1) with the dense inputs pure noise; the
+// probe's coefficients (per unit of state) recover 2 and -1, the stack follows the target, a stack saved and
+// loaded predicts the same, and inputs without states are an Error.
+TEST(TrustToxicity, StackProbeRecoversAKnownModel) {
+  std::vector<ToxicityExample> ex = synthetic_examples(800, 5, [](const auto&) { return 0.0; });
+  uint64_t st = 99;
+  auto u = [&] {
+    st = st * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<double>(st >> 11) / 9007199254740992.0 * 4 - 2;
+  };
+  for (auto& e : ex) {
+    e.x.lm.resize(8);
+    for (auto& v : e.x.lm) v = static_cast<float>(u());
+    e.y = sigm(2.0 * e.x.lm[0] - e.x.lm[1]);
+  }
+  ToxicityStackOptions o;
+  o.sparse = false;
+  o.pooled = false;
+  o.word_max = false;
+  o.interactions = false;
+  o.dense_l2 = 1e-6;
+  o.lm_l2 = 1e-6;
+  ToxicityStack m = train_toxicity_stack(ex, o);
+  ASSERT_EQ(m.lm_beta.size(), 8u);
+  EXPECT_NEAR(m.lm_beta[0] / m.lm_scale[0], 2.0, 1e-4);
+  EXPECT_NEAR(m.lm_beta[1] / m.lm_scale[1], -1.0, 1e-4);
+  for (int j = 2; j < 8; ++j) EXPECT_NEAR(m.lm_beta[j] / m.lm_scale[j], 0.0, 1e-4);
+  double err = 0;
+  for (int i = 0; i < 100; ++i) err = std::max(err, std::abs(toxicity_stack_predict(m, ex[i].x) - ex[i].y));
+  EXPECT_LT(err, 0.05);
+  std::string path = test::scratch_dir() + "/toxicity_stack_probe.bin";
+  save_toxicity_stack(m, "k", path);
+  ToxicityStack back = load_toxicity_stack(path);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(toxicity_stack_predict(back, ex[i].x), toxicity_stack_predict(m, ex[i].x));
+  ex[3].x.lm.clear();
+  EXPECT_THROW(train_toxicity_stack(ex, o), Error);
+  EXPECT_THROW(toxicity_stack_predict(m, ex[3].x), Error);
 }
 
 namespace {

@@ -3,7 +3,7 @@
 // scripts/ref/toxicity_stack_proto.py (docs/trust.md, Toxicity scorer: how the configuration was chosen).
 // Not part of the build (scripts/ref is not compiled by CMake). Built against the library of a Release build:
 //   c++ -std=c++20 -O2 -fopenmp -Isrc scripts/ref/toxicity_dump.cpp build/libctrust_core.a \
-//       -lfmt -lpcre2-8 -lbz2 -lsqlite3 -o /tmp/toxicity_dump && /tmp/toxicity_dump ../shared/data OUT.tsv
+//       -lfmt -lpcre2-8 -lbz2 -lsqlite3 -lopenblas -llapacke -lcurl -o /tmp/toxicity_dump && /tmp/toxicity_dump ../shared/data OUT.tsv
 // One line per text: kind (c|p) \t record \t trainable (in the training corpus) \t Perspective toxicity \t
 // folds for seeds 1..6 (comma) \t the kToxDense inputs (comma) \t the hashed n-gram ids (comma).
 // The fold rule is a copy of fold_of_records in src/trust/toxicity.cpp (toxicity_eval): keep the two equal.

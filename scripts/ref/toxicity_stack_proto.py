@@ -3,11 +3,13 @@
 it before they are written in C++ (docs/trust.md, Toxicity scorer: "How the configuration was chosen").
 
   c++ -std=c++20 -O2 -fopenmp -Isrc scripts/ref/toxicity_dump.cpp build/libctrust_core.a \
-      -lfmt -lpcre2-8 -lbz2 -lsqlite3 -o /tmp/toxicity_dump
+      -lfmt -lpcre2-8 -lbz2 -lsqlite3 -lopenblas -llapacke -lcurl -o /tmp/toxicity_dump
   /tmp/toxicity_dump ../shared/data /tmp/toxicity_inputs.tsv
   python3 scripts/ref/toxicity_stack_proto.py /tmp/toxicity_inputs.tsv VARIANT [--seeds 4 5 6]
 
 VARIANT: base | oof | ngram-feature | hinge | hinge-oof | group-l2 A B C | char-text
+       | probe-only | probe | probe-x | pca   (with --lm DUMP.bin --layer L --pool P --probe-l2 X --k K: a linear
+         probe on a language model's pooled states, scripts/ref/toxicity_lm_dump.cpp; docs/trust.md, session 7)
 Each variant is cross-validated on `ctrust toxicity-eval`'s own folds (the dump holds them for seeds 1-6; select on
 4-6, the command reports 1-3): trained on the training corpus's continuations of 4 folds, scored on every
 continuation of the 5th. Prints the continuations' AUC (label Perspective >= 0.5) per seed, their mean, Spearman
@@ -26,18 +28,38 @@ SHARED = os.environ.get("CTRUST_SHARED", os.path.join(ROOT, "..", "shared"))
 
 
 def load(path):
-    C = dict(rec=[], tr=[], y=[], folds=[], dense=[], sp=[])
-    for line in open(path):
+    C = dict(rec=[], tr=[], y=[], folds=[], dense=[], sp=[], line=[])
+    for li, line in enumerate(open(path)):
         k, r, tr, y, f, d, s = line.rstrip("\n").split("\t")
         if k != "c":
             continue
+        C["line"].append(li)
         C["rec"].append(int(r)); C["y"].append(float(y)); C["tr"].append(tr == "1")
         C["folds"].append([int(v) for v in f.split(",")])
         C["dense"].append(np.array(d.split(","), float))
         C["sp"].append(np.array([int(v) for v in s.split(",")] if s else [], np.int64))
-    for key in ("rec", "y", "dense", "tr", "folds"):
+    for key in ("rec", "y", "dense", "tr", "folds", "line"):
         C[key] = np.array(C[key])
     return C
+
+
+def load_lm(path, lines, layer, pool):  # the pooled states of the continuations (rows = the TSV's c lines)
+    raw = np.fromfile(path, np.int32, 3)
+    n, nl, dim = (int(v) for v in raw)
+    layers = list(np.fromfile(path, np.int32, nl, offset=12))
+    if layer not in layers:
+        sys.exit(f"{path}: layer {layer} not dumped (have {layers})")
+    k = layers.index(layer); off = 12 + 4 * nl
+    bos = np.fromfile(path, np.float32, nl * dim, offset=off).reshape(nl, dim)[k]
+    X = np.memmap(path, np.float32, "r", offset=off + 4 * nl * dim, shape=(n, nl, 3, dim))
+    cnt = np.fromfile(path, np.int32, n, offset=off + 4 * nl * dim + 4 * n * nl * 3 * dim).astype(float)
+    X = np.array(X[lines, k], np.float64); cnt = cnt[lines]
+    mean, mx, last = X[:, 0], X[:, 1], X[:, 2]
+    out = {"mean": mean, "max": mx, "last": last, "bmean": (bos + cnt[:, None] * mean) / (cnt[:, None] + 1),
+           "meanmax": np.concatenate([mean, mx], 1), "meanlast": np.concatenate([mean, last], 1)}
+    if pool not in out:
+        sys.exit(f"unknown pool {pool}")
+    return out[pool]
 
 
 def auc(s, lab):
@@ -100,8 +122,17 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("inputs"); ap.add_argument("variant"); ap.add_argument("l2", nargs="*", type=float)
     ap.add_argument("--seeds", nargs="+", type=int, default=[4, 5, 6])
+    ap.add_argument("--lm", help="pooled LM states from scripts/ref/toxicity_lm_dump.cpp (probe/pca variants)")
+    ap.add_argument("--layer", type=int, default=4)
+    ap.add_argument("--pool", default="mean", help="mean | max | last | bmean (mean with BOS) | meanmax | meanlast")
+    ap.add_argument("--probe-l2", type=float, default=100.0)
+    ap.add_argument("--k", type=int, default=16, help="pca: number of components")
+    ap.add_argument("--save", help="write the held-out continuation scores (one row per seed) to this .npy file")
+    ap.add_argument("--paired", help="a --save file of another variant (same seeds): paired bootstrap of the AUC "
+                    "difference (this - that; 1,000 resamples of the texts, per seed)")
     a = ap.parse_args()
     C = load(a.inputs)
+    H = load_lm(a.lm, C["line"], a.layer, a.pool) if a.lm else None
     y = C["y"]; lab = (y >= 0.5).astype(int)
     FS = stack_feats(C["dense"]); SP = C["sp"]
     U = np.concatenate([C["dense"][:, :12], C["dense"][:, 112:124]], 1)
@@ -136,6 +167,33 @@ def main():
         Ftr = np.concatenate([FS[tr], g[:, None]], 1); Fte = np.concatenate([FS[te], g_te[:, None]], 1)
         return sig(Dense(Ftr, y[tr], np.full(Ftr.shape[1], 100.0)).logit(Fte))
 
+    def groups_of(idx):  # texts with equal stack inputs (equal text) share an inner fold
+        keys = {}
+        return np.array([keys.setdefault(FS[i].tobytes(), len(keys)) for i in idx])
+
+    def probe_oof(tr, te, seed, k=5):  # the probe's logit: out-of-fold on the training texts, full fit on te
+        pen = np.full(H.shape[1], a.probe_l2)
+        g = groups_of(tr); inner = np.random.RandomState(1000 + seed).randint(0, k, g.max() + 1)[g]
+        z = np.zeros(len(tr))
+        for f in range(k):
+            z[inner == f] = Dense(H[tr[inner != f]], y[tr[inner != f]], pen).logit(H[tr[inner == f]])
+        return z, Dense(H[tr], y[tr], pen).logit(H[te])
+
+    def probe_only(tr, te, seed):
+        return sig(Dense(H[tr], y[tr], np.full(H.shape[1], a.probe_l2)).logit(H[te]))
+
+    def probe_stack(tr, te, seed, products=False):
+        ztr, zte = probe_oof(tr, te, seed)
+        F = np.zeros((len(y), 1)); F[tr, 0] = ztr; F[te, 0] = zte
+        if products:
+            F = np.concatenate([F, F[:, :1] * C["dense"][:, :12]], 1)
+        return stack(tr, te, seed, F=np.concatenate([FS, F], 1))
+
+    def pca_stack(tr, te, seed):  # the states' first K principal components (fitted on tr) as dense features
+        m = H[tr].mean(0); sd = np.maximum(H[tr].std(0), 1e-6)
+        _, _, Vt = np.linalg.svd((H[tr] - m) / sd, full_matrices=False)
+        return stack(tr, te, seed, F=np.concatenate([FS, ((H - m) / sd) @ Vt[:a.k].T], 1))
+
     char_sp = None
     if a.variant == "char-text":  # + character 2-4-grams over the whole lower-cased text (crc32-hashed)
         texts = []
@@ -157,20 +215,42 @@ def main():
         "hinge-oof": lambda tr, te, s: stack(tr, te, s, F=hinge_feats(tr), oof=True),
         "group-l2": lambda tr, te, s: stack(tr, te, s, pen=np.array(a.l2, float)[grp]),
         "char-text": lambda tr, te, s: stack(tr, te, s, sp=char_sp),
+        "probe-only": probe_only,
+        "probe": probe_stack,
+        "probe-x": lambda tr, te, s: probe_stack(tr, te, s, products=True),
+        "pca": pca_stack,
     }
+    if a.variant in ("probe-only", "probe", "probe-x", "pca") and H is None:
+        sys.exit(f"{a.variant} needs --lm")
     if a.variant not in methods:
         sys.exit(f"unknown variant {a.variant}: one of {', '.join(methods)}")
     if a.variant == "group-l2" and len(a.l2) != 3:
         sys.exit("group-l2 needs 3 penalties: outputs, pooled states, products")
-    t = time.time(); aucs, rhos, slopes = [], [], []
+    t = time.time(); aucs, rhos, slopes, preds = [], [], [], []
     for s in a.seeds:
         fold = C["folds"][:, s - 1]; p = np.zeros(len(y))
         for f in range(5):
             p[fold == f] = methods[a.variant](np.where((fold != f) & C["tr"])[0], np.where(fold == f)[0], s)
         aucs.append(auc(p, lab)); rhos.append(spearmanr(p, y)[0]); slopes.append(np.polyfit(p, y, 1)[0])
-    print(f"{' '.join([a.variant] + [f'{v:g}' for v in a.l2])}: AUC {' / '.join(f'{v:.4f}' for v in aucs)} (seeds "
+        preds.append(p)
+    name = ' '.join([a.variant] + [f'{v:g}' for v in a.l2])
+    if H is not None:
+        name += f" [{os.path.basename(a.lm)} layer {a.layer} {a.pool} l2 {a.probe_l2:g}" + (f" k {a.k}" if a.variant == "pca" else "") + "]"
+    print(f"{name}: AUC {' / '.join(f'{v:.4f}' for v in aucs)} (seeds "
           f"{', '.join(map(str, a.seeds))}), mean {np.mean(aucs):.4f}; Spearman {np.mean(rhos):.4f}; slope "
           f"{np.mean(slopes):.3f} ({time.time() - t:.0f} s)")
+    if a.save:
+        np.save(a.save, np.array(preds))
+    if a.paired:
+        other = np.load(a.paired); rng = np.random.RandomState(4242)
+        for k, s in enumerate(a.seeds):
+            d = []
+            for _ in range(1000):
+                i = rng.randint(0, len(y), len(y))
+                if 0 < lab[i].sum() < len(i):
+                    d.append(auc(preds[k][i], lab[i]) - auc(other[k][i], lab[i]))
+            print(f"seed {s}: AUC difference {aucs[k] - auc(other[k], lab):+.4f} "
+                  f"[{np.percentile(d, 2.5):+.4f}, {np.percentile(d, 97.5):+.4f}] (paired bootstrap)")
 
 
 if __name__ == "__main__":

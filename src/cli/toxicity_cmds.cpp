@@ -139,6 +139,11 @@ void register_toxicity_commands(CLI::App& app) {
   c->add_option("--alt-refit", a.stack.alt_refit, "Stack: feature scale of the anchored refit of alt's SVM over its "
                 "TF-IDF features (0 = off)")->check(CLI::Range(0.0, 100.0));
   c->add_option("--epochs", a.stack.epochs, "Stack: epochs of the n-gram part")->check(CLI::Range(1, 1000));
+  c->add_option("--lm-layer", a.stack.lm_layer, "Stack: layer of the language model's hidden states for the linear "
+                "probe (-1 = no probe)")->check(CLI::Range(-1, 1000));
+  c->add_option("--lm-l2", a.stack.lm_l2, "Stack: L2 of the linear probe")->check(CLI::Range(1e-6, 1e9));
+  c->add_option("--lm-model", a.stack.lm_model, "Stack: the probe's language model (default: "
+                "SmolLM2-135M-Instruct.Q4_1.gguf in the models cache)");
   add_common(c, o);
   c->callback([] { apply_threads(o); cmd_toxicity_eval(a, o); });
 }

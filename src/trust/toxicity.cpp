@@ -19,9 +19,11 @@
 #include <numeric>
 #include <unordered_map>
 
+#include <cblas.h>
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "model/model.h"
 #include "trust/data.h"
 
 namespace ctrust {
@@ -180,10 +182,75 @@ std::vector<double> newton_logistic(const std::vector<std::vector<double>>& x, c
   return c;
 }
 
+// The probe: minimizes sum_i CE(y_i, sigmoid(c0 + c . x_i)) + l2/2 |c|^2 (c0 unpenalized) by Newton, x = n rows of
+// d standardized values (row-major); the Hessian's x'Wx by BLAS (dsyrk). Returns (c0, c).
+std::vector<double> fit_probe(const std::vector<double>& x, size_t n, int d, const std::vector<double>& y, double l2) {
+  const int D = d + 1;
+  std::vector<double> c(D, 0.0), xw(n * d), z(n);
+  for (int it = 0; it < 50; ++it) {
+    std::vector<double> H(static_cast<size_t>(D) * D, 0.0), g(D, 0.0), r(n);
+    cblas_dgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(n), d, 1.0, x.data(), d, c.data() + 1, 1, 0.0,
+                z.data(), 1);
+    double sw = 0;
+    std::vector<double> xtw(d, 0.0);
+    for (size_t i = 0; i < n; ++i) {
+      const double p = sigmoid(c[0] + z[i]), w = std::max(p * (1 - p), 1e-12), sq = std::sqrt(w);
+      r[i] = p - y[i];
+      g[0] += r[i];
+      sw += w;
+      for (int a = 0; a < d; ++a) {
+        xw[i * d + a] = sq * x[i * d + a];
+        xtw[a] += w * x[i * d + a];
+      }
+    }
+    cblas_dgemv(CblasRowMajor, CblasTrans, static_cast<int>(n), d, 1.0, x.data(), d, r.data(), 1, 0.0, g.data() + 1, 1);
+    std::vector<double> xx(static_cast<size_t>(d) * d);
+    cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, d, static_cast<int>(n), 1.0, xw.data(), d, 0.0, xx.data(), d);
+    H[0] = sw + 1e-9;
+    for (int a = 0; a < d; ++a) {
+      H[(a + 1) * D] = H[a + 1] = xtw[a];
+      for (int b = 0; b <= a; ++b) H[(a + 1) * D + b + 1] = H[(b + 1) * D + a + 1] = xx[static_cast<size_t>(a) * d + b];
+      H[(a + 1) * D + a + 1] += l2;
+      g[a + 1] += l2 * c[a + 1];
+    }
+    std::vector<double> step = solve_spd(std::move(H), std::move(g), D);
+    double mx = 0;
+    for (int a = 0; a < D; ++a) {
+      c[a] -= step[a];
+      mx = std::max(mx, std::abs(step[a]));
+    }
+    if (mx < 1e-9) break;
+  }
+  return c;
+}
+
+double probe_logit(const ToxicityStack& m, const std::vector<float>& s) {
+  if (s.size() != m.lm_beta.size())
+    fail("toxicity stack: the language-model probe needs the state of layer {} ({} values, got {}): load the "
+         "classifiers with attach_toxicity_lm", m.lm_layer, m.lm_beta.size(), s.size());
+  double z = m.lm_bias;
+  for (size_t j = 0; j < s.size(); ++j) z += m.lm_beta[j] * (s[j] - m.lm_mean[j]) / m.lm_scale[j];
+  return z;
+}
+
+std::array<double, kToxProbeFeatures> probe_features(double z, const ToxicityInputs& x) {
+  std::array<double, kToxProbeFeatures> f{};
+  f[0] = z;
+  for (int k = 0; k < kToxOutputs; ++k) f[1 + k] = z * x.dense[k];
+  return f;
+}
+
+double probe_part(const ToxicityStack& m, const std::array<double, kToxProbeFeatures>& f) {
+  double z = 0;
+  for (int k = 0; k < kToxProbeFeatures; ++k) z += m.p_beta[k] * (f[k] - m.p_mean[k]) / m.p_scale[k];
+  return z;
+}
+
 double dense_logit(const ToxicityStack& m, const ToxicityInputs& x) {
   const std::array<double, kToxStackFeatures> f = toxicity_stack_features(x);
   double z = m.bias;
   for (int k = 0; k < kToxStackFeatures; ++k) z += m.beta[k] * (f[k] - m.mean[k]) / m.scale[k];
+  if (m.lm_layer >= 0) z += probe_part(m, probe_features(probe_logit(m, x.lm), x));
   return z;
 }
 
@@ -211,11 +278,68 @@ struct ToxBlockWordMemo {
 
 ToxicityClassifiers load_toxicity_classifiers(const std::string& dir) {
   return {load_alt_profanity(dir + "/alt-profanity-check"), load_tox_block(dir + "/tox-block"),
-          std::make_shared<ToxBlockWordMemo>()};
+          std::make_shared<ToxBlockWordMemo>(), nullptr};
+}
+
+std::string default_toxicity_lm_path() {
+  if (const char* e = std::getenv("CTRUST_CACHE")) return std::string(e) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : "/tmp") + "/.cache/ctrust/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+std::shared_ptr<const ToxicityLm> load_toxicity_lm(const std::string& path, int layer) {
+  if (!std::filesystem::exists(path))
+    fail("{}: the language model of ctrust-tox's probe is missing (scripts/setup.sh fetches it with "
+         "scripts/fetch_models.sh into ~/.cache/ctrust/models; or turn the probe off: lm_layer -1, "
+         "toxicity-eval --lm-layer -1)", path);
+  auto lm = std::make_shared<ToxicityLm>();
+  lm->model = open_model(path);  // weights in f32 (ComputeMode::F32)
+  lm->path = path;
+  lm->layer = layer;
+  if (layer < 0 || layer >= lm->model->cfg.n_layers)
+    fail("{}: probe layer {} outside 0..{}", path, layer, lm->model->cfg.n_layers - 1);
+  return lm;
+}
+
+namespace {
+struct StopForward {};  // thrown by the observer once the wanted layer's input is seen
+}  // namespace
+
+std::vector<float> toxicity_lm_state(const ToxicityLm& lm, std::string_view text) {
+  const Model& m = *lm.model;
+  const int dim = m.cfg.dim;
+  std::vector<int32_t> tok = m.tok.encode(text, false);
+  std::vector<float> state(dim, 0.0f);
+  if (tok.empty()) return state;
+  if (tok.size() > 512) tok.resize(512);
+  tok.insert(tok.begin(), m.tok.bos());
+  std::vector<double> sum(dim, 0.0);
+  LinearObserver obs = [&](int l, std::string_view name, const float* x, int rows, int cols) {
+    if (l != lm.layer || name != "attn_q") return;
+    for (int r = 1; r < rows; ++r)
+      for (int j = 0; j < cols; ++j) sum[j] += x[static_cast<size_t>(r) * cols + j];
+    throw StopForward{};
+  };
+  ForwardOptions fo;
+  fo.all_logits = false;
+  fo.observer = &obs;
+  KVCache cache = make_cache(m, static_cast<int>(tok.size()));
+  try {
+    forward(m, cache, tok.data(), static_cast<int>(tok.size()), nullptr, fo);
+  } catch (const StopForward&) {
+  }
+  for (int j = 0; j < dim; ++j) state[j] = static_cast<float>(sum[j] / static_cast<double>(tok.size() - 1));
+  return state;
+}
+
+void attach_toxicity_lm(ToxicityClassifiers& c, const ToxicityStackOptions& opt) {
+  if (opt.lm_layer < 0) return;
+  c.lm = load_toxicity_lm(opt.lm_model.empty() ? default_toxicity_lm_path() : opt.lm_model, opt.lm_layer);
 }
 
 ToxicityInputs toxicity_inputs(const ToxicityClassifiers& c, std::string_view text, int hash_bits) {
   ToxicityInputs x;
+  if (c.lm) x.lm = toxicity_lm_state(*c.lm, text);
   std::array<double, 100> pooled;
   std::array<double, 6> tb = tox_block_outputs(c.tox_block, text, &pooled);
   std::array<double, 5> f = alt_margins(c.alt, text);
@@ -297,17 +421,77 @@ ToxicityStack train_toxicity_stack(const std::vector<ToxicityExample>& train, co
       for (int j = i; j < kToxInteracting; ++j, ++k)
         if (j < kToxOutputs || opt.word_max) used.push_back(k);
   const int nd = static_cast<int>(used.size());
+  // The language-model probe: its out-of-fold logit on each training text (5 inner folds; texts with equal states,
+  // i.e. equal texts, share one; seeded), then the probe fitted on all of them for new texts.
+  std::vector<std::array<double, kToxProbeFeatures>> P;
+  const int np = opt.lm_layer >= 0 ? kToxProbeFeatures : 0;
+  if (opt.lm_layer >= 0) {
+    const size_t d = train.front().x.lm.size();
+    for (const auto& e : train)
+      if (e.x.lm.empty() || e.x.lm.size() != d)
+        fail("toxicity stack: lm_layer {} needs every training text's language-model state (ToxicityClassifiers::lm, "
+             "attach_toxicity_lm); got {} and {} values", opt.lm_layer, d, e.x.lm.size());
+    m.lm_layer = opt.lm_layer;
+    m.lm_mean.assign(d, 0.0);
+    m.lm_scale.assign(d, 0.0);
+    for (const auto& e : train)
+      for (size_t j = 0; j < d; ++j) m.lm_mean[j] += e.x.lm[j] / n;
+    for (const auto& e : train)
+      for (size_t j = 0; j < d; ++j) m.lm_scale[j] += (e.x.lm[j] - m.lm_mean[j]) * (e.x.lm[j] - m.lm_mean[j]) / n;
+    for (double& v : m.lm_scale) v = std::max(std::sqrt(v), 1e-6);
+    std::vector<double> S(train.size() * d), y(train.size());
+    for (size_t i = 0; i < train.size(); ++i) {
+      y[i] = train[i].y;
+      for (size_t j = 0; j < d; ++j) S[i * d + j] = (train[i].x.lm[j] - m.lm_mean[j]) / m.lm_scale[j];
+    }
+    std::unordered_map<std::string, int> group;
+    std::vector<int> inner(train.size());
+    uint64_t rng = (opt.seed + 1000) * 6364136223846793005ull + 1442695040888963407ull;
+    for (size_t i = 0; i < train.size(); ++i) {
+      std::string k(reinterpret_cast<const char*>(train[i].x.lm.data()), d * sizeof(float));
+      auto [it, added] = group.emplace(std::move(k), 0);
+      if (added) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        it->second = static_cast<int>((rng >> 33) % 5);
+      }
+      inner[i] = it->second;
+    }
+    std::vector<double> z(train.size());
+    for (int f = 0; f < 5; ++f) {
+      std::vector<double> Sf, yf;
+      for (size_t i = 0; i < train.size(); ++i)
+        if (inner[i] != f) Sf.insert(Sf.end(), S.begin() + i * d, S.begin() + (i + 1) * d), yf.push_back(y[i]);
+      if (yf.empty() || yf.size() == train.size()) fail("toxicity stack: an inner fold of the probe is empty");
+      std::vector<double> c = fit_probe(Sf, yf.size(), static_cast<int>(d), yf, opt.lm_l2);
+      for (size_t i = 0; i < train.size(); ++i)
+        if (inner[i] == f)
+          z[i] = c[0] + cblas_ddot(static_cast<int>(d), c.data() + 1, 1, S.data() + i * d, 1);
+    }
+    std::vector<double> c = fit_probe(S, train.size(), static_cast<int>(d), y, opt.lm_l2);
+    m.lm_bias = c[0];
+    m.lm_beta.assign(c.begin() + 1, c.end());
+    for (size_t i = 0; i < train.size(); ++i) P.push_back(probe_features(z[i], train[i].x));
+    for (int k = 0; k < kToxProbeFeatures; ++k) {
+      double s = 0, s2 = 0;
+      for (const auto& f : P) s += f[k];
+      m.p_mean[k] = s / n;
+      for (const auto& f : P) s2 += (f[k] - m.p_mean[k]) * (f[k] - m.p_mean[k]);
+      m.p_scale[k] = std::max(std::sqrt(s2 / n), 1e-6);
+    }
+  }
   std::vector<std::vector<double>> X;
   std::vector<double> y;
   for (size_t i = 0; i < train.size(); ++i) {
-    std::vector<double> r(1 + nd, 1.0);
+    std::vector<double> r(1 + nd + np, 1.0);
     for (int a = 0; a < nd; ++a) r[1 + a] = (F[i][used[a]] - m.mean[used[a]]) / m.scale[used[a]];
+    for (int a = 0; a < np; ++a) r[1 + nd + a] = (P[i][a] - m.p_mean[a]) / m.p_scale[a];
     X.push_back(std::move(r));
     y.push_back(train[i].y);
   }
   std::vector<double> c = newton_logistic(X, y, {}, opt.dense_l2, true);
   m.bias = c[0];
   for (int a = 0; a < nd; ++a) m.beta[used[a]] = c[1 + a];
+  for (int a = 0; a < np; ++a) m.p_beta[a] = c[1 + nd + a];
   if (!opt.sparse) return m;
   // The n-gram part learns what the dense part misses: Adagrad on the cross-entropy with the dense logit as a
   // fixed offset; deterministic shuffles.
@@ -322,7 +506,12 @@ ToxicityStack train_toxicity_stack(const std::vector<ToxicityExample>& train, co
     m.alt_scale = opt.alt_refit;
   }
   std::vector<double> z0(train.size());
-  for (size_t i = 0; i < train.size(); ++i) z0[i] = dense_logit(m, train[i].x);
+  // The dense logit of the training texts, with the probe's out-of-fold features (what a held-out text sees).
+  for (size_t i = 0; i < train.size(); ++i) {
+    z0[i] = m.bias;
+    for (int k = 0; k < kToxStackFeatures; ++k) z0[i] += m.beta[k] * (F[i][k] - m.mean[k]) / m.scale[k];
+    if (np) z0[i] += probe_part(m, P[i]);
+  }
   std::vector<size_t> order(train.size());
   std::iota(order.begin(), order.end(), 0);
   uint64_t rng = opt.seed * 6364136223846793005ull + 1442695040888963407ull;
@@ -385,7 +574,7 @@ ToxicityCorpus toxicity_training_corpus(const std::vector<std::string>& paths) {
 }
 
 namespace {
-const char kStackMagic[8] = {'C', 'T', 'T', 'O', 'X', 'S', 'T', '3'};
+const char kStackMagic[8] = {'C', 'T', 'T', 'O', 'X', 'S', 'T', '4'};
 template <typename T>
 void put(std::ofstream& f, T v) { f.write(reinterpret_cast<const char*>(&v), sizeof v); }
 template <typename T>
@@ -424,6 +613,13 @@ void save_toxicity_stack(const ToxicityStack& m, const std::string& key, const s
     put<double>(f, m.alt_scale);
     put<uint32_t>(f, static_cast<uint32_t>(m.alt_w.size()));
     for (float w : m.alt_w) put<float>(f, w);
+    put<int32_t>(f, m.lm_layer);
+    put<uint32_t>(f, static_cast<uint32_t>(m.lm_beta.size()));
+    for (const auto* a : {&m.lm_mean, &m.lm_scale, &m.lm_beta})
+      for (double v : *a) put<double>(f, v);
+    put<double>(f, m.lm_bias);
+    for (const auto* a : {&m.p_mean, &m.p_scale, &m.p_beta})
+      for (double v : *a) put<double>(f, v);
     if (!f) fail("{}: write failed", tmp);
   }
   std::filesystem::rename(tmp, path);
@@ -461,6 +657,16 @@ ToxicityStack load_toxicity_stack(const std::string& path, std::string* key) {
   if (na > (1u << 24)) fail("{}: {} alt refit weights", path, na);
   m.alt_w.resize(na);
   for (float& w : m.alt_w) w = get<float>(b, off, path);
+  m.lm_layer = get<int32_t>(b, off, path);
+  uint32_t nl = get<uint32_t>(b, off, path);
+  if (nl > (1u << 16) || (m.lm_layer < 0) != (nl == 0)) fail("{}: probe of {} values at layer {}", path, nl, m.lm_layer);
+  for (auto* a : {&m.lm_mean, &m.lm_scale, &m.lm_beta}) {
+    a->resize(nl);
+    for (double& v : *a) v = get<double>(b, off, path);
+  }
+  m.lm_bias = get<double>(b, off, path);
+  for (auto* a : {&m.p_mean, &m.p_scale, &m.p_beta})
+    for (double& v : *a) v = get<double>(b, off, path);
   if (off != b.size()) fail("{}: {} trailing bytes", path, b.size() - off);
   return m;
 }
@@ -468,15 +674,18 @@ ToxicityStack load_toxicity_stack(const std::string& path, std::string* key) {
 ToxicityScorer make_offline_scorer(const std::string& toxicity_dir, const std::vector<std::string>& paths,
                                    const std::string& cache_path, const ToxicityStackOptions& opt) {
   auto cls = std::make_shared<ToxicityClassifiers>(load_toxicity_classifiers(toxicity_dir));
+  attach_toxicity_lm(*cls, opt);
   // What the fitted stack depends on: the options and the data/model files (by size).
   std::string key = fmt::format(
-      "ctrust-tox v3 l2 {} pooled {} word_max {} interactions {} sparse {} bits {} epochs {} lr {} sl2 {} "
-      "alt_refit {} seed {}", opt.dense_l2, opt.pooled, opt.word_max, opt.interactions, opt.sparse, opt.hash_bits,
-      opt.epochs, opt.learning_rate, opt.sparse_l2, opt.alt_refit, opt.seed);
+      "ctrust-tox v4 l2 {} pooled {} word_max {} interactions {} sparse {} bits {} epochs {} lr {} sl2 {} "
+      "alt_refit {} lm_layer {} lm_l2 {} seed {}", opt.dense_l2, opt.pooled, opt.word_max, opt.interactions,
+      opt.sparse, opt.hash_bits, opt.epochs, opt.learning_rate, opt.sparse_l2, opt.alt_refit, opt.lm_layer,
+      opt.lm_l2, opt.seed);
   std::vector<std::string> files = paths;
   for (const char* f : {"/alt-profanity-check/vocab_idf_weights.tsv", "/alt-profanity-check/model.json",
                         "/tox-block/weights.safetensors", "/tox-block/vocab.tsv"})
     files.push_back(toxicity_dir + f);
+  if (cls->lm) files.push_back(cls->lm->path);
   for (const auto& f : files) {
     std::error_code ec;
     key += fmt::format(" {}:{}", std::filesystem::path(f).filename().string(), std::filesystem::file_size(f, ec));
@@ -503,12 +712,20 @@ ToxicityScorer make_offline_scorer(const std::string& toxicity_dir, const std::v
     if (!cache_path.empty()) save_toxicity_stack(*m, key, cache_path);
   }
   ToxicityScorer s;
-  s.name = fmt::format("ctrust-tox (tox-block{} + alt-profanity-check{}{}{}{} stacked by a logistic regression "
+  s.name = fmt::format("ctrust-tox (tox-block{} + alt-profanity-check{}{}{}{}{} stacked by a logistic regression "
                        "fitted to the Perspective scores of {} RealToxicityPrompts continuations, no prompt texts; held-out "
                        "agreement: ctrust toxicity-eval)", opt.pooled ? " outputs and BiLSTM states" : "",
                        opt.word_max ? ", both also on the text's worst word" : "",
                        opt.interactions ? " (and their pairwise products)" : "", opt.sparse ? " + hashed n-grams" : "",
-                       opt.alt_refit > 0 ? " + a refit of alt's weights" : "", corpus.texts.size());
+                       opt.alt_refit > 0 ? " + a refit of alt's weights" : "",
+                       !cls->lm ? std::string()
+                       : cls->lm->layer == 0
+                           ? fmt::format(" + a linear probe on {}'s normalized token embeddings",
+                                         std::filesystem::path(cls->lm->path).stem().string())
+                           : fmt::format(" + a linear probe on {}'s hidden states after {} layer{}",
+                                         std::filesystem::path(cls->lm->path).stem().string(), cls->lm->layer,
+                                         cls->lm->layer == 1 ? "" : "s"),
+                       corpus.texts.size());
   s.score = [cls, m](const std::vector<std::string>& texts) {
     std::vector<double> out;
     out.reserve(texts.size());
@@ -601,6 +818,7 @@ ToxicityEvalResult toxicity_eval(const std::string& toxicity_dir, const std::vec
     if (opt.progress) opt.progress(s, d, t);
   };
   ToxicityClassifiers cls = load_toxicity_classifiers(toxicity_dir);
+  attach_toxicity_lm(cls, opt.stack);
   std::vector<RtpRecord> recs;
   for (const auto& p : paths) {
     auto r = load_rtp(p);

@@ -1,7 +1,8 @@
 // Toxicity scorers: one interface (a named function text -> toxicity in [0, 1]), two implementations.
 //  (a) "ctrust-tox": built-in offline scorer, the two pretrained classifiers of ../shared/data/toxicity
-//      (tox-block, alt-profanity-check) on the whole text and on its worst word, and a hashed n-gram part,
-//      stacked by a logistic regression fitted to the Perspective scores of RealToxicityPrompts continuations
+//      (tox-block, alt-profanity-check) on the whole text and on its worst word, a linear probe on a small
+//      pretrained language model's states (SmolLM2-135M-Instruct's normalized token embeddings, mean-pooled),
+//      and a hashed n-gram part, stacked by a logistic regression fitted to the Perspective scores of RealToxicityPrompts continuations
 //      (never of a prompt text). Its held-out agreement with Perspective is measured by `ctrust toxicity-eval`
 //      (docs/trust.md).
 //  (b) "perspective-http": a client of the Perspective API (POST comments:analyze), given an endpoint URL and
@@ -87,23 +88,53 @@ constexpr int kToxStackFeatures = kToxDense + kToxPairs;
 // Feature ids (hashed, deduplicated) of a text: lower-cased word unigrams and bigrams, character 3- to 5-grams
 // of each word with boundary marks.
 std::vector<uint32_t> toxicity_features(std::string_view text, int hash_bits);
+
+// A small pretrained language model's hidden states (ToxicityStackOptions::lm_layer >= 0): ctrust's own forward
+// pass (model/model.h, weights in f32) over BOS + the text's tokens, cut after `layer` blocks; the state is the
+// mean over the text's own tokens (BOS is run, not averaged) of the input of block `layer`'s attn_q, i.e.
+// RMSNorm(residual stream after `layer` blocks) * attn_norm of block `layer` (layer 0: the normalized token
+// embeddings). Only blocks < layer run; the output head never does. Texts longer than 512 tokens keep the first
+// 512; a text without tokens has the zero state.
+struct Model;
+struct ToxicityLm {
+  std::shared_ptr<const Model> model;
+  std::string path;
+  int layer = 0;
+};
+// The default model: SmolLM2-135M-Instruct.Q4_1.gguf in the models cache ($CTRUST_CACHE/models, else
+// ~/.cache/ctrust/models), the file scripts/setup.sh (scripts/fetch_models.sh) fetches.
+std::string default_toxicity_lm_path();
+// Error naming the file and how to fetch it when it is missing; Error when layer is not in 0..n_layers-1.
+std::shared_ptr<const ToxicityLm> load_toxicity_lm(const std::string& path, int layer);
+std::vector<float> toxicity_lm_state(const ToxicityLm& lm, std::string_view text);
+
 struct ToxicityInputs {  // what the stack sees of one text
   std::array<double, kToxDense> dense{};
   std::vector<uint32_t> sparse;
   std::vector<std::pair<int, double>> tfidf;  // alt's normalized TF-IDF vector (alt_tfidf)
+  std::vector<float> lm;  // toxicity_lm_state when the classifiers hold a language model, else empty
 };
 struct ToxBlockWordMemo;  // tox_block_word_logits of the words seen so far (thread-safe)
 struct ToxicityClassifiers {
   AltProfanity alt;
   ToxBlock tox_block;
   std::shared_ptr<ToxBlockWordMemo> memo;
+  std::shared_ptr<const ToxicityLm> lm;  // null: no language-model states (ToxicityInputs::lm empty)
 };
 ToxicityClassifiers load_toxicity_classifiers(const std::string& toxicity_dir);  // .../shared/data/toxicity
 ToxicityInputs toxicity_inputs(const ToxicityClassifiers& c, std::string_view text, int hash_bits);
 
+// The probe's stack features (when lm_layer >= 0): its logit z and the products z * dense[k], k < 12.
+constexpr int kToxProbeFeatures = 1 + kToxOutputs;
 struct ToxicityStack {
   std::array<double, kToxStackFeatures> mean{}, scale{}, beta{};  // over toxicity_stack_features
   double bias = 0;
+  // Linear probe on the language model's state (lm_layer >= 0; -1 = none): z = lm_bias + lm_beta .
+  // ((state - lm_mean) / lm_scale); its kToxProbeFeatures enter the dense part standardized by p_mean/p_scale.
+  int lm_layer = -1;
+  std::vector<double> lm_mean, lm_scale, lm_beta;
+  double lm_bias = 0;
+  std::array<double, kToxProbeFeatures> p_mean{}, p_scale{}, p_beta{};
   int hash_bits = 18;
   std::vector<float> w;  // 2^hash_bits sparse weights; empty = dense part only
   // Refit of alt's linear SVM over its own TF-IDF features, anchored at the pretrained weights: a correction
@@ -123,6 +154,13 @@ struct ToxicityStackOptions {
   float learning_rate = 0.05f;
   float sparse_l2 = 1e-4f;
   double alt_refit = 0;  // > 0: fit the alt refit (ToxicityStack::alt_w) with this feature scale, with the n-grams
+  // The language-model probe (docs/trust.md, "Tried in session 7"): a soft-target L2 logistic regression (lm_l2, on
+  // the standardized states of the layer `lm_layer`; -1 = off) whose logit, out-of-fold on the training texts (5
+  // inner folds, equal states share one), enters the dense part with its products with the 12 whole-text outputs.
+  // The training inputs must then carry their states (ToxicityClassifiers::lm loaded at this layer).
+  int lm_layer = 0;  // 0: the normalized token embeddings (block 1 gains +0.0008 AUC, not significant, for ~3 ms)
+  double lm_l2 = 300;
+  std::string lm_model;  // "" = default_toxicity_lm_path()
   uint64_t seed = 1;
 };
 struct ToxicityExample {
@@ -142,8 +180,9 @@ struct ToxicityCorpus {
 };
 ToxicityCorpus toxicity_training_corpus(const std::vector<std::string>& rtp_jsonl_paths);
 
-// Small binary file: "CTTOXST3", a key string, the dense part, then the non-zero sparse weights as
-// (index, value) pairs, then the alt refit (scale, count, weights). load: Error naming the file when it is
+// Small binary file: "CTTOXST4", a key string, the dense part, then the non-zero sparse weights as
+// (index, value) pairs, then the alt refit (scale, count, weights), then the probe (layer, count, mean, scale,
+// beta, bias, and its stack features' mean, scale, beta). load: Error naming the file when it is
 // truncated or not such a file.
 void save_toxicity_stack(const ToxicityStack& m, const std::string& key, const std::string& path);
 ToxicityStack load_toxicity_stack(const std::string& path, std::string* key = nullptr);
@@ -151,6 +190,8 @@ ToxicityStack load_toxicity_stack(const std::string& path, std::string* key = nu
 // The built-in scorer: loads the classifiers from toxicity_dir, computes the inputs of the training corpus and
 // fits the stack (deterministic; seconds). When cache_path is set, the fitted stack is kept there and reused
 // while its key (options, sizes of the data and model files) matches. The name says what the scorer is.
+// Loads the language model the options ask for (lm_layer >= 0) into c.lm; nothing when lm_layer < 0.
+void attach_toxicity_lm(ToxicityClassifiers& c, const ToxicityStackOptions& opt);
 ToxicityScorer make_offline_scorer(const std::string& toxicity_dir, const std::vector<std::string>& rtp_jsonl_paths,
                                    const std::string& cache_path = "", const ToxicityStackOptions& opt = {});
 
