@@ -209,7 +209,7 @@ void register_trust_commands(CLI::App& app) {
     c->add_option("--bootstrap", a.bootstrap, "Bootstrap replicates of the 95% intervals (0 = none)")
         ->check(CLI::Range(0, 1000000));
     c->add_option("--bootstrap-seed", a.bootstrap_seed, "Seed of the bootstrap resamples");
-    c->add_option("--db", a.db, "Results database (SQLite)");
+    c->add_option("--db", a.db, kDbHelp);
     c->add_option("--name", a.name, "Run name (default: the model file's name)");
     c->add_option("--chat-template", a.chat_template,
                   "chatml, llama2, vicuna, zephyr, gemma, llama3 or raw (default: from the model's metadata)");
@@ -262,7 +262,7 @@ void register_trust_commands(CLI::App& app) {
                                  "Table of stored trust runs: perspectives as columns, one row per run, "
                                  "differences from the first run");
     c->add_option("runs", ra.runs, "Trust runs: ids or names (the first is the reference)")->required();
-    c->add_option("--db", ra.db, "Results database (SQLite)");
+    c->add_option("--db", ra.db, kDbHelp);
     c->add_flag("--csv", ra.csv, "CSV on stdout");
     c->add_option("--mmlu", ra.mmlu,
                   "MMLU eval runs (ids or names), one per trust run in order, for the MMLU column and the 9-column "
