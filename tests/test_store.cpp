@@ -56,30 +56,28 @@ std::vector<StoredItem> batch(int first, int n) {
   return v;
 }
 
-// The store tests below run against both backends: a SQLite file, and a database of the throw-away PostgreSQL
-// server (tests/pg_fixture.h; test names end in /postgres, label "postgres").
-class StoreDb : public ::testing::TestWithParam<std::string> {
- protected:
-  bool pg() const { return GetParam() == "postgres"; }
-  void SetUp() override {
-    if (pg()) CTRUST_REQUIRE_PG();
-  }
-  // A new empty database: a SQLite file or a PostgreSQL database (its URL).
-  std::string fresh(const std::string& name) {
-    if (!pg()) return fresh_db(name);
-    std::string n = name;
-    for (char& c : n) c = std::isalnum((unsigned char)c) ? char(std::tolower((unsigned char)c)) : '_';
-    return test::pg_server().fresh_db(n);
-  }
-};
+// A new empty database: a SQLite file, or (pg) a database of the throw-away PostgreSQL server (its URL).
+std::string fresh(bool pg, const std::string& name) {
+  if (!pg) return fresh_db(name);
+  return test::pg_server().fresh_db(name);
+}
 
 }  // namespace
 
-INSTANTIATE_TEST_SUITE_P(Backends, StoreDb, ::testing::Values("sqlite", "postgres"),
-                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
+// The store tests run against both backends: Store.X on a SQLite file, StorePg.X on a database of the throw-away
+// PostgreSQL server (tests/pg_fixture.h; label "postgres"). The body sees `pg`.
+#define STORE_TEST(Name)                 \
+  static void Name##_on(bool pg);        \
+  TEST(Store, Name) { Name##_on(false); } \
+  TEST(StorePg, Name) {                  \
+    CTRUST_REQUIRE_PG();                 \
+    Name##_on(true);                     \
+  }                                      \
+  static void Name##_on(bool pg)
 
-TEST_P(StoreDb, RunsAreFoundAgainBySettings) {
-  const std::string db = fresh("runs");
+
+STORE_TEST(RunsAreFoundAgainBySettings) {
+  const std::string db = fresh(pg, "runs");
   Store s(db);
   RunInfo a = run_key("base", 0);
   EXPECT_FALSE(s.open_run(a));
@@ -99,8 +97,8 @@ TEST_P(StoreDb, RunsAreFoundAgainBySettings) {
   EXPECT_FALSE(s.get_run(999).has_value());
 }
 
-TEST_P(StoreDb, ItemsRoundTripExactly) {
-  const std::string db = fresh("items");
+STORE_TEST(ItemsRoundTripExactly) {
+  const std::string db = fresh(pg, "items");
   int64_t id;
   {
     Store s(db);
@@ -142,8 +140,8 @@ TEST(Store, BadDatabaseFileIsAnError) {
 
 // A writer killed with SIGKILL in the middle of its work loses nothing it had reported committed,
 // and never leaves half a batch behind.
-TEST_P(StoreDb, KillNineLosesNoCommittedBatch) {
-  const std::string db = fresh("kill");
+STORE_TEST(KillNineLosesNoCommittedBatch) {
+  const std::string db = fresh(pg, "kill");
   int64_t id;
   {
     Store s(db);
@@ -192,8 +190,8 @@ TEST(Store, HashIsStableAndSensitive) {
   EXPECT_EQ(hex64(0xabcULL), "0000000000000abc");
 }
 
-TEST_P(StoreDb, LongSettingsAndRunResults) {
-  const std::string db = fresh("results");
+STORE_TEST(LongSettingsAndRunResults) {
+  const std::string db = fresh(pg, "results");
   Store s(db);
   RunInfo a = run_key("long", 0);
   a.settings["declaration"] = std::string(20000, 'x');  // beyond a PostgreSQL btree entry: the key is an md5
@@ -221,17 +219,17 @@ TEST_P(StoreDb, LongSettingsAndRunResults) {
 
 // A read command never creates anything: an empty database (PostgreSQL) or a missing file (SQLite) is an error
 // naming it, and stays empty.
-TEST_P(StoreDb, ReadOnlyNeverCreatesTheSchema) {
-  const std::string db = fresh("readonly");
+STORE_TEST(ReadOnlyNeverCreatesTheSchema) {
+  const std::string db = fresh(pg, "readonly");
   try {
     Store s(db, StoreMode::ReadOnly);
     FAIL() << "opened an empty database read-only";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(db), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find(pg() ? "not a ctrust results database" : "does not exist"),
+    EXPECT_NE(std::string(e.what()).find(pg ? "not a ctrust results database" : "does not exist"),
               std::string::npos) << e.what();
   }
-  if (pg()) {
+  if (pg) {
     EXPECT_EQ(test::PgServer::query(db, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"), "0");
   } else {
     EXPECT_FALSE(fs::exists(db));
@@ -243,8 +241,8 @@ TEST_P(StoreDb, ReadOnlyNeverCreatesTheSchema) {
 
 // The work-unit protocol of --worker runs (docs/cluster.md): claim, lease, renewal, re-claim after expiry, and a
 // worker that lost its unit can neither write items for it nor finish it.
-TEST_P(StoreDb, WorkUnitLeases) {
-  const std::string db = fresh("units");
+STORE_TEST(WorkUnitLeases) {
+  const std::string db = fresh(pg, "units");
   Store s(db);
   RunInfo r = run_key("units", 0);
   s.open_run(r);
@@ -289,8 +287,8 @@ TEST_P(StoreDb, WorkUnitLeases) {
 }
 
 // Processes claiming at the same time: every unit is claimed exactly once.
-TEST_P(StoreDb, ConcurrentClaimsTakeEachUnitOnce) {
-  const std::string db = fresh("claims");
+STORE_TEST(ConcurrentClaimsTakeEachUnitOnce) {
+  const std::string db = fresh(pg, "claims");
   int64_t id;
   constexpr int kUnits = 40, kWorkers = 3;
   {
