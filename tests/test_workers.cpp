@@ -251,3 +251,38 @@ TEST(WorkersPg, KillNineMidUnitLosesNothing) {
   ASSERT_EQ(one.status, 0) << one.err;
   expect_same_items(s, id, run_named(s.list_runs(), "one")->id, kItems);
 }
+
+// trust --worker: one unit per perspective; three workers store the same records (prompts, outputs, parsed answers)
+// and the same scores as one process.
+TEST(WorkersPg, TrustThreeProcessesEqualOneProcess) {
+  CTRUST_REQUIRE_PG();
+  const std::string db = test::pg_server().fresh_db("workers_trust");
+  const std::string trust = "trust -m " + test::stories_gguf() +
+                            " --perspectives ethics,fairness,adv_robustness,stereotype --limit 2 --samples 1 "
+                            "--max-new-tokens 8 --bootstrap 100 -t 1 --db " + db;
+  auto one = test::run_ctrust(trust + " --name one", "wt_one");
+  ASSERT_EQ(one.status, 0) << one.err;
+  std::vector<pid_t> pids;
+  for (int w = 0; w < 3; w++)
+    pids.push_back(spawn(trust + " --name three --worker --worker-id t" + std::to_string(w), "wt_three" + std::to_string(w)));
+  for (int w = 0; w < 3; w++)
+    EXPECT_EQ(wait_exit(pids[size_t(w)]), 0) << slurp(test::scratch_dir() + "/wt_three" + std::to_string(w) + ".err");
+  Store s(db, StoreMode::ReadOnly);
+  const auto runs = s.list_runs();
+  const RunInfo *a = run_named(runs, "one"), *b = run_named(runs, "three");
+  ASSERT_TRUE(a && b);
+  const auto ia = s.items(a->id), ib = s.items(b->id);
+  ASSERT_EQ(ia.size(), ib.size());
+  ASSERT_GT(ia.size(), 0u);
+  for (size_t i = 0; i < ia.size(); i++) {
+    ASSERT_EQ(ia[i].task + ia[i].item_id, ib[i].task + ib[i].item_id);
+    EXPECT_EQ(ia[i].extra, ib[i].extra) << ia[i].task << " " << ia[i].item_id;
+    EXPECT_EQ(ia[i].correct, ib[i].correct);
+  }
+  // The run result merges the four perspectives the workers scored one by one.
+  const json ra = *s.run_result(a->id), rb = *s.run_result(b->id);
+  ASSERT_EQ(rb["perspectives"].size(), 4u);
+  for (const char* p : {"ethics", "fairness", "adv_robustness", "stereotype"})
+    EXPECT_EQ(ra["perspectives"][p]["score"], rb["perspectives"][p]["score"]) << p;
+  for (const auto& u : s.backend().units(b->id)) EXPECT_TRUE(u.done) << u.unit.name;
+}
