@@ -358,3 +358,24 @@ TEST(StorePg, ErrorsNameTheDatabaseWithoutItsPassword) {
     }
   }
 }
+
+// One claim takes one unit also when the units table is large (a PostgreSQL plan that rescanned the locking
+// subquery once claimed 8 units at a time; the claim is now a CTE evaluated once).
+STORE_TEST(ClaimTakesOneUnitInALargeTable) {
+  const std::string db = fresh(pg, "bigunits");
+  Store s(db);
+  int64_t last = 0;
+  for (int k = 0; k < 30; k++) {
+    RunInfo r = run_key("big" + std::to_string(k), 0);
+    s.open_run(r);
+    std::vector<WorkUnit> units;
+    for (int i = 0; i < 30; i++) units.push_back({"u" + std::to_string(i), i * 10, 10});
+    s.backend().add_units(r.id, units);
+    last = r.id;
+  }
+  if (pg) test::PgServer::query(db, "ANALYZE units");
+  for (int i = 0; i < 5; i++) ASSERT_TRUE(s.backend().claim_unit(last, "w" + std::to_string(i), 60).has_value());
+  int owned = 0;
+  for (const auto& u : s.backend().units(last)) owned += !u.owner.empty();
+  EXPECT_EQ(owned, 5);
+}

@@ -404,13 +404,17 @@ std::vector<UnitState> PostgresStore::units(int64_t run_id) {
 
 std::optional<WorkUnit> PostgresStore::claim_unit(int64_t run_id, const std::string& worker, double lease_seconds) {
   // The first free unit, row-locked; units other workers are claiming at this moment are skipped, not waited for.
-  Res r = q("UPDATE units u SET owner = $2, lease_until = clock_timestamp() + make_interval(secs => $3::float8),"
+  // The locking SELECT is a CTE, evaluated once: as a join operand of UPDATE ... FROM the planner may rescan it per
+  // row, and with SKIP LOCKED each rescan can lock another unit (seen: one claim took 8 units).
+  Res r = q("WITH c AS (SELECT unit FROM units WHERE run_id = $1 AND NOT done"
+            "           AND (owner = '' OR lease_until < clock_timestamp())"
+            "           ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)"
+            " UPDATE units u SET owner = $2, lease_until = clock_timestamp() + make_interval(secs => $3::float8),"
             " attempts = u.attempts + 1"
-            " FROM (SELECT unit FROM units WHERE run_id = $1 AND NOT done"
-            "       AND (owner = '' OR lease_until < clock_timestamp())"
-            "       ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) c"
-            " WHERE u.run_id = $1 AND u.unit = c.unit RETURNING u.unit, u.first_item, u.n_items",
+            " FROM c WHERE u.run_id = $1 AND u.unit = c.unit RETURNING u.unit, u.first_item, u.n_items",
             {num(run_id), worker, lease_text(lease_seconds)});
+  if (r.rows() != 1 && r.rows() != 0)
+    fail("{}: claiming a unit of run {} updated {} units (expected one)", name_, run_id, r.rows());
   if (!r.rows()) return std::nullopt;
   return WorkUnit{r.text(0, 0), r.integer(0, 1), r.integer(0, 2)};
 }
