@@ -5,7 +5,7 @@
 # SQLite file. Also the same workload as one ordinary process (no --worker): the claiming/committing overhead.
 # Each process uses one thread (OMP_NUM_THREADS=1). Rounds run the configurations in alternating order.
 #   bash scripts/bench_workers.sh [MODEL] [TASK] [LIMIT] [UNIT_ITEMS] [ROUNDS]
-# defaults: ../shared stories260K, hellaswag, 400 items, units of 25, 2 rounds.
+# defaults: ../shared stories260K, hellaswag, 400 items, units of 25, 2 rounds. CONFIGS picks configurations.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${CTRUST_BIN:-$root/build/ctrust}
@@ -57,6 +57,8 @@ echo "# model $(basename "$model"), task $task, $limit items, units of $unit ite
 echo "backend   workers  round  seconds"
 n=0
 configs=("sqlite 0" "sqlite 1" "sqlite 2" "sqlite 4" "postgres 0" "postgres 1" "postgres 2" "postgres 4")
+# CONFIGS="sqlite 1,postgres 1": only these (BACKEND WORKERS, 0 workers = one ordinary process)
+if [ -n "${CONFIGS:-}" ]; then IFS=, read -r -a configs <<< "$CONFIGS"; fi
 for ((r = 1; r <= rounds; r++)); do
   order=("${configs[@]}")
   if ((r % 2 == 0)); then  # reversed every other round

@@ -187,6 +187,15 @@ PostgresStore::PostgresStore(const std::string& url, StoreMode mode)
         fail("{}: results database has schema version {}, this ctrust uses {}", name_, ver, kSchemaVersion);
       return;
     }
+    // The schema exists (every open after the first, e.g. a worker's lease thread): only its version is checked,
+    // no DDL (CREATE INDEX IF NOT EXISTS would lock the runs table even when the index exists).
+    Res have = q("SELECT to_regclass('meta') IS NOT NULL AND to_regclass('runs') IS NOT NULL AND"
+                 " to_regclass('items') IS NOT NULL AND to_regclass('run_results') IS NOT NULL AND"
+                 " to_regclass('units') IS NOT NULL");
+    if (have.text(0, 0) == "t") {
+      Res v = q("SELECT value FROM meta WHERE key = 'schema_version'");
+      if (v.rows() && v.text(0, 0) == std::to_string(kSchemaVersion)) return;
+    }
     transaction([&] {
       q("SELECT pg_advisory_xact_lock(7406221)");  // one schema creation at a time (arbitrary ctrust key)
       q(kSchema);
