@@ -103,7 +103,7 @@ std::string fresh(bool pg, const std::string& name) {
 TEST(PgCli, EvalInterruptResumeRunsCompare) {
   CTRUST_REQUIRE_PG();
   const std::string db = test::pg_server().fresh_db("pgcli");
-  const std::string eval = "eval -m " + test::stories_gguf() + " --tasks hellaswag --limit 150 --db " + db;
+  const std::string eval = "eval -m " + test::stories_gguf() + " --tasks hellaswag --limit 80 --db " + db;
   // A read command on a database without ctrust tables: an error, and nothing is created.
   auto none = test::run_ctrust("runs --db " + db, "pg_runs_empty");
   EXPECT_NE(none.status, 0);
@@ -126,7 +126,7 @@ TEST(PgCli, EvalInterruptResumeRunsCompare) {
   const std::string err = slurp(test::scratch_dir() + "/pg_sigint.err");
   if (st == 0) GTEST_SKIP() << "the run finished before Ctrl-C arrived";
   EXPECT_EQ(st, 130) << err;
-  EXPECT_NE(err.find("of 150 items of task hellaswag are saved in " + db), std::string::npos) << err;
+  EXPECT_NE(err.find("of 80 items of task hellaswag are saved in " + db), std::string::npos) << err;
   int64_t saved = 0;
   {
     Store s(db);
@@ -134,12 +134,12 @@ TEST(PgCli, EvalInterruptResumeRunsCompare) {
     saved = s.list_runs()[0].n_items;
   }
   EXPECT_GT(saved, 0);
-  EXPECT_LT(saved, 150);
+  EXPECT_LT(saved, 80);
   auto again = test::run_ctrust(eval + " --name s --json", "pg_resume");
   ASSERT_EQ(again.status, 0) << again.err;
   const json j = json::parse(again.out)["runs"][0];
   EXPECT_EQ(j["n_skipped"], saved);
-  EXPECT_EQ(j["n_scored"], 150 - saved);
+  EXPECT_EQ(j["n_scored"], 80 - saved);
   // The same run in a SQLite file gives the same items; compare finds no flip between the two runs in PostgreSQL.
   auto other = test::run_ctrust(eval + " --name t --json", "pg_second");
   ASSERT_EQ(other.status, 0) << other.err;
@@ -147,16 +147,16 @@ TEST(PgCli, EvalInterruptResumeRunsCompare) {
   ASSERT_EQ(runs.status, 0) << runs.err;
   const json rj = json::parse(runs.out)["runs"];
   ASSERT_EQ(rj.size(), 2u);
-  EXPECT_EQ(rj[0]["n_items"], 150);
-  EXPECT_EQ(rj[1]["n_items"], 150);
+  EXPECT_EQ(rj[0]["n_items"], 80);
+  EXPECT_EQ(rj[1]["n_items"], 80);
   auto cmp = test::run_ctrust("compare s t --json --db " + db, "pg_compare");
   ASSERT_EQ(cmp.status, 0) << cmp.err;
   const json c = json::parse(cmp.out)["tasks"]["hellaswag"];
-  EXPECT_EQ(c["n"], 150);
+  EXPECT_EQ(c["n"], 80);
   EXPECT_EQ(c["all_flips"], 0);
   Store s(db, StoreMode::ReadOnly);
   const auto all = s.list_runs();
-  expect_same_items(s, all[0].id, all[1].id, 150);
+  expect_same_items(s, all[0].id, all[1].id, 80);
 }
 
 // Three worker processes on one run give the per-item results of one process.
@@ -191,7 +191,7 @@ WORKERS_TEST(ThreeProcessesEqualOneProcess) {
 TEST(WorkersPg, KillNineMidUnitLosesNothing) {
   CTRUST_REQUIRE_PG();
   const std::string db = test::pg_server().fresh_db("workers_kill");
-  constexpr int kItems = 150, kUnit = 25;
+  constexpr int kItems = 100, kUnit = 20;
   const std::string eval = "eval -m " + test::stories_gguf() + " --tasks hellaswag --limit " +
                            std::to_string(kItems) + " --db " + db + " --name w --worker --lease 2 --unit-items " +
                            std::to_string(kUnit);
