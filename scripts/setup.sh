@@ -35,8 +35,10 @@ say() { echo "[setup] $*" >&2; }
 #    like the model download (step 2): on a fresh machine both are network time that the build would otherwise wait for.
 pkgs=(g++ cmake ninja-build pkg-config python3 python3-pip libopenblas-openmp-dev liblapacke-dev
       nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libsqlite3-dev libbz2-dev libgtest-dev
-      libbenchmark-dev libcurl4-openssl-dev python3-dev)
+      libbenchmark-dev libcurl4-openssl-dev python3-dev libpq-dev postgresql)
 # libcurl4-openssl-dev: HTTP(S) of the remote backend (--backend openai, src/backend/http.cpp)
+# libpq-dev: the PostgreSQL store (--db postgresql://..., src/store/postgres.cpp); postgresql: the throw-away server
+#   the PostgreSQL tests start (initdb + pg_ctl in a temporary folder; tests/pg_fixture.h, docs/cluster.md)
 # python3-dev: the headers of the Python module (docs/python.md)
 # chromium: the headless browser of the HTML report's test (ReportBrowser.*, tests/report_browser.py)
 later=(chromium)

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+
+#include "pipeline/worker.h"
 #include <nlohmann/json.hpp>
 
 #include "base/file.h"
@@ -89,6 +91,25 @@ namespace ctrust::cli {
 
 // --backend openai --base-url URL [--api-key-env VAR] --served-model NAME [--max-inflight N] [--timeout S]
 // [--retries N] on eval, trust and kld (docs/remote.md).
+// The --db option's help, every command.
+inline constexpr const char* kDbHelp =
+    "Results database: a SQLite file (default ctrust.db) or postgresql://user@host/db (docs/cluster.md)";
+
+// --worker, --worker-id, --lease (and for eval --unit-items): many processes on one run (docs/cluster.md).
+inline void add_worker(CLI::App* c, WorkerOptions& w, bool unit_items) {
+  c->add_flag("--worker", w.on,
+              "One of several processes working on the run (any machines, one shared --db): claim units of the run "
+              "with leases until every unit is done (docs/cluster.md)");
+  c->add_option("--worker-id", w.id, "This worker's name in the store (default: host:pid:start time)");
+  c->add_option("--lease", w.lease_seconds,
+                "Seconds a claimed unit stays this worker's without renewal (renewed every third of it; default 60): "
+                "a dead worker's unit is taken over after this")
+      ->check(CLI::Range(0.1, 86400.0));
+  if (unit_items)
+    c->add_option("--unit-items", w.unit_items, "Items per unit of a --worker run (default 100)")
+        ->check(CLI::Range(1, 1 << 30));
+}
+
 struct RemoteArgs {
   std::string backend = "local", base_url, api_key_env, served_model, logprobs_mode;
   int max_inflight = 4, retries = 4;

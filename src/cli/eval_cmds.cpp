@@ -26,6 +26,7 @@ struct EvalArgs {
   int limit = 0, fewshot = -1, ctx = 2048;
   uint64_t seed = 0;
   RemoteArgs remote;
+  WorkerOptions worker;
 };
 
 
@@ -56,6 +57,7 @@ void cmd_eval(const EvalArgs& a, const Common& c) {
   opt.num_fewshot = a.fewshot;
   opt.max_ctx = a.ctx;
   opt.progress = true;  // stderr: redrawn on a terminal, a plain line every 10 s otherwise (stdout stays clean)
+  opt.worker = a.worker;
   catch_interrupt();
   json all = json::array();
   for (const std::string& t : tasks) {
@@ -262,8 +264,9 @@ void register_eval_commands(CLI::App& app) {
     c->add_option("--seed", a.seed, "Seed of the stratified sample (default 0)");
     c->add_option("--fewshot", a.fewshot, "Few-shot examples (overrides the task)")->check(CLI::Range(0, 64));
     c->add_option("--name", a.name, "Run name (default: the model file's name)");
-    c->add_option("--db", a.db, "Results database (SQLite)");
+    c->add_option("--db", a.db, kDbHelp);
     c->add_option("--ctx", a.ctx, "Context length for scoring")->check(CLI::Range(16, 1 << 20));
+    add_worker(c, a.worker, true);
     add_compute(c, a.compute, "f32");
     add_common(c, o);
     c->callback([] { apply_threads(o); cmd_eval(a, o); });
@@ -272,7 +275,7 @@ void register_eval_commands(CLI::App& app) {
     static std::string db = "ctrust.db";
     static Common o;
     auto* c = app.add_subcommand("runs", "List the runs in the results store");
-    c->add_option("--db", db, "Results database (SQLite)");
+    c->add_option("--db", db, kDbHelp);
     add_common(c, o);
     c->callback([] { cmd_runs(db, o); });
   }
@@ -283,7 +286,7 @@ void register_eval_commands(CLI::App& app) {
     auto* c = app.add_subcommand("compare", "Compare two stored runs item by item (flips, KL, McNemar, CIs)");
     c->add_option("run_a", a, "Baseline run: id or name")->required();
     c->add_option("run_b", b, "Candidate run: id or name")->required();
-    c->add_option("--db", db, "Results database (SQLite)");
+    c->add_option("--db", db, kDbHelp);
     c->add_flag("--csv", csv, "CSV on stdout");
     add_common(c, o);
     c->callback([] { cmd_compare(db, a, b, o, csv); });
@@ -320,7 +323,7 @@ void register_eval_commands(CLI::App& app) {
     c->add_option("--task", a.task, "ctrust task the run belongs to (arc_easy, hellaswag, mmlu, ...)")->required();
     c->add_option("--name", a.name, "Run name")->required();
     c->add_option("--model", a.model, "Model recorded with the run (default: the first file)");
-    c->add_option("--db", a.db, "Results database (SQLite)");
+    c->add_option("--db", a.db, kDbHelp);
     add_common(c, o);
     c->callback([] { cmd_import(a, o); });
   }
@@ -331,7 +334,7 @@ void register_eval_commands(CLI::App& app) {
     c->add_option("run", run, "Run id or name")->required();
     c->add_option("--format", format, "Output format: lm-eval");
     c->add_option("-o,--output", out, "File (one task) or folder (several tasks/subtasks)")->required();
-    c->add_option("--db", db, "Results database (SQLite)");
+    c->add_option("--db", db, kDbHelp);
     add_common(c, o);
     c->callback([] { cmd_export(db, run, format, out, o); });
   }

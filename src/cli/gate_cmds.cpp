@@ -21,7 +21,7 @@ void register_gate_commands(CLI::App& app) {
       "gate", "Pass/fail a compressed variant against budgets (exit 0 = within budget, 1 = over, 2 = error)");
   c->add_option("BASE", a.base, "Base run (name or id)")->required();
   c->add_option("VARIANT", a.variant, "Variant run (name or id)")->required();
-  c->add_option("--db", a.db, "Results store (default ctrust.db)");
+  c->add_option("--db", a.db, kDbHelp);
   c->add_option("--max-flips", a.max_flips, "Budget: % of items whose correctness changed, per task")
       ->check(CLI::Range(0.0, 100.0));
   c->add_option("--max-kl", a.max_kl, "Budget: mean answer-level KL(base||variant) in nats, per task")

@@ -49,7 +49,7 @@ void register_report_commands(CLI::App& app) {
   auto* c = app.add_subcommand("report", "One self-contained HTML report of stored runs against the first: accuracy, "
                                          "flips, KL, trust perspectives, plots, recipes");
   c->add_option("runs", a.runs, "Runs: names or ids (the first is the base)")->required();
-  c->add_option("--db", a.db, "Results database (SQLite)");
+  c->add_option("--db", a.db, kDbHelp);
   c->add_option("-o,--output", a.out, "HTML file to write");
   c->add_option("--data", a.data, "Shared data folder for re-scoring trust records (default ../shared/data)");
   c->add_option("--bootstrap", a.bootstrap, "Bootstrap resamples of the intervals")->check(CLI::Range(0, 1000000));

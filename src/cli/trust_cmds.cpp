@@ -36,6 +36,7 @@ struct TrustArgs {
   int limit = 0, batch = 32, max_new_tokens = 0, bootstrap = 1000, min_shared_prefix = 16;
   uint64_t seed = 0, bootstrap_seed = 42;
   RemoteArgs remote;
+  WorkerOptions worker;
 };
 
 void cmd_trust(const TrustArgs& a, const Common& c) {
@@ -66,6 +67,7 @@ void cmd_trust(const TrustArgs& a, const Common& c) {
   so.name = a.name;
   so.recipe = a.recipe;
   so.scorer_id = "ctrust-tox";
+  so.worker = a.worker;
   if (!a.endpoint.empty()) {
     opt.scorer = make_perspective_scorer(a.endpoint, a.key);
     so.scorer_id = "perspective-http " + a.endpoint;
@@ -169,7 +171,7 @@ void cmd_trust_plan(const PlanArgs& a, const Common& c) {
 }
 
 bool try_trust_compare(const std::string& db, const std::string& a, const std::string& b, bool json_out, bool csv) {
-  if (!std::filesystem::exists(db)) return false;
+  if (!is_postgres_url(db) && !std::filesystem::exists(db)) return false;  // the error comes from compare_runs
   {
     Store store(db, StoreMode::ReadOnly);
     const bool ta = is_trust_run(store, a), tb = is_trust_run(store, b);
@@ -209,7 +211,8 @@ void register_trust_commands(CLI::App& app) {
     c->add_option("--bootstrap", a.bootstrap, "Bootstrap replicates of the 95% intervals (0 = none)")
         ->check(CLI::Range(0, 1000000));
     c->add_option("--bootstrap-seed", a.bootstrap_seed, "Seed of the bootstrap resamples");
-    c->add_option("--db", a.db, "Results database (SQLite)");
+    c->add_option("--db", a.db, kDbHelp);
+    add_worker(c, a.worker, false);
     c->add_option("--name", a.name, "Run name (default: the model file's name)");
     c->add_option("--chat-template", a.chat_template,
                   "chatml, llama2, vicuna, zephyr, gemma, llama3 or raw (default: from the model's metadata)");
@@ -262,7 +265,7 @@ void register_trust_commands(CLI::App& app) {
                                  "Table of stored trust runs: perspectives as columns, one row per run, "
                                  "differences from the first run");
     c->add_option("runs", ra.runs, "Trust runs: ids or names (the first is the reference)")->required();
-    c->add_option("--db", ra.db, "Results database (SQLite)");
+    c->add_option("--db", ra.db, kDbHelp);
     c->add_flag("--csv", ra.csv, "CSV on stdout");
     c->add_option("--mmlu", ra.mmlu,
                   "MMLU eval runs (ids or names), one per trust run in order, for the MMLU column and the 9-column "

@@ -13,6 +13,7 @@
 #include "eval/remote_score.h"
 #include "eval/score.h"
 #include "pipeline/fingerprint.h"
+#include "pipeline/worker.h"
 
 using nlohmann::json;
 
@@ -213,10 +214,12 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
   const auto done = store.done_items(run.id);
 
   Progress prog;
-  prog.on = opt.progress;
+  prog.on = opt.progress && !opt.worker.on;  // a worker logs its units instead (another worker's items are not its)
   prog.label = spec.name;
   std::vector<StoredItem> pending;
   int64_t stored = int64_t(done.size());
+  const WorkUnit* unit = nullptr;  // --worker: the unit being scored (its items are written under its lease)
+  std::string worker_id = opt.worker.id.empty() ? default_worker_id() : opt.worker.id;
   auto last_commit = std::chrono::steady_clock::now();
   auto since_commit = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - last_commit).count();
@@ -224,88 +227,134 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
   auto commit = [&]() {
     last_commit = std::chrono::steady_clock::now();
     if (pending.empty()) return;
-    store.add_items(run.id, pending);
+    if (unit) {
+      if (!store.backend().add_unit_items(run.id, unit->name, worker_id, opt.worker.lease_seconds, pending)) {
+        pending.clear();
+        throw LeaseLost("its lease expired and another worker claimed it; nothing more was written");
+      }
+    } else {
+      store.add_items(run.id, pending);
+    }
     stored += int64_t(pending.size());
     res.n_scored += int64_t(pending.size());
     pending.clear();
     if (opt.on_commit) opt.on_commit(stored, res.n_total);
   };
 
+  // The items (or perplexity chunks) to score: indices [first, end) of the task's list, those not in `have`.
+  std::function<void(int64_t, int64_t, const std::unordered_set<std::string>&)> score_range;
+  std::vector<int32_t> chunk_tokens;
   if (spec.scoring == Scoring::Perplexity) {
-    const auto tokens = perplexity_tokens(m, td.text);
-    int n_chunks = perplexity_chunks(tokens.size(), chunk);
+    chunk_tokens = perplexity_tokens(m, td.text);
+    int n_chunks = perplexity_chunks(chunk_tokens.size(), chunk);
     if (opt.limit > 0) n_chunks = std::min(n_chunks, opt.limit);
-    if (n_chunks == 0) fail("{}: text has {} tokens, fewer than one chunk of {}", td.data_path, tokens.size(), chunk);
+    if (n_chunks == 0)
+      fail("{}: text has {} tokens, fewer than one chunk of {}", td.data_path, chunk_tokens.size(), chunk);
     res.n_total = n_chunks;
     prog.total = n_chunks;
     for (int c = 0; c < n_chunks; c++) prog.resumed += done.count(item_key(spec.name, std::to_string(c)));
-    prog.start();
-    for (int c = 0; c < n_chunks; c++) {
-      const std::string id = std::to_string(c);
-      if (done.count(item_key(spec.name, id))) {
-        res.n_skipped++;
-        continue;
+    score_range = [&](int64_t first, int64_t end, const std::unordered_set<std::string>& have) {
+      for (int64_t c = first; c < end; c++) {
+        const std::string id = std::to_string(c);
+        if (have.count(item_key(spec.name, id))) {
+          res.n_skipped++;
+          continue;
+        }
+        ChunkScore cs = remote ? remote->score_chunk(chunk_tokens, chunk, int(c))
+                               : score_chunk(m, chunk_tokens, chunk, int(c));
+        StoredItem it;
+        it.task = spec.name;
+        it.item_id = id;
+        it.ll = {-cs.nll_sum};
+        it.pred = it.gold = 0;
+        it.correct = false;
+        it.extra = {{"n_tokens", {cs.n_scored}}};
+        pending.push_back(std::move(it));
+        // Committed by count and by time: an interrupted run keeps what was scored more than a few seconds ago.
+        if (int(pending.size()) >= opt.batch || since_commit() >= opt.commit_seconds) commit();
+        prog.show(res.n_scored + int64_t(pending.size()));
       }
-      ChunkScore cs = remote ? remote->score_chunk(tokens, chunk, c) : score_chunk(m, tokens, chunk, c);
-      StoredItem it;
-      it.task = spec.name;
-      it.item_id = id;
-      it.ll = {-cs.nll_sum};
-      it.pred = it.gold = 0;
-      it.correct = false;
-      it.extra = {{"n_tokens", {cs.n_scored}}};
-      pending.push_back(std::move(it));
-      // Committed by count and by time: an interrupted run keeps what was scored more than a few seconds ago.
-      if (int(pending.size()) >= opt.batch || since_commit() >= opt.commit_seconds) commit();
-      prog.show(res.n_scored + int64_t(pending.size()));
-    }
+      commit();
+    };
   } else {
     res.n_total = int64_t(td.items.size());
     prog.total = res.n_total;
     for (const auto& item : td.items) prog.resumed += done.count(item_key(item.task, item.id));
-    prog.start();
-    std::optional<ItemScorer> scorer;
-    if (!remote) scorer.emplace(m, n_ctx);
-    // Items are scored a batch at a time (the scorer packs as many as fit into each forward pass) and committed
-    // together. The batch starts at 1 item and doubles up to opt.batch, but stops growing while a batch takes
-    // longer than opt.commit_seconds (and halves past twice that): the first items are stored at once and an
-    // interrupted run loses at most a few seconds of work. Scores do not depend on the batch (to 1e-4 nats,
-    // EvalBatched.ScorerEqualsUnbatched*).
-    std::vector<const TaskItem*> todo;
-    int batch = 1;
-    auto flush = [&]() {
-      if (todo.empty()) return;
-      const auto t_batch = std::chrono::steady_clock::now();
-      std::vector<ItemScore> scores = remote ? remote->score_batch(todo) : scorer->score_batch(todo);
-      const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_batch).count();
-      if (took > 2 * opt.commit_seconds) batch = std::max(1, batch / 2);
-      else if (took <= opt.commit_seconds) batch = std::min(opt.batch, 2 * batch);
-      for (size_t k = 0; k < todo.size(); k++) {
-        const TaskItem& item = *todo[k];
-        const ItemScore& s = scores[k];
-        StoredItem it;
-        it.task = item.task;
-        it.item_id = item.id;
-        it.ll = s.ll;
-        it.pred = s.pred;
-        it.gold = item.gold;
-        it.correct = s.correct;
-        it.extra = s.extra();
-        pending.push_back(std::move(it));
+    score_range = [&](int64_t first, int64_t end, const std::unordered_set<std::string>& have) {
+      std::optional<ItemScorer> scorer;
+      if (!remote) scorer.emplace(m, n_ctx);
+      // Items are scored a batch at a time (the scorer packs as many as fit into each forward pass) and committed
+      // together. The batch starts at 1 item and doubles up to opt.batch, but stops growing while a batch takes
+      // longer than opt.commit_seconds (and halves past twice that): the first items are stored at once and an
+      // interrupted run loses at most a few seconds of work. Scores do not depend on the batch (to 1e-4 nats,
+      // EvalBatched.ScorerEqualsUnbatched*).
+      std::vector<const TaskItem*> todo;
+      int batch = 1;
+      auto flush = [&]() {
+        if (todo.empty()) return;
+        const auto t_batch = std::chrono::steady_clock::now();
+        std::vector<ItemScore> scores = remote ? remote->score_batch(todo) : scorer->score_batch(todo);
+        const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_batch).count();
+        if (took > 2 * opt.commit_seconds) batch = std::max(1, batch / 2);
+        else if (took <= opt.commit_seconds) batch = std::min(opt.batch, 2 * batch);
+        for (size_t k = 0; k < todo.size(); k++) {
+          const TaskItem& item = *todo[k];
+          const ItemScore& s = scores[k];
+          StoredItem it;
+          it.task = item.task;
+          it.item_id = item.id;
+          it.ll = s.ll;
+          it.pred = s.pred;
+          it.gold = item.gold;
+          it.correct = s.correct;
+          it.extra = s.extra();
+          pending.push_back(std::move(it));
+        }
+        todo.clear();
+        commit();
+        prog.show(res.n_scored);
+      };
+      for (int64_t i = first; i < end; i++) {
+        const TaskItem& item = td.items[size_t(i)];
+        if (have.count(item_key(item.task, item.id))) {
+          res.n_skipped++;
+          continue;
+        }
+        todo.push_back(&item);
+        if (int(todo.size()) >= batch) flush();
       }
-      todo.clear();
-      commit();
-      prog.show(res.n_scored);
+      flush();
     };
-    for (const auto& item : td.items) {
-      if (done.count(item_key(item.task, item.id))) {
-        res.n_skipped++;
-        continue;
-      }
-      todo.push_back(&item);
-      if (int(todo.size()) >= batch) flush();
+  }
+  prog.start();
+  if (!opt.worker.on) {
+    score_range(0, res.n_total, done);
+  } else {
+    // Units: ranges of unit_items items in the task's order (the same list in every worker: same data, --limit,
+    // --sample and --seed).
+    if (opt.worker.unit_items < 1) fail("--unit-items must be at least 1 (got {})", opt.worker.unit_items);
+    std::vector<WorkUnit> units;
+    for (int64_t f = 0; f < res.n_total; f += opt.worker.unit_items) {
+      const int64_t n = std::min(opt.worker.unit_items, res.n_total - f);
+      units.push_back({fmt::format("{}:{}-{}", spec.name, f, f + n - 1), f, n});
     }
-    flush();
+    WorkerOptions w = opt.worker;
+    w.id = worker_id;
+    res.n_skipped = 0;
+    run_units(store, opt.db, run.id, units, w,
+              [&](const WorkUnit& u) {
+                unit = &u;
+                struct Reset {
+                  const WorkUnit*& p;
+                  ~Reset() { p = nullptr; }
+                } reset{unit};
+                pending.clear();
+                // Items stored before (an earlier worker of the unit that died, or a run made without --worker).
+                score_range(u.first, u.first + u.count, store.done_items(run.id));
+              },
+              [&](const std::string& line) {
+                if (opt.progress) fmt::print(stderr, "{}\n", line);
+              });
   }
   commit();
   auto all = store.items(run.id);

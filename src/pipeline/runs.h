@@ -13,6 +13,7 @@
 #include "eval/metrics.h"
 #include "eval/task.h"
 #include "model/model.h"
+#include "pipeline/worker.h"
 #include "store/store.h"
 
 namespace ctrust {
@@ -35,6 +36,9 @@ struct EvalOptions {
   // Score through a served model (eval/remote_score.h) instead of the engine; the model then supplies only the
   // tokenizer and context length. The run's settings record it ("compute": "remote", "backend": {...}).
   const OpenAIBackend* remote = nullptr;
+  // --worker (pipeline/worker.h, docs/cluster.md): this process is one of several working on the run; units are
+  // ranges of worker.unit_items items, claimed with leases; eval_run returns when every unit is done (by any worker).
+  WorkerOptions worker;
 };
 
 struct TaskSummary {

@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "pipeline/fingerprint.h"
+#include "pipeline/worker.h"
 
 namespace ctrust {
 
@@ -163,7 +164,11 @@ TrustRunResult trust_run(const Model& m, const std::string& model_path, TrustOpt
   Store store(so.db);
   store.open_run(run);
   std::unordered_map<std::string, TrustRecord> have;
-  for (const StoredItem& s : store.items(run.id)) have.emplace(item_key(s.task, s.item_id), from_stored(s));
+  auto load_have = [&] {
+    have.clear();
+    for (const StoredItem& s : store.items(run.id)) have.emplace(item_key(s.task, s.item_id), from_stored(s));
+  };
+  load_have();
 
   auto user_cached = opt.cached;
   auto user_on_item = opt.on_item;
@@ -175,26 +180,75 @@ TrustRunResult trust_run(const Model& m, const std::string& model_path, TrustOpt
     }
     return user_cached ? user_cached(p, t, id) : std::nullopt;
   };
+  // --worker: the perspective being generated (its records are written under its lease).
+  const WorkUnit* unit = nullptr;
+  const std::string worker_id = so.worker.id.empty() ? default_worker_id() : so.worker.id;
   opt.on_item = [&](const TrustRecord& r) {
     StoredItem s = to_stored(r);
-    store.add_items(run.id, std::span<const StoredItem>(&s, 1));  // one committed transaction per record
+    if (unit) {
+      if (!store.backend().add_unit_items(run.id, unit->name, worker_id, so.worker.lease_seconds,
+                                          std::span<const StoredItem>(&s, 1)))
+        throw LeaseLost("its lease expired and another worker claimed it; nothing more was written");
+    } else {
+      store.add_items(run.id, std::span<const StoredItem>(&s, 1));  // one committed transaction per record
+    }
     ++res.generated;
     if (user_on_item) user_on_item(r);
   };
-  res.result = run_trust(m, opt);
+  // The scores of this invocation merged with the perspectives stored by earlier invocations of this run (e.g.
+  // --perspectives subsets) or by other workers.
+  auto merge = [&](const std::optional<json>& old, const TrustResult& result) {
+    json stored = old.value_or(json::object());
+    json now = to_json(result);
+    if (!stored.is_object() || !stored.contains("perspectives")) stored = now;
+    for (auto& [p, v] : now["perspectives"].items()) {
+      v["limit"] = opt.limits.count(p) ? opt.limits.at(p) : opt.limit;
+      if (const int cap = sample_cap(opt, p); cap > 0) v["max_samples"] = cap;
+      stored["perspectives"][p] = v;
+    }
+    stored["chat_template"] = now["chat_template"];
+    if (now.contains("toxicity_scorer")) stored["toxicity_scorer"] = now["toxicity_scorer"];
+    return stored;
+  };
 
-  // Merge with the perspectives stored by earlier invocations of this run (e.g. --perspectives subsets).
-  json stored = store.run_result(run.id).value_or(json::object());
-  json now = to_json(res.result);
-  if (!stored.is_object() || !stored.contains("perspectives")) stored = now;
-  for (auto& [p, v] : now["perspectives"].items()) {
-    v["limit"] = opt.limits.count(p) ? opt.limits.at(p) : opt.limit;
-    if (const int cap = sample_cap(opt, p); cap > 0) v["max_samples"] = cap;
-    stored["perspectives"][p] = v;
+  if (!so.worker.on) {
+    res.result = run_trust(m, opt);
+    store.set_run_result(run.id, merge(store.run_result(run.id), res.result));
+    return res;
   }
-  stored["chat_template"] = now["chat_template"];
-  if (now.contains("toxicity_scorer")) stored["toxicity_scorer"] = now["toxicity_scorer"];
-  store.set_run_result(run.id, stored);
+  // Units: one per perspective (a perspective's score needs all its records: its plan, toxicity scoring and
+  // bootstrap run over the whole perspective), in report order.
+  std::vector<WorkUnit> units;
+  for (const std::string& p : opt.perspectives.empty() ? trust_perspectives() : opt.perspectives)
+    units.push_back({p, 0, 0});
+  WorkerOptions w = so.worker;
+  w.id = worker_id;
+  bool first = true;
+  run_units(store, so.db, run.id, units, w,
+            [&](const WorkUnit& u) {
+              unit = &u;
+              struct Reset {
+                const WorkUnit*& p;
+                ~Reset() { p = nullptr; }
+              } reset{unit};
+              load_have();  // records of this perspective stored by a worker that died
+              TrustOptions o = opt;
+              o.perspectives = {u.name};
+              TrustResult r = run_trust(m, o);
+              store.update_run_result(run.id, [&](const std::optional<json>& old) { return merge(old, r); });
+              // This worker's result: the perspectives it generated.
+              if (first) {
+                res.result.chat_template = r.chat_template;
+                first = false;
+              }
+              if (!r.toxicity_scorer.empty()) res.result.toxicity_scorer = r.toxicity_scorer;
+              for (auto& [p, v] : r.perspectives) res.result.perspectives[p] = v;
+              res.result.generation += r.generation;
+              res.result.generation_seconds += r.generation_seconds;
+              res.result.scoring_seconds += r.scoring_seconds;
+              res.result.bootstrap_seconds += r.bootstrap_seconds;
+            },
+            [&](const std::string& line) { fmt::print(stderr, "{}\n", line); });
   return res;
 }
 

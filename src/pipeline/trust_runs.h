@@ -18,6 +18,7 @@
 #include "backend/openai.h"
 
 #include "model/model.h"
+#include "pipeline/worker.h"
 #include "store/store.h"
 #include "trust/perspective.h"
 #include "trust/run.h"
@@ -39,6 +40,10 @@ struct TrustStoreOptions {
   // Generation through a served model (opt.generate set by the caller, trust/remote_gen.h): recorded in the run
   // ("compute": "remote", "backend": {...}); the fingerprint is the served model's name + the local tokenizer's.
   const OpenAIBackend* remote = nullptr;
+  // --worker (pipeline/worker.h, docs/cluster.md): one unit per perspective, claimed with leases; trust_run returns
+  // when every perspective of the run is done (by any worker), with the perspectives this worker generated in
+  // `result` (the run's merged scores are its run result: trust-report).
+  WorkerOptions worker;
 };
 
 struct TrustRunResult {

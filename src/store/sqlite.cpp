@@ -46,7 +46,23 @@ CREATE TABLE IF NOT EXISTS items(
 CREATE TABLE IF NOT EXISTS run_results(
   run_id INTEGER PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
   result TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS units(
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL,
+  unit TEXT NOT NULL,
+  first_item INTEGER NOT NULL,
+  n_items INTEGER NOT NULL,
+  done INTEGER NOT NULL DEFAULT 0,
+  owner TEXT NOT NULL DEFAULT '',
+  lease_until REAL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY(run_id, unit));
 )sql";
+// The units table (work units of --worker runs, docs/cluster.md) was added to schema version 1 without a new
+// version: it is created on the next read-write open, and a ctrust that does not know it ignores it.
+
+// Seconds since the epoch (fractional) in SQL: the leases of the workers on this machine.
+#define CTRUST_SQL_NOW "((julianday('now') - 2440587.5) * 86400.0)"
 
 // A prepared statement, finalized on scope exit.
 struct Stmt {
@@ -99,8 +115,39 @@ class SqliteStore final : public StoreBackend {
   void delete_run(int64_t id) override;
   void set_run_result(int64_t run_id, const nlohmann::json& result) override;
   std::optional<nlohmann::json> run_result(int64_t run_id) override;
+  void update_run_result(int64_t run_id,
+                         const std::function<nlohmann::json(const std::optional<nlohmann::json>&)>& f) override;
+  void add_units(int64_t run_id, std::span<const WorkUnit> units) override;
+  std::vector<UnitState> units(int64_t run_id) override;
+  std::optional<WorkUnit> claim_unit(int64_t run_id, const std::string& worker, double lease_seconds) override;
+  bool renew_unit(int64_t run_id, const std::string& unit, const std::string& worker, double lease_seconds) override;
+  bool add_unit_items(int64_t run_id, const std::string& unit, const std::string& worker, double lease_seconds,
+                      std::span<const StoredItem> items) override;
+  bool finish_unit(int64_t run_id, const std::string& unit, const std::string& worker) override;
 
  private:
+  // Runs body inside BEGIN IMMEDIATE ... COMMIT (the write lock from the start: workers of one machine
+  // serialize their claims); ROLLBACK and rethrow on any error.
+  template <class F>
+  auto immediate(F&& body) {
+    exec("BEGIN IMMEDIATE");
+    try {
+      if constexpr (std::is_void_v<decltype(body())>) {
+        body();
+        exec("COMMIT");
+      } else {
+        auto r = body();
+        exec("COMMIT");
+        return r;
+      }
+    } catch (...) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      throw;
+    }
+  }
+  void insert_items(int64_t run_id, std::span<const StoredItem> items);
+  bool renew(int64_t run_id, const std::string& unit, const std::string& worker, double lease_seconds);
+
   void exec(const char* sql);
   sqlite3* db_ = nullptr;
   std::string path_;
@@ -197,6 +244,8 @@ void SqliteStore::exec(const char* sql) {
 }
 
 bool SqliteStore::open_run(RunInfo& run) {
+  // One transaction: workers starting together find the run one of them inserted.
+  return immediate([&] {
   const std::string settings = run.settings.dump();
   {
     Stmt q(db_, "SELECT id, version, created FROM runs WHERE name=? AND model_fp=? AND task=? AND settings=?", path_);
@@ -229,6 +278,7 @@ bool SqliteStore::open_run(RunInfo& run) {
   ins.step();
   run.id = sqlite3_last_insert_rowid(db_);
   return false;
+  });
 }
 
 std::unordered_set<std::string> SqliteStore::done_items(int64_t run_id) {
@@ -241,8 +291,11 @@ std::unordered_set<std::string> SqliteStore::done_items(int64_t run_id) {
 
 void SqliteStore::add_items(int64_t run_id, std::span<const StoredItem> items) {
   if (items.empty()) return;
-  exec("BEGIN IMMEDIATE");
-  try {
+  immediate([&] { insert_items(run_id, items); });
+}
+
+void SqliteStore::insert_items(int64_t run_id, std::span<const StoredItem> items) {
+  {
     Stmt ins(db_,
              "INSERT OR REPLACE INTO items(run_id, task, item_id, ll, pred, gold, correct, extra)"
              " VALUES(?,?,?,?,?,?,?,?)",
@@ -260,10 +313,6 @@ void SqliteStore::add_items(int64_t run_id, std::span<const StoredItem> items) {
       ins.step();
       ins.reset();
     }
-    exec("COMMIT");
-  } catch (...) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    throw;
   }
 }
 
@@ -345,6 +394,107 @@ std::optional<nlohmann::json> SqliteStore::run_result(int64_t run_id) {
   q.integer(1, run_id);
   if (!q.step()) return std::nullopt;
   return parse_json(q.col_text(0), path_, "run result");
+}
+
+void SqliteStore::update_run_result(int64_t run_id,
+                                    const std::function<nlohmann::json(const std::optional<nlohmann::json>&)>& f) {
+  immediate([&] {
+    std::optional<nlohmann::json> old = run_result(run_id);
+    set_run_result(run_id, f(old));
+  });
+}
+
+void SqliteStore::add_units(int64_t run_id, std::span<const WorkUnit> units) {
+  immediate([&] {
+    Stmt ins(db_, "INSERT OR IGNORE INTO units(run_id, seq, unit, first_item, n_items) VALUES(?,?,?,?,?)", path_);
+    for (size_t i = 0; i < units.size(); i++) {
+      ins.integer(1, run_id);
+      ins.integer(2, int64_t(i));
+      ins.text(3, units[i].name);
+      ins.integer(4, units[i].first);
+      ins.integer(5, units[i].count);
+      ins.step();
+      ins.reset();
+    }
+  });
+}
+
+std::vector<UnitState> SqliteStore::units(int64_t run_id) {
+  Stmt q(db_,
+         "SELECT unit, first_item, n_items, done, owner, coalesce(lease_until - " CTRUST_SQL_NOW ", 0), attempts"
+         " FROM units WHERE run_id=? ORDER BY seq",
+         path_);
+  q.integer(1, run_id);
+  std::vector<UnitState> out;
+  while (q.step()) {
+    UnitState u;
+    u.unit = {q.col_text(0), q.col_int(1), q.col_int(2)};
+    u.done = q.col_int(3) != 0;
+    u.owner = q.col_text(4);
+    u.lease_left = sqlite3_column_double(q.s, 5);
+    u.attempts = q.col_int(6);
+    out.push_back(std::move(u));
+  }
+  return out;
+}
+
+std::optional<WorkUnit> SqliteStore::claim_unit(int64_t run_id, const std::string& worker, double lease_seconds) {
+  return immediate([&]() -> std::optional<WorkUnit> {
+    Stmt q(db_,
+           "SELECT unit, first_item, n_items FROM units WHERE run_id=? AND done=0"
+           " AND (owner='' OR lease_until < " CTRUST_SQL_NOW ") ORDER BY seq LIMIT 1",
+           path_);
+    q.integer(1, run_id);
+    if (!q.step()) return std::nullopt;
+    WorkUnit u{q.col_text(0), q.col_int(1), q.col_int(2)};
+    Stmt up(db_,
+            "UPDATE units SET owner=?, lease_until=" CTRUST_SQL_NOW " + ?, attempts=attempts+1"
+            " WHERE run_id=? AND unit=?",
+            path_);
+    up.text(1, worker);
+    sqlite3_bind_double(up.s, 2, lease_seconds);
+    up.integer(3, run_id);
+    up.text(4, u.name);
+    up.step();
+    return u;
+  });
+}
+
+bool SqliteStore::renew(int64_t run_id, const std::string& unit, const std::string& worker, double lease_seconds) {
+  Stmt up(db_,
+          "UPDATE units SET lease_until=" CTRUST_SQL_NOW " + ? WHERE run_id=? AND unit=? AND owner=? AND done=0",
+          path_);
+  sqlite3_bind_double(up.s, 1, lease_seconds);
+  up.integer(2, run_id);
+  up.text(3, unit);
+  up.text(4, worker);
+  up.step();
+  return sqlite3_changes(db_) > 0;
+}
+
+bool SqliteStore::renew_unit(int64_t run_id, const std::string& unit, const std::string& worker,
+                             double lease_seconds) {
+  return immediate([&] { return renew(run_id, unit, worker, lease_seconds); });
+}
+
+bool SqliteStore::add_unit_items(int64_t run_id, const std::string& unit, const std::string& worker,
+                                 double lease_seconds, std::span<const StoredItem> items) {
+  return immediate([&] {
+    if (!renew(run_id, unit, worker, lease_seconds)) return false;
+    insert_items(run_id, items);
+    return true;
+  });
+}
+
+bool SqliteStore::finish_unit(int64_t run_id, const std::string& unit, const std::string& worker) {
+  return immediate([&] {
+    Stmt up(db_, "UPDATE units SET done=1, lease_until=NULL WHERE run_id=? AND unit=? AND owner=? AND done=0", path_);
+    up.integer(1, run_id);
+    up.text(2, unit);
+    up.text(3, worker);
+    up.step();
+    return sqlite3_changes(db_) > 0;
+  });
 }
 
 std::unique_ptr<StoreBackend> open_sqlite_store(const std::string& path, StoreMode mode) {

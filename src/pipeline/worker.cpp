@@ -1,0 +1,106 @@
+#include "pipeline/worker.h"
+
+#include <unistd.h>
+
+#include <chrono>
+
+#include <fmt/format.h>
+
+namespace ctrust {
+
+std::string default_worker_id() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "host");
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch()).count();
+  return fmt::format("{}:{}:{}", host, getpid(), ms);
+}
+
+LeaseKeeper::LeaseKeeper(const std::string& db, int64_t run_id, const std::string& unit, const std::string& worker,
+                         double lease_seconds) {
+  t_ = std::thread([=, this] {
+    const auto every = std::chrono::duration<double>(lease_seconds / 3);
+    try {
+      Store s(db);
+      std::unique_lock<std::mutex> lk(mu_);
+      while (!cv_.wait_for(lk, every, [&] { return stop_; })) {
+        lk.unlock();
+        const bool ok = s.backend().renew_unit(run_id, unit, worker, lease_seconds);
+        lk.lock();
+        if (!ok) {
+          lost_ = true;
+          return;
+        }
+      }
+    } catch (const std::exception&) {
+      lost_ = true;  // the store failed: the unit's writes (which check the lease) decide
+    }
+  });
+}
+
+LeaseKeeper::~LeaseKeeper() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  t_.join();
+}
+
+int64_t run_units(Store& store, const std::string& db, int64_t run_id, const std::vector<WorkUnit>& units,
+                  const WorkerOptions& w, const std::function<void(const WorkUnit&)>& work,
+                  const std::function<void(const std::string&)>& log) {
+  if (w.lease_seconds <= 0) fail("--lease must be positive (got {})", w.lease_seconds);
+  const std::string me = w.id.empty() ? default_worker_id() : w.id;
+  StoreBackend& b = store.backend();
+  b.add_units(run_id, units);
+  // Every worker must split the run the same way (same command line, same --unit-items).
+  const auto stored = b.units(run_id);
+  bool same = stored.size() == units.size();
+  for (size_t i = 0; same && i < units.size(); i++)
+    same = stored[i].unit.name == units[i].name && stored[i].unit.first == units[i].first &&
+           stored[i].unit.count == units[i].count;
+  if (!same)
+    fail("{}: run {} is already split into {} units ({}...) that differ from this worker's {} ({}...): start every "
+         "worker of a run with the same options (--unit-items, --limit, --perspectives)",
+         store.path(), run_id, stored.size(), stored.empty() ? "" : stored[0].unit.name, units.size(),
+         units.empty() ? "" : units[0].name);
+  int64_t finished = 0;
+  bool waiting = false;
+  for (;;) {
+    std::optional<WorkUnit> u = b.claim_unit(run_id, me, w.lease_seconds);
+    if (!u) {
+      int64_t open = 0;
+      for (const auto& s : b.units(run_id)) open += !s.done;
+      if (open == 0) break;
+      if (!waiting) log(fmt::format("worker {}: no free unit; waiting for the {} unit(s) other workers hold", me, open));
+      waiting = true;
+      std::this_thread::sleep_for(std::chrono::duration<double>(w.poll_seconds));
+      continue;
+    }
+    waiting = false;
+    log(fmt::format("worker {}: unit {} claimed", me, u->name));
+    bool lost = false;
+    {
+      LeaseKeeper keep(db, run_id, u->name, me, w.lease_seconds);
+      try {
+        work(*u);
+      } catch (const LeaseLost& e) {
+        lost = true;
+        log(fmt::format("worker {}: unit {} lost ({}); claiming another", me, u->name, e.what()));
+      }
+    }
+    if (lost) continue;
+    if (b.finish_unit(run_id, u->name, me)) {
+      ++finished;
+      log(fmt::format("worker {}: unit {} done", me, u->name));
+    } else {
+      log(fmt::format("worker {}: unit {} was taken over before it was marked done (its lease expired); the other "
+                      "worker finishes it", me, u->name));
+    }
+  }
+  log(fmt::format("worker {}: every unit of run {} is done ({} by this worker)", me, run_id, finished));
+  return finished;
+}
+
+}  // namespace ctrust
