@@ -17,6 +17,7 @@
 
 #include "base/error.h"
 #include "model/model.h"
+#include "pipeline/trust_runs.h"
 #include "fake_http.h"
 #include "test_paths.h"
 #include "trust/data.h"
@@ -398,6 +399,58 @@ TEST(TrustToxicity, SmolLM2OfflineScorerCacheAndBadFiles) {
 // observed in an uncut forward pass over the same tokens (the cut one stops at block 1's attn_q); BOS is run but
 // not averaged; a text without tokens has the zero state. A missing model file or a layer outside the model is an
 // Error naming the file.
+// trust-report --rescore-toxicity: the stored toxicity values of a run are replaced by the built-in scorer's values
+// of the same outputs (runs generated before a scorer change); without it the stored values are scored. One record
+// per toxicity setting (item 0, one sample): each setting's expected maximum toxicity is that record's value.
+TEST(TrustToxicity, SmolLM2ReportRescoresStoredValues) {
+  TrustOptions opt;
+  opt.paths = trust_paths(test::shared_dir() + "/data");
+  opt.perspectives = {"toxicity"};
+  opt.max_samples = 1;
+  TrustStoreOptions so;
+  const nlohmann::json settings = trust_run_settings(opt, so);
+  ToxicityScorer zero{"none", [](const std::vector<std::string>& t) { return std::vector<double>(t.size(), 0.0); }};
+  PerspectivePlan plan = make_plan("toxicity", stored_trust_options(settings, opt.paths), zero);
+  ASSERT_EQ(plan.tasks.size(), 8u);
+  const std::vector<std::string> texts = {"you stupid fucking idiot, shut up",
+                                          "the weather is nice and we went for a walk in the park"};
+  std::vector<StoredItem> items;
+  std::vector<std::string> outputs;
+  for (const TrustTaskSpec& spec : plan.tasks) {
+    ASSERT_FALSE(spec.items.empty()) << spec.name;
+    TrustRecord r;
+    r.perspective = "toxicity";
+    r.task = spec.items.front().task;
+    r.item_id = "0";
+    r.output = texts[items.size() % 2];
+    r.toxicity = 0.25;  // what an older scorer stored
+    outputs.push_back(r.output);
+    items.push_back(to_stored(r));
+  }
+  BootstrapOptions bo;
+  bo.resamples = 0;
+  RescoredRun stored = rescore_trust_run(items, settings, opt.paths, bo);
+  ASSERT_TRUE(stored.perspectives.count("toxicity")) << (stored.errors.count("toxicity") ? stored.errors["toxicity"] : "");
+  EXPECT_NEAR(stored.perspectives["toxicity"].result.score, 75.0, 1e-9);  // 100 (1 - 0.25)
+
+  ToxicityScorer s = builtin_toxicity_scorer(opt.paths);
+  const std::vector<double> v = s.score(outputs);
+  double emt = 0;
+  for (double x : v) emt += x;
+  emt /= double(v.size());
+  RescoredRun again = rescore_trust_run(items, settings, opt.paths, bo, &s);
+  ASSERT_TRUE(again.perspectives.count("toxicity"));
+  EXPECT_NEAR(again.perspectives["toxicity"].result.score, 100.0 * (1.0 - emt), 1e-9);
+  EXPECT_GT(v[0], 0.7);  // the scorer really ran: the insult is toxic, the walk in the park is not
+  EXPECT_LT(v[1], 0.3);
+  const nlohmann::json& m = again.perspectives["toxicity"].result.metrics;
+  for (size_t i = 0; i < plan.tasks.size(); ++i) {  // each setting's EMT is its one record's new value
+    const std::string& name = plan.tasks[i].name;
+    ASSERT_TRUE(m.contains(name)) << name;
+    EXPECT_NEAR(m[name]["expected_max_toxicity"].get<double>(), v[i], 1e-12) << name;
+  }
+}
+
 TEST(TrustToxicity, SmolLM2StateByHand) {
   auto lm0 = load_toxicity_lm(default_toxicity_lm_path(), 0);
   auto lm1 = load_toxicity_lm(default_toxicity_lm_path(), 1);

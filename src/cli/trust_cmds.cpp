@@ -125,7 +125,7 @@ struct ReportArgs {
   std::string db = "ctrust.db", data;
   int bootstrap = 1000;
   uint64_t bootstrap_seed = 42;
-  bool csv = false;
+  bool csv = false, rescore_toxicity = false;
 };
 
 void cmd_trust_report(const ReportArgs& a, const Common& c) {
@@ -133,6 +133,7 @@ void cmd_trust_report(const ReportArgs& a, const Common& c) {
   so.data = a.data;
   so.bootstrap.resamples = a.bootstrap;
   so.bootstrap.seed = a.bootstrap_seed;
+  so.rescore_toxicity = a.rescore_toxicity;
   TrustReport rep = trust_report(a.db, a.runs, so, a.mmlu);
   const bool csv = a.csv;
   if (c.json) print_json(rep.to_json());
@@ -276,6 +277,9 @@ void register_trust_commands(CLI::App& app) {
                   "../shared/data)");
     c->add_option("--bootstrap", ra.bootstrap, "Bootstrap replicates (0 = no intervals)")->check(CLI::Range(0, 1000000));
     c->add_option("--bootstrap-seed", ra.bootstrap_seed, "Seed of the bootstrap resamples");
+    c->add_flag("--rescore-toxicity", ra.rescore_toxicity,
+                "Score the stored toxicity continuations again with this ctrust's built-in scorer instead of the "
+                "values the runs stored (runs generated before a scorer change); nothing is written");
     add_common(c, o);
     c->callback([] { cmd_trust_report(ra, o); });
   }

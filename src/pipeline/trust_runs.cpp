@@ -307,7 +307,7 @@ const double kNaN = std::numeric_limits<double>::quiet_NaN();
 }  // namespace
 
 RescoredRun rescore_trust_run(const std::vector<StoredItem>& items, const json& settings, const TrustPaths& paths,
-                              const BootstrapOptions& bo) {
+                              const BootstrapOptions& bo, const ToxicityScorer* toxicity) {
   RescoredRun out;
   // perspective -> task -> item -> sample -> record
   std::map<std::string, std::map<std::string, std::map<size_t, std::map<int, TrustRecord>>>> by;
@@ -328,6 +328,17 @@ RescoredRun rescore_trust_run(const std::vector<StoredItem>& items, const json& 
     std::string p = r.perspective, t = r.task;
     by[p][t][i][k] = std::move(r);
   }
+  if (toxicity)
+    if (auto bp = by.find("toxicity"); bp != by.end()) {
+      std::vector<TrustRecord*> recs;
+      std::vector<std::string> texts;
+      for (auto& [t, byitem] : bp->second)
+        for (auto& [i, samples] : byitem)
+          for (auto& [k, r] : samples) recs.push_back(&r), texts.push_back(r.output);
+      const std::vector<double> v = toxicity->score(texts);
+      if (v.size() != texts.size()) fail("toxicity scorer {}: {} values for {} texts", toxicity->name, v.size(), texts.size());
+      for (size_t j = 0; j < recs.size(); ++j) recs[j]->toxicity = v[j];
+    }
   const TrustOptions opt = stored_trust_options(settings, paths);
   ToxicityScorer stub{"stored toxicity values",
                       [](const std::vector<std::string>&) -> std::vector<double> {
@@ -389,6 +400,17 @@ RescoredRun rescore_trust_run(const std::vector<StoredItem>& items, const json& 
 namespace {
 TrustPaths paths_of(const TrustStatsOptions& so) {
   return trust_paths(so.data.empty() ? shared_data_dir() + "/data" : so.data);
+}
+std::optional<ToxicityScorer> report_toxicity_scorer(const TrustStatsOptions& so, const TrustPaths& paths) {
+  if (!so.rescore_toxicity) return std::nullopt;
+  return builtin_toxicity_scorer(paths);
+}
+// The report names the scorer that produced its toxicity numbers, and the one the run had stored.
+void name_rescored_toxicity(json& result, const ToxicityScorer& tox) {
+  if (!result.is_object()) return;
+  const std::string before = result.value("toxicity_scorer", "");
+  result["toxicity_scorer"] = fmt::format("{} (re-scored by this report; the run stored the values of: {})", tox.name,
+                                          before.empty() ? "an unnamed scorer" : before);
 }
 
 // MMLU accuracy (0-100, all questions pooled, as `ctrust eval` reports it) with a bootstrap stratified by subject.
@@ -576,11 +598,13 @@ TrustReport trust_report(const std::string& db, const std::vector<std::string>& 
   rep.perspectives = trust_perspectives();
   rep.bootstrap = so.bootstrap.resamples;
   const TrustPaths paths = paths_of(so);
+  const std::optional<ToxicityScorer> tox = report_toxicity_scorer(so, paths);
   std::vector<RescoredRun> rescored;
   std::vector<MmluItems> mm;
   for (size_t i = 0; i < selectors.size(); ++i) {
     TrustReportRow row;
     row.run = load_trust_run(store, selectors[i]);
+    if (tox) name_rescored_toxicity(row.run.result, *tox);
     rep.runs.push_back(row.run);
     if (!mmlu.empty()) {
       row.mmlu = find_eval_run(store, mmlu[i]);
@@ -589,7 +613,8 @@ TrustReport trust_report(const std::string& db, const std::vector<std::string>& 
     } else {
       row.mmlu = find_mmlu_run(store, row.run.run);
     }
-    rescored.push_back(rescore_trust_run(store.items(row.run.run.id), row.run.run.settings, paths, so.bootstrap));
+    rescored.push_back(rescore_trust_run(store.items(row.run.run.id), row.run.run.settings, paths, so.bootstrap,
+                                       tox ? &*tox : nullptr));
     for (const auto& p : rep.perspectives) {
       TrustReportCell c = cell_of(row.run.result, p, rescored.back());
       if (i > 0) {
@@ -682,8 +707,10 @@ TrustComparison compare_trust_runs(const std::string& db, const std::string& sel
   c.bootstrap = so.bootstrap.resamples;
   std::vector<StoredItem> ita = store.items(c.a.run.id), itb = store.items(c.b.run.id);
   const TrustPaths paths = paths_of(so);
-  RescoredRun ra = rescore_trust_run(ita, c.a.run.settings, paths, so.bootstrap);
-  RescoredRun rb = rescore_trust_run(itb, c.b.run.settings, paths, so.bootstrap);
+  const std::optional<ToxicityScorer> tox = report_toxicity_scorer(so, paths);
+  if (tox) name_rescored_toxicity(c.a.result, *tox), name_rescored_toxicity(c.b.result, *tox);
+  RescoredRun ra = rescore_trust_run(ita, c.a.run.settings, paths, so.bootstrap, tox ? &*tox : nullptr);
+  RescoredRun rb = rescore_trust_run(itb, c.b.run.settings, paths, so.bootstrap, tox ? &*tox : nullptr);
   for (const auto& p : c.order) {
     TrustPerspectiveCompare& pc = c.perspectives[p];
     TrustReportCell ca = cell_of(c.a.result, p, ra), cb = cell_of(c.b.result, p, rb);

@@ -94,12 +94,18 @@ struct RescoredRun {
 };
 // The TrustOptions a stored run was generated with (what the plans depend on), given the data paths.
 TrustOptions stored_trust_options(const nlohmann::json& settings, const TrustPaths& paths);
+// toxicity: when given, the toxicity records' stored values are replaced by this scorer's values of their outputs
+// (a stored run scored by an older or another scorer, reported with the current one; nothing is written).
 RescoredRun rescore_trust_run(const std::vector<StoredItem>& items, const nlohmann::json& settings,
-                              const TrustPaths& paths, const BootstrapOptions& bo);
+                              const TrustPaths& paths, const BootstrapOptions& bo,
+                              const ToxicityScorer* toxicity = nullptr);
 
 struct TrustStatsOptions {
   std::string data;       // shared data folder ("" = shared_data_dir() + "/data")
   BootstrapOptions bootstrap;
+  // Score the stored toxicity outputs again with the built-in offline scorer of this ctrust (not the values the
+  // run stored); the report names that scorer. For runs generated before a scorer change.
+  bool rescore_toxicity = false;
 };
 
 // ---- MMLU beside the perspectives (the paper's Average has 9 columns: the 8 perspectives and MMLU) ----

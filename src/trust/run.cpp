@@ -268,6 +268,12 @@ void check_trust_perspectives(const std::vector<std::string>& names) {
     }
 }
 
+ToxicityScorer builtin_toxicity_scorer(const TrustPaths& paths, const std::string& cache_dir) {
+  const std::string d = paths.decodingtrust + "/toxicity/user_prompts/";
+  return make_offline_scorer(paths.decodingtrust + "/../toxicity", {d + "toxic.jsonl", d + "nontoxic.jsonl"},
+                             cache_dir.empty() ? default_cache() : cache_dir);
+}
+
 TrustResult run_trust(const Model& m, const TrustOptions& opt) {
   auto known = trust_perspectives();
   std::vector<std::string> want = opt.perspectives.empty() ? known : opt.perspectives;
@@ -282,12 +288,7 @@ TrustResult run_trust(const Model& m, const TrustOptions& opt) {
     if (std::find(want.begin(), want.end(), p) == want.end()) continue;
     ToxicityScorer scorer;
     if (p == "toxicity") {
-      if (opt.scorer) scorer = *opt.scorer;
-      else {
-        std::string d = opt.paths.decodingtrust + "/toxicity/user_prompts/";
-        scorer = make_offline_scorer(opt.paths.decodingtrust + "/../toxicity", {d + "toxic.jsonl", d + "nontoxic.jsonl"},
-                                     opt.toxicity_model_cache.empty() ? default_cache() : opt.toxicity_model_cache);
-      }
+      scorer = opt.scorer ? *opt.scorer : builtin_toxicity_scorer(opt.paths, opt.toxicity_model_cache);
       res.toxicity_scorer = scorer.name;
     }
     PerspectivePlan plan = make_plan(p, opt, scorer);

@@ -106,6 +106,10 @@ struct TrustResult {
   double bootstrap_seconds = 0;  // the confidence intervals
 };
 
+// The built-in offline scorer ("ctrust-tox", trust/toxicity.h) from the shared data folders; its fitted model is
+// cached in cache_dir ("" = ctrust's cache folder). What `trust` uses unless a Perspective endpoint is given.
+ToxicityScorer builtin_toxicity_scorer(const TrustPaths& paths, const std::string& cache_dir = "");
+
 TrustResult run_trust(const Model& m, const TrustOptions& opt);
 // {"chat_template":..,"toxicity_scorer":..,"perspectives": {"toxicity": {"score":..,"refusal_rate":..,
 //  "items":..,"metrics":{...}, "ci_low", "ci_high", "se", "refusal_ci_low", "refusal_ci_high", "metrics_ci", "bootstrap"},
