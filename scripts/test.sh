@@ -12,7 +12,10 @@
 #                                  last result is in docs/correctness.md)
 #   bash scripts/test.sh -L unit   any other ctest arguments are passed on (e.g. -L golden, -R Regex); then
 #                                  the sanitizer tree is left out
-# CTRUST_SKIP_ASAN=1 skips the sanitizer tree (its tests and the fuzz smoke run). Tiers and measured durations:
+# CTRUST_SKIP_ASAN=1 skips the sanitizer tree (its tests and the fuzz smoke run). The set-up installs
+# llama-cpp-python's server (pip builds llama.cpp, ~157 s of CPU, once per Python environment) for the remote
+# backend's RemoteServer.* tests, which fail without it; CTRUST_REMOTE=0 installs nothing and skips them (--quick
+# neither installs nor runs them: they are in the slow tier). Tiers and measured durations:
 # docs/correctness.md, "Test tiers" and "CI time".
 # Each step prints its wall time and the CPU time (user+sys) of its processes: on a machine shared with other
 # work the wall time grows with the load, the CPU time hardly does (quiet 2-core wall time ~ CPU time / 2).
@@ -50,6 +53,10 @@ fi
 # Not the benchmark programs. When the sanitizer tree will run, its clang installs in the background meanwhile.
 clang=0
 if ((!quick)) && [ "${CTRUST_SKIP_ASAN:-0}" != 1 ] && ((${#args[@]} == 0)); then clang=1; fi
+# llama-cpp-python's server for the RemoteServer.* tests (slow tier): not for --quick. The tests read CTRUST_REMOTE
+# too: 0 makes them skip instead of fail.
+if ((quick)); then remote=0; else remote=${CTRUST_REMOTE:-1}; fi
+export CTRUST_REMOTE=$remote
 CTRUST_CLANG=$clang CTRUST_TARGETS="ctrust ctrust_tests" bash "$root/scripts/setup.sh"
 step_done "set-up and release build"
 if ((quick)); then

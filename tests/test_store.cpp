@@ -239,8 +239,9 @@ STORE_TEST(ReadOnlyNeverCreatesTheSchema) {
   EXPECT_TRUE(ro.list_runs().empty());
 }
 
-// The work-unit protocol of --worker runs (docs/cluster.md): claim, lease, renewal, re-claim after expiry, and a
-// worker that lost its unit can neither write items for it nor finish it.
+// The work-unit protocol of --worker runs (docs/cluster.md): claim, lease, renewal, re-claim after expiry (not
+// beyond a cap on the claims of a unit, --max-attempts), and a worker that lost its unit can neither write items for
+// it nor finish it.
 STORE_TEST(WorkUnitLeases) {
   const std::string db = fresh(pg, "units");
   Store s(db);
@@ -251,8 +252,8 @@ STORE_TEST(WorkUnitLeases) {
   b.add_units(r.id, units);
   b.add_units(r.id, units);  // a second worker adds the same units: nothing changes
   ASSERT_EQ(b.units(r.id).size(), 3u);
-  auto c1 = b.claim_unit(r.id, "w1", 60);
-  auto c2 = b.claim_unit(r.id, "w2", 60);
+  auto c1 = b.claim_unit(r.id, "w1", 60, 0);
+  auto c2 = b.claim_unit(r.id, "w2", 60, 0);
   ASSERT_TRUE(c1 && c2);
   EXPECT_EQ(c1->name, "u0");
   EXPECT_EQ(c2->name, "u1");
@@ -263,12 +264,14 @@ STORE_TEST(WorkUnitLeases) {
   EXPECT_TRUE(b.renew_unit(r.id, "u1", "w2", 60));
   EXPECT_TRUE(b.finish_unit(r.id, "u0", "w1"));
   EXPECT_FALSE(b.renew_unit(r.id, "u0", "w1", 60));  // done
-  auto c3 = b.claim_unit(r.id, "w3", 0.3);           // a short lease that w3 lets expire
+  auto c3 = b.claim_unit(r.id, "w3", 0.3, 0);        // a short lease that w3 lets expire
   ASSERT_TRUE(c3);
   EXPECT_EQ(c3->name, "u2");
-  EXPECT_FALSE(b.claim_unit(r.id, "w1", 60).has_value());  // u1 and u2 are leased
+  EXPECT_FALSE(b.claim_unit(r.id, "w1", 60, 0).has_value());  // u1 and u2 are leased
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
-  auto again = b.claim_unit(r.id, "w1", 60);
+  // u2 (expired) was claimed once: with at most 1 attempt per unit nobody claims it again (--max-attempts).
+  EXPECT_FALSE(b.claim_unit(r.id, "w1", 60, 1).has_value());
+  auto again = b.claim_unit(r.id, "w1", 60, 2);
   ASSERT_TRUE(again);
   EXPECT_EQ(again->name, "u2");
   EXPECT_FALSE(b.add_unit_items(r.id, "u2", "w3", 60, batch(20, 5)));  // w3 lost it
@@ -311,7 +314,7 @@ STORE_TEST(ConcurrentClaimsTakeEachUnitOnce) {
       try {
         Store s(db);
         const std::string me = "w" + std::to_string(w);
-        while (auto u = s.backend().claim_unit(id, me, 60)) {
+        while (auto u = s.backend().claim_unit(id, me, 60, 0)) {
           const int k = int(u->first);
           if (!s.backend().finish_unit(id, u->name, me) || write(fds[1], &k, sizeof k) != sizeof k) _exit(3);
         }
@@ -374,7 +377,7 @@ STORE_TEST(ClaimTakesOneUnitInALargeTable) {
     last = r.id;
   }
   if (pg) test::PgServer::query(db, "ANALYZE units");
-  for (int i = 0; i < 5; i++) ASSERT_TRUE(s.backend().claim_unit(last, "w" + std::to_string(i), 60).has_value());
+  for (int i = 0; i < 5; i++) ASSERT_TRUE(s.backend().claim_unit(last, "w" + std::to_string(i), 60, 0).has_value());
   int owned = 0;
   for (const auto& u : s.backend().units(last)) owned += !u.owner.empty();
   EXPECT_EQ(owned, 5);

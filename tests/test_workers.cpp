@@ -252,6 +252,60 @@ TEST(WorkersPg, KillNineMidUnitLosesNothing) {
   expect_same_items(s, id, run_named(s.list_runs(), "one")->id, kItems);
 }
 
+// A unit whose workers keep dying (e.g. an item that crashes the process) is not claimed forever: once it was
+// claimed --max-attempts times and its last holder's lease expired, the workers finish every other unit and then
+// stop with an error naming it; a worker with a larger cap takes it again and completes the run. The deaths are a
+// worker killed with SIGKILL and then "ghost" claims through the store API whose short leases expire.
+WORKERS_TEST(UnitClaimedMaxAttemptsTimesStopsTheRun) {
+  const std::string db = fresh(pg, "workers_spent");
+  constexpr int kItems = 100;
+  const std::string eval = "eval -m " + test::stories_gguf() + " --tasks hellaswag --limit " +
+                           std::to_string(kItems) + " --db " + db + " --name spent --worker --lease 1 --unit-items 10";
+  const std::string tag = pg ? "spent_pg" : "spent_sq";
+  const std::string victim_err = test::scratch_dir() + "/" + tag + "_victim.err";
+  fs::remove(victim_err);  // not a previous run's log
+  const pid_t victim = spawn(eval + " --worker-id victim", tag + "_victim");
+  for (int i = 0; i < 20000 && slurp(victim_err).find(" claimed") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  kill(victim, SIGKILL);
+  waitpid(victim, nullptr, 0);
+  ASSERT_NE(slurp(victim_err).find(" claimed"), std::string::npos) << slurp(victim_err);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // the victim's 1-second lease expires
+  Store s(db);
+  const int64_t id = s.list_runs().at(0).id;
+  std::string unit;  // the first unit not done: the victim's, or the next one
+  for (const auto& u : s.backend().units(id))
+    if (!u.done && unit.empty()) unit = u.unit.name;
+  ASSERT_FALSE(unit.empty()) << "the victim finished the whole run before it was killed";
+  auto attempts = [&] {
+    for (const auto& u : s.backend().units(id))
+      if (u.unit.name == unit) return u.attempts;
+    return int64_t(-1);
+  };
+  while (attempts() < 3) {  // ghost workers claim it and die (their 50 ms leases expire)
+    auto c = s.backend().claim_unit(id, "ghost", 0.05, 0);
+    ASSERT_TRUE(c.has_value());
+    ASSERT_EQ(c->name, unit);
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  }
+  auto capped = test::run_ctrust(eval + " --max-attempts 3 --worker-id w1", tag + "_capped");
+  EXPECT_EQ(capped.status, 1) << capped.err;
+  EXPECT_NE(capped.err.find("ctrust: error: "), std::string::npos) << capped.err;
+  EXPECT_NE(capped.err.find("unit " + unit + " was claimed 3 times (--max-attempts 3) and never finished"),
+            std::string::npos)
+      << capped.err;
+  EXPECT_NE(capped.err.find("(the last: ghost)"), std::string::npos) << capped.err;
+  for (const auto& u : s.backend().units(id)) EXPECT_EQ(u.done, u.unit.name != unit) << u.unit.name;
+  EXPECT_LT(s.items(id).size(), size_t(kItems));
+  // A larger cap (default 5) claims it a fourth time and completes the run.
+  auto more = test::run_ctrust(eval + " --worker-id w2", tag + "_more");
+  ASSERT_EQ(more.status, 0) << more.err;
+  EXPECT_NE(more.err.find("unit " + unit + " claimed"), std::string::npos) << more.err;
+  EXPECT_EQ(attempts(), 4);
+  for (const auto& u : s.backend().units(id)) EXPECT_TRUE(u.done) << u.unit.name;
+  EXPECT_EQ(s.items(id).size(), size_t(kItems));
+}
+
 // trust --worker: one unit per perspective; three workers store the same records (prompts, outputs, parsed answers)
 // and the same scores as one process.
 TEST(WorkersPg, TrustThreeProcessesEqualOneProcess) {

@@ -105,6 +105,10 @@ inline void add_worker(CLI::App* c, WorkerOptions& w, bool unit_items) {
                 "Seconds a claimed unit stays this worker's without renewal (renewed every third of it; default 60): "
                 "a dead worker's unit is taken over after this")
       ->check(CLI::Range(0.1, 86400.0));
+  c->add_option("--max-attempts", w.max_attempts,
+                "A unit claimed this many times (its workers died or lost their leases) is not claimed again: the "
+                "workers finish the rest and then stop with an error naming it (default 5; 0 = no limit)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 30));
   if (unit_items)
     c->add_option("--unit-items", w.unit_items, "Items per unit of a --worker run (default 100)")
         ->check(CLI::Range(1, 1 << 30));

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace ctrust {
 
@@ -51,6 +52,7 @@ int64_t run_units(Store& store, const std::string& db, int64_t run_id, const std
                   const WorkerOptions& w, const std::function<void(const WorkUnit&)>& work,
                   const std::function<void(const std::string&)>& log) {
   if (w.lease_seconds <= 0) fail("--lease must be positive (got {})", w.lease_seconds);
+  if (w.max_attempts < 0) fail("--max-attempts must be 0 (no limit) or positive (got {})", w.max_attempts);
   const std::string me = w.id.empty() ? default_worker_id() : w.id;
   StoreBackend& b = store.backend();
   b.add_units(run_id, units);
@@ -68,12 +70,32 @@ int64_t run_units(Store& store, const std::string& db, int64_t run_id, const std
   int64_t finished = 0;
   bool waiting = false;
   for (;;) {
-    std::optional<WorkUnit> u = b.claim_unit(run_id, me, w.lease_seconds);
+    std::optional<WorkUnit> u = b.claim_unit(run_id, me, w.lease_seconds, w.max_attempts);
     if (!u) {
-      int64_t open = 0;
-      for (const auto& s : b.units(run_id)) open += !s.done;
+      int64_t open = 0, held = 0;
+      std::vector<std::string> spent;  // not done, not held, claimed max_attempts times: never claimed again
+      std::string last_owner;
+      for (const auto& s : b.units(run_id)) {
+        if (s.done) continue;
+        ++open;
+        if (!s.owner.empty() && s.lease_left > 0) {
+          ++held;
+        } else if (w.max_attempts > 0 && s.attempts >= w.max_attempts) {
+          spent.push_back(s.unit.name);
+          last_owner = s.owner;
+        }
+      }
       if (open == 0) break;
-      if (!waiting) log(fmt::format("worker {}: no free unit; waiting for the {} unit(s) other workers hold", me, open));
+      if (held == 0 && !spent.empty() && open == int64_t(spent.size()))
+        fail("{}: run {}: unit{} {} {} claimed {} times (--max-attempts {}) and never finished: every worker that "
+             "held {} died or lost its lease (the last: {}). An item in {} may crash the process: see that worker's "
+             "log. Every other unit of the run is done; a worker started with a larger --max-attempts (or 0: no "
+             "limit) tries {} again",
+             store.path(), run_id, spent.size() > 1 ? "s" : "", fmt::join(spent, ", "),
+             spent.size() > 1 ? "were each" : "was", w.max_attempts, w.max_attempts, spent.size() > 1 ? "them" : "it",
+             last_owner.empty() ? "unknown" : last_owner, spent.size() > 1 ? "them" : "it",
+             spent.size() > 1 ? "them" : "it");
+      if (!waiting) log(fmt::format("worker {}: no free unit; waiting for the {} unit(s) other workers hold", me, held));
       waiting = true;
       std::this_thread::sleep_for(std::chrono::duration<double>(w.poll_seconds));
       continue;

@@ -28,6 +28,7 @@ struct WorkerOptions {
   double lease_seconds = 60;   // --lease: a dead worker's unit is claimed again this long after its last renewal
   int64_t unit_items = 100;    // --unit-items (eval): items per unit
   double poll_seconds = 1;     // waiting for units held by other workers: the claim is retried this often
+  int64_t max_attempts = 5;    // --max-attempts: a unit claimed this many times is not claimed again (0 = no limit)
 };
 
 std::string default_worker_id();
@@ -56,7 +57,10 @@ class LeaseKeeper {
 
 // The claim loop (see the file comment): adds `units` to the run (checking that stored units agree), then
 // work(unit) for each unit this worker claims, until every unit of the run is done. log: one line per event
-// (claimed, finished, lost, waiting). Returns the number of units this worker finished.
+// (claimed, finished, lost, waiting). Returns the number of units this worker finished. A unit claimed
+// w.max_attempts times whose last holder died (its lease expired) is not claimed again: once nothing else is left
+// to claim or wait for, the worker fails with an error naming the unit(s) (an item that crashes the process would
+// otherwise be claimed again forever).
 int64_t run_units(Store& store, const std::string& db, int64_t run_id, const std::vector<WorkUnit>& units,
                   const WorkerOptions& w, const std::function<void(const WorkUnit&)>& work,
                   const std::function<void(const std::string&)>& log);

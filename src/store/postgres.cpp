@@ -119,7 +119,8 @@ class PostgresStore final : public StoreBackend {
                          const std::function<nlohmann::json(const std::optional<nlohmann::json>&)>& f) override;
   void add_units(int64_t run_id, std::span<const WorkUnit> units) override;
   std::vector<UnitState> units(int64_t run_id) override;
-  std::optional<WorkUnit> claim_unit(int64_t run_id, const std::string& worker, double lease_seconds) override;
+  std::optional<WorkUnit> claim_unit(int64_t run_id, const std::string& worker, double lease_seconds,
+                                     int64_t max_attempts) override;
   bool renew_unit(int64_t run_id, const std::string& unit, const std::string& worker, double lease_seconds) override;
   bool add_unit_items(int64_t run_id, const std::string& unit, const std::string& worker, double lease_seconds,
                       std::span<const StoredItem> items) override;
@@ -411,17 +412,18 @@ std::vector<UnitState> PostgresStore::units(int64_t run_id) {
   return out;
 }
 
-std::optional<WorkUnit> PostgresStore::claim_unit(int64_t run_id, const std::string& worker, double lease_seconds) {
+std::optional<WorkUnit> PostgresStore::claim_unit(int64_t run_id, const std::string& worker, double lease_seconds,
+                                                  int64_t max_attempts) {
   // The first free unit, row-locked; units other workers are claiming at this moment are skipped, not waited for.
   // The locking SELECT is a CTE, evaluated once: as a join operand of UPDATE ... FROM the planner may rescan it per
   // row, and with SKIP LOCKED each rescan can lock another unit (seen: one claim took 8 units).
   Res r = q("WITH c AS (SELECT unit FROM units WHERE run_id = $1 AND NOT done"
-            "           AND (owner = '' OR lease_until < clock_timestamp())"
+            "           AND (owner = '' OR lease_until < clock_timestamp()) AND ($4::bigint = 0 OR attempts < $4::bigint)"
             "           ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)"
             " UPDATE units u SET owner = $2, lease_until = clock_timestamp() + make_interval(secs => $3::float8),"
             " attempts = u.attempts + 1"
             " FROM c WHERE u.run_id = $1 AND u.unit = c.unit RETURNING u.unit, u.first_item, u.n_items",
-            {num(run_id), worker, lease_text(lease_seconds)});
+            {num(run_id), worker, lease_text(lease_seconds), num(max_attempts)});
   if (r.rows() != 1 && r.rows() != 0)
     fail("{}: claiming a unit of run {} updated {} units (expected one)", name_, run_id, r.rows());
   if (!r.rows()) return std::nullopt;

@@ -119,7 +119,8 @@ class SqliteStore final : public StoreBackend {
                          const std::function<nlohmann::json(const std::optional<nlohmann::json>&)>& f) override;
   void add_units(int64_t run_id, std::span<const WorkUnit> units) override;
   std::vector<UnitState> units(int64_t run_id) override;
-  std::optional<WorkUnit> claim_unit(int64_t run_id, const std::string& worker, double lease_seconds) override;
+  std::optional<WorkUnit> claim_unit(int64_t run_id, const std::string& worker, double lease_seconds,
+                                     int64_t max_attempts) override;
   bool renew_unit(int64_t run_id, const std::string& unit, const std::string& worker, double lease_seconds) override;
   bool add_unit_items(int64_t run_id, const std::string& unit, const std::string& worker, double lease_seconds,
                       std::span<const StoredItem> items) override;
@@ -438,13 +439,15 @@ std::vector<UnitState> SqliteStore::units(int64_t run_id) {
   return out;
 }
 
-std::optional<WorkUnit> SqliteStore::claim_unit(int64_t run_id, const std::string& worker, double lease_seconds) {
+std::optional<WorkUnit> SqliteStore::claim_unit(int64_t run_id, const std::string& worker, double lease_seconds,
+                                                int64_t max_attempts) {
   return immediate([&]() -> std::optional<WorkUnit> {
     Stmt q(db_,
            "SELECT unit, first_item, n_items FROM units WHERE run_id=? AND done=0"
-           " AND (owner='' OR lease_until < " CTRUST_SQL_NOW ") ORDER BY seq LIMIT 1",
+           " AND (owner='' OR lease_until < " CTRUST_SQL_NOW ") AND (?2 = 0 OR attempts < ?2) ORDER BY seq LIMIT 1",
            path_);
     q.integer(1, run_id);
+    q.integer(2, max_attempts);
     if (!q.step()) return std::nullopt;
     WorkUnit u{q.col_text(0), q.col_int(1), q.col_int(2)};
     Stmt up(db_,

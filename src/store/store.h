@@ -100,9 +100,11 @@ class StoreBackend {
   // Adds the units not yet stored (by name; stored ones are left as they are).
   virtual void add_units(int64_t run_id, std::span<const WorkUnit> units) = 0;
   virtual std::vector<UnitState> units(int64_t run_id) = 0;  // in the order they were added
-  // The first unit not done whose lease is free or expired, now leased to `worker` for lease_seconds
-  // (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: an IMMEDIATE transaction); nullopt if there is none.
-  virtual std::optional<WorkUnit> claim_unit(int64_t run_id, const std::string& worker, double lease_seconds) = 0;
+  // The first unit not done whose lease is free or expired and that was claimed fewer than max_attempts times
+  // (0 = no limit), now leased to `worker` for lease_seconds (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: an
+  // IMMEDIATE transaction); nullopt if there is none.
+  virtual std::optional<WorkUnit> claim_unit(int64_t run_id, const std::string& worker, double lease_seconds,
+                                             int64_t max_attempts) = 0;
   // Extends the lease if `worker` still holds the unit (and it is not done); false if it lost it.
   virtual bool renew_unit(int64_t run_id, const std::string& unit, const std::string& worker,
                           double lease_seconds) = 0;
