@@ -1,9 +1,7 @@
 // ctrust info | tokenize | generate | perplexity | convert
 #include <chrono>
 #include <fstream>
-#include <cstdlib>
 #include <map>
-#include <omp.h>
 #include <sstream>
 #include <unistd.h>
 
@@ -15,6 +13,7 @@
 #include "io/model_file.h"
 #include "model/model.h"
 #include "model/perplexity.h"
+#include "pipeline/generate_run.h"
 #include "report/model_info.h"
 #include "trust/chat.h"
 
@@ -83,75 +82,28 @@ struct GenArgs {
 void cmd_generate(const ModelArgs& a, const Common& c, const GenArgs& g) {
   if (!g.chat_template.empty()) chat_template_by_name(g.chat_template);  // unknown name: error before loading
   auto model = open_model(a.model, a.opts());
-  const Tokenizer& tok = model->tok;
-  GenerateOptions opt;
-  opt.max_tokens = g.n;
-  opt.temperature = g.temp;
-  opt.top_p = g.top_p;
-  opt.seed = g.seed;
-  std::vector<int32_t> prompt;
-  std::string shown = g.prompt;  // what is echoed before the generated text
-  std::string template_name;
-  if (g.chat || !g.chat_template.empty()) {
-    // The prompt as one user turn in the model's chat template (special tokens parsed, BOS unless the template
-    // writes it); generation stops at the template's end-of-turn text, which is not printed.
-    const ChatTemplate t = g.chat_template.empty() ? detect_chat_template(model->tok.data().chat_template)
-                                                   : chat_template_by_name(g.chat_template);
-    template_name = t.name;
-    const std::string rendered = render_chat(t, {{"user", g.prompt}}, true);
-    prompt = tok.encode(rendered, tok.adds_bos() && t.bos_text.empty(), true);
-    opt.stop_strings = t.stop_strings;
-    shown.clear();
-  } else {
-    prompt = tok.encode(g.prompt, true);
-  }
-  if (prompt.empty()) {
-    if (tok.bos() < 0) fail("{}: empty prompt and the model has no BOS token to start from", a.model);
-    prompt.push_back(tok.bos());
-  }
-  size_t hold = 0;  // bytes held back: they might be the start of a stop string
-  for (const auto& s : opt.stop_strings) hold = std::max(hold, s.size());
-  if (!c.json) fmt::print("{}", shown);
-  std::fflush(stdout);
-  std::string streamed;  // the pieces as printed (the JSON text is decoded from the ids)
-  size_t printed = 0;
-  auto t0 = clock_type::now();
-  std::vector<int32_t> out = generate(*model, prompt, opt, [&](int32_t id) {
-    if (!c.json) {
-      streamed += tok.piece(id);
-      if (streamed.size() > printed + hold) {
-        fmt::print("{}", streamed.substr(printed, streamed.size() - hold - printed));
-        printed = streamed.size() - hold;
-        std::fflush(stdout);
-      }
-    }
-    return true;
-  });
-  double s = seconds_since(t0);
-  std::string text = tok.decode(out);
-  for (const auto& stop : opt.stop_strings)
-    for (std::string* t : {&text, &streamed}) {
-      const size_t p = stop.empty() ? std::string::npos : t->find(stop);
-      if (p != std::string::npos) t->erase(p);
-    }
+  GenerateRunOptions o;
+  o.prompt = g.prompt;
+  o.chat = g.chat;
+  o.chat_template = g.chat_template;
+  o.gen.max_tokens = g.n;
+  o.gen.temperature = g.temp;
+  o.gen.top_p = g.top_p;
+  o.gen.seed = g.seed;
   if (c.json) {
-    json j = {{"prompt", g.prompt}, {"compute", compute_mode_name(compute_mode(*model))}, {"text", text},
-              {"tokens", out}, {"n_tokens", out.size()},
-              {"seconds", s}, {"tokens_per_s", out.empty() ? 0.0 : out.size() / s},
-              {"threads", omp_get_max_threads()}};
-    if (!template_name.empty()) j["chat_template"] = template_name;
-    const char* wait = std::getenv("OMP_WAIT_POLICY");
-    j["omp_wait_policy"] = wait ? wait : "";
-    print_json(j);
-  } else {
-    // The rest of the text (minus the stop string), then a newline: the statistics on stderr start on their own
-    // line even when stdout and stderr go to the same pipe.
-    std::string tail = printed < streamed.size() ? streamed.substr(printed) : std::string();
-    fmt::print("{}\n", tail);
-    std::fflush(stdout);
-    fmt::print(stderr, "[{} tokens in {:.2f} s, {:.1f} tokens/s, {} threads]\n", out.size(), s,
-               out.empty() ? 0.0 : out.size() / s, omp_get_max_threads());
+    print_json(generate_run(*model, a.model, o).to_json());
+    return;
   }
+  const GenerateRunResult r = generate_run(*model, a.model, o, [](const std::string& s) {
+    fmt::print("{}", s);
+    std::fflush(stdout);
+  });
+  // A newline after the text: the statistics on stderr start on their own line even when stdout and stderr go to
+  // the same pipe.
+  fmt::print("\n");
+  std::fflush(stdout);
+  fmt::print(stderr, "[{} tokens in {:.2f} s, {:.1f} tokens/s, {} threads]\n", r.tokens.size(), r.seconds,
+             r.tokens_per_s(), r.threads);
 }
 
 void cmd_perplexity(const ModelArgs& a, const Common& c, const std::string& file, int ctx, int chunks) {
