@@ -14,6 +14,8 @@
 #include "model/model.h"
 #include "model/perplexity.h"
 #include "pipeline/generate_run.h"
+#include "pipeline/perplexity_run.h"
+#include "report/eval_text.h"
 #include "report/model_info.h"
 #include "trust/chat.h"
 
@@ -59,14 +61,8 @@ void cmd_tokenize(const ModelArgs& a, const Common& c, const std::string& text, 
   LoadedModel m = load_model(a.model, lo);
   Tokenizer tok(m.tok);
   std::vector<int32_t> ids = tok.encode(text, !no_bos, special);
-  if (c.json) {
-    json pieces = json::array();
-    for (int32_t id : ids) pieces.push_back(tok.piece(id));
-    print_json({{"ids", ids}, {"pieces", pieces}, {"n_tokens", ids.size()}});
-    return;
-  }
-  for (int32_t id : ids) fmt::print("{:>7} -> '{}'\n", id, tok.piece(id));
-  fmt::print("{} tokens\n", ids.size());
+  if (c.json) print_json(tokens_json(tok, ids));
+  else fmt::print("{}", tokens_text(tok, ids));
 }
 
 struct GenArgs {
@@ -108,26 +104,19 @@ void cmd_generate(const ModelArgs& a, const Common& c, const GenArgs& g) {
 
 void cmd_perplexity(const ModelArgs& a, const Common& c, const std::string& file, int ctx, int chunks) {
   auto model = open_model(a.model, a.opts());
-  std::string text = read_regular_file(file, "text file");
-  auto t0 = clock_type::now();
-  std::vector<int32_t> tokens = perplexity_tokens(*model, text);
   ProgressLine progress(10);  // redrawn on a terminal, a plain line every 10 s otherwise
-  PerplexityResult r = perplexity(*model, tokens, ctx, chunks, [&](int done, int total, double ppl) {
-    progress.show(fmt::format("[{}/{}] ppl {:.4f}{}", done, total, ppl,
-                              rate_eta(done, total - done, seconds_since(t0), "chunks")), done == total);
-  });
+  const PerplexityRunResult r =
+      perplexity_run(*model, a.model, file, ctx, chunks, [&](int done, int total, double ppl, double s) {
+        progress.show(fmt::format("[{}/{}] ppl {:.4f}{}", done, total, ppl, rate_eta(done, total - done, s, "chunks")),
+                      done == total);
+      });
   progress.finish();
-  double s = seconds_since(t0);
   if (c.json) {
-    print_json({{"model", a.model}, {"compute", compute_mode_name(compute_mode(*model))}, {"file", file},
-                {"ctx", ctx}, {"n_chunks", r.n_chunks},
-                {"n_scored", r.n_scored}, {"ppl", r.ppl}, {"ppl_stderr", r.ppl_stderr}, {"seconds", s},
-                {"tokens_per_s", r.n_chunks * double(ctx) / s}});
+    print_json(r.to_json());
     return;
   }
-  fmt::print("{} tokens, {} chunks of {}, {} tokens scored\n", tokens.size(), r.n_chunks, ctx, r.n_scored);
-  fmt::print("PPL = {:.4f} +/- {:.5f}\n", r.ppl, r.ppl_stderr);
-  fmt::print(stderr, "[{:.1f} s, {:.1f} tokens/s]\n", s, r.n_chunks * double(ctx) / s);
+  fmt::print("{}", perplexity_text(r));
+  fmt::print(stderr, "[{:.1f} s, {:.1f} tokens/s]\n", r.seconds, r.tokens_per_s());
 }
 
 void cmd_convert(const ModelArgs& a, const Common& c, const std::string& out, const std::string& type) {

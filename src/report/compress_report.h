@@ -15,5 +15,8 @@ std::string compress_report_text(const CompressRunResult& r, const std::string& 
 // calibration KL and flips, the sensitivity table. JSON ("mixed") and text.
 nlohmann::json mix_report_json(const MixRunResult& m, const MixOptions& o);
 std::string mix_report_text(const MixRunResult& m, const MixOptions& o);
+// `ctrust imatrix`: the file written, its entries, the calibration sample.
+nlohmann::json imatrix_report_json(const ImatrixRunResult& r, const ImatrixRunOptions& o);
+std::string imatrix_report_text(const ImatrixRunResult& r, const ImatrixRunOptions& o);
 
 }  // namespace ctrust
