@@ -1,20 +1,12 @@
 // ctrust info | tokenize | generate | perplexity | convert
-#include <chrono>
-#include <fstream>
-#include <map>
-#include <sstream>
-#include <unistd.h>
-
 #include "base/error.h"
 #include "base/file.h"
 #include "cli/common.h"
-#include "io/export.h"
-#include "io/config_json.h"
 #include "io/model_file.h"
 #include "model/model.h"
-#include "model/perplexity.h"
 #include "pipeline/generate_run.h"
 #include "pipeline/perplexity_run.h"
+#include "report/compress_report.h"
 #include "report/eval_text.h"
 #include "report/model_info.h"
 #include "trust/chat.h"
@@ -23,11 +15,6 @@ namespace ctrust::cli {
 namespace {
 
 using json = nlohmann::json;
-using clock_type = std::chrono::steady_clock;
-
-double seconds_since(clock_type::time_point t0) {
-  return std::chrono::duration<double>(clock_type::now() - t0).count();
-}
 
 struct ModelArgs {
   std::string model;
@@ -120,16 +107,9 @@ void cmd_perplexity(const ModelArgs& a, const Common& c, const std::string& file
 }
 
 void cmd_convert(const ModelArgs& a, const Common& c, const std::string& out, const std::string& type) {
-  SaveOptions opt;
-  if (type != "keep") opt.type = ggml_type_from_name(type);  // unknown type: error before loading
-  check_output_path(out);
-  LoadedModel m = load_model(a.model, a.opts());
-  auto t0 = clock_type::now();
-  save_gguf(m, out, opt);
-  if (c.json)
-    print_json({{"input", a.model}, {"output", out}, {"type", type}, {"seconds", seconds_since(t0)}});
-  else
-    fmt::print("wrote {} ({}) in {:.1f} s\n", out, type, seconds_since(t0));
+  const ConvertRunResult r = convert_run(a.model, a.opts(), out, type);
+  if (c.json) print_json(convert_report_json(r));
+  else fmt::print("{}", convert_report_text(r));
 }
 
 }  // namespace

@@ -102,4 +102,12 @@ std::string imatrix_report_text(const ImatrixRunResult& r, const ImatrixRunOptio
                      o.calib_opts.n, o.calib_opts.len, r.calib_file, r.seconds);
 }
 
+nlohmann::json convert_report_json(const ConvertRunResult& r) {
+  return {{"input", r.input}, {"output", r.output}, {"type", r.type}, {"seconds", r.seconds}};
+}
+
+std::string convert_report_text(const ConvertRunResult& r) {
+  return fmt::format("wrote {} ({}) in {:.1f} s\n", r.output, r.type, r.seconds);
+}
+
 }  // namespace ctrust
