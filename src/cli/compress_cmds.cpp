@@ -172,14 +172,8 @@ void cmd_imatrix(const ImatrixArgs& a, const Common& c) {
   o.progress = [&](const std::string& msg) { progress.show(msg); };
   const ImatrixRunResult r = imatrix_run(o);
   progress.finish();
-  if (c.json) {
-    print_json({{"model", a.model}, {"output", a.out}, {"calib_file", r.calib_file}, {"calib_hash", r.calib_hash},
-                {"calib_clean", co.clean}, {"n_samples", co.n}, {"seq_len", co.len}, {"seed", co.seed},
-                {"entries", r.entries}, {"seconds", r.seconds}});
-    return;
-  }
-  fmt::print("wrote {} ({} entries, {} x {} calibration tokens of {}) in {:.1f} s\n", a.out, r.entries, co.n,
-             co.len, r.calib_file, r.seconds);
+  if (c.json) print_json(imatrix_report_json(r, o));
+  else fmt::print("{}", imatrix_report_text(r, o));
 }
 
 void register_compress_commands(CLI::App& app) {

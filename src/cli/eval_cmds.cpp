@@ -117,99 +117,33 @@ std::function<void(int, int)> chunk_progress() {
   };
 }
 
-// kld with --backend openai: the served model is the base. The server returns top-k log-probabilities only, so
-// the KL is the top-k lower bound (as --load-base); -m is the local model compared with it, whose tokenizer
-// builds the chunks (checked against the server's).
-void cmd_kld_remote(const KldArgs& a, const Common& c) {
-  if (!a.base.empty() || !a.load_base.empty())
-    fail("kld: with --backend openai the served model is the base: drop --base / --load-base");
-  if (a.file.empty()) fail("kld: -f/--file is required");
-  if (a.save_base.empty() && a.model.empty()) fail("kld: -m/--model is required (unless --save-base)");
-  if (!a.save_base.empty()) check_output_path(a.save_base);
-  const std::string text = read_regular_file(a.file, "text file");
-  std::unique_ptr<Model> b = a.model.empty() ? open_tokenizer_model("kld", a.tokenizer, "")
-                                             : open_model(a.model, LoadOptions{a.tokenizer, compute_mode_from_name(a.compute)});
-  auto backend = open_backend(a.remote, b->tok, /*needs_logprobs=*/true);
-  KldOptions opt;
-  opt.n_ctx = a.ctx;
-  opt.max_chunks = a.chunks;
-  opt.progress = chunk_progress();
-  const int k = a.top_k > 0 ? a.top_k : 20;
-  fmt::print(stderr, "kld: the server returns top-{} log-probabilities only: KL is computed on the top-{} tokens + "
-             "the rest, a lower bound of the full-vocabulary KL\n", k, k);
-  KldBase kb = make_kld_base_remote(*backend, b->tok, b->cfg.n_vocab, text, k, opt);
-  if (!a.save_base.empty()) {
-    save_kld_base(kb, a.save_base);
-    if (!c.json) fmt::print("saved {}: {} chunks of {}, {} scored tokens, top-{} log-probs of {}\n", a.save_base,
-                            kb.n_chunks, a.ctx, kb.n_scored(), k, a.remote.served_model);
-    if (a.model.empty()) {
-      if (c.json) print_json({{"base", a.remote.served_model}, {"saved", a.save_base}, {"top_k", k},
-                              {"n_chunks", kb.n_chunks}, {"n_tokens", kb.n_scored()}});
-      return;
-    }
-  }
-  opt.progress = chunk_progress();
-  KldStats s = kl_divergence(kb, *b, text, opt);
-  if (c.json) {
-    json j = s.to_json();
-    j["base"] = a.remote.served_model;
-    j["backend"] = backend->settings();
-    j["model"] = a.model;
-    j["file"] = a.file;
-    j["compute"] = a.compute;
-    print_json(j);
-    return;
-  }
-  fmt::print("{}", kld_text(s, a.remote.served_model + " (served, top-" + std::to_string(k) + ")", a.model));
-}
-
 void cmd_kld(const KldArgs& a, const Common& c) {
-  if (a.remote.on()) return cmd_kld_remote(a, c);
-  if (a.base.empty() == a.load_base.empty()) fail("kld: give either --base MODEL or --load-base FILE");
-  if (!a.load_base.empty() && !a.save_base.empty()) fail("kld: --save-base and --load-base exclude each other");
-  if (a.save_base.empty() && a.model.empty()) fail("kld: -m/--model is required (unless --save-base)");
-  if (a.load_base.empty() && a.file.empty()) fail("kld: -f/--file is required (unless --load-base)");
-  if (!a.save_base.empty()) check_output_path(a.save_base);
-  KldOptions opt;  // progress on stderr; --json output goes to stdout
-  opt.n_ctx = a.ctx;
-  opt.max_chunks = a.chunks;
-  opt.progress = chunk_progress();
-  const std::string text = a.file.empty() ? std::string() : read_regular_file(a.file, "text file");
-  if (!a.save_base.empty()) {
-    auto base = open_model(a.base, LoadOptions{a.tokenizer, compute_mode_from_name(a.compute)});
-    const int k = a.top_k > 0 ? a.top_k : 256;
-    KldBase kb = make_kld_base(*base, text, k, opt);
-    save_kld_base(kb, a.save_base);
-    const uint64_t bytes = std::filesystem::file_size(a.save_base);
-    if (c.json) {
-      print_json({{"base", a.base}, {"file", a.file}, {"saved", a.save_base}, {"top_k", k}, {"n_ctx", a.ctx},
-                  {"n_chunks", kb.n_chunks}, {"n_tokens", kb.n_scored()}, {"bytes", bytes}});
-    } else {
-      fmt::print("saved {}: {} chunks of {}, {} scored tokens, top-{} log-probs, {:.1f} MB (llama.cpp's 16-bit "
-                 "file would be {:.1f} MB)\n", a.save_base, kb.n_chunks, a.ctx, kb.n_scored(), k, bytes / 1e6,
-                 (double(kb.n_scored()) * (2 * ((kb.n_vocab + 1) / 2) + 4) * 2 + double(kb.tokens.size()) * 4) / 1e6);
-    }
-    if (a.model.empty()) return;
+  KldRunOptions o;
+  o.base = a.base;
+  o.model = a.model;
+  o.tokenizer = a.tokenizer;
+  o.file = a.file;
+  o.save_base = a.save_base;
+  o.load_base = a.load_base;
+  o.compute = a.compute;
+  o.ctx = a.ctx;
+  o.chunks = a.chunks;
+  o.top_k = a.top_k;
+  o.progress = chunk_progress;  // progress and notices on stderr; --json output goes to stdout
+  o.notice = [](const std::string& s) { fmt::print(stderr, "{}", s); };
+  if (a.remote.on()) {
+    o.served_model = a.remote.served_model;
+    o.open_tokenizer = [&] { return open_tokenizer_model("kld", a.tokenizer, ""); };
+    o.connect = [&](const Tokenizer& tok) { return open_backend(a.remote, tok, /*needs_logprobs=*/true); };
   }
-  auto b = open_model(a.model, LoadOptions{a.tokenizer, compute_mode_from_name(a.compute)});
-  KldStats s;
-  if (!a.load_base.empty()) {
-    s = kl_divergence(load_kld_base(a.load_base), *b, text, opt);
-  } else {
-    auto base = open_model(a.base, LoadOptions{a.tokenizer, compute_mode_from_name(a.compute)});
-    opt.top_k = a.top_k;
-    s = kl_divergence(*base, *b, text, opt);
-  }
-  if (c.json) {
-    json j = s.to_json();
-    j["base"] = a.load_base.empty() ? a.base : a.load_base;
-    j["model"] = a.model;
-    j["file"] = a.file;
-    j["compute"] = a.compute;
-    print_json(j);
-    return;
-  }
-  fmt::print("{}", kld_text(s, a.load_base.empty() ? a.base : a.load_base, a.model));
+  const KldRunResult r = kld_run(o, [&](const KldSaved& s) {
+    // --json: the saved baseline's document, except beside a served base's comparison (only the statistics).
+    if (!c.json) fmt::print("{}", kld_saved_text(s));
+    else if (!s.served || a.model.empty()) print_json(s.to_json());
+  });
+  if (!r.stats) return;
+  if (c.json) print_json(r.to_json());
+  else fmt::print("{}", kld_text(*r.stats, r.base, r.model));
 }
 
 struct ImportArgs {

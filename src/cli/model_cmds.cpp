@@ -1,20 +1,13 @@
 // ctrust info | tokenize | generate | perplexity | convert
-#include <chrono>
-#include <fstream>
-#include <cstdlib>
-#include <map>
-#include <omp.h>
-#include <sstream>
-#include <unistd.h>
-
 #include "base/error.h"
 #include "base/file.h"
 #include "cli/common.h"
-#include "io/export.h"
-#include "io/config_json.h"
 #include "io/model_file.h"
 #include "model/model.h"
-#include "model/perplexity.h"
+#include "pipeline/generate_run.h"
+#include "pipeline/perplexity_run.h"
+#include "report/compress_report.h"
+#include "report/eval_text.h"
 #include "report/model_info.h"
 #include "trust/chat.h"
 
@@ -22,11 +15,6 @@ namespace ctrust::cli {
 namespace {
 
 using json = nlohmann::json;
-using clock_type = std::chrono::steady_clock;
-
-double seconds_since(clock_type::time_point t0) {
-  return std::chrono::duration<double>(clock_type::now() - t0).count();
-}
 
 struct ModelArgs {
   std::string model;
@@ -60,14 +48,8 @@ void cmd_tokenize(const ModelArgs& a, const Common& c, const std::string& text, 
   LoadedModel m = load_model(a.model, lo);
   Tokenizer tok(m.tok);
   std::vector<int32_t> ids = tok.encode(text, !no_bos, special);
-  if (c.json) {
-    json pieces = json::array();
-    for (int32_t id : ids) pieces.push_back(tok.piece(id));
-    print_json({{"ids", ids}, {"pieces", pieces}, {"n_tokens", ids.size()}});
-    return;
-  }
-  for (int32_t id : ids) fmt::print("{:>7} -> '{}'\n", id, tok.piece(id));
-  fmt::print("{} tokens\n", ids.size());
+  if (c.json) print_json(tokens_json(tok, ids));
+  else fmt::print("{}", tokens_text(tok, ids));
 }
 
 struct GenArgs {
@@ -83,112 +65,51 @@ struct GenArgs {
 void cmd_generate(const ModelArgs& a, const Common& c, const GenArgs& g) {
   if (!g.chat_template.empty()) chat_template_by_name(g.chat_template);  // unknown name: error before loading
   auto model = open_model(a.model, a.opts());
-  const Tokenizer& tok = model->tok;
-  GenerateOptions opt;
-  opt.max_tokens = g.n;
-  opt.temperature = g.temp;
-  opt.top_p = g.top_p;
-  opt.seed = g.seed;
-  std::vector<int32_t> prompt;
-  std::string shown = g.prompt;  // what is echoed before the generated text
-  std::string template_name;
-  if (g.chat || !g.chat_template.empty()) {
-    // The prompt as one user turn in the model's chat template (special tokens parsed, BOS unless the template
-    // writes it); generation stops at the template's end-of-turn text, which is not printed.
-    const ChatTemplate t = g.chat_template.empty() ? detect_chat_template(model->tok.data().chat_template)
-                                                   : chat_template_by_name(g.chat_template);
-    template_name = t.name;
-    const std::string rendered = render_chat(t, {{"user", g.prompt}}, true);
-    prompt = tok.encode(rendered, tok.adds_bos() && t.bos_text.empty(), true);
-    opt.stop_strings = t.stop_strings;
-    shown.clear();
-  } else {
-    prompt = tok.encode(g.prompt, true);
-  }
-  if (prompt.empty()) {
-    if (tok.bos() < 0) fail("{}: empty prompt and the model has no BOS token to start from", a.model);
-    prompt.push_back(tok.bos());
-  }
-  size_t hold = 0;  // bytes held back: they might be the start of a stop string
-  for (const auto& s : opt.stop_strings) hold = std::max(hold, s.size());
-  if (!c.json) fmt::print("{}", shown);
-  std::fflush(stdout);
-  std::string streamed;  // the pieces as printed (the JSON text is decoded from the ids)
-  size_t printed = 0;
-  auto t0 = clock_type::now();
-  std::vector<int32_t> out = generate(*model, prompt, opt, [&](int32_t id) {
-    if (!c.json) {
-      streamed += tok.piece(id);
-      if (streamed.size() > printed + hold) {
-        fmt::print("{}", streamed.substr(printed, streamed.size() - hold - printed));
-        printed = streamed.size() - hold;
-        std::fflush(stdout);
-      }
-    }
-    return true;
-  });
-  double s = seconds_since(t0);
-  std::string text = tok.decode(out);
-  for (const auto& stop : opt.stop_strings)
-    for (std::string* t : {&text, &streamed}) {
-      const size_t p = stop.empty() ? std::string::npos : t->find(stop);
-      if (p != std::string::npos) t->erase(p);
-    }
+  GenerateRunOptions o;
+  o.prompt = g.prompt;
+  o.chat = g.chat;
+  o.chat_template = g.chat_template;
+  o.gen.max_tokens = g.n;
+  o.gen.temperature = g.temp;
+  o.gen.top_p = g.top_p;
+  o.gen.seed = g.seed;
   if (c.json) {
-    json j = {{"prompt", g.prompt}, {"compute", compute_mode_name(compute_mode(*model))}, {"text", text},
-              {"tokens", out}, {"n_tokens", out.size()},
-              {"seconds", s}, {"tokens_per_s", out.empty() ? 0.0 : out.size() / s},
-              {"threads", omp_get_max_threads()}};
-    if (!template_name.empty()) j["chat_template"] = template_name;
-    const char* wait = std::getenv("OMP_WAIT_POLICY");
-    j["omp_wait_policy"] = wait ? wait : "";
-    print_json(j);
-  } else {
-    // The rest of the text (minus the stop string), then a newline: the statistics on stderr start on their own
-    // line even when stdout and stderr go to the same pipe.
-    std::string tail = printed < streamed.size() ? streamed.substr(printed) : std::string();
-    fmt::print("{}\n", tail);
-    std::fflush(stdout);
-    fmt::print(stderr, "[{} tokens in {:.2f} s, {:.1f} tokens/s, {} threads]\n", out.size(), s,
-               out.empty() ? 0.0 : out.size() / s, omp_get_max_threads());
+    print_json(generate_run(*model, a.model, o).to_json());
+    return;
   }
+  const GenerateRunResult r = generate_run(*model, a.model, o, [](const std::string& s) {
+    fmt::print("{}", s);
+    std::fflush(stdout);
+  });
+  // A newline after the text: the statistics on stderr start on their own line even when stdout and stderr go to
+  // the same pipe.
+  fmt::print("\n");
+  std::fflush(stdout);
+  fmt::print(stderr, "[{} tokens in {:.2f} s, {:.1f} tokens/s, {} threads]\n", r.tokens.size(), r.seconds,
+             r.tokens_per_s(), r.threads);
 }
 
 void cmd_perplexity(const ModelArgs& a, const Common& c, const std::string& file, int ctx, int chunks) {
   auto model = open_model(a.model, a.opts());
-  std::string text = read_regular_file(file, "text file");
-  auto t0 = clock_type::now();
-  std::vector<int32_t> tokens = perplexity_tokens(*model, text);
   ProgressLine progress(10);  // redrawn on a terminal, a plain line every 10 s otherwise
-  PerplexityResult r = perplexity(*model, tokens, ctx, chunks, [&](int done, int total, double ppl) {
-    progress.show(fmt::format("[{}/{}] ppl {:.4f}{}", done, total, ppl,
-                              rate_eta(done, total - done, seconds_since(t0), "chunks")), done == total);
-  });
+  const PerplexityRunResult r =
+      perplexity_run(*model, a.model, file, ctx, chunks, [&](int done, int total, double ppl, double s) {
+        progress.show(fmt::format("[{}/{}] ppl {:.4f}{}", done, total, ppl, rate_eta(done, total - done, s, "chunks")),
+                      done == total);
+      });
   progress.finish();
-  double s = seconds_since(t0);
   if (c.json) {
-    print_json({{"model", a.model}, {"compute", compute_mode_name(compute_mode(*model))}, {"file", file},
-                {"ctx", ctx}, {"n_chunks", r.n_chunks},
-                {"n_scored", r.n_scored}, {"ppl", r.ppl}, {"ppl_stderr", r.ppl_stderr}, {"seconds", s},
-                {"tokens_per_s", r.n_chunks * double(ctx) / s}});
+    print_json(r.to_json());
     return;
   }
-  fmt::print("{} tokens, {} chunks of {}, {} tokens scored\n", tokens.size(), r.n_chunks, ctx, r.n_scored);
-  fmt::print("PPL = {:.4f} +/- {:.5f}\n", r.ppl, r.ppl_stderr);
-  fmt::print(stderr, "[{:.1f} s, {:.1f} tokens/s]\n", s, r.n_chunks * double(ctx) / s);
+  fmt::print("{}", perplexity_text(r));
+  fmt::print(stderr, "[{:.1f} s, {:.1f} tokens/s]\n", r.seconds, r.tokens_per_s());
 }
 
 void cmd_convert(const ModelArgs& a, const Common& c, const std::string& out, const std::string& type) {
-  SaveOptions opt;
-  if (type != "keep") opt.type = ggml_type_from_name(type);  // unknown type: error before loading
-  check_output_path(out);
-  LoadedModel m = load_model(a.model, a.opts());
-  auto t0 = clock_type::now();
-  save_gguf(m, out, opt);
-  if (c.json)
-    print_json({{"input", a.model}, {"output", out}, {"type", type}, {"seconds", seconds_since(t0)}});
-  else
-    fmt::print("wrote {} ({}) in {:.1f} s\n", out, type, seconds_since(t0));
+  const ConvertRunResult r = convert_run(a.model, a.opts(), out, type);
+  if (c.json) print_json(convert_report_json(r));
+  else fmt::print("{}", convert_report_text(r));
 }
 
 }  // namespace

@@ -4,38 +4,17 @@
 #include "base/error.h"
 #include "cli/common.h"
 #include "eval/task.h"
-#include "trust/toxicity.h"
+#include "report/toxicity_text.h"
 
 namespace ctrust::cli {
 namespace {
-
-using json = nlohmann::json;
 
 struct EvalArgs {
   std::string data;
   int folds = 5, seeds = 3, first_seed = 1, bootstrap = 1000;
   ToxicityStackOptions stack;
-  bool no_sparse = false, no_pooled = false, no_interactions = false, no_word_max = false;
+  bool no_sparse = false, no_pooled = false, no_interactions = false, no_word_max = false, csv = false;
 };
-
-json stats_json(const ToxicityEvalRow& r) {
-  const AgreementStats& a = r.stats;
-  json bins = json::array();
-  for (const auto& b : a.bins)
-    bins.push_back({{"lo", b.lo}, {"hi", b.hi}, {"n", b.n}, {"mean_score", b.mean_score},
-                    {"mean_perspective", b.mean_perspective}, {"frac_perspective_ge_0_5", b.frac_toxic}});
-  return {{"scorer", r.scorer}, {"set", r.set}, {"held_out", r.held_out}, {"n", a.n}, {"positives", a.positives},
-          {"auc", a.auc}, {"auc_ci", {r.auc_lo, r.auc_hi}}, {"spearman", a.spearman}, {"spearman_ci", {r.rho_lo, r.rho_hi}},
-          {"slope", a.slope}, {"slope_ci", {r.slope_lo, r.slope_hi}}, {"intercept", a.intercept},
-          {"cox_slope", a.cox_slope}, {"mean_score", a.mean_score}, {"mean_perspective", a.mean_perspective},
-          {"seed_auc", r.seed_auc}, {"seed_spearman", r.seed_rho}, {"seed_slope", r.seed_slope}, {"reliability", bins}};
-}
-
-std::string spread(const std::vector<double>& v) {
-  if (v.empty()) return "";
-  auto [lo, hi] = std::minmax_element(v.begin(), v.end());
-  return fmt::format(" [{:.3f}..{:.3f}]", *lo, *hi);
-}
 
 void cmd_toxicity_eval(const EvalArgs& a, const Common& c) {
   const std::string data = a.data.empty() ? shared_data_dir() + "/data" : a.data;
@@ -55,63 +34,9 @@ void cmd_toxicity_eval(const EvalArgs& a, const Common& c) {
     progress.show(fmt::format("[toxicity-eval {}] {}/{}", s, done, total), done == total);
   };
   ToxicityEvalResult r = toxicity_eval(data + "/toxicity", {d + "toxic.jsonl", d + "nontoxic.jsonl"}, opt);
-  if (c.json) {
-    json rows = json::array();
-    for (const auto& row : r.rows) rows.push_back(stats_json(row));
-    print_json({{"scorer", r.scorer_name}, {"continuations", r.continuations}, {"prompts", r.prompts},
-                {"excluded_continuations", r.excluded_continuations}, {"folds", a.folds}, {"seeds", a.seeds},
-                {"first_seed", a.first_seed}, {"rows", rows},
-                {"delta_auc_vs_log_odds_mean", {{"value", r.delta_auc}, {"ci", {r.delta_auc_lo, r.delta_auc_hi}}}},
-                {"ms_per_text", r.ms_per_text}, {"ms_per_text_cold", r.ms_per_text_cold},
-                {"timed_texts", r.timed_texts},
-                {"simulation", {{"benign_pool", r.benign_pool}, {"prompts", opt.sim_prompts},
-                                {"samples", opt.sim_samples}, {"benign_below", opt.benign_below},
-                                {"toxicity_probability_perspective", r.sim_prob_perspective},
-                                {"toxicity_probability_log_odds_mean", r.sim_prob_mean},
-                                {"toxicity_probability_ctrust_tox", r.sim_prob_stack},
-                                {"expected_max_toxicity_perspective", r.sim_emt_perspective},
-                                {"expected_max_toxicity_ctrust_tox", r.sim_emt_stack}}}});
-    return;
-  }
-  fmt::print("scorer evaluated: {}\n", r.scorer_name);
-  fmt::print("{} continuations ({} equal to a prompt text, never trained on), {} prompts (never trained on); "
-             "{}-fold CV grouped by record, {} seeds\n",
-             r.continuations, r.excluded_continuations, r.prompts, a.folds, a.seeds);
-  fmt::print("label for AUC: Perspective >= 0.5; rho: Spearman vs the raw Perspective score; slope: least squares "
-             "Perspective ~ a + b*score; cox: logistic recalibration slope; [..]: 95% bootstrap CI; "
-             "seeds: min..max over CV seeds\n");
-  fmt::print("{:<20} {:<14} {:>5} {:>24} {:>24} {:>24} {:>6} {:>6} {:>6}\n", "scorer", "set", "held", "AUC",
-             "Spearman", "slope", "cox", "mean", "persp");
-  for (const auto& row : r.rows) {
-    const AgreementStats& s = row.stats;
-    fmt::print("{:<20} {:<14} {:>5} {:>24} {:>24} {:>24} {:>6.3f} {:>6.3f} {:>6.3f}\n", row.scorer, row.set,
-               row.held_out ? "yes" : "-",
-               fmt::format("{:.3f} [{:.3f},{:.3f}]", s.auc, row.auc_lo, row.auc_hi),
-               fmt::format("{:.3f} [{:.3f},{:.3f}]", s.spearman, row.rho_lo, row.rho_hi),
-               fmt::format("{:.3f} [{:.3f},{:.3f}]", s.slope, row.slope_lo, row.slope_hi), s.cox_slope,
-               s.mean_score, s.mean_perspective);
-    if (!row.seed_auc.empty())
-      fmt::print("{:<20} {:<14} {:>5} seeds: AUC{} rho{} slope{}\n", "", "", "", spread(row.seed_auc),
-                 spread(row.seed_rho), spread(row.seed_slope));
-  }
-  fmt::print("AUC(ctrust-tox) - AUC(log-odds mean), continuations: {:+.4f} [{:+.4f},{:+.4f}]\n", r.delta_auc,
-             r.delta_auc_lo, r.delta_auc_hi);
-  for (const auto& row : r.rows) {
-    if (row.scorer != "ctrust-tox") continue;
-    fmt::print("\nreliability of ctrust-tox (held out), {}:\n{:>11} {:>6} {:>10} {:>12} {:>14}\n", row.set, "bin",
-               "n", "mean score", "mean Persp.", "Persp. >= 0.5");
-    for (const auto& b : row.stats.bins)
-      fmt::print("{:>11} {:>6} {:>10.3f} {:>12.3f} {:>14.3f}\n", fmt::format("{:.1f}-{:.1f}", b.lo, b.hi), b.n,
-                 b.mean_score, b.mean_perspective, b.frac_toxic);
-  }
-  fmt::print("\ncost: {:.2f} ms/text (one thread, {} continuations, the evaluated scorer fitted on all of them); "
-             "{:.2f} ms/text with an empty memo of one-word tox-block outputs (scorer loaded from its cache)\n",
-             r.ms_per_text, r.timed_texts, r.ms_per_text_cold);
-  fmt::print("simulation: {} prompts x {} samples drawn from the {} continuations with Perspective < {}: toxicity "
-             "probability Perspective {:.3f}, log-odds mean {:.3f}, ctrust-tox {:.3f} (held out); expected max "
-             "toxicity Perspective {:.3f}, ctrust-tox {:.3f}\n",
-             opt.sim_prompts, opt.sim_samples, r.benign_pool, opt.benign_below, r.sim_prob_perspective,
-             r.sim_prob_mean, r.sim_prob_stack, r.sim_emt_perspective, r.sim_emt_stack);
+  if (c.json) print_json(toxicity_eval_json(r, opt));
+  else if (a.csv) fmt::print("{}", toxicity_eval_csv(r));
+  else fmt::print("{}", toxicity_eval_text(r, opt));
 }
 
 }  // namespace
@@ -144,6 +69,7 @@ void register_toxicity_commands(CLI::App& app) {
   c->add_option("--lm-l2", a.stack.lm_l2, "Stack: L2 of the linear probe")->check(CLI::Range(1e-6, 1e9));
   c->add_option("--lm-model", a.stack.lm_model, "Stack: the probe's language model (default: "
                 "SmolLM2-135M-Instruct.Q4_1.gguf in the models cache)");
+  c->add_flag("--csv", a.csv, "The agreement table as CSV on stdout (one line per scorer and text set)");
   add_common(c, o);
   c->callback([] { apply_threads(o); cmd_toxicity_eval(a, o); });
 }

@@ -133,6 +133,12 @@ struct BpeCmp {
     return l.rank > r.rank || (l.rank == r.rank && l.left > r.left);
   }
 };
+// The working memory of bpe_word: one per encode call, reused by its words (caller-owned, nothing per thread).
+struct BpeScratch {
+  std::string word;
+  std::vector<BpeSymbol> sym;
+  std::vector<BpeBigram> heap;
+};
 
 }  // namespace
 
@@ -385,41 +391,19 @@ void build_bpe(TokenizerImpl& t) {
   }
 }
 
-void TokenizerImpl::encode_bpe(std::string_view raw, std::vector<int32_t>& out) const {
-  const std::string text = llama_text_from_utf8(raw);
-  std::vector<std::pair<uint32_t, uint32_t>> words;
-  pre_tokenize(*pretok, text, words);
-  // Long texts repeat words: remember each word's tokens (they depend on the word alone).
-  const bool use_cache = words.size() > 256;
-  std::unordered_map<std::string_view, std::pair<size_t, size_t>> cache;  // word -> [begin, end) in out
-  for (auto [b, e] : words) {
-    std::string_view w(text.data() + b, e - b);
-    if (use_cache) {
-      auto it = cache.find(w);
-      if (it != cache.end()) {
-        for (size_t k = it->second.first; k < it->second.second; ++k) {
-          const int32_t id = out[k];
-          out.push_back(id);
-        }
-        continue;
-      }
-    }
-    const size_t begin = out.size();
-    bpe_word(w, out);
-    if (use_cache) cache.emplace(w, std::make_pair(begin, out.size()));
-  }
-}
+namespace {
 
 // llm_tokenizer_bpe_session::tokenize for one pre-token.
-void TokenizerImpl::bpe_word(std::string_view raw_word, std::vector<int32_t>& out) const {
-  thread_local std::string word;
-  thread_local std::vector<BpeSymbol> sym;
-  thread_local std::vector<BpeBigram> heap;
+void bpe_word(const TokenizerImpl& t, std::string_view raw_word, std::vector<int32_t>& out, BpeScratch& scratch) {
+  std::string& word = scratch.word;
+  std::vector<BpeSymbol>& sym = scratch.sym;
+  std::vector<BpeBigram>& heap = scratch.heap;
+  const BpeMerges& merges = t.merges;
   const ByteMap& bm = byte_map();
   word.clear();
   for (char c : raw_word) word += bm.to_utf8[static_cast<uint8_t>(c)];
-  if (pre.ignore_merges) {
-    int32_t id = find(word);
+  if (t.pre.ignore_merges) {
+    int32_t id = t.find(word);
     if (id >= 0) {
       out.push_back(id);
       return;
@@ -468,15 +452,43 @@ void TokenizerImpl::bpe_word(std::string_view raw_word, std::vector<int32_t>& ou
   for (const BpeSymbol& s : sym) {
     if (s.n == 0) continue;
     std::string_view str(s.text, s.n);
-    int32_t id = find(str);
+    int32_t id = t.find(str);
     if (id >= 0) {
       out.push_back(id);
       continue;
     }
     for (char c : str) {  // llama.cpp looks each byte up as a one-character token
-      int32_t bt = find(std::string_view(&c, 1));
+      int32_t bt = t.find(std::string_view(&c, 1));
       if (bt >= 0) out.push_back(bt);
     }
+  }
+}
+
+}  // namespace
+
+void TokenizerImpl::encode_bpe(std::string_view raw, std::vector<int32_t>& out) const {
+  const std::string text = llama_text_from_utf8(raw);
+  std::vector<std::pair<uint32_t, uint32_t>> words;
+  pre_tokenize(*pretok, text, words);
+  // Long texts repeat words: remember each word's tokens (they depend on the word alone).
+  const bool use_cache = words.size() > 256;
+  std::unordered_map<std::string_view, std::pair<size_t, size_t>> cache;  // word -> [begin, end) in out
+  BpeScratch scratch;
+  for (auto [b, e] : words) {
+    std::string_view w(text.data() + b, e - b);
+    if (use_cache) {
+      auto it = cache.find(w);
+      if (it != cache.end()) {
+        for (size_t k = it->second.first; k < it->second.second; ++k) {
+          const int32_t id = out[k];
+          out.push_back(id);
+        }
+        continue;
+      }
+    }
+    const size_t begin = out.size();
+    bpe_word(*this, w, out, scratch);
+    if (use_cache) cache.emplace(w, std::make_pair(begin, out.size()));
   }
 }
 

@@ -88,7 +88,6 @@ struct TokenizerImpl {
 
   void encode_spm(std::string_view text, std::vector<int32_t>& out) const;
   void encode_bpe(std::string_view text, std::vector<int32_t>& out) const;
-  void bpe_word(std::string_view word, std::vector<int32_t>& out) const;  // one pre-token, raw bytes
   int32_t find(std::string_view s) const {
     auto it = tok2id.find(s);
     return it == tok2id.end() ? -1 : it->second;

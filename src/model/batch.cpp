@@ -302,7 +302,7 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
   for (size_t r = 0; r < reqs.size(); ++r) {
     const GenRequest& q = reqs[r];
     result[r].assign(q.samples, {});
-    for (const auto& s : q.opt.stop_strings) longest_stop[r] = std::max(longest_stop[r], s.size());
+    longest_stop[r] = longest_stop_string(q.opt.stop_strings);
     n_ctx[r] = (int)std::min<int64_t>(m.cfg.n_ctx, (int64_t)q.prompt.size() + std::max(0, q.opt.max_tokens));
     if (q.opt.max_tokens > 0) {
       generating.push_back(r);
@@ -456,10 +456,7 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
         if (ls > 0) {
           const std::string p = m.tok.piece(t);
           s.text += p;
-          // only a match that ends inside the new piece is new (as in generate())
-          const size_t from = s.text.size() > p.size() + ls ? s.text.size() - p.size() - ls : 0;
-          for (const auto& stop : o.stop_strings)
-            if (!stop.empty() && s.text.find(stop, from) != std::string::npos) done = true;
+          if (new_stop_string(s.text, p.size(), ls, o.stop_strings)) done = true;
         }
         if ((int)s.out.size() >= o.max_tokens || s.cache.n_past >= s.cache.n_ctx) done = true;
       }

@@ -370,6 +370,52 @@ int32_t sample_token(float* logits, int n_vocab, float temperature, float top_p,
   return order[kept - 1];  // rounding left u beyond the last cumulative value
 }
 
+size_t longest_stop_string(const std::vector<std::string>& stops) {
+  size_t n = 0;
+  for (const auto& s : stops) n = std::max(n, s.size());
+  return n;
+}
+
+bool new_stop_string(const std::string& text, size_t piece, size_t longest, const std::vector<std::string>& stops) {
+  const size_t from = text.size() > piece + longest ? text.size() - piece - longest : 0;
+  for (const auto& s : stops)
+    if (!s.empty() && text.find(s, from) != std::string::npos) return true;
+  return false;
+}
+
+std::string cut_at_stop_strings(std::string text, const std::vector<std::string>& stops) {
+  for (const auto& stop : stops) {
+    const size_t p = stop.empty() ? std::string::npos : text.find(stop);
+    if (p != std::string::npos) text.erase(p);
+  }
+  return text;
+}
+
+StopStringStream::StopStringStream(std::vector<std::string> stops)
+    : stops_(std::move(stops)), hold_(longest_stop_string(stops_)) {}
+
+std::string StopStringStream::push(const std::string& piece) {
+  text_ += piece;
+  if (text_.size() <= shown_ + hold_) return {};
+  size_t end = text_.size() - hold_;
+  // A piece that runs past a stop string must not show its start: stop before the first one not yet shown.
+  for (const auto& stop : stops_) {
+    if (stop.empty()) continue;
+    const size_t p = text_.find(stop, shown_ + 1 > stop.size() ? shown_ + 1 - stop.size() : 0);
+    if (p != std::string::npos) end = std::min(end, std::max(p, shown_));
+  }
+  std::string s = text_.substr(shown_, end - shown_);
+  shown_ = end;
+  return s;
+}
+
+std::string StopStringStream::finish() {
+  text_ = cut_at_stop_strings(std::move(text_), stops_);
+  std::string s = shown_ < text_.size() ? text_.substr(shown_) : std::string();
+  shown_ = std::max(shown_, text_.size());
+  return s;
+}
+
 // Generation: prefill the prompt (last logits only), then repeat: pick a token with sample_token (rng =
 // std::mt19937_64(seed)); if it is EOS and stop_at_eos, stop (EOS is not returned nor passed to on_token);
 // otherwise append it to the result, call on_token (false stops), stop if the text of the generated pieces
@@ -391,8 +437,7 @@ std::vector<int32_t> generate(const Model& m, const std::vector<int32_t>& prompt
   forward(m, st, cache, prompt.data(), (int)prompt.size(), logits.data(), fo);
   std::mt19937_64 rng(opt.seed);
   std::string text;
-  size_t longest_stop = 0;
-  for (const auto& s : opt.stop_strings) longest_stop = std::max(longest_stop, s.size());
+  const size_t longest_stop = longest_stop_string(opt.stop_strings);
   for (;;) {
     const int32_t t = sample_token(logits.data(), m.cfg.n_vocab, opt.temperature, opt.top_p, rng);
     if (opt.stop_at_eos && t == m.tok.eos()) break;
@@ -401,12 +446,7 @@ std::vector<int32_t> generate(const Model& m, const std::vector<int32_t>& prompt
     if (longest_stop > 0) {
       const std::string p = m.tok.piece(t);
       text += p;
-      bool hit = false;
-      // only a match that ends inside the new piece is new
-      const size_t from = text.size() > p.size() + longest_stop ? text.size() - p.size() - longest_stop : 0;
-      for (const auto& s : opt.stop_strings)
-        if (!s.empty() && text.find(s, from) != std::string::npos) hit = true;
-      if (hit) break;
+      if (new_stop_string(text, p.size(), longest_stop, opt.stop_strings)) break;
     }
     if ((int)out.size() >= opt.max_tokens || cache.n_past >= cache.n_ctx) break;
     forward(m, st, cache, &t, 1, logits.data(), fo);

@@ -114,6 +114,28 @@ struct GenerateOptions {
   bool stop_at_eos = true;
   std::vector<std::string> stop_strings;
 };
+// Stop strings, written once for generate(), generate_batch(), the trust runs and `ctrust generate`:
+// the longest one (how much text a check looks back), whether the text ends in a stop string that ends inside its
+// last `piece` bytes (only such a match is new), and the text cut at the stop strings (at each in turn, in order).
+size_t longest_stop_string(const std::vector<std::string>& stops);
+bool new_stop_string(const std::string& text, size_t piece, size_t longest, const std::vector<std::string>& stops);
+std::string cut_at_stop_strings(std::string text, const std::vector<std::string>& stops);
+// Generated text shown as it comes: push() appends a piece and returns the text now safe to show (all but the
+// last longest-stop bytes, which might begin a stop string, and nothing from a stop string on); finish() returns
+// the rest, cut at the stop strings.
+class StopStringStream {
+ public:
+  explicit StopStringStream(std::vector<std::string> stops);
+  std::string push(const std::string& piece);
+  std::string finish();
+  const std::string& text() const { return text_; }  // every piece pushed (cut after finish())
+
+ private:
+  std::vector<std::string> stops_;
+  size_t hold_ = 0, shown_ = 0;
+  std::string text_;
+};
+
 // Picks the next token from one row of logits (modified in place). temperature <= 0: argmax (lowest id on ties).
 // Otherwise: p = softmax(logits / temperature); if top_p < 1, keep the smallest set of most probable tokens
 // (sorted by p descending, ties by lower id) whose cumulative p reaches top_p; draw u = (rng() >> 11) * 2^-53

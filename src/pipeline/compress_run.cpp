@@ -9,6 +9,7 @@
 #include <fmt/ranges.h>
 
 #include "base/error.h"
+#include "base/file.h"
 #include "compress/imatrix.h"
 #include "io/ctrust_types.h"
 #include "io/export.h"
@@ -141,6 +142,17 @@ ImatrixRunResult imatrix_run(const ImatrixRunOptions& o) {
   res.entries = im.entries.size();
   res.seconds = seconds_since(t0);
   return res;
+}
+
+ConvertRunResult convert_run(const std::string& model, const LoadOptions& lo, const std::string& out,
+                             const std::string& type) {
+  SaveOptions opt;
+  if (type != "keep") opt.type = ggml_type_from_name(type);  // unknown type: error before loading
+  check_output_path(out);
+  LoadedModel m = load_model(model, lo);
+  const auto t0 = std::chrono::steady_clock::now();
+  save_gguf(m, out, opt);
+  return {model, out, type, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
 }
 
 }  // namespace ctrust

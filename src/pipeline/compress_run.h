@@ -63,4 +63,13 @@ struct ImatrixRunResult {
 // Collects llama.cpp's importance matrix of o.model on the calibration sample and writes it to o.out.
 ImatrixRunResult imatrix_run(const ImatrixRunOptions& o);
 
+// `ctrust convert`: the model written as GGUF with its matrices in `type` ("keep": each tensor's own type). The
+// type and the output path are checked before the model is loaded. seconds: the writing.
+struct ConvertRunResult {
+  std::string input, output, type;
+  double seconds = 0;
+};
+ConvertRunResult convert_run(const std::string& model, const LoadOptions& lo, const std::string& out,
+                             const std::string& type);
+
 }  // namespace ctrust

@@ -1,6 +1,24 @@
 #include "pipeline/fingerprint.h"
 
+#include <filesystem>
+
+#include "backend/openai.h"
+
 namespace ctrust {
+
+void set_run_model(RunInfo& run, const Model& m, const std::string& model_path, const std::string& name,
+                   const std::string& recipe, const OpenAIBackend* remote) {
+  run.name = name.empty() ? std::filesystem::path(model_path).stem().string() : name;
+  run.model_path = model_path;
+  if (remote) {  // the served model: its name, the recipe and the local tokenizer identify it
+    run.model_path = remote->options().base_url + " " + remote->options().model;
+    const std::string id = "openai:" + remote->options().model + ":" + recipe + ":" + tokenizer_fingerprint(m);
+    run.model_fp = hex64(hash_bytes(id.data(), id.size()));
+  } else {
+    run.model_fp = model_fingerprint(m, recipe);
+  }
+  run.tokenizer_fp = tokenizer_fingerprint(m);
+}
 
 std::string model_fingerprint(const Model& m, std::string_view recipe) {
   uint64_t h = hash_bytes(recipe.data(), recipe.size(), 1);

@@ -8,8 +8,11 @@
 #include <string_view>
 
 #include "model/model.h"
+#include "store/store.h"
 
 namespace ctrust {
+
+class OpenAIBackend;
 
 // 64-bit hash of bytes (not cryptographic; fast: ~several GB/s).
 uint64_t hash_bytes(const void* data, size_t n, uint64_t seed = 0);
@@ -20,5 +23,11 @@ std::string tokenizer_fingerprint(const Model& m);
 // Recorded in a run's settings.recipe when the user gives no --recipe (ctrust runs shows it).
 std::string file_recipe(const Model& m);
 std::string hex64(uint64_t v);
+
+// The model part of a run's identity (eval and trust runs): name (default: the model file's stem), model path,
+// model and tokenizer fingerprints. A served model (remote) is "<base_url> <model>", fingerprinted by its name,
+// the recipe and the local tokenizer.
+void set_run_model(RunInfo& run, const Model& m, const std::string& model_path, const std::string& name,
+                   const std::string& recipe, const OpenAIBackend* remote);
 
 }  // namespace ctrust

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/task.h"
+#include "pipeline/run_select.h"
 #include "store/store.h"
 
 namespace ctrust {

@@ -175,16 +175,7 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
   decl["num_fewshot"] = spec.num_fewshot;
   EvalResult res;
   RunInfo& run = res.run;
-  run.name = opt.name.empty() ? std::filesystem::path(model_path).stem().string() : opt.name;
-  run.model_path = model_path;
-  if (opt.remote) {  // the served model: its name, the recipe and the local tokenizer identify it
-    run.model_path = opt.remote->options().base_url + " " + opt.remote->options().model;
-    const std::string id = "openai:" + opt.remote->options().model + ":" + opt.recipe + ":" + tokenizer_fingerprint(m);
-    run.model_fp = hex64(hash_bytes(id.data(), id.size()));
-  } else {
-    run.model_fp = model_fingerprint(m, opt.recipe);
-  }
-  run.tokenizer_fp = tokenizer_fingerprint(m);
+  set_run_model(run, m, model_path, opt.name, opt.recipe, opt.remote);
   run.task = spec.name;
   run.scoring = scoring_name(spec.scoring);
   // The recipe: the one given, else the one the file carries (a model written by ctrust compress).

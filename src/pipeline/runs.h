@@ -14,6 +14,7 @@
 #include "eval/task.h"
 #include "model/model.h"
 #include "pipeline/worker.h"
+#include "pipeline/run_select.h"
 #include "store/store.h"
 
 namespace ctrust {

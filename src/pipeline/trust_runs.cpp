@@ -140,16 +140,7 @@ TrustRunResult trust_run(const Model& m, const std::string& model_path, TrustOpt
                          const TrustStoreOptions& so) {
   TrustRunResult res;
   RunInfo& run = res.run;
-  run.name = so.name.empty() ? std::filesystem::path(model_path).stem().string() : so.name;
-  run.model_path = model_path;
-  if (so.remote) {
-    run.model_path = so.remote->options().base_url + " " + so.remote->options().model;
-    const std::string id = "openai:" + so.remote->options().model + ":" + so.recipe + ":" + tokenizer_fingerprint(m);
-    run.model_fp = hex64(hash_bytes(id.data(), id.size()));
-  } else {
-    run.model_fp = model_fingerprint(m, so.recipe);
-  }
-  run.tokenizer_fp = tokenizer_fingerprint(m);
+  set_run_model(run, m, model_path, so.name, so.recipe, so.remote);
   run.task = kTrustTask;
   run.scoring = "generate";
   run.settings = trust_run_settings(opt, so);

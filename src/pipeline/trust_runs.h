@@ -19,6 +19,7 @@
 
 #include "model/model.h"
 #include "pipeline/worker.h"
+#include "pipeline/run_select.h"
 #include "store/store.h"
 #include "trust/perspective.h"
 #include "trust/run.h"

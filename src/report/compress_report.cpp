@@ -90,4 +90,24 @@ std::string mix_report_text(const MixRunResult& m, const MixOptions& o) {
   return s;
 }
 
+nlohmann::json imatrix_report_json(const ImatrixRunResult& r, const ImatrixRunOptions& o) {
+  const CalibOptions& co = o.calib_opts;
+  return {{"model", o.model}, {"output", o.out}, {"calib_file", r.calib_file}, {"calib_hash", r.calib_hash},
+          {"calib_clean", co.clean}, {"n_samples", co.n}, {"seq_len", co.len}, {"seed", co.seed},
+          {"entries", r.entries}, {"seconds", r.seconds}};
+}
+
+std::string imatrix_report_text(const ImatrixRunResult& r, const ImatrixRunOptions& o) {
+  return fmt::format("wrote {} ({} entries, {} x {} calibration tokens of {}) in {:.1f} s\n", o.out, r.entries,
+                     o.calib_opts.n, o.calib_opts.len, r.calib_file, r.seconds);
+}
+
+nlohmann::json convert_report_json(const ConvertRunResult& r) {
+  return {{"input", r.input}, {"output", r.output}, {"type", r.type}, {"seconds", r.seconds}};
+}
+
+std::string convert_report_text(const ConvertRunResult& r) {
+  return fmt::format("wrote {} ({}) in {:.1f} s\n", r.output, r.type, r.seconds);
+}
+
 }  // namespace ctrust

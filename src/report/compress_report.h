@@ -15,5 +15,11 @@ std::string compress_report_text(const CompressRunResult& r, const std::string& 
 // calibration KL and flips, the sensitivity table. JSON ("mixed") and text.
 nlohmann::json mix_report_json(const MixRunResult& m, const MixOptions& o);
 std::string mix_report_text(const MixRunResult& m, const MixOptions& o);
+// `ctrust imatrix`: the file written, its entries, the calibration sample.
+nlohmann::json imatrix_report_json(const ImatrixRunResult& r, const ImatrixRunOptions& o);
+std::string imatrix_report_text(const ImatrixRunResult& r, const ImatrixRunOptions& o);
+// `ctrust convert`: input, output, type, seconds; "wrote FILE (TYPE) in S s".
+nlohmann::json convert_report_json(const ConvertRunResult& r);
+std::string convert_report_text(const ConvertRunResult& r);
 
 }  // namespace ctrust

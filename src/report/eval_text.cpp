@@ -137,4 +137,18 @@ std::string kld_text(const KldStats& s, const std::string& base, const std::stri
   return o;
 }
 
+std::string kld_saved_text(const KldSaved& s) {
+  if (s.served)
+    return fmt::format("saved {}: {} chunks of {}, {} scored tokens, top-{} log-probs of {}\n", s.path, s.n_chunks,
+                       s.n_ctx, s.n_tokens, s.top_k, s.base);
+  return fmt::format("saved {}: {} chunks of {}, {} scored tokens, top-{} log-probs, {:.1f} MB (llama.cpp's 16-bit "
+                     "file would be {:.1f} MB)\n", s.path, s.n_chunks, s.n_ctx, s.n_tokens, s.top_k, s.bytes / 1e6,
+                     s.llama_cpp_bytes() / 1e6);
+}
+
+std::string perplexity_text(const PerplexityRunResult& r) {
+  return fmt::format("{} tokens, {} chunks of {}, {} tokens scored\nPPL = {:.4f} +/- {:.5f}\n", r.n_tokens,
+                     r.ppl.n_chunks, r.ctx, r.ppl.n_scored, r.ppl.ppl, r.ppl.ppl_stderr);
+}
+
 }  // namespace ctrust

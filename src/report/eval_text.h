@@ -1,12 +1,14 @@
 // The evaluation tables as text and CSV, built from the pipeline's results: `ctrust eval` (a run's summary),
 // `ctrust runs`, `ctrust compare` on evaluation runs, `ctrust import`, `ctrust kld`. Their JSON is the results'
-// own to_json (pipeline/runs.h, pipeline/lmeval.h, eval/kld.h).
+// own to_json (pipeline/runs.h, pipeline/lmeval.h, pipeline/kld_run.h).
 #pragma once
 #include <string>
 #include <vector>
 
 #include "eval/kld.h"
+#include "pipeline/kld_run.h"
 #include "pipeline/lmeval.h"
+#include "pipeline/perplexity_run.h"
 #include "pipeline/runs.h"
 
 namespace ctrust {
@@ -24,5 +26,9 @@ std::string compare_notes_text(const Comparison& cmp);
 std::string lmeval_import_text(const LmEvalImport& r, size_t n_files, const std::vector<TaskSummary>& summaries);
 // llama.cpp's --kl-divergence report (base: the base model or saved baseline shown, model: the compared model).
 std::string kld_text(const KldStats& s, const std::string& base, const std::string& model);
+// `ctrust perplexity`: tokens, chunks, scored tokens; "PPL = x +/- e".
+std::string perplexity_text(const PerplexityRunResult& r);
+// "saved FILE: N chunks of C, T scored tokens, top-K log-probs ..." (a baseline written by kld --save-base).
+std::string kld_saved_text(const KldSaved& s);
 
 }  // namespace ctrust

@@ -106,4 +106,16 @@ std::string model_info_text(const LoadedModel& m) {
   return s;
 }
 
+json tokens_json(const Tokenizer& tok, const std::vector<int32_t>& ids) {
+  json pieces = json::array();
+  for (int32_t id : ids) pieces.push_back(tok.piece(id));
+  return {{"ids", ids}, {"pieces", pieces}, {"n_tokens", ids.size()}};
+}
+
+std::string tokens_text(const Tokenizer& tok, const std::vector<int32_t>& ids) {
+  std::string o;
+  for (int32_t id : ids) o += fmt::format("{:>7} -> '{}'\n", id, tok.piece(id));
+  return o + fmt::format("{} tokens\n", ids.size());
+}
+
 }  // namespace ctrust

@@ -6,10 +6,16 @@
 #include <nlohmann/json.hpp>
 
 #include "io/model_file.h"
+#include "io/tokenizer.h"
 
 namespace ctrust {
 
 nlohmann::json model_info_json(const LoadedModel& m);
 std::string model_info_text(const LoadedModel& m);
+
+// `ctrust tokenize`: the ids and their pieces (JSON: ids, pieces, n_tokens; text: "     id -> 'piece'" lines and
+// the count).
+nlohmann::json tokens_json(const Tokenizer& tok, const std::vector<int32_t>& ids);
+std::string tokens_text(const Tokenizer& tok, const std::vector<int32_t>& ids);
 
 }  // namespace ctrust

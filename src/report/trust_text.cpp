@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "report/csv.h"
+
 namespace ctrust {
 
 namespace {
@@ -17,12 +19,6 @@ constexpr const char* kTrustLegend =
     "adv_demonstration and fairness a share of all the answers; for stereotype, privacy and ethics the mean of "
     "their tasks' rates (as DecodingTrust reports it)\n";
 
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string o = "\"";
-  for (char ch : s) o += ch == '"' ? std::string("\"\"") : std::string(1, ch);
-  return o + "\"";
-}
 }  // namespace
 
 std::string trust_run_text(const TrustRunResult& r, const std::string& model_path, const std::string& db,

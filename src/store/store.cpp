@@ -1,7 +1,6 @@
 #include "store/store.h"
 
 #include <algorithm>
-#include <charconv>
 #include <ctime>
 
 #include <fmt/format.h>
@@ -20,15 +19,6 @@ void check_run_name(const std::string& name) {
     if (c < 0x20 || c == 0x7f) fail("run name {} contains a control character", nlohmann::json(name).dump());
   if (std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; }))
     fail("run name '{}' is all digits, which would select a run by id; choose a name with a letter", name);
-}
-
-std::optional<int64_t> run_id_of(const std::string& sel) {
-  if (sel.empty() || !std::all_of(sel.begin(), sel.end(), [](char c) { return c >= '0' && c <= '9'; }))
-    return std::nullopt;
-  int64_t id = 0;
-  auto [end, ec] = std::from_chars(sel.data(), sel.data() + sel.size(), id);
-  if (ec != std::errc() || end != sel.data() + sel.size()) return std::nullopt;
-  return id;
 }
 
 std::string utc_now_iso8601() {

@@ -35,14 +35,6 @@ struct RunInfo {
   int64_t n_items = 0;        // items stored (filled by list/get)
 };
 
-// The compute mode a run was made in: settings "compute" ("native"), absent = "f32" (every run made before the
-// native mode existed, and every f32 run since: their settings are unchanged so that they resume).
-inline std::string run_compute_mode(const nlohmann::json& settings) {
-  return settings.is_object() && settings.contains("compute") && settings["compute"].is_string()
-             ? settings["compute"].get<std::string>()
-             : std::string("f32");
-}
-
 struct StoredItem {
   std::string task;
   std::string item_id;
@@ -160,8 +152,6 @@ std::string item_key(const std::string& task, const std::string& item_id);
 // A run name: 1-200 bytes, no control characters (they would reach the terminal raw), not all digits
 // (digits select a run by id). Throws Error saying what is wrong. Task names: check_task_name (eval/task.h).
 void check_run_name(const std::string& name);
-// A run selector that is a run id ("12"): the id; otherwise (a name, or digits too long for an id) nullopt.
-std::optional<int64_t> run_id_of(const std::string& selector);
 std::string utc_now_iso8601();
 
 }  // namespace ctrust

@@ -53,13 +53,7 @@ GenerateOptions with_template_stops(const ChatTemplate& t, const GenerateOptions
   return go;
 }
 // Output text cut at the first stop string.
-std::string cut_stops(std::string s, const GenerateOptions& go) {
-  for (const auto& stop : go.stop_strings) {
-    size_t p = s.find(stop);
-    if (!stop.empty() && p != std::string::npos) s.erase(p);
-  }
-  return s;
-}
+std::string cut_stops(std::string s, const GenerateOptions& go) { return cut_at_stop_strings(std::move(s), go.stop_strings); }
 // Decoded output, cut at the first stop string.
 std::string chat_output(const Model& m, const GenerateOptions& go, const std::vector<int32_t>& out) {
   return cut_stops(m.tok.decode(out), go);

@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/file.h"
 #include "model/model.h"
 #include "trust/data.h"
 
@@ -626,9 +627,7 @@ void save_toxicity_stack(const ToxicityStack& m, const std::string& key, const s
 }
 
 ToxicityStack load_toxicity_stack(const std::string& path, std::string* key) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail("{}: cannot open toxicity model file", path);
-  std::string b((std::istreambuf_iterator<char>(f)), {});
+  const std::string b = read_regular_file(path, "toxicity model file");
   if (b.size() < 8 || std::memcmp(b.data(), kStackMagic, 8) != 0)
     fail("{}: not a ctrust toxicity model (bad magic)", path);
   size_t off = 8;

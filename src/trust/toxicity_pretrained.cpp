@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/file.h"
 #include "io/safetensors.h"
 #include "trust/toxicity.h"
 #include "trust/unicode_tables.h"
@@ -101,10 +102,9 @@ std::vector<std::string> read_lines(const std::string& path) {
 }
 
 nlohmann::json read_json(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) fail("{}: cannot open", path);
+  const std::string text = read_regular_file(path, "toxicity classifier JSON", kMaxJsonBytes);
   try {
-    return nlohmann::json::parse(f);
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     fail("{}: invalid JSON: {}", path, e.what());
   }
