@@ -1,4 +1,4 @@
-// ctrust info | tokenize | generate | perplexity | convert
+// ctrust info | tokenize | generate | perplexity | convert | export-hf
 #include <chrono>
 #include <fstream>
 #include <cstdlib>
@@ -11,6 +11,7 @@
 #include "base/file.h"
 #include "cli/common.h"
 #include "io/export.h"
+#include "io/export_hf.h"
 #include "io/config_json.h"
 #include "io/model_file.h"
 #include "model/model.h"
@@ -191,6 +192,30 @@ void cmd_convert(const ModelArgs& a, const Common& c, const std::string& out, co
     fmt::print("wrote {} ({}) in {:.1f} s\n", out, type, seconds_since(t0));
 }
 
+
+void cmd_export_hf(const std::string& model, const Common& c, const std::string& out, const std::string& format,
+                   const std::string& tokenizer_from) {
+  HfExportOptions o;
+  o.format = hf_quant_format_from_name(format);  // unknown format: error before loading
+  o.tokenizer_from = tokenizer_from;
+  LoadedModel m = load_gguf_model(model);
+  auto t0 = clock_type::now();
+  const HfExportResult r = export_hf(m, out, o);
+  if (c.json) {
+    json j = r.to_json();
+    j["input"] = model;
+    j["seconds"] = seconds_since(t0);
+    print_json(j);
+    return;
+  }
+  fmt::print("wrote {} ({} {}, {}-bit, group {}{}{}; {} quantized Linears, {} other tensors, model.safetensors {:.1f} MB) "
+             "in {:.1f} s\n",
+             out, r.hf_class, r.format, r.bits, r.group, r.sym ? ", sym" : "", r.desc_act ? ", desc_act" : "",
+             r.n_quantized, r.n_plain, r.safetensors_bytes / 1e6, seconds_since(t0));
+  fmt::print("largest |exported weight - ctrust's weight|: {:.3g}\n", r.max_dev);
+  fmt::print("tokenizer: {}\n", r.tokenizer_note);
+}
+
 }  // namespace
 
 void register_model_commands(CLI::App& app) {
@@ -279,6 +304,22 @@ void register_model_commands(CLI::App& app) {
     c->add_option("--type", *type, "Tensor type for weight matrices, or 'keep'");
     add_common(c, *o);
     c->callback([=] { apply_threads(*o); cmd_convert(*a, *o, *out, *type); });
+  }
+  {
+    auto* c = app.add_subcommand("export-hf",
+                                 "Write a compressed GGUF model as a Hugging Face folder (GPTQ or AWQ safetensors + "
+                                 "config.json with quantization_config) that Transformers / AutoGPTQ / AutoAWQ load");
+    static std::string model_v, out_v, format_v{"gptq"}, tok_v;
+    static Common o_v;
+    auto* o = &o_v;
+    c->add_option("-m,--model", model_v, "Compressed GGUF file (ctrust compress --method gptq|awq|rtn)")->required();
+    c->add_option("-o,--output", out_v, "Output folder")->required();
+    c->add_option("--format", format_v, "gptq (AutoGPTQ: qweight/qzeros/scales/g_idx) or awq (AutoAWQ GEMM)");
+    c->add_option("--tokenizer-from", tok_v,
+                  "Hugging Face folder whose tokenizer files are copied (default: tokenizer.json written from the "
+                  "GGUF vocabulary where its pre-tokenizer is known)");
+    add_common(c, *o);
+    c->callback([=] { apply_threads(*o); cmd_export_hf(model_v, *o, out_v, format_v, tok_v); });
   }
 }
 
