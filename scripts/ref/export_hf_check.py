@@ -2,7 +2,11 @@
 """Round-trip check of `ctrust export-hf` (issue 12, point 5) with the packages the formats come from.
 
 Loads a folder written by `ctrust export-hf` with
-  * GPTQ: transformers + optimum + auto-gptq (CPU: auto-gptq's QuantLinear, torch dequantization path), and
+  * GPTQ: auto-gptq 0.7.1's AutoGPTQForCausalLM.from_quantized (a transformers model whose Linears are auto-gptq's
+          QuantLinear; CPU: its torch dequantization path; f32 model so scales are f32 copies of the fp16 ones).
+          transformers + optimum do not load it here: optimum 2.x's GPTQ path needs gptqmodel, not auto-gptq
+          (NameError QuantizeConfig), and
+
   * AWQ:  AutoAWQ's own WQLinear_GEMM modules (autoawq 0.2.9; transformers refuses AWQ without a GPU, so the
           Linears of a transformers Llama/Qwen2 model are replaced with WQLinear_GEMM.from_linear(init_only=True)
           and the exported tensors loaded into them; the forward runs AutoAWQ's naive CPU path,
@@ -10,9 +14,11 @@ Loads a folder written by `ctrust export-hf` with
 and compares the logits on a few real prompts with ctrust's (the `ctrust` Python module, f32 compute) on
   (a) the compressed GGUF the folder was exported from, and
   (b) the exported folder itself (ctrust's Hugging Face loader dequantizes the GPTQ/AWQ tensors),
-plus, for AWQ, the package's own unpacking (awq.utils.packing_utils.unpack_awq + reverse_awq_order) against
-ctrust's (an identity input through auto-gptq's QuantLinear of the GPTQ export of the same GGUF: each column of
-`QuantLinear(I)` is one dequantized weight row, exactly).
+and every quantized Linear as the package dequantizes it against ctrust's weights of the GGUF (`ctrust` module,
+Model.tensor; q/k rows of llama files un-permuted): GPTQ through auto-gptq's QuantLinear on an identity input
+(QuantLinear(I) = I W^T, exact in f32), AWQ through AutoAWQ's unpack_awq + reverse_awq_order with (q - z) * s in
+f32. These must be equal (0) for a GGUF whose grids are (q - z) * s (compress --zero-point or --sym); the default
+affine fp16 form (q d + fp16(-z d)) moves by up to half an fp16 unit of the minimum (reported, not required).
 
 The venv (CPU only; torch from PyPI):
     python3 -m venv /work/venv-hf
@@ -23,8 +29,9 @@ ctrust's module: the build tree's (PYTHONPATH=build/python; the same Python 3.11
 
 Usage (from the repository root):
     PYTHONPATH=build/python /work/venv-hf/bin/python scripts/ref/export_hf_check.py \
-        --gguf gptq4g64zp.gguf --hf hf-gptq4g64zp [--gptq-of-same HFDIR (AWQ)] [--json out.json]
+        --gguf gptq4g64zp.gguf --hf hf-gptq4g64zp [--json out.json]
 
+Pass criterion: the package's logits against ctrust's on the same exported weights (b); (a) is reported beside.
 Tolerances (why): both sides compute in f32 with different summation orders (BLAS sgemm vs torch's matmul,
 attention and RMSNorm written differently), so identical weights give logits that differ by ~1e-5 relative; we
 require max |d logit| <= 2e-3 (absolute; the logits are O(10)) and 100% top-1 agreement for GPTQ. AWQ's CPU
@@ -64,7 +71,9 @@ def ctrust_logits(path, prompts):
 
 def compare(name, ref, got):
     worst, agree, n = 0.0, 0, 0
-    for (ids, a), b in zip(ref, got):
+    for r, b in zip(ref, got):
+        a = r[1] if isinstance(r, tuple) else r
+        b = b[1] if isinstance(b, tuple) else b
         worst = max(worst, float(np.max(np.abs(a - b))))
         agree += int(np.sum(a.argmax(-1) == b.argmax(-1)))
         n += a.shape[0]
@@ -73,10 +82,49 @@ def compare(name, ref, got):
     return r
 
 
+HF_TO_GGUF = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+              "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+              "mlp.down_proj": "ffn_down"}
+
+
+def compare_weights(gguf, pw):
+    """max |package weight - ctrust's GGUF weight| over the quantized Linears (GGUF llama q/k rows are in
+    llama.cpp's interleaved RoPE order: HF row h*d + j*d/2 + i is GGUF row h*d + 2i + j)."""
+    import ctrust
+    m = ctrust.load(gguf)
+    cfg = m.config
+    worst, n = 0.0, 0
+    for name, w in pw.items():
+        parts = name.split(".")  # model.layers.N.self_attn.q_proj
+        layer, kind = parts[2], HF_TO_GGUF[".".join(parts[3:5])]
+        g = np.asarray(m.tensor(f"blk.{layer}.{kind}.weight"))
+        if cfg["rope_layout"] == "interleaved" and kind in ("attn_q", "attn_k"):
+            heads = cfg["n_heads"] if kind == "attn_q" else cfg["n_kv_heads"]
+            d = g.shape[0] // heads
+            src = np.array([hh * d + 2 * i + j for hh in range(heads) for j in range(2) for i in range(d // 2)])
+            g = g[src]
+        worst = max(worst, float(np.max(np.abs(w - g))))
+        n += w.size
+    print(f"package dequantization vs ctrust's GGUF weights: max |d w| {worst} over {n} weights ({len(pw)} Linears)")
+    return {"max_abs_diff": worst, "weights": n, "linears": len(pw)}
+
+
 def hf_gptq_logits(hfdir, ids_list):
-    from transformers import AutoModelForCausalLM
-    model = AutoModelForCausalLM.from_pretrained(hfdir, torch_dtype=torch.float32, device_map="cpu")
-    model = model.float()  # scales (fp16 buffers) to f32 exactly: (q - z) * s then rounds once, in f32
+    """auto-gptq's own loader (optimum 2.x loads GPTQ through gptqmodel only, not auto-gptq)."""
+    from auto_gptq import AutoGPTQForCausalLM
+    q = AutoGPTQForCausalLM.from_quantized(hfdir, device="cpu", use_safetensors=True, model_basename="model",
+                                           use_triton=False, disable_exllama=True, disable_exllamav2=True,
+                                           torch_dtype=torch.float32)
+    model = q.model
+    if model.config.tie_word_embeddings:
+        # auto-gptq 0.7.1 + transformers 4.51 leave a tied embedding at zeros (the checkpoint, as HF's own tied
+        # checkpoints, has no lm_head.weight; the tie made at load points both at the empty head): set it from the file.
+        from safetensors import safe_open
+        with safe_open(os.path.join(hfdir, "model.safetensors"), "pt") as f:
+            emb = f.get_tensor("model.embed_tokens.weight")
+        with torch.no_grad():
+            model.get_input_embeddings().weight.copy_(emb)
+        model.tie_weights()
     model.eval()
     kinds = sorted({type(mod).__module__ + "." + type(mod).__name__ for mod in model.modules()
                     if hasattr(mod, "qweight")})
@@ -125,7 +173,8 @@ def awq_model(hfdir):
                     q.bias = child.bias
                 setattr(mod, cname, q)
     missing, unexpected = model.load_state_dict(sd, strict=False)
-    missing = [k for k in missing if not k.endswith((".bias",)) and "rotary" not in k]
+    # (the WQLinear buffers were copied above; Linears without bias have none)
+    missing = [k for k in missing if not k.endswith((".bias", ".qweight", ".qzeros", ".scales")) and "rotary" not in k]
     if cfg.tie_word_embeddings:
         model.tie_weights()
         missing = [k for k in missing if k != "lm_head.weight"]
@@ -155,8 +204,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--gguf", required=True, help="the compressed GGUF file the folder was exported from")
     ap.add_argument("--hf", required=True, help="the folder written by ctrust export-hf")
-    ap.add_argument("--gptq-of-same", help="AWQ: a GPTQ export of the same GGUF (exact weight cross-check)")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--affine", action="store_true",
+                    help="the GGUF has the default affine fp16 grids (not --zero-point): weights within 2^-7, not equal")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -171,6 +221,8 @@ def main():
     res["tokens"] = sum(len(i) for i in ids_list)
     own = ctrust_logits(a.hf, PROMPTS)
     res["ctrust_hf_vs_gguf"] = compare("ctrust on the export vs ctrust on the GGUF", ref, [l for _, l in own])
+    # 0 when the GGUF's grids are (q - z) * s (compress --zero-point, --sym); the default affine fp16 form
+    # q * d + fp16(-z d) is exported as (q - z) * d, half an fp16 unit of the minimum away.
 
     # The tokenizer written beside the weights must give ctrust's ids.
     from transformers import AutoTokenizer
@@ -186,10 +238,14 @@ def main():
     ok = True
     if fmt == "gptq":
         got, kinds, model = hf_gptq_logits(a.hf, ids_list)
+        lm = model.get_output_embeddings().weight
+        assert float(lm.abs().sum()) > 0, "lm_head not loaded"
         res["modules"] = kinds
         print("quantized modules:", kinds)
-        res["package_vs_ctrust"] = compare("transformers+auto-gptq vs ctrust (GGUF)", ref, got)
-        ok = res["package_vs_ctrust"]["max_abs_dlogit"] <= 2e-3 and res["package_vs_ctrust"]["top1_rate"] == 1.0
+        res["package_vs_ctrust"] = compare("auto-gptq vs ctrust on the GGUF", ref, got)
+        res["package_vs_ctrust_export"] = compare("auto-gptq vs ctrust on the export", own, got)
+        pe = res["package_vs_ctrust_export"]
+        ok = pe["max_abs_dlogit"] <= 2e-3 and pe["top1_rate"] == 1.0
     else:
         model, bits, group = awq_model(a.hf)
         res["modules"] = sorted({type(m).__name__ for m in model.modules() if hasattr(m, "qweight")})
@@ -197,21 +253,16 @@ def main():
         with torch.no_grad():
             for ids in ids_list:
                 got.append(model(torch.tensor([ids])).logits[0].float().numpy())
-        res["package_vs_ctrust"] = compare("AutoAWQ WQLinear_GEMM (fp16 CPU path) vs ctrust (GGUF)", ref, got)
-        ok = res["package_vs_ctrust"]["max_abs_dlogit"] <= 0.5 and res["package_vs_ctrust"]["top1_rate"] >= 0.95
-        if a.gptq_of_same:
-            wa = awq_weights(model, bits, group)
-            _, _, gm = hf_gptq_logits(a.gptq_of_same, ids_list[:1])
-            wg = gptq_dequant_weights(gm)
-            diff, n = 0.0, 0
-            for name, w in wa.items():
-                g = wg[name]
-                diff = max(diff, float(np.max(np.abs(w - g))))
-                n += w.size
-            res["awq_vs_gptq_weights"] = {"max_abs_diff": diff, "weights": n, "linears": len(wa)}
-            print(f"AutoAWQ unpack vs auto-gptq dequantization of the same GGUF: max |d w| {diff} over {n} weights "
-                  f"({len(wa)} Linears)")
-            ok = ok and diff == 0.0
+        res["package_vs_ctrust"] = compare("AutoAWQ WQLinear_GEMM (fp16 CPU path) vs ctrust on the GGUF", ref, got)
+        res["package_vs_ctrust_export"] = compare("AutoAWQ WQLinear_GEMM (fp16 CPU path) vs ctrust on the export",
+                                                  own, got)
+        pe = res["package_vs_ctrust_export"]
+        ok = pe["max_abs_dlogit"] <= 0.5 and pe["top1_rate"] >= 0.95
+    # The package's own dequantization of every quantized Linear against ctrust's weights of the GGUF.
+    pw = gptq_dequant_weights(model) if fmt == "gptq" else awq_weights(model, bits, group)
+    res["weights"] = compare_weights(a.gguf, pw)
+    # exact for (q - z) * s grids; --affine: the default fp16 affine form, half an fp16 unit of |m| < 16 (2^-7)
+    ok = ok and res["weights"]["max_abs_diff"] <= (2.0**-7 if a.affine else 0.0)
     res["ok"] = bool(ok)
     print("PASS" if ok else "FAIL")
     if a.json:
