@@ -8,6 +8,8 @@
 #include <random>
 
 #include "base/error.h"
+#include "compress/quant.h"
+#include "compress/recipe.h"
 #include "io/ctrust_types.h"
 #include "io/export_hf.h"
 #include "io/gguf.h"
@@ -280,6 +282,43 @@ TEST(ExportHf, BadInputsGiveClearErrors) {
   t.raw_bytes = q5.size();
   expect_error([&] { int_quant_from_tensor(t, "w"); }, "5-bit grid");
   expect_error([] { hf_quant_format_from_name("exl2"); }, "unknown export format");
+}
+
+// compress --zero-point: the asymmetric fp16 grid in the GPTQ form (q - z) * s, stored as CTRUST_QX zp with an f16
+// scale (exportable exactly); the recipe keeps it, and it contradicts --grid minmax.
+TEST(ExportHf, ZeroPointRecipeAndGrid) {
+  Recipe r;
+  r.method = Method::RTN;
+  r.zero_point = true;
+  EXPECT_TRUE(recipe_from_json(recipe_to_json(r)).zero_point);
+  Recipe d;
+  d.method = Method::RTN;
+  EXPECT_FALSE(recipe_to_json(d).contains("zero_point"));  // old recipes unchanged
+  r.minmax = true;
+  EXPECT_THROW(validate_recipe(r), Error);
+  QuantSpec s;
+  s.bits = 4;
+  s.group = 8;
+  s.fp16_scales = true;
+  s.zero_point = true;
+  std::vector<float> w = {-0.3f, -0.1f, 0.0f, 0.05f, 0.2f, 0.4f, 0.7f, 1.0f};
+  QuantResult q = rtn_quantize(w.data(), 1, 8, s);
+  PackedTensor p = pack_quant(q);
+  auto qp = qx_params(p.type);
+  ASSERT_TRUE(qp.has_value()) << ggml_type_name(p.type);
+  EXPECT_EQ(qp->form, QxForm::Zero);
+  EXPECT_TRUE(qp->f16);
+  std::vector<float> back(8);
+  Tensor t;
+  t.ne = {8, 1};
+  t.src_type = p.type;
+  t.raw = p.bytes.data();
+  t.raw_bytes = p.bytes.size();
+  t.data = q.w.data();
+  double dev = -1;
+  IntQuantMatrix m = int_quant_from_tensor(t, "w", &dev);
+  EXPECT_EQ(dev, 0.0);
+  EXPECT_EQ(m.dequantize(), q.w);
 }
 
 namespace {

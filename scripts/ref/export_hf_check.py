@@ -142,9 +142,9 @@ def gptq_dequant_weights(model):
         for name, mod in model.named_modules():
             if hasattr(mod, "qweight") and hasattr(mod, "g_idx"):
                 eye = torch.eye(mod.infeatures, dtype=torch.float32)
+                bias, mod.bias = mod.bias, None  # (y - bias would round)
                 y = mod(eye)
-                if getattr(mod, "bias", None) is not None:
-                    y = y - mod.bias
+                mod.bias = bias
                 w[name] = y.t().contiguous().numpy()
     return w
 
