@@ -5,8 +5,7 @@ Loads a folder written by `ctrust export-hf` with
   * GPTQ: auto-gptq 0.7.1's AutoGPTQForCausalLM.from_quantized (a transformers model whose Linears are auto-gptq's
           QuantLinear; CPU: its torch dequantization path; f32 model so scales are f32 copies of the fp16 ones).
           transformers + optimum do not load it here: optimum 2.x's GPTQ path needs gptqmodel, not auto-gptq
-          (NameError QuantizeConfig), and
-
+          (NameError QuantizeConfig); and
   * AWQ:  AutoAWQ's own WQLinear_GEMM modules (autoawq 0.2.9; transformers refuses AWQ without a GPU, so the
           Linears of a transformers Llama/Qwen2 model are replaced with WQLinear_GEMM.from_linear(init_only=True)
           and the exported tensors loaded into them; the forward runs AutoAWQ's naive CPU path,
@@ -20,7 +19,9 @@ Model.tensor; q/k rows of llama files un-permuted): GPTQ through auto-gptq's Qua
 f32. These must be equal (0) for a GGUF whose grids are (q - z) * s (compress --zero-point or --sym); the default
 affine fp16 form (q d + fp16(-z d)) moves by up to half an fp16 unit of the minimum (reported, not required).
 
-The venv (CPU only; torch from PyPI):
+The venv (CPU only; everything from PyPI). The venv used for docs/compression_results.md had torch, transformers,
+optimum, safetensors and auto-gptq (built without its CUDA extension) installed already; autoawq was added with
+the last line, exactly. To recreate it:
     python3 -m venv /work/venv-hf
     /work/venv-hf/bin/pip install torch==2.15.0 transformers==4.51.3 optimum==2.3.0 safetensors numpy
     BUILD_CUDA_EXT=0 /work/venv-hf/bin/pip install --no-build-isolation auto-gptq==0.7.1
@@ -31,7 +32,8 @@ Usage (from the repository root):
     PYTHONPATH=build/python /work/venv-hf/bin/python scripts/ref/export_hf_check.py \
         --gguf gptq4g64zp.gguf --hf hf-gptq4g64zp [--json out.json]
 
-Pass criterion: the package's logits against ctrust's on the same exported weights (b); (a) is reported beside.
+Pass criterion: the package's logits against ctrust's on the same exported weights (b) within the tolerances below,
+and the package's weights equal to ctrust's (within 2^-7 with --affine); (a) is reported beside.
 Tolerances (why): both sides compute in f32 with different summation orders (BLAS sgemm vs torch's matmul,
 attention and RMSNorm written differently), so identical weights give logits that differ by ~1e-5 relative; we
 require max |d logit| <= 2e-3 (absolute; the logits are O(10)) and 100% top-1 agreement for GPTQ. AWQ's CPU
@@ -41,7 +43,6 @@ weights exactly instead.
 """
 import argparse
 import json
-import math
 import os
 import sys
 import warnings
