@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <fstream>
 #include <filesystem>
 #include <random>
 
@@ -398,5 +399,22 @@ TEST(ExportHf, SmolLM2ExportReloadsIdentically) {
   EXPECT_NE(e.status, 0);
   EXPECT_NE(e.err.find("no integer zero point"), std::string::npos) << e.err;
   EXPECT_FALSE(fs::exists(dir + "/q41/model.safetensors"));
+  test::CliResult tf = test::run_ctrust("export-hf -m " + gguf + " -o " + dir + "/tf --tokenizer-from " + dir + "/none",
+                                        "exporthf_tokfrom");
+  EXPECT_NE(tf.status, 0);
+  EXPECT_NE(tf.err.find("no tokenizer files"), std::string::npos) << tf.err;
+  EXPECT_FALSE(fs::exists(dir + "/tf/model.safetensors"));
+  // The HF loader names a quantization it does not read.
+  {
+    nlohmann::json cj = nlohmann::json::parse(std::ifstream(dir + "/gptq/config.json"));
+    cj["quantization_config"]["quant_method"] = "exl2";
+    std::ofstream(dir + "/gptq/config.json") << cj.dump();
+    try {
+      load_hf_model(dir + "/gptq");
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("quant_method 'exl2' is not supported"), std::string::npos) << e.what();
+    }
+  }
   fs::remove_all(dir);
 }

@@ -492,6 +492,9 @@ HfExportResult export_hf(const LoadedModel& m, const std::string& dir, const HfE
     fail("{}: architecture {} has no Hugging Face export (supported: llama, mistral, qwen2)", m.path, c.arch);
   if (c.rope_freq_scale != 1.0f)
     fail("{}: linear RoPE scaling is not exported", m.path);
+  if (!o.tokenizer_from.empty() && !fs::exists(fs::path(o.tokenizer_from) / "tokenizer.json") &&
+      !fs::exists(fs::path(o.tokenizer_from) / "tokenizer_config.json"))
+    fail("{}: no tokenizer files (tokenizer.json, tokenizer_config.json, ...)", o.tokenizer_from);
   const bool awq = o.format == HfQuantFormat::Awq;
   HfExportResult res;
   res.dir = dir;
