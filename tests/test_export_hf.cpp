@@ -3,6 +3,8 @@
 // export reloaded by ctrust's Hugging Face loader (identical weights).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <filesystem>
