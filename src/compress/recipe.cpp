@@ -404,6 +404,9 @@ void validate_recipe(const Recipe& r) {
     if (r.group < 0) fail("recipe: group size must be >= 0 (0 = per output channel), got {}", r.group);
     if (r.minmax && r.sym) fail("recipe: the minmax grid is asymmetric; it cannot be combined with --sym");
     if (r.minmax && r.zero_point) fail("recipe: the minmax grid has no integer zero point; --zero-point needs --grid gptq");
+    if (r.zero_point && (!r.type.empty() || !r.tensor_types.empty()))
+      fail("recipe: --zero-point sets the bits/group grid's form; llama.cpp output types (--type, --tensor-type) have "
+           "their own");
   }
   if (r.minmax && r.method != Method::RTN && r.method != Method::GPTQ && r.method != Method::AWQ)
     fail("recipe: --grid applies to rtn, gptq and awq only, not {}", method_name(r.method));
