@@ -163,6 +163,16 @@ nb::ndarray<nb::numpy, float, nb::ndim<2>> logits(const PyModel& pm, const std::
   return nb::ndarray<nb::numpy, float, nb::ndim<2>>(out->data(), {n, V}, owner);
 }
 
+// One tensor as the f32 compute mode holds it (dequantized; a matrix [rows][cols], a vector [1][n]), by GGUF name.
+nb::ndarray<nb::numpy, float, nb::ndim<2>> tensor(const PyModel& pm, const std::string& name) {
+  const Tensor& t = pm.m->file.get(name);  // Error naming the file and the tensor if missing
+  const size_t rows = size_t(t.rows()), cols = size_t(t.cols());
+  auto* out = new std::vector<float>(rows * cols);
+  nb::capsule owner(out, [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
+  tensor_rows_f32(t, 0, t.rows(), out->data());
+  return nb::ndarray<nb::numpy, float, nb::ndim<2>>(out->data(), {rows, cols}, owner);
+}
+
 // A model argument: a Model (used as loaded) or a path (loaded with `compute`).
 struct ModelArg {
   std::unique_ptr<PyModel> owned;
@@ -382,6 +392,9 @@ NB_MODULE(ctrust, m) {
       .def(
           "detokenize", [](const PyModel& p, const std::vector<int32_t>& ids) { return str_of(p.m->tok.decode(ids)); },
           "ids"_a, "The text of token ids (llama.cpp's detokenize; invalid UTF-8 of a partial character as U+FFFD)")
+      .def("tensor", &tensor, "name"_a,
+           "A tensor by its GGUF name (blk.0.attn_q.weight, ...) as the f32 compute mode holds it: float32 [rows, cols] "
+           "(GGUF llama q/k rows in llama.cpp's interleaved RoPE order)")
       .def("logits", &logits, "ids"_a,
            "Logits of every position of a token sequence (one forward pass from an empty cache): float32 [n, vocab]")
       .def("__repr__", [](const PyModel& p) {

@@ -213,6 +213,9 @@ void register_compress_commands(CLI::App& app) {
   c->add_option("--grid", a.grid,
                 "Asymmetric grid: gptq (default: integer zero point, 0 on the grid, as the GPTQ/AWQ reference code) "
                 "or minmax (each group's [min, max], as ggml's Q4_1)");
+  c->add_flag("--zero-point", r.zero_point,
+              "Asymmetric fp16 grids as (q - z) * scale with an integer zero point (the form GPTQ/AWQ checkpoints "
+              "store, so export-hf reproduces the weights exactly) instead of ggml's affine q * d + m");
   c->add_option("--awq-qkv-loss", a.awq_loss,
                 "AWQ q/k/v scale search: attention (default: the attention module's output, as llm-awq) or qkv "
                 "(the q, k, v outputs; ctrust before issue 12)");

@@ -1,7 +1,8 @@
-// ctrust info | tokenize | generate | perplexity | convert
+// ctrust info | tokenize | generate | perplexity | convert | export-hf
 #include "base/error.h"
 #include "base/file.h"
 #include "cli/common.h"
+#include "io/export_hf.h"
 #include "io/model_file.h"
 #include "model/model.h"
 #include "pipeline/generate_run.h"
@@ -112,6 +113,16 @@ void cmd_convert(const ModelArgs& a, const Common& c, const std::string& out, co
   else fmt::print("{}", convert_report_text(r));
 }
 
+void cmd_export_hf(const std::string& model, const Common& c, const std::string& out, const std::string& format,
+                   const std::string& tokenizer_from) {
+  HfExportOptions o;
+  o.format = hf_quant_format_from_name(format);  // unknown format: error before loading
+  o.tokenizer_from = tokenizer_from;
+  const ExportHfRunResult r = export_hf_run(model, out, o);
+  if (c.json) print_json(export_hf_report_json(r));
+  else fmt::print("{}", export_hf_report_text(r));
+}
+
 }  // namespace
 
 void register_model_commands(CLI::App& app) {
@@ -200,6 +211,22 @@ void register_model_commands(CLI::App& app) {
     c->add_option("--type", *type, "Tensor type for weight matrices, or 'keep'");
     add_common(c, *o);
     c->callback([=] { apply_threads(*o); cmd_convert(*a, *o, *out, *type); });
+  }
+  {
+    auto* c = app.add_subcommand("export-hf",
+                                 "Write a compressed GGUF model as a Hugging Face folder (GPTQ or AWQ safetensors + "
+                                 "config.json with quantization_config) that Transformers / AutoGPTQ / AutoAWQ load");
+    static std::string model_v, out_v, format_v{"gptq"}, tok_v;
+    static Common o_v;
+    auto* o = &o_v;
+    c->add_option("-m,--model", model_v, "Compressed GGUF file (ctrust compress --method gptq|awq|rtn)")->required();
+    c->add_option("-o,--output", out_v, "Output folder")->required();
+    c->add_option("--format", format_v, "gptq (AutoGPTQ: qweight/qzeros/scales/g_idx) or awq (AutoAWQ GEMM)");
+    c->add_option("--tokenizer-from", tok_v,
+                  "Hugging Face folder whose tokenizer files are copied (default: tokenizer.json written from the "
+                  "GGUF vocabulary where its pre-tokenizer is known)");
+    add_common(c, *o);
+    c->callback([=] { apply_threads(*o); cmd_export_hf(model_v, *o, out_v, format_v, tok_v); });
   }
 }
 

@@ -162,7 +162,11 @@ double layer_error(const std::vector<float>& Hf, int64_t tokens, const float* W,
   return quad();
 }
 
-QuantSpec spec_of(const Recipe& r) { return QuantSpec{r.bits, r.sym, r.group, r.fp16_scales, r.minmax}; }
+QuantSpec spec_of(const Recipe& r) {
+  QuantSpec q{r.bits, r.sym, r.group, r.fp16_scales, r.minmax};
+  q.zero_point = r.zero_point;
+  return q;
+}
 
 // The grid of tensor `name`: its output type (Recipe::tensor_types / type) or the recipe's bits/group grid.
 // Legacy ggml types map to the GPTQ grid that packs into them exactly (fp16 scales, group 32).

@@ -194,6 +194,7 @@ nlohmann::json recipe_to_json(const Recipe& r) {
     j["group"] = r.group;
     j["fp16_scales"] = r.fp16_scales;
     j["grid"] = r.minmax ? "minmax" : "gptq";
+    if (r.zero_point) j["zero_point"] = true;
     if (!r.type.empty()) j["type"] = r.type;
     if (!r.tensor_types.empty()) {
       nlohmann::json a = nlohmann::json::array();
@@ -253,6 +254,7 @@ Recipe recipe_from_json(const nlohmann::json& j) {
       else if (k == "group") r.group = v.get<int>();
       else if (k == "fp16_scales") r.fp16_scales = v.get<bool>();
       else if (k == "grid") r.minmax = grid_from_name(v.get<std::string>());
+      else if (k == "zero_point") r.zero_point = v.get<bool>();
       else if (k == "type") r.type = v.get<std::string>();
       else if (k == "tensor_types") {
         if (!v.is_array()) fail("recipe: key 'tensor_types' must be an array of [regex, type] pairs");
@@ -401,6 +403,10 @@ void validate_recipe(const Recipe& r) {
     if (r.bits < 2 || r.bits > 8) fail("recipe: bits must be 2..8, got {}", r.bits);
     if (r.group < 0) fail("recipe: group size must be >= 0 (0 = per output channel), got {}", r.group);
     if (r.minmax && r.sym) fail("recipe: the minmax grid is asymmetric; it cannot be combined with --sym");
+    if (r.minmax && r.zero_point) fail("recipe: the minmax grid has no integer zero point; --zero-point needs --grid gptq");
+    if (r.zero_point && (!r.type.empty() || !r.tensor_types.empty()))
+      fail("recipe: --zero-point sets the bits/group grid's form; llama.cpp output types (--type, --tensor-type) have "
+           "their own");
   }
   if (r.minmax && r.method != Method::RTN && r.method != Method::GPTQ && r.method != Method::AWQ)
     fail("recipe: --grid applies to rtn, gptq and awq only, not {}", method_name(r.method));

@@ -55,6 +55,9 @@ struct Recipe {
   bool fp16_scales = true;   // grids GGUF can store exactly
   bool minmax = false;       // asymmetric grid over each group's [min, max] (ggml Q4_1 style) instead of the
                              // GPTQ reference grid (integer zero point, 0 on the grid); JSON "grid": "minmax"|"gptq"
+  bool zero_point = false;   // asymmetric fp16 grids as (q - z) * scale with an integer zero point (CTRUST_QX "zp", the
+                             // form GPTQ/AWQ checkpoints store: export-hf reproduces them exactly) instead of ggml's
+                             // affine q * d + m; JSON "zero_point" (written only when true)
   // Output type (RTN, GPTQ, AWQ): "" = the grid of bits/sym/group above; a ggml type name stores every selected
   // tensor in that type: q2_k|q3_k|q4_k|q5_k|q6_k (K-quant super-blocks, docs/compression.md "K-quants") or
   // q4_0|q4_1|q5_0|q5_1|q8_0 (bits/sym/group 32 set from the type). JSON "type" (written only when set).

@@ -60,22 +60,22 @@ constexpr ArchSpec kSpecs[] = {
     {.name = "llama", .hf_class = "LlamaForCausalLM", .gguf_rope = RopeLayout::Interleaved, .post_norms = false,
      .act = Activation::SiLU, .qk_norm = false, .embed_scale = false, .hf_norm_offset = 0.0f, .swa_pattern = 0,
      .swa_rope_base = 0.0f, .softcap = false, .attn_scale = AttnScaleRule::HeadDim, .hf_layer_names = kLlamaHf,
-     .folds = kPreNormFolds, .awq = true, .export_permute_qk = true},
+     .folds = kPreNormFolds, .awq = true, .export_permute_qk = true, .hf_model_type = "llama"},
     {.name = "mistral", .hf_class = "MistralForCausalLM", .gguf_rope = RopeLayout::Interleaved, .post_norms = false,
      .act = Activation::SiLU, .qk_norm = false, .embed_scale = false, .hf_norm_offset = 0.0f, .swa_pattern = 0,
      .swa_rope_base = 0.0f, .softcap = false, .attn_scale = AttnScaleRule::HeadDim, .hf_layer_names = kLlamaHf,
-     .folds = kPreNormFolds, .awq = true, .export_permute_qk = true},
+     .folds = kPreNormFolds, .awq = true, .export_permute_qk = true, .hf_model_type = "mistral"},
     {.name = "qwen2", .hf_class = "Qwen2ForCausalLM", .gguf_rope = RopeLayout::NeoX, .post_norms = false,
      .act = Activation::SiLU, .qk_norm = false, .embed_scale = false, .hf_norm_offset = 0.0f, .swa_pattern = 0,
      .swa_rope_base = 0.0f, .softcap = false, .attn_scale = AttnScaleRule::HeadDim, .hf_layer_names = kLlamaHf,
-     .folds = kPreNormFolds, .awq = true, .export_permute_qk = false},
+     .folds = kPreNormFolds, .awq = true, .export_permute_qk = false, .hf_model_type = "qwen2"},
     // llama.cpp src/models/gemma3.cpp: embeddings * sqrt(dim), RMSNorm -> q/k/v -> q/k RMSNorm per head -> RoPE
     // (NeoX; local layers base 10000) -> q * attention scale -> attention (sliding window on 5 of 6 layers)
     // -> o -> post-norm -> + residual -> RMSNorm -> GeGLU -> post-norm -> + residual; tied output head.
     {.name = "gemma3", .hf_class = "Gemma3ForCausalLM", .gguf_rope = RopeLayout::NeoX, .post_norms = true,
      .act = Activation::GeluTanh, .qk_norm = true, .embed_scale = true, .hf_norm_offset = 1.0f, .swa_pattern = 6,
      .swa_rope_base = 10000.0f, .softcap = true, .attn_scale = AttnScaleRule::Gemma3, .hf_layer_names = kGemma3Hf,
-     .folds = kPreNormFolds, .awq = false, .export_permute_qk = false},
+     .folds = kPreNormFolds, .awq = false, .export_permute_qk = false, .hf_model_type = ""},
 };
 
 }  // namespace

@@ -63,6 +63,7 @@ struct ArchSpec {
   std::span<const FoldGroup> folds;              // compression fold groups (AWQ, SmoothQuant)
   bool awq;              // AWQ's search losses model this family's MLP (SiLU) and attention (no q/k-norm)
   bool export_permute_qk;  // writing an HF (NeoX) checkpoint as GGUF permutes q/k rows to interleaved pairs
+  const char* hf_model_type;  // config.json "model_type" of `ctrust export-hf` ("" = no Hugging Face export)
 };
 
 // The spec of a GGUF general.architecture; throws Error("unsupported architecture X (supported: ...)").

@@ -14,6 +14,7 @@
 #include "io/ctrust_types.h"
 #include "io/model_file.h"
 #include "io/safetensors.h"
+#include "io/export_hf.h"
 #include "io/tokenizer.h"
 
 namespace ctrust {
@@ -362,6 +363,99 @@ int32_t special_id(const nlohmann::json& v, const TokenizerData& tok) {
   return -1;
 }
 
+// quantization_config of a GPTQ (AutoGPTQ layout, "gptq" checkpoint format) or AWQ (GEMM) checkpoint.
+struct HfQuantConfig {
+  std::string method;  // "" = not quantized, "gptq", "awq"
+  int bits = 0, group = 0;  // group -1 = per channel
+};
+
+HfQuantConfig hf_quant_config(const nlohmann::json& cj, const std::string& cfg_path) {
+  HfQuantConfig q;
+  if (!cj.contains("quantization_config") || cj["quantization_config"].is_null()) return q;
+  const auto& qc = cj["quantization_config"];
+  if (!qc.is_object()) fail("{}: quantization_config is not an object", cfg_path);
+  const std::string method = qc.value("quant_method", std::string());
+  if (method != "gptq" && method != "awq")
+    fail("{}: quantization_config.quant_method '{}' is not supported (gptq, awq)", cfg_path, method);
+  auto get_int = [&](std::initializer_list<const char*> keys) -> int {
+    for (const char* k : keys)
+      if (qc.contains(k) && qc[k].is_number_integer()) return qc[k].get<int>();
+    fail("{}: quantization_config has no integer {}", cfg_path, *keys.begin());
+  };
+  q.method = method;
+  q.bits = get_int({"bits", "w_bit"});
+  q.group = get_int({"group_size", "q_group_size"});
+  if (method == "gptq") {
+    const std::string fmt_ = qc.value("checkpoint_format", std::string("gptq"));
+    if (fmt_ != "gptq") fail("{}: GPTQ checkpoint_format '{}' is not supported (gptq)", cfg_path, fmt_);
+    if (q.bits != 2 && q.bits != 3 && q.bits != 4 && q.bits != 8)
+      fail("{}: GPTQ bits {} (supported: 2, 3, 4, 8)", cfg_path, q.bits);
+  } else {
+    const std::string ver = qc.value("version", std::string("gemm"));
+    if (ver != "gemm" && ver != "GEMM") fail("{}: AWQ version '{}' is not supported (gemm)", cfg_path, ver);
+    if (q.bits != 4) fail("{}: AWQ bits {} (supported: 4)", cfg_path, q.bits);
+    if (qc.contains("zero_point") && qc["zero_point"].is_boolean() && !qc["zero_point"].get<bool>())
+      fail("{}: AWQ without zero points is not supported", cfg_path);
+  }
+  if (q.group != -1 && q.group <= 0) fail("{}: group_size {} (a positive size or -1)", cfg_path, q.group);
+  return q;
+}
+
+// One GPTQ / AWQ Linear <base>.qweight/.qzeros/.scales[/.g_idx] of sf, dequantized to f32 ((q - z) * s).
+Tensor load_quantized_linear(const SafetensorsFile& sf, const std::string& base, const HfQuantConfig& hq,
+                             const std::string& sp) {
+  auto need = [&](const char* suffix, const char* dtype) -> const SafetensorsTensor& {
+    const SafetensorsTensor* t = sf.find(base + suffix);
+    if (!t) fail("{}: {}{} is missing", sp, base, suffix);
+    if (t->dtype != dtype) fail("{}: {}{} has dtype {} (expected {})", sp, base, suffix, t->dtype, dtype);
+    if (t->shape.size() != (std::string(suffix) == ".g_idx" ? 1u : 2u))
+      fail("{}: {}{} has {} dimensions", sp, base, suffix, t->shape.size());
+    return *t;
+  };
+  auto i32 = [](const SafetensorsTensor& t) {
+    std::vector<int32_t> v(size_t(t.numel()));
+    std::memcpy(v.data(), t.data, v.size() * 4);
+    return v;
+  };
+  auto u16 = [](const SafetensorsTensor& t) {
+    std::vector<uint16_t> v(size_t(t.numel()));
+    std::memcpy(v.data(), t.data, v.size() * 2);
+    return v;
+  };
+  const SafetensorsTensor& qw = need(".qweight", "I32");
+  const SafetensorsTensor& qz = need(".qzeros", "I32");
+  const SafetensorsTensor& sc = need(".scales", "F16");
+  const int bits = hq.bits;
+  int64_t in = 0, out = 0;
+  if (hq.method == "gptq") {
+    in = qw.shape[0] * 32 / bits;
+    out = qw.shape[1];
+  } else {
+    in = qw.shape[0];
+    out = qw.shape[1] * 8;
+  }
+  const int64_t group = hq.group == -1 ? in : hq.group;
+  if (in <= 0 || out <= 0 || in > (1 << 24) || out > (1 << 24) || in % group != 0)
+    fail("{}: {}: {} x {} with group {} (the group must divide the inputs)", sp, base, out, in, group);
+  IntQuantMatrix m;
+  if (hq.method == "gptq") {
+    const SafetensorsTensor& gi = need(".g_idx", "I32");
+    if ((qw.shape[0] * 32) % bits != 0 || (out * bits) % 32 != 0 || sc.shape[0] != in / group || sc.shape[1] != out ||
+        qz.shape[0] != in / group || qz.shape[1] != out * bits / 32 || gi.shape[0] != in)
+      fail("{}: {}: qweight/qzeros/scales/g_idx shapes do not match a {}-bit group-{} GPTQ layout", sp, base, bits, group);
+    m = unpack_gptq({i32(qw), i32(qz), i32(gi), u16(sc)}, out, in, bits, int(group));
+  } else {
+    if (sc.shape[0] != in / group || sc.shape[1] != out || qz.shape[0] != in / group || qz.shape[1] != out / 8)
+      fail("{}: {}: qweight/qzeros/scales shapes do not match a 4-bit group-{} AWQ GEMM layout", sp, base, group);
+    m = unpack_awq({i32(qw), i32(qz), u16(sc)}, out, in, bits, int(group));
+  }
+  Tensor t;
+  t.ne = {in, out};
+  t.src_type = GgmlType::F32;
+  t.owned = m.dequantize();
+  return t;
+}
+
 }  // namespace
 
 LoadedModel load_hf_model(const std::string& dir) {
@@ -466,6 +560,10 @@ LoadedModel load_hf_model(const std::string& dir) {
     fail("{}: no model.safetensors or model.safetensors.index.json", dir);
   }
 
+  // GPTQ / AWQ checkpoints (config.json quantization_config): the Linears' qweight/qzeros/scales[/g_idx] are
+  // dequantized to f32 at load (io/export_hf.h has the layouts).
+  const HfQuantConfig hq = hf_quant_config(cj, cfg_path);
+  std::vector<Tensor> dequantized;
   std::vector<std::pair<SafetensorsTensor, std::string>> src;  // tensor, GGUF name
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& [file, names] : shard_names) {
@@ -474,6 +572,19 @@ LoadedModel load_hf_model(const std::string& dir) {
     for (const auto& n : names)
       if (!sf.find(n)) fail("{}: tensor {} listed in the index is missing", sp, n);
     for (const auto& t : sf.tensors) {
+      if (!hq.method.empty()) {
+        if (t.name.ends_with(".qweight")) {
+          const std::string base = t.name.substr(0, t.name.size() - 8);
+          std::string g = gguf_name(base + ".weight", *spec);
+          if (g.empty()) continue;
+          Tensor qt = load_quantized_linear(sf, base, hq, sp);
+          qt.name = g;
+          if (!shapes.emplace(g, qt.ne).second) fail("{}: tensor {} appears twice", sp, base + ".weight");
+          dequantized.push_back(std::move(qt));
+          continue;
+        }
+        if (t.name.ends_with(".qzeros") || t.name.ends_with(".scales") || t.name.ends_with(".g_idx")) continue;
+      }
       std::string g = gguf_name(t.name, *spec);
       if (g.empty()) continue;
       if (t.dtype != "F32" && t.dtype != "F16" && t.dtype != "BF16")
@@ -525,6 +636,11 @@ LoadedModel load_hf_model(const std::string& dir) {
 
   validate_model_shapes(dir, c, shapes);
 
+  for (Tensor& t : dequantized) {
+    t.data = t.owned.data();
+    std::string name = t.name;
+    m.tensors.emplace(name, std::move(t));
+  }
   for (auto& [st, g] : src) {
     Tensor t;
     t.name = g;

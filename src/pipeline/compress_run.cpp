@@ -155,4 +155,12 @@ ConvertRunResult convert_run(const std::string& model, const LoadOptions& lo, co
   return {model, out, type, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
 }
 
+ExportHfRunResult export_hf_run(const std::string& model, const std::string& out, const HfExportOptions& o) {
+  LoadedModel m = load_gguf_model(model);
+  const auto t0 = std::chrono::steady_clock::now();
+  ExportHfRunResult res{model, export_hf(m, out, o), 0};
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return res;
+}
+
 }  // namespace ctrust

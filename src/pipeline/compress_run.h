@@ -9,6 +9,7 @@
 #include "compress/driver.h"
 #include "compress/mixed.h"
 #include "compress/recipe.h"
+#include "io/export_hf.h"
 
 namespace ctrust {
 
@@ -71,5 +72,14 @@ struct ConvertRunResult {
 };
 ConvertRunResult convert_run(const std::string& model, const LoadOptions& lo, const std::string& out,
                              const std::string& type);
+
+// `ctrust export-hf`: a compressed GGUF written as a Hugging Face folder in the GPTQ or AWQ layout (io/export_hf.h).
+// The format is checked before the model is loaded. seconds: the export.
+struct ExportHfRunResult {
+  std::string input;
+  HfExportResult r;
+  double seconds = 0;
+};
+ExportHfRunResult export_hf_run(const std::string& model, const std::string& out, const HfExportOptions& o);
 
 }  // namespace ctrust

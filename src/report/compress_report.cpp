@@ -110,4 +110,19 @@ std::string convert_report_text(const ConvertRunResult& r) {
   return fmt::format("wrote {} ({}) in {:.1f} s\n", r.output, r.type, r.seconds);
 }
 
+nlohmann::json export_hf_report_json(const ExportHfRunResult& x) {
+  nlohmann::json j = x.r.to_json();
+  j["input"] = x.input;
+  j["seconds"] = x.seconds;
+  return j;
+}
+
+std::string export_hf_report_text(const ExportHfRunResult& x) {
+  const HfExportResult& r = x.r;
+  return fmt::format("wrote {} ({} {}, {}-bit, group {}{}{}; {} quantized Linears, {} other tensors, model.safetensors "
+                     "{:.1f} MB) in {:.1f} s\nlargest |exported weight - ctrust's weight|: {:.3g}\ntokenizer: {}\n",
+                     r.dir, r.hf_class, r.format, r.bits, r.group, r.sym ? ", sym" : "", r.desc_act ? ", desc_act" : "",
+                     r.n_quantized, r.n_plain, r.safetensors_bytes / 1e6, x.seconds, r.max_dev, r.tokenizer_note);
+}
+
 }  // namespace ctrust

@@ -21,5 +21,7 @@ std::string imatrix_report_text(const ImatrixRunResult& r, const ImatrixRunOptio
 // `ctrust convert`: input, output, type, seconds; "wrote FILE (TYPE) in S s".
 nlohmann::json convert_report_json(const ConvertRunResult& r);
 std::string convert_report_text(const ConvertRunResult& r);
+nlohmann::json export_hf_report_json(const ExportHfRunResult& r);
+std::string export_hf_report_text(const ExportHfRunResult& r);
 
 }  // namespace ctrust

@@ -50,6 +50,18 @@ def test_logits_match_llama_cpp_smollm2(smollm2):
     check_logits_golden(smollm2, golden("logits_smollm2.json"), 2e-4)
 
 
+def test_tensor_is_the_loaded_weight(stories):
+    # Model.tensor: a weight as the f32 compute mode holds it, [rows, cols] (a vector as one row); a missing name is an Error.
+    cfg = stories.config
+    w = stories.tensor("blk.0.attn_q.weight")
+    assert w.dtype == np.float32 and w.shape == (cfg["n_heads"] * cfg["head_dim"], cfg["dim"])
+    emb = stories.tensor("token_embd.weight")
+    assert emb.shape == (cfg["n_vocab"], cfg["dim"])
+    assert stories.tensor("blk.0.attn_norm.weight").shape == (1, cfg["dim"])
+    with pytest.raises(ctrust.Error, match="missing tensor blk.99.attn_q.weight"):
+        stories.tensor("blk.99.attn_q.weight")
+
+
 def test_logits_native_mode_and_threads_agree(stories):
     # The native compute mode of an F32 file is the same arithmetic; the thread count changes nothing either.
     tokens = golden("logits_stories260k.json")["texts"]["english"]["tokens"][:40]
