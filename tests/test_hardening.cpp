@@ -168,6 +168,12 @@ TEST(Hardening, ConfigHugeNumberIsRangeChecked) {
   EXPECT_ERROR(load_model(hdata("hf_hidden_1e300")), "hidden_size = 1e+300 is not a positive integer up to 2^30");
 }
 
+// Found by fuzz_hf_config (2026-12-03, after 8.2 M inputs): a rope_scaling whose "type" is a number threw
+// nlohmann's type_error out of the loader (terminate) instead of a clear error naming the file.
+TEST(Hardening, FuzzFindingRopeScalingTypeNotAString) {
+  EXPECT_ERROR(load_model(hdata("hf_rope_scaling_type_number")), "rope_scaling.type must be a string");
+}
+
 // 5. import-lm-eval: nan/inf log-likelihoods and targets that name no choice are errors (a bad target used
 //    to be replaced by a gold answer guessed from acc).
 TEST(Hardening, LmEvalBadValuesAreRejected) {

@@ -510,7 +510,13 @@ LoadedModel load_hf_model(const std::string& dir) {
   const int vocab_size = count("vocab_size", 0, true);
   if (cj.contains("rope_scaling") && !cj["rope_scaling"].is_null()) {
     const auto& rs = cj["rope_scaling"];
-    std::string type = rs.value("type", rs.value("rope_type", std::string()));
+    if (!rs.is_object()) fail("{}: rope_scaling must be an object or null", cfg_path);
+    std::string type;
+    for (const char* k : {"type", "rope_type"})
+      if (type.empty() && rs.contains(k)) {
+        if (!rs[k].is_string()) fail("{}: rope_scaling.{} must be a string", cfg_path, k);
+        type = rs[k].get<std::string>();
+      }
     if (type != "linear") fail("{}: unsupported rope_scaling type '{}' (supported: linear)", cfg_path, type);
     double factor = rs.contains("factor") && rs["factor"].is_number() ? rs["factor"].get<double>() : 0.0;
     if (!(factor > 0 && factor < 3e38)) fail("{}: rope_scaling.factor must be a positive finite number", cfg_path);
