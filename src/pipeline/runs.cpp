@@ -334,11 +334,7 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
     res.n_skipped = 0;
     run_units(store, opt.db, run.id, units, w,
               [&](const WorkUnit& u) {
-                unit = &u;
-                struct Reset {
-                  const WorkUnit*& p;
-                  ~Reset() { p = nullptr; }
-                } reset{unit};
+                ScopedUnit current(unit, u);
                 pending.clear();
                 // Items stored before (an earlier worker of the unit that died, or a run made without --worker).
                 score_range(u.first, u.first + u.count, store.done_items(run.id));

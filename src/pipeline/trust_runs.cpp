@@ -217,11 +217,7 @@ TrustRunResult trust_run(const Model& m, const std::string& model_path, TrustOpt
   bool first = true;
   run_units(store, so.db, run.id, units, w,
             [&](const WorkUnit& u) {
-              unit = &u;
-              struct Reset {
-                const WorkUnit*& p;
-                ~Reset() { p = nullptr; }
-              } reset{unit};
+              ScopedUnit current(unit, u);
               load_have();  // records of this perspective stored by a worker that died
               TrustOptions o = opt;
               o.perspectives = {u.name};

@@ -55,6 +55,16 @@ class LeaseKeeper {
   std::thread t_;
 };
 
+// The unit being worked on, for the item writers of a run (they write under its lease while it is set):
+// points `slot` at `u` for the lifetime of this object, and back to nullptr when work(u) returns or throws.
+struct ScopedUnit {
+  const WorkUnit*& slot;
+  ScopedUnit(const WorkUnit*& s, const WorkUnit& u) : slot(s) { slot = &u; }
+  ~ScopedUnit() { slot = nullptr; }
+  ScopedUnit(const ScopedUnit&) = delete;
+  ScopedUnit& operator=(const ScopedUnit&) = delete;
+};
+
 // The claim loop (see the file comment): adds `units` to the run (checking that stored units agree), then
 // work(unit) for each unit this worker claims, until every unit of the run is done. log: one line per event
 // (claimed, finished, lost, waiting). Returns the number of units this worker finished. A unit claimed
