@@ -15,7 +15,7 @@
 
 namespace {
 // Sum of all 32-byte words (so that the loads cannot be dropped).
-__attribute__((noinline)) int64_t read_all(const uint8_t* p, size_t n) {
+__attribute__((noinline, noipa)) int64_t read_all(const uint8_t* p, size_t n) {
   __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
   for (size_t i = 0; i + 128 <= n; i += 128) {
     a0 = _mm256_add_epi64(a0, _mm256_load_si256((const __m256i*)(p + i)));

@@ -537,7 +537,7 @@ constexpr int64_t kParallelMin = 1 << 17;
 constexpr int kRowBlock = 16;
 // Activation rows from which the AVX-512 k-quant products take the 16-weight-row tile kernel (its per-chunk
 // unpacking of 16 weight rows is amortized over the rows).
-constexpr int kTileMinRows = 32;
+constexpr int kTileMinRows = 16;
 // Weight blocks per chunk of the AVX-512 k-quant group kernel (16 rows x 4 blocks of Q8_K = 19 KB of activations).
 constexpr int kKChunk = 4;
 
