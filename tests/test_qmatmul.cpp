@@ -319,7 +319,7 @@ TEST(QMatmul, MatmulEqualsDotProductsForAnyRowCount) {
 // The AVX-512 k-quant prefill kernel takes groups of 16 or 8 rows (transposed bsums and scales) and a weight row's
 // blocks in chunks of 4 (the running sums carried between chunks): rows longer than one chunk (6 blocks = 4 + 2)
 // and row counts that take a 16-row group, an 8-row group and the 4- and 1-row paths (16 + 8 + 4 + 1 = 29; with 12
-// weight rows, fewer than a tile: from 16 rows on a matrix of 16 or more weight rows takes the tile kernel, tested
+// weight rows, fewer than a tile: from 8 rows on a matrix of 16 or more weight rows takes the tile kernel, tested
 // below) still give exactly the reference's one-row product on every ISA (single-threaded, and threaded with the
 // ISA set by set_kernel_isa as the dispatcher would choose it on that CPU); so does decode (1 row: four weight rows
 // per pass, 19 = 4 x 4 + 3 single rows; Q4_K on AVX-512 with the activations in the weight's nibble order).
@@ -360,9 +360,9 @@ TEST(QMatmul, KQuantGroupsAndChunksEqualDotProducts) {
 }
 
 // The AVX-512 k-quant tile kernel (16 weight rows x up to 8 activation rows per pass, the weight rows' blocks
-// unpacked per chunk of 4 into a transposed scratch; taken from 16 activation rows on) against its plain twin, the
+// unpacked per chunk of 4 into a transposed scratch; taken from 8 activation rows on) against its plain twin, the
 // reference loop: bit for bit, with rows of 6 blocks (a chunk of 4 and one of 2), two full tiles and 5 weight rows
-// past them (the one-row path), and row counts that end in a partial pass of 5 or 6 rows; single-threaded and
+// past them (the one-row path), and row counts that end in a partial pass of 5 or 6 rows (13, 45, 70); single-threaded and
 // through the threaded driver. And against the f64 product of the dequantized weights with the dequantized
 // rounded activations (within f32 rounding of the sum).
 TEST(QMatmul, KQuantTileKernelEqualsReference) {
@@ -373,7 +373,7 @@ TEST(QMatmul, KQuantTileKernelEqualsReference) {
     SCOPED_TRACE(ggml_type_name(t));
     auto w = random_weights(t, out, in, rng);
     const size_t wrow = ggml_nbytes(t, in);
-    for (int rows : {16, 45, 70}) {
+    for (int rows : {8, 13, 45, 70}) {
       auto x = random_acts((int64_t)rows * in, rng);
       std::vector<float> y((size_t)rows * out), yt((size_t)rows * out);
       native_matmul_isa(t, w.data(), in, out, x.data(), y.data(), rows, KernelIsa::Avx512);

@@ -536,8 +536,10 @@ constexpr int64_t kParallelMin = 1 << 17;
 // Output rows per task of a multi-row product (their weights stay in L1/L2 while every activation row passes).
 constexpr int kRowBlock = 16;
 // Activation rows from which the AVX-512 k-quant products take the 16-weight-row tile kernel (its per-chunk
-// unpacking of 16 weight rows is amortized over the rows).
-constexpr int kTileMinRows = 16;
+// unpacking of 16 weight rows is amortized over the rows; bench_qmatmul, 3 rounds at load 6.3: at 8 rows Q4_K
+// 1536 -> 8960 150-168 GMAC/s against 115-133 for the 8-row group kernel, Q6_K 8960 -> 1536 86-129 against
+// 97-116, at 12 rows 1.4-1.7x).
+constexpr int kTileMinRows = 8;
 // Weight blocks per chunk of the AVX-512 k-quant group kernel (16 rows x 4 blocks of Q8_K = 19 KB of activations).
 constexpr int kKChunk = 4;
 
