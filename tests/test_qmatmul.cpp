@@ -97,6 +97,33 @@ std::vector<float> dequant_acts(GgmlType wt, const std::vector<uint8_t>& xq, int
   return out;
 }
 
+// The f64 product of the dequantized weight row (io/quant.cpp, ggml's dequantize_row_*) with the dequantized
+// rounded activations xq (n values), and sum |w x| in *mag. For Q4_1 / Q5_1 ggml's min term uses the activations'
+// s = f16(d * sum q) instead of sum(d_f16 * q): m * sum(xf) is replaced by m * s per block (the rest is exact).
+double dequant_dot(GgmlType t, const uint8_t* w, const std::vector<uint8_t>& xq, int64_t n, double* mag) {
+  std::vector<float> wf(n);
+  dequantize(t, w, wf.data(), n);
+  const std::vector<float> xf = dequant_acts(t, xq, n);
+  double exact = 0;
+  *mag = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    exact += (double)wf[i] * xf[i];
+    *mag += std::fabs((double)wf[i] * xf[i]);
+  }
+  if (t == GgmlType::Q4_1 || t == GgmlType::Q5_1) {
+    const size_t wbs = ggml_type_info((uint32_t)t)->type_size;
+    for (int64_t b = 0; b < n / 32; ++b) {
+      uint16_t mh, sh;
+      std::memcpy(&mh, w + b * wbs + 2, 2);
+      std::memcpy(&sh, xq.data() + b * 36 + 2, 2);
+      double xs = 0;
+      for (int j = 0; j < 32; ++j) xs += xf[b * 32 + j];
+      exact += ggml_fp16_to_fp32(mh) * ((double)ggml_fp16_to_fp32(sh) - xs);
+    }
+  }
+  return exact;
+}
+
 std::vector<KernelIsa> isas() {
   std::vector<KernelIsa> v{KernelIsa::Ref};
   if (cpu_has_isa(KernelIsa::Avx2)) v.push_back(KernelIsa::Avx2);
@@ -291,13 +318,16 @@ TEST(QMatmul, MatmulEqualsDotProductsForAnyRowCount) {
 
 // The AVX-512 k-quant prefill kernel takes groups of 16 or 8 rows (transposed bsums and scales) and a weight row's
 // blocks in chunks of 4 (the running sums carried between chunks): rows longer than one chunk (6 blocks = 4 + 2)
-// and row counts that take a 16-row group, an 8-row group and the 4- and 1-row paths (16 + 8 + 4 + 1 = 29) still
-// give exactly the reference's one-row product on every ISA (single-threaded, and threaded with the ISA set by
-// set_kernel_isa as the dispatcher would choose it on that CPU); so does decode (1 row: four weight rows per pass,
-// 19 = 4 x 4 + 3 single rows; Q4_K on AVX-512 with the activations in the weight's nibble order).
+// and row counts that take a 16-row group, an 8-row group and the 4- and 1-row paths (16 + 8 + 4 + 1 = 29; with 12
+// weight rows, fewer than a tile: from 8 rows on a matrix of 16 or more weight rows takes the tile kernel, tested
+// below) still give exactly the reference's one-row product on every ISA (single-threaded, and threaded with the
+// ISA set by set_kernel_isa as the dispatcher would choose it on that CPU); so does decode (1 row: four weight rows
+// per pass, 19 = 4 x 4 + 3 single rows; Q4_K on AVX-512 with the activations in the weight's nibble order).
 TEST(QMatmul, KQuantGroupsAndChunksEqualDotProducts) {
   std::mt19937 rng(17);
-  const int in = 6 * 256, out = 90;  // 90 x 1536: decode too runs threaded in native_matmul (22 x 4 + 2 rows)
+  const int in = 6 * 256;
+  // 90 x 1536: decode too runs threaded in native_matmul (22 x 4 + 2 rows); 12 x 1536: the 8-row group kernel
+  for (int out : {90, 12})
   for (GgmlType t : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
     SCOPED_TRACE(ggml_type_name(t));
     auto w = random_weights(t, out, in, rng);
@@ -324,6 +354,86 @@ TEST(QMatmul, KQuantGroupsAndChunksEqualDotProducts) {
             ASSERT_EQ(yt[(size_t)r * out + o], ref) << kernel_isa_name(isa) << " threaded, " << rows << " rows, r " << r << " o " << o;
           }
         }
+      }
+    }
+  }
+}
+
+// The AVX-512 k-quant tile kernel (16 weight rows x up to 8 activation rows per pass, the weight rows' blocks
+// unpacked per chunk of 4 into a transposed scratch; taken from 8 activation rows on) against its plain twin, the
+// reference loop: bit for bit, with rows of 6 blocks (a chunk of 4 and one of 2), two full tiles and 5 weight rows
+// past them (the one-row path), and row counts that end in a partial pass of 5 or 6 rows (13, 45, 70); single-threaded and
+// through the threaded driver. And against the f64 product of the dequantized weights with the dequantized
+// rounded activations (within f32 rounding of the sum).
+TEST(QMatmul, KQuantTileKernelEqualsReference) {
+  if (!cpu_has_isa(KernelIsa::Avx512)) GTEST_SKIP() << "no AVX-512 VNNI";
+  std::mt19937 rng(29);
+  const int in = 6 * 256, out = 2 * 16 + 5;
+  for (GgmlType t : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
+    SCOPED_TRACE(ggml_type_name(t));
+    auto w = random_weights(t, out, in, rng);
+    const size_t wrow = ggml_nbytes(t, in);
+    for (int rows : {8, 13, 45, 70}) {
+      auto x = random_acts((int64_t)rows * in, rng);
+      std::vector<float> y((size_t)rows * out), yt((size_t)rows * out);
+      native_matmul_isa(t, w.data(), in, out, x.data(), y.data(), rows, KernelIsa::Avx512);
+      {
+        struct Restore {
+          KernelIsa isa = kernel_isa();
+          ~Restore() { set_kernel_isa(isa); }
+        } restore;
+        set_kernel_isa(KernelIsa::Avx512);
+        native_matmul(t, w.data(), in, out, x.data(), yt.data(), rows);
+      }
+      std::vector<uint8_t> xq(native_act_bytes(t, in));
+      for (int r = 0; r < rows; ++r) {
+        native_quantize_row(t, x.data() + (size_t)r * in, xq.data(), in);
+        for (int o = 0; o < out; ++o) {
+          const float ref = native_vec_dot(t, w.data() + wrow * o, xq.data(), in, KernelIsa::Ref);
+          ASSERT_EQ(y[(size_t)r * out + o], ref) << rows << " rows, r " << r << " o " << o;
+          ASSERT_EQ(yt[(size_t)r * out + o], ref) << "threaded, " << rows << " rows, r " << r << " o " << o;
+          double mag = 0;
+          const double exact = dequant_dot(t, w.data() + wrow * o, xq, in, &mag);
+          ASSERT_NEAR(y[(size_t)r * out + o], exact, 2e-6 * mag) << rows << " rows, r " << r << " o " << o;
+        }
+      }
+    }
+  }
+}
+
+// The AVX-512 decode kernel of the legacy block types (four weight rows per pass, two per 512-bit register):
+// exactly the one-row AVX-512 product (its twin, itself within f32 rounding of the reference loop), 5 passes and
+// 3 single rows past them, single-threaded and threaded; and within f32 rounding of the dequantized product.
+TEST(QMatmul, LegacyDecodeFourRowsEqualsDotProducts) {
+  if (!cpu_has_isa(KernelIsa::Avx512)) GTEST_SKIP() << "no AVX-512 VNNI";
+  std::mt19937 rng(31);
+  const int in = 512, out = 4 * 5 + 3;
+  for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0}) {
+    SCOPED_TRACE(ggml_type_name(t));
+    auto w = random_weights(t, out, in, rng);
+    const size_t wrow = ggml_nbytes(t, in);
+    for (int trial = 0; trial < 4; ++trial) {
+      auto x = random_acts(in, rng);
+      std::vector<float> y(out), yt(out);
+      native_matmul_isa(t, w.data(), in, out, x.data(), y.data(), 1, KernelIsa::Avx512);
+      {
+        struct Restore {
+          KernelIsa isa = kernel_isa();
+          ~Restore() { set_kernel_isa(isa); }
+        } restore;
+        set_kernel_isa(KernelIsa::Avx512);
+        native_matmul(t, w.data(), in, out, x.data(), yt.data(), 1);
+      }
+      std::vector<uint8_t> xq(native_act_bytes(t, in));
+      native_quantize_row(t, x.data(), xq.data(), in);
+      for (int o = 0; o < out; ++o) {
+        const float one = native_vec_dot(t, w.data() + wrow * o, xq.data(), in, KernelIsa::Avx512);
+        ASSERT_EQ(y[o], one) << "o " << o;
+        ASSERT_EQ(yt[o], one) << "threaded, o " << o;
+        double mag = 0;
+        const double exact = dequant_dot(t, w.data() + wrow * o, xq, in, &mag);
+        ASSERT_NEAR(y[o], exact, 2e-6 * mag) << "o " << o;
+        ASSERT_NEAR(y[o], native_vec_dot(t, w.data() + wrow * o, xq.data(), in, KernelIsa::Ref), 2e-6 * mag);
       }
     }
   }

@@ -535,6 +535,11 @@ T* call_buffer(std::unique_ptr<T[]>& b, size_t n) {
 constexpr int64_t kParallelMin = 1 << 17;
 // Output rows per task of a multi-row product (their weights stay in L1/L2 while every activation row passes).
 constexpr int kRowBlock = 16;
+// Activation rows from which the AVX-512 k-quant products take the 16-weight-row tile kernel (its per-chunk
+// unpacking of 16 weight rows is amortized over the rows; bench_qmatmul, 3 rounds at load 6.3: at 8 rows Q4_K
+// 1536 -> 8960 150-168 GMAC/s against 115-133 for the 8-row group kernel, Q6_K 8960 -> 1536 86-129 against
+// 97-116, at 12 rows 1.4-1.7x).
+constexpr int kTileMinRows = 8;
 // Weight blocks per chunk of the AVX-512 k-quant group kernel (16 rows x 4 blocks of Q8_K = 19 KB of activations).
 constexpr int kKChunk = 4;
 
@@ -552,11 +557,16 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
   uint8_t* xq = call_buffer(xq_buf, arow * (size_t)rows);
   const DotFn dot = dot_fn(isa);
   const Dot4Fn dot4 = dot4_fn(isa);
-  // k-quants on AVX-512: full groups of 8 rows through avx512::vec_dot_kq_g8 (two groups per pass where they exist)
-  const bool kq8 = native_act_type(t) == GgmlType::Q8_K && isa == KernelIsa::Avx512 && rows >= 8;
+  // k-quants on AVX-512 with many rows: tiles of 16 weight rows (avx512::ktile_matmul) for the full tiles
+  const bool ktile = native_act_type(t) == GgmlType::Q8_K && isa == KernelIsa::Avx512 && rows >= kTileMinRows &&
+                     out >= avx512::kTileW;
+  // k-quants on AVX-512 otherwise: full groups of 8 rows through avx512::vec_dot_kq_g8 (two groups per pass where
+  // they exist)
+  const bool kq8 = native_act_type(t) == GgmlType::Q8_K && isa == KernelIsa::Avx512 && rows >= 8 && !ktile;
   const bool par = threads && (int64_t)rows * in * out >= kParallelMin && omp_get_max_threads() > 1;
   const GgmlType at = native_act_type(t);
-  const bool legacy = rows >= 4 && (at == GgmlType::Q8_0 || at == GgmlType::Q8_1);
+  const bool legacy_type = at == GgmlType::Q8_0 || at == GgmlType::Q8_1;
+  const bool legacy = rows >= 4 && legacy_type;
   const int nb = in / 32;
   const int kgroups = kq8 ? rows / 8 : 0, knb = in / QK_K;
   uint8_t* kbs = nullptr;
@@ -623,7 +633,20 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
       for (int g = 0; g < kgroups; ++g)
         kq_group_layout(xq + arow * 8 * g, arow, knb, kbs + (size_t)g * knb * 256, kdy + (size_t)g * knb * 8);
     }
-    if (rows == 1 && native_act_type(t) == GgmlType::Q8_K) {  // k-quants: four weight rows per pass
+    if (ktile) {
+      constexpr int W = avx512::kTileW;
+      const int ntile = out / W;
+      std::unique_ptr<avx512::KTileBlock[]> scratch(new avx512::KTileBlock[avx512::kTileChunk]);
+      std::unique_ptr<avx512::KTileAcc[]> acc(new avx512::KTileAcc[rows]);
+#pragma omp for schedule(dynamic, 1)
+      for (int tile = 0; tile < ntile; ++tile)
+        avx512::ktile_matmul(t, w + wrow * W * tile, wrow, xq, arow, rows, in, y + W * tile, out, scratch.get(),
+                             acc.get());
+      // the last out % 16 weight rows: one product per output
+#pragma omp for schedule(static)
+      for (int o = W * ntile; o < out; ++o)
+        for (int r = 0; r < rows; ++r) y[(int64_t)r * out + o] = dot(t, w + wrow * o, xq + arow * r, in);
+    } else if (rows == 1 && native_act_type(t) == GgmlType::Q8_K) {  // k-quants: four weight rows per pass
       const DotW4Fn dotw4 = dotw4_fn(isa);
       const int n4 = out / 4;
       if (t == GgmlType::Q4_K && isa == KernelIsa::Avx512) {
@@ -634,6 +657,12 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
 #pragma omp for schedule(static)
         for (int g = 0; g < n4; ++g) dotw4(t, w + wrow * 4 * g, wrow, xq, in, y + 4 * g);
       }
+#pragma omp for schedule(static)
+      for (int o = 4 * n4; o < out; ++o) y[o] = dot(t, w + wrow * o, xq, in);
+    } else if (rows == 1 && isa == KernelIsa::Avx512 && legacy_type) {  // four weight rows per pass
+      const int n4 = out / 4;
+#pragma omp for schedule(static)
+      for (int g = 0; g < n4; ++g) avx512::vec_dot_legacy_w4(t, w + wrow * 4 * g, wrow, xq, in, y + 4 * g);
 #pragma omp for schedule(static)
       for (int o = 4 * n4; o < out; ++o) y[o] = dot(t, w + wrow * o, xq, in);
     } else if (rows == 1) {

@@ -53,9 +53,12 @@ float native_vec_dot(GgmlType t, const uint8_t* w, const uint8_t* xq, int64_t n,
 // of 16 rows through a packed kernel (two rows per 512-bit register, the same per-lane operations) and the
 // k-quants groups of 16 or 8 rows (512-bit registers, 64 quants each; the rows' bsums and scales transposed
 // once per product, their integer block sums reduced together, a weight row's blocks taken in chunks of 4).
+// From 8 rows on, the k-quants on AVX-512 take a tile kernel instead: 16 weight rows x up to 8 activation rows
+// per pass, the 16 rows' blocks unpacked once per chunk of 4 blocks into a transposed scratch (one int32 lane per
+// weight row, VPDPBUSD with the activation's 4 bytes broadcast; 23 KB per thread, nothing kept between products).
 // k-quant decode multiplies four weight rows per pass (Q4_K on AVX-512: with the activation row in the
-// weight's nibble order). The result does not depend on the thread count or on how many rows are multiplied
-// together.
+// weight's nibble order); so does legacy-type decode on AVX-512 (two weight rows per 512-bit register). The
+// result does not depend on the thread count or on how many rows are multiplied together.
 void native_matmul(GgmlType t, const uint8_t* w, int in, int out, const float* x, float* y, int rows);
 // The same with a given ISA, single-threaded (reference twin for tests).
 void native_matmul_isa(GgmlType t, const uint8_t* w, int in, int out, const float* x, float* y, int rows,
