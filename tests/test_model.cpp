@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -375,4 +376,52 @@ TEST(Model, NeoXLayoutOfPermutedWeightsGivesSameLogits) {
   double diff_wrong = 0;
   for (size_t i = 0; i < a.size(); ++i) diff_wrong = std::max(diff_wrong, (double)std::fabs(a[i] - c[i]));
   EXPECT_GT(diff_wrong, 0.01);
+}
+
+// log_softmax (vectorized sum with an error bound, the plain loop where the bound cannot decide) gives the floats
+// of log_softmax_ref bit for bit, and log_softmax_argmax the index std::max_element gives on them: real logit rows
+// of SmolLM2 (49,152 tokens) and Stories260K, the same rows sharpened and flattened, and the edge cases (one value,
+// equal values, -inf, a zero maximum of either sign, NaN).
+TEST(Model, LogSoftmaxEqualsReferenceBitForBit) {
+  std::vector<std::vector<float>> rows;
+  auto add_model_rows = [&](const Model& m, int n) {
+    std::vector<int32_t> t{m.tok.bos() >= 0 ? m.tok.bos() : 1};
+    for (int i = 1; i < n; ++i) t.push_back((int32_t)((i * 7919 + 13) % m.cfg.n_vocab));
+    const auto all = batched_logits(m, t);
+    const int V = m.cfg.n_vocab;
+    for (int i = 0; i < n; ++i) {
+      std::vector<float> r(all.begin() + (size_t)i * V, all.begin() + (size_t)(i + 1) * V);
+      rows.push_back(r);
+      for (float s : {0.25f, 4.0f, 40.0f}) {  // flatter and much sharper distributions (log-sum near 0)
+        std::vector<float> q(r);
+        for (float& x : q) x *= s;
+        rows.push_back(q);
+      }
+    }
+  };
+  add_model_rows(*stories_bin(), 40);
+  ASSERT_TRUE(fs::exists(test::smollm_q4_1())) << test::smollm_q4_1();
+  add_model_rows(*open_model(test::smollm_q4_1()), 24);
+  const float inf = INFINITY, nan = NAN;
+  rows.push_back({3.5f});
+  rows.push_back(std::vector<float>(49152, 1.25f));
+  rows.push_back({0.0f, -0.0f, -3.0f, -inf, 0.0f});
+  rows.push_back({-0.0f, 0.0f, -2.0f});
+  rows.push_back({-inf, -inf});
+  rows.push_back({1.0f, nan, 2.0f, -1.0f});
+  std::vector<float> big(50000);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = (float)std::sin(0.37 * (double)i) * 30.0f - (i % 97 == 0 ? inf : 0.0f);
+  rows.push_back(big);
+  int n_rows = 0;
+  for (const auto& r : rows) {
+    std::vector<float> a(r), b(r), c(r);
+    log_softmax_ref(a.data(), (int)a.size());
+    log_softmax(b.data(), (int)b.size());
+    const int best = log_softmax_argmax(c.data(), (int)c.size());
+    ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << "row " << n_rows;
+    ASSERT_EQ(0, std::memcmp(a.data(), c.data(), a.size() * sizeof(float))) << "row " << n_rows;
+    ASSERT_EQ(best, int(std::max_element(a.begin(), a.end()) - a.begin())) << "row " << n_rows;
+    ++n_rows;
+  }
+  EXPECT_EQ(n_rows, 4 * (40 + 24) + 7);
 }

@@ -202,7 +202,13 @@ void ItemScorer::run_packed(const std::vector<int32_t>& tok, const std::vector<i
                  logits_.data());
   tokens_run_ += n;
   forwards_++;
-  for (size_t r = 0; r < out_rows.size(); r++) log_softmax(logits_.data() + r * size_t(n_vocab), n_vocab);
+  rows_out_ += int64_t(out_rows.size());
+  // Each output row into log-probabilities, and its argmax (the greedy flags). Rows are independent: threads
+  // split them (same floats as one thread).
+  const int n_out = int(out_rows.size());
+  best_.resize(size_t(n_out));
+#pragma omp parallel for schedule(static) if (n_out >= 8)
+  for (int r = 0; r < n_out; r++) best_[size_t(r)] = log_softmax_argmax(logits_.data() + size_t(r) * size_t(n_vocab), n_vocab);
 }
 
 ItemScorer::ItemScorer(const Model& m, int n_ctx, int max_batch)
@@ -304,7 +310,7 @@ ItemScore ItemScorer::score(const TaskItem& item) {
     run_packed(tok, pos, mask, out_rows);
     for (size_t r = 0; r < out_rows.size(); r++) {
       const float* row = logits.data() + r * size_t(n_vocab);
-      const int32_t best = int32_t(std::max_element(row, row + n_vocab) - row);
+      const int32_t best = best_[r];
       for (auto [i, j] : targets[r]) add_token_logprob(s, size_t(i), req[size_t(i)].tokens[size_t(j)], row, best, n_vocab);
     }
     cache_.truncate(L);  // later batches (and the next item) start from the context
@@ -420,7 +426,7 @@ std::vector<ItemScore> ItemScorer::score_batch(const std::vector<const TaskItem*
     run_packed(tok, pos, mask, out_rows);
     for (size_t r = 0; r < out_rows.size(); r++) {
       const float* row = logits_.data() + r * size_t(n_vocab);
-      const int32_t best = int32_t(std::max_element(row, row + n_vocab) - row);
+      const int32_t best = best_[r];
       for (auto [a, i, j] : targets[r])
         add_token_logprob(out[size_t(a)], size_t(i), w[size_t(a)].req[size_t(i)].tokens[size_t(j)], row, best,
                           n_vocab);
@@ -435,18 +441,21 @@ std::vector<ItemScore> ItemScorer::score_batch(const std::vector<const TaskItem*
 }
 
 ChunkScore score_chunk(const Model& m, const std::vector<int32_t>& tokens, int n_ctx, int chunk) {
+  PplChunkRunner runner(m, n_ctx);
+  return score_chunk(runner, m, tokens, chunk);
+}
+
+ChunkScore score_chunk(PplChunkRunner& runner, const Model& m, const std::vector<int32_t>& tokens, int chunk) {
+  const int n_ctx = runner.n_ctx();
   std::vector<int32_t> part(size_t(std::max(n_ctx, 0)));
   perplexity_chunk(m.tok, tokens, n_ctx, chunk, part.data());
   const int n_vocab = m.cfg.n_vocab;
   const int first = perplexity_first(n_ctx), n_out = perplexity_scored(n_ctx);
-  PplChunkRunner runner(m, n_ctx);
   float* logits = runner.run(part.data());
+#pragma omp parallel for schedule(static) if (n_out >= 8)
+  for (int j = 0; j < n_out; j++) log_softmax(logits + size_t(j) * size_t(n_vocab), n_vocab);
   ChunkScore c;
-  for (int j = 0; j < n_out; j++) {
-    float* row = logits + size_t(j) * size_t(n_vocab);
-    log_softmax(row, n_vocab);
-    c.nll_sum -= double(row[part[size_t(first + j + 1)]]);
-  }
+  for (int j = 0; j < n_out; j++) c.nll_sum -= double(logits[size_t(j) * size_t(n_vocab) + size_t(part[size_t(first + j + 1)])]);
   c.n_scored = n_out;
   return c;
 }

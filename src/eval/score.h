@@ -77,6 +77,7 @@ class ItemScorer {
   void reset();                                   // forget the cached context
   int64_t tokens_run() const { return tokens_run_; }  // tokens run by the engine so far
   int64_t forwards() const { return forwards_; }      // forward passes so far
+  int64_t rows_out() const { return rows_out_; }      // logit rows (output head + log-softmax) computed so far
   int n_ctx() const { return cache_.n_ctx; }
 
  private:
@@ -90,11 +91,12 @@ class ItemScorer {
   ForwardState st_;              // the activations of every forward pass of this scorer (freed with it)
   std::vector<int32_t> cached_;  // the tokens in cache slots [0, cached_.size())
   std::vector<float> logits_;    // output rows of the last forward (kept to avoid re-allocating)
+  std::vector<int32_t> best_;    // the argmax of each of those rows
   int max_batch_;
   // False when some Linear runs in LLM.int8() outlier mode: its outlier columns depend on every row of a
   // forward, so items are then scored alone and from a fresh cache (results independent of their neighbours).
   bool share_forwards_ = true;
-  int64_t tokens_run_ = 0, forwards_ = 0;
+  int64_t tokens_run_ = 0, forwards_ = 0, rows_out_ = 0;
 };
 
 // Chunk `chunk` of llama.cpp's perplexity protocol (model/perplexity.h): the negative log-likelihood of its
@@ -104,5 +106,7 @@ struct ChunkScore {
   int64_t n_scored = 0;
 };
 ChunkScore score_chunk(const Model& m, const std::vector<int32_t>& tokens, int n_ctx, int chunk);
+// The same with a runner kept across chunks (its KV cache and logits allocated once): the same numbers.
+ChunkScore score_chunk(PplChunkRunner& runner, const Model& m, const std::vector<int32_t>& tokens, int chunk);
 
 }  // namespace ctrust

@@ -103,8 +103,13 @@ void forward(const Model& m, KVCache& cache, const int32_t* tokens, int n, float
 // log p(tokens[i] | tokens[0..i)) for i = 1..n-1 (n-1 values), in chunks that fit the cache.
 std::vector<float> token_logprobs(const Model& m, std::span<const int32_t> tokens);
 
-// In-place log-softmax of one row of logits.
+// In-place log-softmax of one row of logits: row_i - (max + float(log(sum_j e^(row_j - max)))), the sum in double.
+// log_softmax_ref is the plain loop; log_softmax gives the same floats bit for bit (the sum vectorized, with a
+// proven error bound, and the plain loop wherever the bound cannot decide the rounding; ModelTest.LogSoftmax*).
 void log_softmax(float* row, int n);
+void log_softmax_ref(float* row, int n);
+// log_softmax(row, n), then the index std::max_element would give on the result (the first of the largest).
+int log_softmax_argmax(float* row, int n);
 
 struct GenerateOptions {
   int max_tokens = 128;

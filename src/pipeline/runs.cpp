@@ -245,14 +245,16 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
     prog.total = n_chunks;
     for (int c = 0; c < n_chunks; c++) prog.resumed += done.count(item_key(spec.name, std::to_string(c)));
     score_range = [&](int64_t first, int64_t end, const std::unordered_set<std::string>& have) {
+      std::optional<PplChunkRunner> runner;  // one KV cache and logits buffer for every chunk
       for (int64_t c = first; c < end; c++) {
         const std::string id = std::to_string(c);
         if (have.count(item_key(spec.name, id))) {
           res.n_skipped++;
           continue;
         }
+        if (!remote && !runner) runner.emplace(m, chunk);
         ChunkScore cs = remote ? remote->score_chunk(chunk_tokens, chunk, int(c))
-                               : score_chunk(m, chunk_tokens, chunk, int(c));
+                               : score_chunk(*runner, m, chunk_tokens, int(c));
         StoredItem it;
         it.task = spec.name;
         it.item_id = id;
