@@ -13,7 +13,7 @@
 #   CHUNKS   chunks of 512 tokens for perplexity/KL (default 8; the second half of each chunk is scored)
 #   OUT      folder (default ~/.cache/ctrust/kquant_compare/<base name>)
 #   TYPES    llama.cpp mixes to compare (default "Q4_K_M Q3_K_M")
-#   VARIANTS ctrust files per mix (default "gptq gptq-im gptq-im-lf": GPTQ; + --imatrix; + --legacy-fit ggml)
+#   VARIANTS ctrust files per mix (default "gptq gptq-im gptq-im-lf": GPTQ; + --imatrix; + --legacy-fit ggml; "" = none)
 #   LLAMA_KL 1 (default): also llama-perplexity's KL of every file; 0: ctrust kld only
 #   THREADS  threads for every tool (default 2); NICE niceness (default 5)
 # Needs the llama.cpp tools (bash scripts/build_llamacpp.sh).
@@ -27,7 +27,7 @@ BASE=${BASE:-$CACHE/models/SmolLM2-135M-Instruct.F32.gguf}
 CHUNKS=${CHUNKS:-8}
 OUT=${OUT:-$CACHE/kquant_compare/$(basename "$BASE" .gguf)}
 TYPES=${TYPES:-"Q4_K_M Q3_K_M"}
-VARIANTS=${VARIANTS:-"gptq gptq-im gptq-im-lf"}
+VARIANTS=${VARIANTS-"gptq gptq-im gptq-im-lf"}
 LLAMA_KL=${LLAMA_KL:-1}
 T=${THREADS:-2}
 NICE=${NICE:-5}
@@ -47,11 +47,27 @@ run() {
 IM=$OUT/imatrix.gguf
 [[ -f $IM ]] || run imatrix "$OUT/imatrix.log" "$OUT/imatrix.err" "$BIN" imatrix -m "$BASE" -o "$IM" -t "$T"
 
+# Baselines first: llama.cpp's logits of the base (its KL file) and ctrust's (top-k baseline).
+if [[ $LLAMA_KL == 1 && ! -f $OUT/base.kld ]]; then
+  run base-llama "$OUT/base.ppl.log" "$OUT/base.ppl.err" "$LLAMA/llama-perplexity" -m "$BASE" -f "$TEXT" -c 512 --chunks "$CHUNKS" -t "$T" --kl-divergence-base "$OUT/base.kld"
+fi
+[[ -f $OUT/base.ctrust ]] || run base-ctrust "$OUT/base.ctrust.log" "$OUT/base.ctrust.err" "$BIN" kld --base "$BASE" -f "$TEXT" --ctx 512 --chunks "$CHUNKS" --save-base "$OUT/base.ctrust" -t "$T"
+
+# Every file is measured as soon as it is made (an interrupted run leaves complete rows).
+measure() {
+  local f=$1 g=$OUT/$1.gguf
+  if [[ $LLAMA_KL == 1 && ! -f $OUT/$f.kl.log ]]; then
+    run "kl-llama-$f" "$OUT/$f.kl.log" "$OUT/$f.kl.err" "$LLAMA/llama-perplexity" -m "$g" --kl-divergence-base "$OUT/base.kld" --kl-divergence -t "$T"
+  fi
+  [[ -f $OUT/$f.tokens.tsv ]] || run "kld-$f" "$OUT/$f.ctrust.log" "$OUT/$f.ctrust.err" "$BIN" kld --load-base "$OUT/base.ctrust" -m "$g" -f "$TEXT" --ctx 512 --chunks "$CHUNKS" -t "$T" --save-tokens "$OUT/$f.tokens.tsv"
+}
 files=()
 for ty in $TYPES; do
   l=$(echo "$ty" | tr 'A-Z' 'a-z')
   [[ -f $OUT/llama-$l.gguf ]] || run "llama-$l" "$OUT/llama-$l.log" "$OUT/llama-$l.err" "$LLAMA/llama-quantize" "$BASE" "$OUT/llama-$l.gguf" "$ty" "$T"
   [[ -f $OUT/llama-$l-im.gguf ]] || run "llama-$l-im" "$OUT/llama-$l-im.log" "$OUT/llama-$l-im.err" "$LLAMA/llama-quantize" --imatrix "$IM" "$BASE" "$OUT/llama-$l-im.gguf" "$ty" "$T"
+  measure "llama-$l-im"
+  measure "llama-$l"
   files+=("llama-$l" "llama-$l-im")
   for v in $VARIANTS; do
     case $v in
@@ -62,24 +78,15 @@ for ty in $TYPES; do
     esac
     f=${v/gptq/gptq-$l}
     [[ -f $OUT/$f.gguf ]] || run "$f" "$OUT/$f.json" "$OUT/$f.err" "$BIN" compress -m "$BASE" --method gptq --types-from "$OUT/llama-$l.gguf" "${extra[@]}" -o "$OUT/$f.gguf" -t "$T" --json
+    measure "$f"
     files+=("$f")
   done
 done
-
-# Baselines: llama.cpp's logits of the base (its KL file) and ctrust's (top-k baseline).
-if [[ $LLAMA_KL == 1 && ! -f $OUT/base.kld ]]; then
-  run base-llama "$OUT/base.ppl.log" "$OUT/base.ppl.err" "$LLAMA/llama-perplexity" -m "$BASE" -f "$TEXT" -c 512 --chunks "$CHUNKS" -t "$T" --kl-divergence-base "$OUT/base.kld"
-fi
-[[ -f $OUT/base.ctrust ]] || run base-ctrust "$OUT/base.ctrust.log" "$OUT/base.ctrust.err" "$BIN" kld --base "$BASE" -f "$TEXT" --ctx 512 --chunks "$CHUNKS" --save-base "$OUT/base.ctrust" -t "$T"
 
 RES=$OUT/results.tsv
 printf 'file\tbytes\tllama_ppl\tllama_ppl_err\tllama_kl\tllama_kl_err\tllama_same_top\tctrust_ppl\tctrust_ppl_err\tctrust_kl\tctrust_kl_err\tctrust_same_top\tcpu_s\twall_s\n' > "$RES"
 for f in "${files[@]}"; do
   g=$OUT/$f.gguf
-  if [[ $LLAMA_KL == 1 && ! -f $OUT/$f.kl.log ]]; then
-    run "kl-llama-$f" "$OUT/$f.kl.log" "$OUT/$f.kl.err" "$LLAMA/llama-perplexity" -m "$g" --kl-divergence-base "$OUT/base.kld" --kl-divergence -t "$T"
-  fi
-  [[ -f $OUT/$f.tokens.tsv ]] || run "kld-$f" "$OUT/$f.ctrust.log" "$OUT/$f.ctrust.err" "$BIN" kld --load-base "$OUT/base.ctrust" -m "$g" -f "$TEXT" --ctx 512 --chunks "$CHUNKS" -t "$T" --save-tokens "$OUT/$f.tokens.tsv"
   # Both tools print llama.cpp's statistics block; the same patterns read both.
   python3 - "$f" "$g" "$OUT/$f.kl.log" "$OUT/$f.ctrust.log" "$OUT/$f.time" >> "$RES" <<'PY'
 import os, re, sys

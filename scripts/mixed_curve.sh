@@ -52,33 +52,38 @@ make() {  # name, extra args...
   [[ -f $OUT/$name.gguf ]] && return 0
   run "$name" "$OUT/$name.json" "$OUT/$name.err" "$BIN" compress "${common[@]}" "$@" -o "$OUT/$name.gguf"
 }
-# The table first (measured by the first mix), then llama.cpp's mixes (their sizes are targets too).
-mixes=()
-for b in $BPWS; do make "mix-$b" --mix-levels "$LEVELS" --target-bpw "$b"; mixes+=("mix-$b"); done
-llama=()
-if [[ -x $LLAMA/llama-quantize ]]; then
-  for ty in Q3_K_M Q4_K_M; do
-    l=$(echo "$ty" | tr 'A-Z' 'a-z')
-    [[ -f $OUT/llama-$l-im.gguf ]] || run "llama-$l-im" "$OUT/llama-$l-im.log" "$OUT/llama-$l-im.err" "$LLAMA/llama-quantize" --imatrix "$IM" "$BASE" "$OUT/llama-$l-im.gguf" "$ty" "$T"
-    [[ -f $OUT/rtn-$l-im.gguf ]] || run "rtn-$l-im" "$OUT/rtn-$l-im.json" "$OUT/rtn-$l-im.err" "$BIN" compress -m "$BASE" --method rtn --types-from "$OUT/llama-$l-im.gguf" --imatrix "$IM" --legacy-fit ggml -o "$OUT/rtn-$l-im.gguf" -t "$T" --json
-    llama+=("llama-$l-im" "rtn-$l-im")
-    # A mix of at most the llama.cpp file's tensor bytes: its bits per weight, rounded down at 1e-6.
-    [[ -f $OUT/llama-$l-im.info.json ]] || "$BIN" info "$OUT/llama-$l-im.gguf" --json > "$OUT/llama-$l-im.info.json"
-    bpw=$(python3 -c "import json,math,sys; print(f'{math.floor(json.load(open(sys.argv[1]))[\"bpw\"] * 1e6) / 1e6:.6f}')" "$OUT/llama-$l-im.info.json")
-    make "mix-at-$l" --mix-levels "$LEVELS" --target-bpw "$bpw"
-    mixes+=("mix-at-$l")
-  done
-fi
-for lv in ${LEVELS//,/ }; do make "uniform-$lv" --mix-levels "$lv" --target-bpw 32; done
 [[ -f $OUT/base.ctrust ]] || run base-ctrust "$OUT/base.ctrust.log" "$OUT/base.ctrust.err" "$BIN" kld --base "$BASE" -f "$TEXT" --ctx 512 --chunks "$CHUNKS" --save-base "$OUT/base.ctrust" -t "$T"
-RES=$OUT/results.tsv
-printf 'file\ttensor_bytes\tbpw\tpredicted_calib_kl\tmeasured_calib_kl\tmeasured_calib_kl_se\tppl\tppl_err\tkl\tkl_err\tsame_top\tmap\n' > "$RES"
-files=("${mixes[@]}")
-for lv in ${LEVELS//,/ }; do files+=("uniform-$lv"); done
-files+=("${llama[@]}")
-for f in "${files[@]}"; do
+# Every file is measured as soon as it is made (an interrupted run leaves complete rows).
+measure() {
+  local f=$1
   [[ -f $OUT/$f.tokens.tsv ]] || run "kld-$f" "$OUT/$f.kld.json" "$OUT/$f.kld.err" "$BIN" kld --load-base "$OUT/base.ctrust" -m "$OUT/$f.gguf" -f "$TEXT" --ctx 512 --chunks "$CHUNKS" -t "$T" --json --save-tokens "$OUT/$f.tokens.tsv"
   [[ -f $OUT/$f.info.json ]] || "$BIN" info "$OUT/$f.gguf" --json > "$OUT/$f.info.json"
+}
+# Order: the first mix measures the table; llama.cpp's mixes and the mixes at their sizes; the uniform levels;
+# the other targets. RTN_REMAKE=1 also re-makes llama.cpp's mixes with ctrust's quantizer (--types-from).
+mixes=() llama=() uniform=()
+first=(${BPWS})
+make "mix-${first[0]}" --mix-levels "$LEVELS" --target-bpw "${first[0]}"; measure "mix-${first[0]}"; mixes+=("mix-${first[0]}")
+if [[ -x $LLAMA/llama-quantize ]]; then
+  for ty in Q4_K_M Q3_K_M; do
+    l=$(echo "$ty" | tr 'A-Z' 'a-z')
+    [[ -f $OUT/llama-$l-im.gguf ]] || run "llama-$l-im" "$OUT/llama-$l-im.log" "$OUT/llama-$l-im.err" "$LLAMA/llama-quantize" --imatrix "$IM" "$BASE" "$OUT/llama-$l-im.gguf" "$ty" "$T"
+    measure "llama-$l-im"; llama+=("llama-$l-im")
+    # A mix of at most the llama.cpp file's tensor bytes: its bits per weight, rounded down at 1e-6.
+    bpw=$(python3 -c "import json,math,sys; print(f'{math.floor(json.load(open(sys.argv[1]))[\"bpw\"] * 1e6) / 1e6:.6f}')" "$OUT/llama-$l-im.info.json")
+    make "mix-at-$l" --mix-levels "$LEVELS" --target-bpw "$bpw"; measure "mix-at-$l"; mixes+=("mix-at-$l")
+    if [[ ${RTN_REMAKE:-0} == 1 ]]; then
+      [[ -f $OUT/rtn-$l-im.gguf ]] || run "rtn-$l-im" "$OUT/rtn-$l-im.json" "$OUT/rtn-$l-im.err" "$BIN" compress -m "$BASE" --method rtn --types-from "$OUT/llama-$l-im.gguf" --imatrix "$IM" --legacy-fit ggml -o "$OUT/rtn-$l-im.gguf" -t "$T" --json
+      measure "rtn-$l-im"; llama+=("rtn-$l-im")
+    fi
+  done
+fi
+for lv in ${LEVELS//,/ }; do make "uniform-$lv" --mix-levels "$lv" --target-bpw 32; measure "uniform-$lv"; uniform+=("uniform-$lv"); done
+for b in "${first[@]:1}"; do make "mix-$b" --mix-levels "$LEVELS" --target-bpw "$b"; measure "mix-$b"; mixes+=("mix-$b"); done
+RES=$OUT/results.tsv
+printf 'file\ttensor_bytes\tbpw\tpredicted_calib_kl\tmeasured_calib_kl\tmeasured_calib_kl_se\tppl\tppl_err\tkl\tkl_err\tsame_top\tmap\n' > "$RES"
+files=("${mixes[@]}" "${uniform[@]}" "${llama[@]}")
+for f in "${files[@]}"; do
   python3 - "$OUT" "$f" >> "$RES" <<'PY'
 import json, os, sys
 out, f = sys.argv[1:3]
@@ -107,6 +112,7 @@ PY
 cat "$OUT/maps.txt"
 
 # Paired: every mix against the llama.cpp mixes and against the uniform levels just below and above its size.
+# (RTN_REMAKE files are compared too.)
 PAIRED=$OUT/paired.tsv
 printf 'A\tB\tkl_a\tkl_b\tdelta\tse_tokens\tse_chunks\tci_low\tci_high\tkl_ratio\tratio_low\tratio_high\tppl_ratio\tsame_top_delta\n' > "$PAIRED"
 pairs=$(python3 - "$RES" <<'PY'
