@@ -311,3 +311,107 @@ TEST(EvalKld, BadBaselineFiles) {
   std::memcpy(bad_hdr.data() + 8 + 12, &zero, 4);  // top_k = 0
   expect_error("kld_hdr.bin", bad_hdr, "bad header");
 }
+
+// Paired comparison (kld --save-tokens / --paired): two roundings of stories260K scored on the same tokens against
+// the same saved baseline; the paired statistics recomputed by hand from the per-token files.
+TEST(EvalKld, PairedComparisonOfTwoRoundings) {
+  const Model& base = stories();
+  auto q8 = open_model(rounded_copy(test::stories_gguf(), "stories260K", "q8_0"));
+  auto q4 = open_model(rounded_copy(test::stories_gguf(), "stories260K", "q4_0"));
+  const std::string text = golden_text(3000);
+  KldOptions opt = opt64();
+  opt.max_chunks = -1;
+  const std::string dir = test::scratch_dir();
+  const KldBase kb = make_kld_base(base, text, 16, opt);
+  ASSERT_GE(kb.n_chunks, 4);
+  const KldStats s8 = kl_divergence(kb, *q8, text, opt), s4 = kl_divergence(kb, *q4, text, opt);
+  save_kld_tokens(kld_tokens(s8, "base.bin", "q8_0"), dir + "/kld_q8.tsv");
+  save_kld_tokens(kld_tokens(s4, "base.bin", "q4_0"), dir + "/kld_q4.tsv");
+  const KldTokens a = load_kld_tokens(dir + "/kld_q8.tsv"), b = load_kld_tokens(dir + "/kld_q4.tsv");
+  ASSERT_EQ(a.n(), s8.n_tokens);
+  EXPECT_EQ(a.n_chunks, kb.n_chunks);
+  EXPECT_EQ(a.mode, "topk");
+  EXPECT_EQ(a.top_k, 16);
+  EXPECT_EQ(a.model, "q8_0");
+  for (size_t i = 0; i < size_t(a.n()); i++) {
+    EXPECT_NEAR(a.kl[i], s8.per_token_kl[i], 1e-8 * (1 + s8.per_token_kl[i])) << i;
+    EXPECT_NEAR(b.nll_b[i], s4.per_token_nll_b[i], 1e-8 * (1 + s4.per_token_nll_b[i])) << i;
+    EXPECT_EQ(a.target[i], s8.per_token_target[i]) << i;
+    EXPECT_EQ(b.same[i], s4.per_token_same[i]) << i;
+  }
+
+  const KldPaired p = kld_paired(a, b);
+  EXPECT_NEAR(p.kl.a, s8.kl_mean, 1e-8);
+  EXPECT_NEAR(p.kl.b, s4.kl_mean, 1e-8);
+  EXPECT_NEAR(p.kl.delta, s4.kl_mean - s8.kl_mean, 1e-8);
+  EXPECT_NEAR(p.nll.delta, s4.ln_ppl_ratio - s8.ln_ppl_ratio, 1e-7);
+  EXPECT_NEAR(p.same_top.delta, s4.same_top - s8.same_top, 1e-12);
+  // Standard errors by hand: tokens, and chunk means of the differences.
+  const size_t n = size_t(a.n()), nc = size_t(a.n_chunks), per = n / nc;
+  double m = 0, v = 0;
+  std::vector<double> cm(nc, 0.0);
+  for (size_t i = 0; i < n; i++) m += b.kl[i] - a.kl[i], cm[i / per] += (b.kl[i] - a.kl[i]) / double(per);
+  m /= double(n);
+  for (size_t i = 0; i < n; i++) v += (b.kl[i] - a.kl[i] - m) * (b.kl[i] - a.kl[i] - m);
+  EXPECT_NEAR(p.kl.se_tokens, std::sqrt(v / double(n - 1) / double(n)), 1e-9);
+  double vc = 0;
+  for (double x : cm) vc += (x - m) * (x - m);
+  EXPECT_NEAR(p.kl.se_chunks, std::sqrt(vc / double(nc - 1) / double(nc)), 1e-9);
+  // Q4_0 is further from the base than Q8_0 on every chunk: the interval excludes 0.
+  EXPECT_GT(p.kl.delta, 0.0);
+  EXPECT_GT(p.kl.ci.low, 0.0);
+  EXPECT_LE(p.kl.ci.low, p.kl.delta);
+  EXPECT_GE(p.kl.ci.high, p.kl.delta);
+  EXPECT_GT(p.kl_ratio, 1.0);
+  EXPECT_NEAR(p.b_lower + p.b_higher, 1.0, 0.05);
+  // Seeded: the same interval again.
+  EXPECT_EQ(kld_paired(a, b).kl.ci.low, p.kl.ci.low);
+  // A run against itself: no difference.
+  const KldPaired same = kld_paired(a, a);
+  EXPECT_EQ(same.kl.delta, 0.0);
+  EXPECT_EQ(same.kl.ci.low, 0.0);
+  EXPECT_EQ(same.kl.ci.high, 0.0);
+  EXPECT_DOUBLE_EQ(same.kl_ratio, 1.0);
+
+  auto expect_error = [](const KldTokens& x, const KldTokens& y, const char* needle) {
+    try {
+      kld_paired(x, y);
+      ADD_FAILURE() << "expected an error: " << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  KldOptions fewer = opt;
+  fewer.max_chunks = kb.n_chunks - 1;
+  expect_error(a, kld_tokens(kl_divergence(kb, *q4, text, fewer), "base.bin", "q4_0"), "different tokens");
+  expect_error(a, kld_tokens(kl_divergence(base, *q4, text, opt), "base", "q4_0"), "different kinds");
+  KldTokens other_base = b;
+  other_base.nll_base[3] += 0.5;
+  expect_error(a, other_base, "not the same base");
+  KldTokens other_text = b;
+  other_text.target[5] = (other_text.target[5] + 1) % base.cfg.n_vocab;
+  expect_error(a, other_text, "not the same text");
+
+  // Bad files.
+  const std::string bytes = read_all(dir + "/kld_q8.tsv");
+  auto expect_load_error = [&](const std::string& name, const std::string& content, const char* needle) {
+    const std::string path = dir + "/" + name;
+    std::ofstream(path, std::ios::binary) << content;
+    try {
+      load_kld_tokens(path);
+      ADD_FAILURE() << name << ": expected an error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_load_error("kld_t_magic.tsv", "x" + bytes, "not a ctrust kld tokens file");
+  expect_load_error("kld_t_cut.tsv", bytes.substr(0, bytes.size() - 3), "tab-separated");
+  expect_load_error("kld_t_chunks.tsv", bytes.substr(0, bytes.find("\n" + std::to_string(nc - 1) + "\t") + 1),
+                    "n_chunks");
+  std::string neg = bytes;
+  const size_t row = neg.find("\n0\t") + 1;
+  const size_t kl_at = neg.find('\t', neg.find('\t', row) + 1) + 1;
+  neg.insert(kl_at, "x");
+  expect_load_error("kld_t_neg.tsv", neg, "bad value");
+}

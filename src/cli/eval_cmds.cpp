@@ -103,10 +103,27 @@ void cmd_compare(const std::string& db, const std::string& a, const std::string&
 }
 
 struct KldArgs {
-  std::string base, model, tokenizer, file, save_base, load_base, compute = "f32";
+  std::string base, model, tokenizer, file, save_base, load_base, save_tokens, compute = "f32";
+  std::vector<std::string> paired;
   int ctx = 512, chunks = -1, top_k = 0;
   RemoteArgs remote;
 };
+
+// kld --paired A B: two --save-tokens files compared token by token (no model is loaded).
+void cmd_kld_paired(const KldArgs& a, const Common& c) {
+  if (!a.base.empty() || !a.model.empty() || !a.load_base.empty() || !a.save_base.empty() || !a.save_tokens.empty() ||
+      !a.file.empty() || a.remote.on())
+    fail("kld: --paired compares two --save-tokens files; it takes no models, text or baseline");
+  const KldPaired p = kld_paired(load_kld_tokens(a.paired[0]), load_kld_tokens(a.paired[1]));
+  if (c.json) {
+    nlohmann::json j = p.to_json();
+    j["file_a"] = a.paired[0];
+    j["file_b"] = a.paired[1];
+    print_json(j);
+  } else {
+    fmt::print("{}", kld_paired_text(p, a.paired[0], a.paired[1]));
+  }
+}
 
 // "[3/40] chunks, 0.52 chunks/s, ETA 71 s" on stderr (base/progress.h).
 std::function<void(int, int)> chunk_progress() {
@@ -118,6 +135,7 @@ std::function<void(int, int)> chunk_progress() {
 }
 
 void cmd_kld(const KldArgs& a, const Common& c) {
+  if (!a.paired.empty()) return cmd_kld_paired(a, c);
   KldRunOptions o;
   o.base = a.base;
   o.model = a.model;
@@ -125,6 +143,7 @@ void cmd_kld(const KldArgs& a, const Common& c) {
   o.file = a.file;
   o.save_base = a.save_base;
   o.load_base = a.load_base;
+  o.save_tokens = a.save_tokens;
   o.compute = a.compute;
   o.ctx = a.ctx;
   o.chunks = a.chunks;
@@ -240,6 +259,13 @@ void register_eval_commands(CLI::App& app) {
                   "approximation's error")->check(CLI::Range(1, 1 << 24));
     c->add_option("--save-base", a.save_base, "Write a compact baseline (top-k log-probs + rest mass) of --base");
     c->add_option("--load-base", a.load_base, "Compare -m against a baseline written by --save-base");
+    c->add_option("--save-tokens", a.save_tokens,
+                  "Write the per-token results (KL, NLLs, same top) of the comparison, for --paired");
+    c->add_option("--paired", a.paired,
+                  "Compare two --save-tokens files of runs on the same tokens and base: the KL/NLL/same-top "
+                  "differences B - A with token and chunk standard errors and a chunk bootstrap interval")
+        ->expected(2)
+        ->check(CLI::ExistingFile);
     c->add_option("--tokenizer", a.tokenizer, "llama2.c tokenizer .bin (both models)");
     add_remote(c, a.remote);
     add_compute(c, a.compute, "f32");

@@ -35,8 +35,9 @@ struct Imatrix;
 inline const std::vector<std::string> kMixLevels = {"q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "q8_0"};
 
 // The type a tensor with `cols` inputs gets at `level`: the level itself, or for a K-quant when cols is not a
-// multiple of 256 llama-quantize's fallback (q4_k -> q5_0; q5_k -> q5_1; q6_k -> q8_0), except q2_k, q3_k -> q4_0
-// where llama-quantize (llama_tensor_get_type) takes IQ4_NL, of the same size (4.5 bits), which ctrust does not write.
+// multiple of 256 llama-quantize's fallback (q2_k, q3_k -> q4_0; q4_k -> q5_0; q5_k -> q5_1; q6_k -> q8_0), as the
+// llama.cpp built here (llama-quant.cpp of llama-cpp-python 0.3.36's vendor tree) does; upstream llama.cpp takes IQ4_NL
+// for q2_k/q3_k, of the same size (4.5 bits), which ctrust does not write.
 std::string mixed_tensor_type(const std::string& level, int64_t cols);
 
 struct SensitivityTable {

@@ -1,11 +1,14 @@
 #include "eval/kld.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <limits>
 #include <numeric>
+#include <sstream>
+#include <stdexcept>
 
 #include "base/error.h"
 #include "base/mmap.h"
@@ -31,6 +34,8 @@ void KldAccumulator::add(const float* lb, const float* lq, int n_vocab, int32_t 
   dp.push_back(std::exp(double(lq[target])) - std::exp(double(lb[target])));
   nll_base.push_back(-double(lb[target]));
   nll_b.push_back(-double(lq[target]));
+  this->target.push_back(target);
+  same.push_back(top_b == top_q);
   same_top += top_b == top_q;
 }
 
@@ -66,6 +71,8 @@ void KldAccumulator::add_topk(const int32_t* ids, const float* logp, int k, floa
   dp.push_back(std::exp(double(lq[target])) - std::exp(double(logp_target)));
   nll_base.push_back(-double(logp_target));
   nll_b.push_back(-double(lq[target]));
+  this->target.push_back(target);
+  same.push_back(ids[0] == top_q);
   same_top += ids[0] == top_q;
 }
 
@@ -133,6 +140,10 @@ KldStats KldAccumulator::finish() const {
     s.topk_err_rel = s.kl_mean > 0 ? s.topk_err_mean / s.kl_mean : 0.0;
   }
   s.per_token_kl = kl;
+  s.per_token_target = target;
+  s.per_token_nll_base = nll_base;
+  s.per_token_nll_b = nll_b;
+  s.per_token_same = same;
   return s;
 }
 
@@ -411,6 +422,220 @@ KldStats kl_divergence(const KldBase& kb, const Model& b, const std::string& tex
   s.mode = "topk";
   s.top_k = kb.top_k;
   return s;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Paired comparison
+
+KldTokens kld_tokens(const KldStats& s, const std::string& base, const std::string& model) {
+  const size_t n = s.per_token_kl.size();
+  if (n == 0 || s.per_token_target.size() != n || s.per_token_nll_base.size() != n || s.per_token_nll_b.size() != n ||
+      s.per_token_same.size() != n)
+    fail("kl: the statistics have no per-token values");
+  KldTokens t;
+  t.n_ctx = s.n_ctx;
+  t.n_chunks = s.n_chunks;
+  t.top_k = s.mode == "topk" ? s.top_k : 0;
+  t.mode = s.mode;
+  t.base = base;
+  t.model = model;
+  t.target = s.per_token_target;
+  t.kl = s.per_token_kl;
+  t.nll_base = s.per_token_nll_base;
+  t.nll_b = s.per_token_nll_b;
+  t.same = s.per_token_same;
+  return t;
+}
+
+namespace {
+
+constexpr const char* kTokensMagic = "# ctrust kld tokens v1";
+
+// Newlines and tabs would break the line format.
+std::string one_line(std::string v) {
+  for (char& c : v)
+    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+  return v;
+}
+
+}  // namespace
+
+void save_kld_tokens(const KldTokens& t, const std::string& path) {
+  if (t.n_chunks < 1 || t.n() % t.n_chunks != 0) fail("kl: {} tokens do not split into {} chunks", t.n(), t.n_chunks);
+  std::ofstream out(path, std::ios::trunc);
+  if (!out) fail("{}: cannot create tokens file", path);
+  out << kTokensMagic << "\n";
+  out << fmt::format("# n_ctx {}\n# n_chunks {}\n# mode {}\n# top_k {}\n# base {}\n# model {}\n", t.n_ctx, t.n_chunks,
+                     t.mode, t.top_k, one_line(t.base), one_line(t.model));
+  out << "chunk\ttarget\tkl\tnll_base\tnll_b\tsame_top\n";
+  const int64_t per = t.n() / t.n_chunks;
+  for (int64_t i = 0; i < t.n(); i++)
+    out << fmt::format("{}\t{}\t{:.9g}\t{:.9g}\t{:.9g}\t{}\n", i / per, t.target[size_t(i)], t.kl[size_t(i)],
+                       t.nll_base[size_t(i)], t.nll_b[size_t(i)], int(t.same[size_t(i)]));
+  out.flush();
+  if (!out) fail("{}: write failed", path);
+}
+
+KldTokens load_kld_tokens(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail("{}: cannot open tokens file", path);
+  std::string line;
+  if (!std::getline(in, line) || line != kTokensMagic)
+    fail("{}: not a ctrust kld tokens file (made by `ctrust kld --save-tokens`)", path);
+  KldTokens t;
+  int64_t lineno = 1;
+  auto bad = [&](const std::string& why) { fail("{}: line {}: {}", path, lineno, why); };
+  auto to_int = [&](const std::string& v) {
+    try {
+      size_t pos = 0;
+      const long long x = std::stoll(v, &pos);
+      if (pos != v.size() || x < 0 || x > (1LL << 30)) bad("bad integer '" + v + "'");
+      return int(x);
+    } catch (const std::logic_error&) {
+      bad("bad integer '" + v + "'");
+    }
+    return 0;
+  };
+  bool header = false;
+  int64_t chunk_prev = 0;
+  while (std::getline(in, line)) {
+    lineno++;
+    if (line.empty()) continue;
+    if (line[0] == '#') {
+      const size_t sp = line.find(' ', 2);
+      const std::string key = line.substr(2, sp == std::string::npos ? std::string::npos : sp - 2);
+      const std::string val = sp == std::string::npos ? "" : line.substr(sp + 1);
+      if (key == "n_ctx") t.n_ctx = to_int(val);
+      else if (key == "n_chunks") t.n_chunks = to_int(val);
+      else if (key == "top_k") t.top_k = to_int(val);
+      else if (key == "mode") t.mode = val;
+      else if (key == "base") t.base = val;
+      else if (key == "model") t.model = val;
+      continue;
+    }
+    if (!header) {
+      if (line != "chunk\ttarget\tkl\tnll_base\tnll_b\tsame_top") bad("expected the header row");
+      header = true;
+      continue;
+    }
+    std::istringstream ss(line);
+    std::string f[6];
+    for (auto& x : f)
+      if (!std::getline(ss, x, '\t')) bad("expected 6 tab-separated fields");
+    std::string rest;
+    if (std::getline(ss, rest)) bad("more than 6 fields");
+    const int chunk = to_int(f[0]);
+    if (chunk < chunk_prev || chunk > chunk_prev + 1) bad("chunks must be consecutive");
+    chunk_prev = chunk;
+    double v[3];
+    for (int j = 0; j < 3; j++) {
+      char* end = nullptr;
+      v[j] = std::strtod(f[2 + j].c_str(), &end);
+      if (f[2 + j].empty() || *end != '\0' || !std::isfinite(v[j]) || v[j] < 0) bad("bad value '" + f[2 + j] + "'");
+    }
+    if (f[5] != "0" && f[5] != "1") bad("same_top must be 0 or 1");
+    t.target.push_back(to_int(f[1]));
+    t.kl.push_back(v[0]);
+    t.nll_base.push_back(v[1]);
+    t.nll_b.push_back(v[2]);
+    t.same.push_back(f[5] == "1");
+  }
+  if (!header || t.kl.empty()) fail("{}: no tokens", path);
+  if (t.mode != "exact" && t.mode != "topk") fail("{}: mode must be exact or topk, not '{}'", path, t.mode);
+  if (t.n_ctx < 4) fail("{}: bad n_ctx {}", path, t.n_ctx);
+  if (t.n_chunks != chunk_prev + 1 || t.n() % t.n_chunks != 0)
+    fail("{}: {} tokens in {} chunks do not match the header's n_chunks {}", path, t.n(), chunk_prev + 1, t.n_chunks);
+  return t;
+}
+
+nlohmann::json PairedStat::to_json() const {
+  return {{"a", a}, {"b", b}, {"delta", delta}, {"se_tokens", se_tokens}, {"se_chunks", se_chunks},
+          {"ci_low", ci.low}, {"ci_high", ci.high}, {"se_bootstrap", ci.se}};
+}
+
+nlohmann::json KldPaired::to_json() const {
+  return {{"n_tokens", n_tokens}, {"n_chunks", n_chunks}, {"n_ctx", n_ctx}, {"mode", mode}, {"top_k", top_k},
+          {"base", base}, {"model_a", model_a}, {"model_b", model_b}, {"kl", kl.to_json()},
+          {"ln_ppl_ratio", nll.to_json()}, {"ppl_ratio", std::exp(nll.delta)}, {"same_top", same_top.to_json()},
+          {"kl_ratio", kl_ratio}, {"kl_ratio_ci_low", kl_ratio_ci.low}, {"kl_ratio_ci_high", kl_ratio_ci.high},
+          {"b_lower", b_lower}, {"b_higher", b_higher},
+          {"bootstrap", {{"unit", "chunk"}, {"resamples", boot.resamples}, {"seed", boot.seed}, {"level", boot.level}}}};
+}
+
+KldPaired kld_paired(const KldTokens& a, const KldTokens& b, const BootstrapOptions& opt) {
+  if (a.n() == 0 || b.n() == 0) fail("kl paired: no tokens");
+  if (a.n_ctx != b.n_ctx || a.n_chunks != b.n_chunks || a.n() != b.n())
+    fail("kl paired: the runs scored different tokens ({} tokens in {} chunks of {} vs {} in {} of {})", a.n(),
+         a.n_chunks, a.n_ctx, b.n(), b.n_chunks, b.n_ctx);
+  if (a.mode != b.mode || a.top_k != b.top_k)
+    fail("kl paired: the KLs are of different kinds ({}{} vs {}{}): compare runs against the same baseline",
+         a.mode, a.mode == "topk" ? fmt::format(" k={}", a.top_k) : "", b.mode,
+         b.mode == "topk" ? fmt::format(" k={}", b.top_k) : "");
+  if (a.n_chunks < 1 || a.n() % a.n_chunks != 0) fail("kl paired: {} tokens do not split into {} chunks", a.n(), a.n_chunks);
+  for (size_t i = 0; i < a.kl.size(); i++) {
+    if (a.target[i] != b.target[i]) fail("kl paired: scored token {} differs ({} vs {}): not the same text", i, a.target[i], b.target[i]);
+    if (std::abs(a.nll_base[i] - b.nll_base[i]) > 1e-4 * std::max(1.0, std::abs(a.nll_base[i])))
+      fail("kl paired: token {}: the base's log-probability differs ({:.6g} vs {:.6g}): not the same base model",
+           i, -a.nll_base[i], -b.nll_base[i]);
+  }
+  const size_t n = a.kl.size(), nc = size_t(a.n_chunks), per = n / nc;
+  KldPaired r;
+  r.n_tokens = int64_t(n);
+  r.n_chunks = a.n_chunks;
+  r.n_ctx = a.n_ctx;
+  r.mode = a.mode;
+  r.top_k = a.top_k;
+  r.model_a = a.model;
+  r.model_b = b.model;
+  r.base = a.base;
+  r.boot = opt;
+  // Per chunk: sums of KL_A, KL_B, NLL_A, NLL_B, same_A, same_B.
+  constexpr int kS = 6;
+  std::vector<std::array<double, kS>> sums(nc, std::array<double, kS>{});
+  for (size_t i = 0; i < n; i++) {
+    auto& c = sums[i / per];
+    c[0] += a.kl[i], c[1] += b.kl[i], c[2] += a.nll_b[i], c[3] += b.nll_b[i], c[4] += a.same[i], c[5] += b.same[i];
+    r.b_lower += b.kl[i] < a.kl[i];
+    r.b_higher += b.kl[i] > a.kl[i];
+  }
+  r.b_lower /= double(n);
+  r.b_higher /= double(n);
+  auto stat = [&](PairedStat& p, int ia, const std::vector<double>& va, const std::vector<double>& vb) {
+    std::vector<double> d(n), dc(nc);
+    for (size_t i = 0; i < n; i++) d[i] = vb[i] - va[i];
+    for (size_t c = 0; c < nc; c++) dc[c] = (sums[c][size_t(ia + 1)] - sums[c][size_t(ia)]) / double(per);
+    double m = 0, se = 0, mc = 0;
+    mean_stderr(d, m, se);
+    p.delta = m;
+    p.se_tokens = se;
+    mean_stderr(dc, mc, p.se_chunks);
+    double sa = 0, sb = 0;
+    for (size_t c = 0; c < nc; c++) sa += sums[c][size_t(ia)], sb += sums[c][size_t(ia + 1)];
+    p.a = sa / double(n);
+    p.b = sb / double(n);
+  };
+  stat(r.kl, 0, a.kl, b.kl);
+  stat(r.nll, 2, a.nll_b, b.nll_b);
+  {
+    std::vector<double> sa(a.same.begin(), a.same.end()), sb(b.same.begin(), b.same.end());
+    stat(r.same_top, 4, sa, sb);
+  }
+  r.kl_ratio = r.kl.a > 0 ? r.kl.b / r.kl.a : std::numeric_limits<double>::quiet_NaN();
+  const size_t strata[1] = {nc};
+  const auto reps = stratified_bootstrap(strata, opt, [&](const std::vector<std::vector<size_t>>& picks) {
+    std::array<double, kS> t{};
+    for (size_t c : picks[0])
+      for (int j = 0; j < kS; j++) t[size_t(j)] += sums[c][size_t(j)];
+    const double m = double(picks[0].size() * per);
+    return std::vector<double>{(t[1] - t[0]) / m, (t[3] - t[2]) / m, (t[5] - t[4]) / m,
+                               t[0] > 0 ? t[1] / t[0] : std::numeric_limits<double>::quiet_NaN()};
+  });
+  const std::vector<Interval> iv = percentile_intervals(reps, opt.level);
+  r.kl.ci = iv[0];
+  r.nll.ci = iv[1];
+  r.same_top.ci = iv[2];
+  r.kl_ratio_ci = iv[3];
+  return r;
 }
 
 }  // namespace ctrust

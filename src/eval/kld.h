@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eval/metrics.h"
 #include "model/model.h"
 
 namespace ctrust {
@@ -48,12 +49,18 @@ struct KldStats {
   double topk_err_max = -1;          // max over tokens of (exact - top-k)
   double topk_err_rel = -1;          // topk_err_mean / kl_mean
   std::vector<double> per_token_kl;  // KL of every scored token, in text order
-  nlohmann::json to_json() const;    // without per_token_kl
+  // The other per-token values (text order), for a paired comparison of two models (KldTokens).
+  std::vector<int32_t> per_token_target;
+  std::vector<double> per_token_nll_base, per_token_nll_b;
+  std::vector<uint8_t> per_token_same;  // 1: both argmax agree
+  nlohmann::json to_json() const;    // without the per-token vectors
 };
 
 // Accumulates tokens; rows are log-probabilities (log-softmax already applied) over n_vocab.
 struct KldAccumulator {
   std::vector<double> kl, kl_topk, dp, nll_base, nll_b;
+  std::vector<int32_t> target;
+  std::vector<uint8_t> same;
   int64_t same_top = 0;
   void add(const float* logp_base, const float* logp_b, int n_vocab, int32_t target);
   // Compact base: k (id, log-prob) pairs sorted by log-prob descending (ids[0] is the base's top token),
@@ -98,5 +105,57 @@ void save_kld_base(const KldBase& kb, const std::string& path);
 KldBase load_kld_base(const std::string& path);
 // KL of B against a saved baseline (mode "topk"). If text is not empty, its tokens must be the baseline's.
 KldStats kl_divergence(const KldBase& kb, const Model& b, const std::string& text, const KldOptions& opt = {});
+
+// ---------------------------------------------------------------------------------------------------
+// Paired comparison of two models scored on the same tokens against the same base (`kld --save-tokens`,
+// `kld --paired A B`). Differences of two files' KLs are far more certain than their unpaired standard errors
+// suggest: per token, d = KL_B - KL_A; tokens of one chunk share a context, so besides the token-level standard
+// error (tokens treated as independent, as llama.cpp's ±) the chunk is the unit: the standard error of the chunk
+// means of d and a percentile bootstrap over chunks (every chunk has the same number of scored tokens).
+
+// The per-token results of one run.
+struct KldTokens {
+  int n_ctx = 0, n_chunks = 0, top_k = 0;
+  std::string mode;                  // "exact" or "topk" (KldStats::mode)
+  std::string base, model;           // for the record
+  std::vector<int32_t> target;       // the scored token ids
+  std::vector<double> kl, nll_base, nll_b;
+  std::vector<uint8_t> same;         // 1: the top tokens agree
+  int64_t n() const { return int64_t(kl.size()); }
+};
+KldTokens kld_tokens(const KldStats& s, const std::string& base, const std::string& model);
+// Text file: "# ctrust kld tokens v1" and "# key value" lines (n_ctx, n_chunks, mode, top_k, base, model), a
+// header row, then one tab-separated row per scored token: chunk, target, kl, nll_base, nll_b, same_top.
+void save_kld_tokens(const KldTokens& t, const std::string& path);
+// Throws Error("<path>: ...") on a foreign or malformed file.
+KldTokens load_kld_tokens(const std::string& path);
+
+// One paired statistic: means of A and B, their difference B - A, its standard errors and bootstrap interval.
+struct PairedStat {
+  double a = 0, b = 0, delta = 0;
+  double se_tokens = 0;   // SE of the mean of per-token differences (tokens independent)
+  double se_chunks = 0;   // SE of the mean of per-chunk mean differences (n_chunks - 1 df)
+  Interval ci;            // percentile bootstrap over chunks of delta (ci.se: the bootstrap SE)
+  nlohmann::json to_json() const;
+};
+struct KldPaired {
+  int64_t n_tokens = 0;
+  int n_chunks = 0, n_ctx = 0;
+  std::string mode;
+  int top_k = 0;
+  std::string model_a, model_b, base;
+  PairedStat kl;          // mean token KL to the base
+  PairedStat nll;         // mean NLL of the text: delta = ln(PPL_B / PPL_A)
+  PairedStat same_top;    // fraction of tokens whose top token is the base's
+  double kl_ratio = 0;    // mean KL_B / mean KL_A
+  Interval kl_ratio_ci;   // its percentile bootstrap over chunks
+  double b_lower = 0;     // fraction of tokens with KL_B < KL_A
+  double b_higher = 0;    // fraction with KL_B > KL_A
+  BootstrapOptions boot;
+  nlohmann::json to_json() const;
+};
+// Throws Error unless a and b were scored on the same tokens (n_ctx, chunks, targets) against the same base
+// (per-token base NLLs equal to 1e-4) in the same mode (exact, or top-k with the same k).
+KldPaired kld_paired(const KldTokens& a, const KldTokens& b, const BootstrapOptions& opt = {10000, 42, 0.95});
 
 }  // namespace ctrust

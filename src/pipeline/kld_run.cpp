@@ -69,6 +69,7 @@ KldRunResult kld_run_remote(const KldRunOptions& o, const std::function<void(con
   if (o.file.empty()) fail("kld: -f/--file is required");
   if (o.save_base.empty() && o.model.empty()) fail("kld: -m/--model is required (unless --save-base)");
   if (!o.save_base.empty()) check_output_path(o.save_base);
+  if (!o.save_tokens.empty()) check_output_path(o.save_tokens);
   const std::string text = read_regular_file(o.file, "text file");
   std::unique_ptr<Model> b = o.model.empty() ? o.open_tokenizer() : open_model(o.model, load_options(o));
   auto backend = o.connect(b->tok);
@@ -93,6 +94,7 @@ KldRunResult kld_run_remote(const KldRunOptions& o, const std::function<void(con
   opt = kld_options(o);
   r.stats = kl_divergence(kb, *b, text, opt);
   r.backend = backend->settings();
+  if (!o.save_tokens.empty()) save_kld_tokens(kld_tokens(*r.stats, r.base, o.model), o.save_tokens);
   return r;
 }
 
@@ -105,6 +107,10 @@ KldRunResult kld_run(const KldRunOptions& o, const std::function<void(const KldS
   if (o.save_base.empty() && o.model.empty()) fail("kld: -m/--model is required (unless --save-base)");
   if (o.load_base.empty() && o.file.empty()) fail("kld: -f/--file is required (unless --load-base)");
   if (!o.save_base.empty()) check_output_path(o.save_base);
+  if (!o.save_tokens.empty()) {
+    if (o.model.empty()) fail("kld: --save-tokens needs -m/--model (the per-token results of the comparison)");
+    check_output_path(o.save_tokens);
+  }
   KldOptions opt = kld_options(o);
   const std::string text = o.file.empty() ? std::string() : read_regular_file(o.file, "text file");
   KldRunResult r;
@@ -129,6 +135,7 @@ KldRunResult kld_run(const KldRunOptions& o, const std::function<void(const KldS
     opt.top_k = o.top_k;
     r.stats = kl_divergence(*base, *b, text, opt);
   }
+  if (!o.save_tokens.empty()) save_kld_tokens(kld_tokens(*r.stats, r.base, o.model), o.save_tokens);
   return r;
 }
 

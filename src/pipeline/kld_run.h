@@ -24,6 +24,7 @@ struct KldRunOptions {
   std::string tokenizer;  // llama2.c tokenizer .bin (both models)
   std::string file;       // the text
   std::string save_base, load_base;
+  std::string save_tokens;  // per-token results of the comparison (KldTokens, for `kld --paired`)
   std::string compute = "f32";
   int ctx = 512, chunks = -1;
   int top_k = 0;  // saved baseline: log-probs kept per token (0: 256 local, 20 served); lockstep: also the top-k error

@@ -1,5 +1,7 @@
 #include "report/eval_text.h"
 
+#include <cmath>
+
 #include <fmt/format.h>
 
 #include "report/tables.h"
@@ -144,6 +146,29 @@ std::string kld_saved_text(const KldSaved& s) {
   return fmt::format("saved {}: {} chunks of {}, {} scored tokens, top-{} log-probs, {:.1f} MB (llama.cpp's 16-bit "
                      "file would be {:.1f} MB)\n", s.path, s.n_chunks, s.n_ctx, s.n_tokens, s.top_k, s.bytes / 1e6,
                      s.llama_cpp_bytes() / 1e6);
+}
+
+std::string kld_paired_text(const KldPaired& p, const std::string& file_a, const std::string& file_b) {
+  std::string o = fmt::format("A  {} ({})\nB  {} ({})\nbase {}\n", file_a, p.model_a, file_b, p.model_b, p.base);
+  o += fmt::format("paired: the same {} tokens in {} chunks of {}, the same base{}\n\n", p.n_tokens, p.n_chunks, p.n_ctx,
+                   p.mode == "topk" ? fmt::format(" (top-{} baseline: KLs are lower bounds)", p.top_k) : "");
+  const int lvl = int(std::lround(100 * p.boot.level));
+  o += fmt::format("{:<14} {:>11} {:>11} {:>12} {:>10} {:>10}  {}% CI (chunk bootstrap)\n", "", "A", "B", "B - A",
+                   "SE tokens", "SE chunks", lvl);
+  auto row = [&](const char* name, const PairedStat& s, double scale) {
+    o += fmt::format("{:<14} {:>11.6f} {:>11.6f} {:>+12.6f} {:>10.6f} {:>10.6f}  [{:+.6f}, {:+.6f}]\n", name,
+                     scale * s.a, scale * s.b, scale * s.delta, scale * s.se_tokens, scale * s.se_chunks,
+                     scale * s.ci.low, scale * s.ci.high);
+  };
+  row("Mean KLD", p.kl, 1);
+  row("Mean NLL", p.nll, 1);
+  row("Same top (%)", p.same_top, 100);
+  o += fmt::format("\nKLD ratio B/A : {:.4f}  [{:.4f}, {:.4f}]\n", p.kl_ratio, p.kl_ratio_ci.low, p.kl_ratio_ci.high);
+  o += fmt::format("PPL ratio B/A : {:.5f}  [{:.5f}, {:.5f}]\n", std::exp(p.nll.delta), std::exp(p.nll.ci.low),
+                   std::exp(p.nll.ci.high));
+  o += fmt::format("tokens with KL_B < KL_A: {:.1f}%, > : {:.1f}%\n", 100 * p.b_lower, 100 * p.b_higher);
+  o += fmt::format("({} bootstrap resamples of the {} chunks, seed {})\n", p.boot.resamples, p.n_chunks, p.boot.seed);
+  return o;
 }
 
 std::string perplexity_text(const PerplexityRunResult& r) {

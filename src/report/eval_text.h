@@ -30,5 +30,8 @@ std::string kld_text(const KldStats& s, const std::string& base, const std::stri
 std::string perplexity_text(const PerplexityRunResult& r);
 // "saved FILE: N chunks of C, T scored tokens, top-K log-probs ..." (a baseline written by kld --save-base).
 std::string kld_saved_text(const KldSaved& s);
+// `ctrust kld --paired A B`: both runs' means, B - A with its token and chunk standard errors and the chunk
+// bootstrap interval, the KL ratio, the share of tokens where B's KL is lower.
+std::string kld_paired_text(const KldPaired& p, const std::string& file_a, const std::string& file_b);
 
 }  // namespace ctrust
