@@ -277,19 +277,18 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
       std::optional<ItemScorer> scorer;
       if (!remote) scorer.emplace(m, n_ctx);
       // Items are scored a batch at a time (the scorer packs as many as fit into each forward pass) and committed
-      // together. The batch starts at 1 item and doubles up to opt.batch, but stops growing while a batch takes
-      // longer than opt.commit_seconds (and halves past twice that): the first items are stored at once and an
-      // interrupted run loses at most a few seconds of work. Scores do not depend on the batch (to 1e-4 nats,
-      // EvalBatched.ScorerEqualsUnbatched*).
+      // together. The batch starts at 1 item and doubles up to opt.batch (1, 2, 4, ..., then opt.batch each
+      // time): the first items are stored at once, an interrupted run loses at most one batch, and which items
+      // share a forward depends only on the items to score, never on timing. In the f32 mode scores do not depend
+      // on the batch (to 1e-4 nats, EvalBatched.ScorerEqualsUnbatched*); in the native mode packing moves last
+      // bits that can flip 8-bit activation roundings (docs/tasks.md), so the same command must pack the same way
+      // on a loaded and on a quiet machine.
       std::vector<const TaskItem*> todo;
       int batch = 1;
       auto flush = [&]() {
         if (todo.empty()) return;
-        const auto t_batch = std::chrono::steady_clock::now();
         std::vector<ItemScore> scores = remote ? remote->score_batch(todo) : scorer->score_batch(todo);
-        const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_batch).count();
-        if (took > 2 * opt.commit_seconds) batch = std::max(1, batch / 2);
-        else if (took <= opt.commit_seconds) batch = std::min(opt.batch, 2 * batch);
+        batch = std::min(std::max(1, opt.batch), 2 * batch);
         for (size_t k = 0; k < todo.size(); k++) {
           const TaskItem& item = *todo[k];
           const ItemScore& s = scores[k];

@@ -29,7 +29,7 @@ struct EvalOptions {
   int num_fewshot = -1;       // >= 0: overrides the declaration
   int max_ctx = 2048;         // KV cache length (capped by the model's n_ctx); perplexity chunk if not declared
   int batch = 16;             // at most this many items scored together (ItemScorer::score_batch), one transaction
-  double commit_seconds = 5;  // commit at least this often (the batch shrinks if scoring one takes longer)
+  double commit_seconds = 5;  // perplexity chunks: commit at least this often (item batches: see runs.cpp)
   bool progress = true;       // items done, items/s, ETA on stderr (a plain line every 10 s if not a terminal)
   // Called after each committed batch (items stored so far, items of the run). Throwing stops the run;
   // everything committed stays.
