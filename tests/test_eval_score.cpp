@@ -247,3 +247,30 @@ TEST(EvalScore, SmolLM2OneArcItem) {
   TaskData td = load_task(load_task_spec("arc_easy"), 1);
   EXPECT_NEAR(items[0].ll[0], ll_without_reuse(*m, td.items[0], 0), 2e-3);
 }
+
+// Which items share a forward pass must not depend on timing. In the native mode packing moves the last bits of
+// the scores (docs/tasks.md), so with the old rule (the batch stopped growing while one took longer than
+// commit_seconds) a slow machine stored other numbers than a fast one. Here commit_seconds = 0 stands for the
+// slowest machine: the stored log-likelihoods must equal those of a run that never looks at the clock.
+TEST(EvalScore, SmolLM2NativePackingIgnoresTiming) {
+  if (!fs::exists(test::smollm_q4_1())) GTEST_SKIP() << "SmolLM2 not in the cache (scripts/setup.sh)";
+  LoadOptions lo;
+  lo.compute = ComputeMode::Native;
+  auto m = open_model(test::smollm_q4_1(), lo);
+  std::vector<std::vector<StoredItem>> runs;
+  for (double secs : {1e9, 0.0}) {
+    EvalOptions opt;
+    opt.db = fresh_db(secs > 0 ? "eval_pack_fast" : "eval_pack_slow");
+    opt.limit = 16;
+    opt.progress = false;
+    opt.commit_seconds = secs;
+    EvalResult r = eval_run(*m, test::smollm_q4_1(), "hellaswag", opt);
+    ASSERT_EQ(r.n_scored, 16);
+    runs.push_back(Store(opt.db).items(r.run.id));
+  }
+  ASSERT_EQ(runs[0].size(), runs[1].size());
+  for (size_t i = 0; i < runs[0].size(); i++) {
+    EXPECT_EQ(runs[0][i].item_id, runs[1][i].item_id);
+    EXPECT_EQ(runs[0][i].ll, runs[1][i].ll) << "item " << runs[0][i].item_id;  // bit for bit
+  }
+}
