@@ -13,6 +13,7 @@
 #include "eval/kld.h"
 #include "io/export.h"
 #include "io/gguf.h"
+#include "pipeline/kld_run.h"
 #include "test_paths.h"
 
 using namespace ctrust;
@@ -414,4 +415,26 @@ TEST(EvalKld, PairedComparisonOfTwoRoundings) {
   const size_t kl_at = neg.find('\t', neg.find('\t', row) + 1) + 1;
   neg.insert(kl_at, "x");
   expect_load_error("kld_t_neg.tsv", neg, "bad value");
+}
+
+// --save-tokens without -m is refused before anything runs, with a local and with a served base alike (the served
+// path used to return after --save-base without writing the file it was asked for).
+TEST(EvalKld, SaveTokensNeedsAModelForEveryBase) {
+  KldRunOptions local;
+  local.base = test::stories_gguf();
+  local.file = "/nonexistent.txt";
+  local.save_base = test::scratch_dir() + "/unused_base.ctrust";
+  local.save_tokens = test::scratch_dir() + "/unused_tokens.tsv";
+  KldRunOptions served = local;
+  served.base.clear();
+  served.served_model = "some-model";
+  for (const KldRunOptions* o : {&local, &served}) {
+    try {
+      kld_run(*o);
+      ADD_FAILURE() << "accepted --save-tokens without -m";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--save-tokens needs -m"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_FALSE(std::filesystem::exists(local.save_base));
 }

@@ -35,6 +35,17 @@ const GgmlType kTypes[] = {GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0, GgmlT
 uint16_t f16(float f) { return ggml_fp32_to_fp16(f); }
 void put16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
 
+// native_matmul (the threaded driver, as a model runs it) with `isa` dispatched; the previous ISA is restored after.
+void native_matmul_dispatched(KernelIsa isa, GgmlType t, const uint8_t* w, int in, int out, const float* x, float* y,
+                              int rows) {
+  struct Restore {
+    KernelIsa isa = kernel_isa();
+    ~Restore() { set_kernel_isa(isa); }
+  } restore;
+  set_kernel_isa(isa);
+  native_matmul(t, w, in, out, x, y, rows);
+}
+
 // n values of weight type t: random bytes for the quants (every bit pattern is a valid quant) and sane f16
 // scales (so the f32 sums stay far from overflow). F16/BF16 from random floats.
 std::vector<uint8_t> random_weights(GgmlType t, int64_t rows, int64_t n, std::mt19937& rng) {
@@ -338,14 +349,8 @@ TEST(QMatmul, KQuantGroupsAndChunksEqualDotProducts) {
       std::vector<uint8_t> xq(native_act_bytes(t, in));
       for (KernelIsa isa : isas()) {
         native_matmul_isa(t, w.data(), in, out, x.data(), y.data(), rows, isa);
-        {  // the threaded driver (OpenMP) with this ISA dispatched, as a model on an AVX2-only machine runs it
-          struct Restore {
-            KernelIsa isa = kernel_isa();
-            ~Restore() { set_kernel_isa(isa); }
-          } restore;
-          set_kernel_isa(isa);
-          native_matmul(t, w.data(), in, out, x.data(), yt.data(), rows);
-        }
+        // the threaded driver (OpenMP) with this ISA dispatched, as a model on an AVX2-only machine runs it
+        native_matmul_dispatched(isa, t, w.data(), in, out, x.data(), yt.data(), rows);
         for (int r = 0; r < rows; ++r) {
           native_quantize_row(t, x.data() + (size_t)r * in, xq.data(), in);
           for (int o = 0; o < out; ++o) {
@@ -377,14 +382,7 @@ TEST(QMatmul, KQuantTileKernelEqualsReference) {
       auto x = random_acts((int64_t)rows * in, rng);
       std::vector<float> y((size_t)rows * out), yt((size_t)rows * out);
       native_matmul_isa(t, w.data(), in, out, x.data(), y.data(), rows, KernelIsa::Avx512);
-      {
-        struct Restore {
-          KernelIsa isa = kernel_isa();
-          ~Restore() { set_kernel_isa(isa); }
-        } restore;
-        set_kernel_isa(KernelIsa::Avx512);
-        native_matmul(t, w.data(), in, out, x.data(), yt.data(), rows);
-      }
+      native_matmul_dispatched(KernelIsa::Avx512, t, w.data(), in, out, x.data(), yt.data(), rows);
       std::vector<uint8_t> xq(native_act_bytes(t, in));
       for (int r = 0; r < rows; ++r) {
         native_quantize_row(t, x.data() + (size_t)r * in, xq.data(), in);
@@ -416,14 +414,7 @@ TEST(QMatmul, LegacyDecodeFourRowsEqualsDotProducts) {
       auto x = random_acts(in, rng);
       std::vector<float> y(out), yt(out);
       native_matmul_isa(t, w.data(), in, out, x.data(), y.data(), 1, KernelIsa::Avx512);
-      {
-        struct Restore {
-          KernelIsa isa = kernel_isa();
-          ~Restore() { set_kernel_isa(isa); }
-        } restore;
-        set_kernel_isa(KernelIsa::Avx512);
-        native_matmul(t, w.data(), in, out, x.data(), yt.data(), 1);
-      }
+      native_matmul_dispatched(KernelIsa::Avx512, t, w.data(), in, out, x.data(), yt.data(), 1);
       std::vector<uint8_t> xq(native_act_bytes(t, in));
       native_quantize_row(t, x.data(), xq.data(), in);
       for (int o = 0; o < out; ++o) {

@@ -69,7 +69,6 @@ KldRunResult kld_run_remote(const KldRunOptions& o, const std::function<void(con
   if (o.file.empty()) fail("kld: -f/--file is required");
   if (o.save_base.empty() && o.model.empty()) fail("kld: -m/--model is required (unless --save-base)");
   if (!o.save_base.empty()) check_output_path(o.save_base);
-  if (!o.save_tokens.empty()) check_output_path(o.save_tokens);
   const std::string text = read_regular_file(o.file, "text file");
   std::unique_ptr<Model> b = o.model.empty() ? o.open_tokenizer() : open_model(o.model, load_options(o));
   auto backend = o.connect(b->tok);
@@ -101,16 +100,16 @@ KldRunResult kld_run_remote(const KldRunOptions& o, const std::function<void(con
 }  // namespace
 
 KldRunResult kld_run(const KldRunOptions& o, const std::function<void(const KldSaved&)>& on_saved) {
+  if (!o.save_tokens.empty()) {  // local and served base alike
+    if (o.model.empty()) fail("kld: --save-tokens needs -m/--model (the per-token results of the comparison)");
+    check_output_path(o.save_tokens);
+  }
   if (o.remote()) return kld_run_remote(o, on_saved);
   if (o.base.empty() == o.load_base.empty()) fail("kld: give either --base MODEL or --load-base FILE");
   if (!o.load_base.empty() && !o.save_base.empty()) fail("kld: --save-base and --load-base exclude each other");
   if (o.save_base.empty() && o.model.empty()) fail("kld: -m/--model is required (unless --save-base)");
   if (o.load_base.empty() && o.file.empty()) fail("kld: -f/--file is required (unless --load-base)");
   if (!o.save_base.empty()) check_output_path(o.save_base);
-  if (!o.save_tokens.empty()) {
-    if (o.model.empty()) fail("kld: --save-tokens needs -m/--model (the per-token results of the comparison)");
-    check_output_path(o.save_tokens);
-  }
   KldOptions opt = kld_options(o);
   const std::string text = o.file.empty() ? std::string() : read_regular_file(o.file, "text file");
   KldRunResult r;
