@@ -17,14 +17,15 @@ mkdir -p "$out"
 echo "start $(date -u +%FT%TZ) load $(cut -d' ' -f1 /proc/loadavg)" | tee -a "$out/times.txt"
 t0=$(date +%s.%N)
 stamp=$(date +%H%M%S)
+timer=(); [ -x /usr/bin/time ] && timer=(/usr/bin/time -v)  # GNU time (Debian `time`): CPU seconds, peak RSS
 for w in $(seq 1 "$workers"); do
-  OMP_NUM_THREADS=1 /usr/bin/time -v "$ctrust" trust -m "$model" -t 1 --db "$out/trust.db" --name "$name" --worker \
+  OMP_NUM_THREADS=1 "${timer[@]}" "$ctrust" trust -m "$model" -t 1 --db "$out/trust.db" --name "$name" --worker \
     --json "$@" > "$out/w$w.$stamp.json" \
     2> >(while IFS= read -r l; do printf '%s %s\n' "$(date +%T)" "$l"; done >> "$out/w$w.err") &
 done
 wait
 t1=$(date +%s.%N)
-echo "end $(date -u +%FT%TZ) load $(cut -d' ' -f1 /proc/loadavg) wall_s $(echo "$t1 - $t0" | bc)" | tee -a "$out/times.txt"
+echo "end $(date -u +%FT%TZ) load $(cut -d' ' -f1 /proc/loadavg) wall_s $(python3 -c "print(round($t1 - $t0, 1))")" | tee -a "$out/times.txt"
 sleep 1  # let the time-stamping loops flush
 python3 - "$out" "$workers" "$stamp" <<'PY'
 import datetime, glob, json, re, sys
