@@ -302,12 +302,12 @@ TEST(QMatmul, RoundedActivationsWithinHalfAStep) {
 TEST(QMatmul, MatmulEqualsDotProductsForAnyRowCount) {
   std::mt19937 rng(3);
   const int in = 256, out = 53;
-  for (GgmlType t : {GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K,
+  for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K,
                      GgmlType::Q6_K, GgmlType::F16}) {
     SCOPED_TRACE(ggml_type_name(t));
     auto w = random_weights(t, out, in, rng);
     const size_t wrow = ggml_nbytes(t, in);
-    for (int rows : {1, 7, 13, 40}) {
+    for (int rows : {1, 5, 7, 13, 40, 45}) {
       auto x = random_acts((int64_t)rows * in, rng);
       std::vector<float> y((size_t)rows * out), y1((size_t)rows * out);
       native_matmul(t, w.data(), in, out, x.data(), y.data(), rows);

@@ -540,6 +540,14 @@ constexpr int kRowBlock = 16;
 // 1536 -> 8960 150-168 GMAC/s against 115-133 for the 8-row group kernel, Q6_K 8960 -> 1536 86-129 against
 // 97-116, at 12 rows 1.4-1.7x).
 constexpr int kTileMinRows = 8;
+// The longest activation row for which the AVX-512 legacy prefill kernel takes two groups of 16 rows per pass
+// over a weight row, else one. bench_qmatmul q4_1, 128 rows, 1 thread: 576 -> 1536 127-130 GMAC/s with two groups,
+// 108 with one; 1536 -> 576 85-91 with two, 94-100 with one; in chunks of 12-24 blocks with the running sums
+// carried between them 57-94 (their loads and stores cost more than the cache misses they save).
+constexpr int kPackPairMaxIn = 1024;
+// The fewest rows left after the full groups of 16 that the AVX-512 legacy kernel takes as a zero-padded group
+// (bench_qmatmul q4_1 576 -> 1536, 1 thread: 4 rows 0.093 ms, 8 rows 0.172 ms by the 4-row kernel; 16 rows 0.141 ms).
+constexpr int kPackPadMin = 6;
 // Weight blocks per chunk of the AVX-512 k-quant group kernel (16 rows x 4 blocks of Q8_K = 19 KB of activations).
 constexpr int kKChunk = 4;
 
@@ -549,11 +557,12 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
   const size_t wrow = ggml_nbytes(t, in);
   const size_t arow = native_act_bytes(t, in);
   // The call's buffers: rounded activation rows; Q8_0/Q8_1 block scales as f32 ([d, s] per block); the AVX-512
-  // G-row layout of avx512::dotg_packed (G = avx512::kPackRows; per group of G rows: quants [nb][G][32], scales d
-  // spread [nb][G/2][16], s [nb][G]); the k-quants' AVX-512 kq_group_layout per group of 8 rows (kbs, kdy); the
+  // G-row layout of avx512::dotg_packed (G = avx512::kPackRows; per group of G rows and weight block: quants
+  // [8][G][4], scales d [G], s [G], signed types' offsets [8][G]); the k-quants' AVX-512 kq_group_layout per group of 8 rows (kbs, kdy); the
   // Q4_K decode row in the weight's nibble order (q4k_permute_act).
   std::unique_ptr<uint8_t[]> xq_buf, kbs_buf, kperm_buf, pq_buf;
   std::unique_ptr<float[]> kdy_buf, scales_buf, pd_buf, ps_buf;
+  std::unique_ptr<int32_t[]> po_buf;
   uint8_t* xq = call_buffer(xq_buf, arow * (size_t)rows);
   const DotFn dot = dot_fn(isa);
   const Dot4Fn dot4 = dot4_fn(isa);
@@ -583,16 +592,22 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
   if (legacy) {
     scales = call_buffer(scales_buf, (size_t)rows * nb * 2);
   }
-  // AVX-512: the full groups of G rows also in the packed layout (two rows per 512-bit register).
+  // AVX-512: the full groups of G rows also in the transposed layout (one row per 32-bit lane).
   const bool packed = legacy && isa == KernelIsa::Avx512;
   constexpr int G = avx512::kPackRows;
-  const int groups = packed ? rows / G : 0;
+  static_assert(G == 16, "dot_legacyt_packed: one row per lane of a 512-bit register");
+  // a last group of at least kPackPadMin rows is padded to G with zero rows (one 16-row pass costs less than the
+  // 4-row kernel's passes from about 6 rows on)
+  const int groups = packed ? rows / G + (rows % G >= kPackPadMin ? 1 : 0) : 0;
+  const int off = avx512::legacy_offset(t);
   uint8_t* pq = nullptr;
   float *pd = nullptr, *ps = nullptr;
+  int32_t* po = nullptr;
   if (packed) {
     pq = call_buffer(pq_buf, (size_t)groups * nb * G * 32);
-    pd = call_buffer(pd_buf, (size_t)groups * nb * G * 8);
+    pd = call_buffer(pd_buf, (size_t)groups * nb * G);
     ps = call_buffer(ps_buf, (size_t)groups * nb * G);
+    if (off) po = call_buffer(po_buf, (size_t)groups * nb * G * 8);
   }
 #pragma omp parallel if (par)
   {
@@ -614,12 +629,30 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
       for (int g = 0; g < groups; ++g)
         for (int k = 0; k < G; ++k) {
           const int r = G * g + k;
+          if (r >= rows) {  // padding: zero quants and scales (its results are not stored)
+            for (int b = 0; b < nb; ++b) {
+              const size_t gb = (size_t)g * nb + b;
+              for (int j = 0; j < 8; ++j) {
+                std::memset(pq + gb * G * 32 + G * 4 * j + 4 * k, 0, 4);
+                if (po) po[gb * G * 8 + G * j + k] = 0;
+              }
+              pd[gb * G + k] = ps[gb * G + k] = 0.0f;
+            }
+            continue;
+          }
           const uint8_t* q = xq + arow * r;
           const float* sc = scales + (size_t)r * nb * 2;
           for (int b = 0; b < nb; ++b) {
             const size_t gb = (size_t)g * nb + b;
-            std::memcpy(pq + gb * G * 32 + 32 * k, q + b * bs + qoff, 32);
-            std::fill_n(pd + gb * G * 8 + 8 * k, 8, sc[2 * b]);
+            const uint8_t* qb = q + b * bs + qoff;
+            for (int j = 0; j < 8; ++j) {
+              std::memcpy(pq + gb * G * 32 + G * 4 * j + 4 * k, qb + 4 * j, 4);
+              if (po) {
+                const int8_t* y = reinterpret_cast<const int8_t*>(qb + 4 * j);
+                po[gb * G * 8 + G * j + k] = -off * (y[0] + y[1] + y[2] + y[3]);
+              }
+            }
+            pd[gb * G + k] = sc[2 * b];
             ps[gb * G + k] = sc[2 * b + 1];
           }
         }
@@ -674,14 +707,32 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
       for (int bi = 0; bi < nblk; ++bi) {
         const int o0 = bi * kRowBlock, o1 = std::min(out, o0 + kRowBlock);
         int r = 0;
-        for (int g = 0; g < groups; ++g, r += G) {  // AVX-512: G packed rows per pass over a weight row
-          const size_t gb = (size_t)g * nb;
-          float v[G];
-          for (int o = o0; o < o1; ++o) {
-            avx512::dotg_packed(t, w + wrow * o, pq + gb * G * 32, pd + gb * G * 8, ps + gb * G, in, v);
-            for (int k = 0; k < G; ++k) y[(int64_t)(r + k) * out + o] = v[k];
+        // AVX-512: two groups of G packed rows per pass over a weight row (one for an odd last group, and for rows
+        // longer than kPackPairMaxIn)
+        for (int g = 0, ng; (ng = std::min(in <= kPackPairMaxIn ? 2 : 1, groups - g)) > 0; g += ng, r += ng * G) {
+          const uint8_t* gq[2];
+          const float *gd[2], *gs[2];
+          const int32_t* go[2] = {};
+          for (int k = 0; k < ng; ++k) {
+            const size_t gb = (size_t)(g + k) * nb;
+            gq[k] = pq + gb * G * 32;
+            gd[k] = pd + gb * G;
+            gs[k] = ps + gb * G;
+            if (po) go[k] = po + gb * G * 8;
+          }
+          static_assert(kRowBlock == 16, "store_transposed16: 16 weight rows");
+          float v[kRowBlock][2 * G];  // [weight row][activation row], stored to y row by row (contiguous)
+          for (int o = o0; o < o1; ++o) avx512::dotg_packed(t, w + wrow * o, gq, gd, gs, go, in, ng, v[o - o0]);
+          const int nk = std::min(ng * G, rows - r);
+          if (o1 - o0 == 16) {  // a full block of weight rows: 16 x 16 transposes
+            for (int k0 = 0; k0 < nk; k0 += 16)
+              avx512::store_transposed16(&v[0][0], 2 * G, k0, std::min(16, nk - k0), y + (int64_t)(r + k0) * out + o0, out);
+          } else {
+            for (int k = 0; k < nk; ++k)
+              for (int o = o0; o < o1; ++o) y[(int64_t)(r + k) * out + o] = v[o - o0][k];
           }
         }
+        r = std::min(r, rows);  // past a padded last group
         // k-quants (AVX-512): 16 or 8 activation rows per pass over a weight row, in the transposed group layout,
         // the row's blocks in chunks of kKChunk so that the rows' activations and the weight rows' chunks stay in
         // L1 across the output rows (an 8960-value activation row is 10 KB: 16 of them would not)
