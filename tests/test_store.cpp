@@ -382,3 +382,34 @@ STORE_TEST(ClaimTakesOneUnitInALargeTable) {
   for (const auto& u : s.backend().units(last)) owned += !u.owner.empty();
   EXPECT_EQ(owned, 5);
 }
+
+// Workers started together on a results file that does not exist yet all open it: the first creates it and
+// switches it to WAL while the others wait and retry (a fork per opener, as `ctrust eval --worker` processes are).
+// Before the retry, one of two workers started at once could fail with "database is locked" (seen in a suite run).
+TEST(Store, WorkersCreatingOneNewDatabaseTogetherAllOpenIt) {
+  for (int round = 0; round < 12; ++round) {
+    const std::string p = fresh_db("race" + std::to_string(round));
+    std::vector<pid_t> kids;
+    for (int k = 0; k < 4; ++k) {
+      const pid_t pid = fork();
+      ASSERT_GE(pid, 0);
+      if (pid == 0) {
+        int rc = 0;
+        try {
+          open_sqlite_store(p, StoreMode::ReadWrite);
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "opener %d: %s\n", k, e.what());
+          rc = 1;
+        }
+        _exit(rc);
+      }
+      kids.push_back(pid);
+    }
+    for (pid_t pid : kids) {
+      int status = 0;
+      ASSERT_EQ(waitpid(pid, &status, 0), pid);
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "round " << round;
+    }
+    open_sqlite_store(p, StoreMode::ReadOnly);  // a complete ctrust database
+  }
+}

@@ -205,29 +205,38 @@ SqliteStore::SqliteStore(const std::string& path, StoreMode mode) : path_(path) 
     }
     return;
   }
-  db_ = open_db(path, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  try {
-    exec("PRAGMA journal_mode=WAL");
-    exec("PRAGMA synchronous=FULL");
-    exec("PRAGMA foreign_keys=ON");
-    exec("BEGIN IMMEDIATE");
-    exec(kSchema);
-    Stmt q(db_, "SELECT value FROM meta WHERE key='schema_version'", path_);
-    if (q.step()) {
-      const std::string v = q.col_text(0);
-      if (v != std::to_string(kSchemaVersion))
-        fail("{}: results database has schema version {}, this ctrust uses {}", path, v, kSchemaVersion);
-    } else {
-      Stmt ins(db_, "INSERT INTO meta(key, value) VALUES('schema_version', ?)", path_);
-      ins.text(1, std::to_string(kSchemaVersion));
-      ins.step();
+  // Workers started together on a file that does not exist yet race to create it: switching a new database to
+  // WAL takes an exclusive lock, and SQLite answers "database is locked" at once (without its busy handler) to
+  // the connections that find it held. So the whole opening is retried for up to 20 s, 20-100 ms apart.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (int attempt = 0;; ++attempt) {
+    db_ = open_db(path, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    try {
+      exec("PRAGMA journal_mode=WAL");
+      exec("PRAGMA synchronous=FULL");
+      exec("PRAGMA foreign_keys=ON");
+      exec("BEGIN IMMEDIATE");
+      exec(kSchema);
+      Stmt q(db_, "SELECT value FROM meta WHERE key='schema_version'", path_);
+      if (q.step()) {
+        const std::string v = q.col_text(0);
+        if (v != std::to_string(kSchemaVersion))
+          fail("{}: results database has schema version {}, this ctrust uses {}", path, v, kSchemaVersion);
+      } else {
+        Stmt ins(db_, "INSERT INTO meta(key, value) VALUES('schema_version', ?)", path_);
+        ins.text(1, std::to_string(kSchemaVersion));
+        ins.step();
+      }
+      exec("COMMIT");
+      return;
+    } catch (...) {
+      const int code = sqlite3_errcode(db_) & 0xff;  // before ROLLBACK resets it
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      sqlite3_close(db_);
+      db_ = nullptr;
+      if ((code != SQLITE_BUSY && code != SQLITE_LOCKED) || std::chrono::steady_clock::now() > deadline) throw;
+      ::usleep(20000 * (1 + attempt % 5));
     }
-    exec("COMMIT");
-  } catch (...) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    sqlite3_close(db_);
-    db_ = nullptr;
-    throw;
   }
 }
 
