@@ -546,8 +546,10 @@ constexpr int kTileMinRows = 8;
 // carried between them 57-94 (their loads and stores cost more than the cache misses they save).
 constexpr int kPackPairMaxIn = 1024;
 // The fewest rows left after the full groups of 16 that the AVX-512 legacy kernel takes as a zero-padded group
-// (bench_qmatmul q4_1 576 -> 1536, 1 thread: 4 rows 0.093 ms, 8 rows 0.172 ms by the 4-row kernel; 16 rows 0.141 ms).
-constexpr int kPackPadMin = 6;
+// (bench_qmatmul, 1 thread: q4_1 576 -> 1536 by the 4-row kernel 4 rows 0.093 ms, 8 rows 0.172 ms, a 16-row group
+// 0.141 ms; q8_0 576 -> 49152 (SmolLM2's output matrix) 4 rows 2.98 ms, 8 rows 4.78 ms, a 16-row group 6.27 ms,
+// and 8 rows padded 7.32 ms).
+constexpr int kPackPadMin = 6, kPackPadMinQ8_0 = 12;
 // Weight blocks per chunk of the AVX-512 k-quant group kernel (16 rows x 4 blocks of Q8_K = 19 KB of activations).
 constexpr int kKChunk = 4;
 
@@ -598,7 +600,8 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
   static_assert(G == 16, "dot_legacyt_packed: one row per lane of a 512-bit register");
   // a last group of at least kPackPadMin rows is padded to G with zero rows (one 16-row pass costs less than the
   // 4-row kernel's passes from about 6 rows on)
-  const int groups = packed ? rows / G + (rows % G >= kPackPadMin ? 1 : 0) : 0;
+  const int pad_min = t == GgmlType::Q8_0 ? kPackPadMinQ8_0 : kPackPadMin;
+  const int groups = packed ? rows / G + (rows % G >= pad_min ? 1 : 0) : 0;
   const int off = avx512::legacy_offset(t);
   uint8_t* pq = nullptr;
   float *pd = nullptr, *ps = nullptr;
