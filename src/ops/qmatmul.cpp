@@ -560,7 +560,8 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
   const size_t arow = native_act_bytes(t, in);
   // The call's buffers: rounded activation rows; Q8_0/Q8_1 block scales as f32 ([d, s] per block); the AVX-512
   // G-row layout of avx512::dotg_packed (G = avx512::kPackRows; per group of G rows and weight block: quants
-  // [8][G][4], scales d [G], s [G], signed types' offsets [8][G]); the k-quants' AVX-512 kq_group_layout per group of 8 rows (kbs, kdy); the
+  // [8][G][4], scales d [G], s [G], signed types' offsets [8][G]); the k-quants' AVX-512 kq_group_layout per
+  // group of 8 rows (kbs, kdy); the
   // Q4_K decode row in the weight's nibble order (q4k_permute_act).
   std::unique_ptr<uint8_t[]> xq_buf, kbs_buf, kperm_buf, pq_buf;
   std::unique_ptr<float[]> kdy_buf, scales_buf, pd_buf, ps_buf;
@@ -632,22 +633,16 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
       for (int g = 0; g < groups; ++g)
         for (int k = 0; k < G; ++k) {
           const int r = G * g + k;
-          if (r >= rows) {  // padding: zero quants and scales (its results are not stored)
-            for (int b = 0; b < nb; ++b) {
-              const size_t gb = (size_t)g * nb + b;
-              for (int j = 0; j < 8; ++j) {
-                std::memset(pq + gb * G * 32 + G * 4 * j + 4 * k, 0, 4);
-                if (po) po[gb * G * 8 + G * j + k] = 0;
-              }
-              pd[gb * G + k] = ps[gb * G + k] = 0.0f;
-            }
-            continue;
-          }
-          const uint8_t* q = xq + arow * r;
-          const float* sc = scales + (size_t)r * nb * 2;
+          // padding rows (r >= rows) read zero quants and scales; their results are not stored
+          static const uint8_t kZeroBlock[kQ8_1] = {};
+          static const float kZeroScales[2] = {};
+          const bool pad = r >= rows;
+          const uint8_t* q = pad ? nullptr : xq + arow * r;
+          const float* sc = pad ? nullptr : scales + (size_t)r * nb * 2;
           for (int b = 0; b < nb; ++b) {
             const size_t gb = (size_t)g * nb + b;
-            const uint8_t* qb = q + b * bs + qoff;
+            const uint8_t* qb = pad ? kZeroBlock + qoff : q + b * bs + qoff;
+            const float* sb = pad ? kZeroScales : sc + 2 * b;
             for (int j = 0; j < 8; ++j) {
               std::memcpy(pq + gb * G * 32 + G * 4 * j + 4 * k, qb + 4 * j, 4);
               if (po) {
@@ -655,8 +650,8 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
                 po[gb * G * 8 + G * j + k] = -off * (y[0] + y[1] + y[2] + y[3]);
               }
             }
-            pd[gb * G + k] = sc[2 * b];
-            ps[gb * G + k] = sc[2 * b + 1];
+            pd[gb * G + k] = sb[0];
+            ps[gb * G + k] = sb[1];
           }
         }
     }
