@@ -306,6 +306,51 @@ WORKERS_TEST(UnitClaimedMaxAttemptsTimesStopsTheRun) {
   EXPECT_EQ(s.items(id).size(), size_t(kItems));
 }
 
+// eval --worker with several tasks does not wait for a unit another worker holds while a later task has free units:
+// a worker killed in arc_easy leaves a unit leased (5 s); a second worker on "arc_easy,piqa" finishes arc_easy's
+// other units, does all of piqa, and only then waits for the dead worker's lease and completes arc_easy. Both runs
+// end complete, and the summaries of both tasks are printed in the order given.
+WORKERS_TEST(SeveralTasksGoOnToTheNextTaskInsteadOfWaiting) {
+  const std::string db = fresh(pg, "workers_next_task");
+  const std::string common = " -m " + test::stories_gguf() + " --limit 40 --db " + db +
+                             " --name nt --worker --lease 5 --unit-items 10";
+  const std::string tag = pg ? "next_pg" : "next_sq";
+  const std::string victim_err = test::scratch_dir() + "/" + tag + "_victim.err";
+  fs::remove(victim_err);
+  const pid_t victim = spawn("eval --tasks arc_easy" + common + " --worker-id victim", tag + "_victim");
+  for (int i = 0; i < 20000 && slurp(victim_err).find(" claimed") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  kill(victim, SIGKILL);
+  waitpid(victim, nullptr, 0);
+  std::string held;  // the dead worker's unit, still leased
+  {
+    Store s(db);
+    for (const auto& u : s.backend().units(s.list_runs().at(0).id))
+      if (!u.done && u.owner == "victim" && u.lease_left > 0) held = u.unit.name;
+  }
+  if (held.empty()) GTEST_SKIP() << "the victim finished its unit before it was killed: " << slurp(victim_err);
+  auto w2 = test::run_ctrust("eval --tasks arc_easy,piqa" + common + " --worker-id w2", tag + "_w2");
+  ASSERT_EQ(w2.status, 0) << w2.err;
+  // It left arc_easy once only the dead worker's unit was open, did piqa, then came back for that unit.
+  const size_t left = w2.err.find("held by other workers: going on, back later");
+  const size_t piqa_last = w2.err.rfind("unit piqa:30-39 done");
+  const size_t retaken = w2.err.find("unit " + held + " claimed");
+  ASSERT_NE(left, std::string::npos) << w2.err;
+  ASSERT_NE(piqa_last, std::string::npos) << w2.err;
+  ASSERT_NE(retaken, std::string::npos) << w2.err;
+  EXPECT_LT(left, piqa_last) << w2.err;
+  EXPECT_LT(piqa_last, retaken) << w2.err;
+  const size_t arc_sum = w2.out.find("task arc_easy: 40 items"), piqa_sum = w2.out.find("task piqa: 40 items");
+  ASSERT_NE(arc_sum, std::string::npos) << w2.out;
+  ASSERT_NE(piqa_sum, std::string::npos) << w2.out;
+  EXPECT_LT(arc_sum, piqa_sum);
+  Store s(db);
+  for (const RunInfo& r : s.list_runs()) {
+    EXPECT_EQ(s.items(r.id).size(), 40u) << r.task;
+    for (const auto& u : s.backend().units(r.id)) EXPECT_TRUE(u.done) << r.task << " " << u.unit.name;
+  }
+}
+
 // trust --worker: one unit per perspective; three workers store the same records (prompts, outputs, parsed answers)
 // and the same scores as one process.
 TEST(WorkersPg, TrustThreeProcessesEqualOneProcess) {

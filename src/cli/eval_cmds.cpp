@@ -4,6 +4,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <unistd.h>
 
@@ -59,20 +60,32 @@ void cmd_eval(const EvalArgs& a, const Common& c) {
   opt.progress = true;  // stderr: redrawn on a terminal, a plain line every 10 s otherwise (stdout stays clean)
   opt.worker = a.worker;
   catch_interrupt();
-  json all = json::array();
-  for (const std::string& t : tasks) {
-    opt.on_commit = [&](int64_t done, int64_t total) {
-      if (interrupted())
-        throw Interrupted(fmt::format("interrupted: {} of {} items of task {} are saved in {} (tasks before it "
-                                      "are complete); the same command resumes from there",
-                                      done, total, t, a.db));
-    };
-    EvalResult r = eval_run(*model, a.remote.on() ? a.remote.served_model : a.model, t, opt);
-    if (c.json) {
-      all.push_back(r.to_json());
-      continue;
+  // One worker of several (--worker) with several tasks: a first pass over the tasks never waits for a unit another
+  // worker holds (it goes on with the next task's units); a second pass then waits for each task that was left
+  // incomplete. No worker idles at the end of each task while later tasks have free units; only the last units of
+  // the whole call are waited for. The results are printed once every task is complete, in the order given.
+  const bool two_passes = a.worker.on && tasks.size() > 1;
+  std::vector<std::optional<EvalResult>> results(tasks.size());
+  for (int pass = two_passes ? 0 : 1; pass < 2; pass++) {
+    opt.worker.wait = pass == 1;
+    for (size_t i = 0; i < tasks.size(); i++) {
+      if (results[i] && results[i]->complete) continue;
+      const std::string& t = tasks[i];
+      opt.on_commit = [&](int64_t done, int64_t total) {
+        if (interrupted())
+          throw Interrupted(fmt::format("interrupted: {} of {} items of task {} are saved in {}{}; the same command "
+                                        "resumes from there",
+                                        done, total, t, a.db,
+                                        a.worker.on ? "" : " (tasks before it are complete)"));
+      };
+      results[i] = eval_run(*model, a.remote.on() ? a.remote.served_model : a.model, t, opt);
+      if (!two_passes && !c.json) fmt::print("{}", eval_result_text(*results[i]));  // each task as it completes
     }
-    fmt::print("{}", eval_result_text(r));
+  }
+  json all = json::array();
+  for (const auto& r : results) {
+    if (c.json) all.push_back(r->to_json());
+    else if (two_passes) fmt::print("{}", eval_result_text(*r));
   }
   if (c.json) print_json({{"runs", all}});
 }

@@ -333,7 +333,7 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
     WorkerOptions w = opt.worker;
     w.id = worker_id;
     res.n_skipped = 0;
-    run_units(store, opt.db, run.id, units, w,
+    const UnitsOutcome out = run_units(store, opt.db, run.id, units, w,
               [&](const WorkUnit& u) {
                 ScopedUnit current(unit, u);
                 pending.clear();
@@ -343,6 +343,7 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
               [&](const std::string& line) {
                 if (opt.progress) fmt::print(stderr, "{}\n", line);
               });
+    res.complete = out.complete;
   }
   commit();
   auto all = store.items(run.id);

@@ -38,7 +38,8 @@ struct EvalOptions {
   // tokenizer and context length. The run's settings record it ("compute": "remote", "backend": {...}).
   const OpenAIBackend* remote = nullptr;
   // --worker (pipeline/worker.h, docs/cluster.md): this process is one of several working on the run; units are
-  // ranges of worker.unit_items items, claimed with leases; eval_run returns when every unit is done (by any worker).
+  // ranges of worker.unit_items items, claimed with leases; eval_run returns when every unit is done (by any worker),
+  // or, with worker.wait false, as soon as no unit is free (EvalResult::complete false while others hold units).
   WorkerOptions worker;
 };
 
@@ -59,6 +60,7 @@ struct EvalResult {
   int64_t n_skipped = 0;      // already in the store (resumed)
   int64_t n_scored = 0;       // scored now
   std::vector<TaskSummary> tasks;  // aggregate first (when there are subtasks), then each subtask
+  bool complete = true;       // every item is stored (false only for a --worker run left with worker.wait false)
   nlohmann::json to_json() const;
 };
 

@@ -48,7 +48,7 @@ LeaseKeeper::~LeaseKeeper() {
   t_.join();
 }
 
-int64_t run_units(Store& store, const std::string& db, int64_t run_id, const std::vector<WorkUnit>& units,
+UnitsOutcome run_units(Store& store, const std::string& db, int64_t run_id, const std::vector<WorkUnit>& units,
                   const WorkerOptions& w, const std::function<void(const WorkUnit&)>& work,
                   const std::function<void(const std::string&)>& log) {
   if (w.lease_seconds <= 0) fail("--lease must be positive (got {})", w.lease_seconds);
@@ -95,6 +95,11 @@ int64_t run_units(Store& store, const std::string& db, int64_t run_id, const std
              spent.size() > 1 ? "were each" : "was", w.max_attempts, w.max_attempts, spent.size() > 1 ? "them" : "it",
              last_owner.empty() ? "unknown" : last_owner, spent.size() > 1 ? "them" : "it",
              spent.size() > 1 ? "them" : "it");
+      if (!w.wait && held > 0) {
+        log(fmt::format("worker {}: no free unit in run {}; {} unit(s) held by other workers: going on, back later", me,
+                        run_id, held));
+        return {finished, false};
+      }
       if (!waiting) log(fmt::format("worker {}: no free unit; waiting for the {} unit(s) other workers hold", me, held));
       waiting = true;
       std::this_thread::sleep_for(std::chrono::duration<double>(w.poll_seconds));
@@ -122,7 +127,7 @@ int64_t run_units(Store& store, const std::string& db, int64_t run_id, const std
     }
   }
   log(fmt::format("worker {}: every unit of run {} is done ({} by this worker)", me, run_id, finished));
-  return finished;
+  return {finished, true};
 }
 
 }  // namespace ctrust

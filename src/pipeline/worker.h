@@ -29,6 +29,15 @@ struct WorkerOptions {
   int64_t unit_items = 100;    // --unit-items (eval): items per unit
   double poll_seconds = 1;     // waiting for units held by other workers: the claim is retried this often
   int64_t max_attempts = 5;    // --max-attempts: a unit claimed this many times is not claimed again (0 = no limit)
+  // false: run_units returns as soon as no unit is free, even while other workers still hold some (the run is then
+  // not complete: `eval --tasks a,b,... --worker` goes on with the next task's units and comes back to wait at the
+  // end, so no worker idles on another's last unit of a task while units of later tasks are free).
+  bool wait = true;
+};
+
+struct UnitsOutcome {
+  int64_t finished = 0;   // units this worker finished
+  bool complete = false;  // every unit of the run is done (always true when WorkerOptions::wait)
 };
 
 std::string default_worker_id();
@@ -67,11 +76,12 @@ struct ScopedUnit {
 
 // The claim loop (see the file comment): adds `units` to the run (checking that stored units agree), then
 // work(unit) for each unit this worker claims, until every unit of the run is done. log: one line per event
-// (claimed, finished, lost, waiting). Returns the number of units this worker finished. A unit claimed
+// (claimed, finished, lost, waiting). Returns the number of units this worker finished, and whether the run is
+// complete (with w.wait false it may not be: see WorkerOptions::wait). A unit claimed
 // w.max_attempts times whose last holder died (its lease expired) is not claimed again: once nothing else is left
 // to claim or wait for, the worker fails with an error naming the unit(s) (an item that crashes the process would
 // otherwise be claimed again forever).
-int64_t run_units(Store& store, const std::string& db, int64_t run_id, const std::vector<WorkUnit>& units,
+UnitsOutcome run_units(Store& store, const std::string& db, int64_t run_id, const std::vector<WorkUnit>& units,
                   const WorkerOptions& w, const std::function<void(const WorkUnit&)>& work,
                   const std::function<void(const std::string&)>& log);
 
