@@ -2,6 +2,8 @@
 #pragma once
 #include <cstdint>
 
+#include "ops/qmatmul.h"  // KernelIsa
+
 namespace ctrust {
 
 struct AttentionShape {
@@ -34,6 +36,18 @@ void attention_scores_heads(const float* q, int q_head_stride, int nh, const flo
 // Ops.AttentionWeightedSumKernelEqualsReference).
 void attention_weighted_sum(const float* p, const float* v, int kv_stride, int hd, int lo, int len, float* out);
 void attention_weighted_sum_ref(const float* p, const float* v, int kv_stride, int hd, int lo, int len, float* out);
+// attention_weighted_sum for the nh query heads of one kv head: head i's weights at p + i * p_stride, its output
+// at out + i * out_stride. With AVX-512 (head sizes that are multiples of 16) each value row is loaded once for up
+// to four heads (their 64-dimension outputs in 16 registers); per head bit-identical to attention_weighted_sum_ref
+// (test Ops.AttentionHeadsKernelsEqualReference).
+void attention_weighted_sum_heads(const float* p, int64_t p_stride, int nh, const float* v, int kv_stride, int hd,
+                                  int lo, int len, float* out, int64_t out_stride);
+// The two grouped kernels of one ISA (Ref: the plain loops; Avx2: the 8-key / per-head kernels above; Avx512:
+// 16 keys per register after 16 x 8 transposes, and the grouped weighted sum). attention() takes kernel_isa()'s.
+void attention_scores_heads_isa(const float* q, int q_head_stride, int nh, const float* k, int kv_stride, int hd,
+                                int lo, int len, float scale, float* s, int64_t s_stride, KernelIsa isa);
+void attention_weighted_sum_heads_isa(const float* p, int64_t p_stride, int nh, const float* v, int kv_stride, int hd,
+                                      int lo, int len, float* out, int64_t out_stride, KernelIsa isa);
 
 // q: [n][n_heads*head_dim], the queries of positions pos0 .. pos0+n-1 (RoPE applied).
 // k, v: [pos0+n][n_kv_heads*head_dim] (row stride kv_stride), keys/values of positions 0 .. pos0+n-1.

@@ -59,18 +59,7 @@ void rope(float* x, int rows, int n_heads, int head_dim, RopeLayout layout, cons
   }
 }
 
-void softmax(float* x, int n) {
-  float mx = -INFINITY;
-  for (int i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
-  double sum = 0.0;
-  for (int i = 0; i < n; ++i) {
-    const float e = std::exp(x[i] - mx);
-    x[i] = e;
-    sum += (double)e;
-  }
-  const float inv = (float)(1.0 / sum);
-  for (int i = 0; i < n; ++i) x[i] *= inv;
-}
+// softmax: ops/vexp.cpp (vectorized exp, bit-identical to std::exp).
 
 void swiglu(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = silu(gate[i]) * up[i];

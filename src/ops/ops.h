@@ -21,7 +21,9 @@ void rope_tables(int pos0, int n_pos, int head_dim, float base, float freq_scale
 void rope(float* x, int rows, int n_heads, int head_dim, RopeLayout layout, const float* cos_t,
           const float* sin_t);
 
-// In-place softmax of one row: exp(x - max) / sum (sum in double).
+// In-place softmax of one row: mx = the max (x[i] > mx ? x[i] : mx from -inf), e = std::exp(x - mx), their sum in
+// double in index order, then x *= (float)(1 / sum). Vectorized (ops/vexp.h: exp bit-identical to std::exp),
+// equal bit for bit to softmax_ref, the plain loop.
 void softmax(float* x, int n);
 
 // x / (1 + exp(-x))
