@@ -27,7 +27,10 @@ void attention_scores_ref(const float* q, const float* k, int kv_stride, int hd,
                           float* s);
 // attention_scores for the nh query heads that share one kv head (grouped-query attention): head i's query at
 // q + i * q_head_stride, its scores at s + i * s_stride. Each transposed key tile serves up to four heads; per head
-// bit-identical to attention_scores_ref (test Ops.AttentionScoresKernelEqualsReference).
+// bit-identical to attention_scores_ref (tests Ops.AttentionScoresKernelEqualsReference,
+// Ops.AttentionHeadsKernelsEqualReference). With AVX-512 (kernel_isa()): 16 keys per register, one per lane,
+// after 16 x 8 transposes (two key rows per register through transpose8's steps, then a 128-bit shuffle); the
+// last block of fewer than 16 keys repeats its last row in the spare lanes and stores only the valid ones.
 void attention_scores_heads(const float* q, int q_head_stride, int nh, const float* k, int kv_stride, int hd, int lo,
                             int len, float scale, float* s, int64_t s_stride);
 // The weighted sum of the values j = lo .. len-1 (the same path): out[c] = fma(p[j], v_j[c], out[c]) over j in
