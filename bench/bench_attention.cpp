@@ -154,5 +154,47 @@ int main(int argc, char** argv) {
       }
     }
   }
+  // Decode rows of G sequences whose caches are copies of one prompt prefix (trust: the 25 samples of a prompt),
+  // context ctx each, the prefix 3/4 of it: attention() row by row against attention_decode_shared (the prefix
+  // read once for all rows), over caches in memory (sets of G caches cycling through >= 512 MB), default ISA.
+  const int G = 25;
+  std::printf("\n%d decode rows sharing a prefix of 3/4 of the context (caches in memory): us per row\n", G);
+  std::printf("%6s %6s %14s %14s %10s\n", "ctx", "prefix", "attention()", "shared", "identical");
+  for (int ctx : ctxs) {
+    const int P = ctx * 3 / 4;
+    const size_t per = (size_t)ctx * kvd;  // one cache's keys (or values)
+    const int nset = (int)std::max<size_t>(2, ((size_t)512 << 20) / (per * 2 * G * 4));
+    std::vector<float> kv(per * 2 * G * nset), qs((size_t)G * qd), o1((size_t)G * qd), o2((size_t)G * qd);
+    for (auto& x : qs) x = 2.0f * nd(rng);
+    std::vector<float> prefix((size_t)P * kvd * 2);
+    for (auto& x : prefix) x = nd(rng);
+    for (size_t i = 0; i < kv.size(); ++i) kv[i] = nd(rng);
+    for (int c = 0; c < nset * G; ++c) {
+      std::memcpy(kv.data() + per * 2 * c, prefix.data(), sizeof(float) * P * kvd);               // keys
+      std::memcpy(kv.data() + per * (2 * c + 1), prefix.data() + (size_t)P * kvd, sizeof(float) * P * kvd);  // values
+    }
+    const AttentionShape shape{nh, nkv, hd};
+    int set = 0;
+    auto rows_of = [&](int st, std::vector<float>& out) {
+      std::vector<DecodeRow> rows(G);
+      for (int r = 0; r < G; ++r) {
+        const float* kc = kv.data() + per * 2 * ((size_t)st * G + r);
+        rows[r] = DecodeRow{qs.data() + (size_t)r * qd, kc, kc + per, ctx - 1 - (r % 7), out.data() + (size_t)r * qd};
+      }
+      return rows;
+    };
+    const double t1 = best_us(reps, nset, [&] {
+      for (const DecodeRow& r : rows_of(set, o1)) attention(shape, r.q, r.k, r.v, kvd, r.pos, 1, r.out);
+      set = (set + 1) % nset;
+    });
+    set = 0;
+    const double t2 = best_us(reps, nset, [&] {
+      const auto rows = rows_of(set, o2);
+      attention_decode_shared(shape, rows.data(), G, kvd, P);
+      set = (set + 1) % nset;
+    });
+    std::printf("%6d %6d %14.2f %14.2f %10s\n", ctx, P, t1 / G, t2 / G,
+                std::memcmp(o1.data(), o2.data(), sizeof(float) * o1.size()) == 0 ? "yes" : "NO");
+  }
   return 0;
 }

@@ -455,6 +455,41 @@ TEST(Ops, AttentionHeadsKernelsEqualReference) {
   set_kernel_isa(saved);
 }
 
+// The decode rows of several sequences whose caches hold the same prefix (copies of one prompt), attended
+// together (the prefix's keys and values read once for all rows) against attention() row by row: the same floats
+// for prefixes that do and do not end on a 16-key block, rows with 1..40 own keys, 1..5 rows, grouped-query shapes
+// of SmolLM2 (9 heads over 3, size 64), group 6 / size 128 (Qwen2.5-1.5B-like), group 1 / size 16, and a head size
+// the grouped kernels do not take (8: the per-row fallback).
+TEST(Ops, AttentionDecodeSharedEqualsAttention) {
+  for (const AttentionShape shape : {AttentionShape{9, 3, 64}, AttentionShape{12, 2, 128}, AttentionShape{4, 4, 16},
+                                     AttentionShape{4, 2, 8}}) {
+    const int hd = shape.head_dim, kvd = shape.n_kv_heads * hd, qd = shape.n_heads * hd;
+    for (int P : {1, 15, 16, 17, 100}) {
+      for (int G : {1, 2, 5}) {
+        std::vector<std::vector<float>> k(G), v(G), q(G), want(G), got(G);
+        auto pk = randn((size_t)P * kvd, 61 + P), pv = randn((size_t)P * kvd, 62 + P);
+        std::vector<DecodeRow> rows(G);
+        for (int r = 0; r < G; ++r) {
+          const int pos = P + (r * 13 + P) % 40;  // own keys P .. pos
+          k[r] = randn((size_t)(pos + 1) * kvd, 63 + r + P), v[r] = randn((size_t)(pos + 1) * kvd, 64 + r + P);
+          std::memcpy(k[r].data(), pk.data(), sizeof(float) * pk.size());
+          std::memcpy(v[r].data(), pv.data(), sizeof(float) * pv.size());
+          q[r] = randn((size_t)qd, 65 + r + P);
+          want[r].assign(qd, 0.0f);
+          got[r].assign(qd, -1.0f);
+          attention(shape, q[r].data(), k[r].data(), v[r].data(), kvd, pos, 1, want[r].data());
+          rows[r] = DecodeRow{q[r].data(), k[r].data(), v[r].data(), pos, got[r].data()};
+        }
+        attention_decode_shared(shape, rows.data(), G, kvd, P);
+        for (int r = 0; r < G; ++r)
+          ASSERT_EQ(0, std::memcmp(got[r].data(), want[r].data(), sizeof(float) * qd))
+              << "hd " << hd << " heads " << shape.n_heads << "/" << shape.n_kv_heads << " P " << P << " G " << G
+              << " row " << r;
+      }
+    }
+  }
+}
+
 namespace ctrust {
 // Sliding window, hand-computed: with q = 0 every visible key gets the same weight, so each output row is the
 // mean of the values its query sees. Window 2 over positions 0..4: row p averages v[p-1] and v[p] (row 0: v[0]).

@@ -312,12 +312,14 @@ void scores_heads(const float* q, int q_head_stride, int nh, const float* k, int
 }
 
 // NH heads' weighted sums over NR x 16 dimensions (v, out at the chunk's first dimension): each value row is
-// loaded once for all heads; out[i][c] = fma(p_i[j], v_j[c], out[i][c]) over j in order, as the reference.
+// loaded once for all heads; out[i][c] = fma(p_i[j], v_j[c], out[i][c]) over j in order, as the reference, from
+// 0 or (in != null) from in[i][c] (a sum over earlier keys carried on: the same chain of fma's).
 template <int NH, int NR>
-void wsum_chunk(const float* p, int64_t ps, const float* v, int64_t ld, int lo, int len, float* out, int64_t os) {
+void wsum_chunk(const float* p, int64_t ps, const float* v, int64_t ld, int lo, int len, const float* in,
+                int64_t is, float* out, int64_t os) {
   __m512 acc[NH][NR];
   for (int i = 0; i < NH; ++i)
-    for (int m = 0; m < NR; ++m) acc[i][m] = _mm512_setzero_ps();
+    for (int m = 0; m < NR; ++m) acc[i][m] = in ? _mm512_loadu_ps(in + i * is + 16 * m) : _mm512_setzero_ps();
   for (int j = lo; j < len; ++j) {
     const float* vj = v + (int64_t)j * ld;
     if (j + kPfW < len)
@@ -334,30 +336,130 @@ void wsum_chunk(const float* p, int64_t ps, const float* v, int64_t ld, int lo, 
 }
 
 template <int NH>
-void wsum_heads(const float* p, int64_t ps, const float* v, int64_t ld, int hd, int lo, int len, float* out,
-                int64_t os) {
+void wsum_heads(const float* p, int64_t ps, const float* v, int64_t ld, int hd, int lo, int len, const float* in,
+                int64_t is, float* out, int64_t os) {
   for (int c0 = 0; c0 < hd; c0 += 64) {
+    const float* ic = in ? in + c0 : nullptr;
     switch (std::min(4, (hd - c0) / 16)) {
-      case 1: wsum_chunk<NH, 1>(p, ps, v + c0, ld, lo, len, out + c0, os); break;
-      case 2: wsum_chunk<NH, 2>(p, ps, v + c0, ld, lo, len, out + c0, os); break;
-      case 3: wsum_chunk<NH, 3>(p, ps, v + c0, ld, lo, len, out + c0, os); break;
-      default: wsum_chunk<NH, 4>(p, ps, v + c0, ld, lo, len, out + c0, os); break;
+      case 1: wsum_chunk<NH, 1>(p, ps, v + c0, ld, lo, len, ic, is, out + c0, os); break;
+      case 2: wsum_chunk<NH, 2>(p, ps, v + c0, ld, lo, len, ic, is, out + c0, os); break;
+      case 3: wsum_chunk<NH, 3>(p, ps, v + c0, ld, lo, len, ic, is, out + c0, os); break;
+      default: wsum_chunk<NH, 4>(p, ps, v + c0, ld, lo, len, ic, is, out + c0, os); break;
     }
   }
 }
 
-// hd % 16 == 0.
+// hd % 16 == 0. in: null (sums from 0) or the nh heads' sums so far (stride in_stride; may equal out).
 void weighted_sum_heads(const float* p, int64_t p_stride, int nh, const float* v, int kv_stride, int hd, int lo,
-                        int len, float* out, int64_t out_stride) {
+                        int len, float* out, int64_t out_stride, const float* in = nullptr, int64_t in_stride = 0) {
   for (int i0 = 0; i0 < nh; i0 += 4) {  // at most four heads per pass (16 accumulators of 64 dimensions)
     const float* pi = p + i0 * p_stride;
+    const float* ii = in ? in + i0 * in_stride : nullptr;
     float* oi = out + i0 * out_stride;
     switch (std::min(4, nh - i0)) {
-      case 1: wsum_heads<1>(pi, p_stride, v, kv_stride, hd, lo, len, oi, out_stride); break;
-      case 2: wsum_heads<2>(pi, p_stride, v, kv_stride, hd, lo, len, oi, out_stride); break;
-      case 3: wsum_heads<3>(pi, p_stride, v, kv_stride, hd, lo, len, oi, out_stride); break;
-      default: wsum_heads<4>(pi, p_stride, v, kv_stride, hd, lo, len, oi, out_stride); break;
+      case 1: wsum_heads<1>(pi, p_stride, v, kv_stride, hd, lo, len, ii, in_stride, oi, out_stride); break;
+      case 2: wsum_heads<2>(pi, p_stride, v, kv_stride, hd, lo, len, ii, in_stride, oi, out_stride); break;
+      case 3: wsum_heads<3>(pi, p_stride, v, kv_stride, hd, lo, len, ii, in_stride, oi, out_stride); break;
+      default: wsum_heads<4>(pi, p_stride, v, kv_stride, hd, lo, len, ii, in_stride, oi, out_stride); break;
     }
+  }
+}
+
+// Scores of NH heads (rows q + i * qs) against a block of nv <= 16 keys already transposed into T (T + 16 * c:
+// dimension c of the 16 keys): per lane the sum of attention_scores_ref.
+template <int NH>
+inline void scores_from_tile(const float* q, int qs, const float* T, int hd, int nv, __m512 vscale, float* s,
+                             int64_t ss) {
+  __m512 acc[NH];
+  for (int i = 0; i < NH; ++i) acc[i] = _mm512_setzero_ps();
+  for (int c = 0; c < hd; ++c) {
+    const __m512 col = _mm512_loadu_ps(T + 16 * c);
+    for (int i = 0; i < NH; ++i) {
+      __m512 p = _mm512_mul_ps(_mm512_set1_ps(q[(int64_t)i * qs + c]), col);
+      asm("" : "+v"(p));
+      acc[i] = _mm512_add_ps(acc[i], p);
+    }
+  }
+  const __mmask16 m = (__mmask16)((1u << nv) - 1);
+  for (int i = 0; i < NH; ++i) _mm512_mask_storeu_ps(s + i * ss, m, _mm512_mul_ps(acc[i], vscale));
+}
+
+void scores_from_tile_heads(const float* q, int qs, int nh, const float* T, int hd, int nv, __m512 vscale, float* s,
+                            int64_t ss) {
+  for (int i0 = 0; i0 < nh; i0 += 4) {
+    const float* qi = q + (int64_t)i0 * qs;
+    float* si = s + i0 * ss;
+    switch (std::min(4, nh - i0)) {
+      case 1: scores_from_tile<1>(qi, qs, T, hd, nv, vscale, si, ss); break;
+      case 2: scores_from_tile<2>(qi, qs, T, hd, nv, vscale, si, ss); break;
+      case 3: scores_from_tile<3>(qi, qs, T, hd, nv, vscale, si, ss); break;
+      default: scores_from_tile<4>(qi, qs, T, hd, nv, vscale, si, ss); break;
+    }
+  }
+}
+
+// Keys j .. j+nv-1 (nv <= 16) of one kv head, all hd dimensions, transposed into T (16 * hd floats).
+void transpose_block(const float* kj, int64_t ld, int hd, int nv, float* T) {
+  __m512 col[8];
+  for (int c0 = 0; c0 < hd; c0 += 8) {
+    if (nv == 16)
+      transpose16x8<false>(kj + c0, ld, 16, col);
+    else
+      transpose16x8<true>(kj + c0, ld, nv, col);
+    for (int m = 0; m < 8; ++m) _mm512_storeu_ps(T + 16 * (c0 + m), col[m]);
+  }
+}
+
+
+// One kv head g of attention_decode_shared: buf holds off[G] scores, a 16 x hd key block and G x group x hd sums.
+void decode_shared_head(const DecodeRow* rows, int G, int kv_stride, int P, int g, int hd, int group, float scale,
+                        const int64_t* off, float* buf) {
+  const int64_t ld = kv_stride;
+  constexpr int kVBlock = 32;  // value rows of the prefix per pass over the sequences (8 KB at hd 64)
+  float* S = buf;
+  float* T = S + off[G];
+  float* A = T + 16 * hd;  // row r's group sums at A + r * group * hd
+  const __m512 vscale = _mm512_set1_ps(scale);
+  // Scores of the prefix keys [0, P): each block of 16 keys transposed once (from row 0's cache: every
+  // row's holds the same keys there) and used by every row's query heads.
+  const float* k0 = rows[0].k + (int64_t)g * hd;
+  for (int j = 0; j < P; j += 16) {
+    const int nv = std::min(16, P - j);
+    if (j + 32 < P)
+      for (int r2 = j + 32; r2 < std::min(P, j + 48); ++r2)
+        for (int c = 0; c < hd; c += 16) _mm_prefetch((const char*)(k0 + r2 * ld + c), _MM_HINT_T0);
+    attn_avx512::transpose_block(k0 + (int64_t)j * ld, ld, hd, nv, T);
+    for (int r = 0; r < G; ++r) {
+      const int len = rows[r].pos + 1;
+      attn_avx512::scores_from_tile_heads(rows[r].q + (int64_t)g * group * hd, hd, group, T, hd, nv, vscale,
+                                          S + off[r] + j, len);
+    }
+  }
+  // Each row's own keys [P, pos], then its softmax.
+  for (int r = 0; r < G; ++r) {
+    const int len = rows[r].pos + 1;
+    attn_avx512::scores_heads(rows[r].q + (int64_t)g * group * hd, hd, group, rows[r].k + (int64_t)g * hd,
+                              kv_stride, hd, P, len, scale, S + off[r], len);
+    softmax_rows(S + off[r], len, group, len);
+  }
+  // The weighted sums over the prefix values, a block of kVBlock value rows (from row 0's cache) at a time
+  // for every row (the block stays in the L1 cache); each sum carried on from the previous block.
+  const float* v0 = rows[0].v + (int64_t)g * hd;
+  for (int j = 0; j < P; j += kVBlock) {
+    const int je = std::min(P, j + kVBlock);
+    for (int r = 0; r < G; ++r) {
+      float* Ar = A + (int64_t)r * group * hd;
+      const int len = rows[r].pos + 1;
+      attn_avx512::weighted_sum_heads(S + off[r], len, group, v0, kv_stride, hd, j, je, Ar, hd,
+                                      j == 0 ? nullptr : Ar, hd);
+    }
+  }
+  // Then each row's own values [P, pos], into its output.
+  for (int r = 0; r < G; ++r) {
+    const int len = rows[r].pos + 1;
+    float* Ar = A + (int64_t)r * group * hd;
+    attn_avx512::weighted_sum_heads(S + off[r], len, group, rows[r].v + (int64_t)g * hd, kv_stride, hd, P,
+                                    len, rows[r].out + (int64_t)g * group * hd, hd, Ar, hd);
   }
 }
 
@@ -499,6 +601,33 @@ void attention(const AttentionShape& s, const float* q, const float* k, const fl
   }
 }
 
+
+void attention_decode_shared(const AttentionShape& s, const DecodeRow* rows, int G, int kv_stride, int P) {
+  const int hd = s.head_dim;
+  const int group = s.n_heads / s.n_kv_heads;
+  bool grouped = G >= 2 && P > 0 && s.window == 0 && hd % 16 == 0 && kernel_isa() == KernelIsa::Avx512;
+  for (int r = 0; r < G && grouped; ++r) grouped = rows[r].pos >= P;
+#if defined(__AVX2__) && defined(__FMA__)
+  if (grouped) {
+    const float scale = s.scale > 0 ? s.scale : 1.0f / std::sqrt((float)hd);
+    std::vector<int64_t> off(G + 1, 0);  // row r's scores at off[r]: group rows of pos + 1 keys
+    for (int r = 0; r < G; ++r) off[r + 1] = off[r] + (int64_t)group * (rows[r].pos + 1);
+    int64_t work = 0;
+    for (int r = 0; r < G; ++r) work += (int64_t)s.n_heads * (rows[r].pos + 1) * hd;
+#pragma omp parallel if (work > (1 << 18))
+    {
+      std::vector<float> buf;  // this thread's: scores, the transposed key block, the sums over the prefix
+#pragma omp for schedule(dynamic, 1)
+      for (int g = 0; g < s.n_kv_heads; ++g) {
+        buf.resize(off[G] + 16 * hd + (int64_t)G * group * hd);
+        attn_avx512::decode_shared_head(rows, G, kv_stride, P, g, hd, group, scale, off.data(), buf.data());
+      }
+    }
+    return;
+  }
+#endif
+  for (int r = 0; r < G; ++r) attention(s, rows[r].q, rows[r].k, rows[r].v, kv_stride, rows[r].pos, 1, rows[r].out);
+}
 }  // namespace ctrust
 
 namespace ctrust {

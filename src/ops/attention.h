@@ -60,6 +60,23 @@ void attention_weighted_sum_heads_isa(const float* p, int64_t p_stride, int nh, 
 void attention(const AttentionShape& s, const float* q, const float* k, const float* v, int kv_stride, int pos0,
                int n, float* out);
 
+
+// One decode row (a single new query) of a sequence: its query (n_heads * head_dim floats), its cache's keys and
+// values from position 0 (the new row at `pos` already written), its output (n_heads * head_dim floats).
+struct DecodeRow {
+  const float* q = nullptr;
+  const float* k = nullptr;
+  const float* v = nullptr;
+  int pos = 0;
+  float* out = nullptr;
+};
+// attention(s, q, k, v, kv_stride, pos, 1, out) for each of G rows whose caches hold the same keys and values at
+// positions [0, P) (copies of one prompt prefix: samples of one prompt in batched generation), with the same
+// floats: with AVX-512 (head size a multiple of 16, no sliding window) the prefix's keys and values are read once
+// for all rows -- each block of 16 prefix keys transposed once and used by every row's heads, each block of prefix
+// values used by every row's weighted sums (carried on in order, then each row's own keys [P, pos]) -- instead of
+// once per row from each copy. Otherwise one attention() per row. Test Ops.AttentionDecodeSharedEqualsAttention.
+void attention_decode_shared(const AttentionShape& s, const DecodeRow* rows, int G, int kv_stride, int P);
 }  // namespace ctrust
 
 namespace ctrust {
