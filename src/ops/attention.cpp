@@ -447,6 +447,8 @@ void decode_shared_head(const DecodeRow* rows, int G, int kv_stride, int P, int 
   const float* v0 = rows[0].v + (int64_t)g * hd;
   for (int j = 0; j < P; j += kVBlock) {
     const int je = std::min(P, j + kVBlock);
+    for (int r2 = je; r2 < std::min(P, je + kVBlock); ++r2)  // the next block, while this one is used G times
+      for (int c = 0; c < hd; c += 16) _mm_prefetch((const char*)(v0 + r2 * ld + c), _MM_HINT_T0);
     for (int r = 0; r < G; ++r) {
       float* Ar = A + (int64_t)r * group * hd;
       const int len = rows[r].pos + 1;
