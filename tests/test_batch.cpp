@@ -368,4 +368,11 @@ TEST(Batch, SharedPrefixEqualsGenerateOnSmolLM2) {
   g.stop_strings = {"<|im_end|>"};
   const int64_t saved = expect_shared_equals_generate(*m, prompts, g, 1, {4});
   EXPECT_GE(saved, 3 * 30);  // the system prompt (> 30 tokens) runs once instead of four times
+  // Seeded sampling, 3 samples of 2 prompts: the samples' decode rows attend together over their common prompt
+  // (attention_decode_shared, head size 64), and every sample still equals its own generate() call.
+  g.temperature = 1.0f;
+  g.top_p = 0.95f;
+  g.seed = 5;
+  g.max_tokens = 10;
+  expect_shared_equals_generate(*m, {prompts[0], prompts[3]}, g, 3, {6});
 }

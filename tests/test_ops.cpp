@@ -3,12 +3,15 @@
 #include <cstring>
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
 #include "ops/attention.h"
 #include "ops/linear.h"
 #include "ops/ops.h"
+#include "ops/qmatmul.h"
+#include "ops/vexp.h"
 
 using namespace ctrust;
 
@@ -278,6 +281,211 @@ TEST(Ops, AttentionWeightedSumKernelEqualsReference) {
         EXPECT_NEAR(a[c], d, 1e-5 * (1 + std::fabs(d))) << "hd " << hd << " dim " << c;
       }
       EXPECT_EQ(a[hd], -1.0f) << "kernel wrote past hd";
+    }
+  }
+}
+
+// The ISAs this CPU runs (Ref always).
+std::vector<KernelIsa> cpu_isas() {
+  std::vector<KernelIsa> v{KernelIsa::Ref};
+  for (KernelIsa isa : {KernelIsa::Avx2, KernelIsa::Avx512})
+    if (cpu_has_isa(isa)) v.push_back(isa);
+  return v;
+}
+
+float from_bits(uint32_t b) {
+  float f;
+  std::memcpy(&f, &b, 4);
+  return f;
+}
+
+// The vector expf (ops/vexp.h: glibc's double-precision algorithm, lane for lane) against std::exp, bit for bit:
+// every 1021st float <= 0 (sign bit set, -0 .. -inf; 2.1 M values, the unrolled and the masked tail paths), the
+// underflow / subnormal / overflow boundaries and their neighbours, -inf, +inf, NaN, and the floats of [0, 89]
+// in steps of 1/64. The exhaustive check of every float is scripts/check_expf.sh (docs/correctness.md).
+TEST(Ops, ExpfKernelEqualsLibm) {
+  EXPECT_TRUE(exp_f32_matches_libm()) << "this C library's expf is not the one the vector kernel reproduces";
+  std::vector<float> x;
+  for (uint64_t b = 0x80000000u; b <= 0xff800000u; b += 1021) x.push_back(from_bits((uint32_t)b));
+  for (float b : {-0x1.9fe368p6f, -0x1.9d1d9ep6f, -87.33655f, -87.3365479f, 0x1.62e42ep6f, -0.0f, 0.0f, -1e-30f,
+                  -INFINITY, INFINITY}) {
+    float lo = b, hi = b;
+    for (int k = 0; k < 40; ++k) {
+      x.push_back(lo);
+      x.push_back(hi);
+      lo = std::nextafter(lo, -INFINITY);
+      hi = std::nextafter(hi, INFINITY);
+    }
+  }
+  x.push_back(std::numeric_limits<float>::quiet_NaN());
+  x.push_back(-std::numeric_limits<float>::quiet_NaN());
+  for (int i = 0; i <= 89 * 64; ++i) x.push_back(i / 64.0f);
+  std::vector<float> want(x.size());
+  exp_f32_ref(x.data(), want.data(), (int64_t)x.size());
+  for (KernelIsa isa : cpu_isas()) {
+    if (isa == KernelIsa::Ref) continue;
+    // two start offsets and lengths (different remainders modulo the vector width: the masked / scalar tails)
+    for (int off : {0, 3}) {
+      const int64_t n = (int64_t)x.size() - off - (off ? 11 : 0);
+      std::vector<float> got(n + 1, 7.0f);
+      exp_f32_isa(x.data() + off, got.data(), n, isa);
+      for (int64_t i = 0; i < n; ++i)
+        if (std::memcmp(&got[i], &want[off + i], 4) != 0) {
+          uint32_t xb;
+          std::memcpy(&xb, &x[off + i], 4);
+          FAIL() << kernel_isa_name(isa) << ": exp(" << x[off + i] << " = 0x" << std::hex << xb << ") = " << got[i]
+                 << ", std::exp " << want[off + i];
+        }
+      EXPECT_EQ(got[n], 7.0f) << "wrote past n";
+    }
+  }
+  std::vector<float> y(x.size());
+  exp_f32(x.data(), y.data(), (int64_t)x.size());
+  EXPECT_EQ(0, std::memcmp(y.data(), want.data(), sizeof(float) * y.size()));
+}
+
+// softmax's vector kernels against softmax_ref bit for bit: rows of every length 0..70 and some long ones, of
+// scores at several spreads (down to weights that underflow to 0 or a subnormal), with -inf entries, all equal,
+// signed zeros, a NaN.
+TEST(Ops, SoftmaxKernelsEqualReference) {
+  std::mt19937_64 g(5);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<std::vector<float>> rows;
+  for (float spread : {0.1f, 3.0f, 30.0f, 200.0f})
+    for (int n : {0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 64, 70, 255, 1000, 4099}) {
+      std::vector<float> r(n);
+      for (auto& e : r) e = spread * nd(g);
+      rows.push_back(r);
+    }
+  for (int n = 1; n <= 70; ++n) {
+    std::vector<float> r(n);
+    for (auto& e : r) e = 10.0f * nd(g);
+    if (n > 3) r[n / 2] = -INFINITY;
+    rows.push_back(r);
+  }
+  rows.push_back(std::vector<float>(37, 2.5f));
+  rows.push_back({-0.0f, 0.0f, -0.0f, -3.0f, 0.0f, -0.0f, -1.0f, -0.0f, 0.0f, 0.0f, -0.0f, -0.0f, 0.0f, -0.0f, 0.0f,
+                  -0.0f, 0.0f, -0.0f});
+  rows.push_back({1.0f, std::numeric_limits<float>::quiet_NaN(), 2.0f, -5.0f, 0.5f, 0.25f, 1.0f, 3.0f, -1.0f, 2.0f,
+                  4.0f, 1.0f, 0.0f, -2.0f, 1.5f, 1.0f, 2.0f, 9.0f});
+  rows.push_back({-150.0f, 0.0f, -103.5f, -104.2f, -95.0f, -88.0f, -87.0f, -120.0f, -103.0f, -1e30f, -103.9f,
+                  -103.99f, -60.0f, -87.5f, -100.0f, -104.0f, -103.3f});
+  for (const auto& r : rows) {
+    std::vector<float> want = r;
+    softmax_ref(want.data(), (int)want.size());
+    for (KernelIsa isa : cpu_isas()) {
+      std::vector<float> got = r;
+      softmax_isa(got.data(), (int)got.size(), isa);
+      ASSERT_EQ(0, std::memcmp(got.data(), want.data(), sizeof(float) * r.size()))
+          << kernel_isa_name(isa) << " n " << r.size();
+    }
+    std::vector<float> got = r;
+    softmax(got.data(), (int)got.size());
+    ASSERT_EQ(0, std::memcmp(got.data(), want.data(), sizeof(float) * r.size())) << "softmax n " << r.size();
+  }
+}
+
+// swiglu (exp_f32 on chunks of 256) against the plain loop of silu(g) * u, bit for bit, in place too: gates from
+// small to beyond the exp overflow (-g > 88.7) and underflow ranges.
+TEST(Ops, SwigluEqualsReference) {
+  for (float spread : {0.5f, 4.0f, 60.0f}) {
+    for (int64_t n : {1, 15, 16, 255, 256, 257, 1536, 4099}) {
+      auto gate = randn((size_t)n, 51 + n, spread), up = randn((size_t)n, 52 + n);
+      gate[0] = -100.0f;
+      if (n > 2) gate[1] = 120.0f, gate[2] = -0.0f;
+      std::vector<float> want(n), got(n);
+      swiglu_ref(gate.data(), up.data(), want.data(), n);
+      swiglu(gate.data(), up.data(), got.data(), n);
+      ASSERT_EQ(0, std::memcmp(got.data(), want.data(), sizeof(float) * n)) << "n " << n << " spread " << spread;
+      swiglu(gate.data(), up.data(), gate.data(), n);  // in place
+      ASSERT_EQ(0, std::memcmp(gate.data(), want.data(), sizeof(float) * n)) << "in place, n " << n;
+    }
+  }
+}
+
+// The grouped decode kernels of every ISA (AVX-512: 16 keys per register after 16 x 8 transposes, a masked last
+// block; the weighted sum of up to four heads per pass over V) against the plain reference loops, bit for bit:
+// head sizes that are and are not multiples of 8 / 16, 1..9 heads, ranges with every remainder modulo 16. Then
+// attention()'s decode rows (SmolLM2's shape: 9 heads over 3 kv heads, size 64) give the same floats with each ISA.
+TEST(Ops, AttentionHeadsKernelsEqualReference) {
+  for (int hd : {64, 16, 8, 32, 128, 80, 12, 3}) {
+    const int stride = 3 * hd + 5, T = 70;
+    auto k = randn((size_t)T * stride, 31 + hd), v = randn((size_t)T * stride, 32 + hd);
+    for (int nh : {1, 2, 3, 4, 5, 7, 9}) {
+      auto qs = randn((size_t)nh * (hd + 1), 33 + hd + nh);
+      auto p = randn((size_t)nh * T, 34 + hd + nh, 0.3f);
+      for (auto [lo, len] : {std::pair{0, 70}, std::pair{0, 16}, std::pair{0, 1}, std::pair{3, 19}, std::pair{5, 37},
+                             std::pair{7, 7}, std::pair{1, 64}, std::pair{2, 49}, std::pair{0, 31}}) {
+        std::vector<float> rs((size_t)nh * T, -1.0f), ro((size_t)nh * (hd + 2), -1.0f);
+        for (int i = 0; i < nh; ++i) {
+          attention_scores_ref(qs.data() + (size_t)i * (hd + 1), k.data(), stride, hd, lo, len, 0.125f,
+                               rs.data() + (size_t)i * T);
+          attention_weighted_sum_ref(p.data() + (size_t)i * T, v.data(), stride, hd, lo, len,
+                                     ro.data() + (size_t)i * (hd + 2));
+        }
+        for (KernelIsa isa : cpu_isas()) {
+          std::vector<float> s((size_t)nh * T, -1.0f), o((size_t)nh * (hd + 2), -1.0f);
+          attention_scores_heads_isa(qs.data(), hd + 1, nh, k.data(), stride, hd, lo, len, 0.125f, s.data(), T, isa);
+          attention_weighted_sum_heads_isa(p.data(), T, nh, v.data(), stride, hd, lo, len, o.data(), hd + 2, isa);
+          ASSERT_EQ(0, std::memcmp(s.data(), rs.data(), sizeof(float) * s.size()))
+              << kernel_isa_name(isa) << " scores, heads " << nh << " hd " << hd << " lo " << lo << " len " << len;
+          ASSERT_EQ(0, std::memcmp(o.data(), ro.data(), sizeof(float) * o.size()))
+              << kernel_isa_name(isa) << " weighted sum, heads " << nh << " hd " << hd << " lo " << lo << " len "
+              << len;
+        }
+      }
+    }
+  }
+  const KernelIsa saved = kernel_isa();
+  const AttentionShape shape{9, 3, 64};
+  for (auto [pos0, n] : {std::pair{0, 1}, std::pair{40, 1}, std::pair{200, 2}, std::pair{611, 1}}) {
+    const int T = pos0 + n;
+    auto q = randn((size_t)n * 576, 41 + pos0), k = randn((size_t)T * 192, 42 + pos0),
+         v = randn((size_t)T * 192, 43 + pos0);
+    std::vector<float> want;
+    for (KernelIsa isa : cpu_isas()) {
+      set_kernel_isa(isa);
+      std::vector<float> o((size_t)n * 576);
+      attention(shape, q.data(), k.data(), v.data(), 192, pos0, n, o.data());
+      if (want.empty()) want = o;
+      EXPECT_EQ(0, std::memcmp(o.data(), want.data(), sizeof(float) * o.size()))
+          << kernel_isa_name(isa) << " pos0 " << pos0;
+    }
+  }
+  set_kernel_isa(saved);
+}
+
+// The decode rows of several sequences whose caches hold the same prefix (copies of one prompt), attended
+// together (the prefix's keys and values read once for all rows) against attention() row by row: the same floats
+// for prefixes that do and do not end on a 16-key block, rows with 1..40 own keys, 1..5 rows, grouped-query shapes
+// of SmolLM2 (9 heads over 3, size 64), group 6 / size 128 (Qwen2.5-1.5B-like), group 1 / size 16, and a head size
+// the grouped kernels do not take (8: the per-row fallback).
+TEST(Ops, AttentionDecodeSharedEqualsAttention) {
+  for (const AttentionShape shape : {AttentionShape{9, 3, 64}, AttentionShape{12, 2, 128}, AttentionShape{4, 4, 16},
+                                     AttentionShape{4, 2, 8}}) {
+    const int hd = shape.head_dim, kvd = shape.n_kv_heads * hd, qd = shape.n_heads * hd;
+    for (int P : {1, 15, 16, 17, 100}) {
+      for (int G : {1, 2, 5}) {
+        std::vector<std::vector<float>> k(G), v(G), q(G), want(G), got(G);
+        auto pk = randn((size_t)P * kvd, 61 + P), pv = randn((size_t)P * kvd, 62 + P);
+        std::vector<DecodeRow> rows(G);
+        for (int r = 0; r < G; ++r) {
+          const int pos = P + (r * 13 + P) % 40;  // own keys P .. pos
+          k[r] = randn((size_t)(pos + 1) * kvd, 63 + r + P), v[r] = randn((size_t)(pos + 1) * kvd, 64 + r + P);
+          std::memcpy(k[r].data(), pk.data(), sizeof(float) * pk.size());
+          std::memcpy(v[r].data(), pv.data(), sizeof(float) * pv.size());
+          q[r] = randn((size_t)qd, 65 + r + P);
+          want[r].assign(qd, 0.0f);
+          got[r].assign(qd, -1.0f);
+          attention(shape, q[r].data(), k[r].data(), v[r].data(), kvd, pos, 1, want[r].data());
+          rows[r] = DecodeRow{q[r].data(), k[r].data(), v[r].data(), pos, got[r].data()};
+        }
+        attention_decode_shared(shape, rows.data(), G, kvd, P);
+        for (int r = 0; r < G; ++r)
+          ASSERT_EQ(0, std::memcmp(got[r].data(), want[r].data(), sizeof(float) * qd))
+              << "hd " << hd << " heads " << shape.n_heads << "/" << shape.n_kv_heads << " P " << P << " G " << G
+              << " row " << r;
+      }
     }
   }
 }

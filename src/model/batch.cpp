@@ -74,6 +74,8 @@ void forward_batch(const Model& m, ForwardState& b, std::span<const BatchSeq> se
     if (kc.kv_dim != kvdim || kc.k.size() != (size_t)c.n_layers * kc.n_ctx * kvdim || kc.v.size() != kc.k.size())
       fail("{}: KV cache of batch sequence {} does not fit this model (make it with make_cache)", m.file.path, i);
     if (s.n <= 0 || !s.tokens) fail("{}: batch sequence {} has no tokens", m.file.path, i);
+    if (s.share_id != 0 && (s.share_len < 0 || s.share_len > kc.n_past))
+      fail("{}: batch sequence {} shares {} positions but has {} cached", m.file.path, i, s.share_len, kc.n_past);
     if (kc.n_past < 0 || kc.n_past + s.n > kc.n_ctx)
       fail("{}: KV cache overflow in batch sequence {}: {} cached + {} new positions exceed its {} slots",
            m.file.path, i, kc.n_past, s.n, kc.n_ctx);
@@ -118,19 +120,47 @@ void forward_batch(const Model& m, ForwardState& b, std::span<const BatchSeq> se
   const BlockBuffers bufs{.xb = xb, .q = q, .k = kb, .v = vb, .att = att, .proj = xb, .gate = gate, .up = up,
                           .cos_t = cos_t, .sin_t = sin_t, .cos_l = cos_l, .sin_l = sin_l};
 
+  std::vector<int64_t> row0(seqs.size());
+  std::vector<char> grouped(seqs.size());
+  std::vector<DecodeRow> group;
   for (int l = 0; l < c.n_layers; ++l) {
     // Each sequence: its new keys/values into its cache, then attention over that cache.
+    // Decode rows of sequences that share a prefix (same share_id and share_len) attend together.
     auto attend = [&](const AttentionShape& shape, const float* queries, float* out) {
       int64_t r0 = 0;
-      for (const BatchSeq& s : seqs) {
+      for (size_t i = 0; i < seqs.size(); ++i) {
+        const BatchSeq& s = seqs[i];
         KVCache& cache = *s.cache;
         const int pos0 = cache.n_past;
         float* kc = cache.k.data() + (int64_t)l * cache.n_ctx * kvdim;
         float* vc = cache.v.data() + (int64_t)l * cache.n_ctx * kvdim;
         std::memcpy(kc + (int64_t)pos0 * kvdim, kb + r0 * kvdim, sizeof(float) * s.n * kvdim);
         std::memcpy(vc + (int64_t)pos0 * kvdim, vb + r0 * kvdim, sizeof(float) * s.n * kvdim);
-        attention(shape, queries + r0 * qdim, kc, vc, kvdim, pos0, s.n, out + r0 * qdim);
+        row0[i] = r0;
+        grouped[i] = 0;
         r0 += s.n;
+      }
+      for (size_t i = 0; i < seqs.size(); ++i) {
+        if (grouped[i]) continue;
+        const BatchSeq& s = seqs[i];
+        KVCache& cache = *s.cache;
+        const float* kc = cache.k.data() + (int64_t)l * cache.n_ctx * kvdim;
+        const float* vc = cache.v.data() + (int64_t)l * cache.n_ctx * kvdim;
+        const int64_t r = row0[i];
+        if (s.n == 1 && s.share_id != 0 && s.share_len > 0) {
+          group.clear();
+          for (size_t j = i; j < seqs.size(); ++j) {
+            const BatchSeq& t = seqs[j];
+            if (grouped[j] || t.n != 1 || t.share_id != s.share_id || t.share_len != s.share_len) continue;
+            KVCache& tc = *t.cache;
+            group.push_back({queries + row0[j] * qdim, tc.k.data() + (int64_t)l * tc.n_ctx * kvdim,
+                             tc.v.data() + (int64_t)l * tc.n_ctx * kvdim, tc.n_past, out + row0[j] * qdim});
+            grouped[j] = 1;
+          }
+          attention_decode_shared(shape, group.data(), (int)group.size(), kvdim, s.share_len);
+          continue;
+        }
+        attention(shape, queries + r * qdim, kc, vc, kvdim, cache.n_past, s.n, out + r * qdim);
       }
     };
     transformer_block(m, l, x, (int)R, bufs, lin, attend);
@@ -191,6 +221,8 @@ struct Seq {
   std::vector<int32_t> feed;    // tokens to run next
   std::vector<float> logits;    // logits of the last position (ready when feed is empty)
   bool prefix_source = false;   // its prompt logits/cache are kept for the request's other samples
+  int64_t share_id = 0;         // BatchSeq::share_id / share_len: the prefix its cache was copied from
+  int share_len = 0;
 };
 
 struct Prefix {
@@ -379,8 +411,11 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
       s->j = j;
       s->rng.seed(q.opt.seed + (uint64_t)j);
       s->cache = make_cache(m, n_ctx[r]);
+      // Sharing ids: prefix node k -> k + 1, request r's prompt -> nodes + 1 + r (unique within this call).
       if (it != prefixes.end()) {
         copy_cache(it->second.cache, s->cache);
+        s->share_id = (int64_t)tree.nodes.size() + 1 + (int64_t)r;
+        s->share_len = it->second.cache.n_past;
         s->logits = it->second.logits;
         if (--it->second.remaining <= 0) prefixes.erase(it);
       } else {
@@ -392,6 +427,8 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
           prefix_s += seconds_since(tp);
           copy_cache(tree.nodes[k].cache, s->cache);
           shared = tree.nodes[k].len;
+          s->share_id = k + 1;
+          s->share_len = shared;
           release(k);
         }
         s->feed.assign(q.prompt.begin() + shared, q.prompt.end());
@@ -409,7 +446,7 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
     bool prompt_rows = false;
     for (auto& s : active)
       if (!s->feed.empty()) {
-        bs.push_back({&s->cache, s->feed.data(), (int)s->feed.size(), false});
+        bs.push_back({&s->cache, s->feed.data(), (int)s->feed.size(), false, s->share_id, s->share_len});
         prompt_rows = prompt_rows || s->out.empty();
       }
     if (!bs.empty()) {
@@ -435,6 +472,8 @@ std::vector<std::vector<std::vector<int32_t>>> generate_batch(const Model& m, co
           p.remaining = q.samples - s->j - 1;
           prefixes[s->r] = std::move(p);
           s->prefix_source = false;
+          s->share_id = (int64_t)tree.nodes.size() + 1 + (int64_t)s->r;  // its samples' copies hold its prompt
+          s->share_len = s->cache.n_past;
         }
       }
     }

@@ -22,6 +22,12 @@ struct BatchSeq {
   const int32_t* tokens = nullptr;
   int n = 0;                  // >= 1
   bool all_logits = false;    // true: logits of all n positions; false: of the last one only
+  // Positions [0, share_len) of this cache hold the same keys and values as those of every other sequence of the
+  // call with the same share_id (copies of one prompt prefix; 0 = none, share_len <= cache->n_past). Decode rows
+  // (n == 1) of such sequences attend together (attention_decode_shared: the prefix read once for all of them);
+  // the results are the same floats either way.
+  int64_t share_id = 0;
+  int share_len = 0;
 };
 
 // Runs every sequence and appends to its cache. `logits` (if not null) receives the requested rows of all

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "ops/ops.h"
+#include "ops/qmatmul.h"
+#include "ops/vexp.h"
 
 namespace ctrust {
 
@@ -148,8 +150,9 @@ void scores_heads8(const float* q, int qs, const float* k, int64_t ld, int hd, i
 }
 }  // namespace
 
-void attention_scores_heads(const float* q, int q_head_stride, int nh, const float* k, int kv_stride, int hd, int lo,
-                            int len, float scale, float* s, int64_t s_stride) {
+namespace {
+void scores_heads_avx2(const float* q, int q_head_stride, int nh, const float* k, int kv_stride, int hd, int lo,
+                       int len, float scale, float* s, int64_t s_stride) {
   if (hd % 8 != 0 || nh == 1) {
     for (int i = 0; i < nh; ++i)
       attention_scores(q + (int64_t)i * q_head_stride, k, kv_stride, hd, lo, len, scale, s + i * s_stride);
@@ -166,6 +169,7 @@ void attention_scores_heads(const float* q, int q_head_stride, int nh, const flo
     }
   }
 }
+}  // namespace
 
 // out[c] = fma(p[j], v[j][c], out[c]) over j in order, as the reference, with the output in registers: 64
 // dimensions (eight registers) per pass over the values.
@@ -192,6 +196,282 @@ void attention_weighted_sum(const float* p, const float* v, int kv_stride, int h
     for (int m = 0; m < nr; ++m) _mm256_storeu_ps(out + c0 + 8 * m, acc[m]);
   }
 }
+
+// ---------------------------------------------------------------- AVX-512: 16 keys (scores) / 16 dims per register
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq")
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 warns inside its AVX-512 intrinsics that
+#pragma GCC diagnostic ignored "-Wuninitialized"        // start from an undefined vector (as qmatmul_x86.inc)
+#endif
+namespace attn_avx512 {
+
+// Keys j .. j+15 (rows kj + i * ld), dimensions c0 .. c0+7, transposed: col[m] lane i = k[j+i][c0+m]. Rows from
+// nv on (a block at the end of the range) repeat row nv-1: their lanes are computed and not stored. The register
+// of rows (i, i+4) (i < 4) and (8+i, 12+i) goes through the 8 x 8 steps of transpose8 within each 256-bit half,
+// and a 128-bit shuffle of the two halves' results puts key j+i in lane i.
+// Rows a and b (the last valid row for those from nv on) in one register.
+template <bool kTail>
+inline __m512 row_pair(const float* kj, int64_t ld, int nv, int a, int b) {
+  const __m256 ra = _mm256_loadu_ps(kj + (kTail ? std::min(a, nv - 1) : a) * ld);
+  const __m256 rb = _mm256_loadu_ps(kj + (kTail ? std::min(b, nv - 1) : b) * ld);
+  return _mm512_insertf32x8(_mm512_castps256_ps512(ra), rb, 1);
+}
+template <bool kTail>
+inline void transpose16x8(const float* kj, int64_t ld, int nv, __m512 col[8]) {
+  const __m512 r0 = row_pair<kTail>(kj, ld, nv, 0, 4), r1 = row_pair<kTail>(kj, ld, nv, 1, 5),
+               r2 = row_pair<kTail>(kj, ld, nv, 2, 6), r3 = row_pair<kTail>(kj, ld, nv, 3, 7),
+               r4 = row_pair<kTail>(kj, ld, nv, 8, 12), r5 = row_pair<kTail>(kj, ld, nv, 9, 13),
+               r6 = row_pair<kTail>(kj, ld, nv, 10, 14), r7 = row_pair<kTail>(kj, ld, nv, 11, 15);
+  const __m512 t0 = _mm512_unpacklo_ps(r0, r1), t1 = _mm512_unpackhi_ps(r0, r1);
+  const __m512 t2 = _mm512_unpacklo_ps(r2, r3), t3 = _mm512_unpackhi_ps(r2, r3);
+  const __m512 t4 = _mm512_unpacklo_ps(r4, r5), t5 = _mm512_unpackhi_ps(r4, r5);
+  const __m512 t6 = _mm512_unpacklo_ps(r6, r7), t7 = _mm512_unpackhi_ps(r6, r7);
+  const __m512 u0 = _mm512_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m512 u1 = _mm512_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m512 u2 = _mm512_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m512 u3 = _mm512_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m512 u4 = _mm512_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m512 u5 = _mm512_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m512 u6 = _mm512_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m512 u7 = _mm512_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  // u0's 128-bit parts: dimension 0 of rows 0-3, dimension 4 of rows 0-3, dimension 0 of rows 4-7, dimension 4
+  // of rows 4-7; u4's the same for rows 8-15.
+  col[0] = _mm512_shuffle_f32x4(u0, u4, _MM_SHUFFLE(2, 0, 2, 0));
+  col[1] = _mm512_shuffle_f32x4(u1, u5, _MM_SHUFFLE(2, 0, 2, 0));
+  col[2] = _mm512_shuffle_f32x4(u2, u6, _MM_SHUFFLE(2, 0, 2, 0));
+  col[3] = _mm512_shuffle_f32x4(u3, u7, _MM_SHUFFLE(2, 0, 2, 0));
+  col[4] = _mm512_shuffle_f32x4(u0, u4, _MM_SHUFFLE(3, 1, 3, 1));
+  col[5] = _mm512_shuffle_f32x4(u1, u5, _MM_SHUFFLE(3, 1, 3, 1));
+  col[6] = _mm512_shuffle_f32x4(u2, u6, _MM_SHUFFLE(3, 1, 3, 1));
+  col[7] = _mm512_shuffle_f32x4(u3, u7, _MM_SHUFFLE(3, 1, 3, 1));
+}
+
+// acc += q[m] * col[m] for m = 0..7 in order, each product rounded before the addition (see rounded_product).
+inline __m512 add_products16(__m512 acc, const float* q, const __m512 col[8]) {
+  for (int m = 0; m < 8; ++m) {
+    __m512 p = _mm512_mul_ps(_mm512_set1_ps(q[m]), col[m]);
+    asm("" : "+v"(p));
+    acc = _mm512_add_ps(acc, p);
+  }
+  return acc;
+}
+
+// NH heads (rows q + i * qs) against keys j .. j+15 (nv of them valid): each 16 x 8 tile of keys is transposed
+// once and serves every head; per head and lane the sum of attention_scores_ref.
+template <int NH, bool kTail>
+inline void block16(const float* q, int qs, const float* kj, int64_t ld, int hd, int nv, __m512 vscale, float* s,
+                    int64_t ss) {
+  __m512 acc[NH], col[8];
+  for (int i = 0; i < NH; ++i) acc[i] = _mm512_setzero_ps();
+  for (int c0 = 0; c0 < hd; c0 += 8) {
+    transpose16x8<kTail>(kj + c0, ld, nv, col);
+    for (int i = 0; i < NH; ++i) acc[i] = add_products16(acc[i], q + (int64_t)i * qs + c0, col);
+  }
+  const __mmask16 m = kTail ? (__mmask16)((1u << nv) - 1) : (__mmask16)0xffff;
+  for (int i = 0; i < NH; ++i) _mm512_mask_storeu_ps(s + i * ss, m, _mm512_mul_ps(acc[i], vscale));
+}
+
+// Software prefetch distances (rows ahead) of the two kernels: a decode step reads each sequence's cache once, from
+// memory (the caches of a batch of sequences do not fit in the caches), 256 bytes per row of a kv head at the
+// row stride; prefetching cut attention() over caches in memory by ~25% (bench_attention's "cold" rows).
+constexpr int kPfS = 32, kPfW = 24;
+template <int NH>
+void scores_heads16(const float* q, int qs, const float* k, int64_t ld, int hd, int lo, int len, float scale,
+                    float* s, int64_t ss) {
+  const __m512 vscale = _mm512_set1_ps(scale);
+  int j = lo;
+  for (; j + 16 <= len; j += 16) {
+    {  // the 16 rows kPfS ahead
+      const int jp = std::min(len - 1, j + kPfS);
+      const int je = std::min(len, jp + 16);
+      for (int r = jp; r < je; ++r)
+        for (int c = 0; c < hd; c += 16) _mm_prefetch((const char*)(k + (int64_t)r * ld + c), _MM_HINT_T0);
+    }
+    block16<NH, false>(q, qs, k + (int64_t)j * ld, ld, hd, 16, vscale, s + j, ss);
+  }
+  if (j < len) block16<NH, true>(q, qs, k + (int64_t)j * ld, ld, hd, len - j, vscale, s + j, ss);
+}
+
+void scores_heads(const float* q, int q_head_stride, int nh, const float* k, int kv_stride, int hd, int lo, int len,
+                  float scale, float* s, int64_t s_stride) {
+  for (int i0 = 0; i0 < nh; i0 += 4) {  // at most four heads per pass: their accumulators and a tile in registers
+    const float* qi = q + (int64_t)i0 * q_head_stride;
+    float* si = s + i0 * s_stride;
+    switch (std::min(4, nh - i0)) {
+      case 1: scores_heads16<1>(qi, q_head_stride, k, kv_stride, hd, lo, len, scale, si, s_stride); break;
+      case 2: scores_heads16<2>(qi, q_head_stride, k, kv_stride, hd, lo, len, scale, si, s_stride); break;
+      case 3: scores_heads16<3>(qi, q_head_stride, k, kv_stride, hd, lo, len, scale, si, s_stride); break;
+      default: scores_heads16<4>(qi, q_head_stride, k, kv_stride, hd, lo, len, scale, si, s_stride); break;
+    }
+  }
+}
+
+// NH heads' weighted sums over NR x 16 dimensions (v, out at the chunk's first dimension): each value row is
+// loaded once for all heads; out[i][c] = fma(p_i[j], v_j[c], out[i][c]) over j in order, as the reference, from
+// 0 or (in != null) from in[i][c] (a sum over earlier keys carried on: the same chain of fma's).
+template <int NH, int NR>
+void wsum_chunk(const float* p, int64_t ps, const float* v, int64_t ld, int lo, int len, const float* in,
+                int64_t is, float* out, int64_t os) {
+  __m512 acc[NH][NR];
+  for (int i = 0; i < NH; ++i)
+    for (int m = 0; m < NR; ++m) acc[i][m] = in ? _mm512_loadu_ps(in + i * is + 16 * m) : _mm512_setzero_ps();
+  for (int j = lo; j < len; ++j) {
+    const float* vj = v + (int64_t)j * ld;
+    if (j + kPfW < len)
+      for (int m = 0; m < NR; ++m) _mm_prefetch((const char*)(vj + kPfW * ld + 16 * m), _MM_HINT_T0);
+    __m512 vr[NR];
+    for (int m = 0; m < NR; ++m) vr[m] = _mm512_loadu_ps(vj + 16 * m);
+    for (int i = 0; i < NH; ++i) {
+      const __m512 pj = _mm512_set1_ps(p[i * ps + j]);
+      for (int m = 0; m < NR; ++m) acc[i][m] = _mm512_fmadd_ps(pj, vr[m], acc[i][m]);
+    }
+  }
+  for (int i = 0; i < NH; ++i)
+    for (int m = 0; m < NR; ++m) _mm512_storeu_ps(out + i * os + 16 * m, acc[i][m]);
+}
+
+template <int NH>
+void wsum_heads(const float* p, int64_t ps, const float* v, int64_t ld, int hd, int lo, int len, const float* in,
+                int64_t is, float* out, int64_t os) {
+  for (int c0 = 0; c0 < hd; c0 += 64) {
+    const float* ic = in ? in + c0 : nullptr;
+    switch (std::min(4, (hd - c0) / 16)) {
+      case 1: wsum_chunk<NH, 1>(p, ps, v + c0, ld, lo, len, ic, is, out + c0, os); break;
+      case 2: wsum_chunk<NH, 2>(p, ps, v + c0, ld, lo, len, ic, is, out + c0, os); break;
+      case 3: wsum_chunk<NH, 3>(p, ps, v + c0, ld, lo, len, ic, is, out + c0, os); break;
+      default: wsum_chunk<NH, 4>(p, ps, v + c0, ld, lo, len, ic, is, out + c0, os); break;
+    }
+  }
+}
+
+// hd % 16 == 0. in: null (sums from 0) or the nh heads' sums so far (stride in_stride; may equal out).
+void weighted_sum_heads(const float* p, int64_t p_stride, int nh, const float* v, int kv_stride, int hd, int lo,
+                        int len, float* out, int64_t out_stride, const float* in = nullptr, int64_t in_stride = 0) {
+  for (int i0 = 0; i0 < nh; i0 += 4) {  // at most four heads per pass (16 accumulators of 64 dimensions)
+    const float* pi = p + i0 * p_stride;
+    const float* ii = in ? in + i0 * in_stride : nullptr;
+    float* oi = out + i0 * out_stride;
+    switch (std::min(4, nh - i0)) {
+      case 1: wsum_heads<1>(pi, p_stride, v, kv_stride, hd, lo, len, ii, in_stride, oi, out_stride); break;
+      case 2: wsum_heads<2>(pi, p_stride, v, kv_stride, hd, lo, len, ii, in_stride, oi, out_stride); break;
+      case 3: wsum_heads<3>(pi, p_stride, v, kv_stride, hd, lo, len, ii, in_stride, oi, out_stride); break;
+      default: wsum_heads<4>(pi, p_stride, v, kv_stride, hd, lo, len, ii, in_stride, oi, out_stride); break;
+    }
+  }
+}
+
+// Scores of NH heads (rows q + i * qs) against a block of nv <= 16 keys already transposed into T (T + 16 * c:
+// dimension c of the 16 keys): per lane the sum of attention_scores_ref.
+template <int NH>
+inline void scores_from_tile(const float* q, int qs, const float* T, int hd, int nv, __m512 vscale, float* s,
+                             int64_t ss) {
+  __m512 acc[NH];
+  for (int i = 0; i < NH; ++i) acc[i] = _mm512_setzero_ps();
+  for (int c = 0; c < hd; ++c) {
+    const __m512 col = _mm512_loadu_ps(T + 16 * c);
+    for (int i = 0; i < NH; ++i) {
+      __m512 p = _mm512_mul_ps(_mm512_set1_ps(q[(int64_t)i * qs + c]), col);
+      asm("" : "+v"(p));
+      acc[i] = _mm512_add_ps(acc[i], p);
+    }
+  }
+  const __mmask16 m = (__mmask16)((1u << nv) - 1);
+  for (int i = 0; i < NH; ++i) _mm512_mask_storeu_ps(s + i * ss, m, _mm512_mul_ps(acc[i], vscale));
+}
+
+void scores_from_tile_heads(const float* q, int qs, int nh, const float* T, int hd, int nv, __m512 vscale, float* s,
+                            int64_t ss) {
+  for (int i0 = 0; i0 < nh; i0 += 4) {
+    const float* qi = q + (int64_t)i0 * qs;
+    float* si = s + i0 * ss;
+    switch (std::min(4, nh - i0)) {
+      case 1: scores_from_tile<1>(qi, qs, T, hd, nv, vscale, si, ss); break;
+      case 2: scores_from_tile<2>(qi, qs, T, hd, nv, vscale, si, ss); break;
+      case 3: scores_from_tile<3>(qi, qs, T, hd, nv, vscale, si, ss); break;
+      default: scores_from_tile<4>(qi, qs, T, hd, nv, vscale, si, ss); break;
+    }
+  }
+}
+
+// Keys j .. j+nv-1 (nv <= 16) of one kv head, all hd dimensions, transposed into T (16 * hd floats).
+void transpose_block(const float* kj, int64_t ld, int hd, int nv, float* T) {
+  __m512 col[8];
+  for (int c0 = 0; c0 < hd; c0 += 8) {
+    if (nv == 16)
+      transpose16x8<false>(kj + c0, ld, 16, col);
+    else
+      transpose16x8<true>(kj + c0, ld, nv, col);
+    for (int m = 0; m < 8; ++m) _mm512_storeu_ps(T + 16 * (c0 + m), col[m]);
+  }
+}
+
+
+// One kv head g of attention_decode_shared: buf holds off[G] scores, a 16 x hd key block and G x group x hd sums.
+void decode_shared_head(const DecodeRow* rows, int G, int kv_stride, int P, int g, int hd, int group, float scale,
+                        const int64_t* off, float* buf) {
+  const int64_t ld = kv_stride;
+  constexpr int kVBlock = 32;  // value rows of the prefix per pass over the sequences (8 KB at hd 64)
+  float* S = buf;
+  float* T = S + off[G];
+  float* A = T + 16 * hd;  // row r's group sums at A + r * group * hd
+  const __m512 vscale = _mm512_set1_ps(scale);
+  // Scores of the prefix keys [0, P): each block of 16 keys transposed once (from row 0's cache: every
+  // row's holds the same keys there) and used by every row's query heads.
+  const float* k0 = rows[0].k + (int64_t)g * hd;
+  for (int j = 0; j < P; j += 16) {
+    const int nv = std::min(16, P - j);
+    if (j + 32 < P)
+      for (int r2 = j + 32; r2 < std::min(P, j + 48); ++r2)
+        for (int c = 0; c < hd; c += 16) _mm_prefetch((const char*)(k0 + r2 * ld + c), _MM_HINT_T0);
+    attn_avx512::transpose_block(k0 + (int64_t)j * ld, ld, hd, nv, T);
+    for (int r = 0; r < G; ++r) {
+      const int len = rows[r].pos + 1;
+      attn_avx512::scores_from_tile_heads(rows[r].q + (int64_t)g * group * hd, hd, group, T, hd, nv, vscale,
+                                          S + off[r] + j, len);
+    }
+  }
+  // Each row's own keys [P, pos], then its softmax.
+  for (int r = 0; r < G; ++r) {
+    const int len = rows[r].pos + 1;
+    attn_avx512::scores_heads(rows[r].q + (int64_t)g * group * hd, hd, group, rows[r].k + (int64_t)g * hd,
+                              kv_stride, hd, P, len, scale, S + off[r], len);
+    softmax_rows(S + off[r], len, group, len);
+  }
+  // The weighted sums over the prefix values, a block of kVBlock value rows (from row 0's cache) at a time
+  // for every row (the block stays in the L1 cache); each sum carried on from the previous block.
+  const float* v0 = rows[0].v + (int64_t)g * hd;
+  for (int j = 0; j < P; j += kVBlock) {
+    const int je = std::min(P, j + kVBlock);
+    for (int r2 = je; r2 < std::min(P, je + kVBlock); ++r2)  // the next block, while this one is used G times
+      for (int c = 0; c < hd; c += 16) _mm_prefetch((const char*)(v0 + r2 * ld + c), _MM_HINT_T0);
+    for (int r = 0; r < G; ++r) {
+      float* Ar = A + (int64_t)r * group * hd;
+      const int len = rows[r].pos + 1;
+      attn_avx512::weighted_sum_heads(S + off[r], len, group, v0, kv_stride, hd, j, je, Ar, hd,
+                                      j == 0 ? nullptr : Ar, hd);
+    }
+  }
+  // Then each row's own values [P, pos], into its output.
+  for (int r = 0; r < G; ++r) {
+    const int len = rows[r].pos + 1;
+    float* Ar = A + (int64_t)r * group * hd;
+    attn_avx512::weighted_sum_heads(S + off[r], len, group, rows[r].v + (int64_t)g * hd, kv_stride, hd, P,
+                                    len, rows[r].out + (int64_t)g * group * hd, hd, Ar, hd);
+  }
+}
+
+}  // namespace attn_avx512
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC diagnostic pop
+#pragma GCC pop_options
+#endif
 #else
 void attention_scores(const float* q, const float* k, int kv_stride, int hd, int lo, int len, float scale,
                       float* s) {
@@ -200,12 +480,43 @@ void attention_scores(const float* q, const float* k, int kv_stride, int hd, int
 void attention_weighted_sum(const float* p, const float* v, int kv_stride, int hd, int lo, int len, float* out) {
   attention_weighted_sum_ref(p, v, kv_stride, hd, lo, len, out);
 }
-void attention_scores_heads(const float* q, int q_head_stride, int nh, const float* k, int kv_stride, int hd, int lo,
-                            int len, float scale, float* s, int64_t s_stride) {
+#endif
+
+void attention_scores_heads_isa(const float* q, int q_head_stride, int nh, const float* k, int kv_stride, int hd,
+                                int lo, int len, float scale, float* s, int64_t s_stride, KernelIsa isa) {
+#if defined(__AVX2__) && defined(__FMA__)
+  if (isa == KernelIsa::Avx512 && hd % 8 == 0)
+    return attn_avx512::scores_heads(q, q_head_stride, nh, k, kv_stride, hd, lo, len, scale, s, s_stride);
+  if (isa != KernelIsa::Ref)
+    return scores_heads_avx2(q, q_head_stride, nh, k, kv_stride, hd, lo, len, scale, s, s_stride);
+#endif
   for (int i = 0; i < nh; ++i)
     attention_scores_ref(q + (int64_t)i * q_head_stride, k, kv_stride, hd, lo, len, scale, s + i * s_stride);
 }
+
+void attention_scores_heads(const float* q, int q_head_stride, int nh, const float* k, int kv_stride, int hd, int lo,
+                            int len, float scale, float* s, int64_t s_stride) {
+  attention_scores_heads_isa(q, q_head_stride, nh, k, kv_stride, hd, lo, len, scale, s, s_stride, kernel_isa());
+}
+
+void attention_weighted_sum_heads_isa(const float* p, int64_t p_stride, int nh, const float* v, int kv_stride, int hd,
+                                      int lo, int len, float* out, int64_t out_stride, KernelIsa isa) {
+#if defined(__AVX2__) && defined(__FMA__)
+  if (isa == KernelIsa::Avx512 && hd % 16 == 0)
+    return attn_avx512::weighted_sum_heads(p, p_stride, nh, v, kv_stride, hd, lo, len, out, out_stride);
 #endif
+  for (int i = 0; i < nh; ++i) {
+    if (isa == KernelIsa::Ref)
+      attention_weighted_sum_ref(p + i * p_stride, v, kv_stride, hd, lo, len, out + i * out_stride);
+    else
+      attention_weighted_sum(p + i * p_stride, v, kv_stride, hd, lo, len, out + i * out_stride);
+  }
+}
+
+void attention_weighted_sum_heads(const float* p, int64_t p_stride, int nh, const float* v, int kv_stride, int hd,
+                                  int lo, int len, float* out, int64_t out_stride) {
+  attention_weighted_sum_heads_isa(p, p_stride, nh, v, kv_stride, hd, lo, len, out, out_stride, kernel_isa());
+}
 
 void attention(const AttentionShape& s, const float* q, const float* k, const float* v, int kv_stride, int pos0,
                int n, float* out) {
@@ -238,11 +549,9 @@ void attention(const AttentionShape& s, const float* q, const float* k, const fl
           float* S = scores.data();
           const float* qg = q + (int64_t)r * q_stride + (int64_t)g * group * hd;
           attention_scores_heads(qg, hd, group, kg, kv_stride, hd, lo, len, scale, S, len);
-          for (int i = 0; i < group; ++i) {
-            float* sr = S + (int64_t)i * len;
-            softmax(sr + lo, len - lo);
-            attention_weighted_sum(sr, vg, kv_stride, hd, lo, len, out + (int64_t)r * q_stride + (int64_t)(g * group + i) * hd);
-          }
+          softmax_rows(S + lo, len - lo, group, len);
+          attention_weighted_sum_heads(S, len, group, vg, kv_stride, hd, lo, len,
+                                       out + (int64_t)r * q_stride + (int64_t)g * group * hd, hd);
         }
       }
     }
@@ -294,6 +603,33 @@ void attention(const AttentionShape& s, const float* q, const float* k, const fl
   }
 }
 
+
+void attention_decode_shared(const AttentionShape& s, const DecodeRow* rows, int G, int kv_stride, int P) {
+  const int hd = s.head_dim;
+  const int group = s.n_heads / s.n_kv_heads;
+  bool grouped = G >= 2 && P > 0 && s.window == 0 && hd % 16 == 0 && kernel_isa() == KernelIsa::Avx512;
+  for (int r = 0; r < G && grouped; ++r) grouped = rows[r].pos >= P;
+#if defined(__AVX2__) && defined(__FMA__)
+  if (grouped) {
+    const float scale = s.scale > 0 ? s.scale : 1.0f / std::sqrt((float)hd);
+    std::vector<int64_t> off(G + 1, 0);  // row r's scores at off[r]: group rows of pos + 1 keys
+    for (int r = 0; r < G; ++r) off[r + 1] = off[r] + (int64_t)group * (rows[r].pos + 1);
+    int64_t work = 0;
+    for (int r = 0; r < G; ++r) work += (int64_t)s.n_heads * (rows[r].pos + 1) * hd;
+#pragma omp parallel if (work > (1 << 18))
+    {
+      std::vector<float> buf;  // this thread's: scores, the transposed key block, the sums over the prefix
+#pragma omp for schedule(dynamic, 1)
+      for (int g = 0; g < s.n_kv_heads; ++g) {
+        buf.resize(off[G] + 16 * hd + (int64_t)G * group * hd);
+        attn_avx512::decode_shared_head(rows, G, kv_stride, P, g, hd, group, scale, off.data(), buf.data());
+      }
+    }
+    return;
+  }
+#endif
+  for (int r = 0; r < G; ++r) attention(s, rows[r].q, rows[r].k, rows[r].v, kv_stride, rows[r].pos, 1, rows[r].out);
+}
 }  // namespace ctrust
 
 namespace ctrust {

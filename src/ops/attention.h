@@ -2,6 +2,8 @@
 #pragma once
 #include <cstdint>
 
+#include "ops/qmatmul.h"  // KernelIsa
+
 namespace ctrust {
 
 struct AttentionShape {
@@ -25,7 +27,10 @@ void attention_scores_ref(const float* q, const float* k, int kv_stride, int hd,
                           float* s);
 // attention_scores for the nh query heads that share one kv head (grouped-query attention): head i's query at
 // q + i * q_head_stride, its scores at s + i * s_stride. Each transposed key tile serves up to four heads; per head
-// bit-identical to attention_scores_ref (test Ops.AttentionScoresKernelEqualsReference).
+// bit-identical to attention_scores_ref (tests Ops.AttentionScoresKernelEqualsReference,
+// Ops.AttentionHeadsKernelsEqualReference). With AVX-512 (kernel_isa()): 16 keys per register, one per lane,
+// after 16 x 8 transposes (two key rows per register through transpose8's steps, then a 128-bit shuffle); the
+// last block of fewer than 16 keys repeats its last row in the spare lanes and stores only the valid ones.
 void attention_scores_heads(const float* q, int q_head_stride, int nh, const float* k, int kv_stride, int hd, int lo,
                             int len, float scale, float* s, int64_t s_stride);
 // The weighted sum of the values j = lo .. len-1 (the same path): out[c] = fma(p[j], v_j[c], out[c]) over j in
@@ -34,6 +39,18 @@ void attention_scores_heads(const float* q, int q_head_stride, int nh, const flo
 // Ops.AttentionWeightedSumKernelEqualsReference).
 void attention_weighted_sum(const float* p, const float* v, int kv_stride, int hd, int lo, int len, float* out);
 void attention_weighted_sum_ref(const float* p, const float* v, int kv_stride, int hd, int lo, int len, float* out);
+// attention_weighted_sum for the nh query heads of one kv head: head i's weights at p + i * p_stride, its output
+// at out + i * out_stride. With AVX-512 (head sizes that are multiples of 16) each value row is loaded once for up
+// to four heads (their 64-dimension outputs in 16 registers); per head bit-identical to attention_weighted_sum_ref
+// (test Ops.AttentionHeadsKernelsEqualReference).
+void attention_weighted_sum_heads(const float* p, int64_t p_stride, int nh, const float* v, int kv_stride, int hd,
+                                  int lo, int len, float* out, int64_t out_stride);
+// The two grouped kernels of one ISA (Ref: the plain loops; Avx2: the 8-key / per-head kernels above; Avx512:
+// 16 keys per register after 16 x 8 transposes, and the grouped weighted sum). attention() takes kernel_isa()'s.
+void attention_scores_heads_isa(const float* q, int q_head_stride, int nh, const float* k, int kv_stride, int hd,
+                                int lo, int len, float scale, float* s, int64_t s_stride, KernelIsa isa);
+void attention_weighted_sum_heads_isa(const float* p, int64_t p_stride, int nh, const float* v, int kv_stride, int hd,
+                                      int lo, int len, float* out, int64_t out_stride, KernelIsa isa);
 
 // q: [n][n_heads*head_dim], the queries of positions pos0 .. pos0+n-1 (RoPE applied).
 // k, v: [pos0+n][n_kv_heads*head_dim] (row stride kv_stride), keys/values of positions 0 .. pos0+n-1.
@@ -43,6 +60,23 @@ void attention_weighted_sum_ref(const float* p, const float* v, int kv_stride, i
 void attention(const AttentionShape& s, const float* q, const float* k, const float* v, int kv_stride, int pos0,
                int n, float* out);
 
+
+// One decode row (a single new query) of a sequence: its query (n_heads * head_dim floats), its cache's keys and
+// values from position 0 (the new row at `pos` already written), its output (n_heads * head_dim floats).
+struct DecodeRow {
+  const float* q = nullptr;
+  const float* k = nullptr;
+  const float* v = nullptr;
+  int pos = 0;
+  float* out = nullptr;
+};
+// attention(s, q, k, v, kv_stride, pos, 1, out) for each of G rows whose caches hold the same keys and values at
+// positions [0, P) (copies of one prompt prefix: samples of one prompt in batched generation), with the same
+// floats: with AVX-512 (head size a multiple of 16, no sliding window) the prefix's keys and values are read once
+// for all rows -- each block of 16 prefix keys transposed once and used by every row's heads, each block of prefix
+// values used by every row's weighted sums (carried on in order, then each row's own keys [P, pos]) -- instead of
+// once per row from each copy. Otherwise one attention() per row. Test Ops.AttentionDecodeSharedEqualsAttention.
+void attention_decode_shared(const AttentionShape& s, const DecodeRow* rows, int G, int kv_stride, int P);
 }  // namespace ctrust
 
 namespace ctrust {

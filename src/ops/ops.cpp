@@ -1,8 +1,12 @@
 #include "ops/ops.h"
 
+#include <algorithm>
+
 #include <vector>
 
 #include <cmath>
+
+#include "ops/vexp.h"
 
 namespace ctrust {
 
@@ -59,21 +63,26 @@ void rope(float* x, int rows, int n_heads, int head_dim, RopeLayout layout, cons
   }
 }
 
-void softmax(float* x, int n) {
-  float mx = -INFINITY;
-  for (int i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
-  double sum = 0.0;
-  for (int i = 0; i < n; ++i) {
-    const float e = std::exp(x[i] - mx);
-    x[i] = e;
-    sum += (double)e;
-  }
-  const float inv = (float)(1.0 / sum);
-  for (int i = 0; i < n; ++i) x[i] *= inv;
+// softmax: ops/vexp.cpp (vectorized exp, bit-identical to std::exp).
+
+void swiglu_ref(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = silu(gate[i]) * up[i];
 }
 
+// The exponentials of a chunk by exp_f32 (bit-identical to the expf silu calls), then the same float operations.
 void swiglu(const float* gate, const float* up, float* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = silu(gate[i]) * up[i];
+  if (!exp_f32_matches_libm()) return swiglu_ref(gate, up, out, n);
+  constexpr int kChunk = 256;
+  float e[kChunk];
+  for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+    const int m = (int)std::min<int64_t>(kChunk, n - i0);
+    const float* g = gate + i0;
+    for (int k = 0; k < m; ++k) e[k] = -g[k];
+    exp_f32(e, e, m);
+    const float* u = up + i0;
+    float* o = out + i0;
+    for (int k = 0; k < m; ++k) o[k] = g[k] / (1.0f + e[k]) * u[k];  // silu(g) * u; o may be g
+  }
 }
 
 namespace {

@@ -21,13 +21,17 @@ void rope_tables(int pos0, int n_pos, int head_dim, float base, float freq_scale
 void rope(float* x, int rows, int n_heads, int head_dim, RopeLayout layout, const float* cos_t,
           const float* sin_t);
 
-// In-place softmax of one row: exp(x - max) / sum (sum in double).
+// In-place softmax of one row: mx = the max (x[i] > mx ? x[i] : mx from -inf), e = std::exp(x - mx), their sum in
+// double in index order, then x *= (float)(1 / sum). Vectorized (ops/vexp.h: exp bit-identical to std::exp),
+// equal bit for bit to softmax_ref, the plain loop.
 void softmax(float* x, int n);
 
 // x / (1 + exp(-x))
 inline float silu(float x) { return x / (1.0f + __builtin_expf(-x)); }
-// out[i] = silu(gate[i]) * up[i]  (SwiGLU); out may equal gate.
+// out[i] = silu(gate[i]) * up[i]  (SwiGLU); out may equal gate. The exponentials by exp_f32 (ops/vexp.h), so
+// bit-identical to swiglu_ref, the plain loop (test Ops.SwigluEqualsReference).
 void swiglu(const float* gate, const float* up, float* out, int64_t n);
+void swiglu_ref(const float* gate, const float* up, float* out, int64_t n);
 
 // GELU (tanh approximation) as ggml's CPU backend computes it (GGML_GELU_FP16, ggml_vec_gelu_f32): x <= -10 -> 0,
 // x >= 10 -> x, otherwise x is rounded to f16 and the f16 value of 0.5 x (1 + tanhf(sqrt(2/pi) x (1 + 0.044715 x^2)))
