@@ -10,10 +10,12 @@
 # also a mix at exactly the size of each of its Q3_K_M / Q4_K_M files (targets "=llama-q3_k_m-im" ...), and paired
 # comparisons on the same tokens (`ctrust kld --paired`, OUT/paired.tsv: B - A with token and chunk standard errors
 # and a chunk-bootstrap 95% interval) of every mix against the llama.cpp mix and the uniform levels nearest in size.
-# OUT/maps.txt: the chosen type of every block of every mix. CPU/wall time of every step: OUT/*.time.
+# OUT/maps.txt: the chosen type of every unit of every mix. CPU/wall time of every step: OUT/*.time.
 #
 #   BASE     full-precision model (default: SmolLM2-135M-Instruct.F32.gguf in the cache)
-#   OUT      folder (default ~/.cache/ctrust/mixed_curve/<base name>); files already made are reused
+#   MIX_UNIT block (default: one type per block) or tensor (one type per block Linear: --mix-unit tensor)
+#   OUT      folder (default ~/.cache/ctrust/mixed_curve/<base name>, with -tensor for MIX_UNIT=tensor); files
+#            already made are reused
 #   BPWS     targets (default "5.9 6.2 6.5 7.0 7.5")
 #   LEVELS   candidate levels (default q2_k,q3_k,q4_k,q5_k,q6_k,q8_0)
 #   SENS_N, SENS_L  sensitivity sample (default 4 x 128 tokens of the calibration text, seed 0)
@@ -25,7 +27,9 @@ CACHE=${CTRUST_CACHE:-$HOME/.cache/ctrust}
 SHARED=${CTRUST_SHARED:-$ROOT/../shared}
 LLAMA=${CTRUST_LLAMACPP:-$CACHE/llamacpp}/bin
 BASE=${BASE:-$CACHE/models/SmolLM2-135M-Instruct.F32.gguf}
-OUT=${OUT:-$CACHE/mixed_curve/$(basename "$BASE" .gguf)}
+MIX_UNIT=${MIX_UNIT:-block}
+case $MIX_UNIT in block) sfx="" ;; tensor) sfx="-tensor" ;; *) echo "ctrust: error: MIX_UNIT=$MIX_UNIT (block or tensor)" >&2; exit 2 ;; esac
+OUT=${OUT:-$CACHE/mixed_curve/$(basename "$BASE" .gguf)$sfx}
 BPWS=${BPWS:-"5.9 6.2 6.5 7.0 7.5"}
 LEVELS=${LEVELS:-q2_k,q3_k,q4_k,q5_k,q6_k,q8_0}
 SENS_N=${SENS_N:-4}
@@ -45,7 +49,7 @@ run() {
 IM=$OUT/imatrix.gguf
 [[ -f $IM ]] || run imatrix "$OUT/imatrix.log" "$OUT/imatrix.err" "$BIN" imatrix -m "$BASE" -o "$IM" -t "$T"
 TABLE=$OUT/sens.json
-common=(-m "$BASE" --method rtn --imatrix "$IM" --legacy-fit ggml --sens-table "$TABLE" --sens-nsamples "$SENS_N"
+common=(-m "$BASE" --method rtn --imatrix "$IM" --legacy-fit ggml --mix-unit "$MIX_UNIT" --sens-table "$TABLE" --sens-nsamples "$SENS_N"
         --sens-seqlen "$SENS_L" -t "$T" --json)
 make() {  # name, extra args...
   local name=$1; shift
@@ -101,7 +105,7 @@ done
 log "results: $RES"
 column -t -s $'\t' "$RES"
 
-# The chosen map of every mix: one line per mix, the level of each block.
+# The chosen map of every mix: one line per mix, the level of each unit.
 python3 - "$OUT" "${mixes[@]}" > "$OUT/maps.txt" <<'PY'
 import json, sys
 out, mixes = sys.argv[1], sys.argv[2:]

@@ -178,3 +178,54 @@ TEST(CompressMixed, SmolLM2BudgetMetAndMapWritten) {
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("bits per weight"), std::string::npos) << r.err;
 }
+
+// Per-tensor units (--mix-unit tensor) on SmolLM2-135M (F32 copy): 30 x 7 units named blk.L.<linear>, the written
+// file's types are each tensor's own level (so that a block may hold two types), the budget is met exactly as
+// planned, the table records its unit and is refused for the other kind of unit.
+TEST(CompressMixed, SmolLM2PerTensorUnits) {
+  const std::string model = test::smollm_f32();
+  if (!std::filesystem::exists(model)) GTEST_SKIP() << model << " is absent (bash scripts/setup.sh makes it)";
+  const std::string dir = test::scratch_dir();
+  const std::string out = dir + "/mixed_t.gguf", table = dir + "/mixed_t_table.json";
+  std::filesystem::remove(table);
+  const std::string common = "compress -m " + model +
+                             " --method rtn --mix-levels q4_k,q8_0 --sens-nsamples 1 --sens-seqlen 16 "
+                             "--sens-table " + table + " --json -o " + out;
+  test::CliResult r = test::run_ctrust(common + " --mix-unit tensor --target-bpw 6.0", "mixedt1");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json mx = json::parse(r.out).at("mixed");
+  EXPECT_EQ(mx.at("unit").get<std::string>(), "tensor");
+  EXPECT_EQ(mx.at("file_tensor_bytes").get<uint64_t>(), mx.at("planned_tensor_bytes").get<uint64_t>());
+  EXPECT_LE(mx.at("file_tensor_bytes").get<uint64_t>(), mx.at("budget_bytes").get<uint64_t>());
+  EXPECT_EQ(gguf_tensor_size(out).bytes, mx.at("file_tensor_bytes").get<uint64_t>());
+  std::map<std::string, std::string> level;
+  for (const json& e : mx.at("map")) level[e.at("unit").get<std::string>()] = e.at("level").get<std::string>();
+  ASSERT_EQ(level.size(), 30u * 7);
+  EXPECT_EQ(level.count("blk.0.attn_q"), 1u);
+  EXPECT_EQ(level.count("blk.29.ffn_down"), 1u);
+  const GgufFile g = read_gguf(out);
+  int checked = 0;
+  std::map<std::string, std::set<std::string>> block_levels;  // block -> the levels of its Linears
+  for (const GgufTensorInfo& t : g.tensors) {
+    if (t.name.rfind("blk.", 0) != 0 || t.ne.size() != 2) continue;
+    const std::string unit = t.name.substr(0, t.name.size() - std::string(".weight").size());
+    ASSERT_EQ(level.count(unit), 1u) << t.name;
+    EXPECT_EQ(ggml_type_name(t.type), mixed_tensor_type(level.at(unit), t.ne[0])) << t.name;
+    block_levels[t.name.substr(0, t.name.find('.', 4))].insert(level.at(unit));
+    ++checked;
+  }
+  EXPECT_EQ(checked, 30 * 7);
+  int mixed_blocks = 0;
+  for (auto& [b, lv] : block_levels) mixed_blocks += lv.size() > 1;
+  EXPECT_GT(mixed_blocks, 0) << "no block holds two types: the per-tensor choice was not used";
+  const SensitivityTable st = sensitivity_from_json(mx.at("table"), "table");
+  EXPECT_EQ(st.unit, "tensor");
+  ASSERT_EQ(st.units.size(), 210u);
+  for (size_t u = 0; u < st.units.size(); ++u) EXPECT_LT(st.bytes[u][0], st.bytes[u][1]) << st.units[u];
+  // The table of per-tensor units is not reused for block units.
+  r = test::run_ctrust(common + " --mix-unit block --target-bpw 6.0", "mixedt2");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("other options"), std::string::npos) << r.err;
+  r = test::run_ctrust(common + " --mix-unit layer --target-bpw 6.0", "mixedt3");
+  EXPECT_NE(r.status, 0);
+}

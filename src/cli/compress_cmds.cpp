@@ -253,12 +253,16 @@ void register_compress_commands(CLI::App& app) {
                 "Output types q4_0/q5_0/q8_0: gptq (default: the GPTQ reference grid) or ggml (the scale ggml's own "
                 "quantizer picks, imatrix-weighted with --imatrix; the quantizer rounds on it)");
   c->add_option("--target-bpw", a.mix.target_bpw,
-                "KL-guided mixed precision: choose each block's type (--mix-levels) so that the file's tensors take at "
+                "KL-guided mixed precision: choose each block's (--mix-unit) type (--mix-levels) so that the file's tensors take at "
                 "most this many bits per weight (llama.cpp's BPW) with the least predicted KL (--objective)");
   c->add_option("--objective", a.mix.objective, "--target-bpw: kl (default: mean token KL) or flips (top-1 changes)");
   c->add_option("--mix-levels", a.mix_levels,
                 "--target-bpw: candidate types, comma-separated (default q2_k,q3_k,q4_k,q5_k,q6_k,q8_0; a K type "
                 "falls back as llama-quantize for inputs not a multiple of 256)");
+  c->add_option("--mix-unit", a.mix.unit,
+                "--target-bpw: what one choice covers: block (default: a block's seven Linears share a type) or tensor "
+                "(each block Linear its own type; 7x the sensitivity measurements)")
+      ->check(CLI::IsMember({"block", "tensor"}));
   c->add_option("--sens-nsamples", a.mix.n_samples, "--target-bpw: sensitivity sequences (default 4)");
   c->add_option("--sens-seqlen", a.mix.seq_len, "--target-bpw: tokens per sensitivity sequence (default 256)");
   c->add_option("--sens-table", a.mix.table_path,

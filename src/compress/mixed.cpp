@@ -32,6 +32,20 @@ std::string mixed_tensor_type(const std::string& level, int64_t cols) {
   }
 }
 
+std::vector<MixUnit> mix_units(const Model& m, const std::string& kind) {
+  if (kind != "block" && kind != "tensor") fail("--mix-unit '{}': expected block or tensor", kind);
+  std::vector<MixUnit> out;
+  for (int l = 0; l < m.cfg.n_layers; ++l) {
+    if (kind == "block") out.push_back(MixUnit{fmt::format("blk.{}", l), l, {}});
+    for (const BlockLinear& b : kBlockLinears) {
+      const std::string name = fmt::format("blk.{}.{}.weight", l, b.name);
+      if (kind == "tensor") out.push_back(MixUnit{fmt::format("blk.{}.{}", l, b.name), l, {}});
+      out.back().tensors.push_back(name);
+    }
+  }
+  return out;
+}
+
 namespace {
 
 std::string linear_name(int l, const char* lin) { return fmt::format("blk.{}.{}.weight", l, lin); }
@@ -143,7 +157,7 @@ void check_calibration(const Model& m, const Calibration& calib) {
 }  // namespace
 
 nlohmann::json SensitivityTable::to_json() const {
-  return {{"model", model},           {"units", units},          {"levels", levels},
+  return {{"model", model},           {"unit", unit},            {"units", units},          {"levels", levels},
           {"kl", kl},                 {"kl_se", kl_se},          {"flips", flips},
           {"bytes", bytes},           {"tokens", tokens},        {"calib_file", calib_file},
           {"calib_hash", calib_hash}, {"n_samples", n_samples},  {"seq_len", seq_len},
@@ -154,6 +168,7 @@ SensitivityTable sensitivity_from_json(const nlohmann::json& j, const std::strin
   SensitivityTable t;
   try {
     t.model = j.at("model").get<std::string>();
+    t.unit = j.value("unit", std::string("block"));  // tables written before per-tensor units have none
     t.units = j.at("units").get<std::vector<std::string>>();
     t.levels = j.at("levels").get<std::vector<std::string>>();
     t.kl = j.at("kl").get<std::vector<std::vector<double>>>();
@@ -181,11 +196,12 @@ SensitivityTable sensitivity_from_json(const nlohmann::json& j, const std::strin
   if (U == 0 || K == 0 || !shaped(t.kl) || !shaped(t.kl_se) || !shaped(t.flips) || !shaped(t.bytes))
     fail("{}: sensitivity table: every row needs one value per level ({} units x {} levels)", what, U, K);
   for (const std::string& lv : t.levels) check_output_type(lv, fmt::format("{}: level", what).c_str());
+  if (t.unit != "block" && t.unit != "tensor") fail("{}: sensitivity table: unit '{}' (expected block or tensor)", what, t.unit);
   return t;
 }
 
 SensitivityTable measure_sensitivity(Model& m, const Calibration& calib, const std::vector<std::string>& levels,
-                                     const Recipe& recipe, const Imatrix* imatrix,
+                                     const std::string& unit, const Recipe& recipe, const Imatrix* imatrix,
                                      const std::function<void(int, int)>& progress) {
   const ModelConfig& c = m.cfg;
   if (compute_mode(m) != ComputeMode::F32)
@@ -210,19 +226,22 @@ SensitivityTable measure_sensitivity(Model& m, const Calibration& calib, const s
   const std::vector<std::vector<float>> hid = hidden_states(m, calib);
   const std::vector<float> base_lp = all_logprobs(m, hid[c.n_layers], N * L);
 
-  const int total = c.n_layers * int(levels.size());
+  const std::vector<MixUnit> units = mix_units(m, unit);
+  t.unit = unit;
+  const int total = int(units.size() * levels.size());
   int done = 0;
-  for (int l = 0; l < c.n_layers; ++l) {
-    t.units.push_back(fmt::format("blk.{}", l));
+  for (const MixUnit& un : units) {
+    const int l = un.layer;
+    t.units.push_back(un.name);
     t.kl.emplace_back();
     t.kl_se.emplace_back();
     t.flips.emplace_back();
     t.bytes.emplace_back();
     // The unit's tensors as loaded, restored after each level.
     std::vector<std::pair<Tensor*, Tensor>> saved;
-    for (const BlockLinear& b : kBlockLinears) {
-      auto it = m.file.tensors.find(linear_name(l, b.name));
-      if (it == m.file.tensors.end()) fail("{}: no tensor {}", m.file.path, linear_name(l, b.name));
+    for (const std::string& name : un.tensors) {
+      auto it = m.file.tensors.find(name);
+      if (it == m.file.tensors.end()) fail("{}: no tensor {}", m.file.path, name);
       saved.emplace_back(&it->second, it->second);
     }
     for (const std::string& lv : levels) {
@@ -345,15 +364,16 @@ FixedSize mixed_fixed_size(const Model& m, const Recipe& r) {
 }
 
 void apply_mix(Recipe& r, const Model& m, const SensitivityTable& t, const std::vector<int>& pick) {
-  if (int(t.units.size()) != m.cfg.n_layers || pick.size() != t.units.size())
-    fail("mixed precision: the table has {} units, the model {} blocks", t.units.size(), m.cfg.n_layers);
+  const std::vector<MixUnit> units = mix_units(m, t.unit);
+  if (units.size() != t.units.size() || pick.size() != t.units.size())
+    fail("mixed precision: the table has {} units, the model {} ({} units)", t.units.size(), units.size(), t.unit);
   std::vector<std::pair<std::string, std::string>> rules;
-  for (int l = 0; l < m.cfg.n_layers; ++l) {
-    if (pick[l] < 0 || pick[l] >= int(t.levels.size())) fail("mixed precision: bad level index for blk.{}", l);
-    for (const BlockLinear& b : kBlockLinears) {
-      const std::string name = linear_name(l, b.name);
-      rules.emplace_back(exact(name), mixed_tensor_type(t.levels[pick[l]], m.file.get(name).cols()));
-    }
+  for (size_t u = 0; u < units.size(); ++u) {
+    if (units[u].name != t.units[u])
+      fail("mixed precision: the table's unit {} is {}, the model's {}", u, t.units[u], units[u].name);
+    if (pick[u] < 0 || pick[u] >= int(t.levels.size())) fail("mixed precision: bad level index for {}", units[u].name);
+    for (const std::string& name : units[u].tensors)
+      rules.emplace_back(exact(name), mixed_tensor_type(t.levels[pick[u]], m.file.get(name).cols()));
   }
   rules.insert(rules.end(), r.tensor_types.begin(), r.tensor_types.end());
   r.tensor_types = std::move(rules);
@@ -388,6 +408,7 @@ namespace ctrust {
 MixPlan plan_mixed_precision(Model& m, Recipe& r, const Imatrix* imatrix, const MixOptions& o) {
   if (!(o.target_bpw > 0) || o.target_bpw > 32) fail("--target-bpw {}: expected a value in (0, 32]", o.target_bpw);
   if (o.objective != "kl" && o.objective != "flips") fail("--objective '{}': expected kl or flips", o.objective);
+  mix_units(m, o.unit);  // checks the kind
   if (o.n_samples < 1 || o.seq_len < 2) fail("mixed precision: --sens-nsamples must be >= 1 and --sens-seqlen >= 2");
   if (r.method != Method::RTN && r.method != Method::GPTQ)
     fail("--target-bpw: the mix is written with rtn or gptq (got {})", method_name(r.method));
@@ -419,10 +440,10 @@ MixPlan plan_mixed_precision(Model& m, Recipe& r, const Imatrix* imatrix, const 
         if (it != t.levels.end()) col.push_back(size_t(it - t.levels.begin()));
       }
       if (t.calib_hash != p.calib.hash || t.n_samples != o.n_samples || t.seq_len != o.seq_len || t.seed != o.seed ||
-          col.size() != o.levels.size() || int(t.units.size()) != m.cfg.n_layers ||
+          col.size() != o.levels.size() || t.unit != o.unit || t.units.size() != mix_units(m, o.unit).size() ||
           t.imatrix_hash != r.imatrix_hash || t.legacy_ggml_fit != r.legacy_ggml_fit)
-        fail("{}: the sensitivity table was measured with other options (calibration, levels, imatrix or legacy "
-             "fit); delete it to measure again", o.table_path);
+        fail("{}: the sensitivity table was measured with other options (calibration, levels, unit, imatrix or "
+             "legacy fit); delete it to measure again", o.table_path);
       auto project = [&](auto& rows) {
         for (auto& row : rows) {
           std::remove_reference_t<decltype(row)> sub;
@@ -439,7 +460,7 @@ MixPlan plan_mixed_precision(Model& m, Recipe& r, const Imatrix* imatrix, const 
     }
   }
   if (!have) {
-    p.table = measure_sensitivity(m, p.calib, o.levels, r, imatrix, o.progress);
+    p.table = measure_sensitivity(m, p.calib, o.levels, o.unit, r, imatrix, o.progress);
     p.table.seed = o.seed;
     if (!o.table_path.empty()) {
       std::ofstream out(o.table_path);

@@ -1,7 +1,8 @@
 // KL-guided mixed precision (issue 12, point 4): per-block output types chosen to minimize the model's predicted
 // KL to the unquantized model under a size budget (`ctrust compress --target-bpw B --objective kl|flips`).
 //
-//  1. Sensitivity (measure_sensitivity): for every unit (one transformer block: its seven Linears) and every
+//  1. Sensitivity (measure_sensitivity): for every unit (one transformer block: its seven Linears, or with
+//     --mix-unit tensor one block Linear alone, so that e.g. ffn_down can take a finer grid than its block) and every
 //     candidate level (a K-quant or legacy type name), only that unit is quantized (RTN in the level's grid:
 //     ggml's fit, imatrix-weighted when the recipe has one -- llama-quantize's quantization), the rest of the
 //     model stays as it is, and the token KL(P_model || P_quantized) and the top-1 flip rate are measured on the
@@ -11,7 +12,7 @@
 //     assumption, checked afterwards by measuring the mixed model on the same tokens); the exact Pareto frontier
 //     of (bytes, predicted cost) over all per-unit choices is built unit by unit (a multiple-choice knapsack,
 //     dominated states dropped), and the cheapest point within the budget is taken.
-//  3. The recipe gets one exact-name tensor_types rule per block Linear; compress_model writes the model with
+//  3. The recipe gets one exact-name tensor_types rule per block Linear (its unit's level); compress_model writes the model with
 //     the chosen method (RTN or GPTQ) on those types.
 // A level whose K-quant super-block (256) does not divide a tensor's inputs falls back as llama-quantize does
 // (mixed_tensor_type). docs/compression.md, "KL-guided mixed precision".
@@ -40,9 +41,19 @@ inline const std::vector<std::string> kMixLevels = {"q2_k", "q3_k", "q4_k", "q5_
 // for q2_k/q3_k, of the same size (4.5 bits), which ctrust does not write.
 std::string mixed_tensor_type(const std::string& level, int64_t cols);
 
+// The units of a mix: "block" (blk.L: its seven Linears) or "tensor" (blk.L.attn_q, ...: one Linear each), in
+// the forward pass's order. Throws Error on another kind.
+struct MixUnit {
+  std::string name;                  // "blk.3" or "blk.3.ffn_down"
+  int layer = 0;
+  std::vector<std::string> tensors;  // GGUF names of its Linears ("blk.3.ffn_down.weight")
+};
+std::vector<MixUnit> mix_units(const Model& m, const std::string& kind);
+
 struct SensitivityTable {
   std::string model;                 // what was measured (file name, for the record)
-  std::vector<std::string> units;    // "blk.0", "blk.1", ...
+  std::string unit = "block";        // block | tensor (mix_units)
+  std::vector<std::string> units;    // "blk.0", "blk.1", ... or "blk.0.attn_q", ...
   std::vector<std::string> levels;   // candidate level names
   // [unit][level]: mean token KL (nats) when only this unit is quantized at the level, its standard error over
   // tokens, the fraction of tokens whose top-1 token changed, and the unit's stored bytes.
@@ -62,7 +73,7 @@ SensitivityTable sensitivity_from_json(const nlohmann::json& j, const std::strin
 // Measures the table on m (f32 compute mode; left unchanged). recipe supplies imatrix_file/legacy_ggml_fit for the
 // fits; imatrix must be given when recipe.imatrix_file is set. progress(done, total) after each (unit, level).
 SensitivityTable measure_sensitivity(Model& m, const Calibration& calib, const std::vector<std::string>& levels,
-                                     const Recipe& recipe, const Imatrix* imatrix,
+                                     const std::string& unit, const Recipe& recipe, const Imatrix* imatrix,
                                      const std::function<void(int done, int total)>& progress = {});
 
 // One point of the frontier: the level index per unit, its total bytes and total predicted cost.
@@ -88,7 +99,8 @@ struct FixedSize {
 };
 FixedSize mixed_fixed_size(const Model& m, const Recipe& r);
 
-// Adds one exact-name rule per block Linear (`^blk\.L\.NAME\.weight$` = its level's type) in front of r's rules.
+// Adds one exact-name rule per block Linear (`^blk\.L\.NAME\.weight$` = its unit's level's type) in front of r's
+// rules. Throws Error when the table's units are not the model's (mix_units of the table's kind).
 void apply_mix(Recipe& r, const Model& m, const SensitivityTable& t, const std::vector<int>& pick);
 
 // Tensor data bytes and elements of a GGUF file (what llama.cpp's "model size" and "BPW" count).
@@ -106,6 +118,7 @@ PairKl calibration_kl(const Model& a, const Model& b, const Calibration& calib);
 struct MixOptions {
   double target_bpw = 0;          // bits per weight over every tensor of the written file (llama.cpp's BPW)
   std::string objective = "kl";   // kl | flips
+  std::string unit = "block";     // block | tensor: what one choice covers (mix_units)
   std::vector<std::string> levels = kMixLevels;
   std::string calib_file;         // sensitivity text ("" = default_calibration_file())
   bool calib_clean = true;

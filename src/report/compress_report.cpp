@@ -66,7 +66,7 @@ json mix_report_json(const MixRunResult& m, const MixOptions& o) {
   for (const MixChoice& f : p.frontier)
     front.push_back({{"bytes", p.fixed.bytes + f.bytes},
                      {"bpw", 8.0 * double(p.fixed.bytes + f.bytes) / double(p.fixed.elements)}, {"predicted", f.cost}});
-  return {{"target_bpw", o.target_bpw}, {"objective", o.objective}, {"budget_bytes", p.budget},
+  return {{"target_bpw", o.target_bpw}, {"objective", o.objective}, {"unit", t.unit}, {"budget_bytes", p.budget},
           {"fixed_bytes", p.fixed.bytes}, {"planned_tensor_bytes", p.total_bytes()},
           {"file_tensor_bytes", m.written.bytes}, {"elements", m.written.elements},
           {"bpw", 8.0 * double(m.written.bytes) / double(m.written.elements)},
@@ -78,9 +78,15 @@ json mix_report_json(const MixRunResult& m, const MixOptions& o) {
 
 std::string mix_report_text(const MixRunResult& m, const MixOptions& o) {
   const json mj = mix_report_json(m, o);
-  std::string s = fmt::format("mixed precision (objective {}): ", o.objective);
-  for (const json& e : mj["map"]) s += fmt::format("{}={} ", e["unit"].get<std::string>(), e["level"].get<std::string>());
-  s += fmt::format("\n  tensor bytes {} (planned {}, budget {}): {:.4f} bits per weight (target {})\n",
+  std::string s = fmt::format("mixed precision (objective {}, unit {}):\n", o.objective, m.plan.table.unit);
+  for (const std::string& lv : m.plan.table.levels) {  // the units of each level, in the forward pass's order
+    std::string units;
+    int n = 0;
+    for (const json& e : mj["map"])
+      if (e["level"].get<std::string>() == lv) units += " " + e["unit"].get<std::string>(), ++n;
+    if (n) s += fmt::format("  {} ({} unit{}):{}\n", lv, n, n == 1 ? "" : "s", units);
+  }
+  s += fmt::format("  tensor bytes {} (planned {}, budget {}): {:.4f} bits per weight (target {})\n",
                    mj["file_tensor_bytes"].get<uint64_t>(), mj["planned_tensor_bytes"].get<uint64_t>(), m.plan.budget,
                    mj["bpw"].get<double>(), o.target_bpw);
   s += fmt::format("  calibration KL: predicted (sum of units) {:.5f}, measured {:.5f} +- {:.5f}; flips predicted "
