@@ -3,6 +3,7 @@
 // Q4_K / Q6_K on SmolLM2 layers (packed, reloads exactly, beats RTN on the layer objective, llama.cpp runs it).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -187,11 +188,19 @@ TEST(CompressKQuant, RtnMatchesLlamaQuantizeBytes) {
     EXPECT_EQ(compared, 30);
     std::filesystem::remove(out);
   }
-  // Legacy types (--legacy-fit ggml): the scale ggml_legacy_scale picks is the block scale llama-quantize writes
-  // (Q4_0 without, Q5_0 with the imatrix; the levels use ggml's truncating rounding there, so only d is compared).
-  for (const bool with_im : {false, true}) {
-    const GgmlType t = with_im ? GgmlType::Q5_0 : GgmlType::Q4_0;
-    const std::string tname = with_im ? "Q5_0" : "Q4_0";
+  // Legacy types (--legacy-fit ggml): the scale (and for Q4_1/Q5_1 the minimum) ggml_legacy_scale picks is the
+  // block's d (and m) that llama-quantize writes, without and with the imatrix (the levels use ggml's truncating
+  // rounding there, so only d and m are compared).
+  struct Legacy {
+    GgmlType t;
+    const char* name;
+    bool imatrix;
+  };
+  for (const Legacy& c : {Legacy{GgmlType::Q4_0, "Q4_0", false}, Legacy{GgmlType::Q5_0, "Q5_0", true},
+                          Legacy{GgmlType::Q4_1, "Q4_1", true}, Legacy{GgmlType::Q5_1, "Q5_1", false}}) {
+    const GgmlType t = c.t;
+    const std::string tname = c.name;
+    const bool with_im = c.imatrix, has_m = t == GgmlType::Q4_1 || t == GgmlType::Q5_1;
     const std::string out = test::scratch_dir() + "/kquant-" + tname + ".gguf";
     const std::string cmd = quantize + " --pure " + (with_im ? "--imatrix " + imf + " " : std::string()) +
                             test::smollm_f32() + " " + out + " " + tname + " 2";
@@ -213,10 +222,14 @@ TEST(CompressKQuant, RtnMatchesLlamaQuantizeBytes) {
         for (int64_t j = 0; j < in; ++j) sigma2 += x[r * in + j] * x[r * in + j];
         sigma2 /= float(in);
         for (int64_t g = 0; g < in / 32; ++g) {
-          const uint16_t d = f32_to_f16(ggml_legacy_scale(t, x + r * in + g * 32, with_im ? w.data() + g * 32 : nullptr, sigma2));
-          uint16_t e;
-          std::memcpy(&e, b->data + (size_t(r) * (in / 32) + g) * bs, 2);
-          diff += d != e;
+          float m = 0.0f;
+          const uint16_t d = f32_to_f16(ggml_legacy_scale(t, x + r * in + g * 32, with_im ? w.data() + g * 32 : nullptr,
+                                                          sigma2, has_m ? &m : nullptr));
+          uint16_t e, em = 0;
+          const uint8_t* blk = b->data + (size_t(r) * (in / 32) + g) * bs;
+          std::memcpy(&e, blk, 2);
+          if (has_m) std::memcpy(&em, blk + 2, 2);
+          diff += d != e || (has_m && f32_to_f16(m) != em);
         }
       }
       EXPECT_EQ(diff, 0) << tname << " " << name;
@@ -485,5 +498,86 @@ TEST(CompressKQuant, LegacyGgmlFitUsesGgmlScales) {
     const size_t bs = ggml_type_info(uint32_t(t))->type_size;
     for (size_t b = 0; b < ref.size() / bs; ++b)
       EXPECT_EQ(std::memcmp(&p.bytes[b * bs], &ref[b * bs], 2), 0) << ggml_type_name(t) << " block " << b;
+  }
+  // Q4_1 / Q5_1: d and m of quantize_row_q{4,5}_1_ref, (max - min) / 15|31 and min, rounded to fp16.
+  for (int bits : {4, 5}) {
+    const GgmlType t = bits == 4 ? GgmlType::Q4_1 : GgmlType::Q5_1;
+    QuantSpec s;
+    s.bits = bits;
+    s.sym = false;
+    s.group = 32;
+    s.fp16_scales = true;
+    s.ggml_fit = true;
+    const QuantResult r = rtn_quantize(W.data(), out, in, s);
+    const PackedTensor p = pack_quant(r);
+    ASSERT_EQ(p.type, t);
+    const size_t bs = ggml_type_info(uint32_t(t))->type_size;
+    for (int64_t b = 0; b < int64_t(out) * in / 32; ++b) {
+      const float* x = W.data() + b * 32;
+      const float mn = *std::min_element(x, x + 32), mx = *std::max_element(x, x + 32);
+      const uint16_t d = f32_to_f16((mx - mn) / float((1 << bits) - 1)), m = f32_to_f16(mn);
+      uint16_t pd, pm;
+      std::memcpy(&pd, &p.bytes[b * bs], 2);
+      std::memcpy(&pm, &p.bytes[b * bs + 2], 2);
+      EXPECT_EQ(pd, d) << ggml_type_name(t) << " block " << b;
+      EXPECT_EQ(pm, m) << ggml_type_name(t) << " block " << b;
+    }
+    if (t == GgmlType::Q4_1) {  // and d, m of ctrust's port of quantize_row_q4_1_ref (the levels may differ:
+                                // ggml truncates x + 0.5 with the fp32 d, ctrust rounds on the fp16 grid)
+      std::vector<uint8_t> ref(ggml_nbytes(t, int64_t(out) * in));
+      quantize(t, W.data(), ref.data(), int64_t(out) * in);
+      for (size_t b = 0; b < ref.size() / bs; ++b) EXPECT_EQ(std::memcmp(&p.bytes[b * bs], &ref[b * bs], 4), 0) << b;
+    }
+  }
+}
+
+// --legacy-fit ggml on Q4_1 / Q5_1 with importance weights (ggml's make_qkx3_quants search; its d and m equal
+// llama-quantize's in CompressKQuant.RtnMatchesLlamaQuantizeBytes): the grid is ggml_legacy_scale's d and m
+// rounded to fp16, and on a block with an unimportant outlier and one heavily weighted value its weighted error is
+// below the min/max grid's.
+TEST(CompressKQuant, LegacyGgmlFitQ41WithImportance) {
+  std::mt19937_64 rng(5);
+  std::normal_distribution<float> nd(0.0f, 0.05f);
+  std::vector<float> x(32), qw(32, 1.0f);
+  for (float& v : x) v = nd(rng);
+  x[7] = 0.31f;      // an outlier of little importance
+  qw[7] = 1e-4f;
+  qw[3] = 50.0f;     // and one value that matters most
+  float sigma2 = 0;
+  for (float v : x) sigma2 += v * v;
+  sigma2 /= 32;
+  for (int bits : {4, 5}) {
+    const GgmlType t = bits == 4 ? GgmlType::Q4_1 : GgmlType::Q5_1;
+    const float nmax = float((1 << bits) - 1);
+    float m = 1.0f;
+    const float d = ggml_legacy_scale(t, x.data(), qw.data(), sigma2, &m);
+    EXPECT_LE(m, 0.0f);
+    EXPECT_GT(d, 0.0f);
+    QuantSpec s;
+    s.bits = bits;
+    s.sym = false;
+    s.group = 32;
+    s.fp16_scales = true;
+    s.ggml_fit = true;
+    s.kweights = qw.data();
+    const QuantGrid g = fit_grid_for(x.data(), 32, s, qw.data(), sigma2);
+    EXPECT_TRUE(g.affine);
+    EXPECT_EQ(g.scale, round_f16(d));
+    EXPECT_EQ(g.min, round_f16(m));
+    // Weighted squared error (ggml's weights) of the fit against the plain min/max grid's.
+    auto werr = [&](const QuantGrid& gr) {
+      double e = 0;
+      for (int j = 0; j < 32; ++j) {
+        const double w = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
+        const double dq = grid_value(gr, grid_q(gr, x[j], nmax)) - x[j];
+        e += w * dq * dq;
+      }
+      return e;
+    };
+    QuantSpec mm = s;
+    mm.ggml_fit = false;
+    mm.minmax = true;
+    const QuantGrid gm = fit_grid(x.data(), 32, mm);
+    EXPECT_LT(werr(g), werr(gm)) << ggml_type_name(t);
   }
 }

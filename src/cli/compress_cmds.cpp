@@ -250,8 +250,9 @@ void register_compress_commands(CLI::App& app) {
                 "imatrix file (llama.cpp GGUF format, `ctrust imatrix`): weight the K-quant fits as llama-quantize "
                 "--imatrix does");
   c->add_option("--legacy-fit", a.legacy_fit,
-                "Output types q4_0/q5_0/q8_0: gptq (default: the GPTQ reference grid) or ggml (the scale ggml's own "
-                "quantizer picks, imatrix-weighted with --imatrix; the quantizer rounds on it)");
+                "Output types q4_0/q4_1/q5_0/q5_1/q8_0: gptq (default: the GPTQ reference grid) or ggml (the scale, "
+                "and minimum for q4_1/q5_1, that ggml's own quantizer picks, imatrix-weighted with --imatrix; the "
+                "quantizer rounds on it)");
   c->add_option("--target-bpw", a.mix.target_bpw,
                 "KL-guided mixed precision: choose each block's (--mix-unit) type (--mix-levels) so that the file's tensors take at "
                 "most this many bits per weight (llama.cpp's BPW) with the least predicted KL (--objective)");

@@ -182,7 +182,7 @@ QuantSpec spec_for(const Recipe& r, const std::string& name) {
   q.group = 32;
   q.fp16_scales = true;
   q.minmax = false;
-  q.ggml_fit = r.legacy_ggml_fit && (g == GgmlType::Q4_0 || g == GgmlType::Q5_0 || g == GgmlType::Q8_0);
+  q.ggml_fit = r.legacy_ggml_fit;  // every legacy type: Q4_0/Q5_0/Q8_0 and Q4_1/Q5_1
   switch (g) {
     case GgmlType::Q4_0: q.bits = 4; q.sym = true; break;
     case GgmlType::Q4_1: q.bits = 4; q.sym = false; break;

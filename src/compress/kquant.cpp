@@ -540,7 +540,26 @@ inline int sub_of(GgmlType t, int j) { return (t == GgmlType::Q4_K || t == GgmlT
 
 }  // namespace
 
-float ggml_legacy_scale(GgmlType t, const float* x, const float* qw, float sigma2) {
+float ggml_legacy_scale(GgmlType t, const float* x, const float* qw, float sigma2, float* min_out) {
+  if (t == GgmlType::Q4_1 || t == GgmlType::Q5_1) {
+    if (!min_out) fail("ggml_legacy_scale: {} needs the minimum's output", ggml_type_name(t));
+    const int nmax = t == GgmlType::Q4_1 ? 15 : 31;
+    if (!qw) {  // quantize_row_q{4,5}_1_ref
+      float mn = x[0], mx = x[0];
+      for (int j = 1; j < 32; ++j) {
+        mn = std::min(mn, x[j]);
+        mx = std::max(mx, x[j]);
+      }
+      *min_out = mn;
+      return (mx - mn) / float(nmax);
+    }
+    float weight[32], the_min = 0.0f;
+    uint8_t L[32], Laux[32];
+    for (int j = 0; j < 32; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
+    const float d = make_qkx_quants(32, nmax, x, weight, L, &the_min, Laux, -0.9f, 0.05f, 36, false, true);
+    *min_out = -the_min;
+    return d;
+  }
   float amax = 0.0f, max = 0.0f;
   for (int j = 0; j < 32; ++j)
     if (amax < std::fabs(x[j])) {
@@ -558,7 +577,7 @@ float ggml_legacy_scale(GgmlType t, const float* x, const float* qw, float sigma
       for (int j = 0; j < 32; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
       return make_qx_quants(32, nmax, x, L, 1, weight);
     }
-    default: fail("ggml_legacy_scale: {} is not Q4_0, Q5_0 or Q8_0", ggml_type_name(t));
+    default: fail("ggml_legacy_scale: {} is not Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0", ggml_type_name(t));
   }
 }
 

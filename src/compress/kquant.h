@@ -34,11 +34,15 @@ float kquant_value(const KBlock& b, int j, int L);
 // Writes the block (ggml layout, ggml_type_info(t)->type_size bytes) with levels L[256] (stored form).
 void kquant_encode(const KBlock& b, const uint8_t* L, uint8_t* out);
 
-// The scale ggml's legacy symmetric quantizers choose for one block of 32 values (Q4_0, Q5_0, Q8_0): without
+// The scale ggml's legacy quantizers choose for one block of 32 values. Symmetric (Q4_0, Q5_0, Q8_0): without
 // importance quantize_row_<t>_ref's (max / -8, max / -16 with max the signed extreme; amax / 127 for Q8_0), with
 // importance quantize_row_<t>_impl's weighted search make_qx_quants(32, 8|16, x, weights qw * sqrt(sigma2 + x^2))
 // (sigma2 = the row's mean x^2; Q8_0 has no weighted variant). Values are (q - 8|16) * d, q * d for Q8_0.
-float ggml_legacy_scale(GgmlType t, const float* x, const float* quant_weights, float sigma2);
+// With a minimum (Q4_1, Q5_1; `min` must then be given and receives ggml's m): without importance the block's
+// (max - min) / 15|31 and m = min, with importance quantize_row_q{4,5}_1_impl's make_qkx3_quants(32, 15|31, x,
+// weights, ..., -0.9, 0.05, 36) (d and m = -the_min, m <= 0). Values are q * d + m. Both fp32, before ggml
+// rounds them to fp16.
+float ggml_legacy_scale(GgmlType t, const float* x, const float* quant_weights, float sigma2, float* min = nullptr);
 
 // ggml's quantize_<t>(src, dst, rows, n_per_row, imatrix): rows of n_per_row (a multiple of 256) values;
 // imatrix (n_per_row values, may be null) is shared by all rows.

@@ -21,8 +21,9 @@ struct QuantSpec {
   // A llama.cpp K-quant type (Q2_K..Q6_K, compress/kquant.h): the grid is that type's super-block of 256 input
   // columns (bits/sym/group/fp16_scales/minmax are then ignored); F32 = the grid above.
   GgmlType ktype = GgmlType::F32;
-  // Symmetric group-32 grids of Q4_0/Q5_0/Q8_0 (bits 4/5/8): the scale chosen by ggml's own quantizer for that
-  // type (ggml_legacy_scale, weighted by kweights when set) instead of the GPTQ reference's absmax grid.
+  // Group-32 grids of the legacy types: symmetric Q4_0/Q5_0/Q8_0 (bits 4/5/8) and asymmetric Q4_1/Q5_1 (bits
+  // 4/5): the scale (and minimum) chosen by ggml's own quantizer for that type (ggml_legacy_scale, weighted by
+  // kweights when set) instead of the GPTQ reference's grid.
   bool ggml_fit = false;
   // Asymmetric with fp16 scales: keep the GPTQ form (q - zero) * scale with an integer zero point (0 exactly on the
   // grid; CTRUST_QX "zp" with an f16 scale) instead of ggml's affine q * d + m (m = fp16(-zero * d), where 0 is
@@ -47,8 +48,9 @@ int quant_maxq(int bits);
 // The grid fitted to values x[0..n): min/max including 0 with an integer zero point, as the GPTQ reference
 // does; with s.minmax (asymmetric) min/max of the values themselves, as ggml's Q4_1 quantizer does.
 QuantGrid fit_grid(const float* x, int64_t n, const QuantSpec& s);
-// With s.ggml_fit (symmetric, group 32, 4/5/8 bits): the grid of ggml's legacy quantizer for x[0..32), fp16
-// scale; qw = the importance of these 32 columns (or null), sigma2 = the row's mean x^2. Else fit_grid.
+// With s.ggml_fit (group 32; symmetric 4/5/8 bits or asymmetric 4/5 bits): the grid of ggml's legacy quantizer for
+// x[0..32), fp16 scale (and minimum); qw = the importance of these 32 columns (or null), sigma2 = the row's mean
+// x^2. Else fit_grid.
 QuantGrid fit_grid_for(const float* x, int64_t n, const QuantSpec& s, const float* qw, float sigma2);
 inline float grid_q(const QuantGrid& g, float x, float maxq);  // integer level (as float)
 // The affine form is one fused multiply-add, explicitly: a compiler may or may not contract `q * scale + min`

@@ -83,6 +83,17 @@ QuantGrid fit_grid(const float* x, int64_t n, const QuantSpec& s) {
 }
 
 QuantGrid fit_grid_for(const float* x, int64_t n, const QuantSpec& s, const float* qw, float sigma2) {
+  if (s.ggml_fit && !s.sym && n == 32 && (s.bits == 4 || s.bits == 5)) {  // Q4_1 / Q5_1: q * d + m
+    const GgmlType t = s.bits == 4 ? GgmlType::Q4_1 : GgmlType::Q5_1;
+    float m = 0.0f;
+    const float d = ggml_legacy_scale(t, x, qw, sigma2, &m);
+    QuantGrid g;
+    g.affine = true;
+    g.scale = round_f16(d);
+    g.min = round_f16(m);
+    if (!(g.scale > 0.0f) || !std::isfinite(g.scale)) g.scale = f16_to_f32(1);  // constant block: every q is 0
+    return g;
+  }
   if (!s.ggml_fit || !s.sym || n != 32 || (s.bits != 4 && s.bits != 5 && s.bits != 8)) return fit_grid(x, n, s);
   const GgmlType t = s.bits == 4 ? GgmlType::Q4_0 : s.bits == 5 ? GgmlType::Q5_0 : GgmlType::Q8_0;
   QuantGrid g;
