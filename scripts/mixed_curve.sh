@@ -7,7 +7,8 @@
 # legacy grids with ggml's fits weighted by ctrust's imatrix (--imatrix, --legacy-fit ggml), i.e. llama-quantize
 # --imatrix's quantization. Every file: tensor bytes, bits per weight, the KL predicted from the table and measured
 # on the calibration sample, and `ctrust kld` on WikiText-2 test (never used for the sensitivity); with llama-quantize,
-# also a mix at exactly the size of each of its Q3_K_M / Q4_K_M files (targets "=llama-q3_k_m-im" ...), and paired
+# also a mix at exactly the size of each of its Q3_K_M / Q4_K_M files (targets "=llama-q3_k_m-im" ...; its
+# token_embd/output in the llama.cpp file's types), and paired
 # comparisons on the same tokens (`ctrust kld --paired`, OUT/paired.tsv: B - A with token and chunk standard errors
 # and a chunk-bootstrap 95% interval) of every mix against the llama.cpp mix and the uniform levels nearest in size.
 # OUT/maps.txt: the chosen type of every unit of every mix. CPU/wall time of every step: OUT/*.time.
@@ -75,7 +76,9 @@ if [[ -x $LLAMA/llama-quantize ]]; then
     measure "llama-$l-im"; llama+=("llama-$l-im")
     # A mix of at most the llama.cpp file's tensor bytes: its bits per weight, rounded down at 1e-6.
     bpw=$(python3 -c "import json,math,sys; print(f'{math.floor(json.load(open(sys.argv[1]))[\"bpw\"] * 1e6) / 1e6:.6f}')" "$OUT/llama-$l-im.info.json")
-    make "mix-at-$l" --mix-levels "$LEVELS" --target-bpw "$bpw"; measure "mix-at-$l"; mixes+=("mix-at-$l")
+    # The tensors outside the units (token_embd, output) take the llama.cpp file's types (--types-from; the mix's
+    # rules come first, so they decide every block Linear): only the allocation over the block Linears differs.
+    make "mix-at-$l" --mix-levels "$LEVELS" --target-bpw "$bpw" --types-from "$OUT/llama-$l-im.gguf"; measure "mix-at-$l"; mixes+=("mix-at-$l")
     if [[ ${RTN_REMAKE:-0} == 1 ]]; then
       [[ -f $OUT/rtn-$l-im.gguf ]] || run "rtn-$l-im" "$OUT/rtn-$l-im.json" "$OUT/rtn-$l-im.err" "$BIN" compress -m "$BASE" --method rtn --types-from "$OUT/llama-$l-im.gguf" --imatrix "$IM" --legacy-fit ggml -o "$OUT/rtn-$l-im.gguf" -t "$T" --json
       measure "rtn-$l-im"; llama+=("rtn-$l-im")
