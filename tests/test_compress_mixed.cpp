@@ -173,6 +173,20 @@ TEST(CompressMixed, SmolLM2BudgetMetAndMapWritten) {
   EXPECT_LT(m2.at("file_tensor_bytes").get<uint64_t>(), file_bytes);
   EXPECT_GT(m2.at("predicted_kl").get<double>(), mx.at("predicted_kl").get<double>());
   EXPECT_EQ(m2.at("file_tensor_bytes").get<uint64_t>(), m2.at("planned_tensor_bytes").get<uint64_t>());
+  // A user's type for a tensor outside the units (token_embd, as scripts/mixed_curve.sh gives it the llama.cpp
+  // file's type) counts in the fixed part: the file has it, the budget is still met exactly, and the bytes it saves
+  // go to the blocks (a lower predicted KL at the same target).
+  r = test::run_ctrust(common + " --target-bpw 6.0 --tensor-type 'token_embd\\.weight=q4_0'", "mixed4");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json m4 = json::parse(r.out).at("mixed");
+  EXPECT_TRUE(m4.at("table_reused").get<bool>());
+  EXPECT_EQ(m4.at("file_tensor_bytes").get<uint64_t>(), m4.at("planned_tensor_bytes").get<uint64_t>());
+  EXPECT_LE(m4.at("file_tensor_bytes").get<uint64_t>(), m4.at("budget_bytes").get<uint64_t>());
+  EXPECT_LT(m4.at("fixed_bytes").get<uint64_t>(), m2.at("fixed_bytes").get<uint64_t>());
+  EXPECT_LT(m4.at("predicted_kl").get<double>(), m2.at("predicted_kl").get<double>());
+  const GgufFile g4 = read_gguf(out);
+  ASSERT_NE(g4.find_tensor("token_embd.weight"), nullptr);
+  EXPECT_EQ(g4.find_tensor("token_embd.weight")->type, GgmlType::Q4_0);
   // A budget below the smallest mix is one clear error.
   r = test::run_ctrust(common + " --target-bpw 2", "mixed3");
   EXPECT_NE(r.status, 0);
