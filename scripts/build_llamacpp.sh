@@ -12,8 +12,14 @@ jobs=${JOBS:-2}
 tools=(llama-bench llama-batched-bench llama-perplexity llama-quantize llama-imatrix)
 py=${PYTHON:-python3}
 
+# CPU features: -march=native, except on a CPU with AMX (scripts/llama_cpp_cpu.cmake says why); the choice is
+# recorded in VERSION, and tools built with another one are built again.
+cpu=native
+grep -qw amx_int8 /proc/cpuinfo 2>/dev/null && [[ ${LLAMACPP_AMX:-0} != 1 ]] && cpu=no-amx
 missing=0
 for t in "${tools[@]}"; do [[ -x "$root/bin/$t" ]] || missing=1; done
+# tools built with other CPU flags (e.g. before the AMX rule above) are built again
+grep -qxF "cpu: $cpu" "$root/VERSION" 2>/dev/null || missing=1
 if [[ $missing == 0 ]]; then
   echo "[build_llamacpp] llama.cpp tools already built in $root/bin ($(head -1 "$root/VERSION" 2>/dev/null))"
   exit 0
@@ -32,12 +38,13 @@ fi
 [[ -f "$srcdir/CMakeLists.txt" ]] || { echo "ctrust: error: no vendor/llama.cpp in $sdist" >&2; exit 1; }
 
 build="$root/build-$version"
-echo "[build_llamacpp] configuring $srcdir -> $build"
+echo "[build_llamacpp] configuring $srcdir -> $build (cpu: $cpu)"
 # Static libraries so the binaries do not depend on the build folder; no network code (CURL/OpenSSL), no
-# server/tests/examples; GGML_NATIVE (the default) tunes for this CPU like ctrust's own -march=native build.
+# server/tests/examples; the CPU features as chosen above.
 cmake -S "$srcdir" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
   -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-  -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_TOOLS=ON -DGGML_NATIVE=ON >"$build.configure.log" 2>&1 \
+  -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_TOOLS=ON -DGGML_NATIVE=ON \
+  "-DCMAKE_PROJECT_llama.cpp_INCLUDE_BEFORE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/llama_cpp_cpu.cmake" >"$build.configure.log" 2>&1 \
   || { tail -20 "$build.configure.log" >&2; echo "ctrust: error: configuring llama.cpp failed (see $build.configure.log)" >&2; exit 1; }
 echo "[build_llamacpp] building ${tools[*]} with -j$jobs (progress in $build.log)"
 nice -n 10 cmake --build "$build" -j"$jobs" --target "${tools[@]}" >"$build.log" 2>&1 \
@@ -51,5 +58,6 @@ commit=$(awk -v v="## [$version]" '$0 == v {on = 1; next} /^## \[/ {on = 0} on &
 {
   echo "llama.cpp ${commit:-(commit unknown)} vendored in llama-cpp-python $version (ggml $ggml_ver)"
   echo "built $(date -u +%Y-%m-%dT%H:%MZ) with $(cmake --version | head -1), $(${CXX:-c++} --version | head -1)"
+  echo "cpu: $cpu"
 } >"$root/VERSION"
 echo "[build_llamacpp] done: $root/bin ($(head -1 "$root/VERSION"))"

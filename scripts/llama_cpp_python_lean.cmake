@@ -6,3 +6,5 @@
 # 83 steps; the libraries the server loads are built exactly as before. docs/remote.md, "Set-up cost of the test
 # server", has the measurements.
 set(LLAMA_BUILD_COMMON OFF CACHE BOOL "llama.cpp common library (not used by llama-cpp-python)" FORCE)
+# CPU features (no AMX on an AMX CPU: the reason is in that file).
+include("${CMAKE_CURRENT_LIST_DIR}/llama_cpp_cpu.cmake")

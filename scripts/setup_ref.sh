@@ -24,7 +24,9 @@ if "$py" -c 'import llama_cpp, gguf, numpy' 2>/dev/null; then
   echo "[setup_ref] llama-cpp-python, gguf and numpy are installed"
 else
   echo "[setup_ref] pip install llama-cpp-python==0.3.36 gguf==0.19.0 numpy (builds llama.cpp from source)"
-  "$py" -m pip install --quiet "llama-cpp-python==0.3.36" "gguf==0.19.0" numpy
+  # (no AMX on an AMX CPU: scripts/llama_cpp_cpu.cmake)
+  CMAKE_ARGS="-DCMAKE_PROJECT_llama.cpp_INCLUDE_BEFORE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/llama_cpp_cpu.cmake ${CMAKE_ARGS:-}" \
+    "$py" -m pip install --quiet "llama-cpp-python==0.3.36" "gguf==0.19.0" numpy
 fi
 # llama.cpp's own tools (llama-bench, llama-batched-bench, llama-perplexity, llama-quantize, llama-imatrix) from
 # the same llama.cpp, for bench/vs_llamacpp.sh and bench/scale_projection.sh (idempotent; ~30 min on 2 cores the
