@@ -126,6 +126,19 @@ TEST(CompressKQuant, Q4KLayoutHandCase) {
   EXPECT_EQ(kquant_value(k, 0, 5), 8.5f);
 }
 
+namespace {
+// The group-32 fp16 grid of a legacy ggml type (Q4_0/Q5_0/Q8_0 sym, Q4_1/Q5_1 asym) with ggml's own fit.
+QuantSpec ggml_legacy_spec(int bits, bool sym) {
+  QuantSpec s;
+  s.bits = bits;
+  s.sym = sym;
+  s.group = 32;
+  s.fp16_scales = true;
+  s.ggml_fit = true;
+  return s;
+}
+}  // namespace
+
 // The oracle: llama-quantize (llama.cpp 0c1e570) --pure into each K type, and into Q4_K/Q3_K with an imatrix file
 // that ctrust wrote; ctrust's quantizer on the same F32 weights gives the same bytes for all 30 ffn_down tensors
 // of SmolLM2 (the only Linears whose 1536 inputs are a multiple of 256).
@@ -484,12 +497,7 @@ TEST(CompressKQuant, LegacyGgmlFitUsesGgmlScales) {
   W[5] = 0.9f;  // a positive extreme: ggml's Q4_0 scale is negative then (max / -8)
   for (int bits : {4, 8}) {
     const GgmlType t = bits == 4 ? GgmlType::Q4_0 : GgmlType::Q8_0;
-    QuantSpec s;
-    s.bits = bits;
-    s.sym = true;
-    s.group = 32;
-    s.fp16_scales = true;
-    s.ggml_fit = true;
+    const QuantSpec s = ggml_legacy_spec(bits, true);
     const QuantResult r = rtn_quantize(W.data(), out, in, s);
     const PackedTensor p = pack_quant(r);
     ASSERT_EQ(p.type, t);
@@ -502,12 +510,7 @@ TEST(CompressKQuant, LegacyGgmlFitUsesGgmlScales) {
   // Q4_1 / Q5_1: d and m of quantize_row_q{4,5}_1_ref, (max - min) / 15|31 and min, rounded to fp16.
   for (int bits : {4, 5}) {
     const GgmlType t = bits == 4 ? GgmlType::Q4_1 : GgmlType::Q5_1;
-    QuantSpec s;
-    s.bits = bits;
-    s.sym = false;
-    s.group = 32;
-    s.fp16_scales = true;
-    s.ggml_fit = true;
+    const QuantSpec s = ggml_legacy_spec(bits, false);
     const QuantResult r = rtn_quantize(W.data(), out, in, s);
     const PackedTensor p = pack_quant(r);
     ASSERT_EQ(p.type, t);
@@ -553,12 +556,7 @@ TEST(CompressKQuant, LegacyGgmlFitQ41WithImportance) {
     const float d = ggml_legacy_scale(t, x.data(), qw.data(), sigma2, &m);
     EXPECT_LE(m, 0.0f);
     EXPECT_GT(d, 0.0f);
-    QuantSpec s;
-    s.bits = bits;
-    s.sym = false;
-    s.group = 32;
-    s.fp16_scales = true;
-    s.ggml_fit = true;
+    QuantSpec s = ggml_legacy_spec(bits, false);
     s.kweights = qw.data();
     const QuantGrid g = fit_grid_for(x.data(), 32, s, qw.data(), sigma2);
     EXPECT_TRUE(g.affine);

@@ -7,9 +7,11 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <random>
 #include <set>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
@@ -112,6 +114,21 @@ TEST(CompressMixed, FallbackTypes) {
   EXPECT_THROW(mixed_tensor_type("q9_z", 576), Error);
 }
 
+namespace {
+// The compress command of the SmolLM2 mixed-precision tests (without --target-bpw) and the unit -> level map of
+// its --json output.
+std::string mix_command(const std::string& model, const std::string& levels, int n, int len, const std::string& table,
+                        const std::string& out) {
+  return fmt::format("compress -m {} --method rtn --mix-levels {} --sens-nsamples {} --sens-seqlen {} --sens-table {} "
+                     "--json -o {}", model, levels, n, len, table, out);
+}
+std::map<std::string, std::string> mix_levels(const json& mixed) {
+  std::map<std::string, std::string> level;
+  for (const json& e : mixed.at("map")) level[e.at("unit").get<std::string>()] = e.at("level").get<std::string>();
+  return level;
+}
+}  // namespace
+
 // Real run on SmolLM2-135M (F32 copy): a small sensitivity sample, three levels. The written file's tensor bytes
 // are the planned ones and within the budget; every block Linear has its unit's level (with the fallback); each
 // unit's KL falls from q4_k to q8_0; the table is written, then reused for another budget.
@@ -121,9 +138,7 @@ TEST(CompressMixed, SmolLM2BudgetMetAndMapWritten) {
   const std::string dir = test::scratch_dir();
   const std::string out = dir + "/mixed.gguf", table = dir + "/mixed_table.json";
   std::filesystem::remove(table);
-  const std::string common = "compress -m " + model +
-                             " --method rtn --mix-levels q4_k,q6_k,q8_0 --sens-nsamples 2 --sens-seqlen 32 "
-                             "--sens-table " + table + " --json -o " + out;
+  const std::string common = mix_command(model, "q4_k,q6_k,q8_0", 2, 32, table, out);
   test::CliResult r = test::run_ctrust(common + " --target-bpw 6.5", "mixed1");
   ASSERT_EQ(r.status, 0) << r.err;
   json j = json::parse(r.out);
@@ -138,8 +153,7 @@ TEST(CompressMixed, SmolLM2BudgetMetAndMapWritten) {
   EXPECT_NEAR(8.0 * double(fs.bytes) / double(fs.elements), mx.at("bpw").get<double>(), 1e-12);
   // The file's types are the map's.
   const GgufFile g = read_gguf(out);
-  std::map<std::string, std::string> level;
-  for (const json& e : mx.at("map")) level[e.at("unit").get<std::string>()] = e.at("level").get<std::string>();
+  const std::map<std::string, std::string> level = mix_levels(mx);
   ASSERT_EQ(level.size(), 30u);
   int checked = 0;
   for (const GgufTensorInfo& t : g.tensors) {
@@ -202,9 +216,7 @@ TEST(CompressMixed, SmolLM2PerTensorUnits) {
   const std::string dir = test::scratch_dir();
   const std::string out = dir + "/mixed_t.gguf", table = dir + "/mixed_t_table.json";
   std::filesystem::remove(table);
-  const std::string common = "compress -m " + model +
-                             " --method rtn --mix-levels q4_k,q8_0 --sens-nsamples 1 --sens-seqlen 16 "
-                             "--sens-table " + table + " --json -o " + out;
+  const std::string common = mix_command(model, "q4_k,q8_0", 1, 16, table, out);
   test::CliResult r = test::run_ctrust(common + " --mix-unit tensor --target-bpw 6.0", "mixedt1");
   ASSERT_EQ(r.status, 0) << r.err;
   const json mx = json::parse(r.out).at("mixed");
@@ -212,8 +224,7 @@ TEST(CompressMixed, SmolLM2PerTensorUnits) {
   EXPECT_EQ(mx.at("file_tensor_bytes").get<uint64_t>(), mx.at("planned_tensor_bytes").get<uint64_t>());
   EXPECT_LE(mx.at("file_tensor_bytes").get<uint64_t>(), mx.at("budget_bytes").get<uint64_t>());
   EXPECT_EQ(gguf_tensor_size(out).bytes, mx.at("file_tensor_bytes").get<uint64_t>());
-  std::map<std::string, std::string> level;
-  for (const json& e : mx.at("map")) level[e.at("unit").get<std::string>()] = e.at("level").get<std::string>();
+  const std::map<std::string, std::string> level = mix_levels(mx);
   ASSERT_EQ(level.size(), 30u * 7);
   EXPECT_EQ(level.count("blk.0.attn_q"), 1u);
   EXPECT_EQ(level.count("blk.29.ffn_down"), 1u);

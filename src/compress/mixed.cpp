@@ -32,23 +32,11 @@ std::string mixed_tensor_type(const std::string& level, int64_t cols) {
   }
 }
 
-std::vector<MixUnit> mix_units(const Model& m, const std::string& kind) {
-  if (kind != "block" && kind != "tensor") fail("--mix-unit '{}': expected block or tensor", kind);
-  std::vector<MixUnit> out;
-  for (int l = 0; l < m.cfg.n_layers; ++l) {
-    if (kind == "block") out.push_back(MixUnit{fmt::format("blk.{}", l), l, {}});
-    for (const BlockLinear& b : kBlockLinears) {
-      const std::string name = fmt::format("blk.{}.{}.weight", l, b.name);
-      if (kind == "tensor") out.push_back(MixUnit{fmt::format("blk.{}.{}", l, b.name), l, {}});
-      out.back().tensors.push_back(name);
-    }
-  }
-  return out;
-}
-
 namespace {
 
 std::string linear_name(int l, const char* lin) { return fmt::format("blk.{}.{}.weight", l, lin); }
+
+bool known_unit(const std::string& kind) { return kind == "block" || kind == "tensor"; }
 
 std::string exact(const std::string& name) {
   std::string re = "^";
@@ -156,6 +144,19 @@ void check_calibration(const Model& m, const Calibration& calib) {
 
 }  // namespace
 
+std::vector<MixUnit> mix_units(const Model& m, const std::string& kind) {
+  if (!known_unit(kind)) fail("--mix-unit '{}': expected block or tensor", kind);
+  std::vector<MixUnit> out;
+  for (int l = 0; l < m.cfg.n_layers; ++l) {
+    if (kind == "block") out.push_back(MixUnit{fmt::format("blk.{}", l), l, {}});
+    for (const BlockLinear& b : kBlockLinears) {
+      if (kind == "tensor") out.push_back(MixUnit{fmt::format("blk.{}.{}", l, b.name), l, {}});
+      out.back().tensors.push_back(linear_name(l, b.name));
+    }
+  }
+  return out;
+}
+
 nlohmann::json SensitivityTable::to_json() const {
   return {{"model", model},           {"unit", unit},            {"units", units},          {"levels", levels},
           {"kl", kl},                 {"kl_se", kl_se},          {"flips", flips},
@@ -196,7 +197,7 @@ SensitivityTable sensitivity_from_json(const nlohmann::json& j, const std::strin
   if (U == 0 || K == 0 || !shaped(t.kl) || !shaped(t.kl_se) || !shaped(t.flips) || !shaped(t.bytes))
     fail("{}: sensitivity table: every row needs one value per level ({} units x {} levels)", what, U, K);
   for (const std::string& lv : t.levels) check_output_type(lv, fmt::format("{}: level", what).c_str());
-  if (t.unit != "block" && t.unit != "tensor") fail("{}: sensitivity table: unit '{}' (expected block or tensor)", what, t.unit);
+  if (!known_unit(t.unit)) fail("{}: sensitivity table: unit '{}' (expected block or tensor)", what, t.unit);
   return t;
 }
 
@@ -408,7 +409,7 @@ namespace ctrust {
 MixPlan plan_mixed_precision(Model& m, Recipe& r, const Imatrix* imatrix, const MixOptions& o) {
   if (!(o.target_bpw > 0) || o.target_bpw > 32) fail("--target-bpw {}: expected a value in (0, 32]", o.target_bpw);
   if (o.objective != "kl" && o.objective != "flips") fail("--objective '{}': expected kl or flips", o.objective);
-  mix_units(m, o.unit);  // checks the kind
+  const size_t n_units = mix_units(m, o.unit).size();  // (checks the kind)
   if (o.n_samples < 1 || o.seq_len < 2) fail("mixed precision: --sens-nsamples must be >= 1 and --sens-seqlen >= 2");
   if (r.method != Method::RTN && r.method != Method::GPTQ)
     fail("--target-bpw: the mix is written with rtn or gptq (got {})", method_name(r.method));
@@ -440,7 +441,7 @@ MixPlan plan_mixed_precision(Model& m, Recipe& r, const Imatrix* imatrix, const 
         if (it != t.levels.end()) col.push_back(size_t(it - t.levels.begin()));
       }
       if (t.calib_hash != p.calib.hash || t.n_samples != o.n_samples || t.seq_len != o.seq_len || t.seed != o.seed ||
-          col.size() != o.levels.size() || t.unit != o.unit || t.units.size() != mix_units(m, o.unit).size() ||
+          col.size() != o.levels.size() || t.unit != o.unit || t.units.size() != n_units ||
           t.imatrix_hash != r.imatrix_hash || t.legacy_ggml_fit != r.legacy_ggml_fit)
         fail("{}: the sensitivity table was measured with other options (calibration, levels, unit, imatrix or "
              "legacy fit); delete it to measure again", o.table_path);

@@ -410,7 +410,6 @@ void transpose_block(const float* kj, int64_t ld, int hd, int nv, float* T) {
   }
 }
 
-
 // One kv head g of attention_decode_shared: buf holds off[G] scores, a 16 x hd key block and G x group x hd sums.
 void decode_shared_head(const DecodeRow* rows, int G, int kv_stride, int P, int g, int hd, int group, float scale,
                         const int64_t* off, float* buf) {
@@ -603,7 +602,6 @@ void attention(const AttentionShape& s, const float* q, const float* k, const fl
   }
 }
 
-
 void attention_decode_shared(const AttentionShape& s, const DecodeRow* rows, int G, int kv_stride, int P) {
   const int hd = s.head_dim;
   const int group = s.n_heads / s.n_kv_heads;
@@ -630,6 +628,7 @@ void attention_decode_shared(const AttentionShape& s, const DecodeRow* rows, int
 #endif
   for (int r = 0; r < G; ++r) attention(s, rows[r].q, rows[r].k, rows[r].v, kv_stride, rows[r].pos, 1, rows[r].out);
 }
+
 }  // namespace ctrust
 
 namespace ctrust {

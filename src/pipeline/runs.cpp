@@ -346,6 +346,7 @@ EvalResult eval_run(const Model& m, const std::string& model_path, const std::st
     res.complete = out.complete;
   }
   commit();
+  if (!res.complete) return res;  // other workers still hold units: the caller comes back for the summaries
   auto all = store.items(run.id);
   run.n_items = int64_t(all.size());
   res.tasks = summarize(run, all);

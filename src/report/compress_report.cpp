@@ -1,6 +1,7 @@
 #include "report/compress_report.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "io/ctrust_types.h"
 
@@ -79,12 +80,14 @@ json mix_report_json(const MixRunResult& m, const MixOptions& o) {
 std::string mix_report_text(const MixRunResult& m, const MixOptions& o) {
   const json mj = mix_report_json(m, o);
   std::string s = fmt::format("mixed precision (objective {}, unit {}):\n", o.objective, m.plan.table.unit);
-  for (const std::string& lv : m.plan.table.levels) {  // the units of each level, in the forward pass's order
-    std::string units;
-    int n = 0;
-    for (const json& e : mj["map"])
-      if (e["level"].get<std::string>() == lv) units += " " + e["unit"].get<std::string>(), ++n;
-    if (n) s += fmt::format("  {} ({} unit{}):{}\n", lv, n, n == 1 ? "" : "s", units);
+  const SensitivityTable& t = m.plan.table;
+  for (size_t k = 0; k < t.levels.size(); ++k) {  // the units of each level, in the forward pass's order
+    std::vector<std::string> units;
+    for (size_t u = 0; u < t.units.size(); ++u)
+      if (m.plan.choice.pick[u] == int(k)) units.push_back(t.units[u]);
+    if (!units.empty())
+      s += fmt::format("  {} ({} unit{}): {}\n", t.levels[k], units.size(), units.size() == 1 ? "" : "s",
+                       fmt::join(units, " "));
   }
   s += fmt::format("  tensor bytes {} (planned {}, budget {}): {:.4f} bits per weight (target {})\n",
                    mj["file_tensor_bytes"].get<uint64_t>(), mj["planned_tensor_bytes"].get<uint64_t>(), m.plan.budget,
