@@ -12,7 +12,8 @@
 #   intervals), and token-level KL on WikiText-2 test (STUDY_KLD_CHUNKS chunks of 512 tokens).
 # Part 2, trust (Hong et al.): the eight perspectives at STUDY_TRUST_PRESET for STUDY_TRUST_MODELS, the same
 #   variants plus GPTQ 8-bit, with paired differences (ctrust compare on trust runs).
-# Outputs: $STUDY_DIR/out/*.json (one file per comparison), the stores $STUDY_DIR/eval.db and trust.db, the
+# Outputs: $STUDY_DIR/out/*.json (one file per comparison; report-flips-M.json and flips-M.html: `ctrust report`
+#   over a model's runs), the tables of docs/study.md and its plots docs/study/*.svg (scripts/study_tables.py), the stores $STUDY_DIR/eval.db and trust.db, the
 #   variants in $STUDY_DIR/variants/. Wall time of each step on stderr and in $STUDY_DIR/out/times.tsv.
 # Environment (defaults): STUDY_DIR (~/.cache/ctrust/study), STUDY_MODELS ("smollm2 qwen0.5b qwen1.5b"),
 #   STUDY_TRUST_MODELS ("smollm2 qwen1.5b"), STUDY_LIMIT (500), STUDY_MMLU_LIMIT (10), STUDY_SEED (0),
@@ -142,6 +143,10 @@ flips() {
       timed "$m kld $v" once "$dir/out/kld-$m-$v.json" "$ctrust" kld --load-base "$base_kld" -m "$(model_file "$m" "$v")" \
         -f "$wiki" --ctx 512 --chunks "$kld_chunks" -t "$threads" --json
     done
+    # the model's page and its data (every table of docs/study.md is made from the JSON by study_tables.py)
+    local runs=("$m-base")
+    for v in $flip_variants; do runs+=("$m-$v"); done
+    "$ctrust" report "${runs[@]}" --db "$dir/eval.db" -o "$dir/out/flips-$m.html" --json > "$dir/out/report-flips-$m.json"
   done
 }
 
@@ -155,10 +160,15 @@ trust() {
       [ "$v" = base ] && continue
       once "$dir/out/trust-compare-$m-$v.json" "$ctrust" compare "$m-base" "$m-$v" --db "$dir/trust.db" --json
     done
+    local runs=("$m-base")
+    for v in $trust_variants; do runs+=("$m-$v"); done
+    "$ctrust" report "${runs[@]}" --db "$dir/trust.db" -o "$dir/out/trust-$m.html" --json > "$dir/out/report-trust-$m.json"
   done
 }
 
 t_all=$SECONDS
 [ "$part" = trust ] || flips
 [ "$part" = flips ] || trust
+# the tables and plots of docs/study.md (and docs/study/*.svg) from the outputs
+[ "$part" = trust ] || python3 "$root/scripts/study_tables.py" "$dir/out" --doc "$root/docs/study.md" --plots "$root/docs/study"
 echo "[study] done in $((SECONDS - t_all)) s; outputs in $dir/out (times: $times)" >&2

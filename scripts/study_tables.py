@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""Tables and plots of the study (issue 17, docs/study.md) from scripts/study.sh's outputs.
+
+    python3 scripts/study_tables.py [OUT_DIR] [--doc docs/study.md] [--plots docs/study]
+
+OUT_DIR (default $STUDY_DIR/out, else ~/.cache/ctrust/study/out) holds, per model M:
+  report-flips-M.json   `ctrust report M-base M-<variant>... --json` (per task: n, accuracies, Δacc, c2w/w2c,
+                        flips and answer-level KL with their 95% bootstrap intervals, McNemar p)
+  kld-M-V.json          `ctrust kld --json` of variant V against the base on WikiText-2 test
+  report-trust-M.json   `ctrust report` over the trust runs (part 2), when it exists
+The generated markdown replaces the text between `<!-- study:NAME:begin -->` and `<!-- study:NAME:end -->` in the
+doc (NAME = flips-summary, flips-tasks, flips-statements, trust); plots are SVG files written by this script
+(standard library only, no plotting package).
+
+Pooled figures (all seven tasks of a model × variant) are computed here from the per-task counts, items treated
+as independent: flips = Σ(c2w + w2c) / Σn with a Wilson 95% interval; Δacc = Σ(w2c − c2w) / Σn with the normal
+interval of a paired difference, var = (flips − Δacc²) / N; answer-level KL = the item-weighted mean of the
+per-task means, its standard error combined from the per-task bootstrap intervals (se_t = width / 3.92).
+"""
+import glob
+import json
+import math
+import os
+import re
+import sys
+
+TASKS = ["arc_easy", "arc_challenge", "hellaswag", "piqa", "winogrande", "boolq", "mmlu"]
+MODELS = ["smollm2", "qwen0.5b", "qwen1.5b"]
+# Parameter counts (the models' own; `ctrust info` prints them): the x axis of "flips vs model size".
+PARAMS = {"smollm2": 134.5e6, "qwen0.5b": 494.0e6, "qwen1.5b": 1543.7e6}
+LABEL = {"smollm2": "SmolLM2-135M", "qwen0.5b": "Qwen2.5-0.5B", "qwen1.5b": "Qwen2.5-1.5B"}
+VARIANTS = ["gptq-w8g128", "gptq-w4g128", "gptq-w3g128", "awq-w4g128", "smoothquant-w8a8", "wanda-2of4"]
+VLABEL = {"gptq-w8g128": "GPTQ 8-bit g128", "gptq-w4g128": "GPTQ 4-bit g128", "gptq-w3g128": "GPTQ 3-bit g128",
+          "awq-w4g128": "AWQ 4-bit g128", "smoothquant-w8a8": "SmoothQuant W8A8", "wanda-2of4": "Wanda 2:4"}
+COLORS = {"smollm2": "#1f77b4", "qwen0.5b": "#ff7f0e", "qwen1.5b": "#2ca02c"}
+VCOLORS = {"gptq-w4g128": "#1f77b4", "gptq-w3g128": "#d62728", "awq-w4g128": "#9467bd",
+           "smoothquant-w8a8": "#8c564b", "wanda-2of4": "#2ca02c", "gptq-w8g128": "#7f7f7f"}
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def wilson(k, n, z=1.96):
+    if n == 0:
+        return (float("nan"),) * 3
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return p, c - h, c + h
+
+
+def pooled(rows):
+    """rows: the report's eval rows of one variant (one per task). Returns the pooled figures."""
+    n = sum(r["n"] for r in rows)
+    c2w = sum(r["c2w"] for r in rows)
+    w2c = sum(r["w2c"] for r in rows)
+    f = wilson(c2w + w2c, n)
+    d = (w2c - c2w) / n
+    var = max((c2w + w2c) / n - d * d, 0.0) / n
+    dse = math.sqrt(var)
+    acc_b = sum(r["acc_base"]["value"] * r["n"] for r in rows) / n
+    kl_rows = [r for r in rows if r.get("kl")]
+    kl = None
+    if kl_rows:
+        nk = sum(r["n"] for r in kl_rows)
+        m = sum(r["kl"]["value"] * r["n"] for r in kl_rows) / nk
+        se = math.sqrt(sum((r["n"] / nk) ** 2 * ((r["kl"]["ci_high"] - r["kl"]["ci_low"]) / 3.92) ** 2
+                           for r in kl_rows))
+        kl = (m, m - 1.96 * se, m + 1.96 * se)
+    return {"n": n, "c2w": c2w, "w2c": w2c, "flips": f, "acc_base": acc_b,
+            "dacc": (d, d - 1.96 * dse, d + 1.96 * dse), "kl": kl}
+
+
+def pct(e, digits=1):
+    v, lo, hi = e
+    return f"{100 * v:+.{digits}f} [{100 * lo:+.{digits}f}, {100 * hi:+.{digits}f}]"
+
+
+def pct_u(e, digits=1):
+    v, lo, hi = e
+    return f"{100 * v:.{digits}f} [{100 * lo:.{digits}f}, {100 * hi:.{digits}f}]"
+
+
+def est(d):
+    return (d["value"], d["ci_low"], d["ci_high"])
+
+
+def kl_s(e):
+    if e is None:
+        return "-"
+    v, lo, hi = e
+    return f"{v:.4f} [{max(lo, 0):.4f}, {hi:.4f}]"
+
+
+def read_outputs(out):
+    data = {}
+    for m in MODELS:
+        p = os.path.join(out, f"report-flips-{m}.json")
+        if not os.path.exists(p):
+            continue
+        rep = load(p)
+        per_var = {}
+        for r in rep["eval"]:
+            if r["task"] not in TASKS:
+                continue
+            v = r["variant"][len(m) + 1:] if r["variant"].startswith(m + "-") else r["variant"]
+            per_var.setdefault(v, []).append(r)
+        klds = {}
+        for v in per_var:
+            kp = os.path.join(out, f"kld-{m}-{v}.json")
+            if os.path.exists(kp):
+                klds[v] = load(kp)
+        data[m] = {"report": rep, "rows": per_var, "kld": klds}
+    return data
+
+
+def summary_table(data):
+    lines = ["| model | variant | items | base acc % | Δacc pts [95% CI] | flips % [95% CI] | c2w / w2c | "
+             "answer KL [95% CI] | token KL (WikiText-2) ± se | same top % | PPL ratio |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for m in MODELS:
+        if m not in data:
+            continue
+        for v in VARIANTS:
+            rows = data[m]["rows"].get(v)
+            if not rows:
+                continue
+            p = pooled(rows)
+            k = data[m]["kld"].get(v)
+            tk = f"{k['kl_mean']:.4f} ± {k['kl_stderr']:.4f}" if k else "-"
+            st = f"{100 * k['same_top']:.2f}" if k else "-"
+            pr = f"{k['ppl_ratio']:.4f}" if k else "-"
+            lines.append(f"| {LABEL[m]} | {VLABEL[v]} | {p['n']} | {100 * p['acc_base']:.1f} | {pct(p['dacc'])} | "
+                         f"{pct_u(p['flips'])} | {p['c2w']} / {p['w2c']} | {kl_s(p['kl'])} | {tk} | {st} | {pr} |")
+    return "\n".join(lines)
+
+
+def task_table(data):
+    lines = ["| model | variant | task | n | base acc % | Δacc pts [95% CI] | flips % [95% CI] | answer KL | McNemar p |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for m in MODELS:
+        if m not in data:
+            continue
+        for v in VARIANTS:
+            rows = {r["task"]: r for r in data[m]["rows"].get(v, [])}
+            for t in TASKS:
+                r = rows.get(t)
+                if not r:
+                    continue
+                kl = kl_s(est(r["kl"])) if r.get("kl") else "-"
+                lines.append(f"| {LABEL[m]} | {VLABEL[v]} | {t} | {r['n']} | {100 * r['acc_base']['value']:.1f} | "
+                             f"{pct(est(r['delta_acc']))} | {pct_u(est(r['flips']))} | {kl} | {r['mcnemar_p']:.3g} |")
+    return "\n".join(lines)
+
+
+def spearman(x, y):
+    def ranks(a):
+        order = sorted(range(len(a)), key=lambda i: a[i])
+        r = [0.0] * len(a)
+        i = 0
+        while i < len(a):
+            j = i
+            while j + 1 < len(a) and a[order[j + 1]] == a[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                r[order[k]] = (i + j) / 2
+            i = j + 1
+        return r
+    rx, ry = ranks(x), ranks(y)
+    n = len(x)
+    mx, my = sum(rx) / n, sum(ry) / n
+    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    sxx = sum((a - mx) ** 2 for a in rx)
+    syy = sum((b - my) ** 2 for b in ry)
+    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else float("nan")
+
+
+def statements(data):
+    """The three statements of Dutta et al., checked on the points measured here."""
+    out = []
+    # 1. |Δacc| <= 2 points while flips >= 5%, per model x variant (pooled over tasks).
+    hold, total, detail = 0, 0, []
+    for m in MODELS:
+        for v in VARIANTS:
+            rows = data.get(m, {}).get("rows", {}).get(v)
+            if not rows:
+                continue
+            p = pooled(rows)
+            small = abs(p["dacc"][0]) <= 0.02
+            many = p["flips"][0] >= 0.05
+            total += 1
+            if small and many:
+                hold += 1
+            detail.append(f"{LABEL[m]} {VLABEL[v]}: |Δacc| {100 * abs(p['dacc'][0]):.1f} pts, flips "
+                          f"{100 * p['flips'][0]:.1f}%" + (" — holds" if small and many else
+                                                            " — Δacc > 2 pts" if not small else " — flips < 5%"))
+    out.append(("accuracy within 2 points while ≥ 5% of answers flip (pooled over the seven tasks)",
+                f"{hold} of {total} model × variant pairs", detail))
+    # 2. larger models flip less: per variant, pooled flips by model size.
+    detail = []
+    ok, cmp_n = 0, 0
+    for v in VARIANTS:
+        pts = [(PARAMS[m], pooled(data[m]["rows"][v])["flips"]) for m in MODELS
+               if m in data and data[m]["rows"].get(v)]
+        if len(pts) < 2:
+            continue
+        pts.sort()
+        dec = all(b[1][0] < a[1][0] for a, b in zip(pts, pts[1:]))
+        sep = all(b[1][2] < a[1][1] for a, b in zip(pts, pts[1:]))
+        cmp_n += 1
+        ok += dec
+        detail.append(f"{VLABEL[v]}: " + " → ".join(f"{100 * f[0]:.1f}%" for _, f in pts) +
+                      (" (decreasing" + (", intervals disjoint)" if sep else ", intervals overlap)") if dec
+                       else " (not decreasing)"))
+    out.append(("larger models flip less (pooled flips, smallest → largest model)",
+                f"{ok} of {cmp_n} methods decrease with size" if cmp_n else "needs at least two models", detail))
+    # 3. KL tracks flips: Spearman over every (model, variant, task) point with an answer-level KL.
+    xs, ys = [], []
+    for m in data:
+        for v, rows in data[m]["rows"].items():
+            for r in rows:
+                if r.get("kl"):
+                    xs.append(r["kl"]["value"])
+                    ys.append(r["flips"]["value"])
+    rho = spearman(xs, ys) if len(xs) > 2 else float("nan")
+    out.append(("answer-level KL tracks flips (Spearman over model × variant × task points)",
+                f"ρ = {rho:.2f} over {len(xs)} points", []))
+    lines = []
+    for title, verdict, detail in out:
+        lines.append(f"- **{title}**: {verdict}.")
+        for d in detail:
+            lines.append(f"  - {d}")
+    return "\n".join(lines)
+
+
+# ---- SVG plots (hand-made: a scatter with error bars)
+def svg_scatter(path, title, xlabel, ylabel, series, logx=False, lines=False):
+    """series: list of (label, color, [(x, y, ylo, yhi)])."""
+    W, H, L, R, T, B = 640, 420, 70, 170, 40, 50
+    pts = [p for _, _, s in series for p in s]
+    if not pts:
+        return
+    fx = (lambda x: math.log10(x)) if logx else (lambda x: x)
+    xs = [fx(p[0]) for p in pts]
+    ys = [y for p in pts for y in (p[2], p[3])]
+    x0, x1 = min(xs), max(xs)
+    if x1 == x0:
+        x0, x1 = x0 - 1, x1 + 1
+    pad = 0.08 * (x1 - x0)
+    x0, x1 = x0 - pad, x1 + pad
+    y0, y1 = min(0.0, min(ys)), max(ys) * 1.08 or 1.0
+    sx = lambda x: L + (fx(x) - x0) / (x1 - x0) * (W - L - R)
+    sy = lambda y: H - B - (y - y0) / (y1 - y0) * (H - T - B)
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
+         f'font-family="sans-serif" font-size="12">',
+         f'<rect width="{W}" height="{H}" fill="white"/>',
+         f'<text x="{L}" y="22" font-size="14" font-weight="bold">{title}</text>',
+         f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" stroke="black"/>',
+         f'<line x1="{L}" y1="{T}" x2="{L}" y2="{H - B}" stroke="black"/>',
+         f'<text x="{(L + W - R) / 2}" y="{H - 12}" text-anchor="middle">{xlabel}</text>',
+         f'<text x="16" y="{(T + H - B) / 2}" text-anchor="middle" transform="rotate(-90 16 {(T + H - B) / 2})">'
+         f'{ylabel}</text>']
+    for i in range(6):  # y ticks
+        y = y0 + (y1 - y0) * i / 5
+        o.append(f'<line x1="{L - 4}" y1="{sy(y):.1f}" x2="{W - R}" y2="{sy(y):.1f}" stroke="#ddd"/>'
+                 f'<text x="{L - 6}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:.3g}</text>')
+    if logx:
+        ticks = sorted({p[0] for p in pts})
+        for x in ticks:
+            o.append(f'<text x="{sx(x):.1f}" y="{H - B + 16}" text-anchor="middle">{x / 1e6:.0f}M</text>')
+    else:
+        for i in range(6):
+            x = x0 + (x1 - x0) * i / 5
+            o.append(f'<text x="{L + (x - x0) / (x1 - x0) * (W - L - R):.1f}" y="{H - B + 16}" '
+                     f'text-anchor="middle">{x:.3g}</text>')
+    for k, (label, color, s) in enumerate(series):
+        if lines and len(s) > 1:
+            ss = sorted(s)
+            o.append('<polyline fill="none" stroke="{}" points="{}"/>'.format(
+                color, " ".join(f"{sx(p[0]):.1f},{sy(p[1]):.1f}" for p in ss)))
+        for x, y, lo, hi in s:
+            o.append(f'<line x1="{sx(x):.1f}" y1="{sy(lo):.1f}" x2="{sx(x):.1f}" y2="{sy(hi):.1f}" stroke="{color}"/>'
+                     f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5" fill="{color}"/>')
+        o.append(f'<circle cx="{W - R + 14}" cy="{T + 10 + 18 * k}" r="4" fill="{color}"/>'
+                 f'<text x="{W - R + 24}" y="{T + 14 + 18 * k}">{label}</text>')
+    o.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(o) + "\n")
+
+
+def plots(data, outdir):
+    os.makedirs(outdir, exist_ok=True)
+    # flips vs |Δacc|, one point per model x variant x task, colour = model
+    series = []
+    for m in MODELS:
+        if m not in data:
+            continue
+        s = []
+        for v, rows in data[m]["rows"].items():
+            for r in rows:
+                f = est(r["flips"])
+                s.append((100 * abs(r["delta_acc"]["value"]), 100 * f[0], 100 * f[1], 100 * f[2]))
+        series.append((LABEL[m], COLORS[m], s))
+    svg_scatter(os.path.join(outdir, "flips_vs_dacc.svg"), "Flips vs |Δacc| (per model × variant × task)",
+                "|Δacc| (points)", "flips (% of items), 95% CI", series)
+    # flips vs model size, one line per method (pooled)
+    series = []
+    for v in VARIANTS:
+        s = []
+        for m in MODELS:
+            rows = data.get(m, {}).get("rows", {}).get(v)
+            if rows:
+                f = pooled(rows)["flips"]
+                s.append((PARAMS[m], 100 * f[0], 100 * f[1], 100 * f[2]))
+        if s:
+            series.append((VLABEL[v], VCOLORS[v], s))
+    svg_scatter(os.path.join(outdir, "flips_vs_size.svg"), "Flips vs model size (pooled over seven tasks)",
+                "parameters (log scale)", "flips (% of items), 95% CI", series, logx=True, lines=True)
+
+
+def replace_block(doc, name, text):
+    b, e = f"<!-- study:{name}:begin -->", f"<!-- study:{name}:end -->"
+    pat = re.compile(re.escape(b) + ".*?" + re.escape(e), re.S)
+    if not pat.search(doc):
+        sys.exit(f"study_tables: {name}: no {b} ... {e} block in the doc")
+    return pat.sub(lambda _: f"{b}\n{text}\n{e}", doc)
+
+
+def main():
+    args = sys.argv[1:]
+    doc_path, plot_dir, out = "docs/study.md", "docs/study", None
+    i = 0
+    while i < len(args):
+        if args[i] == "--doc":
+            doc_path = args[i + 1]; i += 2
+        elif args[i] == "--plots":
+            plot_dir = args[i + 1]; i += 2
+        else:
+            out = args[i]; i += 1
+    if out is None:
+        out = os.path.join(os.environ.get("STUDY_DIR", os.path.expanduser("~/.cache/ctrust/study")), "out")
+    data = read_outputs(out)
+    if not data:
+        sys.exit(f"study_tables: no report-flips-*.json in {out} (run scripts/study.sh flips first)")
+    with open(doc_path) as f:
+        doc = f.read()
+    doc = replace_block(doc, "flips-summary", summary_table(data))
+    doc = replace_block(doc, "flips-tasks", task_table(data))
+    doc = replace_block(doc, "flips-statements", statements(data))
+    with open(doc_path, "w") as f:
+        f.write(doc)
+    plots(data, plot_dir)
+    print(f"study_tables: {', '.join(LABEL[m] for m in data)} from {out} -> {doc_path}, {plot_dir}/*.svg",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
