@@ -5,7 +5,8 @@
 #
 #   bash scripts/study.sh [flips|trust|all]     (default all)
 #
-# Part 1, flips (Dutta et al.): per model, the base and its variants GPTQ 4-bit, GPTQ 3-bit, AWQ 4-bit (group 128),
+# Part 1, flips (Dutta et al.): per model, the base and its variants GPTQ 4-bit, GPTQ 3-bit, AWQ 4-bit (group 128;
+#   64 on SmolLM2, whose hidden size 576 is no multiple of 128),
 #   SmoothQuant W8A8 and Wanda 2:4, evaluated on ARC-Easy, ARC-Challenge, HellaSwag, PIQA, WinoGrande, BoolQ and
 #   MMLU (a seeded sample stratified by answer: STUDY_LIMIT items per task, STUDY_MMLU_LIMIT per MMLU subject;
 #   the full sets when both are 0), compared item by item with the base (Δacc, flips, KL over choices, with 95%
@@ -23,6 +24,7 @@
 #   exist here only as Q4_K_M files (scripts/fetch_models.sh): their base is that file, and compression starts
 #   from its dequantized F16 copy (so a variant's difference is the compression's, on top of Q4_K_M).
 set -euo pipefail
+shopt -s inherit_errexit  # a failed step inside $(...) stops the study
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${CTRUST_CACHE:-$HOME/.cache/ctrust}
 dir=${STUDY_DIR:-$cache/study}
@@ -84,24 +86,28 @@ source_file() {  # what compression reads: an F16 copy for the Q4_K_M files
 }
 
 # Variant name -> compress arguments.
+# GPTQ and AWQ use groups of 128 input columns, as the papers' checkpoints, where 128 divides every Linear's input
+# (Qwen2.5: 896/4864, 1536/8960); SmolLM2's hidden size 576 is not a multiple of 128: groups of 64 there.
+group_size() { if [ "$1" = smollm2 ]; then echo 64; else echo 128; fi; }
 declare -A recipe=(
-  [gptq-w4g128]="--method gptq --bits 4 --group-size 128"
-  [gptq-w3g128]="--method gptq --bits 3 --group-size 128"
-  [gptq-w8g128]="--method gptq --bits 8 --group-size 128"
-  [awq-w4g128]="--method awq --bits 4 --group-size 128"
+  [gptq-w4]="--method gptq --bits 4 --group-size G"
+  [gptq-w3]="--method gptq --bits 3 --group-size G"
+  [gptq-w8]="--method gptq --bits 8 --group-size G"
+  [awq-w4]="--method awq --bits 4 --group-size G"
   [smoothquant-w8a8]="--method smoothquant"
   [wanda-2of4]="--method wanda --nm 2:4"
 )
-flip_variants="gptq-w4g128 gptq-w3g128 awq-w4g128 smoothquant-w8a8 wanda-2of4"
-trust_variants="gptq-w8g128 $flip_variants"
+flip_variants="gptq-w4 gptq-w3 awq-w4 smoothquant-w8a8 wanda-2of4"
+trust_variants="gptq-w8 $flip_variants"
 
 variant_file() {  # variant_file MODEL VARIANT: compresses once
   local m=$1 v=$2 f="$dir/variants/$1-$2.gguf"
   if [ ! -s "$f" ]; then
     local src
     src=$(source_file "$m")
+    local args=${recipe[$v]//G/$(group_size "$m")}
     # shellcheck disable=SC2086
-    timed "$m compress $v" "$ctrust" compress -m "$src" ${recipe[$v]} --seed "$seed" -t "$threads" -o "$f.part" >&2
+    timed "$m compress $v" "$ctrust" compress -m "$src" $args --seed "$seed" -t "$threads" -o "$f.part" >&2
     mv "$f.part" "$f"
   fi
   echo "$f"

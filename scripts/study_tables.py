@@ -29,12 +29,12 @@ MODELS = ["smollm2", "qwen0.5b", "qwen1.5b"]
 # Parameter counts (the models' own; `ctrust info` prints them): the x axis of "flips vs model size".
 PARAMS = {"smollm2": 134.5e6, "qwen0.5b": 494.0e6, "qwen1.5b": 1543.7e6}
 LABEL = {"smollm2": "SmolLM2-135M", "qwen0.5b": "Qwen2.5-0.5B", "qwen1.5b": "Qwen2.5-1.5B"}
-VARIANTS = ["gptq-w8g128", "gptq-w4g128", "gptq-w3g128", "awq-w4g128", "smoothquant-w8a8", "wanda-2of4"]
-VLABEL = {"gptq-w8g128": "GPTQ 8-bit g128", "gptq-w4g128": "GPTQ 4-bit g128", "gptq-w3g128": "GPTQ 3-bit g128",
-          "awq-w4g128": "AWQ 4-bit g128", "smoothquant-w8a8": "SmoothQuant W8A8", "wanda-2of4": "Wanda 2:4"}
+VARIANTS = ["gptq-w8", "gptq-w4", "gptq-w3", "awq-w4", "smoothquant-w8a8", "wanda-2of4"]
+VLABEL = {"gptq-w8": "GPTQ 8-bit", "gptq-w4": "GPTQ 4-bit", "gptq-w3": "GPTQ 3-bit",
+          "awq-w4": "AWQ 4-bit", "smoothquant-w8a8": "SmoothQuant W8A8", "wanda-2of4": "Wanda 2:4"}
 COLORS = {"smollm2": "#1f77b4", "qwen0.5b": "#ff7f0e", "qwen1.5b": "#2ca02c"}
-VCOLORS = {"gptq-w4g128": "#1f77b4", "gptq-w3g128": "#d62728", "awq-w4g128": "#9467bd",
-           "smoothquant-w8a8": "#8c564b", "wanda-2of4": "#2ca02c", "gptq-w8g128": "#7f7f7f"}
+VCOLORS = {"gptq-w4": "#1f77b4", "gptq-w3": "#d62728", "awq-w4": "#9467bd",
+           "smoothquant-w8a8": "#8c564b", "wanda-2of4": "#2ca02c", "gptq-w8": "#7f7f7f"}
 
 
 def load(path):
