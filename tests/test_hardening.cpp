@@ -16,6 +16,7 @@
 #include "eval/task.h"
 #include "io/gguf.h"
 #include "io/model_file.h"
+#include "io/tokenizer.h"
 #include "model/perplexity.h"
 #include "pipeline/lmeval.h"
 #include "pipeline/runs.h"
@@ -172,6 +173,14 @@ TEST(Hardening, ConfigHugeNumberIsRangeChecked) {
 // nlohmann's type_error out of the loader (terminate) instead of a clear error naming the file.
 TEST(Hardening, FuzzFindingRopeScalingTypeNotAString) {
   EXPECT_ERROR(load_model(hdata("hf_rope_scaling_type_number")), "rope_scaling.type must be a string");
+}
+
+// Found by fuzz_tokenizer_json (2026-12-03, after 0.39 M inputs): a 3.9 KB tokenizer.json listing 192 tokens, one
+// with id 9,357,389, was filled up to that id with [PADi] tokens (> 2 GB with the tokenizer's tables): the
+// vocabulary size is now capped from the tokens the file lists.
+TEST(Hardening, FuzzFindingTokenizerJsonSparseIds) {
+  EXPECT_ERROR(tokenizer_from_json(hdata("fuzz/tokenizer_sparse_ids.json")),
+               "token id 9357389 but only 192 tokens listed");
 }
 
 // 5. import-lm-eval: nan/inf log-likelihoods and targets that name no choice are errors (a bad target used
