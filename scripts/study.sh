@@ -18,7 +18,8 @@
 #   variants in $STUDY_DIR/variants/. Wall time of each step on stderr and in $STUDY_DIR/out/times.tsv.
 # Environment (defaults): STUDY_DIR (~/.cache/ctrust/study), STUDY_MODELS ("smollm2 qwen0.5b qwen1.5b"),
 #   STUDY_TRUST_MODELS ("smollm2 qwen1.5b"), STUDY_LIMIT (500), STUDY_MMLU_LIMIT (10), STUDY_SEED (0),
-#   STUDY_KLD_CHUNKS (40), STUDY_TRUST_PRESET (standard), THREADS (2), CTRUST_BIN (default build/ctrust after
+#   STUDY_KLD_CHUNKS (40), STUDY_TRUST_PRESET (standard), STUDY_TRUST_LIMIT (0 = the preset's sizes; N = N items
+#   per setting, nested in the preset's sample), THREADS (2), CTRUST_BIN (default build/ctrust after
 #   scripts/setup.sh; give a copied binary for a study that spans rebuilds).
 # Models: SmolLM2-135M-Instruct (its F32 copy is the base: scripts/setup.sh); Qwen2.5-Coder-0.5B/1.5B-Instruct
 #   exist here only as Q4_K_M files (scripts/fetch_models.sh): their base is that file, and compression starts
@@ -35,6 +36,7 @@ mmlu_limit=${STUDY_MMLU_LIMIT:-10}
 seed=${STUDY_SEED:-0}
 kld_chunks=${STUDY_KLD_CHUNKS:-40}
 preset=${STUDY_TRUST_PRESET:-standard}
+trust_limit=${STUDY_TRUST_LIMIT:-0}  # > 0: that many items per setting, a seeded stratified sample nested in the preset's
 threads=${THREADS:-2}
 part=${1:-all}
 ctrust=${CTRUST_BIN:-$root/build/ctrust}  # CTRUST_BIN: a fixed copy, so a rebuild mid-study changes nothing
@@ -157,11 +159,15 @@ flips() {
 }
 
 trust() {
-  "$ctrust" trust-plan --preset "$preset" --json > "$dir/out/trust-plan-$preset.json"
+  local pl=()
+  [ "$trust_limit" -gt 0 ] && pl=(--limit "$trust_limit")
+  "$ctrust" trust-plan --preset "$preset" "${pl[@]}" --json > "$dir/out/trust-plan-$preset.json"
   for m in $trust_models; do
     ensure_model "$m"
     for v in base $trust_variants; do
-      timed "$m trust $v" "$ctrust" trust -m "$(model_file "$m" "$v")" --preset "$preset" --name "$m-$v" \
+      local tl=()
+      [ "$trust_limit" -gt 0 ] && tl=(--limit "$trust_limit")
+      timed "$m trust $v" "$ctrust" trust -m "$(model_file "$m" "$v")" --preset "$preset" "${tl[@]}" --name "$m-$v" \
         --db "$dir/trust.db" -t "$threads" --json > "$dir/out/trust-$m-$v.json"
       [ "$v" = base ] && continue
       once "$dir/out/trust-compare-$m-$v.json" "$ctrust" compare "$m-base" "$m-$v" --db "$dir/trust.db" --json
