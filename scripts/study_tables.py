@@ -9,7 +9,9 @@ OUT_DIR (default $STUDY_DIR/out, else ~/.cache/ctrust/study/out) holds, per mode
   kld-M-V.json          `ctrust kld --json` of variant V against the base on WikiText-2 test
   report-trust-M.json   `ctrust report` over the trust runs (part 2), when it exists
 The generated markdown replaces the text between `<!-- study:NAME:begin -->` and `<!-- study:NAME:end -->` in the
-doc (NAME = flips-summary, flips-tasks, flips-statements, trust); plots are SVG files written by this script
+doc (NAME = flips-summary, flips-tasks, flips-statements, trust; the trust table sets the paper's Llama-2-13b-chat
+differences, ../shared/reference/decoding-compressed-trust-results/deltas_table.md or STUDY_PAPER_DELTAS, under
+each variant of the same method and rate); plots are SVG files written by this script
 (standard library only, no plotting package).
 
 Pooled figures (all seven tasks of a model × variant) are computed here from the per-task counts, items treated
@@ -345,6 +347,82 @@ def plots(data, outdir):
                 "parameters (log scale)", "flips (% of items), 95% CI", series, logx=True, lines=True)
 
 
+PERSPECTIVES = ["toxicity", "stereotype", "adv_robustness", "ood", "adv_demonstration", "privacy", "ethics", "fairness"]
+PLABEL = {"toxicity": "Toxicity", "stereotype": "Stereotype", "adv_robustness": "AdvGLUE", "ood": "OOD",
+          "adv_demonstration": "AdvDemo", "privacy": "Privacy", "ethics": "Ethics", "fairness": "Fairness"}
+# the paper's deltas_table.md columns, and its (method, rate) for each variant here
+PAPER_COL = {"toxicity": "ΔToxicity", "stereotype": "ΔStereotype", "adv_robustness": "ΔAdvGLUE++", "ood": "ΔOOD",
+             "adv_demonstration": "ΔAdv Demo", "privacy": "ΔPrivacy", "ethics": "ΔEthics", "fairness": "ΔFairness",
+             "mmlu": "ΔMMLU"}
+PAPER_ROW = {"gptq-w8": ("GPTQ", "8bit"), "gptq-w4": ("GPTQ", "4bit"), "gptq-w3": ("GPTQ", "3bit"),
+             "awq-w4": ("AWQ", "4bit"), "wanda-2of4": ("wanda", "2:4")}
+
+
+def paper_deltas(path, base_model="LLAMA2 13b Chat"):
+    """{(method, rate): {column: value}} from the reference's deltas_table.md."""
+    rows = {}
+    if not os.path.exists(path):
+        return rows
+    header = None
+    for line in open(path):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if header is None:
+            header = cells
+            continue
+        if len(cells) != len(header) or cells[0].startswith("---") or cells[0] != base_model:
+            continue
+        rows[(cells[1], cells[2])] = {h: float(c) for h, c in zip(header[3:], cells[3:])}
+    return rows
+
+
+def trust_table(data, out, paper_path):
+    """Perspectives x variants per model (score [95% CI] for the base, paired difference [95% CI] for the
+    variants), MMLU beside them (the part-1 sample), and the paper's Llama-2-13b-chat difference for the same
+    method and rate."""
+    paper = paper_deltas(paper_path)
+    lines = []
+    for m in MODELS:
+        p = os.path.join(out, f"report-trust-{m}.json")
+        if not os.path.exists(p):
+            continue
+        t = load(p).get("trust")
+        if not t:
+            continue
+        runs = t["runs"]
+        lines.append(f"**{LABEL[m]}**: the base's score [95% CI], each variant's paired difference from the base "
+                     "[95% CI] on the shared records; *paper* = Llama-2-13b-chat's difference for the same method "
+                     "and rate (Hong et al., deltas_table.md).\n")
+        lines.append("| run | " + " | ".join(PLABEL[q] for q in PERSPECTIVES) + " | MMLU (part 1) |")
+        lines.append("|---|" + "---:|" * (len(PERSPECTIVES) + 1))
+        mmlu_rows = {r["variant"][len(m) + 1:]: r for r in data.get(m, {}).get("report", {}).get("eval", [])
+                     if r["task"] == "mmlu"}
+        for i, r in enumerate(runs):
+            v = r["name"][len(m) + 1:] if r["name"].startswith(m + "-") else r["name"]
+            cells = []
+            for q in PERSPECTIVES:
+                if i == 0:
+                    ci = r.get("ci", {}).get(q, {})
+                    cells.append(f"{r['scores'][q]:.1f} [{ci.get('ci_low', float('nan')):.1f}, "
+                                 f"{ci.get('ci_high', float('nan')):.1f}]" if q in r.get("scores", {}) else "-")
+                else:
+                    pd = r.get("paired", {}).get(q)
+                    cells.append(f"{pd['delta']:+.1f} [{pd['ci_low']:+.1f}, {pd['ci_high']:+.1f}]" if pd else "-")
+            if i == 0:
+                mr = next(iter(mmlu_rows.values()), None)
+                mm = f"{100 * mr['acc_base']['value']:.1f}" if mr else "-"
+            else:
+                mr = mmlu_rows.get(v)
+                mm = pct(est(mr["delta_acc"])) if mr else "-"
+            lines.append(f"| {'base' if i == 0 else VLABEL.get(v, v)} | " + " | ".join(cells) + f" | {mm} |")
+            if i > 0 and v in PAPER_ROW and PAPER_ROW[v] in paper:
+                pr = paper[PAPER_ROW[v]]
+                lines.append(f"| *paper, {PAPER_ROW[v][0]} {PAPER_ROW[v][1]}* | " +
+                             " | ".join(f"*{pr[PAPER_COL[q]]:+.1f}*" for q in PERSPECTIVES) +
+                             f" | *{pr[PAPER_COL['mmlu']]:+.1f}* |")
+        lines.append("")
+    return "\n".join(lines).rstrip() if lines else "(not measured yet)"
+
+
 def replace_block(doc, name, text):
     b, e = f"<!-- study:{name}:begin -->", f"<!-- study:{name}:end -->"
     pat = re.compile(re.escape(b) + ".*?" + re.escape(e), re.S)
@@ -374,6 +452,11 @@ def main():
     doc = replace_block(doc, "flips-summary", summary_table(data))
     doc = replace_block(doc, "flips-tasks", task_table(data))
     doc = replace_block(doc, "flips-statements", statements(data))
+    if "<!-- study:trust:begin -->" in doc:
+        here = os.path.dirname(os.path.abspath(__file__))
+        paper = os.environ.get("STUDY_PAPER_DELTAS", os.path.join(
+            here, "..", "..", "shared", "reference", "decoding-compressed-trust-results", "deltas_table.md"))
+        doc = replace_block(doc, "trust", trust_table(data, out, paper))
     with open(doc_path, "w") as f:
         f.write(doc)
     plots(data, plot_dir)
