@@ -124,13 +124,13 @@ ensure_model() {
 }
 
 tasks=arc_easy,arc_challenge,hellaswag,piqa,winogrande,boolq
-eval_model() {  # eval_model MODEL VARIANT
+eval_model() {  # eval_model MODEL VARIANT [mmlu]: the six tasks and MMLU (only MMLU with "mmlu")
   local m=$1 v=$2 f lim=() mlim=()
   f=$(model_file "$m" "$v")
   [ "$limit" -gt 0 ] && lim=(--limit "$limit" --seed "$seed")
   [ "$mmlu_limit" -gt 0 ] && mlim=(--limit "$mmlu_limit" --seed "$seed")
-  timed "$m eval $v" "$ctrust" eval -m "$f" --tasks "$tasks" "${lim[@]}" --name "$m-$v" --db "$dir/eval.db" \
-    -t "$threads" --json > "$dir/out/eval-$m-$v.json"
+  [ "${3:-}" = mmlu ] || timed "$m eval $v" "$ctrust" eval -m "$f" --tasks "$tasks" "${lim[@]}" --name "$m-$v" \
+    --db "$dir/eval.db" -t "$threads" --json > "$dir/out/eval-$m-$v.json"
   timed "$m eval-mmlu $v" "$ctrust" eval -m "$f" --tasks mmlu "${mlim[@]}" --name "$m-$v" --db "$dir/eval.db" \
     -t "$threads" --json > "$dir/out/eval-mmlu-$m-$v.json"
 }
@@ -172,8 +172,11 @@ trust() {
       [ "$v" = base ] && continue
       once "$dir/out/trust-compare-$m-$v.json" "$ctrust" compare "$m-base" "$m-$v" --db "$dir/trust.db" --json
     done
+    # MMLU beside the perspectives (the paper's layout): the part-1 sample, for every trust variant
     local runs=("$m-base")
+    for v in base $trust_variants; do eval_model "$m" "$v" mmlu; done
     for v in $trust_variants; do runs+=("$m-$v"); done
+    "$ctrust" report "${runs[@]}" --db "$dir/eval.db" --json > "$dir/out/report-mmlu-$m.json"
     "$ctrust" report "${runs[@]}" --db "$dir/trust.db" -o "$dir/out/trust-$m.html" --json > "$dir/out/report-trust-$m.json"
   done
 }
@@ -182,5 +185,5 @@ t_all=$SECONDS
 [ "$part" = trust ] || flips
 [ "$part" = flips ] || trust
 # the tables and plots of docs/study.md (and docs/study/*.svg) from the outputs
-[ "$part" = trust ] || python3 "$root/scripts/study_tables.py" "$dir/out" --doc "$root/docs/study.md" --plots "$root/docs/study"
+python3 "$root/scripts/study_tables.py" "$dir/out" --doc "$root/docs/study.md" --plots "$root/docs/study"
 echo "[study] done in $((SECONDS - t_all)) s; outputs in $dir/out (times: $times)" >&2

@@ -272,7 +272,9 @@ def svg_scatter(path, title, xlabel, ylabel, series, logx=False, lines=False, di
     x0, x1 = x0 - pad, x1 + pad
     if not logx and min(xs) >= 0:
         x0 = 0.0
-    y0, y1 = min(0.0, min(ys)), max(ys) * 1.08 or 1.0
+    y0, y1 = min(0.0, min(ys)) * 1.08, max(0.0, max(ys)) * 1.08
+    if y1 == y0:
+        y1 = y0 + 1.0
     sx = lambda x: L + (fx(x) - x0) / (x1 - x0) * (W - L - R)
     sy = lambda y: H - B - (y - y0) / (y1 - y0) * (H - T - B)
     o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
@@ -297,6 +299,8 @@ def svg_scatter(path, title, xlabel, ylabel, series, logx=False, lines=False, di
             x = x0 + (x1 - x0) * i / 5
             o.append(f'<text x="{L + (x - x0) / (x1 - x0) * (W - L - R):.1f}" y="{H - B + 16}" '
                      f'text-anchor="middle">{x:.3g}</text>')
+    if y0 < 0:  # the zero line when values can be negative (differences)
+        o.append(f'<line x1="{L}" y1="{sy(0):.1f}" x2="{W - R}" y2="{sy(0):.1f}" stroke="#666"/>')
     if diagonal:  # y = x: flips can never be below |Δacc|; the paper's point is how far above it they lie
         e = min(x1, y1)
         o.append(f'<line x1="{sx(0):.1f}" y1="{sy(0):.1f}" x2="{sx(e):.1f}" y2="{sy(e):.1f}" stroke="#999" '
@@ -394,8 +398,9 @@ def trust_table(data, out, paper_path):
                      "and rate (Hong et al., deltas_table.md).\n")
         lines.append("| run | " + " | ".join(PLABEL[q] for q in PERSPECTIVES) + " | MMLU (part 1) |")
         lines.append("|---|" + "---:|" * (len(PERSPECTIVES) + 1))
-        mmlu_rows = {r["variant"][len(m) + 1:]: r for r in data.get(m, {}).get("report", {}).get("eval", [])
-                     if r["task"] == "mmlu"}
+        mp = os.path.join(out, f"report-mmlu-{m}.json")  # every trust variant's MMLU (study.sh trust)
+        mrep = load(mp) if os.path.exists(mp) else data.get(m, {}).get("report", {})
+        mmlu_rows = {r["variant"][len(m) + 1:]: r for r in mrep.get("eval", []) if r["task"] == "mmlu"}
         for i, r in enumerate(runs):
             v = r["name"][len(m) + 1:] if r["name"].startswith(m + "-") else r["name"]
             cells = []
@@ -421,6 +426,37 @@ def trust_table(data, out, paper_path):
                              f" | *{pr[PAPER_COL['mmlu']]:+.1f}* |")
         lines.append("")
     return "\n".join(lines).rstrip() if lines else "(not measured yet)"
+
+
+PCOLORS = {"toxicity": "#d62728", "stereotype": "#ff7f0e", "adv_robustness": "#1f77b4", "ood": "#2ca02c",
+           "adv_demonstration": "#9467bd", "privacy": "#8c564b", "ethics": "#e377c2", "fairness": "#17becf"}
+BITS = {"gptq-w3": 3, "gptq-w4": 4, "gptq-w8": 8}  # the GPTQ ladder: one method, three bit widths
+
+
+def trust_plots(out, outdir):
+    """Per model: each perspective's paired difference from the base against GPTQ's bit width."""
+    for m in MODELS:
+        p = os.path.join(out, f"report-trust-{m}.json")
+        if not os.path.exists(p):
+            continue
+        t = load(p).get("trust")
+        if not t:
+            continue
+        series = []
+        for q in PERSPECTIVES:
+            pts = []
+            for r in t["runs"][1:]:
+                v = r["name"][len(m) + 1:]
+                pd = r.get("paired", {}).get(q)
+                if v in BITS and pd:  # dodged sideways so that the intervals do not hide each other
+                    dx = 0.09 * (PERSPECTIVES.index(q) - (len(PERSPECTIVES) - 1) / 2)
+                    pts.append((BITS[v] + dx, pd["delta"], pd["ci_low"], pd["ci_high"]))
+            if pts:
+                series.append((PLABEL[q], PCOLORS[q], pts))
+        os.makedirs(outdir, exist_ok=True)
+        svg_scatter(os.path.join(outdir, f"trust_delta_vs_bits_{m}.svg"),
+                    f"{LABEL[m]}: trust difference vs GPTQ bit width", "weight bits (GPTQ)",
+                    "paired difference from the base (points), 95% CI", series, lines=True)
 
 
 def replace_block(doc, name, text):
@@ -460,6 +496,7 @@ def main():
     with open(doc_path, "w") as f:
         f.write(doc)
     plots(data, plot_dir)
+    trust_plots(out, plot_dir)
     print(f"study_tables: {', '.join(LABEL[m] for m in data)} from {out} -> {doc_path}, {plot_dir}/*.svg",
           file=sys.stderr)
 
