@@ -19,7 +19,7 @@ as independent: flips = Σ(c2w + w2c) / Σn with a Wilson 95% interval; Δacc = 
 interval of a paired difference, var = (flips − Δacc²) / N; answer-level KL = the item-weighted mean of the
 per-task means, its standard error combined from the per-task bootstrap intervals (se_t = width / 3.92).
 """
-import glob
+import argparse
 import json
 import math
 import os
@@ -97,7 +97,14 @@ def kl_s(e):
     return f"{v:.4f} [{max(lo, 0):.4f}, {hi:.4f}]"
 
 
+def variant_of(m, run_name):
+    """'smollm2-gptq-w4' -> 'gptq-w4' (the study names its runs MODEL-VARIANT)."""
+    return run_name[len(m) + 1:] if run_name.startswith(m + "-") else run_name
+
+
 def read_outputs(out):
+    """Per model with a part-1 report: its rows per variant, their pooled figures, the token KL files, and the
+    part-2 reports (trust, and MMLU of every trust variant) when they exist."""
     data = {}
     for m in MODELS:
         p = os.path.join(out, f"report-flips-{m}.json")
@@ -108,14 +115,18 @@ def read_outputs(out):
         for r in rep["eval"]:
             if r["task"] not in TASKS:
                 continue
-            v = r["variant"][len(m) + 1:] if r["variant"].startswith(m + "-") else r["variant"]
-            per_var.setdefault(v, []).append(r)
+            per_var.setdefault(variant_of(m, r["variant"]), []).append(r)
         klds = {}
         for v in per_var:
             kp = os.path.join(out, f"kld-{m}-{v}.json")
             if os.path.exists(kp):
                 klds[v] = load(kp)
-        data[m] = {"report": rep, "rows": per_var, "kld": klds}
+        tp = os.path.join(out, f"report-trust-{m}.json")
+        mp = os.path.join(out, f"report-mmlu-{m}.json")  # every trust variant's MMLU (study.sh trust)
+        data[m] = {"report": rep, "rows": per_var, "kld": klds,
+                   "pooled": {v: pooled(rows) for v, rows in per_var.items()},
+                   "trust": (load(tp).get("trust") if os.path.exists(tp) else None),
+                   "mmlu_report": load(mp) if os.path.exists(mp) else rep}
     return data
 
 
@@ -127,10 +138,9 @@ def summary_table(data):
         if m not in data:
             continue
         for v in VARIANTS:
-            rows = data[m]["rows"].get(v)
-            if not rows:
+            p = data[m]["pooled"].get(v)
+            if not p:
                 continue
-            p = pooled(rows)
             k = data[m]["kld"].get(v)
             tk = f"{k['kl_mean']:.4f} ± {k['kl_stderr']:.4f}" if k else "-"
             st = f"{100 * k['same_top']:.2f}" if k else "-"
@@ -187,10 +197,9 @@ def statements(data):
     hold, total, detail = 0, 0, []
     for m in MODELS:
         for v in VARIANTS:
-            rows = data.get(m, {}).get("rows", {}).get(v)
-            if not rows:
+            p = data.get(m, {}).get("pooled", {}).get(v)
+            if not p:
                 continue
-            p = pooled(rows)
             small = abs(p["dacc"][0]) <= 0.02
             many = p["flips"][0] >= 0.05
             total += 1
@@ -205,8 +214,8 @@ def statements(data):
     detail = []
     ok, cmp_n = 0, 0
     for v in VARIANTS:
-        pts = [(PARAMS[m], pooled(data[m]["rows"][v])["flips"]) for m in MODELS
-               if m in data and data[m]["rows"].get(v)]
+        pts = [(PARAMS[m], data[m]["pooled"][v]["flips"]) for m in MODELS
+               if v in data.get(m, {}).get("pooled", {})]
         if len(pts) < 2:
             continue
         pts.sort()
@@ -238,8 +247,7 @@ def statements(data):
             detail.append(f"{t}: ρ = {rho:.2f} over {len(xs)} model × variant points")
     xs, ys = [], []
     for m in data:
-        for v, rows in data[m]["rows"].items():
-            p = pooled(rows)
+        for p in data[m]["pooled"].values():
             if p["kl"]:
                 xs.append(p["kl"][0])
                 ys.append(p["flips"][0])
@@ -341,9 +349,9 @@ def plots(data, outdir):
     for v in VARIANTS:
         s = []
         for m in MODELS:
-            rows = data.get(m, {}).get("rows", {}).get(v)
-            if rows:
-                f = pooled(rows)["flips"]
+            p = data.get(m, {}).get("pooled", {}).get(v)
+            if p:
+                f = p["flips"]
                 s.append((PARAMS[m], 100 * f[0], 100 * f[1], 100 * f[2]))
         if s:
             series.append((VLABEL[v], VCOLORS[v], s))
@@ -379,17 +387,14 @@ def paper_deltas(path, base_model="LLAMA2 13b Chat"):
     return rows
 
 
-def trust_table(data, out, paper_path):
+def trust_table(data, paper_path):
     """Perspectives x variants per model (score [95% CI] for the base, paired difference [95% CI] for the
     variants), MMLU beside them (the part-1 sample), and the paper's Llama-2-13b-chat difference for the same
     method and rate."""
     paper = paper_deltas(paper_path)
     lines = []
     for m in MODELS:
-        p = os.path.join(out, f"report-trust-{m}.json")
-        if not os.path.exists(p):
-            continue
-        t = load(p).get("trust")
+        t = data.get(m, {}).get("trust")
         if not t:
             continue
         runs = t["runs"]
@@ -398,11 +403,9 @@ def trust_table(data, out, paper_path):
                      "and rate (Hong et al., deltas_table.md).\n")
         lines.append("| run | " + " | ".join(PLABEL[q] for q in PERSPECTIVES) + " | MMLU (part 1) |")
         lines.append("|---|" + "---:|" * (len(PERSPECTIVES) + 1))
-        mp = os.path.join(out, f"report-mmlu-{m}.json")  # every trust variant's MMLU (study.sh trust)
-        mrep = load(mp) if os.path.exists(mp) else data.get(m, {}).get("report", {})
-        mmlu_rows = {r["variant"][len(m) + 1:]: r for r in mrep.get("eval", []) if r["task"] == "mmlu"}
+        mmlu_rows = {variant_of(m, r["variant"]): r for r in data[m]["mmlu_report"]["eval"] if r["task"] == "mmlu"}
         for i, r in enumerate(runs):
-            v = r["name"][len(m) + 1:] if r["name"].startswith(m + "-") else r["name"]
+            v = variant_of(m, r["name"])
             cells = []
             for q in PERSPECTIVES:
                 if i == 0:
@@ -433,20 +436,17 @@ PCOLORS = {"toxicity": "#d62728", "stereotype": "#ff7f0e", "adv_robustness": "#1
 BITS = {"gptq-w3": 3, "gptq-w4": 4, "gptq-w8": 8}  # the GPTQ ladder: one method, three bit widths
 
 
-def trust_plots(out, outdir):
+def trust_plots(data, outdir):
     """Per model: each perspective's paired difference from the base against GPTQ's bit width."""
     for m in MODELS:
-        p = os.path.join(out, f"report-trust-{m}.json")
-        if not os.path.exists(p):
-            continue
-        t = load(p).get("trust")
+        t = data.get(m, {}).get("trust")
         if not t:
             continue
         series = []
         for q in PERSPECTIVES:
             pts = []
             for r in t["runs"][1:]:
-                v = r["name"][len(m) + 1:]
+                v = variant_of(m, r["name"])
                 pd = r.get("paired", {}).get(q)
                 if v in BITS and pd:  # dodged sideways so that the intervals do not hide each other
                     dx = 0.09 * (PERSPECTIVES.index(q) - (len(PERSPECTIVES) - 1) / 2)
@@ -468,18 +468,13 @@ def replace_block(doc, name, text):
 
 
 def main():
-    args = sys.argv[1:]
-    doc_path, plot_dir, out = "docs/study.md", "docs/study", None
-    i = 0
-    while i < len(args):
-        if args[i] == "--doc":
-            doc_path = args[i + 1]; i += 2
-        elif args[i] == "--plots":
-            plot_dir = args[i + 1]; i += 2
-        else:
-            out = args[i]; i += 1
-    if out is None:
-        out = os.path.join(os.environ.get("STUDY_DIR", os.path.expanduser("~/.cache/ctrust/study")), "out")
+    ap = argparse.ArgumentParser(description="docs/study.md's tables and plots from scripts/study.sh's outputs")
+    ap.add_argument("out", nargs="?", default=os.path.join(
+        os.environ.get("STUDY_DIR", os.path.expanduser("~/.cache/ctrust/study")), "out"))
+    ap.add_argument("--doc", default="docs/study.md")
+    ap.add_argument("--plots", default="docs/study")
+    a = ap.parse_args()
+    out, doc_path, plot_dir = a.out, a.doc, a.plots
     data = read_outputs(out)
     if not data:
         sys.exit(f"study_tables: no report-flips-*.json in {out} (run scripts/study.sh flips first)")
@@ -492,11 +487,11 @@ def main():
         here = os.path.dirname(os.path.abspath(__file__))
         paper = os.environ.get("STUDY_PAPER_DELTAS", os.path.join(
             here, "..", "..", "shared", "reference", "decoding-compressed-trust-results", "deltas_table.md"))
-        doc = replace_block(doc, "trust", trust_table(data, out, paper))
+        doc = replace_block(doc, "trust", trust_table(data, paper))
     with open(doc_path, "w") as f:
         f.write(doc)
     plots(data, plot_dir)
-    trust_plots(out, plot_dir)
+    trust_plots(data, plot_dir)
     print(f"study_tables: {', '.join(LABEL[m] for m in data)} from {out} -> {doc_path}, {plot_dir}/*.svg",
           file=sys.stderr)
 
