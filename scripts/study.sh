@@ -14,8 +14,8 @@
 # Part 2, trust (Hong et al.): the eight perspectives at STUDY_TRUST_PRESET for STUDY_TRUST_MODELS, the same
 #   variants plus GPTQ 8-bit, with paired differences (ctrust compare on trust runs).
 # Outputs: $STUDY_DIR/out/*.json (one file per comparison; report-flips-M.json and flips-M.html: `ctrust report`
-#   over a model's runs), the tables of docs/study.md and its plots docs/study/*.svg (scripts/study_tables.py), the stores $STUDY_DIR/eval.db and trust.db, the
-#   variants in $STUDY_DIR/variants/. Wall time of each step on stderr and in $STUDY_DIR/out/times.tsv.
+#   over a model's runs), the tables of docs/study.md and its plots docs/study/*.svg (scripts/study_tables.py),
+#   the stores $STUDY_DIR/eval.db and trust.db, the variants in $STUDY_DIR/variants/. Wall time of each step on stderr and in $STUDY_DIR/out/times.tsv.
 # Environment (defaults): STUDY_DIR (~/.cache/ctrust/study), STUDY_MODELS ("smollm2 qwen0.5b qwen1.5b"),
 #   STUDY_TRUST_MODELS ("smollm2 qwen1.5b"), STUDY_LIMIT (500), STUDY_MMLU_LIMIT (10), STUDY_SEED (0),
 #   STUDY_KLD_CHUNKS (40), STUDY_TRUST_PRESET (standard), STUDY_TRUST_LIMIT (0 = the preset's sizes; N = N items
@@ -37,6 +37,8 @@ seed=${STUDY_SEED:-0}
 kld_chunks=${STUDY_KLD_CHUNKS:-40}
 preset=${STUDY_TRUST_PRESET:-standard}
 trust_limit=${STUDY_TRUST_LIMIT:-0}  # > 0: that many items per setting, a seeded stratified sample nested in the preset's
+trust_sizes=(--preset "$preset")
+[ "$trust_limit" -gt 0 ] && trust_sizes+=(--limit "$trust_limit")
 threads=${THREADS:-2}
 part=${1:-all}
 ctrust=${CTRUST_BIN:-$root/build/ctrust}  # CTRUST_BIN: a fixed copy, so a rebuild mid-study changes nothing
@@ -159,15 +161,11 @@ flips() {
 }
 
 trust() {
-  local pl=()
-  [ "$trust_limit" -gt 0 ] && pl=(--limit "$trust_limit")
-  "$ctrust" trust-plan --preset "$preset" "${pl[@]}" --json > "$dir/out/trust-plan-$preset.json"
+  "$ctrust" trust-plan "${trust_sizes[@]}" --json > "$dir/out/trust-plan-$preset.json"
   for m in $trust_models; do
     ensure_model "$m"
     for v in base $trust_variants; do
-      local tl=()
-      [ "$trust_limit" -gt 0 ] && tl=(--limit "$trust_limit")
-      timed "$m trust $v" "$ctrust" trust -m "$(model_file "$m" "$v")" --preset "$preset" "${tl[@]}" --name "$m-$v" \
+      timed "$m trust $v" "$ctrust" trust -m "$(model_file "$m" "$v")" "${trust_sizes[@]}" --name "$m-$v" \
         --db "$dir/trust.db" -t "$threads" --json > "$dir/out/trust-$m-$v.json"
       [ "$v" = base ] && continue
       once "$dir/out/trust-compare-$m-$v.json" "$ctrust" compare "$m-base" "$m-$v" --db "$dir/trust.db" --json

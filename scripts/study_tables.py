@@ -103,30 +103,26 @@ def variant_of(m, run_name):
 
 
 def read_outputs(out):
-    """Per model with a part-1 report: its rows per variant, their pooled figures, the token KL files, and the
-    part-2 reports (trust, and MMLU of every trust variant) when they exist."""
+    """Per model with a part-1 or a part-2 report: its part-1 rows per variant, their pooled figures, the token
+    KL files, and the part-2 reports (trust, and MMLU of every trust variant)."""
+    def read(path):
+        return load(path) if os.path.exists(path) else None
+
     data = {}
     for m in MODELS:
-        p = os.path.join(out, f"report-flips-{m}.json")
-        if not os.path.exists(p):
+        rep = read(os.path.join(out, f"report-flips-{m}.json")) or {"eval": []}
+        trust = (read(os.path.join(out, f"report-trust-{m}.json")) or {}).get("trust")
+        if not rep["eval"] and not trust:
             continue
-        rep = load(p)
         per_var = {}
         for r in rep["eval"]:
-            if r["task"] not in TASKS:
-                continue
-            per_var.setdefault(variant_of(m, r["variant"]), []).append(r)
-        klds = {}
-        for v in per_var:
-            kp = os.path.join(out, f"kld-{m}-{v}.json")
-            if os.path.exists(kp):
-                klds[v] = load(kp)
-        tp = os.path.join(out, f"report-trust-{m}.json")
-        mp = os.path.join(out, f"report-mmlu-{m}.json")  # every trust variant's MMLU (study.sh trust)
+            if r["task"] in TASKS:
+                per_var.setdefault(variant_of(m, r["variant"]), []).append(r)
+        klds = {v: k for v in per_var if (k := read(os.path.join(out, f"kld-{m}-{v}.json")))}
         data[m] = {"report": rep, "rows": per_var, "kld": klds,
-                   "pooled": {v: pooled(rows) for v, rows in per_var.items()},
-                   "trust": (load(tp).get("trust") if os.path.exists(tp) else None),
-                   "mmlu_report": load(mp) if os.path.exists(mp) else rep}
+                   "pooled": {v: pooled(rows) for v, rows in per_var.items()}, "trust": trust,
+                   # every trust variant's MMLU (study.sh trust), else part 1's
+                   "mmlu_report": read(os.path.join(out, f"report-mmlu-{m}.json")) or rep}
     return data
 
 
@@ -477,7 +473,7 @@ def main():
     out, doc_path, plot_dir = a.out, a.doc, a.plots
     data = read_outputs(out)
     if not data:
-        sys.exit(f"study_tables: no report-flips-*.json in {out} (run scripts/study.sh flips first)")
+        sys.exit(f"study_tables: no report-flips-*.json or report-trust-*.json in {out} (run scripts/study.sh)")
     with open(doc_path) as f:
         doc = f.read()
     doc = replace_block(doc, "flips-summary", summary_table(data))
