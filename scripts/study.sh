@@ -19,7 +19,7 @@
 # Environment (defaults): STUDY_DIR (~/.cache/ctrust/study), STUDY_MODELS ("smollm2 qwen0.5b qwen1.5b"),
 #   STUDY_TRUST_MODELS ("smollm2 qwen1.5b"), STUDY_LIMIT (500), STUDY_MMLU_LIMIT (10), STUDY_SEED (0),
 #   STUDY_KLD_CHUNKS (40), STUDY_TRUST_PRESET (standard), STUDY_TRUST_LIMIT (0 = the preset's sizes; N = N items
-#   per setting, nested in the preset's sample), THREADS (2), CTRUST_BIN (default build/ctrust after
+#   per setting, nested in the preset's sample), STUDY_TRUST_COMPUTE (f32), THREADS (2), CTRUST_BIN (default build/ctrust after
 #   scripts/setup.sh; give a copied binary for a study that spans rebuilds).
 # Models: SmolLM2-135M-Instruct (its F32 copy is the base: scripts/setup.sh); Qwen2.5-Coder-0.5B/1.5B-Instruct
 #   exist here only as Q4_K_M files (scripts/fetch_models.sh): their base is that file, and compression starts
@@ -39,6 +39,9 @@ preset=${STUDY_TRUST_PRESET:-standard}
 trust_limit=${STUDY_TRUST_LIMIT:-0}  # > 0: that many items per setting, a seeded stratified sample nested in the preset's
 trust_sizes=(--preset "$preset")
 [ "$trust_limit" -gt 0 ] && trust_sizes+=(--limit "$trust_limit")
+# Part 2's compute mode: f32 (weights dequantized at load, exact), as part 1. In `native` mode the GPTQ/AWQ files'
+# ctrust packed types run a plain reference kernel (src/ops/qmatmul_ctrust.h), ~10x slower than the f32 path here.
+trust_compute=${STUDY_TRUST_COMPUTE:-f32}
 threads=${THREADS:-2}
 part=${1:-all}
 ctrust=${CTRUST_BIN:-$root/build/ctrust}  # CTRUST_BIN: a fixed copy, so a rebuild mid-study changes nothing
@@ -165,7 +168,7 @@ trust() {
   for m in $trust_models; do
     ensure_model "$m"
     for v in base $trust_variants; do
-      timed "$m trust $v" "$ctrust" trust -m "$(model_file "$m" "$v")" "${trust_sizes[@]}" --name "$m-$v" \
+      timed "$m trust $v" "$ctrust" trust -m "$(model_file "$m" "$v")" "${trust_sizes[@]}" --compute "$trust_compute" --name "$m-$v" \
         --db "$dir/trust.db" -t "$threads" --json > "$dir/out/trust-$m-$v.json"
       [ "$v" = base ] && continue
       once "$dir/out/trust-compare-$m-$v.json" "$ctrust" compare "$m-base" "$m-$v" --db "$dir/trust.db" --json

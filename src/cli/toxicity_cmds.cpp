@@ -11,9 +11,9 @@ namespace {
 
 struct EvalArgs {
   std::string data;
-  int folds = 5, seeds = 3, first_seed = 1, bootstrap = 1000;
+  int folds = 5, seeds = 3, first_seed = 1, bootstrap = 1000, long_parts = ToxicityEvalOptions{}.long_parts;
   ToxicityStackOptions stack;
-  bool no_sparse = false, no_pooled = false, no_interactions = false, no_word_max = false, csv = false;
+  bool no_sparse = false, no_pooled = false, pooled = false, no_interactions = false, no_word_max = false, csv = false;
 };
 
 void cmd_toxicity_eval(const EvalArgs& a, const Common& c) {
@@ -26,7 +26,9 @@ void cmd_toxicity_eval(const EvalArgs& a, const Common& c) {
   opt.bootstrap = a.bootstrap;
   opt.stack = a.stack;
   opt.stack.sparse = !a.no_sparse;
-  opt.stack.pooled = !a.no_pooled;
+  if (a.pooled) opt.stack.pooled = true;
+  if (a.no_pooled) opt.stack.pooled = false;
+  opt.long_parts = a.long_parts;
   opt.stack.interactions = !a.no_interactions;
   opt.stack.word_max = !a.no_word_max;
   ProgressLine progress(10);
@@ -57,6 +59,10 @@ void register_toxicity_commands(CLI::App& app) {
                 "the built-in scorer uses the defaults)");
   c->add_flag("--no-sparse", a.no_sparse, "Stack: no n-gram part");
   c->add_flag("--no-pooled", a.no_pooled, "Stack: without tox-block's pooled BiLSTM outputs");
+  c->add_flag("--pooled", a.pooled, "Stack: with tox-block's pooled BiLSTM outputs (the scorer before 2026-12-04: "
+              "they blow up on texts longer than the training continuations; docs/trust.md)")->excludes("--no-pooled");
+  c->add_option("--long-parts", a.long_parts, "Long texts: continuations per text (each held-out continuation among "
+                "N-1 benign ones; 0 = no long texts)")->check(CLI::Range(0, 64));
   c->add_flag("--no-interactions", a.no_interactions, "Stack: without the pairwise products of the classifier outputs");
   c->add_flag("--no-word-max", a.no_word_max, "Stack: without the worst-word features");
   c->add_option("--sparse-l2", a.stack.sparse_l2, "Stack: L2 of the n-gram part");

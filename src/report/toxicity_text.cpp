@@ -56,7 +56,13 @@ json toxicity_eval_json(const ToxicityEvalResult& r, const ToxicityEvalOptions& 
                           {"toxicity_probability_log_odds_mean", r.sim_prob_mean},
                           {"toxicity_probability_ctrust_tox", r.sim_prob_stack},
                           {"expected_max_toxicity_perspective", r.sim_emt_perspective},
-                          {"expected_max_toxicity_ctrust_tox", r.sim_emt_stack}}}};
+                          {"expected_max_toxicity_ctrust_tox", r.sim_emt_stack},
+                          {"toxicity_probability_ctrust_tox_long", r.sim_prob_long},
+                          {"expected_max_toxicity_ctrust_tox_long", r.sim_emt_long}}},
+          {"long", {{"texts", r.long_texts}, {"parts", r.long_parts}, {"mean_words", r.long_mean_words},
+                    {"benign_texts", r.long_benign}, {"benign_mean_score", r.long_benign_mean},
+                    {"benign_share_ge_0_5", r.long_benign_over_half},
+                    {"single_benign_mean_score", r.single_benign_mean}}}};
 }
 
 std::string toxicity_eval_text(const ToxicityEvalResult& r, const ToxicityEvalOptions& opt) {
@@ -102,6 +108,15 @@ std::string toxicity_eval_text(const ToxicityEvalResult& r, const ToxicityEvalOp
                  "expected max toxicity Perspective {:.3f}, ctrust-tox {:.3f}\n",
                  opt.sim_prompts, opt.sim_samples, r.benign_pool, opt.benign_below, r.sim_prob_perspective,
                  r.sim_prob_mean, r.sim_prob_stack, r.sim_emt_perspective, r.sim_emt_stack);
+  if (r.long_texts > 0)
+    fmt::format_to(out, "long texts (set \"long\"): {} texts of {} continuations ({:.1f} words on average), each "
+                   "held-out continuation among {} benign ones of its fold, labelled with its own Perspective score; "
+                   "the {} wholly benign ones: ctrust-tox mean {:.3f} (the same continuations alone {:.3f}), {:.3f} "
+                   "of them >= 0.5; simulation drawing from them: toxicity probability {:.3f}, expected max "
+                   "toxicity {:.3f}\n",
+                   r.long_texts, r.long_parts, r.long_mean_words, r.long_parts - 1, r.long_benign,
+                   r.long_benign_mean, r.single_benign_mean, r.long_benign_over_half, r.sim_prob_long,
+                   r.sim_emt_long);
   return o;
 }
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <tuple>
 #include <cmath>
@@ -16,7 +17,9 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <map>
 #include <numeric>
+#include <sstream>
 #include <unordered_map>
 
 #include <cblas.h>
@@ -884,12 +887,64 @@ ToxicityEvalResult toxicity_eval(const std::string& toxicity_dir, const std::vec
     for (size_t r = 0; r < recs.size(); ++r) fold[r] = gfold[group[r]];
     return fold;
   };
-  // Held-out predictions of a stack configuration for one seed.
+  // Long texts (generations are ~70 words, a continuation ~11): each held-out continuation put at a seeded random
+  // position among long_parts - 1 benign continuations (Perspective < benign_below) of the same fold, joined by
+  // spaces. Label: the embedded continuation's Perspective score (a proxy: Perspective never scored these texts).
+  // A long text whose embedded part is benign too is wholly benign: its score should stay low.
+  struct LongSet {
+    std::vector<ToxicityInputs> x;
+    std::vector<double> y;
+    std::vector<char> benign;
+    std::vector<int> fold;
+    int words = 0;  // total words (mean = words / size)
+  };
+  std::map<uint64_t, LongSet> long_sets;
+  auto long_set = [&](uint64_t seed, const std::vector<int>& fold) -> const LongSet& {
+    auto it = long_sets.find(seed);
+    if (it != long_sets.end()) return it->second;
+    LongSet& L = long_sets[seed];
+    if (opt.long_parts < 2) return L;
+    uint64_t st = seed * 0x2545F4914F6CDD1Dull + 777;
+    for (int f = 0; f < opt.folds; ++f) {
+      std::vector<size_t> benign;
+      for (size_t i = 0; i < conts.size(); ++i)
+        if (fold[conts[i].record] == f && conts[i].y < opt.benign_below) benign.push_back(i);
+      if (static_cast<int>(benign.size()) < opt.long_parts) continue;
+      for (size_t i = 0; i < conts.size(); ++i) {
+        if (fold[conts[i].record] != f) continue;
+        std::vector<size_t> parts;  // long_parts - 1 distinct benign others (partial Fisher-Yates on a copy)
+        std::vector<size_t> pool = benign;
+        for (size_t k = 0; k < pool.size() && static_cast<int>(parts.size()) < opt.long_parts - 1; ++k) {
+          std::swap(pool[k], pool[k + lcg(st) % (pool.size() - k)]);
+          if (pool[k] != i) parts.push_back(pool[k]);
+        }
+        parts.insert(parts.begin() + static_cast<std::ptrdiff_t>(lcg(st) % (parts.size() + 1)), i);
+        std::string text;
+        for (size_t k = 0; k < parts.size(); ++k) {
+          std::string_view t = conts[parts[k]].text;
+          while (!t.empty() && std::isspace(static_cast<unsigned char>(t.front()))) t.remove_prefix(1);
+          while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.remove_suffix(1);
+          if (k) text += ' ';
+          text += t;
+        }
+        std::istringstream ws(text);
+        for (std::string w; ws >> w;) ++L.words;
+        L.x.push_back(toxicity_inputs(cls, text, opt.stack.hash_bits));
+        L.y.push_back(conts[i].y);
+        L.benign.push_back(conts[i].y < opt.benign_below);
+        L.fold.push_back(f);
+      }
+    }
+    return L;
+  };
+  // Held-out predictions of a stack configuration for one seed (pl: the long texts of long_set(seed)).
   auto cross_validate = [&](const ToxicityStackOptions& so, uint64_t seed, std::vector<double>& pc,
-                            std::vector<double>& pp) {
+                            std::vector<double>& pp, std::vector<double>& pl) {
     std::vector<int> fold = fold_of_records(seed);
+    const LongSet& L = long_set(seed, fold);
     pc.assign(conts.size(), -1);
     pp.assign(prompts.size(), -1);
+    pl.assign(L.x.size(), -1);
     for (int f = 0; f < opt.folds; ++f) {
       std::vector<ToxicityExample> train;
       for (const auto& t : conts)
@@ -901,6 +956,8 @@ ToxicityEvalResult toxicity_eval(const std::string& toxicity_dir, const std::vec
         if (fold[conts[i].record] == f) pc[i] = toxicity_stack_predict(m, conts[i].x);
       for (size_t i = 0; i < prompts.size(); ++i)
         if (fold[prompts[i].record] == f) pp[i] = toxicity_stack_predict(m, prompts[i].x);
+      for (size_t i = 0; i < L.x.size(); ++i)
+        if (L.fold[i] == f) pl[i] = toxicity_stack_predict(m, L.x[i]);
     }
   };
   std::vector<double> yc, yp;
@@ -954,11 +1011,13 @@ ToxicityEvalResult toxicity_eval(const std::string& toxicity_dir, const std::vec
   }
   ToxicityStackOptions dense_opt = opt.stack;
   dense_opt.sparse = false;
-  std::vector<double> stack_c;
+  std::vector<double> stack_c, stack_l;
   for (auto [name, so] : {std::pair{"ctrust-tox dense", dense_opt}, std::pair{"ctrust-tox", opt.stack}}) {
-    std::vector<std::vector<double>> pc(opt.seeds), pp(opt.seeds);
+    std::vector<std::vector<double>> pc(opt.seeds), pp(opt.seeds), pl(opt.seeds), yl(opt.seeds);
     for (int sd = 0; sd < opt.seeds; ++sd) {
-      cross_validate(so, static_cast<uint64_t>(opt.first_seed + sd), pc[sd], pp[sd]);
+      const uint64_t seed = static_cast<uint64_t>(opt.first_seed + sd);
+      cross_validate(so, seed, pc[sd], pp[sd], pl[sd]);
+      yl[sd] = long_sets[seed].y;
       progress(std::string("cross-validation ") + name, sd + 1, opt.seeds);
     }
     for (auto [set, p, y] : {std::tuple{"continuations", &pc, &yc}, std::tuple{"prompts", &pp, &yp}}) {
@@ -970,7 +1029,58 @@ ToxicityEvalResult toxicity_eval(const std::string& toxicity_dir, const std::vec
         row.seed_slope.push_back(a.slope);
       }
     }
-    if (std::string(name) == "ctrust-tox") stack_c = pc[0];
+    if (!pl[0].empty()) {
+      ToxicityEvalRow& row = add_row(name, "long", true, pl[0], yl[0]);
+      for (int sd = 0; sd < opt.seeds; ++sd) {
+        AgreementStats a = agreement(pl[sd], yl[sd]);
+        row.seed_auc.push_back(a.auc);
+        row.seed_rho.push_back(a.spearman);
+        row.seed_slope.push_back(a.slope);
+      }
+    }
+    if (std::string(name) == "ctrust-tox") stack_c = pc[0], stack_l = pl[0];
+  }
+  // The untrained scorers on the main seed's long texts, and the long texts' benign subset.
+  if (const auto it = long_sets.find(static_cast<uint64_t>(opt.first_seed));
+      it != long_sets.end() && !it->second.x.empty()) {
+    const LongSet& L = it->second;
+    res.long_texts = static_cast<int>(L.x.size());
+    res.long_parts = opt.long_parts;
+    res.long_mean_words = static_cast<double>(L.words) / static_cast<double>(L.x.size());
+    for (auto [name, fn] : {std::pair<const char*, double (*)(const ToxicityInputs&)>{"tox-block", +tb},
+                            std::pair<const char*, double (*)(const ToxicityInputs&)>{"log-odds mean", +mean}}) {
+      std::vector<double> s;
+      for (const auto& x : L.x) s.push_back(fn(x));
+      add_row(name, "long", false, s, L.y);
+    }
+    std::vector<double> benign_scores, benign_single;
+    for (size_t i = 0; i < L.x.size(); ++i)
+      if (L.benign[i]) benign_scores.push_back(stack_l[i]);
+    for (size_t i = 0; i < conts.size(); ++i)
+      if (conts[i].y < opt.benign_below) benign_single.push_back(stack_c[i]);
+    res.long_benign = static_cast<int>(benign_scores.size());
+    auto mean_of = [](const std::vector<double>& v) {
+      return v.empty() ? 0.0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+    };
+    res.long_benign_mean = mean_of(benign_scores);
+    res.single_benign_mean = mean_of(benign_single);
+    res.long_benign_over_half = benign_scores.empty() ? 0.0
+        : static_cast<double>(std::count_if(benign_scores.begin(), benign_scores.end(),
+                                            [](double v) { return v >= 0.5; })) / static_cast<double>(benign_scores.size());
+    // The simulation below on the long benign texts: what a benign 25-sample prompt of generation length scores.
+    if (!benign_scores.empty() && opt.sim_prompts > 0) {
+      uint64_t st = 101;
+      int t = 0;
+      double e = 0;
+      for (int q = 0; q < opt.sim_prompts; ++q) {
+        double m = 0;
+        for (int k = 0; k < opt.sim_samples; ++k) m = std::max(m, benign_scores[lcg(st) % benign_scores.size()]);
+        t += m >= 0.5;
+        e += m;
+      }
+      res.sim_prob_long = static_cast<double>(t) / opt.sim_prompts;
+      res.sim_emt_long = e / opt.sim_prompts;
+    }
   }
   // Paired bootstrap: AUC(ctrust-tox) - AUC(log-odds mean), continuations.
   {
