@@ -3,6 +3,7 @@
 // matrix drivers against single dot products; the native model against llama.cpp's own logits on the Q4_1
 // (SmolLM2) and Q4_K_M (Qwen2.5-1.5B) files.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -22,6 +23,8 @@
 #include "pipeline/fingerprint.h"
 #include "ops/linear.h"
 #include "ops/qmatmul.h"
+#include "ops/qmatmul_ctrust.h"
+#include "io/ctrust_types.h"
 #include "test_paths.h"
 
 using namespace ctrust;
@@ -627,4 +630,70 @@ TEST(QMatmul, NativeLoadRowsFingerprintAndCompressGuard) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("f32 compute mode"), std::string::npos) << e.what();
   }
+}
+
+// ctrust_matmul (tiles of kCtrustTile dequantized rows, one BLAS call each) against ctrust_matmul_ref (the plain
+// loop) on seeded CTRUST_QX (4-bit affine, groups of 64, f16 scales; 3-bit with a zero point, groups of 32) and
+// CTRUST_NMQX (2:4, 4-bit) weights: 130 output rows (two whole tiles and a part), 1, 3 and 17 activation rows, 1
+// and 2 threads. Only the order of the f32 sums differs: |y - y_ref| <= 1e-5 * sum_j |x_j w_j| (measured below
+// 1e-6 of it); the thread count does not change the kernel's result.
+TEST(Ops, CtrustMatmulKernelEqualsReference) {
+  const int in = 128, out = 130, threads = omp_get_max_threads();
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  struct Case { const char* name; GgmlType t; };
+  QxParams a{4, 64, QxForm::Affine, true}, z{3, 32, QxForm::Zero, true};
+  NmqxParams nm{QxParams{4, 64, QxForm::Affine, true}, 2, 4};
+  for (const Case& c : {Case{"qx4 affine g64", qx_type(a)}, Case{"qx3 zero g32", qx_type(z)},
+                        Case{"nmqx 2:4 q4", nmqx_type(nm)}}) {
+    const GgmlTypeInfo* info = ggml_type_info(uint32_t(c.t));
+    ASSERT_NE(info, nullptr) << c.name;
+    const int G = info->block_size;
+    const size_t rb = ggml_nbytes(c.t, in);
+    std::vector<uint8_t> w(rb * out);
+    const auto qp = qx_params(c.t);
+    const auto np = nmqx_params(c.t);
+    const int bits = qp ? qp->bits : np->q.bits;
+    const size_t bb = rb / (in / G);
+    for (int o = 0; o < out; ++o)
+      for (int g = 0; g < in / G; ++g) {
+        std::vector<int> q(G);
+        for (int& v : q) v = static_cast<int>(rng() % (1u << bits));
+        const float d = 0.01f + 0.05f * std::abs(u(rng)), zm = qp && qp->form == QxForm::Zero ? float(rng() % (1u << bits)) : 0.3f * u(rng);
+        uint8_t* dst = w.data() + size_t(o) * rb + size_t(g) * bb;
+        if (qp) {
+          qx_encode_block(*qp, d, zm, q.data(), dst);
+        } else {
+          std::vector<uint8_t> keep(G, 0);
+          for (int k = 0; k < G; k += np->m) {
+            int a0 = static_cast<int>(rng() % np->m), a1 = (a0 + 1 + static_cast<int>(rng() % (np->m - 1))) % np->m;
+            keep[k + a0] = keep[k + a1] = 1;
+          }
+          nmqx_encode_block(*np, d, zm, keep.data(), q.data(), dst);
+        }
+      }
+    std::vector<float> deq(size_t(out) * in);
+    for (int o = 0; o < out; ++o) ctrust_dequantize_blocks(c.t, w.data() + size_t(o) * rb, deq.data() + size_t(o) * in, in / G);
+    for (int rows : {1, 3, 17}) {
+      std::vector<float> x(size_t(rows) * in), y(size_t(rows) * out), y2(y.size()), yr(y.size());
+      for (float& v : x) v = u(rng);
+      ctrust_matmul_ref(c.t, w.data(), in, out, x.data(), yr.data(), rows);
+      omp_set_num_threads(1);
+      ctrust_matmul(c.t, w.data(), in, out, x.data(), y.data(), rows);
+      omp_set_num_threads(2);
+      ctrust_matmul(c.t, w.data(), in, out, x.data(), y2.data(), rows);
+      double worst = 0;
+      for (int r = 0; r < rows; ++r)
+        for (int o = 0; o < out; ++o) {
+          double mag = 0;
+          for (int j = 0; j < in; ++j) mag += std::abs(double(x[size_t(r) * in + j]) * deq[size_t(o) * in + j]);
+          const size_t i = size_t(r) * out + o;
+          worst = std::max(worst, std::abs(double(y[i]) - yr[i]) / mag);
+          ASSERT_LE(std::abs(double(y[i]) - yr[i]), 1e-5 * mag) << c.name << " rows " << rows << " " << r << "," << o;
+          ASSERT_EQ(y[i], y2[i]) << c.name << " rows " << rows << ": the result depends on the thread count";
+        }
+      EXPECT_LT(worst, 1e-6) << c.name << " rows " << rows;
+    }
+  }
+  omp_set_num_threads(threads);
 }
