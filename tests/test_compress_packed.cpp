@@ -8,6 +8,9 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <random>
+#include <tuple>
+#include <algorithm>
 
 #include <nlohmann/json.hpp>
 
@@ -76,6 +79,99 @@ TEST(CompressPacked, QxBitStreamAndFormsHandCase) {
   EXPECT_THROW(qx_type(QxParams{9, 32, QxForm::Sym, true}), Error);
   EXPECT_THROW(qx_type(QxParams{4, 0, QxForm::Sym, true}), Error);
   EXPECT_EQ(ggml_type_info(0x80000000u), nullptr);  // QX with bits 1: not a valid id
+}
+
+// The dequantization kernel (levels unpacked eight at a time, AVX2 byte shuffles where built) against its reference
+// twin (one level at a time, bit by bit): the same floats, bit for bit, for every bit width 2..8, every form, f16
+// and f32 scales, groups that are and are not multiples of 8, and N:M blocks with valid and corrupt masks (a mask
+// with more than N bits per M reads the extra values as 0 in both), and CTRUST_SPARSE rows.
+TEST(CompressPacked, FastDequantizeEqualsReference) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  const int nb = 5;
+  int cases = 0;
+  for (int bits = 2; bits <= 8; ++bits)
+    for (QxForm form : {QxForm::Sym, QxForm::Zero, QxForm::Affine})
+      for (bool f16 : {true, false})
+        for (int group : {1, 3, 8, 13, 24, 64, 128}) {
+          const QxParams p{bits, group, form, f16};
+          const GgmlType t = qx_type(p);
+          const size_t bs = qx_block_bytes(p);
+          std::vector<uint8_t> w(bs * nb);
+          for (int i = 0; i < nb; ++i) {
+            std::vector<int> q(static_cast<size_t>(group));
+            for (int& v : q) v = int(rng() % (1u << bits));
+            const float zm = form == QxForm::Zero ? float(rng() % (1u << bits)) : 0.5f * u(rng);
+            qx_encode_block(p, 0.01f + 0.1f * std::abs(u(rng)), zm, q.data(), w.data() + size_t(i) * bs);
+          }
+          std::vector<float> y(size_t(group) * nb), yr(y.size());
+          ctrust_dequantize_blocks(t, w.data(), y.data(), nb);
+          ctrust_dequantize_blocks_ref(t, w.data(), yr.data(), nb);
+          ASSERT_TRUE(same_bits(y.data(), yr.data(), int64_t(y.size()))) << ggml_type_name(t);
+          ++cases;
+        }
+  for (int bits : {2, 3, 4, 5, 8})
+    for (QxForm form : {QxForm::Zero, QxForm::Affine})
+      for (auto [n, m, group] : {std::tuple{2, 4, 64}, std::tuple{1, 4, 32}, std::tuple{4, 8, 128}}) {
+        const NmqxParams p{QxParams{bits, group, form, true}, n, m};
+        const GgmlType t = nmqx_type(p);
+        const size_t bs = nmqx_block_bytes(p);
+        std::vector<uint8_t> w(bs * nb);
+        for (int i = 0; i < nb; ++i) {
+          std::vector<int> q(static_cast<size_t>(group));
+          for (int& v : q) v = int(rng() % (1u << bits));
+          std::vector<uint8_t> keep(static_cast<size_t>(group), 0);
+          for (int k = 0; k < group; k += m) {
+            std::vector<int> cols(static_cast<size_t>(m));
+            for (int c = 0; c < m; ++c) cols[size_t(c)] = c;
+            std::shuffle(cols.begin(), cols.end(), rng);
+            for (int c = 0; c < n; ++c) keep[size_t(k + cols[size_t(c)])] = 1;
+          }
+          const float zm = form == QxForm::Zero ? float(rng() % (1u << bits)) : 0.5f * u(rng);
+          nmqx_encode_block(p, 0.02f, zm, keep.data(), q.data(), w.data() + size_t(i) * bs);
+        }
+        std::vector<float> y(size_t(group) * nb), yr(y.size());
+        ctrust_dequantize_blocks(t, w.data(), y.data(), nb);
+        ctrust_dequantize_blocks_ref(t, w.data(), yr.data(), nb);
+        ASSERT_TRUE(same_bits(y.data(), yr.data(), int64_t(y.size()))) << ggml_type_name(t);
+        // A corrupt mask (every bit set): both read the N kept values, then zeros, never past the block.
+        const size_t head = form == QxForm::Zero ? 3 : 4;
+        std::memset(w.data() + head, 0xFF, size_t(group + 7) / 8);
+        ctrust_dequantize_blocks(t, w.data(), y.data(), 1);
+        ctrust_dequantize_blocks_ref(t, w.data(), yr.data(), 1);
+        ASSERT_TRUE(same_bits(y.data(), yr.data(), group)) << ggml_type_name(t) << " corrupt mask";
+        ++cases;
+      }
+  // CTRUST_SPARSE rows (f32 values by mask): full, half and nearly empty rows, widths that are and are not
+  // multiples of 8, and a corrupt mask with more bits than the capacity (the extra columns read as 0).
+  for (auto [cols, capacity] : {std::pair{64, 32}, std::pair{61, 40}, std::pair{576, 288}, std::pair{8, 8}, std::pair{40, 3}})
+    for (double keep_p : {1.0, 0.5, 0.05}) {
+      const SparseParams sp{cols, capacity};
+      const GgmlType t = sparse_type(cols, capacity);
+      const size_t bs = size_t(cols + 7) / 8 + size_t(capacity) * 4;
+      std::vector<uint8_t> w(bs * nb);
+      std::bernoulli_distribution keep(keep_p);
+      for (int i = 0; i < nb; ++i) {
+        std::vector<float> row(static_cast<size_t>(cols), 0.0f);
+        int stored = 0;
+        for (float& v : row)
+          if (stored < capacity && keep(rng)) {
+            v = u(rng);
+            ++stored;
+          }
+        ASSERT_TRUE(sparse_encode_row(sp, row.data(), w.data() + size_t(i) * bs));
+      }
+      std::vector<float> y(size_t(cols) * nb), yr(y.size());
+      ctrust_dequantize_blocks(t, w.data(), y.data(), nb);
+      ctrust_dequantize_blocks_ref(t, w.data(), yr.data(), nb);
+      ASSERT_TRUE(same_bits(y.data(), yr.data(), int64_t(y.size()))) << ggml_type_name(t) << " p " << keep_p;
+      std::memset(w.data(), 0xFF, size_t(cols + 7) / 8);
+      ctrust_dequantize_blocks(t, w.data(), y.data(), 1);
+      ctrust_dequantize_blocks_ref(t, w.data(), yr.data(), 1);
+      ASSERT_TRUE(same_bits(y.data(), yr.data(), cols)) << ggml_type_name(t) << " corrupt mask";
+      ++cases;
+    }
+  EXPECT_EQ(cases, 7 * 3 * 2 * 7 + 5 * 2 * 3 + 5 * 3);
 }
 
 TEST(CompressPacked, SparseRowHandCase) {

@@ -4,6 +4,7 @@
 
 #include "io/ctrust_types.h"
 
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -12,6 +13,10 @@
 #include <mutex>
 #include <string>
 #include <vector>
+
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 
 #include "base/error.h"
 
@@ -245,7 +250,7 @@ bool sparse_encode_row(const SparseParams& p, const float* w, uint8_t* dst) {
   return true;
 }
 
-void ctrust_dequantize_blocks(GgmlType t, const uint8_t* src, float* dst, int64_t nb) {
+void ctrust_dequantize_blocks_ref(GgmlType t, const uint8_t* src, float* dst, int64_t nb) {
   if (auto p = qx_params(t)) {
     const size_t bs = qx_block_bytes(*p);
     const uint32_t mask = (1u << p->bits) - 1;
@@ -309,6 +314,174 @@ void ctrust_dequantize_blocks(GgmlType t, const uint8_t* src, float* dst, int64_
       float* y = dst + i * p->cols;
       int k = 0;
       for (int j = 0; j < p->cols; ++j) {
+        if (!((row[j >> 3] >> (j & 7)) & 1u) || k >= p->capacity) {
+          y[j] = 0.0f;
+          continue;
+        }
+        std::memcpy(&y[j], vals + size_t(k++) * 4, 4);
+      }
+    }
+    return;
+  }
+  fail("cannot dequantize tensor type id {:#x}", uint32_t(t));
+}
+
+namespace {
+
+#ifdef __AVX2__
+// kExpand[m][lane]: for a mask byte m, lane l (bit l set) takes the stored value numbered popcount(m & ((1<<l)-1)).
+constexpr std::array<std::array<int32_t, 8>, 256> make_expand() {
+  std::array<std::array<int32_t, 8>, 256> t{};
+  for (int m = 0; m < 256; ++m) {
+    int k = 0;
+    for (int l = 0; l < 8; ++l) t[size_t(m)][size_t(l)] = (m >> l) & 1 ? k++ : 0;
+  }
+  return t;
+}
+alignas(32) constexpr std::array<std::array<int32_t, 8>, 256> kExpand = make_expand();
+#endif
+
+// The levels of `count` values packed LSB-first at B bits each (put_levels), as floats. Eight levels fill exactly
+// B bytes, read as one little-endian word (GGUF and every target here are little-endian), so the shifts are
+// constants the compiler unrolls.
+template <int B>
+void unpack_levels(const uint8_t* b, int count, float* q) {
+  constexpr uint64_t mask = (1u << B) - 1;
+  int j = 0;
+#ifdef __AVX2__
+  // Level k of eight starts at bit k*B: in byte (k*B)/8, at shift (k*B)%8, and spans at most two bytes. A byte
+  // shuffle puts each level's two bytes in its 32-bit lane, a variable shift and a mask isolate it.
+  constexpr auto idx = [](int k, int hi) { const int o = k * B / 8 + hi; return char(o < 8 ? o : -1); };
+  const __m256i shuf = _mm256_setr_epi8(idx(0, 0), idx(0, 1), -1, -1, idx(1, 0), idx(1, 1), -1, -1, idx(2, 0),
+                                        idx(2, 1), -1, -1, idx(3, 0), idx(3, 1), -1, -1, idx(4, 0), idx(4, 1), -1,
+                                        -1, idx(5, 0), idx(5, 1), -1, -1, idx(6, 0), idx(6, 1), -1, -1, idx(7, 0),
+                                        idx(7, 1), -1, -1);
+  const __m256i shifts = _mm256_setr_epi32(0, B % 8, 2 * B % 8, 3 * B % 8, 4 * B % 8, 5 * B % 8, 6 * B % 8, 7 * B % 8);
+  const __m256i m = _mm256_set1_epi32(int(mask));
+  // Eight bytes are read at once wherever the levels have eight (a B-byte copy into a word, B other than 4 or 8,
+  // stalls store forwarding); the bytes past the B are shuffled away or masked.
+  const size_t nbytes = (size_t(count) * B + 7) / 8;
+  for (; j + 8 <= count; j += 8) {
+    const size_t at = size_t(j / 8) * B;
+    uint64_t u = 0;
+    if (at + 8 <= nbytes) {
+      std::memcpy(&u, b + at, 8);
+    } else if (nbytes >= 8) {  // the last eight bytes of the levels, shifted down to `at` (at + B <= nbytes)
+      std::memcpy(&u, b + nbytes - 8, 8);
+      u >>= 8 * (at + 8 - nbytes);
+    } else {
+      std::memcpy(&u, b + at, B);
+    }
+    __m256i w = _mm256_broadcastsi128_si256(_mm_cvtsi64_si128(static_cast<long long>(u)));
+    w = _mm256_and_si256(_mm256_srlv_epi32(_mm256_shuffle_epi8(w, shuf), shifts), m);
+    _mm256_storeu_ps(q + j, _mm256_cvtepi32_ps(w));
+  }
+#endif
+  for (; j + 8 <= count; j += 8) {
+    uint64_t u = 0;
+    std::memcpy(&u, b + size_t(j / 8) * B, B);
+    for (int k = 0; k < 8; ++k) q[j + k] = float((u >> (k * B)) & mask);
+  }
+  for (uint64_t pos = uint64_t(j) * B; j < count; ++j, pos += B) q[j] = float(get_level(b, pos, B));
+}
+
+void unpack_levels(int bits, const uint8_t* b, int count, float* q) {
+  switch (bits) {
+    case 2: return unpack_levels<2>(b, count, q);
+    case 3: return unpack_levels<3>(b, count, q);
+    case 4: return unpack_levels<4>(b, count, q);
+    case 5: return unpack_levels<5>(b, count, q);
+    case 6: return unpack_levels<6>(b, count, q);
+    case 7: return unpack_levels<7>(b, count, q);
+    case 8: return unpack_levels<8>(b, count, q);
+    default: fail("ctrust_qx: bits must be 2..8, got {}", bits);
+  }
+}
+
+// Levels q[0..n) to values in place, as compress/quant.h grid_value: q * d + m (one fused multiply-add) for the
+// affine form, (q - z) * d otherwise. The form's branch is outside the loops so that they vectorize.
+void levels_to_values(QxForm form, float* y, int n, float d, float z, float m) {
+  if (form == QxForm::Affine) {
+    for (int j = 0; j < n; ++j) y[j] = std::fma(y[j], d, m);
+  } else {
+    for (int j = 0; j < n; ++j) y[j] = (y[j] - z) * d;
+  }
+}
+
+}  // namespace
+
+// The kernel: each block's levels unpacked with constant shifts, then scaled in a separate vectorizable loop; the
+// values are bit for bit those of ctrust_dequantize_blocks_ref (test CtrustTypes.FastDequantizeEqualsReference).
+void ctrust_dequantize_blocks(GgmlType t, const uint8_t* src, float* dst, int64_t nb) {
+  if (auto p = qx_params(t)) {
+    const size_t bs = qx_block_bytes(*p);
+    const float half = float(1 << (p->bits - 1));
+    for (int64_t i = 0; i < nb; ++i) {
+      const uint8_t* blk = src + size_t(i) * bs;
+      const float d = rd_scale(blk, p->f16);
+      const uint8_t* b = blk + (p->f16 ? 2 : 4);
+      float z = half, m = 0.0f;
+      if (p->form == QxForm::Zero) z = float(*b++);
+      if (p->form == QxForm::Affine) {
+        m = rd_scale(b, p->f16);
+        b += p->f16 ? 2 : 4;
+      }
+      float* y = dst + i * p->group;
+      unpack_levels(p->bits, b, p->group, y);
+      levels_to_values(p->form, y, p->group, d, z, m);
+    }
+    return;
+  }
+  if (auto p = nmqx_params(t)) {
+    const QxParams& qp = p->q;
+    const size_t bs = nmqx_block_bytes(*p), mb = nmqx_mask_bytes(*p);
+    const int K = nmqx_kept(*p);
+    const float half = float(1 << (qp.bits - 1));
+    thread_local std::vector<float> kept;
+    kept.resize(size_t(K) + 1);
+    for (int64_t i = 0; i < nb; ++i) {
+      const uint8_t* blk = src + size_t(i) * bs;
+      const float d = rd_scale(blk, qp.f16);
+      const uint8_t* b = blk + (qp.f16 ? 2 : 4);
+      float z = half, m = 0.0f;
+      if (qp.form == QxForm::Zero) z = float(*b++);
+      if (qp.form == QxForm::Affine) {
+        m = rd_scale(b, qp.f16);
+        b += qp.f16 ? 2 : 4;
+      }
+      unpack_levels(qp.bits, b + mb, K, kept.data());
+      levels_to_values(qp.form, kept.data(), K, d, z, m);
+      float* y = dst + i * qp.group;
+      int k = 0;
+      for (int j = 0; j < qp.group; ++j) {
+        const bool set = (b[j >> 3] >> (j & 7)) & 1u;
+        y[j] = set && k < K ? kept[size_t(k++)] : 0.0f;  // a corrupt mask never reads past the block
+      }
+    }
+    return;
+  }
+  if (auto p = sparse_params(t)) {
+    const size_t mask_bytes = size_t(p->cols + 7) / 8, bs = mask_bytes + size_t(p->capacity) * 4;
+    for (int64_t i = 0; i < nb; ++i) {
+      const uint8_t* row = src + size_t(i) * bs;
+      const uint8_t* vals = row + mask_bytes;
+      float* y = dst + i * p->cols;
+      int k = 0, j = 0;
+#ifdef __AVX2__
+      // Eight columns per mask byte: the next popcount(byte) stored values, moved to the set bits' lanes by one
+      // permutation, zero elsewhere. Only while eight values can be read within the row's capacity.
+      for (; j + 8 <= p->cols && k + 8 <= p->capacity; j += 8) {
+        const unsigned bits = row[j >> 3];
+        const __m256 v = _mm256_loadu_ps(reinterpret_cast<const float*>(vals + size_t(k) * 4));
+        const __m256i perm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kExpand[bits].data()));
+        const __m256i keep = _mm256_cmpgt_epi32(
+            _mm256_and_si256(_mm256_set1_epi32(int(bits)), _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128)),
+            _mm256_setzero_si256());
+        _mm256_storeu_ps(y + j, _mm256_and_ps(_mm256_permutevar8x32_ps(v, perm), _mm256_castsi256_ps(keep)));
+        k += std::popcount(bits);
+      }
+#endif
+      for (; j < p->cols; ++j) {
         if (!((row[j >> 3] >> (j & 7)) & 1u) || k >= p->capacity) {
           y[j] = 0.0f;
           continue;

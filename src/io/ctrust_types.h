@@ -83,6 +83,8 @@ int64_t sparse_stored_count(const float* w, int64_t n);
 // Dequantizes nb blocks of a valid ctrust type (called by dequantize()). A sparse row whose mask has more
 // bits than K reads the extra values as 0 (never out of bounds; check_ctrust_tensor reports such files).
 void ctrust_dequantize_blocks(GgmlType t, const uint8_t* src, float* dst, int64_t nb);
+// Its reference twin: one level at a time, read bit by bit (the same values, bit for bit).
+void ctrust_dequantize_blocks_ref(GgmlType t, const uint8_t* src, float* dst, int64_t nb);
 // Throws Error("<what>: ...") if the bytes of a sparse tensor are inconsistent (a mask with more than K bits; an
 // N:M mask without exactly N bits in a group of M).
 void check_ctrust_tensor(GgmlType t, const uint8_t* data, size_t nbytes, const std::string& what);
