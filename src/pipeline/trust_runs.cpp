@@ -624,6 +624,13 @@ TrustReport trust_report(const std::string& db, const std::vector<std::string>& 
   rep.columns = rep.perspectives;
   if (std::all_of(rep.rows.begin(), rep.rows.end(), [](const TrustReportRow& r) { return r.cells.count("mmlu") > 0; }))
     rep.columns.push_back("mmlu");
+  for (const auto& row : rep.rows)
+    for (const auto& p : rep.perspectives) {
+      auto it = row.cells.find(p);
+      if (it == row.cells.end() || it->second.score < 0) continue;
+      const std::string n = refusal_rule_note(p, it->second.refusal);
+      if (!n.empty()) rep.notes.push_back(fmt::format("{} ({}): {}", row.run.run.name, row.run.run.id, n));
+    }
   return rep;
 }
 
@@ -675,7 +682,7 @@ json TrustReport::to_json() const {
     rows_j.push_back(jr);
   }
   return {{"perspectives", perspectives}, {"columns", columns}, {"average", trust_average_meaning(columns)},
-          {"bootstrap", bootstrap}, {"runs", rows_j}};
+          {"bootstrap", bootstrap}, {"runs", rows_j}, {"notes", notes}};
 }
 
 // ------------------------------------------------------------------ compare

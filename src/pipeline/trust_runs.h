@@ -139,6 +139,7 @@ struct TrustReport {
   std::vector<StoredTrustRun> runs;
   std::vector<TrustReportRow> rows;
   int bootstrap = 0;
+  std::vector<std::string> notes;         // "<run> (<id>): " + refusal_rule_note, per cell whose score the rule made
   nlohmann::json to_json() const;         // {"perspectives","columns","runs": [{"id","name","scores":{},"delta":{},
                                           //  "ci":{},"paired":{},"average":{}}]}
   // Text and CSV: trust_report_text / trust_report_csv (report/trust_text.h).

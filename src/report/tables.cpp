@@ -249,6 +249,7 @@ Report build_report(const std::vector<std::string>& selectors, const ReportOptio
     rep.trust_rows.clear();
   } else if (!trust_sel.empty()) {
     rep.trust = trust_report(opt.db, trust_sel, opt.trust);
+    for (const std::string& n : rep.trust->notes) rep.notes.push_back("trust: " + n);
   }
   return rep;
 }

@@ -73,6 +73,12 @@ std::string trust_run_text(const TrustRunResult& r, const std::string& model_pat
     for (const auto& x : it->second.missing) m += (m.empty() ? "" : "; ") + x;
     o += fmt::format("partial: {}: missing {}\n", p, m);
   }
+  for (const auto& p : known) {  // scores made by the rule for unanswered items
+    auto it = r.result.perspectives.find(p);
+    if (it == r.result.perspectives.end()) continue;
+    const std::string n = refusal_rule_note(p, it->second.refusal_rate);
+    if (!n.empty()) o += "note: " + n + "\n";
+  }
   o += kTrustLegend;
   return o;
 }
@@ -188,6 +194,7 @@ std::string trust_report_text(const TrustReport& rep) {
         o += fmt::format("partial: {} of {} ({}): not run: {}\n", p, row.run.run.name, row.run.run.id, m);
       }
     }
+  for (const std::string& n : rep.notes) o += "note: " + n + "\n";
   // Intervals, paired differences, minimum detectable differences.
   o += fmt::format(
       "\n95% intervals (bootstrap over items, {} replicates, percentile); Δ = paired difference from the first run "
