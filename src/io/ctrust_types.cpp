@@ -250,21 +250,52 @@ bool sparse_encode_row(const SparseParams& p, const float* w, uint8_t* dst) {
   return true;
 }
 
+namespace {
+
+// A QX/NMQX block's head: scale d, zero point z (Sym: 2^(bits-1); Zero: the stored byte) or minimum m (Affine),
+// and where the block's mask or levels start.
+struct QxHead {
+  float d = 0, z = 0, m = 0;
+  const uint8_t* after = nullptr;
+};
+QxHead read_qx_head(const QxParams& p, const uint8_t* blk) {
+  QxHead h;
+  h.d = rd_scale(blk, p.f16);
+  const uint8_t* b = blk + (p.f16 ? 2 : 4);
+  h.z = float(1 << (p.bits - 1));
+  if (p.form == QxForm::Zero) h.z = float(*b++);
+  if (p.form == QxForm::Affine) {
+    h.m = rd_scale(b, p.f16);
+    b += p.f16 ? 2 : 4;
+  }
+  h.after = b;
+  return h;
+}
+
+// Columns j0.. of a CTRUST_SPARSE row, from stored value k0 on: a set mask bit takes the next stored value, a
+// clear one 0; a mask with more bits than the capacity reads the extra columns as 0 (never past the row).
+void sparse_expand(const uint8_t* row, const uint8_t* vals, float* y, int j0, int k0, int cols, int capacity) {
+  int k = k0;
+  for (int j = j0; j < cols; ++j) {
+    if (!((row[j >> 3] >> (j & 7)) & 1u) || k >= capacity) {
+      y[j] = 0.0f;
+      continue;
+    }
+    std::memcpy(&y[j], vals + size_t(k++) * 4, 4);
+  }
+}
+
+}  // namespace
+
 void ctrust_dequantize_blocks_ref(GgmlType t, const uint8_t* src, float* dst, int64_t nb) {
   if (auto p = qx_params(t)) {
     const size_t bs = qx_block_bytes(*p);
     const uint32_t mask = (1u << p->bits) - 1;
-    const float half = float(1 << (p->bits - 1));
     for (int64_t i = 0; i < nb; ++i) {
       const uint8_t* blk = src + size_t(i) * bs;
-      const float d = rd_scale(blk, p->f16);
-      const uint8_t* b = blk + (p->f16 ? 2 : 4);
-      float z = half, m = 0.0f;
-      if (p->form == QxForm::Zero) z = float(*b++);
-      if (p->form == QxForm::Affine) {
-        m = rd_scale(b, p->f16);
-        b += p->f16 ? 2 : 4;
-      }
+      const QxHead h = read_qx_head(*p, blk);
+      const float d = h.d, z = h.z, m = h.m;
+      const uint8_t* b = h.after;
       float* y = dst + i * p->group;
       uint64_t pos = 0;
       for (int j = 0; j < p->group; ++j, pos += p->bits) {
@@ -281,17 +312,11 @@ void ctrust_dequantize_blocks_ref(GgmlType t, const uint8_t* src, float* dst, in
     const QxParams& qp = p->q;
     const size_t bs = nmqx_block_bytes(*p), mb = nmqx_mask_bytes(*p);
     const int K = nmqx_kept(*p);
-    const float half = float(1 << (qp.bits - 1));
     for (int64_t i = 0; i < nb; ++i) {
       const uint8_t* blk = src + size_t(i) * bs;
-      const float d = rd_scale(blk, qp.f16);
-      const uint8_t* b = blk + (qp.f16 ? 2 : 4);
-      float z = half, m = 0.0f;
-      if (qp.form == QxForm::Zero) z = float(*b++);
-      if (qp.form == QxForm::Affine) {
-        m = rd_scale(b, qp.f16);
-        b += qp.f16 ? 2 : 4;
-      }
+      const QxHead h = read_qx_head(qp, blk);
+      const float d = h.d, z = h.z, m = h.m;
+      const uint8_t* b = h.after;
       const uint8_t* lev = b + mb;
       float* y = dst + i * qp.group;
       int k = 0;
@@ -312,14 +337,7 @@ void ctrust_dequantize_blocks_ref(GgmlType t, const uint8_t* src, float* dst, in
       const uint8_t* row = src + size_t(i) * bs;
       const uint8_t* vals = row + mask_bytes;
       float* y = dst + i * p->cols;
-      int k = 0;
-      for (int j = 0; j < p->cols; ++j) {
-        if (!((row[j >> 3] >> (j & 7)) & 1u) || k >= p->capacity) {
-          y[j] = 0.0f;
-          continue;
-        }
-        std::memcpy(&y[j], vals + size_t(k++) * 4, 4);
-      }
+      sparse_expand(row, vals, y, 0, 0, p->cols, p->capacity);
     }
     return;
   }
@@ -400,7 +418,8 @@ void unpack_levels(int bits, const uint8_t* b, int count, float* q) {
 
 // Levels q[0..n) to values in place, as compress/quant.h grid_value: q * d + m (one fused multiply-add) for the
 // affine form, (q - z) * d otherwise. The form's branch is outside the loops so that they vectorize.
-void levels_to_values(QxForm form, float* y, int n, float d, float z, float m) {
+void levels_to_values(QxForm form, float* y, int n, const QxHead& h) {
+  const float d = h.d, z = h.z, m = h.m;
   if (form == QxForm::Affine) {
     for (int j = 0; j < n; ++j) y[j] = std::fma(y[j], d, m);
   } else {
@@ -411,24 +430,15 @@ void levels_to_values(QxForm form, float* y, int n, float d, float z, float m) {
 }  // namespace
 
 // The kernel: each block's levels unpacked with constant shifts, then scaled in a separate vectorizable loop; the
-// values are bit for bit those of ctrust_dequantize_blocks_ref (test CtrustTypes.FastDequantizeEqualsReference).
+// values are bit for bit those of ctrust_dequantize_blocks_ref (test CompressPacked.FastDequantizeEqualsReference).
 void ctrust_dequantize_blocks(GgmlType t, const uint8_t* src, float* dst, int64_t nb) {
   if (auto p = qx_params(t)) {
     const size_t bs = qx_block_bytes(*p);
-    const float half = float(1 << (p->bits - 1));
     for (int64_t i = 0; i < nb; ++i) {
-      const uint8_t* blk = src + size_t(i) * bs;
-      const float d = rd_scale(blk, p->f16);
-      const uint8_t* b = blk + (p->f16 ? 2 : 4);
-      float z = half, m = 0.0f;
-      if (p->form == QxForm::Zero) z = float(*b++);
-      if (p->form == QxForm::Affine) {
-        m = rd_scale(b, p->f16);
-        b += p->f16 ? 2 : 4;
-      }
+      const QxHead h = read_qx_head(*p, src + size_t(i) * bs);
       float* y = dst + i * p->group;
-      unpack_levels(p->bits, b, p->group, y);
-      levels_to_values(p->form, y, p->group, d, z, m);
+      unpack_levels(p->bits, h.after, p->group, y);
+      levels_to_values(p->form, y, p->group, h);
     }
     return;
   }
@@ -436,21 +446,13 @@ void ctrust_dequantize_blocks(GgmlType t, const uint8_t* src, float* dst, int64_
     const QxParams& qp = p->q;
     const size_t bs = nmqx_block_bytes(*p), mb = nmqx_mask_bytes(*p);
     const int K = nmqx_kept(*p);
-    const float half = float(1 << (qp.bits - 1));
     thread_local std::vector<float> kept;
     kept.resize(size_t(K) + 1);
     for (int64_t i = 0; i < nb; ++i) {
-      const uint8_t* blk = src + size_t(i) * bs;
-      const float d = rd_scale(blk, qp.f16);
-      const uint8_t* b = blk + (qp.f16 ? 2 : 4);
-      float z = half, m = 0.0f;
-      if (qp.form == QxForm::Zero) z = float(*b++);
-      if (qp.form == QxForm::Affine) {
-        m = rd_scale(b, qp.f16);
-        b += qp.f16 ? 2 : 4;
-      }
+      const QxHead h = read_qx_head(qp, src + size_t(i) * bs);
+      const uint8_t* b = h.after;  // the mask, then the kept values' levels
       unpack_levels(qp.bits, b + mb, K, kept.data());
-      levels_to_values(qp.form, kept.data(), K, d, z, m);
+      levels_to_values(qp.form, kept.data(), K, h);
       float* y = dst + i * qp.group;
       int k = 0;
       for (int j = 0; j < qp.group; ++j) {
@@ -481,13 +483,7 @@ void ctrust_dequantize_blocks(GgmlType t, const uint8_t* src, float* dst, int64_
         k += std::popcount(bits);
       }
 #endif
-      for (; j < p->cols; ++j) {
-        if (!((row[j >> 3] >> (j & 7)) & 1u) || k >= p->capacity) {
-          y[j] = 0.0f;
-          continue;
-        }
-        std::memcpy(&y[j], vals + size_t(k++) * 4, 4);
-      }
+      sparse_expand(row, vals, y, j, k, p->cols, p->capacity);
     }
     return;
   }
