@@ -18,6 +18,8 @@ Pooled figures (all seven tasks of a model × variant) are computed here from th
 as independent: flips = Σ(c2w + w2c) / Σn with a Wilson 95% interval; Δacc = Σ(w2c − c2w) / Σn with the normal
 interval of a paired difference, var = (flips − Δacc²) / N; answer-level KL = the item-weighted mean of the
 per-task means, its standard error combined from the per-task bootstrap intervals (se_t = width / 3.92).
+The size statement is checked twice: pooled over the seven tasks, and pooled over the tasks on which every
+measured model's base is above chance (the lower end of its base accuracy's 95% interval above 1 / choices).
 """
 import argparse
 import json
@@ -29,6 +31,9 @@ import sys
 TASKS = ["arc_easy", "arc_challenge", "hellaswag", "piqa", "winogrande", "boolq", "mmlu"]
 MODELS = ["smollm2", "qwen0.5b", "qwen1.5b"]
 # Parameter counts (the models' own; `ctrust info` prints them): the x axis of "flips vs model size".
+# chance accuracy per task (1 / number of choices; ARC has a few 3- and 5-choice items, counted as 4)
+CHANCE = {"arc_easy": 0.25, "arc_challenge": 0.25, "hellaswag": 0.25, "piqa": 0.5, "winogrande": 0.5,
+          "boolq": 0.5, "mmlu": 0.25}
 PARAMS = {"smollm2": 134.5e6, "qwen0.5b": 494.0e6, "qwen1.5b": 1543.7e6}
 LABEL = {"smollm2": "SmolLM2-135M", "qwen0.5b": "Qwen2.5-0.5B", "qwen1.5b": "Qwen2.5-1.5B"}
 VARIANTS = ["gptq-w8", "gptq-w4", "gptq-w3", "awq-w4", "smoothquant-w8a8", "wanda-2of4"]
@@ -224,6 +229,35 @@ def statements(data):
                        else " (not decreasing)"))
     out.append(("larger models flip less (pooled flips, smallest → largest model)",
                 f"{ok} of {cmp_n} methods decrease with size" if cmp_n else "needs at least two models", detail))
+    # 2b. the same on the tasks every measured model's base answers above chance: on a task at chance a flip
+    # measures how unstable a guess (or a fixed answer bias) is, not lost knowledge.
+    models = [m for m in MODELS if data.get(m, {}).get("rows")]
+    above = [t for t in TASKS if models and all(
+        any(r["task"] == t and r["acc_base"]["ci_low"] > CHANCE[t] for rows in data[m]["rows"].values()
+            for r in rows) for m in models)]
+    detail = []
+    ok, cmp_n = 0, 0
+    for v in VARIANTS:
+        pts = []
+        for m in models:
+            rows = [r for r in data[m]["rows"].get(v, []) if r["task"] in above]
+            if rows:
+                pts.append((PARAMS[m], pooled(rows)["flips"]))
+        if len(pts) < 2:
+            continue
+        pts.sort()
+        dec = all(b[1][0] < a[1][0] for a, b in zip(pts, pts[1:]))
+        sep = all(b[1][2] < a[1][1] for a, b in zip(pts, pts[1:]))
+        cmp_n += 1
+        ok += dec
+        detail.append(f"{VLABEL[v]}: " + " → ".join(pct_u(f) + "%" for _, f in pts) +
+                      (" (decreasing" + (", intervals disjoint)" if sep else ", intervals overlap)") if dec
+                       else " (not decreasing)"))
+    if above:
+        out.append((f"larger models flip less, on the tasks every base answers above chance ({', '.join(above)}: "
+                    "lower end of the base accuracy's 95% interval above 1/choices)",
+                    f"{ok} of {cmp_n} methods decrease with size" if cmp_n else "needs at least two models",
+                    detail))
     # 3. KL tracks flips. Across tasks the KL scale differs (2 choices vs 4; a model near chance flips without a
     # large KL), so the rank correlation is taken within each task over the model x variant points, and over
     # the pooled model x variant points.

@@ -67,3 +67,21 @@ def test_study_doc_is_what_the_script_makes_of_its_data(tmp_path):
     assert doc.read_text() == (ROOT / "docs" / "study.md").read_text()
     for name in ("flips_vs_dacc.svg", "flips_vs_size.svg"):
         assert (tmp_path / "plots" / name).read_text() == (ROOT / "docs" / "study" / name).read_text()
+
+
+def test_size_statement_on_the_tasks_above_chance_by_hand():
+    def row(task, n, c2w, w2c, acc, lo):
+        return {"task": task, "n": n, "c2w": c2w, "w2c": w2c,
+                "acc_base": {"value": acc, "ci_low": lo, "ci_high": acc + 0.05}}
+    # piqa (chance 0.5) is above chance for both bases; boolq is not for the larger one, so only piqa counts:
+    # small model 20/100 flips, large 5/100 -> decreasing with disjoint Wilson intervals.
+    small = [row("piqa", 100, 10, 10, 0.7, 0.6), row("boolq", 100, 0, 0, 0.7, 0.6)]
+    large = [row("piqa", 100, 3, 2, 0.8, 0.7), row("boolq", 100, 40, 40, 0.5, 0.45)]
+    data = {m: {"rows": {"gptq-w4": rows}, "pooled": {"gptq-w4": st.pooled(rows)}}
+            for m, rows in (("smollm2", small), ("qwen0.5b", large))}
+    text = st.statements(data)
+    line = [ln for ln in text.splitlines() if "above chance" in ln]
+    assert len(line) == 1 and "(piqa:" in line[0] and "1 of 1 methods decrease" in line[0]
+    assert "GPTQ 4-bit: 20.0 [" in text and "→ 5.0 [" in text and "intervals disjoint" in text
+    # pooled over both tasks the larger model flips more (85/200 against 20/200): the first check says so
+    assert "larger models flip less (pooled flips, smallest → largest model)**: 0 of 1" in text
