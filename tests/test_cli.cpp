@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/wait_policy.h"
 #include "model/model.h"
 #include "pipeline/runs.h"
 #include "store/store.h"
@@ -87,14 +88,47 @@ TEST(Cli, GenerateChatUsesSmolLM2sOwnTemplate) {
 
 // Without a user choice the OpenMP threads sleep when idle (OMP_WAIT_POLICY=passive, set before libgomp loads by
 // re-executing); a policy the user sets is kept.
-TEST(Cli, DefaultThreadsDoNotSpinWait) {
+// Without a policy from the user, ctrust picks one from the load (base/wait_policy.h) and reports it: exactly one
+// of the two variables is set, and it is the one choose_wait_policy gives for a load on one side of the threshold.
+TEST(Cli, DefaultThreadsChooseTheirWaitPolicy) {
   Cli d = run("generate -m " + test::stories_gguf() + " -n 2 -t 2 --json", "env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT");
   ASSERT_EQ(d.status, 0) << d.err;
-  EXPECT_EQ(json::parse(d.out)["omp_wait_policy"], "passive");
-  EXPECT_EQ(json::parse(d.out)["threads"], 2);
+  const json j = json::parse(d.out);
+  EXPECT_EQ(j["threads"], 2);
+  const bool passive = j["omp_wait_policy"] == "passive", spin = j["gomp_spincount"] == "30000";
+  EXPECT_TRUE(passive != spin) << j.dump();
+  EXPECT_EQ(j["omp_wait_policy"] == "" || passive, true) << j.dump();
+  EXPECT_EQ(j["gomp_spincount"] == "" || spin, true) << j.dump();
   Cli u = run("generate -m " + test::stories_gguf() + " -n 2 --json", "env OMP_WAIT_POLICY=active");
   ASSERT_EQ(u.status, 0) << u.err;
   EXPECT_EQ(json::parse(u.out)["omp_wait_policy"], "active");
+  EXPECT_EQ(json::parse(u.out)["gomp_spincount"], "");
+  Cli s = run("generate -m " + test::stories_gguf() + " -n 2 --json", "env -u OMP_WAIT_POLICY GOMP_SPINCOUNT=123");
+  ASSERT_EQ(s.status, 0) << s.err;
+  EXPECT_EQ(json::parse(s.out)["gomp_spincount"], "123");  // the user's choice is kept
+  EXPECT_EQ(json::parse(s.out)["omp_wait_policy"], "");
+}
+
+// Hand cases of the rule: spin only below a quarter of the CPUs' worth of load; unknown load or CPUs = busy.
+TEST(WaitPolicy, SpinsOnlyOnANearlyIdleMachine) {
+  auto is_spin = [](double load, int n) {
+    ctrust::WaitChoice w = ctrust::choose_wait_policy(load, n);
+    return std::string(w.var) == "GOMP_SPINCOUNT" && std::string(w.value) == "30000";
+  };
+  auto is_passive = [](double load, int n) {
+    ctrust::WaitChoice w = ctrust::choose_wait_policy(load, n);
+    return std::string(w.var) == "OMP_WAIT_POLICY" && std::string(w.value) == "passive";
+  };
+  EXPECT_TRUE(is_spin(0.0, 2));
+  EXPECT_TRUE(is_spin(0.49, 2));
+  EXPECT_TRUE(is_passive(0.5, 2));   // 0.25 * 2
+  EXPECT_TRUE(is_passive(4.7, 2));   // e.g. three SCHED_IDLE fuzzers: counted as load
+  EXPECT_TRUE(is_spin(1.9, 8));
+  EXPECT_TRUE(is_passive(2.0, 8));
+  EXPECT_TRUE(is_passive(-1, 2));    // /proc/loadavg unreadable
+  EXPECT_TRUE(is_passive(0.0, 0));   // CPU count unknown
+  EXPECT_GT(ctrust::usable_cpus(), 0);
+  EXPECT_GE(ctrust::read_load1(), 0.0);
 }
 
 // compare explains its columns and prints p-values with a fixed number of decimals; runs shows the recipe of a

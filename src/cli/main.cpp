@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "base/wait_policy.h"
 #include "cli/common.h"
 
 namespace ctrust::cli {
@@ -50,11 +51,14 @@ namespace {
 // libgomp (and OpenBLAS, which runs on its threads) reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, when the
 // library is loaded -- before main(). Its default spins for up to ~300k iterations at every barrier; on a busy
 // 2-core machine a spinning thread takes the core its partner needs, and `generate -t 2` ran 8x slower than
-// `-t 1` (docs/benchmarks.md, "Threads on a busy machine"). So unless the user chose a policy, ctrust re-executes
-// itself once with OMP_WAIT_POLICY=passive (idle threads sleep). CTRUST_NO_REEXEC=1 skips this (debugging).
-void ensure_passive_wait_policy(char** argv) {
+// `-t 1`; on a quiet one a sleeping thread's wake-up at each of a decode step's ~200 barriers made `-t 2` 1.5-4x
+// slower than a short spin (docs/benchmarks.md, "Threads on a busy machine"). So unless the user chose a policy,
+// ctrust re-executes itself once with the choice of choose_wait_policy (base/wait_policy.h): a short spin on a
+// nearly idle machine, OMP_WAIT_POLICY=passive otherwise. CTRUST_NO_REEXEC=1 skips this (debugging).
+void ensure_wait_policy(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv("CTRUST_NO_REEXEC")) return;
-  if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+  const ctrust::WaitChoice w = ctrust::choose_wait_policy(ctrust::read_load1(), ctrust::usable_cpus());
+  if (setenv(w.var, w.value, 1) != 0) return;
   execv("/proc/self/exe", argv);
   // exec failed (no /proc): carry on with libgomp's default; the variable is still set for child processes.
 }
@@ -62,7 +66,7 @@ void ensure_passive_wait_policy(char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  ensure_passive_wait_policy(argv);
+  ensure_wait_policy(argv);
   CLI::App app{"ctrust: does a compressed LLM still behave like the original, and is it still trustworthy?"};
   app.set_version_flag("--version", std::string("ctrust ") + CTRUST_VERSION);
   app.require_subcommand(1);

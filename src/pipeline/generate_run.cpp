@@ -17,6 +17,8 @@ nlohmann::json GenerateRunResult::to_json() const {
   if (!chat_template.empty()) j["chat_template"] = chat_template;
   const char* wait = std::getenv("OMP_WAIT_POLICY");
   j["omp_wait_policy"] = wait ? wait : "";
+  const char* spin = std::getenv("GOMP_SPINCOUNT");
+  j["gomp_spincount"] = spin ? spin : "";
   return j;
 }
 

@@ -29,7 +29,7 @@ struct GenerateRunResult {
   double seconds = 0;           // generation (prefill + decode)
   int threads = 0;              // OpenMP threads
   double tokens_per_s() const { return tokens.empty() ? 0.0 : tokens.size() / seconds; }
-  // prompt, compute, text, tokens, n_tokens, seconds, tokens_per_s, threads, [chat_template], omp_wait_policy
+  // prompt, compute, text, tokens, n_tokens, seconds, tokens_per_s, threads, [chat_template], omp_wait_policy, gomp_spincount
   nlohmann::json to_json() const;
 };
 
