@@ -433,6 +433,38 @@ TEST(QMatmul, LegacyDecodeFourRowsEqualsDotProducts) {
   }
 }
 
+// Decode at two threads: a product large enough to be split (rows x in x out >= 2^17) rounds its one activation
+// row before the threads start and ends its loops without barriers; every output still equals the one-row dot
+// product, for each decode path (Q4_K's permuted AVX-512 kernel, the other k-quants' four-row kernel, the legacy
+// four-row kernel and the plain loop), with a tail of out % 4 rows.
+TEST(QMatmul, ThreadedDecodeEqualsDotProducts) {
+  std::mt19937 rng(37);
+  const int threads = omp_get_max_threads();
+  const int in = 1024, out = 4 * 64 + 3;
+  for (GgmlType t : {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q3_K, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0,
+                     GgmlType::F16}) {
+    SCOPED_TRACE(ggml_type_name(t));
+    auto w = random_weights(t, out, in, rng);
+    const size_t wrow = ggml_nbytes(t, in);
+    for (int trial = 0; trial < 3; ++trial) {
+      auto x = random_acts(in, rng);
+      std::vector<float> y1(out), y2(out);
+      omp_set_num_threads(1);
+      native_matmul(t, w.data(), in, out, x.data(), y1.data(), 1);
+      omp_set_num_threads(2);
+      native_matmul(t, w.data(), in, out, x.data(), y2.data(), 1);
+      std::vector<uint8_t> xq(native_act_bytes(t, in));
+      native_quantize_row(t, x.data(), xq.data(), in);
+      for (int o = 0; o < out; ++o) {
+        const float d = native_vec_dot(t, w.data() + wrow * o, xq.data(), in, kernel_isa());
+        ASSERT_EQ(y1[o], d) << "one thread, o " << o;
+        ASSERT_EQ(y2[o], d) << "two threads, o " << o;
+      }
+    }
+  }
+  omp_set_num_threads(threads);
+}
+
 // A Linear holding a typed weight runs the native kernels (bias added), and its result is within the 8-bit
 // activation error of the f32 product with the dequantized weight.
 TEST(QMatmul, LinearDispatchesOnStorageType) {

@@ -613,8 +613,17 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
     ps = call_buffer(ps_buf, (size_t)groups * nb * G);
     if (off) po = call_buffer(po_buf, (size_t)groups * nb * G * 8);
   }
+  // Decode (one activation row): the row is rounded (and permuted for the Q4_K kernel) before the threads start,
+  // and the product's loops end without a barrier of their own, so a decode product costs one fork and one join
+  // instead of four barriers (each a wake-up when idle threads sleep: docs/benchmarks.md, "Quiet machines").
+  const bool pre = rows == 1;
+  if (pre) {
+    native_quantize_row_isa(t, x, xq, in, isa);
+    if (kperm) q4k_permute_act(xq, kperm, in / QK_K);
+  }
 #pragma omp parallel if (par)
   {
+    if (!pre) {
 #pragma omp for schedule(static)
     for (int r = 0; r < rows; ++r) {
       uint8_t* q = xq + arow * r;
@@ -626,6 +635,7 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
           scales[((size_t)r * nb + b) * 2 + 1] = at == GgmlType::Q8_1 ? h2f(q + b * bs + 2) : 0.0f;
         }
       }
+    }
     }
     if (packed) {
       const size_t bs = at == GgmlType::Q8_1 ? kQ8_1 : kQ8_0, qoff = at == GgmlType::Q8_1 ? 4 : 2;
@@ -655,10 +665,6 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
           }
         }
     }
-    if (kperm) {
-#pragma omp single
-      q4k_permute_act(xq, kperm, in / QK_K);
-    }
     if (kq8) {
 #pragma omp for schedule(static)
       for (int g = 0; g < kgroups; ++g)
@@ -682,22 +688,22 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
       const int n4 = out / 4;
       if (t == GgmlType::Q4_K && isa == KernelIsa::Avx512) {
         const uint8_t* xp = kperm;
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
         for (int g = 0; g < n4; ++g) avx512::vec_dot_q4k_w4p(w + wrow * 4 * g, wrow, xp, in, y + 4 * g);
       } else {
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
         for (int g = 0; g < n4; ++g) dotw4(t, w + wrow * 4 * g, wrow, xq, in, y + 4 * g);
       }
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
       for (int o = 4 * n4; o < out; ++o) y[o] = dot(t, w + wrow * o, xq, in);
     } else if (rows == 1 && isa == KernelIsa::Avx512 && legacy_type) {  // four weight rows per pass
       const int n4 = out / 4;
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
       for (int g = 0; g < n4; ++g) avx512::vec_dot_legacy_w4(t, w + wrow * 4 * g, wrow, xq, in, y + 4 * g);
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
       for (int o = 4 * n4; o < out; ++o) y[o] = dot(t, w + wrow * o, xq, in);
     } else if (rows == 1) {
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
       for (int o = 0; o < out; ++o) y[o] = dot(t, w + wrow * o, xq, in);
     } else {
       const int nblk = (out + kRowBlock - 1) / kRowBlock;
