@@ -191,6 +191,26 @@ def spearman(x, y):
     return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else float("nan")
 
 
+def size_statement(title, flips_of, fmt, data):
+    """One form of "larger models flip less": per variant, flips_of(model, variant) (a Wilson estimate, or None)
+    of every measured model in order of size; decreasing, and with disjoint intervals or not."""
+    detail = []
+    ok, cmp_n = 0, 0
+    for v in VARIANTS:
+        pts = [(PARAMS[m], f) for m in MODELS if data.get(m, {}).get("rows") and (f := flips_of(m, v))]
+        if len(pts) < 2:
+            continue
+        pts.sort()
+        dec = all(b[1][0] < a[1][0] for a, b in zip(pts, pts[1:]))
+        sep = all(b[1][2] < a[1][1] for a, b in zip(pts, pts[1:]))
+        cmp_n += 1
+        ok += dec
+        detail.append(f"{VLABEL[v]}: " + " → ".join(fmt(f) for _, f in pts) +
+                      (" (decreasing" + (", intervals disjoint)" if sep else ", intervals overlap)") if dec
+                       else " (not decreasing)"))
+    return (title, f"{ok} of {cmp_n} methods decrease with size" if cmp_n else "needs at least two models", detail)
+
+
 def statements(data):
     """The three statements of Dutta et al., checked on the points measured here."""
     out = []
@@ -211,53 +231,24 @@ def statements(data):
                                                             " — Δacc > 2 pts" if not small else " — flips < 5%"))
     out.append(("accuracy within 2 points while ≥ 5% of answers flip (pooled over the seven tasks)",
                 f"{hold} of {total} model × variant pairs", detail))
-    # 2. larger models flip less: per variant, pooled flips by model size.
-    detail = []
-    ok, cmp_n = 0, 0
-    for v in VARIANTS:
-        pts = [(PARAMS[m], data[m]["pooled"][v]["flips"]) for m in MODELS
-               if v in data.get(m, {}).get("pooled", {})]
-        if len(pts) < 2:
-            continue
-        pts.sort()
-        dec = all(b[1][0] < a[1][0] for a, b in zip(pts, pts[1:]))
-        sep = all(b[1][2] < a[1][1] for a, b in zip(pts, pts[1:]))
-        cmp_n += 1
-        ok += dec
-        detail.append(f"{VLABEL[v]}: " + " → ".join(f"{100 * f[0]:.1f}%" for _, f in pts) +
-                      (" (decreasing" + (", intervals disjoint)" if sep else ", intervals overlap)") if dec
-                       else " (not decreasing)"))
-    out.append(("larger models flip less (pooled flips, smallest → largest model)",
-                f"{ok} of {cmp_n} methods decrease with size" if cmp_n else "needs at least two models", detail))
+    # 2. larger models flip less: per variant, pooled flips by model size (over all seven tasks).
+    out.append(size_statement("larger models flip less (pooled flips, smallest → largest model)",
+                              lambda m, v: data[m]["pooled"].get(v, {}).get("flips"),
+                              lambda f: f"{100 * f[0]:.1f}%", data))
     # 2b. the same on the tasks every measured model's base answers above chance: on a task at chance a flip
     # measures how unstable a guess (or a fixed answer bias) is, not lost knowledge.
     models = [m for m in MODELS if data.get(m, {}).get("rows")]
     above = [t for t in TASKS if models and all(
         any(r["task"] == t and r["acc_base"]["ci_low"] > CHANCE[t] for rows in data[m]["rows"].values()
             for r in rows) for m in models)]
-    detail = []
-    ok, cmp_n = 0, 0
-    for v in VARIANTS:
-        pts = []
-        for m in models:
-            rows = [r for r in data[m]["rows"].get(v, []) if r["task"] in above]
-            if rows:
-                pts.append((PARAMS[m], pooled(rows)["flips"]))
-        if len(pts) < 2:
-            continue
-        pts.sort()
-        dec = all(b[1][0] < a[1][0] for a, b in zip(pts, pts[1:]))
-        sep = all(b[1][2] < a[1][1] for a, b in zip(pts, pts[1:]))
-        cmp_n += 1
-        ok += dec
-        detail.append(f"{VLABEL[v]}: " + " → ".join(pct_u(f) + "%" for _, f in pts) +
-                      (" (decreasing" + (", intervals disjoint)" if sep else ", intervals overlap)") if dec
-                       else " (not decreasing)"))
+
+    def above_flips(m, v):
+        rows = [r for r in data[m]["rows"].get(v, []) if r["task"] in above]
+        return pooled(rows)["flips"] if rows else None
     if above:
-        out.append((f"larger models flip less, on the tasks every base answers above chance ({', '.join(above)}: "
-                    "lower end of the base accuracy's 95% interval above 1/choices)",
-                    f"{ok} of {cmp_n} methods decrease with size" if cmp_n else "needs at least two models",
-                    detail))
+        out.append(size_statement(f"larger models flip less, on the tasks every base answers above chance "
+                                  f"({', '.join(above)}: lower end of the base accuracy's 95% interval above "
+                                  "1/choices)", above_flips, lambda f: pct_u(f) + "%", data))
     # 3. KL tracks flips. Across tasks the KL scale differs (2 choices vs 4; a model near chance flips without a
     # large KL), so the rank correlation is taken within each task over the model x variant points, and over
     # the pooled model x variant points.

@@ -625,17 +625,17 @@ void matmul_impl(GgmlType t, const uint8_t* w, int in, int out, const float* x, 
   {
     if (!pre) {
 #pragma omp for schedule(static)
-    for (int r = 0; r < rows; ++r) {
-      uint8_t* q = xq + arow * r;
-      native_quantize_row_isa(t, x + (int64_t)r * in, q, in, isa);
-      if (legacy) {  // the blocks' f16 d (and s) as f32, once per row (exact conversions)
-        const size_t bs = at == GgmlType::Q8_1 ? kQ8_1 : kQ8_0;
-        for (int b = 0; b < nb; ++b) {
-          scales[((size_t)r * nb + b) * 2] = h2f(q + b * bs);
-          scales[((size_t)r * nb + b) * 2 + 1] = at == GgmlType::Q8_1 ? h2f(q + b * bs + 2) : 0.0f;
+      for (int r = 0; r < rows; ++r) {
+        uint8_t* q = xq + arow * r;
+        native_quantize_row_isa(t, x + (int64_t)r * in, q, in, isa);
+        if (legacy) {  // the blocks' f16 d (and s) as f32, once per row (exact conversions)
+          const size_t bs = at == GgmlType::Q8_1 ? kQ8_1 : kQ8_0;
+          for (int b = 0; b < nb; ++b) {
+            scales[((size_t)r * nb + b) * 2] = h2f(q + b * bs);
+            scales[((size_t)r * nb + b) * 2 + 1] = at == GgmlType::Q8_1 ? h2f(q + b * bs + 2) : 0.0f;
+          }
         }
       }
-    }
     }
     if (packed) {
       const size_t bs = at == GgmlType::Q8_1 ? kQ8_1 : kQ8_0, qoff = at == GgmlType::Q8_1 ? 4 : 2;
