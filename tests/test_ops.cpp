@@ -493,6 +493,33 @@ TEST(Ops, AttentionDecodeSharedEqualsAttention) {
   }
 }
 
+// Decode rows of different sequences (different lengths, window or none) attended in one parallel loop: the same
+// floats as attention() row by row. Enough rows and keys that the loop runs threaded.
+TEST(Ops, AttentionDecodeRowsEqualsAttention) {
+  for (const AttentionShape shape : {AttentionShape{9, 3, 64}, AttentionShape{12, 2, 128}, AttentionShape{4, 2, 8},
+                                     AttentionShape{4, 2, 16, 0.0f, 7}}) {
+    const int hd = shape.head_dim, kvd = shape.n_kv_heads * hd, qd = shape.n_heads * hd;
+    for (int G : {1, 3, 8}) {
+      std::vector<std::vector<float>> k(G), v(G), q(G), want(G), got(G);
+      std::vector<DecodeRow> rows(G);
+      for (int r = 0; r < G; ++r) {
+        const int pos = (r * 37 + 5) % 300;
+        k[r] = randn((size_t)(pos + 1) * kvd, 71 + r), v[r] = randn((size_t)(pos + 1) * kvd, 72 + r);
+        q[r] = randn((size_t)qd, 73 + r);
+        want[r].assign(qd, 0.0f);
+        got[r].assign(qd, -1.0f);
+        attention(shape, q[r].data(), k[r].data(), v[r].data(), kvd, pos, 1, want[r].data());
+        rows[r] = DecodeRow{q[r].data(), k[r].data(), v[r].data(), pos, got[r].data()};
+      }
+      attention_decode_rows(shape, rows.data(), G, kvd);
+      for (int r = 0; r < G; ++r)
+        ASSERT_EQ(0, std::memcmp(got[r].data(), want[r].data(), sizeof(float) * qd))
+            << "hd " << hd << " heads " << shape.n_heads << "/" << shape.n_kv_heads << " window " << shape.window
+            << " G " << G << " row " << r;
+    }
+  }
+}
+
 namespace ctrust {
 // Sliding window, hand-computed: with q = 0 every visible key gets the same weight, so each output row is the
 // mean of the values its query sees. Window 2 over positions 0..4: row p averages v[p-1] and v[p] (row 0: v[0]).

@@ -122,7 +122,7 @@ void forward_batch(const Model& m, ForwardState& b, std::span<const BatchSeq> se
 
   std::vector<int64_t> row0(seqs.size());
   std::vector<char> grouped(seqs.size());
-  std::vector<DecodeRow> group;
+  std::vector<DecodeRow> group, solo;
   for (int l = 0; l < c.n_layers; ++l) {
     // Each sequence: its new keys/values into its cache, then attention over that cache.
     // Decode rows of sequences that share a prefix (same share_id and share_len) attend together.
@@ -160,8 +160,14 @@ void forward_batch(const Model& m, ForwardState& b, std::span<const BatchSeq> se
           attention_decode_shared(shape, group.data(), (int)group.size(), kvdim, s.share_len);
           continue;
         }
+        if (s.n == 1) {  // the other decode rows: together below
+          solo.push_back({queries + r * qdim, kc, vc, cache.n_past, out + r * qdim});
+          continue;
+        }
         attention(shape, queries + r * qdim, kc, vc, kvdim, cache.n_past, s.n, out + r * qdim);
       }
+      if (!solo.empty()) attention_decode_rows(shape, solo.data(), (int)solo.size(), kvdim);
+      solo.clear();
     };
     transformer_block(m, l, x, (int)R, bufs, lin, attend);
   }

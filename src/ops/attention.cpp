@@ -517,6 +517,41 @@ void attention_weighted_sum_heads(const float* p, int64_t p_stride, int nh, cons
   attention_weighted_sum_heads_isa(p, p_stride, nh, v, kv_stride, hd, lo, len, out, out_stride, kernel_isa());
 }
 
+namespace {
+// One decode row's kv head g: the query heads of group g (q: the row's n_heads * head_dim floats) against keys
+// and values [first visible, pos] of a cache (k, v at position 0, stride kv_stride), into out (the row's
+// n_heads * head_dim floats). scores: the calling thread's buffer.
+void decode_kv_head(const AttentionShape& s, const float* q, const float* k, const float* v, int kv_stride, int p,
+                    int g, float* out, std::vector<float>& scores) {
+  const int hd = s.head_dim;
+  const int group = s.n_heads / s.n_kv_heads;
+  const float scale = s.scale > 0 ? s.scale : 1.0f / std::sqrt((float)hd);
+  const int lo = s.window > 0 ? std::max(0, p - s.window + 1) : 0, len = p + 1;  // visible keys [lo, len)
+  if ((int64_t)scores.size() < (int64_t)group * len) scores.resize((int64_t)group * len);
+  float* S = scores.data();
+  attention_scores_heads(q + (int64_t)g * group * hd, hd, group, k + (int64_t)g * hd, kv_stride, hd, lo, len, scale,
+                         S, len);
+  softmax_rows(S + lo, len - lo, group, len);
+  attention_weighted_sum_heads(S, len, group, v + (int64_t)g * hd, kv_stride, hd, lo, len,
+                               out + (int64_t)g * group * hd, hd);
+}
+}  // namespace
+
+void attention_decode_rows(const AttentionShape& s, const DecodeRow* rows, int G, int kv_stride) {
+  int64_t work = 0;
+  for (int r = 0; r < G; ++r) work += (int64_t)s.n_heads * (rows[r].pos + 1) * s.head_dim;
+  const int tasks = G * s.n_kv_heads;
+#pragma omp parallel if (work > (1 << 18))
+  {
+    std::vector<float> scores;  // this thread's, for this call
+#pragma omp for schedule(dynamic, 1)
+    for (int t = 0; t < tasks; ++t) {
+      const DecodeRow& d = rows[t / s.n_kv_heads];
+      decode_kv_head(s, d.q, d.k, d.v, kv_stride, d.pos, t % s.n_kv_heads, d.out, scores);
+    }
+  }
+}
+
 void attention(const AttentionShape& s, const float* q, const float* k, const float* v, int kv_stride, int pos0,
                int n, float* out) {
   const int hd = s.head_dim;
@@ -538,21 +573,10 @@ void attention(const AttentionShape& s, const float* q, const float* k, const fl
     {
       std::vector<float> scores;  // this thread's, for this call (grown to its largest task, freed on return)
 #pragma omp for schedule(dynamic, 1)
-      for (int g = 0; g < s.n_kv_heads; ++g) {
-        const float* kg = k + (int64_t)g * hd;
-        const float* vg = v + (int64_t)g * hd;
-        for (int r = 0; r < n; ++r) {
-          const int p = pos0 + r;
-          const int lo = first_key(p), len = p + 1;  // visible keys [lo, len)
-          if ((int64_t)scores.size() < (int64_t)group * len) scores.resize((int64_t)group * len);
-          float* S = scores.data();
-          const float* qg = q + (int64_t)r * q_stride + (int64_t)g * group * hd;
-          attention_scores_heads(qg, hd, group, kg, kv_stride, hd, lo, len, scale, S, len);
-          softmax_rows(S + lo, len - lo, group, len);
-          attention_weighted_sum_heads(S, len, group, vg, kv_stride, hd, lo, len,
-                                       out + (int64_t)r * q_stride + (int64_t)g * group * hd, hd);
-        }
-      }
+      for (int g = 0; g < s.n_kv_heads; ++g)
+        for (int r = 0; r < n; ++r)
+          decode_kv_head(s, q + (int64_t)r * q_stride, k, v, kv_stride, pos0 + r, g, out + (int64_t)r * q_stride,
+                         scores);
     }
     return;
   }

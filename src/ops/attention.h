@@ -77,6 +77,10 @@ struct DecodeRow {
 // values used by every row's weighted sums (carried on in order, then each row's own keys [P, pos]) -- instead of
 // once per row from each copy. Otherwise one attention() per row. Test Ops.AttentionDecodeSharedEqualsAttention.
 void attention_decode_shared(const AttentionShape& s, const DecodeRow* rows, int G, int kv_stride, int P);
+// attention(s, q, k, v, kv_stride, pos, 1, out) for each of G rows (of different sequences), with the same floats:
+// one parallel loop over every row's kv heads, instead of one per row over its kv heads (with 3 kv heads, as
+// SmolLM2 has, one of two threads waited for a third of each row's attention, or the row ran on one thread).
+void attention_decode_rows(const AttentionShape& s, const DecodeRow* rows, int G, int kv_stride);
 }  // namespace ctrust
 
 namespace ctrust {
