@@ -15,6 +15,18 @@ namespace ctrust {
 
 namespace {
 constexpr int kBlock = 64;  // query rows per task in the sgemm path
+// The factor of the scores: s.scale, or 1/sqrt(head_dim) when it is 0.
+inline float score_scale(const AttentionShape& s) {
+  return s.scale > 0 ? s.scale : 1.0f / std::sqrt((float)s.head_dim);
+}
+// The first key a query at position p sees (its sliding window's start; 0 without a window).
+inline int first_visible(const AttentionShape& s, int p) { return s.window > 0 ? std::max(0, p - s.window + 1) : 0; }
+// Multiply-adds of the scores of G decode rows: below 1 << 18 threads cost more than they save.
+inline int64_t decode_work(const AttentionShape& s, const DecodeRow* rows, int G) {
+  int64_t work = 0;
+  for (int r = 0; r < G; ++r) work += (int64_t)s.n_heads * (rows[r].pos + 1) * s.head_dim;
+  return work;
+}
 }
 
 // The product rounded to float on its own: the empty asm hides it from the compiler, which would otherwise fuse
@@ -525,8 +537,8 @@ void decode_kv_head(const AttentionShape& s, const float* q, const float* k, con
                     int g, float* out, std::vector<float>& scores) {
   const int hd = s.head_dim;
   const int group = s.n_heads / s.n_kv_heads;
-  const float scale = s.scale > 0 ? s.scale : 1.0f / std::sqrt((float)hd);
-  const int lo = s.window > 0 ? std::max(0, p - s.window + 1) : 0, len = p + 1;  // visible keys [lo, len)
+  const float scale = score_scale(s);
+  const int lo = first_visible(s, p), len = p + 1;  // visible keys [lo, len)
   if ((int64_t)scores.size() < (int64_t)group * len) scores.resize((int64_t)group * len);
   float* S = scores.data();
   attention_scores_heads(q + (int64_t)g * group * hd, hd, group, k + (int64_t)g * hd, kv_stride, hd, lo, len, scale,
@@ -538,10 +550,8 @@ void decode_kv_head(const AttentionShape& s, const float* q, const float* k, con
 }  // namespace
 
 void attention_decode_rows(const AttentionShape& s, const DecodeRow* rows, int G, int kv_stride) {
-  int64_t work = 0;
-  for (int r = 0; r < G; ++r) work += (int64_t)s.n_heads * (rows[r].pos + 1) * s.head_dim;
   const int tasks = G * s.n_kv_heads;
-#pragma omp parallel if (work > (1 << 18))
+#pragma omp parallel if (decode_work(s, rows, G) > (1 << 18))
   {
     std::vector<float> scores;  // this thread's, for this call
 #pragma omp for schedule(dynamic, 1)
@@ -557,12 +567,10 @@ void attention(const AttentionShape& s, const float* q, const float* k, const fl
   const int hd = s.head_dim;
   const int group = s.n_heads / s.n_kv_heads;
   const int q_stride = s.n_heads * hd;
-  const float scale = s.scale > 0 ? s.scale : 1.0f / std::sqrt((float)hd);
-  const int window = s.window;
+  const float scale = score_scale(s);
   const int n_blocks = (n + kBlock - 1) / kBlock;
   const int n_tasks = s.n_heads * n_blocks;
-  // First key a query at position p sees.
-  auto first_key = [window](int p) { return window > 0 ? std::max(0, p - window + 1) : 0; };
+  auto first_key = [&s](int p) { return first_visible(s, p); };
 
   // Threads only pay off when there is enough work (their start-up costs microseconds).
   const int64_t work = (int64_t)s.n_heads * n * (pos0 + n) * hd;
@@ -633,12 +641,10 @@ void attention_decode_shared(const AttentionShape& s, const DecodeRow* rows, int
   for (int r = 0; r < G && grouped; ++r) grouped = rows[r].pos >= P;
 #if defined(__AVX2__) && defined(__FMA__)
   if (grouped) {
-    const float scale = s.scale > 0 ? s.scale : 1.0f / std::sqrt((float)hd);
+    const float scale = score_scale(s);
     std::vector<int64_t> off(G + 1, 0);  // row r's scores at off[r]: group rows of pos + 1 keys
     for (int r = 0; r < G; ++r) off[r + 1] = off[r] + (int64_t)group * (rows[r].pos + 1);
-    int64_t work = 0;
-    for (int r = 0; r < G; ++r) work += (int64_t)s.n_heads * (rows[r].pos + 1) * hd;
-#pragma omp parallel if (work > (1 << 18))
+#pragma omp parallel if (decode_work(s, rows, G) > (1 << 18))
     {
       std::vector<float> buf;  // this thread's: scores, the transposed key block, the sums over the prefix
 #pragma omp for schedule(dynamic, 1)
@@ -650,7 +656,7 @@ void attention_decode_shared(const AttentionShape& s, const DecodeRow* rows, int
     return;
   }
 #endif
-  for (int r = 0; r < G; ++r) attention(s, rows[r].q, rows[r].k, rows[r].v, kv_stride, rows[r].pos, 1, rows[r].out);
+  attention_decode_rows(s, rows, G, kv_stride);
 }
 
 }  // namespace ctrust
@@ -662,7 +668,7 @@ void attention_masked(const AttentionShape& s, const float* q, const float* k, c
   const int hd = s.head_dim;
   const int group = s.n_heads / s.n_kv_heads;
   const int q_stride = s.n_heads * hd;
-  const float scale = s.scale > 0 ? s.scale : 1.0f / std::sqrt((float)hd);
+  const float scale = score_scale(s);
   const int window = pos ? s.window : 0;
   // Within the window: key position kp is visible from a query at position qp (0 = no window).
   auto near = [window](int qp, int kp) { return window <= 0 || qp - kp < window; };

@@ -75,7 +75,7 @@ struct DecodeRow {
 // floats: with AVX-512 (head size a multiple of 16, no sliding window) the prefix's keys and values are read once
 // for all rows -- each block of 16 prefix keys transposed once and used by every row's heads, each block of prefix
 // values used by every row's weighted sums (carried on in order, then each row's own keys [P, pos]) -- instead of
-// once per row from each copy. Otherwise one attention() per row. Test Ops.AttentionDecodeSharedEqualsAttention.
+// once per row from each copy. Otherwise attention_decode_rows. Test Ops.AttentionDecodeSharedEqualsAttention.
 void attention_decode_shared(const AttentionShape& s, const DecodeRow* rows, int G, int kv_stride, int P);
 // attention(s, q, k, v, kv_stride, pos, 1, out) for each of G rows (of different sequences), with the same floats:
 // one parallel loop over every row's kv heads, instead of one per row over its kv heads (with 3 kv heads, as
