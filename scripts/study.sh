@@ -21,6 +21,13 @@
 #   STUDY_KLD_CHUNKS (40), STUDY_TRUST_PRESET (standard), STUDY_TRUST_LIMIT (0 = the preset's sizes; N = N items
 #   per setting, nested in the preset's sample), STUDY_TRUST_COMPUTE (f32), THREADS (2), CTRUST_BIN (default build/ctrust after
 #   scripts/setup.sh; give a copied binary for a study that spans rebuilds).
+#   STUDY_STATE (unset): a folder the study's small state is copied to after every step and when it stops (also on
+#   Ctrl-C), and restored from when STUDY_DIR has none: eval.db and trust.db as gzipped SQL dumps, out/ (every JSON,
+#   report and times.tsv). For a study spread over machines or sessions whose STUDY_DIR does not survive (e.g. the
+#   folder committed between sessions). Variant files are not kept: a variant whose outputs are all in out/ is skipped
+#   without compressing it again; one stopped half-way is compressed again and its evaluation resumes from the store
+#   when the new file has the same fingerprint (compression is deterministic at a fixed seed and thread count),
+#   otherwise starts over as a new run (the newest run of a name is the one compared).
 # Models: SmolLM2-135M-Instruct (its F32 copy is the base: scripts/setup.sh); Qwen2.5-Coder-0.5B/1.5B-Instruct
 #   exist here only as Q4_K_M files (scripts/fetch_models.sh): their base is that file, and compression starts
 #   from its dequantized F16 copy (so a variant's difference is the compression's, on top of Q4_K_M).
@@ -49,6 +56,49 @@ wiki="$root/../shared/data/wikitext-2-raw/wiki.test.raw"
 [ -f "$wiki" ] || wiki=$(cd "$root/.." && pwd)/shared/data/wikitext-2-raw/wiki.test.raw
 mkdir -p "$dir/variants" "$dir/out"
 times="$dir/out/times.tsv"
+state=${STUDY_STATE:-}
+
+# The small state (stores as SQL dumps, out/) saved to / restored from STUDY_STATE (see the header).
+db_dump() {  # db_dump DB OUT.sql.gz: a deterministic gzipped SQL dump
+  python3 - "$1" "$2" <<'PY'
+import gzip, sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+with open(sys.argv[2] + '.part', 'wb') as raw, gzip.GzipFile(fileobj=raw, mode='wb', mtime=0) as f:
+    for line in con.iterdump():
+        f.write((line + '\n').encode())
+con.close()
+import os; os.replace(sys.argv[2] + '.part', sys.argv[2])
+PY
+}
+db_restore() {  # db_restore IN.sql.gz DB
+  python3 - "$1" "$2" <<'PY'
+import gzip, os, sqlite3, sys
+tmp = sys.argv[2] + '.restore'
+if os.path.exists(tmp): os.remove(tmp)
+con = sqlite3.connect(tmp)
+con.executescript(gzip.open(sys.argv[1], 'rt').read())
+con.close()
+os.replace(tmp, sys.argv[2])
+PY
+}
+save_state() {
+  [ -n "$state" ] || return 0
+  mkdir -p "$state/out"
+  local db
+  for db in eval trust; do [ -s "$dir/$db.db" ] && db_dump "$dir/$db.db" "$state/$db.sql.gz"; done
+  find "$dir/out" -maxdepth 1 -type f ! -name '*.part' -exec cp -p {} "$state/out/" \;
+  echo "[study] $(date +%T) state saved to $state" >&2
+}
+if [ -n "$state" ]; then
+  for db in eval trust; do
+    if [ ! -s "$dir/$db.db" ] && [ -s "$state/$db.sql.gz" ]; then
+      echo "[study] restoring $dir/$db.db from $state/$db.sql.gz" >&2
+      db_restore "$state/$db.sql.gz" "$dir/$db.db"
+    fi
+  done
+  [ -d "$state/out" ] && cp -n -p "$state/out/"* "$dir/out/" 2>/dev/null || true
+  trap 'save_state' EXIT
+fi
 [ -s "$times" ] || printf 'step\tseconds\tload_at_start\tfinished\n' > "$times"
 
 case "$part" in flips|trust|all) ;; *) echo "usage: bash scripts/study.sh [flips|trust|all]" >&2; exit 2 ;; esac
@@ -61,8 +111,11 @@ timed() {  # timed NAME command...: runs it, logs wall time and load
   echo "[study] $(date +%T) $name (load $load)" >&2
   "$@"
   printf '%s\t%d\t%s\t%s\n' "$name" $((SECONDS - t0)) "$load" "$(date -u +%FT%TZ)" >> "$times"
+  save_state
 }
 
+# to OUT command...: runs the command with stdout to OUT, written through OUT.part (an interrupted step leaves no OUT).
+to() { "${@:2}" > "$1.part"; mv "$1.part" "$1"; }
 # once OUT command...: runs the command with stdout to OUT unless OUT exists (written through OUT.part).
 once() {
   local out=$1; shift
@@ -134,10 +187,18 @@ eval_model() {  # eval_model MODEL VARIANT [mmlu]: the six tasks and MMLU (only 
   f=$(model_file "$m" "$v")
   [ "$limit" -gt 0 ] && lim=(--limit "$limit" --seed "$seed")
   [ "$mmlu_limit" -gt 0 ] && mlim=(--limit "$mmlu_limit" --seed "$seed")
-  [ "${3:-}" = mmlu ] || timed "$m eval $v" "$ctrust" eval -m "$f" --tasks "$tasks" "${lim[@]}" --name "$m-$v" \
-    --db "$dir/eval.db" -t "$threads" --json > "$dir/out/eval-$m-$v.json"
-  timed "$m eval-mmlu $v" "$ctrust" eval -m "$f" --tasks mmlu "${mlim[@]}" --name "$m-$v" --db "$dir/eval.db" \
-    -t "$threads" --json > "$dir/out/eval-mmlu-$m-$v.json"
+  [ "${3:-}" = mmlu ] || timed "$m eval $v" to "$dir/out/eval-$m-$v.json" "$ctrust" eval -m "$f" --tasks "$tasks" \
+    "${lim[@]}" --name "$m-$v" --db "$dir/eval.db" -t "$threads" --json
+  timed "$m eval-mmlu $v" to "$dir/out/eval-mmlu-$m-$v.json" "$ctrust" eval -m "$f" --tasks mmlu "${mlim[@]}" \
+    --name "$m-$v" --db "$dir/eval.db" -t "$threads" --json
+}
+# restored MODEL VARIANT OUTPUTS...: the variant's file is absent and its outputs are all there (STUDY_STATE restored
+# them): its work is done and it is not compressed again. With its file present, the steps run and resume from the
+# stores (a larger STUDY_LIMIT or STUDY_TRUST_LIMIT extends them).
+restored() {
+  local m=$1 v=$2 f; shift 2
+  [ "$v" != base ] && [ ! -s "$dir/variants/$m-$v.gguf" ] || return 1
+  for f in "$@"; do [ -s "$dir/out/$f" ] || return 1; done
 }
 
 flips() {
@@ -145,12 +206,13 @@ flips() {
     ensure_model "$m"
     eval_model "$m" base
     local base_kld="$dir/variants/$m-base.kld"
-    if [ ! -s "$base_kld" ]; then
-      timed "$m kld-base" "$ctrust" kld --base "$(base_file "$m")" --save-base "$base_kld.part" -f "$wiki" \
-        --ctx 512 --chunks "$kld_chunks" -t "$threads" > /dev/null
-      mv "$base_kld.part" "$base_kld"
-    fi
     for v in $flip_variants; do
+      restored "$m" "$v" "eval-$m-$v.json" "eval-mmlu-$m-$v.json" "compare-$m-$v.json" "kld-$m-$v.json" && continue
+      if [ ! -s "$base_kld" ]; then  # the base's logits for the token KL (made when a variant needs them)
+        timed "$m kld-base" "$ctrust" kld --base "$(base_file "$m")" --save-base "$base_kld.part" -f "$wiki" \
+          --ctx 512 --chunks "$kld_chunks" -t "$threads" > /dev/null
+        mv "$base_kld.part" "$base_kld"
+      fi
       eval_model "$m" "$v"
       once "$dir/out/compare-$m-$v.json" "$ctrust" compare "$m-base" "$m-$v" --db "$dir/eval.db" --json
       timed "$m kld $v" once "$dir/out/kld-$m-$v.json" "$ctrust" kld --load-base "$base_kld" -m "$(model_file "$m" "$v")" \
@@ -168,14 +230,15 @@ trust() {
   for m in $trust_models; do
     ensure_model "$m"
     for v in base $trust_variants; do
-      timed "$m trust $v" "$ctrust" trust -m "$(model_file "$m" "$v")" "${trust_sizes[@]}" --compute "$trust_compute" --name "$m-$v" \
-        --db "$dir/trust.db" -t "$threads" --json > "$dir/out/trust-$m-$v.json"
+      restored "$m" "$v" "trust-$m-$v.json" "trust-compare-$m-$v.json" && continue
+      timed "$m trust $v" to "$dir/out/trust-$m-$v.json" "$ctrust" trust -m "$(model_file "$m" "$v")" "${trust_sizes[@]}" \
+        --compute "$trust_compute" --name "$m-$v" --db "$dir/trust.db" -t "$threads" --json
       [ "$v" = base ] && continue
       once "$dir/out/trust-compare-$m-$v.json" "$ctrust" compare "$m-base" "$m-$v" --db "$dir/trust.db" --json
     done
     # MMLU beside the perspectives (the paper's layout): the part-1 sample, for every trust variant
     local runs=("$m-base")
-    for v in base $trust_variants; do eval_model "$m" "$v" mmlu; done
+    for v in base $trust_variants; do restored "$m" "$v" "eval-mmlu-$m-$v.json" || eval_model "$m" "$v" mmlu; done
     for v in $trust_variants; do runs+=("$m-$v"); done
     "$ctrust" report "${runs[@]}" --db "$dir/eval.db" --json > "$dir/out/report-mmlu-$m.json"
     "$ctrust" report "${runs[@]}" --db "$dir/trust.db" -o "$dir/out/trust-$m.html" --json > "$dir/out/report-trust-$m.json"
