@@ -323,8 +323,21 @@ TEST(CompressPacked, SmolLM2PrunedAndInt8RoundTrip) {
   Recipe g = quant_recipe(Method::Magnitude, 4, 32);
   round_trip(g, sparse, "magnitude50");
   Recipe q = quant_recipe(Method::SmoothQuant, 8, 0);
-  round_trip(q, [](GgmlType t) { auto p = qx_params(t); return p && p->bits == 8 && p->form == QxForm::Sym && !p->f16; },
-             "smoothquant");
+  auto int8_rows = [](GgmlType t) { auto p = qx_params(t); return p && p->bits == 8 && p->form == QxForm::Sym && !p->f16; };
+  round_trip(q, int8_rows, "smoothquant");
+  // LLM.int8(): bitsandbytes' int8 rows (CB, SCB) are stored, like SmoothQuant's, and the Int8Outlier mode runs on
+  // them after the reload (the round trip compares logits in that mode).
+  Recipe i = quant_recipe(Method::LLMInt8, 8, 0);
+  round_trip(i, int8_rows, "llm_int8");
+  // The stored values are bitsandbytes' rounding, round(w * 127 / absmax), of the input's weights.
+  auto orig = open_model(test::smollm_q4_1());
+  auto m = open_model(test::smollm_q4_1());
+  compress_model(*m, i, nullptr);
+  const Tensor& before = orig->file.get("blk.3.ffn_down.weight");
+  const Tensor& after = m->file.get("blk.3.ffn_down.weight");
+  const QuantResult want = quantize_rows_int8_bnb(before.data, int(before.rows()), int(before.cols()));
+  EXPECT_TRUE(same_bits(after.data, want.w.data(), after.numel()));
+  EXPECT_EQ(m->layers[3].w_down.mode, LinearMode::Int8Outlier);
 }
 
 // `ctrust compress --json` reports each tensor's packed type and the sizes; the file size is the real one.

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "compress/quant.h"
 #include "model/model.h"
 #include "model/perplexity.h"
 #include "test_paths.h"
@@ -260,8 +261,12 @@ TEST(GoldenEngine, SmolLM2Int8LinearsMatchNumpyReference) {
     std::vector<float> y((size_t)rows * out);
     Linear L = *lin;
     L.b = nullptr;
+    // LLM.int8()'s weights: bitsandbytes' int8 rows (CB, SCB), as `compress --method int8` stores them.
+    const std::vector<float> w8 = quantize_rows_int8_bnb(lin->w, out, in).w;
     for (const char* mode : {"w8a8_act", "llm_int8"}) {
-      L.mode = std::string(mode) == "w8a8_act" ? LinearMode::W8A8 : LinearMode::Int8Outlier;
+      const bool w8a8 = std::string(mode) == "w8a8_act";
+      L.mode = w8a8 ? LinearMode::W8A8 : LinearMode::Int8Outlier;
+      L.w = w8a8 ? lin->w : w8.data();
       L.threshold = threshold;
       linear(L, x, y.data(), rows);
       const float* want = blob.data() + e[mode].get<size_t>();
@@ -279,13 +284,15 @@ TEST(GoldenEngine, SmolLM2Int8LinearsMatchNumpyReference) {
       int n_out = 0;
       for (int j = 0; j < in; ++j) {
         bool o = false;
-        for (int r = 0; r < rows; ++r) o = o || std::fabs(x[(size_t)r * in + j]) > other;
+        for (int r = 0; r < rows; ++r) o = o || std::fabs(x[(size_t)r * in + j]) >= other;
         n_out += o;
       }
       if (n_out == e["outlier_columns"].get<int>()) continue;
       linear(L, x, y.data(), rows);
       const double err = worst(y, blob.data() + e["llm_int8"].get<size_t>(), rows, out);
-      EXPECT_GT(err, 1e-3) << name << " threshold " << other << " is not told apart";
+      // 1e-4: 5x the match tolerance below; the smallest seen is 6.0e-4 (blk.11.ffn_down at threshold 7: with
+      // bitsandbytes' int8 weights in the outlier columns too, moving one column changes less than with f32 ones)
+      EXPECT_GT(err, 1e-4) << name << " threshold " << other << " is not told apart";
       ++differing;
     }
     if (e["inputs_between_5_and_7"].get<int>() > 0) EXPECT_GT(differing, 0) << name;
@@ -305,11 +312,17 @@ TEST(GoldenEngine, SmolLM2Int8ModesMatchNumpyReference) {
   const std::vector<float> base = scored_log_softmax(*m, tokens, ctx, chunks);
   const int V = m->cfg.n_vocab;
   const size_t rows = base.size() / V;
+  std::vector<std::vector<float>> int8_rows;  // LLM.int8()'s weights (bitsandbytes' int8 rows), kept alive here
   for (const char* mode : {"w8a8_act", "llm_int8"}) {
     for (LayerWeights& L : m->layers)
       for (Linear* l : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
-        l->mode = std::string(mode) == "w8a8_act" ? LinearMode::W8A8 : LinearMode::Int8Outlier;
+        const bool w8a8 = std::string(mode) == "w8a8_act";
+        l->mode = w8a8 ? LinearMode::W8A8 : LinearMode::Int8Outlier;
         l->threshold = ref["threshold"].get<float>();
+        if (!w8a8) {
+          int8_rows.push_back(quantize_rows_int8_bnb(l->w, l->out, l->in).w);
+          l->w = int8_rows.back().data();
+        }
       }
     const std::vector<float> q = scored_log_softmax(*m, tokens, ctx, chunks);
     double kl = 0;

@@ -251,8 +251,10 @@ TEST(Model, LinearModeMetadataRoundTripAndErrors) {
   EXPECT_EQ(fresh->layers[2].w_down.mode, LinearMode::Int8Outlier);
   EXPECT_EQ(fresh->layers[2].w_down.threshold, 4.5f);
   EXPECT_EQ(fresh->layers[2].w_up.mode, LinearMode::F32);
-  for (const char* bad : {"output.weight=w8a8", "token_embd.weight=int8:6", "blk.0.attn_q.weight=int8:-1",
-                          "blk.0.attn_q.weight=fp4", "blk.99.attn_q.weight=w8a8"}) {
+  EXPECT_EQ(meta[0].value.arr.back().s, "blk.2.ffn_down.weight=llm_int8:4.5");
+  for (const char* bad : {"output.weight=w8a8", "token_embd.weight=llm_int8:6", "blk.0.attn_q.weight=llm_int8:-1",
+                          "blk.0.attn_q.weight=fp4", "blk.99.attn_q.weight=w8a8",
+                          "blk.0.attn_q.weight=int8:6" /* an older LLM.int8() file: f32 weights */}) {
     auto b = stories_bin();
     b->file.meta.push_back({"ctrust.linear_modes", GgufValue::str_array({bad})});
     EXPECT_THROW(apply_linear_mode_metadata(*b), Error) << bad;

@@ -163,20 +163,49 @@ TEST(Ops, LinearW8A8MatchesReference) {
   EXPECT_EQ(yt[3], -2.0f);
 }
 
+TEST(Ops, LinearInt8OutlierHandComputed) {
+  // bitsandbytes' LLM.int8() on one call of 2 rows, in = 3, out = 1, threshold 6, W = (1, 2, 3) used as is.
+  // x row 0 = (2, 6.5, -1): 6.5 >= 6 makes column 1 an outlier column; row 1 = (-0.5, 5, 4).
+  // Row scales: absmax over the entries below the threshold, outlier column included: row 0 max(2, 1) = 2,
+  // row 1 max(0.5, 5, 4) = 5 (its 5 in the outlier column counts, as in int8_vectorwise_quant).
+  // Regular columns rounded: row 0: 2 -> 127 -> 2, -1 -> -63.5 -> -64 (ties to even) -> -64 * 2/127;
+  // row 1: -0.5 -> -12.7 -> -13 -> -13 * 5/127, 4 -> 101.6 -> 102 -> 102 * 5/127. Outlier column exact.
+  const float w[3] = {1, 2, 3}, x[6] = {2, 6.5f, -1, -0.5f, 5, 4};
+  Linear L{w, nullptr, 3, 1, LinearMode::Int8Outlier, 6.0f};
+  float y[2];
+  linear(L, x, y, 2);
+  EXPECT_NEAR(y[0], 2.0f * 1 + 6.5f * 2 + (-64 * 2.0f / 127) * 3, 1e-5);
+  EXPECT_NEAR(y[1], (-13 * 5.0f / 127) * 1 + 5.0f * 2 + (102 * 5.0f / 127) * 3, 1e-5);
+  // Exactly at the threshold is an outlier (bitsandbytes: >=); just below it is not.
+  const float x2[3] = {6.0f, 1.0f, 0.0f}, x3[3] = {5.99f, 1.0f, 0.0f};
+  linear(L, x2, y, 1);
+  EXPECT_NEAR(y[0], 6.0f + std::nearbyint(1.0f * 127) * (1.0f / 127) * 2, 1e-5);  // scale from |1| alone
+  linear(L, x3, y, 1);
+  EXPECT_NEAR(y[0], 5.99f + std::nearbyint(1.0f * (127 / 5.99f)) * (5.99f / 127) * 2, 1e-5);
+}
+
 TEST(Ops, LinearInt8OutlierMatchesReference) {
   const int in = 32, out = 8, rows = 4;
   auto w = randn((size_t)in * out, 6), x = randn((size_t)rows * in, 7);
   x[1 * in + 5] = 9.0f;    // column 5 is an outlier (row 1)
   x[3 * in + 20] = -7.5f;  // column 20 too
+  x[0 * in + 20] = 4.0f;   // a large regular-size entry of an outlier column: part of row 0's scale
   std::vector<float> y((size_t)rows * out);
   Linear L{w.data(), nullptr, in, out, LinearMode::Int8Outlier, 6.0f};
   linear(L, x.data(), y.data(), rows);
-  std::vector<bool> regular(in, true);
-  regular[5] = regular[20] = false;
-  auto xq = x, wq = w;
-  for (int r = 0; r < rows; ++r) ref_q8(xq.data() + (size_t)r * in, in, regular);
-  for (int o = 0; o < out; ++o) ref_q8(wq.data() + (size_t)o * in, in, regular);
-  auto ref = ref_matmul(xq, wq, rows, in, out);
+  // The reference: each row's scale over its entries below 6; regular columns rounded; W as is.
+  auto xq = x;
+  for (int r = 0; r < rows; ++r) {
+    float* v = xq.data() + (size_t)r * in;
+    float amax = 0;
+    for (int j = 0; j < in; ++j)
+      if (std::fabs(v[j]) < 6.0f) amax = std::max(amax, std::fabs(v[j]));
+    ASSERT_GT(amax, 0.0f);
+    for (int j = 0; j < in; ++j)
+      if (j != 5 && j != 20) v[j] = std::nearbyint(v[j] * (127.0f / amax)) * (amax / 127.0f);
+  }
+  EXPECT_GE(std::fabs(x[20]), 4.0f);
+  auto ref = ref_matmul(xq, w, rows, in, out);
   for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], ref[i], 1e-4);
   // The outlier columns are exact: with only outliers nonzero, the result equals the f32 product.
   std::vector<float> xo((size_t)rows * in, 0.0f);
@@ -185,14 +214,13 @@ TEST(Ops, LinearInt8OutlierMatchesReference) {
   linear(L, xo.data(), y.data(), rows);
   auto exact = ref_matmul(xo, w, rows, in, out);
   for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], exact[i], 1e-5);
-  // With a huge threshold nothing is an outlier: x and W both int8 over all columns.
+  // With a huge threshold nothing is an outlier: every row of x int8 over all columns (W still as is).
   L.threshold = 1e9f;
   linear(L, x.data(), y.data(), rows);
-  xq = x, wq = w;
+  xq = x;
   std::vector<bool> all(in, true);
   for (int r = 0; r < rows; ++r) ref_q8(xq.data() + (size_t)r * in, in, all);
-  for (int o = 0; o < out; ++o) ref_q8(wq.data() + (size_t)o * in, in, all);
-  ref = ref_matmul(xq, wq, rows, in, out);
+  ref = ref_matmul(xq, w, rows, in, out);
   for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], ref[i], 1e-4);
 }
 

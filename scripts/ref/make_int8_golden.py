@@ -11,10 +11,15 @@ Modes:
              (scale = max(|x_row|, 1e-5) / 127, x -> round(x / scale) * scale, torch.round = ties to even).
              Weights unchanged: this isolates the activation rounding that W8A8 applies at inference
              (ctrust: LinearMode::W8A8).
-  llm_int8   LLM.int8() (Dettmers et al. 2022, sections 3.1-3.2): for every Linear call, outlier columns
-             O = {j : |X[r, j]| > threshold for some row r}; X[:, O] @ W[:, O]^T in float; the other columns
-             vector-wise int8: each row of X and each output row of W scaled by its absmax over the regular
-             columns, rounded, multiplied, rescaled. Threshold 6.0. (ctrust: LinearMode::Int8Outlier.)
+  llm_int8   LLM.int8() (Dettmers et al. 2022) as bitsandbytes computes it (MatMul8bitLt with
+             has_fp16_weights=False, i.e. load_in_8bit; bitsandbytes/backends/default/ops.py:
+             int8_vectorwise_quant and int8_mixed_scaled_mm), in f32 instead of fp16: the weights are int8 per
+             output row, CB = round(W * 127 / SCB) with SCB = absmax of the whole row; for every Linear call,
+             outliers = |X| >= threshold, outlier columns O = columns with an outlier; each row of X is scaled by
+             its absmax over the non-outlier entries (outlier values zeroed, the other entries of an outlier
+             column count), rounded, and its O columns zeroed; y = (CA * SCA/127) @ (CB * SCB/127)^T +
+             X[:, O] @ (CB[:, O] * SCB/127)^T. Threshold 6.0. (ctrust: compress --method int8, whose files hold
+             CB/SCB, and LinearMode::Int8Outlier.)
 Per mode: the perplexity and its paired ln ratio to f32 over --chunks chunks, and the mean full-vocabulary token
 KL(f32 || mode) over the first --kl-chunks chunks. llama.cpp's perplexity protocol, ctx 512, on llama.cpp's
 tokenization of wiki.test.raw (the chunk tokens stored in tests/golden/logits_smollm2.json; beyond 8 chunks,
@@ -78,17 +83,35 @@ def quant_rows(x):  # per-row absmax int8 fake quantization (SmoothQuant fake_qu
     return np.round(x / s) * s
 
 
+_int8_weights = {}
+
+
+def bnb_weight(W):  # bitsandbytes int8_vectorwise_quant(B): CB * SCB / 127, SCB = row absmax (cached per tensor)
+    key = id(W)
+    if key not in _int8_weights:
+        scb = np.abs(W).max(axis=1, keepdims=True).astype(np.float32)
+        cb = np.round(W * (np.float32(127.0) / scb))
+        _int8_weights[key] = (cb * (scb / np.float32(127.0) * np.float32(1.0 + JITTER))).astype(np.float32)
+    return _int8_weights[key]
+
+
 def make_linear(mode, threshold=6.0):
     def lin(x, W):
         if mode == "f32":
             return x @ W.T
         if mode == "w8a8_act":
             return quant_rows(x) @ W.T
-        outl = (np.abs(x) > threshold).any(axis=0)
-        reg = ~outl
-        y = quant_rows(x[:, reg]) @ quant_rows(W[:, reg]).T
-        if outl.any():
-            y += x[:, outl] @ W[:, outl].T
+        Wq = bnb_weight(W)
+        outliers = np.abs(x) >= threshold
+        cols = outliers.any(axis=0)
+        xa = np.where(outliers, np.float32(0.0), x)
+        sca = np.abs(xa).max(axis=1, keepdims=True).astype(np.float32)
+        safe = np.where(sca > 0, sca, np.float32(1.0))
+        ca = np.where(sca > 0, np.round(xa * (np.float32(127.0) / safe)), np.float32(0.0))
+        ca[:, cols] = 0
+        y = (ca * (safe / np.float32(127.0) * np.float32(1.0 + JITTER))) @ Wq.T
+        if cols.any():
+            y += x[:, cols] @ Wq[:, cols].T
         return y
     return lin
 
@@ -203,7 +226,7 @@ def layer_golden(cfg, w, chunks, ctx, out_bin):
     for n in LAYER_LINEARS:
         x, W = seen[n], w[n]
         ent = {"tensor": n, "rows": len(LAYER_ROWS), "in": int(W.shape[1]), "out": int(W.shape[0]),
-               "outlier_columns": int((np.abs(x) > 6.0).any(axis=0).sum()),
+               "outlier_columns": int((np.abs(x) >= 6.0).any(axis=0).sum()),
                "inputs_between_5_and_7": int(((np.abs(x) > 5.0) & (np.abs(x) <= 7.0)).sum())}
         for key, arr in (("x", x), ("w8a8_act", make_linear("w8a8_act")(x, W)),
                          ("llm_int8", make_linear("llm_int8")(x, W))):

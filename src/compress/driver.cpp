@@ -455,15 +455,13 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
         quant = true;
         break;
       }
-      case Method::SmoothQuant: {
-        QuantResult q8 = quantize_rows_absmax_int8(cur.data(), out, in);
+      case Method::SmoothQuant:
+      case Method::LLMInt8: {  // LLM.int8(): bitsandbytes' CB/SCB (int8 per output row, absmax over the row)
+        QuantResult q8 = r.method == Method::LLMInt8 ? quantize_rows_int8_bnb(cur.data(), out, in)
+                                                     : quantize_rows_absmax_int8(cur.data(), out, in);
         store_quant(*it.t, q8, tr);  // int8 levels + f32 row scales (CTRUST_QX, 8-bit sym per channel)
         break;
       }
-      case Method::LLMInt8:
-        // Weights unchanged (LinearMode::Int8Outlier rounds them per row at inference): saved in the input's type.
-        tr.stored = it.t->raw ? it.t->src_type : GgmlType::F32;
-        break;
       case Method::Magnitude:
       case Method::Wanda:
       case Method::SparseGPT: {

@@ -183,7 +183,8 @@ std::vector<GgufKV> linear_mode_metadata(const Model& m) {
   std::vector<std::string> entries;
   for (auto& [name, L] : named_linears(const_cast<Model&>(m))) {
     if (L->mode == LinearMode::W8A8) entries.push_back(name + "=w8a8");
-    if (L->mode == LinearMode::Int8Outlier) entries.push_back(fmt::format("{}=int8:{}", name, L->threshold));
+    // "llm_int8:": the weights are bitsandbytes' int8 rows (older files said "int8:" over f32 weights)
+    if (L->mode == LinearMode::Int8Outlier) entries.push_back(fmt::format("{}=llm_int8:{}", name, L->threshold));
   }
   if (entries.empty()) return {};
   return {{"ctrust.linear_modes", GgufValue::str_array(entries)}};
@@ -207,13 +208,17 @@ void apply_linear_mode_metadata(Model& m) {
     if (mode == "w8a8") {
       it->second->mode = LinearMode::W8A8;
     } else if (mode.rfind("int8:", 0) == 0) {
+      fail("{}: this LLM.int8() file ('{}') was written by a ctrust that kept the weights in f32 and rounded them "
+           "at inference; LLM.int8() now stores bitsandbytes' int8 rows: compress the model again",
+           m.file.path, e);
+    } else if (mode.rfind("llm_int8:", 0) == 0) {
       char* end = nullptr;
-      float t = std::strtof(mode.c_str() + 5, &end);
+      float t = std::strtof(mode.c_str() + 9, &end);
       if (*end != 0 || !(t > 0)) fail("{}: ctrust.linear_modes: bad threshold in '{}'", m.file.path, e);
       it->second->mode = LinearMode::Int8Outlier;
       it->second->threshold = t;
     } else {
-      fail("{}: ctrust.linear_modes: unknown mode in '{}' (w8a8 or int8:THRESHOLD)", m.file.path, e);
+      fail("{}: ctrust.linear_modes: unknown mode in '{}' (w8a8 or llm_int8:THRESHOLD)", m.file.path, e);
     }
   }
 }

@@ -62,17 +62,39 @@ void round_int8(float* v, int n, const uint8_t* keep) {
   else round_int8_impl<false>(v, n, nullptr);
 }
 
+// One row of LLM.int8()'s activations as bitsandbytes' int8_vectorwise_quant(A, threshold) quantizes it: the row's
+// scale is its absmax over the entries below the threshold (the outlier values themselves are zeroed first, the
+// other entries of an outlier column count), q = round(v * (127 / absmax)), and the outlier columns (keep[i] == 0)
+// are left in f32 for the separate product. A row with no entry below the threshold has only outlier columns.
+void round_int8_bnb(float* v, int n, const uint8_t* keep, float threshold) {
+  float amax = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    const float a = std::fabs(v[i]);
+    amax = a < threshold && a > amax ? a : amax;
+  }
+  if (amax == 0.0f) {  // every regular entry is 0 (bitsandbytes would divide by 0 here)
+    for (int i = 0; i < n; ++i) v[i] = keep[i] ? 0.0f : v[i];
+    return;
+  }
+  const float mul = 127.0f / amax, scale = amax / 127.0f;
+  for (int i = 0; i < n; ++i) {
+    const float q = __builtin_nearbyintf(v[i] * mul);  // |v| <= amax on regular columns: |q| <= 127
+    v[i] = keep[i] ? q * scale : v[i];
+  }
+}
+
 }  // namespace
 
 // Modes (all computed in f32; the int8 arithmetic is simulated by rounding to the int8 grid):
 //  F32:  y = x W^T.
 //  W8A8: each row (token) of x is rounded to int8 with its own scale max|x_row|/127 (round_int8 above);
 //        y = x_q W^T. W is used as is: the compression stage has already put it on its int8 grid.
-//  Int8Outlier (LLM.int8()): outlier columns O = { j : |x[r][j]| > threshold for some row r of this call }.
-//        Those columns are multiplied exactly (x and W in f32). For the other columns, each row of x is rounded
-//        to int8 with scale max_{j not in O}|x[r][j]|/127 and each output row of W with scale
-//        max_{j not in O}|W[o][j]|/127; y = sum_{j in O} x W + sum_{j not in O} x_q W_q, done as one GEMM on the
-//        combined matrices (x_hat, W_hat), which equals the sum of the two parts.
+//  Int8Outlier (LLM.int8(), as bitsandbytes' MatMul8bitLt computes it): outlier columns
+//        O = { j : |x[r][j]| >= threshold for some row r of this call }. W is used as is: the compression stage
+//        has stored it as int8 per output row (bitsandbytes' CB and SCB: scale absmax/127 over the whole row),
+//        whose dequantized values also multiply the outlier columns. x's outlier columns stay f32; on the other
+//        columns each row of x is rounded to int8 with the scale of round_int8_bnb (absmax over the row's entries
+//        below the threshold). y = sum_{j in O} x W + sum_{j not in O} x_q W, one GEMM on (x_hat, W).
 // The bias (if any) is added last in every mode.
 namespace {
 void linear_f32_modes(const Linear& L, const float* x, float* y, int rows, int64_t xn) {
@@ -91,13 +113,11 @@ void linear_f32_modes(const Linear& L, const float* x, float* y, int rows, int64
       for (int r = 0; r < rows; ++r) {
         const float* xr = x + (int64_t)r * L.in;
         for (int j = 0; j < L.in; ++j)
-          if (std::fabs(xr[j]) > L.threshold) keep[j] = 0;
+          if (std::fabs(xr[j]) >= L.threshold) keep[j] = 0;
       }
       std::vector<float> xq(x, x + xn);
-      for (int r = 0; r < rows; ++r) round_int8(xq.data() + (int64_t)r * L.in, L.in, keep.data());
-      std::vector<float> wq(L.w, L.w + (int64_t)L.out * L.in);
-      for (int o = 0; o < L.out; ++o) round_int8(wq.data() + (int64_t)o * L.in, L.in, keep.data());
-      matmul_f32(wq.data(), L.in, L.out, xq.data(), y, rows);
+      for (int r = 0; r < rows; ++r) round_int8_bnb(xq.data() + (int64_t)r * L.in, L.in, keep.data(), L.threshold);
+      matmul_f32(L.w, L.in, L.out, xq.data(), y, rows);
       break;
     }
   }

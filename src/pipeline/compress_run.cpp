@@ -31,7 +31,7 @@ CompressSizes sizes_of(const Model& m, const CompressReport& rep, const std::str
   for (const TensorReport& t : rep.tensors) {
     const Tensor& x = m.file.get(t.name);
     s.f32 += uint64_t(x.numel()) * 4;
-    s.stored += x.raw ? x.raw_bytes : uint64_t(x.numel()) * 4;  // LLM.int8() leaves the input's type
+    s.stored += x.raw ? x.raw_bytes : uint64_t(x.numel()) * 4;
   }
   // SmoothQuant's and LLM.int8()'s inference modes work on f32 weights (materialize_mode_weights), in both modes.
   const bool modes = rep.recipe.method == Method::SmoothQuant || rep.recipe.method == Method::LLMInt8;
