@@ -60,7 +60,7 @@ std::unique_ptr<Model> open_model(const std::string& path, const LoadOptions& op
 void rebind_weights(Model& m);
 
 // Inference modes are part of a compressed model (SmoothQuant's W8A8, LLM.int8()'s outlier split): they are
-// saved as GGUF metadata "ctrust.linear_modes" = ["blk.0.attn_q.weight=w8a8", "blk.0.ffn_up.weight=int8:6", ...]
+// saved as GGUF metadata "ctrust.linear_modes" = ["blk.0.attn_q.weight=w8a8", "blk.0.ffn_up.weight=llm_int8:6", ...]
 // and make_model applies them when it loads the file.
 std::vector<GgufKV> linear_mode_metadata(const Model& m);
 void apply_linear_mode_metadata(Model& m);  // throws Error on an unknown tensor or mode
