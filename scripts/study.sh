@@ -109,19 +109,20 @@ timed() {  # timed NAME command...: runs it, logs wall time and load
   local load t0=$SECONDS
   load=$(cut -d' ' -f1 /proc/loadavg)
   echo "[study] $(date +%T) $name (load $load)" >&2
-  "$@"
+  # a step that fails or is stopped (Ctrl-C) is recorded as "NAME (stopped)": a step resumed in several sessions
+  # has one row per segment
+  "$@" || { local rc=$?; printf '%s (stopped)\t%d\t%s\t%s\n' "$name" $((SECONDS - t0)) "$load" "$(date -u +%FT%TZ)" >> "$times"; return $rc; }
   printf '%s\t%d\t%s\t%s\n' "$name" $((SECONDS - t0)) "$load" "$(date -u +%FT%TZ)" >> "$times"
   save_state
 }
 
 # to OUT command...: runs the command with stdout to OUT, written through OUT.part (an interrupted step leaves no OUT).
-to() { "${@:2}" > "$1.part"; mv "$1.part" "$1"; }
+to() { "${@:2}" > "$1.part" && mv "$1.part" "$1"; }
 # once OUT command...: runs the command with stdout to OUT unless OUT exists (written through OUT.part).
 once() {
   local out=$1; shift
   [ -s "$out" ] && return 0
-  "$@" > "$out.part"
-  mv "$out.part" "$out"
+  "$@" > "$out.part" && mv "$out.part" "$out"
 }
 
 base_file() {  # the file evaluated as the model's baseline
