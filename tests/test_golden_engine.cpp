@@ -262,7 +262,7 @@ TEST(GoldenEngine, SmolLM2Int8LinearsMatchNumpyReference) {
     Linear L = *lin;
     L.b = nullptr;
     // LLM.int8()'s weights: bitsandbytes' int8 rows (CB, SCB), as `compress --method int8` stores them.
-    const std::vector<float> w8 = quantize_rows_int8_bnb(lin->w, out, in).w;
+    const std::vector<float> w8 = quantize_rows_absmax_int8(lin->w, out, in, Int8Round::Multiply).w;
     for (const char* mode : {"w8a8_act", "llm_int8"}) {
       const bool w8a8 = std::string(mode) == "w8a8_act";
       L.mode = w8a8 ? LinearMode::W8A8 : LinearMode::Int8Outlier;
@@ -320,7 +320,7 @@ TEST(GoldenEngine, SmolLM2Int8ModesMatchNumpyReference) {
         l->mode = w8a8 ? LinearMode::W8A8 : LinearMode::Int8Outlier;
         l->threshold = ref["threshold"].get<float>();
         if (!w8a8) {
-          int8_rows.push_back(quantize_rows_int8_bnb(l->w, l->out, l->in).w);
+          int8_rows.push_back(quantize_rows_absmax_int8(l->w, l->out, l->in, Int8Round::Multiply).w);
           l->w = int8_rows.back().data();
         }
       }

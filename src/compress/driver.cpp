@@ -457,8 +457,8 @@ void compress_block(Work& w, int l, std::vector<Capture>& cap, bool have_calib) 
       }
       case Method::SmoothQuant:
       case Method::LLMInt8: {  // LLM.int8(): bitsandbytes' CB/SCB (int8 per output row, absmax over the row)
-        QuantResult q8 = r.method == Method::LLMInt8 ? quantize_rows_int8_bnb(cur.data(), out, in)
-                                                     : quantize_rows_absmax_int8(cur.data(), out, in);
+        QuantResult q8 = quantize_rows_absmax_int8(
+            cur.data(), out, in, r.method == Method::LLMInt8 ? Int8Round::Multiply : Int8Round::Divide);
         store_quant(*it.t, q8, tr);  // int8 levels + f32 row scales (CTRUST_QX, 8-bit sym per channel)
         break;
       }

@@ -82,14 +82,13 @@ struct QuantResult {
 void check_quant_spec(const QuantSpec& s, int out, int in, const char* what = "weight");
 QuantResult rtn_quantize(const float* W, int out, int in, const QuantSpec& s);
 
-// SmoothQuant's weight grid (fake_quant.py quantize_weight_per_channel_absmax): per output row,
-// scale = absmax / 127, q = round(w / scale) in [-127, 127] (returned as a QuantResult with bits 8, sym, zero 0
-// and per-row grids).
-QuantResult quantize_rows_absmax_int8(const float* W, int out, int in);
-// LLM.int8()'s: bitsandbytes' int8_vectorwise_quant(W), the same grid with q = round(w * (127 / absmax)). The two
-// roundings differ at half-way points, which weights on a coarser grid (a Q4_1 file's) do reach: 14 of the
-// 331,776 weights of SmolLM2's blk.27.attn_q.
-QuantResult quantize_rows_int8_bnb(const float* W, int out, int in);
+// The int8 weight grid of SmoothQuant and LLM.int8(): per output row, scale = absmax / 127, q in [-127, 127]
+// (returned as a QuantResult with bits 8, sym, zero 0 and per-row grids). The two references round differently:
+// SmoothQuant's fake_quant.py quantize_weight_per_channel_absmax q = round(w / scale) (Int8Round::Divide),
+// bitsandbytes' int8_vectorwise_quant q = round(w * (127 / absmax)) (Int8Round::Multiply). They differ at half-way
+// points, which weights on a coarser grid (a Q4_1 file's) do reach (test CompressQuant.Int8RoundingsDifferAtHalfWays).
+enum class Int8Round { Divide, Multiply };
+QuantResult quantize_rows_absmax_int8(const float* W, int out, int in, Int8Round round = Int8Round::Divide);
 
 // GGUF packing. The ggml type whose dequantization reproduces r.w bit for bit (Q4_0: 4-bit sym group 32,
 // Q4_1: 4-bit asym group 32 with affine fp16 grids, Q8_0: 8-bit sym group 32), or F32 if none does.

@@ -145,7 +145,7 @@ QuantResult rtn_quantize(const float* W, int out, int in, const QuantSpec& s) {
   return r;
 }
 
-QuantResult quantize_rows_absmax_int8(const float* W, int out, int in) {
+QuantResult quantize_rows_absmax_int8(const float* W, int out, int in, Int8Round round) {
   if (out <= 0 || in <= 0) fail("int8: empty weight matrix ({} x {})", out, in);
   QuantResult r;
   r.out = out;
@@ -162,34 +162,15 @@ QuantResult quantize_rows_absmax_int8(const float* W, int out, int in) {
     for (int j = 0; j < in; ++j) amax = std::max(amax, std::fabs(src[j]));
     QuantGrid g;
     g.scale = amax > 0.0f ? amax / 127.0f : 1.0f;
-    g.zero = 128.0f;  // q = round(x / scale) + 128 lies in [1, 255]
+    g.zero = 128.0f;  // q + 128 lies in [1, 255]
     r.grids[o] = g;
-    for (int j = 0; j < in; ++j) r.w[size_t(o) * in + j] = grid_value(g, grid_q(g, src[j], 255.0f));
-  }
-  return r;
-}
-
-QuantResult quantize_rows_int8_bnb(const float* W, int out, int in) {
-  if (out <= 0 || in <= 0) fail("int8: empty weight matrix ({} x {})", out, in);
-  QuantResult r;
-  r.out = out;
-  r.in = in;
-  r.spec = QuantSpec{8, true, 0, false};
-  r.group = in;
-  r.n_groups = 1;
-  r.w.resize(size_t(out) * in);
-  r.grids.resize(out);
-#pragma omp parallel for schedule(static) if (size_t(out) * in >= (1u << 16))
-  for (int o = 0; o < out; ++o) {
-    const float* src = W + size_t(o) * in;
-    float amax = 0.0f;
-    for (int j = 0; j < in; ++j) amax = std::max(amax, std::fabs(src[j]));
-    QuantGrid g;
-    g.scale = amax > 0.0f ? amax / 127.0f : 1.0f;
-    g.zero = 128.0f;  // q = round(x * (127 / absmax)) + 128 lies in [1, 255]
-    r.grids[o] = g;
-    const float mul = amax > 0.0f ? 127.0f / amax : 0.0f;
-    for (int j = 0; j < in; ++j) r.w[size_t(o) * in + j] = grid_value(g, __builtin_nearbyintf(src[j] * mul) + 128.0f);
+    float* dst = &r.w[size_t(o) * in];
+    if (round == Int8Round::Divide) {
+      for (int j = 0; j < in; ++j) dst[j] = grid_value(g, grid_q(g, src[j], 255.0f));
+    } else {  // |w| <= absmax: |q| <= 127
+      const float mul = amax > 0.0f ? 127.0f / amax : 0.0f;
+      for (int j = 0; j < in; ++j) dst[j] = grid_value(g, __builtin_nearbyintf(src[j] * mul) + 128.0f);
+    }
   }
   return r;
 }
