@@ -118,12 +118,8 @@ timed() {  # timed NAME command...: runs it, logs wall time and load
 
 # to OUT command...: runs the command with stdout to OUT, written through OUT.part (an interrupted step leaves no OUT).
 to() { "${@:2}" > "$1.part" && mv "$1.part" "$1"; }
-# once OUT command...: runs the command with stdout to OUT unless OUT exists (written through OUT.part).
-once() {
-  local out=$1; shift
-  [ -s "$out" ] && return 0
-  "$@" > "$out.part" && mv "$out.part" "$out"
-}
+# once OUT command...: as `to`, unless OUT exists.
+once() { [ -s "$1" ] || to "$@"; }
 
 base_file() {  # the file evaluated as the model's baseline
   case "$1" in
