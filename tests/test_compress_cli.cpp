@@ -7,7 +7,12 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
 
 #include "test_paths.h"
 
@@ -76,4 +81,38 @@ TEST(CompressCli, BadInputErrorsBeforeWork) {
     EXPECT_NE(r.err.find(c.message), std::string::npos) << c.args << ": " << r.err;
     EXPECT_FALSE(fs::exists(out)) << c.args;
   }
+}
+
+// Ctrl-C during `compress`, in a process started the way a script starts a background job (SIGINT ignored before
+// exec): the command stops at the next tensor, exits with 130, says that nothing was written, and leaves no file.
+TEST(CompressCli, CtrlCStopsWithoutWritingEvenFromABackgroundJob) {
+  const char* bin = std::getenv("CTRUST_BIN");
+  const std::string exe = bin ? bin : ctrust::test::source_dir() + "/build/ctrust";
+  if (!fs::exists(exe)) GTEST_SKIP() << "no ctrust binary";
+  if (!fs::exists(ctrust::test::smollm_f32())) GTEST_SKIP() << "SmolLM2 F32 not set up (scripts/setup.sh)";
+  const std::string out = ctrust::test::scratch_dir() + "/cli_sigint.gguf";
+  const std::string err_file = ctrust::test::scratch_dir() + "/cli_sigint_compress.txt";
+  fs::remove(out);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    signal(SIGINT, SIG_IGN);  // what `cmd &` in a non-interactive shell does
+    FILE* e = std::freopen(err_file.c_str(), "w", stderr);
+    (void)e;
+    execl(exe.c_str(), exe.c_str(), "compress", "-m", ctrust::test::smollm_f32().c_str(), "--method", "gptq",
+          "--bits", "4", "--group-size", "64", "-t", "1", "-o", out.c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  // Let it load the model and start on the calibration sample (a re-exec for the wait policy included).
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  kill(pid, SIGINT);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  std::ifstream ef(err_file);
+  const std::string err((std::istreambuf_iterator<char>(ef)), {});
+  // GPTQ of SmolLM2 at one thread takes about a minute, so a 0 exit means the signal was ignored.
+  ASSERT_TRUE(WIFEXITED(st)) << "killed by the signal instead of stopping";
+  EXPECT_EQ(WEXITSTATUS(st), 130) << err;
+  EXPECT_NE(err.find("interrupted: nothing was written to " + out), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(out));
 }

@@ -48,8 +48,9 @@ void apply_threads(const Common& c);
 // Ctrl-C during long commands that store as they go (eval, trust): the first Ctrl-C asks the command to stop
 // at its next commit (a few seconds at most); the command then throws Interrupted, whose text says how many
 // items are saved and that the same command resumes; main() prints it and exits with 130. A second Ctrl-C
-// stops at once (the default action).
-void catch_interrupt();
+// stops at once (the default action). `compress` stops after its current tensor and writes nothing. Installing the
+// handler also undoes the SIG_IGN a non-interactive shell gives background jobs (`cmd &` in a script).
+void catch_interrupt(const char* stop_message = "\nctrust: stopping at the next commit (Ctrl-C again stops at once)\n");
 bool interrupted();
 struct Interrupted : std::runtime_error {
   using std::runtime_error::runtime_error;

@@ -1,6 +1,7 @@
 // ctrust: one thin front end over the library. Every command takes -t THREADS and --json.
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <omp.h>
 #include <signal.h>
@@ -23,15 +24,16 @@ void print_json(const nlohmann::json& j) {
 
 namespace {
 volatile sig_atomic_t g_interrupted = 0;
+const char* g_stop_message = "";
 void on_sigint(int) {
   g_interrupted = 1;
-  const char msg[] = "\nctrust: stopping at the next commit (Ctrl-C again stops at once)\n";
-  ssize_t n = write(STDERR_FILENO, msg, sizeof msg - 1);
+  ssize_t n = write(STDERR_FILENO, g_stop_message, std::strlen(g_stop_message));
   (void)n;
 }
 }  // namespace
 
-void catch_interrupt() {
+void catch_interrupt(const char* stop_message) {
+  g_stop_message = stop_message;
   struct sigaction sa {};
   sa.sa_handler = on_sigint;
   sigemptyset(&sa.sa_mask);
