@@ -22,6 +22,7 @@
 #include "bench_util.h"
 #include "model/batch.h"
 #include "model/model.h"
+#include "ops/linear.h"
 
 using namespace ctrust;
 using namespace ctrust::bench;
@@ -78,9 +79,9 @@ int main(int argc, char** argv) {
       return p;
     };
     if (!json)
-      std::printf("model %s: %d layers, dim %d, vocab %d; load %.2f s; compute %s; PP %d, TG %d, %d thread(s), "
-                  "best of %d\n", path.c_str(), m->cfg.n_layers, m->cfg.dim, n_vocab, t_load,
-                  compute_mode_name(compute_mode(*m)), pp, tg, threads, reps);
+      std::printf("model %s: %d layers, dim %d, vocab %d; load %.2f s; compute %s (OpenBLAS core %s); PP %d, TG %d, "
+                  "%d thread(s), best of %d\n", path.c_str(), m->cfg.n_layers, m->cfg.dim, n_vocab, t_load,
+                  compute_mode_name(compute_mode(*m)), blas_core_name(), pp, tg, threads, reps);
     if (!json)
       std::printf("%-6s %-10s %-10s %-10s %-10s %-10s %-14s %-14s\n", "B", "T_PP s", "S_PP t/s", "T_TG s",
                   "S_TG t/s", "S t/s", "gen_batch t/s", "peak RSS MB");
@@ -147,8 +148,8 @@ int main(int argc, char** argv) {
       }
     }
     if (json)
-      std::printf("{\"model\":\"%s\",\"compute\":\"%s\",\"threads\":%d,\"load_s\":%.3f,\"rows\":[%s]}\n", path.c_str(),
-                  compute_mode_name(compute_mode(*m)), threads, t_load, rows.c_str());
+      std::printf("{\"model\":\"%s\",\"compute\":\"%s\",\"blas_core\":\"%s\",\"threads\":%d,\"load_s\":%.3f,\"rows\":[%s]}\n",
+                  path.c_str(), compute_mode_name(compute_mode(*m)), blas_core_name(), threads, t_load, rows.c_str());
   } catch (const Error& e) {
     std::fprintf(stderr, "ctrust: error: %s\n", e.what());
     return 1;

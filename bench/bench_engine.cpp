@@ -18,6 +18,7 @@
 #include "base/error.h"
 #include "bench_util.h"
 #include "model/model.h"
+#include "ops/linear.h"
 #include "ops/qmatmul.h"
 
 using namespace ctrust;
@@ -81,9 +82,10 @@ int main(int argc, char** argv) {
     std::vector<int32_t> prompt(n_prompt);
     for (int i = 0; i < n_prompt; ++i) prompt[i] = (int32_t)((i * 7919LL + 13) % m->cfg.n_vocab);
     if (m->tok.bos() >= 0) prompt[0] = m->tok.bos();
-    if (!json) std::printf("model %s: %d layers, dim %d, vocab %d; load %.2f s; f32 weights %.1f MB; compute %s, kernels %s\n",
+    if (!json) std::printf("model %s: %d layers, dim %d, vocab %d; load %.2f s; f32 weights %.1f MB; compute %s, kernels %s, "
+                           "OpenBLAS core %s\n",
                 path.c_str(), m->cfg.n_layers, m->cfg.dim, m->cfg.n_vocab, t_load, f32_mb,
-                compute_mode_name(compute_mode(*m)), kernel_isa_name(kernel_isa()));
+                compute_mode_name(compute_mode(*m)), kernel_isa_name(kernel_isa()), blas_core_name());
     if (!json) std::printf("%-8s %-22s %-22s\n", "threads", "prefill tok/s", "decode tok/s");
     std::string rows;
     KVCache cache = make_cache(*m, n_ctx);
@@ -118,9 +120,9 @@ int main(int argc, char** argv) {
     const double file_mb =
         std::filesystem::is_regular_file(path) ? (double)std::filesystem::file_size(path) / (1 << 20) : 0.0;
     if (json) {
-      std::printf("{\"model\":\"%s\",\"compute\":\"%s\",\"kernels\":\"%s\",\"prompt\":%d,\"gen\":%d,\"reps\":%d,"
+      std::printf("{\"model\":\"%s\",\"compute\":\"%s\",\"kernels\":\"%s\",\"blas_core\":\"%s\",\"prompt\":%d,\"gen\":%d,\"reps\":%d,"
                   "\"load_s\":%.3f,\"rss_after_load_mb\":%.1f,\"peak_rss_mb\":%.1f,\"file_mb\":%.1f,\"rows\":[%s]}\n",
-                  path.c_str(), compute_mode_name(compute_mode(*m)), kernel_isa_name(kernel_isa()), n_prompt, n_gen,
+                  path.c_str(), compute_mode_name(compute_mode(*m)), kernel_isa_name(kernel_isa()), blas_core_name(), n_prompt, n_gen,
                   reps, t_load, rss_load, rss, file_mb, rows.c_str());
       return 0;
     }

@@ -27,6 +27,7 @@
 #include "eval/score.h"
 #include "eval/task.h"
 #include "model/model.h"
+#include "ops/linear.h"
 
 using namespace ctrust;
 using namespace ctrust::bench;
@@ -139,10 +140,10 @@ int main(int argc, char** argv) {
       if (!f) fail("{}: cannot write", dump);
     }
     const int64_t rows = batched.rows_out() - rows0;
-    std::printf("{\"model\": \"%s\", \"compute\": \"%s\", \"scorer\": \"%s\", \"task\": \"%s\", \"num_fewshot\": %d, \"threads\": %d, "
+    std::printf("{\"model\": \"%s\", \"compute\": \"%s\", \"blas_core\": \"%s\", \"scorer\": \"%s\", \"task\": \"%s\", \"num_fewshot\": %d, \"threads\": %d, "
                 "\"items\": %d, \"seconds\": %.3f, \"cpu_seconds\": %.3f, \"items_per_s\": %.3f, \"tokens\": %lld, \"rows\": %lld, "
                 "\"tokens_per_s\": %.1f, \"acc\": %.4f, \"acc_norm\": %.4f, \"ll_first\": %s}\n",
-                path.c_str(), compute.c_str(), scorer.c_str(), task.c_str(), spec.num_fewshot, threads, items, dt, cpu, items / dt,
+                path.c_str(), compute.c_str(), blas_core_name(), scorer.c_str(), task.c_str(), spec.num_fewshot, threads, items, dt, cpu, items / dt,
                 (long long)tokens, (long long)(scorer == "batched" ? rows : -1),
                 double(tokens) / dt, double(correct) / items, double(correct_norm) / items,
                 nlohmann::json(ll_first).dump().c_str());

@@ -3,6 +3,9 @@
 // leaves out the time other processes held the core). Shapes of Qwen2.5-1.5B: q 1536x1536, ffn_up/gate 1536->8960, ffn_down 8960->1536.
 //   bench_qmatmul TYPE IN OUT [ROWS=1,16,128] [REPS=5] [ISAS=ref,avx2,avx512]
 // e.g. bench_qmatmul q4_k 1536 8960 1,128 5 avx2,avx512
+// TYPE f32: the f32 product of the `f32` compute mode (ops::linear: OpenBLAS sgemm, one thread) on the OpenBLAS
+// kernel set in use (OPENBLAS_CORETYPE chooses it; ISAS is ignored), e.g.
+//   for c in Haswell SkylakeX; do OPENBLAS_CORETYPE=$c bench_qmatmul f32 1536 8960 1,128; done
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -16,7 +19,10 @@
 #include "base/error.h"
 #include "bench_util.h"
 #include "io/gguf.h"
+#include "ops/linear.h"
 #include "ops/qmatmul.h"
+
+#include <cblas.h>
 
 using namespace ctrust;
 
@@ -54,6 +60,32 @@ int main(int argc, char** argv) try {
     for (std::string s; std::getline(ss, s, ',');)
       isas.push_back(s == "ref" ? KernelIsa::Ref : s == "avx2" ? KernelIsa::Avx2 : KernelIsa::Avx512);
   }
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  if (t == GgmlType::F32) {
+    openblas_set_num_threads(1);
+    std::mt19937 rng(1);
+    const int max_rows = *std::max_element(rows_list.begin(), rows_list.end());
+    std::vector<float> w((size_t)in * out), x((size_t)max_rows * in), y((size_t)max_rows * out);
+    for (auto& v : w) v = 0.02f * g(rng);
+    for (auto& v : x) v = g(rng);
+    Linear L;
+    L.w = w.data();
+    L.in = in;
+    L.out = out;
+    std::printf("f32 %d -> %d, best of %d, 1 thread, OpenBLAS core %s\n", in, out, reps, blas_core_name());
+    for (int rows : rows_list) {
+      double best = 1e30, best_cpu = 1e30;
+      for (int r = 0; r < reps; ++r) {
+        const double t0 = bench::now(), c0 = thread_cpu();
+        linear(L, x.data(), y.data(), rows);
+        best = std::min(best, bench::now() - t0);
+        best_cpu = std::min(best_cpu, thread_cpu() - c0);
+      }
+      std::printf("%-12s rows %4d: wall %9.3f ms, thread CPU %9.3f ms: %7.2f GFLOP/s (CPU time)\n", blas_core_name(),
+                  rows, 1e3 * best, 1e3 * best_cpu, 2.0 * rows * in * out / best_cpu * 1e-9);
+    }
+    return 0;
+  }
   const GgmlTypeInfo* info = ggml_type_info((uint32_t)t);
   std::mt19937 rng(1);
   std::vector<uint8_t> w(ggml_nbytes(t, in) * out);
@@ -72,7 +104,6 @@ int main(int argc, char** argv) try {
       default: break;
     }
   }
-  std::normal_distribution<float> g(0.0f, 1.0f);
   const int max_rows = *std::max_element(rows_list.begin(), rows_list.end());
   std::vector<float> x((size_t)max_rows * in), y((size_t)max_rows * out);
   for (auto& v : x) v = g(rng);

@@ -10,6 +10,8 @@
 #include "base/error.h"
 #include "base/wait_policy.h"
 #include "cli/common.h"
+#include "ops/linear.h"
+#include "ops/qmatmul.h"
 
 namespace ctrust::cli {
 
@@ -70,7 +72,10 @@ void ensure_wait_policy(char** argv) {
 int main(int argc, char** argv) {
   ensure_wait_policy(argv);
   CLI::App app{"ctrust: does a compressed LLM still behave like the original, and is it still trustworthy?"};
-  app.set_version_flag("--version", std::string("ctrust ") + CTRUST_VERSION);
+  // The version, and the two things that set the speed (and f32's last bits) of this machine's arithmetic.
+  app.set_version_flag("--version", std::string("ctrust ") + CTRUST_VERSION + " (kernels " +
+                                        ctrust::kernel_isa_name(ctrust::kernel_isa()) + ", OpenBLAS core " +
+                                        ctrust::blas_core_name() + ")");
   app.require_subcommand(1);
   ctrust::cli::register_model_commands(app);
   ctrust::cli::register_eval_commands(app);

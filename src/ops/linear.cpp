@@ -142,4 +142,6 @@ void linear(const Linear& L, const float* x, float* y, int rows) {
   }
 }
 
+const char* blas_core_name() { return openblas_get_corename(); }
+
 }  // namespace ctrust

@@ -33,4 +33,10 @@ struct Linear {
 // y[rows][out] = x[rows][in] * W^T (+ b): native kernels when L.wq is set (mode F32), f32 otherwise.
 void linear(const Linear& L, const float* x, float* y, int rows);
 
+// The OpenBLAS kernel set the f32 products run on ("Cooperlake", "SkylakeX", "Haswell", ...): chosen by OpenBLAS
+// from the CPU, or by the environment variable OPENBLAS_CORETYPE. It changes f32 speed (on the Zen 5 host of
+// docs/benchmarks.md sgemm runs at ~185 GFLOPS per core with the AVX-512 set, ~105 with Haswell's) and the last
+// bits of f32 results, so benchmarks and the study print it.
+const char* blas_core_name();
+
 }  // namespace ctrust
