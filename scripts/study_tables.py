@@ -107,14 +107,23 @@ def variant_of(m, run_name):
     return run_name[len(m) + 1:] if run_name.startswith(m + "-") else run_name
 
 
-def read_outputs(out):
+def read_outputs(outs):
     """Per model with a part-1 or a part-2 report: its part-1 rows per variant, their pooled figures, the token
-    KL files, and the part-2 reports (trust, and MMLU of every trust variant)."""
+    KL files, and the part-2 reports (trust, and MMLU of every trust variant). outs: folders (a str is one); each
+    model's files all come from the last folder that has a report of that model, so a study run's outputs replace
+    the committed data (docs/study/data) model by model and never mix with them."""
+    if isinstance(outs, str):
+        outs = [outs]
+
     def read(path):
         return load(path) if os.path.exists(path) else None
 
     data = {}
     for m in MODELS:
+        has = [o for o in outs if any(os.path.exists(os.path.join(o, f"report-{k}-{m}.json")) for k in ("flips", "trust"))]
+        if not has:
+            continue
+        out = has[-1]
         rep = read(os.path.join(out, f"report-flips-{m}.json")) or {"eval": []}
         trust = (read(os.path.join(out, f"report-trust-{m}.json")) or {}).get("trust")
         if not rep["eval"] and not trust:
@@ -490,15 +499,16 @@ def replace_block(doc, name, text):
 
 def main():
     ap = argparse.ArgumentParser(description="docs/study.md's tables and plots from scripts/study.sh's outputs")
-    ap.add_argument("out", nargs="?", default=os.path.join(
-        os.environ.get("STUDY_DIR", os.path.expanduser("~/.cache/ctrust/study")), "out"))
+    ap.add_argument("out", nargs="*", default=[os.path.join(
+        os.environ.get("STUDY_DIR", os.path.expanduser("~/.cache/ctrust/study")), "out")],
+                    help="folders of study.sh outputs; a model's files come from the last folder with its reports")
     ap.add_argument("--doc", default="docs/study.md")
     ap.add_argument("--plots", default="docs/study")
     a = ap.parse_args()
     out, doc_path, plot_dir = a.out, a.doc, a.plots
     data = read_outputs(out)
     if not data:
-        sys.exit(f"study_tables: no report-flips-*.json or report-trust-*.json in {out} (run scripts/study.sh)")
+        sys.exit(f"study_tables: no report-flips-*.json or report-trust-*.json in {' '.join(out)} (run scripts/study.sh)")
     with open(doc_path) as f:
         doc = f.read()
     doc = replace_block(doc, "flips-summary", summary_table(data))
@@ -513,7 +523,7 @@ def main():
         f.write(doc)
     plots(data, plot_dir)
     trust_plots(data, plot_dir)
-    print(f"study_tables: {', '.join(LABEL[m] for m in data)} from {out} -> {doc_path}, {plot_dir}/*.svg",
+    print(f"study_tables: {', '.join(LABEL[m] for m in data)} from {' '.join(out)} -> {doc_path}, {plot_dir}/*.svg",
           file=sys.stderr)
 
 
