@@ -18,7 +18,8 @@
 #   the stores $STUDY_DIR/eval.db and trust.db, the variants in $STUDY_DIR/variants/. Wall time of each step on stderr and in $STUDY_DIR/out/times.tsv.
 # Environment (defaults): STUDY_DIR (~/.cache/ctrust/study), STUDY_MODELS ("smollm2 qwen0.5b qwen1.5b"),
 #   STUDY_TRUST_MODELS ("smollm2 qwen1.5b"), STUDY_LIMIT (500), STUDY_MMLU_LIMIT (10), STUDY_SEED (0),
-#   STUDY_KLD_CHUNKS (40), STUDY_TRUST_PRESET (standard), STUDY_TRUST_LIMIT (0 = the preset's sizes; N = N items
+#   STUDY_KLD_CHUNKS (40), STUDY_BLAS_CORE (Haswell: OPENBLAS_CORETYPE, below),
+#   STUDY_TRUST_PRESET (standard), STUDY_TRUST_LIMIT (0 = the preset's sizes; N = N items
 #   per setting, nested in the preset's sample), STUDY_TRUST_COMPUTE (f32), THREADS (2), CTRUST_BIN (default build/ctrust after
 #   scripts/setup.sh; give a copied binary for a study that spans rebuilds).
 #   STUDY_STATE (unset): a folder the study's small state is copied to after every step and when it stops (also on
@@ -46,12 +47,20 @@ preset=${STUDY_TRUST_PRESET:-standard}
 trust_limit=${STUDY_TRUST_LIMIT:-0}  # > 0: that many items per setting, a seeded stratified sample nested in the preset's
 trust_sizes=(--preset "$preset")
 [ "$trust_limit" -gt 0 ] && trust_sizes+=(--limit "$trust_limit")
-# Part 2's compute mode: f32 (weights dequantized at load, exact), as part 1. In `native` mode the GPTQ/AWQ files'
-# ctrust packed types run a plain reference kernel (src/ops/qmatmul_ctrust.h), ~10x slower than the f32 path here.
+# Part 2's compute mode: f32 (weights dequantized at load, exact), as part 1 and as SmolLM2's part 2 ran (then the
+# GPTQ/AWQ files' packed types had only a plain reference loop in `native` mode, ~10x slower; since 47559c5 their
+# native kernel runs at 0.8-1.1x the f32 mode: docs/compression.md, "Reading them").
 trust_compute=${STUDY_TRUST_COMPUTE:-f32}
 threads=${THREADS:-2}
 part=${1:-all}
 ctrust=${CTRUST_BIN:-$root/build/ctrust}  # CTRUST_BIN: a fixed copy, so a rebuild mid-study changes nothing
+# OpenBLAS kernel set (STUDY_BLAS_CORE, default Haswell), pinned: a base and its variants, evaluated in different
+# sessions or on different machines, must run the same f32 arithmetic, and OpenBLAS otherwise picks its kernels
+# from the CPU (the set changes f32 results in their last bits: docs/correctness.md, "Golden files on other
+# machines"). Haswell (AVX2) runs on every CPU ctrust runs on and is the set every Qwen2.5-1.5B step ran with; on
+# an AVX-512 CPU SkylakeX is ~1.8x faster (docs/benchmarks.md, "The OpenBLAS kernel set"), for a study from scratch.
+export OPENBLAS_CORETYPE=${STUDY_BLAS_CORE:-Haswell}
+echo "[study] OpenBLAS kernel set $OPENBLAS_CORETYPE ($("$ctrust" --version 2>/dev/null || echo "ctrust --version failed"))" >&2
 wiki="$root/../shared/data/wikitext-2-raw/wiki.test.raw"
 [ -f "$wiki" ] || wiki=$(cd "$root/.." && pwd)/shared/data/wikitext-2-raw/wiki.test.raw
 mkdir -p "$dir/variants" "$dir/out"
@@ -245,6 +254,7 @@ trust() {
 t_all=$SECONDS
 [ "$part" = trust ] || flips
 [ "$part" = flips ] || trust
-# the tables and plots of docs/study.md (and docs/study/*.svg) from the outputs
-python3 "$root/scripts/study_tables.py" "$dir/out" --doc "$root/docs/study.md" --plots "$root/docs/study"
+# the tables and plots of docs/study.md (and docs/study/*.svg) from the outputs: each model's from this study's
+# outputs when it has them, else from the committed data (docs/study/data: the models measured in earlier sessions)
+python3 "$root/scripts/study_tables.py" "$root/docs/study/data" "$dir/out" --doc "$root/docs/study.md" --plots "$root/docs/study"
 echo "[study] done in $((SECONDS - t_all)) s; outputs in $dir/out (times: $times)" >&2
