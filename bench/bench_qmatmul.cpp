@@ -19,10 +19,9 @@
 #include "base/error.h"
 #include "bench_util.h"
 #include "io/gguf.h"
+#include "compress/blas_serial.h"
 #include "ops/linear.h"
 #include "ops/qmatmul.h"
-
-#include <cblas.h>
 
 using namespace ctrust;
 
@@ -60,11 +59,11 @@ int main(int argc, char** argv) try {
     for (std::string s; std::getline(ss, s, ',');)
       isas.push_back(s == "ref" ? KernelIsa::Ref : s == "avx2" ? KernelIsa::Avx2 : KernelIsa::Avx512);
   }
+  std::mt19937 rng(1);
   std::normal_distribution<float> g(0.0f, 1.0f);
+  const int max_rows = *std::max_element(rows_list.begin(), rows_list.end());
   if (t == GgmlType::F32) {
-    openblas_set_num_threads(1);
-    std::mt19937 rng(1);
-    const int max_rows = *std::max_element(rows_list.begin(), rows_list.end());
+    BlasSerial one_thread(true);
     std::vector<float> w((size_t)in * out), x((size_t)max_rows * in), y((size_t)max_rows * out);
     for (auto& v : w) v = 0.02f * g(rng);
     for (auto& v : x) v = g(rng);
@@ -87,7 +86,6 @@ int main(int argc, char** argv) try {
     return 0;
   }
   const GgmlTypeInfo* info = ggml_type_info((uint32_t)t);
-  std::mt19937 rng(1);
   std::vector<uint8_t> w(ggml_nbytes(t, in) * out);
   std::uniform_int_distribution<int> byte(0, 255);
   for (auto& b : w) b = (uint8_t)byte(rng);
@@ -104,7 +102,6 @@ int main(int argc, char** argv) try {
       default: break;
     }
   }
-  const int max_rows = *std::max_element(rows_list.begin(), rows_list.end());
   std::vector<float> x((size_t)max_rows * in), y((size_t)max_rows * out);
   for (auto& v : x) v = g(rng);
   std::printf("%s %d -> %d, best of %d, 1 thread\n", ggml_type_name(t), in, out, reps);

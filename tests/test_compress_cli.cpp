@@ -103,8 +103,16 @@ TEST(CompressCli, CtrlCStopsWithoutWritingEvenFromABackgroundJob) {
           "--bits", "4", "--group-size", "64", "-t", "1", "-o", out.c_str(), (char*)nullptr);
     _exit(127);
   }
-  // Let it load the model and start on the calibration sample (a re-exec for the wait policy included).
-  std::this_thread::sleep_for(std::chrono::seconds(4));
+  // Send Ctrl-C once the process catches SIGINT (bit 2 of SigCgt in /proc/PID/status; after a re-exec for the wait
+  // policy too), so the test does not depend on how fast the machine starts it. A binary that never catches it gets
+  // the signal after 30 s, ignores it, and the assertions below fail.
+  const auto catches_sigint = [&] {
+    std::ifstream st("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(st, line);)
+      if (line.rfind("SigCgt:", 0) == 0) return (std::stoull(line.substr(7), nullptr, 16) >> (SIGINT - 1)) & 1;
+    return 0ull;
+  };
+  for (int i = 0; i < 300 && !catches_sigint(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   kill(pid, SIGINT);
   int st = 0;
   waitpid(pid, &st, 0);

@@ -124,10 +124,12 @@ void cmd_compress(CompressArgs& a, const Common& c, const CLI::App& app) {
   // Ctrl-C (also when started in the background, where the shell set SIGINT to ignored) stops at the next tensor or
   // block: nothing has been written then, and the same command compresses from the start.
   catch_interrupt("\nctrust: stopping after the current tensor (Ctrl-C again stops at once)\n");
-  o.progress = [&](const std::string& msg) {
+  const auto stop_if_interrupted = [&] {
     if (interrupted())
-      throw Interrupted(fmt::format("interrupted: nothing was written to {}; the same command compresses from the start",
-                                    a.out));
+      throw Interrupted(fmt::format("interrupted: nothing was written to {}; the same command starts again", a.out));
+  };
+  o.progress = [&](const std::string& msg) {
+    stop_if_interrupted();
     progress.show(fmt::format("[{:.0f} s] {}", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), msg));
   };
   if (mixed) {
@@ -136,8 +138,7 @@ void cmd_compress(CompressArgs& a, const Common& c, const CLI::App& app) {
     o.mix.calib_file = a.calib;
     o.mix.calib_clean = r.calib_clean;
     o.mix.progress = [&](int done, int total) {
-      if (interrupted())
-        throw Interrupted(fmt::format("interrupted: nothing was written to {}; the same command starts again", a.out));
+      stop_if_interrupted();
       const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       progress.show(fmt::format("sensitivity {}/{} (unit x level), {:.2f}/s, ETA {:.0f} s", done, total, done / el,
                                 el / done * (total - done)));

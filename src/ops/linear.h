@@ -35,7 +35,7 @@ void linear(const Linear& L, const float* x, float* y, int rows);
 
 // The OpenBLAS kernel set the f32 products run on ("Cooperlake", "SkylakeX", "Haswell", ...): chosen by OpenBLAS
 // from the CPU, or by the environment variable OPENBLAS_CORETYPE. It changes f32 speed (on the Zen 5 host of
-// docs/benchmarks.md sgemm runs at ~185 GFLOPS per core with the AVX-512 set, ~105 with Haswell's) and the last
+// docs/benchmarks.md a 128-row sgemm runs at ~180 GFLOP/s per core with the AVX-512 sets, ~100 with Haswell's) and the last
 // bits of f32 results, so benchmarks and the study print it.
 const char* blas_core_name();
 
