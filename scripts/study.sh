@@ -16,8 +16,8 @@
 # Outputs: $STUDY_DIR/out/*.json (one file per comparison; report-flips-M.json and flips-M.html: `ctrust report`
 #   over a model's runs), the tables of docs/study.md and its plots docs/study/*.svg (scripts/study_tables.py),
 #   the stores $STUDY_DIR/eval.db and trust.db, the variants in $STUDY_DIR/variants/. Wall time of each step on stderr and in $STUDY_DIR/out/times.tsv.
-# Environment (defaults): STUDY_DIR (~/.cache/ctrust/study), STUDY_MODELS ("smollm2 qwen0.5b qwen1.5b"),
-#   STUDY_TRUST_MODELS ("smollm2 qwen1.5b"), STUDY_LIMIT (500), STUDY_MMLU_LIMIT (10), STUDY_SEED (0),
+# Environment (defaults): STUDY_DIR (~/.cache/ctrust/study), STUDY_MODELS ("smollm2 qwen0.5b qwen1.5b"; set empty: none),
+#   STUDY_TRUST_MODELS ("smollm2 qwen1.5b"; likewise), STUDY_LIMIT (500), STUDY_MMLU_LIMIT (10), STUDY_SEED (0),
 #   STUDY_KLD_CHUNKS (40), STUDY_BLAS_CORE (Haswell: OPENBLAS_CORETYPE, below),
 #   STUDY_TRUST_PRESET (standard), STUDY_TRUST_LIMIT (0 = the preset's sizes; N = N items
 #   per setting, nested in the preset's sample), STUDY_TRUST_COMPUTE (f32), THREADS (2), CTRUST_BIN (default build/ctrust after
@@ -37,8 +37,8 @@ shopt -s inherit_errexit  # a failed step inside $(...) stops the study
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${CTRUST_CACHE:-$HOME/.cache/ctrust}
 dir=${STUDY_DIR:-$cache/study}
-models=${STUDY_MODELS:-smollm2 qwen0.5b qwen1.5b}
-trust_models=${STUDY_TRUST_MODELS:-smollm2 qwen1.5b}
+models=${STUDY_MODELS-smollm2 qwen0.5b qwen1.5b}
+trust_models=${STUDY_TRUST_MODELS-smollm2 qwen1.5b}
 limit=${STUDY_LIMIT:-500}
 mmlu_limit=${STUDY_MMLU_LIMIT:-10}
 seed=${STUDY_SEED:-0}

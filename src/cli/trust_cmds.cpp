@@ -33,7 +33,8 @@ struct TrustArgs {
   std::optional<std::string> system_prompt;
   std::optional<int> samples;
   std::string preset;
-  int limit = 0, batch = 32, max_new_tokens = 0, bootstrap = 1000, min_shared_prefix = 16;
+  int limit = 0, batch = TrustOptions{}.batch, max_new_tokens = 0, bootstrap = 1000,
+      min_shared_prefix = TrustOptions{}.min_shared_prefix;
   uint64_t seed = 0, bootstrap_seed = 42;
   RemoteArgs remote;
   WorkerOptions worker;
@@ -224,7 +225,8 @@ void register_trust_commands(CLI::App& app) {
                   "Cap on generations per prompt (default: the paper's: toxicity and stereotype 25, privacy "
                   "understanding 100)")
         ->check(CLI::Range(1, 1000));
-    c->add_option("--batch", a.batch, "Sequences generated at once (default 32; results do not depend on it)")
+    c->add_option("--batch", a.batch, fmt::format("Sequences generated at once (default {}; results do not depend on it)",
+                                              TrustOptions{}.batch))
         ->check(CLI::Range(1, 1024));
     c->add_option("--shared-prefix", a.min_shared_prefix,
                   "Prompts sharing at least this many leading tokens run them once (0 = off; results do not "
