@@ -415,8 +415,8 @@ NB_MODULE(ctrust, m) {
   m.def("compare", &compare, "a"_a, "b"_a, nb::kw_only(), "db"_a = "ctrust.db",
         "`ctrust compare A B --json`: two evaluation runs (flips, KL, McNemar, CIs) or two trust runs");
   m.def("trust", &trust, "model"_a, nb::kw_only(), "perspectives"_a = nb::none(), "preset"_a = "", "limit"_a = 0,
-        "samples"_a = nb::none(), "max_new_tokens"_a = 0, "seed"_a = 0, "bootstrap"_a = 1000,
-        "bootstrap_seed"_a = 42, "chat_template"_a = "", "system_prompt"_a = nb::none(), "batch"_a = TrustOptions{}.batch,
+        "samples"_a = nb::none(), "max_new_tokens"_a = TrustOptions{}.max_new_tokens, "seed"_a = TrustOptions{}.seed,
+        "bootstrap"_a = TrustOptions{}.bootstrap, "bootstrap_seed"_a = TrustOptions{}.bootstrap_seed, "chat_template"_a = "", "system_prompt"_a = nb::none(), "batch"_a = TrustOptions{}.batch,
         "data"_a = "", "recipe"_a = "", "db"_a = "ctrust.db", "name"_a = "", "compute"_a = "native",
         "tokenizer"_a = "", "progress"_a = true,
         "`ctrust trust`: the DecodingTrust perspectives, every answer stored in db (resumes)");

@@ -33,9 +33,10 @@ struct TrustArgs {
   std::optional<std::string> system_prompt;
   std::optional<int> samples;
   std::string preset;
-  int limit = 0, batch = TrustOptions{}.batch, max_new_tokens = 0, bootstrap = 1000,
-      min_shared_prefix = TrustOptions{}.min_shared_prefix;
-  uint64_t seed = 0, bootstrap_seed = 42;
+  // `trust`'s defaults are TrustOptions' (one place); `trust-plan` shares limit, max_new_tokens and seed.
+  int limit = 0, batch = TrustOptions{}.batch, max_new_tokens = TrustOptions{}.max_new_tokens,
+      bootstrap = TrustOptions{}.bootstrap, min_shared_prefix = TrustOptions{}.min_shared_prefix;
+  uint64_t seed = TrustOptions{}.seed, bootstrap_seed = TrustOptions{}.bootstrap_seed;
   RemoteArgs remote;
   WorkerOptions worker;
 };
