@@ -92,6 +92,43 @@ TEST(TrustRun, EndToEndOnStories260K) {
     EXPECT_DOUBLE_EQ(again.perspectives.at(p).score, res.perspectives.at(p).score) << p;
 }
 
+// A perspective's settings are generated together (one generate_batch call), so 11 fairness settings of one item
+// each fill one batch instead of running one sequence at a time; the records are those of batch 1 (each sequence's
+// tokens do not depend on the others), in item order within each setting, and so are the scores.
+TEST(TrustRun, SettingsOfAPerspectiveShareBatchesWithTheSameRecords) {
+  auto m = open_model(test::stories_gguf());
+  auto run = [&](int batch, std::vector<TrustRecord>* recs) {
+    TrustOptions o = small_options();
+    o.perspectives = {"fairness"};
+    o.max_new_tokens = 8;
+    o.batch = batch;
+    o.on_item = [recs](const TrustRecord& r) { recs->push_back(r); };
+    return run_trust(*m, o);
+  };
+  std::vector<TrustRecord> pooled, single;
+  TrustResult a = run(32, &pooled), b = run(1, &single);
+  ASSERT_EQ(pooled.size(), 11u);
+  EXPECT_EQ(a.generation.sequences, 11);
+  ASSERT_GT(a.generation.steps, 0);
+  // Mean occupancy: one sequence per step if each setting were its own call; here all 11 start together.
+  EXPECT_GT(static_cast<double>(a.generation.slot_steps) / a.generation.steps, 5.0);
+  EXPECT_DOUBLE_EQ(static_cast<double>(b.generation.slot_steps) / b.generation.steps, 1.0);
+  ASSERT_EQ(single.size(), pooled.size());
+  std::map<std::string, std::vector<std::string>> order_a, order_b;  // per setting, item ids in emission order
+  std::map<std::pair<std::string, std::string>, std::string> out_b;
+  for (const auto& r : single) {
+    out_b[{r.task, r.item_id}] = r.output;
+    order_b[r.task].push_back(r.item_id);
+  }
+  for (const auto& r : pooled) {
+    order_a[r.task].push_back(r.item_id);
+    ASSERT_TRUE(out_b.count({r.task, r.item_id})) << r.task << " " << r.item_id;
+    EXPECT_EQ(r.output, (out_b[{r.task, r.item_id}])) << r.task << " " << r.item_id;
+  }
+  EXPECT_EQ(order_a, order_b);
+  EXPECT_DOUBLE_EQ(a.perspectives.at("fairness").score, b.perspectives.at("fairness").score);
+}
+
 TEST(TrustRun, UnknownPerspectiveListsKnownOnes) {
   auto m = open_model(test::stories_gguf());
   TrustOptions o = small_options();

@@ -99,27 +99,37 @@ struct Ctx {
   double gen_seconds = 0;
 };
 
-// Generates (or takes from the cache) the answers of one task and reports each record, in item order.
-// spec.parse(item, record) fills parsed / correct / refused. The uncached prompts are generated in batches of
-// TrustOptions::batch sequences (model/batch.h); the k samples of a prompt share its prefill, and the prompts
-// of the task share the KV cache of their common prefixes (template, system prompt, demonstrations). Records are
-// parsed and handed to on_item in item order as soon as they and all records before them are done, so a
-// stored prefix survives an interruption and parse-order state (fairness coin) does not depend on batching.
-TaskRun run_task(Ctx& c, const TrustTaskSpec& spec) {
-  const std::vector<TrustItem>& items = spec.items;
-  const int samples = std::max(1, spec.samples);  // capped by cap_samples (run_trust)
-  const float temperature = spec.temperature;
-  const std::vector<size_t> sel = select_items(spec, c.opt);
-  const size_t n = sel.size();
-  const size_t total = n * static_cast<size_t>(samples);
-  std::vector<TrustRecord> recs(total);
-  std::vector<char> ready(total, 0), fresh(total, 0);
+// One task's records while its perspective generates: the cached ones taken from the store, the requests for
+// the rest, and how many records have been handed on (in item order).
+struct PendingTask {
+  const TrustTaskSpec* spec = nullptr;
+  std::vector<size_t> sel;  // the selected items (indices into spec->items)
+  int samples = 1;
+  size_t total = 0;         // records: sel.size() x samples
+  std::vector<TrustRecord> recs;
+  std::vector<char> ready, fresh;
   std::vector<GenRequest> reqs;
-  std::vector<size_t> req_first;  // record index of each request's sample 0
+  std::vector<size_t> req_first;      // record index of each request's sample 0
   std::vector<std::string> req_text;  // each request's prompt as text (a remote server tokenizes it itself)
+  size_t emitted = 0;
+};
+
+// Takes a task's records from the cache and builds the requests for the missing ones.
+PendingTask prepare_task(Ctx& c, const TrustTaskSpec& spec) {
+  PendingTask t;
+  t.spec = &spec;
+  const std::vector<TrustItem>& items = spec.items;
+  t.samples = std::max(1, spec.samples);  // capped by cap_samples (run_trust)
+  const int samples = t.samples;
+  t.sel = select_items(spec, c.opt);
+  const size_t n = t.sel.size();
+  t.total = n * static_cast<size_t>(samples);
+  t.recs.resize(t.total);
+  t.ready.assign(t.total, 0);
+  t.fresh.assign(t.total, 0);
   auto id_of = [](size_t i, int k) { return k == 0 ? std::to_string(i) : std::to_string(i) + "#s" + std::to_string(k); };
   for (size_t si = 0; si < n; ++si) {
-    const size_t i = sel[si];
+    const size_t i = t.sel[si];
     const TrustItem& it = items[i];
     std::vector<int> missing;
     for (int k = 0; k < samples; ++k) {
@@ -127,8 +137,8 @@ TaskRun run_task(Ctx& c, const TrustTaskSpec& spec) {
       std::optional<TrustRecord> prev;
       if (c.opt.cached) prev = c.opt.cached(it.perspective, it.task, id_of(i, k));
       if (prev) {
-        recs[ri] = *prev;
-        ready[ri] = 1;
+        t.recs[ri] = *prev;
+        t.ready[ri] = 1;
       } else {
         missing.push_back(k);
       }
@@ -136,7 +146,7 @@ TaskRun run_task(Ctx& c, const TrustTaskSpec& spec) {
     if (missing.empty()) continue;
     GenerateOptions g;
     g.max_tokens = c.opt.max_new_tokens > 0 ? std::min(it.max_tokens, c.opt.max_new_tokens) : it.max_tokens;
-    g.temperature = temperature;
+    g.temperature = spec.temperature;
     ChatPrompt p = chat_prompt(c.m, c.tpl, it.messages, g.max_tokens);
     g = with_template_stops(c.tpl, g);
     const uint64_t base = c.opt.seed + 1000003ull * i;
@@ -150,17 +160,17 @@ TaskRun run_task(Ctx& c, const TrustTaskSpec& spec) {
       rq.opt = g;
       rq.opt.seed = base + static_cast<uint64_t>(k0);
       rq.samples = cnt;
-      reqs.push_back(std::move(rq));
-      req_first.push_back(si * samples + k0);
+      t.reqs.push_back(std::move(rq));
+      t.req_first.push_back(si * samples + k0);
       if (c.opt.generate) {
         // The text of the (possibly left-truncated) prompt ids, without the BOS the server adds itself.
         const bool bos = !p.ids.empty() && c.m.tok.adds_bos() && p.ids[0] == c.m.tok.bos();
-        req_text.push_back(p.truncated ? c.m.tok.detokenize(std::span<const int32_t>(p.ids).subspan(bos ? 1 : 0),
-                                                            false, true)
-                                       : p.text);
+        t.req_text.push_back(p.truncated ? c.m.tok.detokenize(std::span<const int32_t>(p.ids).subspan(bos ? 1 : 0),
+                                                              false, true)
+                                         : p.text);
       }
       for (int k = k0; k < k0 + cnt; ++k) {
-        TrustRecord& r = recs[si * samples + k];
+        TrustRecord& r = t.recs[si * samples + k];
         r.perspective = it.perspective;
         r.task = it.task;
         r.item_id = id_of(i, k);
@@ -169,57 +179,104 @@ TaskRun run_task(Ctx& c, const TrustTaskSpec& spec) {
       }
     }
   }
-  size_t emitted = 0;
-  auto flush = [&]() {
-    while (emitted < total && ready[emitted]) {
-      TrustRecord& r = recs[emitted];
-      spec.parse(items[sel[emitted / samples]], r);
-      if (fresh[emitted] && c.opt.on_item) c.opt.on_item(r);
-      ++emitted;
+  return t;
+}
+
+// Parses and hands on (on_item) the task's records that are done and have all records before them done.
+void flush_task(Ctx& c, PendingTask& t) {
+  while (t.emitted < t.total && t.ready[t.emitted]) {
+    TrustRecord& r = t.recs[t.emitted];
+    t.spec->parse(t.spec->items[t.sel[t.emitted / t.samples]], r);
+    if (t.fresh[t.emitted] && c.opt.on_item) c.opt.on_item(r);
+    ++t.emitted;
+  }
+}
+
+// Generates (or takes from the cache) the answers of a perspective's tasks and reports each record, in item order
+// within its task. spec.parse(item, record) fills parsed / correct / refused. The uncached prompts of all the
+// tasks go to one generate_batch call, in batches of TrustOptions::batch sequences (model/batch.h), so a
+// perspective of many small settings (5 items each at --limit 5) still fills its batches; the k samples of a
+// prompt share its prefill, and prompts share the KV cache of their common prefixes (template, system prompt,
+// demonstrations). A sequence's tokens do not depend on which others are generated with it (tests/test_batch.cpp),
+// so the records are those of one task at a time. Records are parsed and handed to on_item as soon as they and all
+// records of their task before them are done, so a stored prefix survives an interruption and parse-order state
+// (fairness coin) does not depend on batching. Progress is reported for the perspective as a whole.
+std::vector<TaskRun> run_tasks(Ctx& c, const std::vector<TrustTaskSpec>& specs) {
+  std::vector<PendingTask> ts;
+  ts.reserve(specs.size());
+  for (const TrustTaskSpec& s : specs) ts.push_back(prepare_task(c, s));
+  std::string perspective;
+  for (const TrustTaskSpec& s : specs)
+    if (!s.items.empty()) {
+      perspective = s.items.front().perspective;
+      break;
     }
-    if (c.opt.on_progress && !items.empty())
-      c.opt.on_progress(items.front().perspective, items.front().task, static_cast<int>(emitted),
-                        static_cast<int>(total));
+  const std::string label = specs.size() == 1 && !specs[0].items.empty()
+                                ? specs[0].items.front().task
+                                : fmt::format("({} settings)", specs.size());
+  size_t total = 0;
+  for (const PendingTask& t : ts) total += t.total;
+  auto progress = [&]() {
+    if (!c.opt.on_progress || perspective.empty()) return;
+    size_t done = 0;
+    for (const PendingTask& t : ts) done += t.emitted;
+    c.opt.on_progress(perspective, label, static_cast<int>(done), static_cast<int>(total));
   };
-  flush();
+  for (PendingTask& t : ts) flush_task(c, t);
+  progress();
+  // The perspective's requests in one list; owner[q] = (task, the request's index in its task).
+  std::vector<GenRequest> reqs;
+  std::vector<std::string> req_text;
+  std::vector<std::pair<size_t, size_t>> owner;
+  for (size_t ti = 0; ti < ts.size(); ++ti) {
+    for (size_t q = 0; q < ts[ti].reqs.size(); ++q) owner.push_back({ti, q});
+    for (GenRequest& rq : ts[ti].reqs) reqs.push_back(std::move(rq));
+    for (std::string& x : ts[ti].req_text) req_text.push_back(std::move(x));
+    ts[ti].reqs.clear();
+    ts[ti].req_text.clear();
+  }
   if (!reqs.empty()) {
-    BatchOptions bo;
-    bo.max_batch = std::max(1, c.opt.batch);
-    bo.min_shared_prefix = std::max(0, c.opt.min_shared_prefix);
-    bo.on_done = [&](size_t q, int j, const std::vector<int32_t>& toks) {
-      const size_t ri = req_first[q] + static_cast<size_t>(j);
-      recs[ri].output = chat_output(c.m, reqs[q].opt, toks);
-      ready[ri] = 1;
-      fresh[ri] = 1;
+    auto done = [&](size_t q, int j, std::string text) {
+      PendingTask& t = ts[owner[q].first];
+      const size_t ri = t.req_first[owner[q].second] + static_cast<size_t>(j);
+      t.recs[ri].output = cut_stops(std::move(text), reqs[q].opt);
+      t.ready[ri] = 1;
+      t.fresh[ri] = 1;
       ++c.generated;
-      flush();
+      flush_task(c, t);
+      progress();
     };
     BatchStats st;
-    bo.stats = &st;
     const auto t0 = std::chrono::steady_clock::now();
     if (c.opt.generate) {
       c.opt.generate(reqs, req_text, [&](size_t q, int j, const std::string& text) {
-        const size_t ri = req_first[q] + static_cast<size_t>(j);
-        recs[ri].output = cut_stops(text, reqs[q].opt);
-        ready[ri] = 1;
-        fresh[ri] = 1;
-        ++c.generated;
         ++st.sequences;
-        flush();
+        done(q, j, text);
       });
     } else {
+      BatchOptions bo;
+      bo.max_batch = std::max(1, c.opt.batch);
+      bo.min_shared_prefix = std::max(0, c.opt.min_shared_prefix);
+      bo.on_done = [&](size_t q, int j, const std::vector<int32_t>& toks) { done(q, j, c.m.tok.decode(toks)); };
+      bo.stats = &st;
       generate_batch(c.m, reqs, bo);
     }
     c.gen_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     c.gen += st;
   }
-  flush();
-  TaskRun tr;
-  tr.spec = &spec;
-  tr.item.resize(total);
-  for (size_t j = 0; j < total; ++j) tr.item[j] = sel[j / static_cast<size_t>(samples)];
-  tr.recs = std::move(recs);
-  return tr;
+  std::vector<TaskRun> runs;
+  runs.reserve(ts.size());
+  for (PendingTask& t : ts) {
+    flush_task(c, t);
+    TaskRun tr;
+    tr.spec = t.spec;
+    tr.item.resize(t.total);
+    for (size_t j = 0; j < t.total; ++j) tr.item[j] = t.sel[j / static_cast<size_t>(t.samples)];
+    tr.recs = std::move(t.recs);
+    runs.push_back(std::move(tr));
+  }
+  progress();
+  return runs;
 }
 
 std::string default_cache() {
@@ -306,8 +363,7 @@ TrustResult run_trust(const Model& m, const TrustOptions& opt) {
     }
     PerspectivePlan plan = make_plan(p, opt, scorer);
     cap_samples(plan, opt, p);
-    std::vector<TaskRun> runs;
-    for (const TrustTaskSpec& t : plan.tasks) runs.push_back(run_task(c, t));
+    std::vector<TaskRun> runs = run_tasks(c, plan.tasks);
     auto t0 = std::chrono::steady_clock::now();
     PerspectiveResult pr = plan.score(runs);
     auto t1 = std::chrono::steady_clock::now();

@@ -79,9 +79,13 @@ struct TrustOptions {
   std::function<void(const std::vector<GenRequest>& reqs, const std::vector<std::string>& prompts,
                      const std::function<void(size_t request, int sample, const std::string& text)>& done)>
       generate;
-  int batch = 32;  // sequences generated at once (model/batch.h); results do not depend on it
-  int min_shared_prefix = 16;  // BatchOptions::min_shared_prefix (0 = no prefix sharing); results do not depend on it
-  // Progress of the current task: records done (generated or cached) of its total, after each record.
+  // Sequences generated at once (model/batch.h). The records do not depend on it in the native mode; in the f32
+  // mode OpenBLAS's one-row and few-row products round differently, which can change sampled tokens
+  // (docs/trust.md, Batching).
+  int batch = 32;
+  int min_shared_prefix = 16;  // BatchOptions::min_shared_prefix (0 = no prefix sharing); as batch for the f32 mode
+  // Progress of the current perspective: records done (generated or cached) of its total, after each record;
+  // task is the setting's name when the perspective has one setting, else "(N settings)".
   std::function<void(const std::string& perspective, const std::string& task, int done, int total)> on_progress;
 };
 
