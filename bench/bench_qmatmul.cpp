@@ -6,6 +6,7 @@
 // TYPE f32: the f32 product of the `f32` compute mode (ops::linear: OpenBLAS sgemm, one thread) on the OpenBLAS
 // kernel set in use (OPENBLAS_CORETYPE chooses it; ISAS is ignored), e.g.
 //   for c in Haswell SkylakeX; do OPENBLAS_CORETYPE=$c bench_qmatmul f32 1536 8960 1,128; done
+// and then whether each row's bits depend on the number of rows (each listed count against the largest).
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -82,6 +83,18 @@ int main(int argc, char** argv) try {
       }
       std::printf("%-12s rows %4d: wall %9.3f ms, thread CPU %9.3f ms: %7.2f GFLOP/s (CPU time)\n", blas_core_name(),
                   rows, 1e3 * best, 1e3 * best_cpu, 2.0 * rows * in * out / best_cpu * 1e-9);
+    }
+    // Row independence: does a row get the same bits whatever number of rows it is multiplied with? (In the f32
+    // mode batched generation multiplies a varying number of sequences; docs/trust.md, Batching.)
+    std::vector<float> ref((size_t)max_rows * out);
+    linear(L, x.data(), ref.data(), max_rows);
+    for (int rows : rows_list) {
+      if (rows == max_rows) continue;
+      linear(L, x.data(), y.data(), rows);
+      size_t differ = 0;
+      for (size_t i = 0; i < (size_t)rows * out; ++i) differ += std::memcmp(&y[i], &ref[i], sizeof(float)) != 0;
+      std::printf("%-12s rows %4d: %zu of %zu outputs differ in bits from the same rows of a %d-row product\n",
+                  blas_core_name(), rows, differ, (size_t)rows * out, max_rows);
     }
     return 0;
   }

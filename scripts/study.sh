@@ -23,8 +23,8 @@
 #   per setting, nested in the preset's sample), STUDY_TRUST_COMPUTE (f32), THREADS (2), CTRUST_BIN (default build/ctrust after
 #   scripts/setup.sh; give a copied binary for a study that spans rebuilds).
 #   STUDY_STATE (unset): a folder the study's small state is copied to after every step and when it stops (also on
-#   Ctrl-C), and restored from when STUDY_DIR has none: eval.db and trust.db as gzipped SQL dumps, out/ (every JSON,
-#   report and times.tsv). For a study spread over machines or sessions whose STUDY_DIR does not survive (e.g. the
+#   Ctrl-C), and restored from when STUDY_DIR has none: eval.db and trust.db as gzipped SQL dumps, out/ (every JSON
+#   and times.tsv; not the HTML pages, made again at the end of each part). For a study spread over machines or sessions whose STUDY_DIR does not survive (e.g. the
 #   folder committed between sessions). Variant files are not kept: a variant whose outputs are all in out/ is skipped
 #   without compressing it again; one stopped half-way is compressed again and its evaluation resumes from the store
 #   when the new file has the same fingerprint (compression is deterministic at a fixed seed and thread count),
@@ -95,7 +95,8 @@ save_state() {
   mkdir -p "$state/out"
   local db
   for db in eval trust; do [ -s "$dir/$db.db" ] && db_dump "$dir/$db.db" "$state/$db.sql.gz"; done
-  find "$dir/out" -maxdepth 1 -type f ! -name '*.part' -exec cp -p {} "$state/out/" \;
+  # the JSON and times; not the HTML pages, which each part makes again from the stores at its end
+  find "$dir/out" -maxdepth 1 -type f ! -name '*.part' ! -name '*.html' -exec cp -p {} "$state/out/" \;
   echo "[study] $(date +%T) state saved to $state" >&2
 }
 if [ -n "$state" ]; then

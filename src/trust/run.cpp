@@ -99,8 +99,8 @@ struct Ctx {
   double gen_seconds = 0;
 };
 
-// One task's records while its perspective generates: the cached ones taken from the store, the requests for
-// the rest, and how many records have been handed on (in item order).
+// One task's records while its perspective generates: the cached ones taken from the store, the generated ones
+// as they complete, and how many have been handed on (in item order).
 struct PendingTask {
   const TrustTaskSpec* spec = nullptr;
   std::vector<size_t> sel;  // the selected items (indices into spec->items)
@@ -108,14 +108,18 @@ struct PendingTask {
   size_t total = 0;         // records: sel.size() x samples
   std::vector<TrustRecord> recs;
   std::vector<char> ready, fresh;
-  std::vector<GenRequest> reqs;
-  std::vector<size_t> req_first;      // record index of each request's sample 0
-  std::vector<std::string> req_text;  // each request's prompt as text (a remote server tokenizes it itself)
   size_t emitted = 0;
 };
 
-// Takes a task's records from the cache and builds the requests for the missing ones.
-PendingTask prepare_task(Ctx& c, const TrustTaskSpec& spec) {
+// The requests of a perspective's tasks, for one generate_batch call.
+struct Requests {
+  std::vector<GenRequest> reqs;
+  std::vector<std::string> text;                  // each prompt as text (a remote server tokenizes it itself)
+  std::vector<std::pair<size_t, size_t>> record;  // (task, record index of the request's sample 0)
+};
+
+// Takes task ti's records from the cache and adds the requests for the missing ones to out.
+PendingTask prepare_task(Ctx& c, const TrustTaskSpec& spec, size_t ti, Requests& out) {
   PendingTask t;
   t.spec = &spec;
   const std::vector<TrustItem>& items = spec.items;
@@ -160,14 +164,14 @@ PendingTask prepare_task(Ctx& c, const TrustTaskSpec& spec) {
       rq.opt = g;
       rq.opt.seed = base + static_cast<uint64_t>(k0);
       rq.samples = cnt;
-      t.reqs.push_back(std::move(rq));
-      t.req_first.push_back(si * samples + k0);
+      out.reqs.push_back(std::move(rq));
+      out.record.push_back({ti, si * samples + k0});
       if (c.opt.generate) {
         // The text of the (possibly left-truncated) prompt ids, without the BOS the server adds itself.
         const bool bos = !p.ids.empty() && c.m.tok.adds_bos() && p.ids[0] == c.m.tok.bos();
-        t.req_text.push_back(p.truncated ? c.m.tok.detokenize(std::span<const int32_t>(p.ids).subspan(bos ? 1 : 0),
-                                                              false, true)
-                                         : p.text);
+        out.text.push_back(p.truncated ? c.m.tok.detokenize(std::span<const int32_t>(p.ids).subspan(bos ? 1 : 0),
+                                                            false, true)
+                                       : p.text);
       }
       for (int k = k0; k < k0 + cnt; ++k) {
         TrustRecord& r = t.recs[si * samples + k];
@@ -182,14 +186,17 @@ PendingTask prepare_task(Ctx& c, const TrustTaskSpec& spec) {
   return t;
 }
 
-// Parses and hands on (on_item) the task's records that are done and have all records before them done.
-void flush_task(Ctx& c, PendingTask& t) {
+// Parses and hands on (on_item) the task's records that are done and have all records before them done;
+// returns how many.
+size_t flush_task(Ctx& c, PendingTask& t) {
+  const size_t before = t.emitted;
   while (t.emitted < t.total && t.ready[t.emitted]) {
     TrustRecord& r = t.recs[t.emitted];
     t.spec->parse(t.spec->items[t.sel[t.emitted / t.samples]], r);
     if (t.fresh[t.emitted] && c.opt.on_item) c.opt.on_item(r);
     ++t.emitted;
   }
+  return t.emitted - before;
 }
 
 // Generates (or takes from the cache) the answers of a perspective's tasks and reports each record, in item order
@@ -197,14 +204,16 @@ void flush_task(Ctx& c, PendingTask& t) {
 // tasks go to one generate_batch call, in batches of TrustOptions::batch sequences (model/batch.h), so a
 // perspective of many small settings (5 items each at --limit 5) still fills its batches; the k samples of a
 // prompt share its prefill, and prompts share the KV cache of their common prefixes (template, system prompt,
-// demonstrations). A sequence's tokens do not depend on which others are generated with it (tests/test_batch.cpp),
-// so the records are those of one task at a time. Records are parsed and handed to on_item as soon as they and all
+// demonstrations). In the native mode a sequence's tokens do not depend on which others are generated with it
+// (tests/test_batch.cpp); in the f32 mode OpenBLAS rounds a row differently for different row counts, which can
+// change sampled tokens (docs/trust.md, Batching). Records are parsed and handed to on_item as soon as they and all
 // records of their task before them are done, so a stored prefix survives an interruption and parse-order state
 // (fairness coin) does not depend on batching. Progress is reported for the perspective as a whole.
 std::vector<TaskRun> run_tasks(Ctx& c, const std::vector<TrustTaskSpec>& specs) {
+  Requests rq;
   std::vector<PendingTask> ts;
   ts.reserve(specs.size());
-  for (const TrustTaskSpec& s : specs) ts.push_back(prepare_task(c, s));
+  for (const TrustTaskSpec& s : specs) ts.push_back(prepare_task(c, s, ts.size(), rq));
   std::string perspective;
   for (const TrustTaskSpec& s : specs)
     if (!s.items.empty()) {
@@ -214,42 +223,30 @@ std::vector<TaskRun> run_tasks(Ctx& c, const std::vector<TrustTaskSpec>& specs) 
   const std::string label = specs.size() == 1 && !specs[0].items.empty()
                                 ? specs[0].items.front().task
                                 : fmt::format("({} settings)", specs.size());
-  size_t total = 0;
+  size_t total = 0, emitted = 0;
   for (const PendingTask& t : ts) total += t.total;
   auto progress = [&]() {
-    if (!c.opt.on_progress || perspective.empty()) return;
-    size_t done = 0;
-    for (const PendingTask& t : ts) done += t.emitted;
-    c.opt.on_progress(perspective, label, static_cast<int>(done), static_cast<int>(total));
+    if (c.opt.on_progress && !perspective.empty())
+      c.opt.on_progress(perspective, label, static_cast<int>(emitted), static_cast<int>(total));
   };
-  for (PendingTask& t : ts) flush_task(c, t);
+  for (PendingTask& t : ts) emitted += flush_task(c, t);
   progress();
-  // The perspective's requests in one list; owner[q] = (task, the request's index in its task).
-  std::vector<GenRequest> reqs;
-  std::vector<std::string> req_text;
-  std::vector<std::pair<size_t, size_t>> owner;
-  for (size_t ti = 0; ti < ts.size(); ++ti) {
-    for (size_t q = 0; q < ts[ti].reqs.size(); ++q) owner.push_back({ti, q});
-    for (GenRequest& rq : ts[ti].reqs) reqs.push_back(std::move(rq));
-    for (std::string& x : ts[ti].req_text) req_text.push_back(std::move(x));
-    ts[ti].reqs.clear();
-    ts[ti].req_text.clear();
-  }
+  const std::vector<GenRequest>& reqs = rq.reqs;
   if (!reqs.empty()) {
     auto done = [&](size_t q, int j, std::string text) {
-      PendingTask& t = ts[owner[q].first];
-      const size_t ri = t.req_first[owner[q].second] + static_cast<size_t>(j);
+      PendingTask& t = ts[rq.record[q].first];
+      const size_t ri = rq.record[q].second + static_cast<size_t>(j);
       t.recs[ri].output = cut_stops(std::move(text), reqs[q].opt);
       t.ready[ri] = 1;
       t.fresh[ri] = 1;
       ++c.generated;
-      flush_task(c, t);
+      emitted += flush_task(c, t);
       progress();
     };
     BatchStats st;
     const auto t0 = std::chrono::steady_clock::now();
     if (c.opt.generate) {
-      c.opt.generate(reqs, req_text, [&](size_t q, int j, const std::string& text) {
+      c.opt.generate(reqs, rq.text, [&](size_t q, int j, const std::string& text) {
         ++st.sequences;
         done(q, j, text);
       });
@@ -267,7 +264,7 @@ std::vector<TaskRun> run_tasks(Ctx& c, const std::vector<TrustTaskSpec>& specs) 
   std::vector<TaskRun> runs;
   runs.reserve(ts.size());
   for (PendingTask& t : ts) {
-    flush_task(c, t);
+    emitted += flush_task(c, t);
     TaskRun tr;
     tr.spec = t.spec;
     tr.item.resize(t.total);
